@@ -1,0 +1,105 @@
+//! What the XDP program on pod-facing interfaces records per packet.
+
+/// Map names, as the loader looks them up in the object file.
+pub mod map_names {
+    /// Per-CPU hash of [`super::SourceKey`] to [`super::TrafficCounters`].
+    pub const SOURCE_TRAFFIC: &str = "SOURCE_TRAFFIC";
+    /// Per-CPU array of `u64`, indexed by [`super::XdpStat`].
+    pub const XDP_STATS: &str = "XDP_STATS";
+}
+
+/// Distinct (interface, source address, protocol) triples the kernel tracks. When the table is
+/// full, further new sources are not tracked and each of their frames counts as
+/// [`XdpStat::SourceTableFull`], so the loss is visible rather than silent.
+pub const SOURCE_TRAFFIC_MAX_ENTRIES: u32 = 65_536;
+
+/// Values of [`SourceKey::family`] (the Linux AF_* numbers).
+pub const FAMILY_IPV4: u8 = 2;
+pub const FAMILY_IPV6: u8 = 10;
+
+/// Who sent a frame, as seen on one interface.
+///
+/// IPv4 sources are stored as IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) with
+/// [`SourceKey::family`] saying which family the frame carried, so one key type serves both and an
+/// IPv6 frame from a literal `::ffff:` address is still told apart.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SourceKey {
+    /// Source address in network byte order (IPv4-mapped for IPv4).
+    pub addr: [u8; 16],
+    /// Index of the interface the frame arrived on.
+    pub ifindex: u32,
+    /// [`FAMILY_IPV4`] or [`FAMILY_IPV6`].
+    pub family: u8,
+    /// IP protocol number of the first header after the IP header (IPv6: the first next-header,
+    /// which is an extension header's number when one is present).
+    pub protocol: u8,
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(core::mem::size_of::<SourceKey>() == 24);
+
+impl SourceKey {
+    pub const fn ipv4(octets: [u8; 4], ifindex: u32, protocol: u8) -> Self {
+        let [a, b, c, d] = octets;
+        Self {
+            addr: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a, b, c, d],
+            ifindex,
+            family: FAMILY_IPV4,
+            protocol,
+            _pad: [0; 2],
+        }
+    }
+
+    pub const fn ipv6(addr: [u8; 16], ifindex: u32, protocol: u8) -> Self {
+        Self {
+            addr,
+            ifindex,
+            family: FAMILY_IPV6,
+            protocol,
+            _pad: [0; 2],
+        }
+    }
+}
+
+/// Packets and bytes (whole frames as XDP sees them: from the Ethernet header on, without FCS).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrafficCounters {
+    pub packets: u64,
+    pub bytes: u64,
+}
+const _: () = assert!(core::mem::size_of::<TrafficCounters>() == 16);
+
+/// Slots of the per-CPU `XDP_STATS` array. Numbers are part of the boundary: never reuse one.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XdpStat {
+    /// Every frame the program ran on.
+    Frames = 0,
+    /// Frames that carry neither IPv4 nor IPv6 (ARP, LLDP, ...): passed, not attributed.
+    NonIp = 1,
+    /// Frames too short for the headers they announce: passed, not attributed.
+    Truncated = 2,
+    /// Frames from a source the full `SOURCE_TRAFFIC` table could not take.
+    SourceTableFull = 3,
+}
+
+impl XdpStat {
+    /// Number of slots; the array map is sized with it.
+    pub const COUNT: u32 = 4;
+    pub const ALL: [XdpStat; Self::COUNT as usize] = [
+        XdpStat::Frames,
+        XdpStat::NonIp,
+        XdpStat::Truncated,
+        XdpStat::SourceTableFull,
+    ];
+}
+
+#[cfg(feature = "user")]
+mod pod_impls {
+    // SAFETY: both types are #[repr(C)], Copy, made only of integers, with padding made explicit,
+    // so every byte pattern the kernel writes is a valid value.
+    unsafe impl aya::Pod for super::SourceKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::TrafficCounters {}
+}

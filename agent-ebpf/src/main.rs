@@ -1,0 +1,19 @@
+//! Moat's kernel programs. They copy and count; every decision that needs parsing beyond fixed
+//! headers is made in userspace.
+#![no_std]
+#![no_main]
+
+mod maps;
+mod xdp;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // The verifier rejects any program that could reach a panic, so this is never called.
+    loop {}
+}
+
+// GPL-compatible, because the helpers the programs call are GPL-only.
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

@@ -1,0 +1,36 @@
+//! moat-agent: loads Moat's kernel programs on a node and reports what they see.
+
+mod cli;
+mod loader;
+mod privileges;
+mod protocol;
+mod report;
+mod run;
+mod traffic;
+
+use std::{io::IsTerminal as _, process::ExitCode};
+
+use clap::Parser as _;
+
+fn main() -> ExitCode {
+    let args = cli::Args::parse();
+    init_logging(args.log_level.as_deref());
+    match run::run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // One line, the whole cause chain, no backtrace: the reader is an operator.
+            eprintln!("moat-agent: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(level: Option<&str>) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level.unwrap_or("info"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}

@@ -1,0 +1,154 @@
+//! Shared harness of the end-to-end tests: find the built moat-agent, run it on a testbed node,
+//! and read its JSON-lines reports.
+
+use std::{
+    io::{BufRead as _, BufReader},
+    path::PathBuf,
+    process::Stdio,
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use testbed::{Background, Node};
+
+/// The moat-agent binary under test: `$MOAT_AGENT_BIN`, or the one cargo built next to this test.
+pub fn agent_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("MOAT_AGENT_BIN") {
+        return PathBuf::from(path);
+    }
+    let test_exe = std::env::current_exe().expect("path of the running test");
+    // target/<profile>/deps/<test> -> target/<profile>/moat-agent
+    let profile_dir = test_exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test binary lives in target/<profile>/deps");
+    let agent = profile_dir.join("moat-agent");
+    assert!(
+        agent.exists(),
+        "{} does not exist: build it with `cargo build -p agent` (`cargo xtask test` does) or set \
+         MOAT_AGENT_BIN",
+        agent.display()
+    );
+    agent
+}
+
+/// Fails the test (never skips it) when it cannot run for lack of privileges.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "this end-to-end test loads eBPF programs and builds network namespaces: run it as root \
+         (CI does); it fails rather than skipping so that a CI run cannot pass without running it"
+    );
+}
+
+/// A moat-agent running in a node's namespace, with its stdout parsed line by line.
+pub struct RunningAgent {
+    process: Background,
+    records: mpsc::Receiver<Value>,
+    seen: Vec<Value>,
+}
+
+impl RunningAgent {
+    /// Starts the agent on `interfaces` of `node` and waits until it reports `agent.ready`.
+    pub fn start(node: &Node, interfaces: &[&str], extra_args: &[&str]) -> Self {
+        let mut command = node.command(agent_binary());
+        for interface in interfaces {
+            command.args(["--iface", interface]);
+        }
+        command
+            .args(["--output", "jsonl", "--report-interval", "200ms"])
+            .args(extra_args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut process = testbed::spawn(&mut command).expect("start moat-agent");
+        let stdout = process.child_mut().stdout.take().expect("piped stdout");
+        let (sender, records) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let record: Value = serde_json::from_str(&line).unwrap_or_else(|error| {
+                    panic!("agent wrote a line that is not JSON ({error}): {line}")
+                });
+                if sender.send(record).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut agent = Self {
+            process,
+            records,
+            seen: Vec::new(),
+        };
+        agent.wait_for(Duration::from_secs(20), |record| {
+            record["kind"] == "agent.ready"
+        });
+        agent
+    }
+
+    /// Waits until a record matches, failing the test at the deadline. Returns the match.
+    pub fn wait_for(&mut self, timeout: Duration, matches: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        if let Some(found) = self.seen.iter().find(|record| matches(record)) {
+            return found.clone();
+        }
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.records.recv_timeout(left) {
+                Ok(record) => {
+                    self.seen.push(record.clone());
+                    if matches(&record) {
+                        return record;
+                    }
+                }
+                Err(error) => panic!(
+                    "no matching agent record within {timeout:?} ({error}); records so far:\n{}",
+                    self.seen
+                        .iter()
+                        .map(Value::to_string)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Sends SIGTERM, checks that the agent exits cleanly, and returns every record it wrote.
+    pub fn stop(mut self) -> Vec<Value> {
+        let status = self
+            .process
+            .signal_and_wait(libc::SIGTERM, Duration::from_secs(10))
+            .expect("moat-agent ends within 10s of SIGTERM");
+        assert!(status.success(), "moat-agent exited with {status}");
+        while let Ok(record) = self.records.recv_timeout(Duration::from_secs(2)) {
+            self.seen.push(record);
+        }
+        self.seen
+    }
+}
+
+/// The latest `traffic.source` totals for (interface, source, protocol), if any were reported.
+pub fn source_totals(
+    records: &[Value],
+    interface: &str,
+    source: &str,
+    protocol: &str,
+) -> Option<(u64, u64)> {
+    records
+        .iter()
+        .filter(|record| {
+            record["kind"] == "traffic.source"
+                && record["interface"] == interface
+                && record["source"] == source
+                && record["protocol"] == protocol
+        })
+        .last()
+        .map(|record| {
+            (
+                record["packets"].as_u64().expect("packets is a number"),
+                record["bytes"].as_u64().expect("bytes is a number"),
+            )
+        })
+}

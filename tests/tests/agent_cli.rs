@@ -1,0 +1,82 @@
+//! moat-agent fails with one clear line, not a panic, when it cannot do its job.
+
+use std::process::{Command, Output};
+
+use moat_e2e::{agent_binary, require_root};
+
+fn assert_one_line_error(output: &Output, expected: &[&str]) {
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "exit status of a failed start"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line on stderr, got:\n{stderr}");
+    assert!(lines[0].starts_with("moat-agent: error: "), "{stderr}");
+    for phrase in expected {
+        assert!(
+            lines[0].contains(phrase),
+            "{phrase:?} missing from: {stderr}"
+        );
+    }
+    for noise in ["panicked", "backtrace", "RUST_BACKTRACE"] {
+        assert!(!stderr.contains(noise), "{noise:?} in: {stderr}");
+    }
+}
+
+#[test]
+fn an_interface_that_does_not_exist_is_named_with_a_hint() {
+    require_root();
+    let output = Command::new(agent_binary())
+        .args(["--iface", "moat-nope0"])
+        .output()
+        .expect("run moat-agent");
+    assert_one_line_error(&output, &["\"moat-nope0\" does not exist", "ip -br link"]);
+}
+
+#[test]
+fn without_privileges_it_says_which_capabilities_are_missing() {
+    require_root();
+    // setpriv drops to `nobody` with no capabilities, as an operator without sudo would run it.
+    let output = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(agent_binary())
+        .args(["--iface", "lo"])
+        .output()
+        .expect("run setpriv (util-linux)");
+    assert_one_line_error(
+        &output,
+        &["CAP_BPF", "CAP_NET_ADMIN", "CAP_PERFMON", "sudo"],
+    );
+}
+
+#[test]
+fn help_explains_each_flag() {
+    let output = Command::new(agent_binary())
+        .arg("--help")
+        .output()
+        .expect("run moat-agent --help");
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for flag in [
+        "--iface",
+        "--xdp-mode",
+        "--output",
+        "--report-interval",
+        "--log-level",
+        "--help",
+        "--version",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
+    }
+    assert!(
+        help.contains("native") && help.contains("generic"),
+        "XDP modes explained:\n{help}"
+    );
+}

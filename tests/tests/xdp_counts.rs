@@ -1,0 +1,348 @@
+//! The XDP counter on pod-facing interfaces reports exactly the traffic two pods exchanged:
+//! compared with what the test sent, and with tcpdump's capture of the same interface.
+
+use std::{
+    io::{BufRead as _, BufReader, Read as _, Write as _},
+    net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket},
+    path::Path,
+    process::Stdio,
+    time::Duration,
+};
+
+use moat_e2e::{RunningAgent, require_root, source_totals};
+use testbed::{Node, Pod, PodSpec};
+
+const ETHERNET: u64 = 14;
+const IPV4: u64 = 20;
+const IPV6: u64 = 40;
+const UDP: u64 = 8;
+const ICMP_ECHO: u64 = 8;
+
+fn two_pods(label: &str) -> (Node, Pod, Pod) {
+    let mut node = Node::new(label).expect("create node");
+    // Different subnets, so traffic is routed through the node as on a Kubernetes node.
+    let client = node
+        .add_pod(PodSpec::new(
+            "client",
+            "198.18.1.10/24",
+            "fd00:198:18:1::10/64",
+        ))
+        .expect("add client pod");
+    let server = node
+        .add_pod(PodSpec::new(
+            "server",
+            "198.18.2.20/24",
+            "fd00:198:18:2::20/64",
+        ))
+        .expect("add server pod");
+    (node, client, server)
+}
+
+/// One echo each way resolves neighbours on every hop, so the counted traffic that follows is
+/// never held back (or dropped) by ARP or neighbour discovery.
+fn resolve_neighbours(client: &Pod, server: &Pod) {
+    for address in server.addresses() {
+        client
+            .run("ping", &["-c", "1", "-W", "2", &address.to_string()])
+            .expect("ping server from client");
+    }
+}
+
+/// Sends `count` datagrams of `payload` bytes from `from` to a socket bound in `to`, and returns
+/// how many arrived. The receiver reads while the sender sends, so no datagram is lost to a full
+/// socket buffer: every one that crosses the wire arrives.
+fn udp_exchange(from: &Pod, to: &Pod, to_address: IpAddr, count: usize, payload: usize) -> usize {
+    let receiver = to
+        .enter(|| UdpSocket::bind(SocketAddr::new(to_address, 0)))
+        .expect("enter server netns")
+        .expect("bind UDP receiver");
+    receiver
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("set timeout");
+    let destination = receiver.local_addr().expect("receiver address");
+    let reading = std::thread::spawn(move || {
+        let mut buffer = [0u8; 2048];
+        let mut received = 0;
+        while let Ok(length) = receiver.recv(&mut buffer) {
+            assert_eq!(length, payload);
+            received += 1;
+            if received == count {
+                break;
+            }
+        }
+        received
+    });
+    let unspecified: IpAddr = if to_address.is_ipv4() {
+        "0.0.0.0"
+    } else {
+        "::"
+    }
+    .parse()
+    .unwrap();
+    from.enter(|| {
+        let sender = UdpSocket::bind(SocketAddr::new(unspecified, 0)).expect("bind UDP sender");
+        let datagram = vec![0x5a; payload];
+        for _ in 0..count {
+            sender
+                .send_to(&datagram, destination)
+                .expect("send datagram");
+        }
+    })
+    .expect("enter client netns");
+    reading.join().expect("receiver thread")
+}
+
+#[test]
+fn counts_equal_the_packets_and_bytes_pods_sent() {
+    require_root();
+    let (node, client, server) = two_pods("xdpcounts");
+    let mut agent = RunningAgent::start(
+        &node,
+        &[&client.host_interface, &server.host_interface],
+        &[],
+    );
+    resolve_neighbours(&client, &server);
+
+    const UDP_V4_DATAGRAMS: usize = 200;
+    const UDP_V6_DATAGRAMS: usize = 150;
+    const PAYLOAD: usize = 100;
+    const PINGS: u64 = 10;
+    assert_eq!(
+        udp_exchange(
+            &client,
+            &server,
+            IpAddr::V6(server.ipv6),
+            UDP_V6_DATAGRAMS,
+            PAYLOAD
+        ),
+        UDP_V6_DATAGRAMS
+    );
+    assert_eq!(
+        udp_exchange(
+            &client,
+            &server,
+            IpAddr::V4(server.ipv4),
+            UDP_V4_DATAGRAMS,
+            PAYLOAD
+        ),
+        UDP_V4_DATAGRAMS
+    );
+    server
+        .run(
+            "ping",
+            &[
+                "-c",
+                &PINGS.to_string(),
+                "-i",
+                "0.02",
+                "-s",
+                "56",
+                &client.ipv4.to_string(),
+            ],
+        )
+        .expect("ping client from server");
+
+    // Wait for a report that includes the last traffic, then stop for the final totals.
+    let server_v4 = server.ipv4.to_string();
+    let server_interface = server.host_interface.clone();
+    agent.wait_for(Duration::from_secs(10), |record| {
+        record["kind"] == "traffic.source"
+            && record["interface"] == server_interface.as_str()
+            && record["source"] == server_v4.as_str()
+            && record["protocol"] == "icmp"
+            && record["packets"] == PINGS + 1
+    });
+    let records = agent.stop();
+
+    let client_v4 = client.ipv4.to_string();
+    let client_v6 = client.ipv6.to_string();
+    assert_eq!(
+        source_totals(&records, &client.host_interface, &client_v4, "udp"),
+        Some((
+            UDP_V4_DATAGRAMS as u64,
+            UDP_V4_DATAGRAMS as u64 * (ETHERNET + IPV4 + UDP + PAYLOAD as u64)
+        )),
+        "UDP over IPv4 from the client, on the client's interface"
+    );
+    assert_eq!(
+        source_totals(&records, &client.host_interface, &client_v6, "udp"),
+        Some((
+            UDP_V6_DATAGRAMS as u64,
+            UDP_V6_DATAGRAMS as u64 * (ETHERNET + IPV6 + UDP + PAYLOAD as u64)
+        )),
+        "UDP over IPv6 from the client, on the client's interface"
+    );
+    // The server's echo requests, plus its one reply to the client's neighbour-resolving ping.
+    assert_eq!(
+        source_totals(&records, &server.host_interface, &server_v4, "icmp"),
+        Some((PINGS + 1, (PINGS + 1) * (ETHERNET + IPV4 + ICMP_ECHO + 56))),
+        "ICMP from the server, on the server's interface"
+    );
+    // XDP sees a veth's ingress only: what the node forwards to the server is not counted again
+    // on the server's interface.
+    assert_eq!(
+        source_totals(&records, &server.host_interface, &client_v4, "udp"),
+        None
+    );
+
+    let stats = records
+        .iter()
+        .rfind(|record| record["kind"] == "agent.xdp_stats")
+        .expect("a final agent.xdp_stats record");
+    assert_eq!(stats["truncated"], 0, "{stats}");
+    assert_eq!(stats["untracked_source_table_full"], 0, "{stats}");
+    // Every frame is either attributed to a source or counted as unattributed.
+    let attributed: u64 = latest_source_records(&records)
+        .iter()
+        .map(|record| record["packets"].as_u64().expect("packets"))
+        .sum();
+    let unattributed = ["non_ip", "truncated", "untracked_source_table_full"]
+        .iter()
+        .map(|field| stats[field].as_u64().expect("a number"))
+        .sum::<u64>();
+    assert_eq!(
+        stats["frames"].as_u64(),
+        Some(attributed + unattributed),
+        "{stats}"
+    );
+}
+
+/// The last `traffic.source` record of each (interface, source, protocol).
+fn latest_source_records(records: &[serde_json::Value]) -> Vec<&serde_json::Value> {
+    let mut latest = std::collections::HashMap::new();
+    for record in records
+        .iter()
+        .filter(|record| record["kind"] == "traffic.source")
+    {
+        let key = (
+            record["interface"].to_string(),
+            record["source"].to_string(),
+            record["protocol"].to_string(),
+        );
+        latest.insert(key, record);
+    }
+    latest.into_values().collect()
+}
+
+/// What tcpdump saw on an interface: packets and frame bytes.
+fn tcpdump_totals(capture: &Path) -> (u64, u64) {
+    let output = std::process::Command::new("tcpdump")
+        .args(["-r"])
+        .arg(capture)
+        .args(["-nn", "-e"])
+        .output()
+        .expect("run tcpdump -r");
+    assert!(
+        output.status.success(),
+        "tcpdump -r: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).expect("tcpdump prints text");
+    text.lines().fold((0, 0), |(packets, bytes), line| {
+        // "... ethertype IPv6 (0x86dd), length 94: ..." : the first length is the frame's.
+        let length = line
+            .split(", length ")
+            .nth(1)
+            .and_then(|rest| rest.split(':').next())
+            .and_then(|number| number.trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no frame length in tcpdump line: {line}"));
+        (packets + 1, bytes + length)
+    })
+}
+
+#[test]
+fn tcp_counts_match_a_tcpdump_capture_of_the_same_interface() {
+    require_root();
+    let (node, client, server) = two_pods("xdptcp");
+    let agent = RunningAgent::start(&node, &[&client.host_interface], &[]);
+    resolve_neighbours(&client, &server);
+
+    let directory = std::env::temp_dir().join(format!("moat-xdptcp-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).expect("capture directory");
+    let capture = directory.join("client.pcap");
+    let filter = format!("ip6 and tcp and src host {}", client.ipv6);
+    let mut tcpdump = testbed::spawn(
+        node.command("tcpdump")
+            // A 64 MiB buffer, so that tcpdump keeps up with a veth at full speed.
+            .args([
+                "-i",
+                &client.host_interface,
+                "-nn",
+                "-U",
+                "--immediate-mode",
+                "-B",
+                "65536",
+                "-w",
+            ])
+            .arg(&capture)
+            .arg(&filter)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    )
+    .expect("start tcpdump");
+    // tcpdump says "listening on" once its capture is open; what it says after is its summary.
+    let stderr = BufReader::new(tcpdump.child_mut().stderr.take().expect("piped stderr"));
+    let (lines_sender, tcpdump_lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = lines_sender.send(line);
+        }
+    });
+    let listening = tcpdump_lines
+        .recv_timeout(Duration::from_secs(10))
+        .expect("tcpdump starts within 10s");
+    assert!(listening.contains("listening on"), "tcpdump: {listening}");
+
+    let listener = server
+        .enter(|| TcpListener::bind(SocketAddr::new(IpAddr::V6(server.ipv6), 0)))
+        .expect("enter server netns")
+        .expect("listen");
+    let address = listener.local_addr().expect("listener address");
+    let receiver = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accept");
+        let mut received = Vec::new();
+        stream.read_to_end(&mut received).expect("read");
+        received.len()
+    });
+    let body = vec![0xa5u8; 1 << 20];
+    let mut stream = client
+        .enter(|| TcpStream::connect(address))
+        .expect("enter client netns")
+        .expect("connect");
+    stream.write_all(&body).expect("send 1 MiB");
+    drop(stream);
+    assert_eq!(receiver.join().expect("receiver thread"), body.len());
+
+    // Let the last ACKs and FINs cross before both observers stop.
+    std::thread::sleep(Duration::from_millis(700));
+    let status = tcpdump.signal_and_wait(libc::SIGINT, Duration::from_secs(5));
+    assert!(status.is_some(), "tcpdump did not stop");
+    let summary: String = tcpdump_lines.iter().collect::<Vec<_>>().join("\n");
+    let summary_count = |what: &str| {
+        summary
+            .lines()
+            .find_map(|line| line.strip_suffix(what))
+            .and_then(|number| number.trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no {what:?} in tcpdump's summary:\n{summary}"))
+    };
+    assert_eq!(summary_count("packets dropped by kernel"), 0, "{summary}");
+    assert_eq!(
+        summary_count("packets captured"),
+        summary_count("packets received by filter"),
+        "tcpdump must write every packet it saw to be ground truth:\n{summary}"
+    );
+    let expected = tcpdump_totals(&capture);
+    let _ = std::fs::remove_dir_all(&directory);
+    assert!(
+        expected.0 > 20,
+        "a 1 MiB transfer takes more than 20 packets: {expected:?}"
+    );
+
+    let records = agent.stop();
+    let client_v6 = client.ipv6.to_string();
+    assert_eq!(
+        source_totals(&records, &client.host_interface, &client_v6, "tcp"),
+        Some(expected),
+        "agent's (packets, bytes) for TCP from the client vs tcpdump's"
+    );
+}
