@@ -8,7 +8,7 @@ use clap::{Parser, ValueEnum};
 /// reports, per interface and source address, the traffic they saw.
 ///
 /// Needs root (or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON). Runs until SIGINT or SIGTERM, then
-/// prints a last report and detaches everything it attached.
+/// prints a last report with every source and detaches everything it attached.
 #[derive(Debug, Parser)]
 #[command(name = "moat-agent", version)]
 pub struct Args {
@@ -29,7 +29,8 @@ pub struct Args {
     pub output: OutputFormat,
 
     /// How often to report, e.g. `10s`, `500ms`. Each report lists the sources whose counters
-    /// changed since the previous one, with totals since the agent started.
+    /// changed since the previous one, with totals since the agent started; the last report, on
+    /// SIGINT or SIGTERM, lists every source.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_interval)]
     pub report_interval: Duration,
 

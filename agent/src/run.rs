@@ -37,7 +37,12 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             _ = terminate.recv() => true,
             _ = interrupt.recv() => true,
         };
-        let changed = tracker.changes(programs.source_traffic()?);
+        let snapshot = programs.source_traffic()?;
+        let changed = if stopping {
+            tracker.everything(snapshot)
+        } else {
+            tracker.changes(snapshot)
+        };
         reporter
             .report(&changed, programs.xdp_stats()?, SystemTime::now())
             .context("writing to standard output")?;

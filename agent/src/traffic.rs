@@ -77,9 +77,28 @@ impl ChangeTracker {
         &mut self,
         snapshot: impl IntoIterator<Item = (SourceKey, TrafficCounters)>,
     ) -> Vec<SourceTraffic> {
+        self.select(snapshot, false)
+    }
+
+    /// Every entry of `snapshot`, changed or not, in the same order: the closing report.
+    pub fn everything(
+        &mut self,
+        snapshot: impl IntoIterator<Item = (SourceKey, TrafficCounters)>,
+    ) -> Vec<SourceTraffic> {
+        self.select(snapshot, true)
+    }
+
+    fn select(
+        &mut self,
+        snapshot: impl IntoIterator<Item = (SourceKey, TrafficCounters)>,
+        include_unchanged: bool,
+    ) -> Vec<SourceTraffic> {
         let mut changed: Vec<SourceTraffic> = snapshot
             .into_iter()
-            .filter(|(key, counters)| self.reported.insert(*key, *counters) != Some(*counters))
+            .filter(|(key, counters)| {
+                let changed = self.reported.insert(*key, *counters) != Some(*counters);
+                changed || include_unchanged
+            })
             .map(|(key, counters)| SourceTraffic {
                 ifindex: key.ifindex,
                 source: source_address(&key),
@@ -153,6 +172,11 @@ mod tests {
         assert_eq!(changed.len(), 1);
         assert_eq!(changed[0].counters, counters(3, 180));
         assert_eq!(changed[0].ifindex, 4);
+        assert_eq!(
+            tracker.everything([(a, counters(1, 60)), (b, counters(3, 180))]).len(),
+            2,
+            "the closing report lists unchanged entries too"
+        );
     }
 
     #[test]

@@ -1,0 +1,152 @@
+//! Idempotent machine set-up: each step checks first and acts only on what is missing, says what
+//! it did, and on failure names itself.
+
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+
+use crate::shell::{self, exec, output};
+
+const BPF_LINKER_VERSION: &str = "0.13.0";
+const LLVM: &str = "llvm-config-22";
+
+/// Debian packages, with why Moat needs each.
+const DEBIAN_PACKAGES: &[(&str, &str)] = &[
+    ("llvm-22-dev", "bpf-linker links eBPF objects with LLVM 22"),
+    ("libpolly-22-dev", "bpf-linker's LLVM 22 link dependency"),
+    ("libzstd-dev", "bpf-linker's LLVM 22 link dependency"),
+    ("zlib1g-dev", "bpf-linker's LLVM 22 link dependency"),
+    ("iproute2", "the testbed builds namespaces, veths and bridges with `ip`"),
+    ("iputils-ping", "tests and the demo send ICMP echo"),
+    ("tcpdump", "tests compare the agent's counts with a capture"),
+    ("util-linux", "tests drop privileges with setpriv"),
+    ("procps", "the testbed sets per-namespace sysctls"),
+    ("curl", "the demo's HTTP client"),
+    ("python3", "the demo's HTTP server"),
+];
+
+struct Step {
+    name: &'static str,
+    action: fn() -> anyhow::Result<Outcome>,
+}
+
+enum Outcome {
+    AlreadyDone(String),
+    Done(String),
+}
+
+const STEPS: &[Step] = &[
+    Step {
+        name: "Debian packages",
+        action: debian_packages,
+    },
+    Step {
+        name: "nightly toolchain with rust-src",
+        action: nightly_rust_src,
+    },
+    Step {
+        name: "bpf-linker",
+        action: bpf_linker,
+    },
+    Step {
+        name: "bpffs mount",
+        action: || mount("bpf", "/sys/fs/bpf"),
+    },
+    Step {
+        name: "tracefs mount",
+        action: || mount("tracefs", "/sys/kernel/tracing"),
+    },
+];
+
+pub fn run() -> anyhow::Result<()> {
+    for step in STEPS {
+        let outcome = (step.action)().with_context(|| format!("set-up step `{}` failed", step.name))?;
+        match outcome {
+            Outcome::AlreadyDone(what) => eprintln!("setup: {}: ok ({what})", step.name),
+            Outcome::Done(what) => eprintln!("setup: {}: {what}", step.name),
+        }
+    }
+    Ok(())
+}
+
+fn require_root(to: &str) -> anyhow::Result<()> {
+    if !shell::is_root() {
+        bail!("{to} needs root; run `cargo xtask ...` as root (e.g. with sudo -E)");
+    }
+    Ok(())
+}
+
+fn debian_packages() -> anyhow::Result<Outcome> {
+    let missing: Vec<&str> = DEBIAN_PACKAGES
+        .iter()
+        .map(|(package, _)| *package)
+        .filter(|package| !debian_package_installed(package))
+        .collect();
+    if missing.is_empty() {
+        return Ok(Outcome::AlreadyDone(format!("{} installed", DEBIAN_PACKAGES.len())));
+    }
+    require_root(&format!("installing {}", missing.join(" ")))?;
+    exec(Command::new("apt-get").args(["update", "-qq"]))?;
+    exec(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    Ok(Outcome::Done(format!("installed {}", missing.join(" "))))
+}
+
+fn debian_package_installed(package: &str) -> bool {
+    output(Command::new("dpkg-query").args(["-W", "-f=${Status}", package]))
+        .is_some_and(|status| status.trim() == "install ok installed")
+}
+
+fn nightly_rust_src() -> anyhow::Result<Outcome> {
+    let installed = output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--toolchain",
+        "nightly",
+        "--installed",
+    ]))
+    .context(
+        "no nightly toolchain: the eBPF programs build with nightly (-Z build-std); install it with \
+         `rustup toolchain install nightly`",
+    )?;
+    if installed.lines().any(|line| line.trim().starts_with("rust-src")) {
+        return Ok(Outcome::AlreadyDone("rust-src present".to_owned()));
+    }
+    exec(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+    Ok(Outcome::Done("added rust-src to nightly".to_owned()))
+}
+
+fn bpf_linker() -> anyhow::Result<Outcome> {
+    let version = output(Command::new("bpf-linker").arg("--version"));
+    if let Some(version) = &version
+        && version.contains(BPF_LINKER_VERSION)
+    {
+        return Ok(Outcome::AlreadyDone(version.trim().to_owned()));
+    }
+    let prefix = output(Command::new(LLVM).arg("--prefix"))
+        .with_context(|| format!("{LLVM} not found; the Debian packages step installs llvm-22-dev"))?;
+    exec(Command::new("cargo")
+        .args(["install", &format!("bpf-linker@{BPF_LINKER_VERSION}")])
+        .args(["--locked", "--no-default-features", "--features", "llvm-22"])
+        // Without it the build looks for libLLVM in the wrong place and fails to link -lLLVM.
+        .env("LLVM_PREFIX", prefix.trim()))?;
+    Ok(Outcome::Done(format!(
+        "built bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (was: {})",
+        version.as_deref().map_or("absent", str::trim)
+    )))
+}
+
+fn mount(filesystem: &str, target: &str) -> anyhow::Result<Outcome> {
+    if Command::new("mountpoint")
+        .args(["-q", target])
+        .status()
+        .is_ok_and(|status| status.success())
+    {
+        return Ok(Outcome::AlreadyDone(format!("{target} mounted")));
+    }
+    require_root(&format!("mounting {filesystem} on {target}"))?;
+    exec(Command::new("mount").args(["-t", filesystem, filesystem, target]))?;
+    Ok(Outcome::Done(format!("mounted {filesystem} on {target}")))
+}

@@ -1,0 +1,55 @@
+//! `cargo xtask test`: the whole suite, in the order that fails fastest on the commonest mistakes.
+
+use std::process::Command;
+
+use anyhow::bail;
+
+use crate::shell::{exec, is_root, workspace_root};
+
+pub fn run() -> anyhow::Result<()> {
+    if !is_root() {
+        bail!(
+            "the suite loads eBPF programs and builds network namespaces, so it needs root; \
+             run `sudo -E cargo xtask test` (privileged tests fail rather than skip without it)"
+        );
+    }
+    let root = workspace_root();
+    let cargo = |toolchain: Option<&str>| {
+        let mut command = Command::new("cargo");
+        if let Some(toolchain) = toolchain {
+            command.arg(toolchain);
+        }
+        command.current_dir(&root);
+        command
+    };
+    exec(cargo(None).args(["fmt", "--all", "--check"]))?;
+    exec(cargo(None).args([
+        "clippy",
+        "--workspace",
+        "--exclude",
+        "agent-ebpf",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    // The kernel programs are linted for the target they run on; on the host they do not build.
+    exec(cargo(Some("+nightly")).args([
+        "clippy",
+        "--package",
+        "agent-ebpf",
+        "--release",
+        "--target",
+        "bpfel-unknown-none",
+        "-Z",
+        "build-std=core",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    // End-to-end tests run the agent binary, so build it before the tests start.
+    exec(cargo(None).args(["build", "--package", "agent", "--bins"]))?;
+    exec(cargo(None).args(["test", "--workspace", "--exclude", "agent-ebpf"]))?;
+    eprintln!("xtask: the whole suite passed");
+    Ok(())
+}
