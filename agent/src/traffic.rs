@@ -173,7 +173,9 @@ mod tests {
         assert_eq!(changed[0].counters, counters(3, 180));
         assert_eq!(changed[0].ifindex, 4);
         assert_eq!(
-            tracker.everything([(a, counters(1, 60)), (b, counters(3, 180))]).len(),
+            tracker
+                .everything([(a, counters(1, 60)), (b, counters(3, 180))])
+                .len(),
             2,
             "the closing report lists unchanged entries too"
         );

@@ -385,10 +385,10 @@ fn remove_namespaces_of_dead_processes() {
         let Some(pid) = creator_pid(&name) else {
             continue;
         };
-        if !Path::new("/proc").join(pid.to_string()).exists() {
-            if let Err(error) = remove_namespace(&name) {
-                eprintln!("testbed: removing stale namespace {name}: {error}");
-            }
+        if !Path::new("/proc").join(pid.to_string()).exists()
+            && let Err(error) = remove_namespace(&name)
+        {
+            eprintln!("testbed: removing stale namespace {name}: {error}");
         }
     }
 }

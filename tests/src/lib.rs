@@ -138,13 +138,12 @@ pub fn source_totals(
 ) -> Option<(u64, u64)> {
     records
         .iter()
-        .filter(|record| {
+        .rfind(|record| {
             record["kind"] == "traffic.source"
                 && record["interface"] == interface
                 && record["source"] == source
                 && record["protocol"] == protocol
         })
-        .last()
         .map(|record| {
             (
                 record["packets"].as_u64().expect("packets is a number"),

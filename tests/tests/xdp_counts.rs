@@ -72,13 +72,10 @@ fn udp_exchange(from: &Pod, to: &Pod, to_address: IpAddr, count: usize, payload:
         }
         received
     });
-    let unspecified: IpAddr = if to_address.is_ipv4() {
-        "0.0.0.0"
-    } else {
-        "::"
-    }
-    .parse()
-    .unwrap();
+    let unspecified = match to_address {
+        IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+    };
     from.enter(|| {
         let sender = UdpSocket::bind(SocketAddr::new(unspecified, 0)).expect("bind UDP sender");
         let datagram = vec![0x5a; payload];

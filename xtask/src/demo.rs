@@ -15,12 +15,16 @@ const HTTP_PORT: &str = "8080";
 
 pub fn run() -> anyhow::Result<()> {
     if !is_root() {
-        bail!("the demo builds network namespaces and loads eBPF programs: run `sudo -E cargo xtask demo`");
+        bail!(
+            "the demo builds network namespaces and loads eBPF programs: run `sudo -E cargo xtask demo`"
+        );
     }
     let root = workspace_root();
-    exec(Command::new("cargo")
-        .args(["build", "--quiet", "--package", "agent", "--bins"])
-        .current_dir(&root))?;
+    exec(
+        Command::new("cargo")
+            .args(["build", "--quiet", "--package", "agent", "--bins"])
+            .current_dir(&root),
+    )?;
     let agent_binary = root.join("target/debug/moat-agent");
 
     let mut node = Node::new("demo").context("building the demo node")?;
@@ -37,15 +41,22 @@ pub fn run() -> anyhow::Result<()> {
         unreachable!("three pods were added")
     };
 
-    println!("\nA node (network namespace {}) with three pods:", node.netns());
+    println!(
+        "\nA node (network namespace {}) with three pods:",
+        node.netns()
+    );
     for pod in &pods {
         println!(
             "  {:<4} {:<12} {:<20} node-side interface {}",
             pod.name, pod.ipv4, pod.ipv6, pod.host_interface
         );
     }
-    println!("\nmoat-agent attaches its XDP program to the node side of each pod's veth and reports,");
-    println!("every 2 seconds, the traffic each source sent (a table; `--output jsonl` for machines):\n");
+    println!(
+        "\nmoat-agent attaches its XDP program to the node side of each pod's veth and reports,"
+    );
+    println!(
+        "every 2 seconds, the traffic each source sent (a table; `--output jsonl` for machines):\n"
+    );
 
     let mut agent_command = node.command(&agent_binary);
     for pod in &pods {
@@ -70,7 +81,17 @@ pub fn run() -> anyhow::Result<()> {
         for _ in 0..10 {
             web.run(
                 "curl",
-                &["-sS", "-o", "/dev/null", "--retry", "20", "--retry-connrefused", "--retry-delay", "0", &url],
+                &[
+                    "-sS",
+                    "-o",
+                    "/dev/null",
+                    "--retry",
+                    "20",
+                    "--retry-connrefused",
+                    "--retry-delay",
+                    "0",
+                    &url,
+                ],
             )
             .context("curl from web to api")?;
         }

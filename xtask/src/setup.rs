@@ -16,7 +16,10 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("libpolly-22-dev", "bpf-linker's LLVM 22 link dependency"),
     ("libzstd-dev", "bpf-linker's LLVM 22 link dependency"),
     ("zlib1g-dev", "bpf-linker's LLVM 22 link dependency"),
-    ("iproute2", "the testbed builds namespaces, veths and bridges with `ip`"),
+    (
+        "iproute2",
+        "the testbed builds namespaces, veths and bridges with `ip`",
+    ),
     ("iputils-ping", "tests and the demo send ICMP echo"),
     ("tcpdump", "tests compare the agent's counts with a capture"),
     ("util-linux", "tests drop privileges with setpriv"),
@@ -60,7 +63,8 @@ const STEPS: &[Step] = &[
 
 pub fn run() -> anyhow::Result<()> {
     for step in STEPS {
-        let outcome = (step.action)().with_context(|| format!("set-up step `{}` failed", step.name))?;
+        let outcome =
+            (step.action)().with_context(|| format!("set-up step `{}` failed", step.name))?;
         match outcome {
             Outcome::AlreadyDone(what) => eprintln!("setup: {}: ok ({what})", step.name),
             Outcome::Done(what) => eprintln!("setup: {}: {what}", step.name),
@@ -83,14 +87,19 @@ fn debian_packages() -> anyhow::Result<Outcome> {
         .filter(|package| !debian_package_installed(package))
         .collect();
     if missing.is_empty() {
-        return Ok(Outcome::AlreadyDone(format!("{} installed", DEBIAN_PACKAGES.len())));
+        return Ok(Outcome::AlreadyDone(format!(
+            "{} installed",
+            DEBIAN_PACKAGES.len()
+        )));
     }
     require_root(&format!("installing {}", missing.join(" ")))?;
     exec(Command::new("apt-get").args(["update", "-qq"]))?;
-    exec(Command::new("apt-get")
-        .args(["install", "-y", "-qq", "--no-install-recommends"])
-        .args(&missing)
-        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    exec(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
     Ok(Outcome::Done(format!("installed {}", missing.join(" "))))
 }
 
@@ -111,7 +120,10 @@ fn nightly_rust_src() -> anyhow::Result<Outcome> {
         "no nightly toolchain: the eBPF programs build with nightly (-Z build-std); install it with \
          `rustup toolchain install nightly`",
     )?;
-    if installed.lines().any(|line| line.trim().starts_with("rust-src")) {
+    if installed
+        .lines()
+        .any(|line| line.trim().starts_with("rust-src"))
+    {
         return Ok(Outcome::AlreadyDone("rust-src present".to_owned()));
     }
     exec(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
@@ -125,13 +137,16 @@ fn bpf_linker() -> anyhow::Result<Outcome> {
     {
         return Ok(Outcome::AlreadyDone(version.trim().to_owned()));
     }
-    let prefix = output(Command::new(LLVM).arg("--prefix"))
-        .with_context(|| format!("{LLVM} not found; the Debian packages step installs llvm-22-dev"))?;
-    exec(Command::new("cargo")
-        .args(["install", &format!("bpf-linker@{BPF_LINKER_VERSION}")])
-        .args(["--locked", "--no-default-features", "--features", "llvm-22"])
-        // Without it the build looks for libLLVM in the wrong place and fails to link -lLLVM.
-        .env("LLVM_PREFIX", prefix.trim()))?;
+    let prefix = output(Command::new(LLVM).arg("--prefix")).with_context(|| {
+        format!("{LLVM} not found; the Debian packages step installs llvm-22-dev")
+    })?;
+    exec(
+        Command::new("cargo")
+            .args(["install", &format!("bpf-linker@{BPF_LINKER_VERSION}")])
+            .args(["--locked", "--no-default-features", "--features", "llvm-22"])
+            // Without it the build looks for libLLVM in the wrong place and fails to link -lLLVM.
+            .env("LLVM_PREFIX", prefix.trim()),
+    )?;
     Ok(Outcome::Done(format!(
         "built bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (was: {})",
         version.as_deref().map_or("absent", str::trim)
