@@ -184,44 +184,30 @@ fn os_error_of(error: &ProgramError) -> Option<i32> {
 }
 
 impl LoadedPrograms {
+    fn map(&self, name: &'static str) -> Result<&aya::maps::Map, LoadError> {
+        self.ebpf.map(name).ok_or(LoadError::MapMissing { name })
+    }
+
     /// Every tracked source with its counters summed over CPUs.
     pub fn source_traffic(&self) -> Result<Vec<(SourceKey, TrafficCounters)>, LoadError> {
-        let read_error = |source| LoadError::MapRead {
-            map: map_names::SOURCE_TRAFFIC,
-            source,
-        };
-        let map = self
-            .ebpf
-            .map(map_names::SOURCE_TRAFFIC)
-            .ok_or(LoadError::MapMissing {
-                name: map_names::SOURCE_TRAFFIC,
-            })?;
+        let name = map_names::SOURCE_TRAFFIC;
+        let read_error = |source| LoadError::MapRead { map: name, source };
         let table: PerCpuHashMap<&MapData, SourceKey, TrafficCounters> =
-            PerCpuHashMap::try_from(map).map_err(read_error)?;
+            PerCpuHashMap::try_from(self.map(name)?).map_err(read_error)?;
         table
             .iter()
             .map(|entry| {
-                entry
-                    .map(|(key, per_cpu)| {
-                        (key, crate::traffic::sum_per_cpu(per_cpu.iter().copied()))
-                    })
-                    .map_err(read_error)
+                let (key, per_cpu) = entry.map_err(read_error)?;
+                Ok((key, crate::traffic::sum_per_cpu(per_cpu.iter().copied())))
             })
             .collect()
     }
 
     pub fn xdp_stats(&self) -> Result<XdpStats, LoadError> {
-        let read_error = |source| LoadError::MapRead {
-            map: map_names::XDP_STATS,
-            source,
-        };
-        let map = self
-            .ebpf
-            .map(map_names::XDP_STATS)
-            .ok_or(LoadError::MapMissing {
-                name: map_names::XDP_STATS,
-            })?;
-        let stats: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map).map_err(read_error)?;
+        let name = map_names::XDP_STATS;
+        let read_error = |source| LoadError::MapRead { map: name, source };
+        let stats: PerCpuArray<&MapData, u64> =
+            PerCpuArray::try_from(self.map(name)?).map_err(read_error)?;
         let mut slots = Vec::with_capacity(XdpStat::ALL.len());
         for stat in XdpStat::ALL {
             slots.push(stats.get(&(stat as u32), 0).map_err(read_error)?.to_vec());

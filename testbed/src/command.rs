@@ -22,6 +22,7 @@ pub enum CommandError {
     },
 }
 
+/// The command line as a shell user would type it, for logs and error messages.
 pub fn describe(command: &Command) -> String {
     std::iter::once(command.get_program())
         .chain(command.get_args())

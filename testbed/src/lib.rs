@@ -21,6 +21,6 @@ mod command;
 mod node;
 mod process;
 
-pub use command::CommandError;
+pub use command::{CommandError, describe};
 pub use node::{Node, Pod, PodSpec, TestbedError};
 pub use process::{Background, spawn};

@@ -153,28 +153,41 @@ fn counts_equal_the_packets_and_bytes_pods_sent() {
 
     let client_v4 = client.ipv4.to_string();
     let client_v6 = client.ipv6.to_string();
-    assert_eq!(
-        source_totals(&records, &client.host_interface, &client_v4, "udp"),
-        Some((
-            UDP_V4_DATAGRAMS as u64,
-            UDP_V4_DATAGRAMS as u64 * (ETHERNET + IPV4 + UDP + PAYLOAD as u64)
-        )),
-        "UDP over IPv4 from the client, on the client's interface"
-    );
-    assert_eq!(
-        source_totals(&records, &client.host_interface, &client_v6, "udp"),
-        Some((
-            UDP_V6_DATAGRAMS as u64,
-            UDP_V6_DATAGRAMS as u64 * (ETHERNET + IPV6 + UDP + PAYLOAD as u64)
-        )),
-        "UDP over IPv6 from the client, on the client's interface"
-    );
-    // The server's echo requests, plus its one reply to the client's neighbour-resolving ping.
-    assert_eq!(
-        source_totals(&records, &server.host_interface, &server_v4, "icmp"),
-        Some((PINGS + 1, (PINGS + 1) * (ETHERNET + IPV4 + ICMP_ECHO + 56))),
-        "ICMP from the server, on the server's interface"
-    );
+    let udp_v4 = UDP_V4_DATAGRAMS as u64;
+    let udp_v6 = UDP_V6_DATAGRAMS as u64;
+    let payload = PAYLOAD as u64;
+    // (interface, source, protocol, frames, bytes per frame); the server's ICMP is its echo
+    // requests plus its one reply to the client's neighbour-resolving ping.
+    let expectations = [
+        (
+            &client.host_interface,
+            &client_v4,
+            "udp",
+            udp_v4,
+            ETHERNET + IPV4 + UDP + payload,
+        ),
+        (
+            &client.host_interface,
+            &client_v6,
+            "udp",
+            udp_v6,
+            ETHERNET + IPV6 + UDP + payload,
+        ),
+        (
+            &server.host_interface,
+            &server_v4,
+            "icmp",
+            PINGS + 1,
+            ETHERNET + IPV4 + ICMP_ECHO + 56,
+        ),
+    ];
+    for (interface, source, protocol, frames, frame_len) in expectations {
+        assert_eq!(
+            source_totals(&records, interface, source, protocol),
+            Some((frames, frames * frame_len)),
+            "{protocol} from {source} on {interface}"
+        );
+    }
     // XDP sees a veth's ingress only: what the node forwards to the server is not counted again
     // on the server's interface.
     assert_eq!(

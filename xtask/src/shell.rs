@@ -6,6 +6,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
+use testbed::describe;
 
 /// The workspace root (xtask lives one level below it).
 pub fn workspace_root() -> PathBuf {
@@ -13,14 +14,6 @@ pub fn workspace_root() -> PathBuf {
         .parent()
         .expect("xtask sits inside the workspace")
         .to_path_buf()
-}
-
-pub fn describe(command: &Command) -> String {
-    std::iter::once(command.get_program())
-        .chain(command.get_args())
-        .map(|part| part.to_string_lossy())
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// Runs a command with inherited output; fails naming the command if it does not succeed.
