@@ -5,4 +5,5 @@
 //! names are constants so that a rename on one side cannot silently break the lookup on the other.
 #![no_std]
 
+pub mod policy;
 pub mod xdp;

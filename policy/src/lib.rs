@@ -1,0 +1,20 @@
+//! Moat's enforcement policy.
+//!
+//! - [`load`]: read a policy file (and the blocklist files it names) into a validated [`Policy`],
+//!   or an error naming the file, line and field that is wrong and what would be right.
+//! - [`evaluate`]: the reference semantics, written for clarity rather than speed: what verdict
+//!   a flow gets. docs/policy.md states the same rules in prose.
+//! - [`compile`]: the kernel tables that make the XDP program reach the same verdicts with a
+//!   bounded number of lookups.
+
+mod cidr;
+pub mod compile;
+pub mod evaluate;
+mod load;
+mod locate;
+mod model;
+mod schema;
+
+pub use cidr::{CidrError, parse_cidr};
+pub use load::{PolicyError, load, parse};
+pub use model::{Action, Identity, Policy, Protocol, RateLimit, Rule, Selector};
