@@ -7,7 +7,9 @@ use thiserror::Error;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum CidrError {
-    #[error("{text:?} is not an IP address or CIDR; write one like 198.18.1.0/24, 198.18.1.7 or fd00:198:18::/64")]
+    #[error(
+        "{text:?} is not an IP address or CIDR; write one like 198.18.1.0/24, 198.18.1.7 or fd00:198:18::/64"
+    )]
     Malformed { text: String },
     #[error("{text:?} has host bits set; did you mean {suggestion}?")]
     HostBitsSet { text: String, suggestion: IpNetwork },
@@ -50,9 +52,18 @@ mod tests {
 
     #[test]
     fn accepts_networks_and_bare_addresses() {
-        assert_eq!(parse_cidr("198.18.1.0/24").unwrap().to_string(), "198.18.1.0/24");
-        assert_eq!(parse_cidr(" 198.18.1.7 ").unwrap().to_string(), "198.18.1.7/32");
-        assert_eq!(parse_cidr("fd00:198:18::/64").unwrap().to_string(), "fd00:198:18::/64");
+        assert_eq!(
+            parse_cidr("198.18.1.0/24").unwrap().to_string(),
+            "198.18.1.0/24"
+        );
+        assert_eq!(
+            parse_cidr(" 198.18.1.7 ").unwrap().to_string(),
+            "198.18.1.7/32"
+        );
+        assert_eq!(
+            parse_cidr("fd00:198:18::/64").unwrap().to_string(),
+            "fd00:198:18::/64"
+        );
         assert_eq!(parse_cidr("fd00::1").unwrap().prefix(), 128);
         assert_eq!(parse_cidr("0.0.0.0/0").unwrap().prefix(), 0);
     }
@@ -63,9 +74,18 @@ mod tests {
             parse_cidr("198.18.1.5/24").unwrap_err().to_string(),
             "\"198.18.1.5/24\" has host bits set; did you mean 198.18.1.0/24?"
         );
-        assert!(matches!(parse_cidr("198.18.1/24"), Err(CidrError::Malformed { .. })));
-        assert!(matches!(parse_cidr("198.18.1.0/33"), Err(CidrError::Malformed { .. })));
+        assert!(matches!(
+            parse_cidr("198.18.1/24"),
+            Err(CidrError::Malformed { .. })
+        ));
+        assert!(matches!(
+            parse_cidr("198.18.1.0/33"),
+            Err(CidrError::Malformed { .. })
+        ));
         assert!(matches!(parse_cidr("db"), Err(CidrError::Malformed { .. })));
-        assert!(matches!(parse_cidr("::ffff:198.18.0.1"), Err(CidrError::Ipv4Mapped { .. })));
+        assert!(matches!(
+            parse_cidr("::ffff:198.18.0.1"),
+            Err(CidrError::Ipv4Mapped { .. })
+        ));
     }
 }

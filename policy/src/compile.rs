@@ -14,10 +14,10 @@ use std::collections::BTreeMap;
 
 use agent_common::{
     policy::{
-        ACTION_ALLOW, ACTION_DENY, BLOCK_EXACT_MAX_ENTRIES, BLOCK_PREFIX_MAX_ENTRIES,
-        IDENTITY_ANY, IDENTITY_EXACT_MAX_ENTRIES, IDENTITY_ISOLATED, IDENTITY_PREFIX_MAX_ENTRIES,
-        IDENTITY_WORLD, IdentityValue, IpKey, PORT_ANY, PREFIX_FAMILY_BITS, PROTOCOL_ANY,
-        PrefixKey, RULES_MAX_ENTRIES, RateLimitConfig, RuleKey, RuleValue,
+        ACTION_ALLOW, ACTION_DENY, BLOCK_EXACT_MAX_ENTRIES, BLOCK_PREFIX_MAX_ENTRIES, IDENTITY_ANY,
+        IDENTITY_EXACT_MAX_ENTRIES, IDENTITY_ISOLATED, IDENTITY_PREFIX_MAX_ENTRIES, IDENTITY_WORLD,
+        IdentityValue, IpKey, PORT_ANY, PREFIX_FAMILY_BITS, PROTOCOL_ANY, PrefixKey,
+        RULES_MAX_ENTRIES, RateLimitConfig, RuleKey, RuleValue,
     },
     xdp::{FAMILY_IPV4, FAMILY_IPV6},
 };
@@ -100,7 +100,11 @@ pub fn compile(policy: &Policy) -> Result<KernelPolicy, CompileError> {
     for (index, identity) in policy.identities.iter().enumerate() {
         let value = IdentityValue {
             id: index as u32 + 1,
-            flags: if identity.isolated { IDENTITY_ISOLATED } else { 0 },
+            flags: if identity.isolated {
+                IDENTITY_ISOLATED
+            } else {
+                0
+            },
             rate_limit: rate_limit_of(Selector::Identity(index)),
         };
         for cidr in &identity.cidrs {
@@ -136,10 +140,26 @@ pub fn compile(policy: &Policy) -> Result<KernelPolicy, CompileError> {
         })
         .collect();
 
-    check("identity exact", kernel.identity_exact.len(), IDENTITY_EXACT_MAX_ENTRIES)?;
-    check("identity prefix", kernel.identity_prefix.len(), IDENTITY_PREFIX_MAX_ENTRIES)?;
-    check("blocklist exact", kernel.block_exact.len(), BLOCK_EXACT_MAX_ENTRIES)?;
-    check("blocklist prefix", kernel.block_prefix.len(), BLOCK_PREFIX_MAX_ENTRIES)?;
+    check(
+        "identity exact",
+        kernel.identity_exact.len(),
+        IDENTITY_EXACT_MAX_ENTRIES,
+    )?;
+    check(
+        "identity prefix",
+        kernel.identity_prefix.len(),
+        IDENTITY_PREFIX_MAX_ENTRIES,
+    )?;
+    check(
+        "blocklist exact",
+        kernel.block_exact.len(),
+        BLOCK_EXACT_MAX_ENTRIES,
+    )?;
+    check(
+        "blocklist prefix",
+        kernel.block_prefix.len(),
+        BLOCK_PREFIX_MAX_ENTRIES,
+    )?;
     check("rules", kernel.rules.len(), RULES_MAX_ENTRIES)?;
     Ok(kernel)
 }

@@ -135,15 +135,18 @@ impl Validator<'_> {
             match name {
                 "world" => Ok(Selector::World),
                 "any" => Ok(Selector::Any),
-                _ => index_of.get(name).map(|&index| Selector::Identity(index)).ok_or_else(|| {
-                    let mut known: Vec<&str> = index_of.keys().map(String::as_str).collect();
-                    known.sort_unstable();
-                    known.extend(RESERVED_NAMES);
-                    self.error(
-                        field,
-                        format!("no identity named {name:?}; known: {}", known.join(", ")),
-                    )
-                }),
+                _ => index_of
+                    .get(name)
+                    .map(|&index| Selector::Identity(index))
+                    .ok_or_else(|| {
+                        let mut known: Vec<&str> = index_of.keys().map(String::as_str).collect();
+                        known.sort_unstable();
+                        known.extend(RESERVED_NAMES);
+                        self.error(
+                            field,
+                            format!("no identity named {name:?}; known: {}", known.join(", ")),
+                        )
+                    }),
             }
         };
 
@@ -206,8 +209,8 @@ impl Validator<'_> {
             let mut cidrs = Vec::with_capacity(spec.cidrs.len());
             for (position, text) in spec.cidrs.iter().enumerate() {
                 let cidr_field = format!("{field}.cidrs[{position}]");
-                let cidr =
-                    parse_cidr(text).map_err(|error| self.error(cidr_field.clone(), error.to_string()))?;
+                let cidr = parse_cidr(text)
+                    .map_err(|error| self.error(cidr_field.clone(), error.to_string()))?;
                 if let Some(other) = owner_of_cidr.insert(cidr, name) {
                     return Err(self.error(
                         cidr_field,
@@ -274,7 +277,10 @@ impl Validator<'_> {
         if file.rules.len() > MAX_RULES as usize {
             return Err(self.error(
                 "rules".to_owned(),
-                format!("{} rules; at most {MAX_RULES} fit the kernel's counters", file.rules.len()),
+                format!(
+                    "{} rules; at most {MAX_RULES} fit the kernel's counters",
+                    file.rules.len()
+                ),
             ));
         }
         let mut names = HashSet::new();
@@ -334,7 +340,10 @@ impl Validator<'_> {
         if file.rate_limits.len() > MAX_RATE_LIMITS as usize {
             return Err(self.error(
                 "rateLimits".to_owned(),
-                format!("{} rate limits; at most {MAX_RATE_LIMITS}", file.rate_limits.len()),
+                format!(
+                    "{} rate limits; at most {MAX_RATE_LIMITS}",
+                    file.rate_limits.len()
+                ),
             ));
         }
         let mut names = HashSet::new();
@@ -358,7 +367,10 @@ impl Validator<'_> {
             if !limited.insert(to) {
                 return Err(self.error(
                     field("to"),
-                    format!("{:?} already has a rate limit; one per destination", spec.to),
+                    format!(
+                        "{:?} already has a rate limit; one per destination",
+                        spec.to
+                    ),
                 ));
             }
             let per_source = &spec.per_source;

@@ -33,8 +33,14 @@ impl Locations {
 
 enum Container {
     /// Path of the mapping, and the key whose value comes next (None: a key comes next).
-    Mapping { path: String, key: Option<String> },
-    Sequence { path: String, next_index: usize },
+    Mapping {
+        path: String,
+        key: Option<String>,
+    },
+    Sequence {
+        path: String,
+        next_index: usize,
+    },
 }
 
 #[derive(Default)]
@@ -83,14 +89,15 @@ impl MarkedEventReceiver for Walker {
             Event::MappingStart(..) | Event::SequenceStart(..) => {
                 let path = self.value_path().unwrap_or_default();
                 self.by_path.insert(path.clone(), position);
-                self.stack.push(if matches!(event, Event::MappingStart(..)) {
-                    Container::Mapping { path, key: None }
-                } else {
-                    Container::Sequence {
-                        path,
-                        next_index: 0,
-                    }
-                });
+                self.stack
+                    .push(if matches!(event, Event::MappingStart(..)) {
+                        Container::Mapping { path, key: None }
+                    } else {
+                        Container::Sequence {
+                            path,
+                            next_index: 0,
+                        }
+                    });
             }
             Event::MappingEnd | Event::SequenceEnd => {
                 self.stack.pop();
@@ -113,7 +120,12 @@ mod tests {
         let locations = Locations::of(text);
         assert_eq!(locations.get("rules[1].to"), Some((7, 9)));
         assert_eq!(locations.get("rules[0].name"), Some((4, 11)));
-        assert_eq!(locations.get("identities.db.cidrs[1]").map(|(line, _)| line), Some(2));
+        assert_eq!(
+            locations
+                .get("identities.db.cidrs[1]")
+                .map(|(line, _)| line),
+            Some(2)
+        );
         assert_eq!(locations.get("rules[2]"), None);
     }
 

@@ -27,7 +27,8 @@ rateLimits:
     perSource: { packetsPerSecond: 1000, burst: 200 }
 "#;
 
-const BLOCKLIST: &str = "# known scanners\n198.19.77.0/24\n198.19.88.9   # one host\n\nfd00:198:19::/48\n";
+const BLOCKLIST: &str =
+    "# known scanners\n198.19.77.0/24\n198.19.88.9   # one host\n\nfd00:198:19::/48\n";
 
 fn origin() -> PathBuf {
     PathBuf::from("/etc/moat/policy.yaml")
@@ -37,7 +38,10 @@ fn reader(path: &Path) -> std::io::Result<String> {
     if path == Path::new("/etc/moat/blocklist.txt") {
         Ok(BLOCKLIST.to_owned())
     } else {
-        Err(std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory"))
+        Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "No such file or directory",
+        ))
     }
 }
 
@@ -52,14 +56,27 @@ fn error_of(text: &str) -> String {
 #[test]
 fn the_documented_example_loads() {
     let policy = load(EXAMPLE).expect("example is valid");
-    let names: Vec<&str> = policy.identities.iter().map(|identity| identity.name.as_str()).collect();
-    assert_eq!(names, ["api", "db", "frontend"], "identities are sorted by name");
+    let names: Vec<&str> = policy
+        .identities
+        .iter()
+        .map(|identity| identity.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["api", "db", "frontend"],
+        "identities are sorted by name"
+    );
     assert!(policy.identities[1].isolated, "db is isolated");
     assert!(!policy.identities[0].isolated);
     let blocklist: Vec<String> = policy.blocklist.iter().map(ToString::to_string).collect();
     assert_eq!(
         blocklist,
-        ["198.19.66.0/24", "198.19.77.0/24", "198.19.88.9/32", "fd00:198:19::/48"],
+        [
+            "198.19.66.0/24",
+            "198.19.77.0/24",
+            "198.19.88.9/32",
+            "fd00:198:19::/48"
+        ],
         "inline CIDRs and the file's entries, comments and blanks skipped"
     );
     let rule = &policy.rules[0];
@@ -117,18 +134,27 @@ fn a_bad_cidr_says_what_would_be_right() {
 #[test]
 fn a_bad_blocklist_line_names_its_file_and_line() {
     let policy = "blocklist: { files: [bad.txt] }\n";
-    let error = parse(policy, &origin(), &|_| Ok("198.19.1.0/24\n\n# ok\nnot-an-ip\n".to_owned()))
-        .unwrap_err();
+    let error = parse(policy, &origin(), &|_| {
+        Ok("198.19.1.0/24\n\n# ok\nnot-an-ip\n".to_owned())
+    })
+    .unwrap_err();
     assert_eq!(error.file, PathBuf::from("/etc/moat/bad.txt"));
     assert_eq!(error.line, Some(4));
-    assert!(error.message.contains("\"not-an-ip\" is not an IP address or CIDR"), "{error}");
+    assert!(
+        error
+            .message
+            .contains("\"not-an-ip\" is not an IP address or CIDR"),
+        "{error}"
+    );
 }
 
 #[test]
 fn a_missing_blocklist_file_is_named() {
     let error = error_of("blocklist: { files: [missing.txt] }\n");
     assert!(
-        error.starts_with("/etc/moat/policy.yaml:1:22: blocklist.files[0]: cannot read /etc/moat/missing.txt"),
+        error.starts_with(
+            "/etc/moat/policy.yaml:1:22: blocklist.files[0]: cannot read /etc/moat/missing.txt"
+        ),
         "{error}"
     );
 }
@@ -141,8 +167,16 @@ fn semantic_mistakes_are_each_reported_at_their_field() {
             "identities.b.cidrs[0]",
             "already in identity \"a\"",
         ),
-        ("identities: { world: { cidrs: [198.18.0.0/24] } }", "identities.world", "reserved"),
-        ("identities: { a: { cidrs: [] } }", "identities.a.cidrs", "at least one CIDR"),
+        (
+            "identities: { world: { cidrs: [198.18.0.0/24] } }",
+            "identities.world",
+            "reserved",
+        ),
+        (
+            "identities: { a: { cidrs: [] } }",
+            "identities.a.cidrs",
+            "at least one CIDR",
+        ),
         (
             "rules: [{ name: r, action: deny, from: any, to: any, protocol: icmp, ports: [1] }]",
             "rules[0].ports",
@@ -184,7 +218,10 @@ fn semantic_mistakes_are_each_reported_at_their_field() {
         let error = load(text).expect_err(text);
         assert_eq!(error.field.as_deref(), Some(*field), "{text}\n{error}");
         assert_eq!(error.line, Some(1), "{text}\n{error}");
-        assert!(error.to_string().contains(phrase), "{phrase:?} missing: {error}");
+        assert!(
+            error.to_string().contains(phrase),
+            "{phrase:?} missing: {error}"
+        );
     }
 }
 
