@@ -52,11 +52,14 @@ pub const IDENTITY_ISOLATED: u32 = 1;
 
 /// Slots of the config array.
 pub const CONFIG_ACTIVE_SLOT: u32 = 0;
-/// Flags of the world identity (no map entry carries them).
+/// Flags of the world identity (no map entry carries them), for policy slot 0; slot 1's is at
+/// this index plus [`CONFIG_PER_SLOT_STRIDE`].
 pub const CONFIG_WORLD_FLAGS: u32 = 1;
-/// Rate-limit slot of the world identity, plus one (0: none).
+/// Rate-limit slot of the world identity, plus one (0: none), for policy slot 0; slot 1's as
+/// above.
 pub const CONFIG_WORLD_RATE_LIMIT: u32 = 2;
-pub const CONFIG_SLOTS: u32 = 3;
+pub const CONFIG_PER_SLOT_STRIDE: u32 = 2;
+pub const CONFIG_SLOTS: u32 = 5;
 
 /// Connection-tracking lifetimes, refreshed by every packet of the flow.
 pub const CONNTRACK_TCP_NS: u64 = 6 * 3600 * 1_000_000_000;

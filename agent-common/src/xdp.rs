@@ -82,16 +82,29 @@ pub enum XdpStat {
     Truncated = 2,
     /// Frames from a source the full `SOURCE_TRAFFIC` table could not take.
     SourceTableFull = 3,
+    /// Drop events lost because the ring buffer to userspace was full.
+    DropEventsLost = 4,
+    /// Drop events not sent because the flow had one less than a second before (by design).
+    DropEventsSuppressed = 5,
+    /// Packets passed without rate limiting because the per-source state table refused an entry.
+    RateStateFull = 6,
+    /// Allowed flows whose connection-tracking entry could not be written: their replies will be
+    /// judged as new traffic.
+    ConntrackInsertFailed = 7,
 }
 
 impl XdpStat {
     /// Number of slots; the array map is sized with it.
-    pub const COUNT: u32 = 4;
+    pub const COUNT: u32 = 8;
     pub const ALL: [XdpStat; Self::COUNT as usize] = [
         XdpStat::Frames,
         XdpStat::NonIp,
         XdpStat::Truncated,
         XdpStat::SourceTableFull,
+        XdpStat::DropEventsLost,
+        XdpStat::DropEventsSuppressed,
+        XdpStat::RateStateFull,
+        XdpStat::ConntrackInsertFailed,
     ];
 }
 

@@ -1,13 +1,27 @@
-//! The only place that touches `aya::programs`: loads Moat's embedded kernel object and attaches
-//! its programs. Everything attached here is detached when the returned value is dropped.
+//! The only place that touches `aya::programs`: loads Moat's embedded kernel object with its maps
+//! pinned under the state directory, attaches the XDP program through pinned links, adopts what
+//! an earlier agent left attached, and removes all of it on `cleanup`.
+//!
+//! Everything is pinned so that enforcement outlives the agent: a crash, `kill -9` or a rolling
+//! update leaves the program attached and the policy in force, and the next agent swaps its own
+//! program into the same links (one atomic `bpf_link_update` per interface) without a gap.
 
-use std::{ffi::CString, io};
+use std::{
+    collections::BTreeMap,
+    ffi::CString,
+    io,
+    path::{Path, PathBuf},
+};
 
 use agent_common::xdp::{SourceKey, TrafficCounters, XdpStat, map_names};
 use aya::{
-    Ebpf,
-    maps::{MapData, PerCpuArray, PerCpuHashMap},
-    programs::{ProgramError, Xdp, XdpMode},
+    Ebpf, EbpfLoader,
+    maps::{Map, MapData, PerCpuArray, PerCpuHashMap},
+    programs::{
+        ProgramError, Xdp, XdpMode,
+        links::{FdLink, PinnedLink},
+        xdp::XdpLink,
+    },
 };
 use thiserror::Error;
 use tracing::{info, warn};
@@ -17,7 +31,8 @@ use crate::{cli::XdpModeArg, traffic::XdpStats};
 /// The kernel object agent-ebpf compiles to, built by build.rs.
 static KERNEL_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/moat"));
 
-const XDP_COUNT_PROGRAM: &str = "moat_xdp_count";
+const XDP_PROGRAM: &str = "moat_xdp";
+const LINKS_DIR: &str = "links";
 
 #[derive(Debug, Error)]
 pub enum LoadError {
@@ -26,7 +41,18 @@ pub enum LoadError {
          `ip -br link` and pass one of them to --iface"
     )]
     UnknownInterface { name: String },
-    #[error("the kernel refused Moat's eBPF object: {0}")]
+    #[error(
+        "cannot use state directory {path}: {source} (is bpffs mounted there? `mount -t bpf bpf /sys/fs/bpf`)"
+    )]
+    StateDir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "the kernel refused Moat's eBPF object: {0}; if an older Moat left incompatible maps \
+         pinned, remove them with `moat-agent cleanup`"
+    )]
     Object(#[source] Box<aya::EbpfError>),
     #[error(
         "the kernel object has no program {name:?}; it was built from other sources than this agent"
@@ -55,6 +81,12 @@ pub enum LoadError {
         #[source]
         source: ProgramError,
     },
+    #[error("pinning or adopting the link of interface {interface:?} at {path}: {reason}")]
+    Pin {
+        interface: String,
+        path: PathBuf,
+        reason: String,
+    },
     #[error("reading map {map:?} failed: {source}")]
     MapRead {
         map: &'static str,
@@ -63,129 +95,156 @@ pub enum LoadError {
     },
 }
 
-/// Where and how the counting program runs.
+/// Where and how the program runs on one interface.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Attachment {
     pub interface: String,
     pub ifindex: u32,
-    /// `native` or `generic`.
+    /// `native`, `generic`, or `adopted` (an earlier agent's link, now running this program).
     pub mode: &'static str,
 }
 
-/// Moat's loaded kernel object with the XDP counter attached; dropping it detaches everything.
-pub struct LoadedPrograms {
-    // Holds the program, its links and the maps alive.
+/// Moat's loaded kernel object. Dropping it closes Moat's handles; the pinned links and maps,
+/// and so enforcement, stay until [`cleanup`].
+pub struct Datapath {
     ebpf: Ebpf,
-    pub attachments: Vec<Attachment>,
+    state_dir: PathBuf,
+    links: BTreeMap<String, (Attachment, PinnedLink)>,
 }
 
-/// Resolves every interface first, so a typo fails before anything is loaded or attached.
-pub fn load_and_attach(
-    interfaces: &[String],
-    mode: XdpModeArg,
-) -> Result<LoadedPrograms, LoadError> {
-    let ifindexes = interfaces
-        .iter()
-        .map(|name| ifindex_of(name).map(|index| (name.clone(), index)))
-        .collect::<Result<Vec<_>, _>>()?;
-
-    let mut ebpf = Ebpf::load(KERNEL_OBJECT).map_err(|error| LoadError::Object(Box::new(error)))?;
-    let program: &mut Xdp = ebpf
-        .program_mut(XDP_COUNT_PROGRAM)
-        .ok_or(LoadError::ProgramMissing {
-            name: XDP_COUNT_PROGRAM,
-        })?
-        .try_into()
-        .map_err(|source| LoadError::Program {
-            name: XDP_COUNT_PROGRAM,
+impl Datapath {
+    /// Loads the object, reusing maps pinned in `state_dir` by an earlier agent.
+    pub fn load(state_dir: &Path) -> Result<Self, LoadError> {
+        let state_error = |source| LoadError::StateDir {
+            path: state_dir.to_owned(),
+            source,
+        };
+        std::fs::create_dir_all(state_dir.join(LINKS_DIR)).map_err(state_error)?;
+        let mut ebpf = EbpfLoader::new()
+            .default_map_pin_directory(state_dir)
+            .load(KERNEL_OBJECT)
+            .map_err(|error| LoadError::Object(Box::new(error)))?;
+        let program = xdp_program(&mut ebpf)?;
+        program.load().map_err(|source| LoadError::Program {
+            name: XDP_PROGRAM,
             source,
         })?;
-    program.load().map_err(|source| LoadError::Program {
-        name: XDP_COUNT_PROGRAM,
-        source,
-    })?;
+        Ok(Self {
+            ebpf,
+            state_dir: state_dir.to_owned(),
+            links: BTreeMap::new(),
+        })
+    }
 
-    let mut attachments = Vec::with_capacity(ifindexes.len());
-    for (interface, ifindex) in ifindexes {
-        let mode = attach(program, &interface, ifindex, mode)?;
-        info!(interface, ifindex, mode, "XDP counter attached");
-        attachments.push(Attachment {
-            interface,
+    pub fn attachments(&self) -> impl Iterator<Item = &Attachment> {
+        self.links.values().map(|(attachment, _)| attachment)
+    }
+
+    pub fn is_attached(&self, interface: &str) -> bool {
+        self.links.contains_key(interface)
+    }
+
+    /// Runs the program on `interface`: swapped into the link an earlier agent pinned for it, or
+    /// in a new link, pinned.
+    pub fn attach(&mut self, interface: &str, mode: XdpModeArg) -> Result<Attachment, LoadError> {
+        let ifindex = ifindex_of(interface)?;
+        let pin = self.link_pin(interface, ifindex);
+        self.remove_stale_pins(interface, ifindex);
+        let program = xdp_program(&mut self.ebpf)?;
+        let pin_error = |reason: String| LoadError::Pin {
+            interface: interface.to_owned(),
+            path: pin.clone(),
+            reason,
+        };
+        let (link_id, mode) = if pin.exists() {
+            let pinned =
+                PinnedLink::from_pin(&pin).map_err(|error| pin_error(error.to_string()))?;
+            let fd_link = pinned
+                .unpin()
+                .map_err(|error| pin_error(error.to_string()))?;
+            let link = XdpLink::try_from(fd_link).map_err(|error| pin_error(error.to_string()))?;
+            let id = program
+                .attach_to_link(link)
+                .map_err(|error| pin_error(format!("swapping in the new program: {error}")))?;
+            (id, "adopted")
+        } else {
+            attach_new(program, interface, ifindex, mode)?
+        };
+        let link = program
+            .take_link(link_id)
+            .map_err(|error| pin_error(error.to_string()))?;
+        let fd_link = FdLink::try_from(link).map_err(|error| {
+            pin_error(format!(
+                "the kernel attached through netlink, which cannot be pinned ({error})"
+            ))
+        })?;
+        let pinned = fd_link
+            .pin(&pin)
+            .map_err(|error| pin_error(error.to_string()))?;
+        let attachment = Attachment {
+            interface: interface.to_owned(),
             ifindex,
             mode,
-        });
-    }
-    Ok(LoadedPrograms { ebpf, attachments })
-}
-
-fn ifindex_of(name: &str) -> Result<u32, LoadError> {
-    let unknown = || LoadError::UnknownInterface {
-        name: name.to_owned(),
-    };
-    let c_name = CString::new(name).map_err(|_| unknown())?;
-    // SAFETY: c_name is a valid NUL-terminated string that outlives the call.
-    match unsafe { libc::if_nametoindex(c_name.as_ptr()) } {
-        0 => Err(unknown()),
-        index => Ok(index),
-    }
-}
-
-fn attach(
-    program: &mut Xdp,
-    interface: &str,
-    ifindex: u32,
-    requested: XdpModeArg,
-) -> Result<&'static str, LoadError> {
-    let attempt = |program: &mut Xdp, mode: XdpMode, name: &'static str| {
-        program
-            .attach_to_if_index(ifindex, mode)
-            .map(|_| name)
-            .map_err(|source| classify_attach_error(interface, name, source))
-    };
-    match requested {
-        XdpModeArg::Native => attempt(program, XdpMode::Driver, "native"),
-        XdpModeArg::Generic => attempt(program, XdpMode::Skb, "generic"),
-        XdpModeArg::Auto => match attempt(program, XdpMode::Driver, "native") {
-            Err(LoadError::Attach { source, .. }) => {
-                warn!(
-                    interface,
-                    reason = %source,
-                    "driver has no native XDP; falling back to generic mode, which costs more per packet"
-                );
-                attempt(program, XdpMode::Skb, "generic")
-            }
-            other => other,
-        },
-    }
-}
-
-fn classify_attach_error(interface: &str, mode: &'static str, source: ProgramError) -> LoadError {
-    if os_error_of(&source) == Some(libc::EBUSY) || os_error_of(&source) == Some(libc::EEXIST) {
-        return LoadError::InterfaceBusy {
-            interface: interface.to_owned(),
         };
+        info!(interface, ifindex, mode, "XDP program attached");
+        self.links
+            .insert(interface.to_owned(), (attachment.clone(), pinned));
+        Ok(attachment)
     }
-    LoadError::Attach {
-        interface: interface.to_owned(),
-        mode,
-        source,
-    }
-}
 
-fn os_error_of(error: &ProgramError) -> Option<i32> {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(current) = cause {
-        if let Some(io_error) = current.downcast_ref::<io::Error>() {
-            return io_error.raw_os_error();
+    /// The interface is gone (a pod was deleted): the kernel destroyed its link; drop the pin.
+    pub fn forget(&mut self, interface: &str) {
+        if let Some((attachment, pinned)) = self.links.remove(interface) {
+            if let Err(error) = pinned.unpin() {
+                warn!(interface, %error, "could not remove the link pin of a vanished interface");
+            }
+            info!(
+                interface,
+                ifindex = attachment.ifindex,
+                "interface gone; detached"
+            );
         }
-        cause = current.source();
     }
-    None
-}
 
-impl LoadedPrograms {
-    fn map(&self, name: &'static str) -> Result<&aya::maps::Map, LoadError> {
+    fn link_pin(&self, interface: &str, ifindex: u32) -> PathBuf {
+        self.state_dir
+            .join(LINKS_DIR)
+            .join(format!("xdp-{interface}-{ifindex}"))
+    }
+
+    /// Pins for the same interface name with another index belong to an interface that was
+    /// deleted and re-created; their links are defunct.
+    fn remove_stale_pins(&self, interface: &str, ifindex: u32) {
+        let prefix = format!("xdp-{interface}-");
+        let current = format!("{prefix}{ifindex}");
+        let Ok(entries) = std::fs::read_dir(self.state_dir.join(LINKS_DIR)) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let is_stale = name
+                .strip_prefix(&prefix)
+                .is_some_and(|index| index.parse::<u32>().is_ok() && name != current);
+            if is_stale {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+
+    pub fn map(&self, name: &'static str) -> Result<&Map, LoadError> {
         self.ebpf.map(name).ok_or(LoadError::MapMissing { name })
+    }
+
+    pub fn map_mut(&mut self, name: &'static str) -> Result<&mut Map, LoadError> {
+        self.ebpf
+            .map_mut(name)
+            .ok_or(LoadError::MapMissing { name })
+    }
+
+    pub fn take_map(&mut self, name: &'static str) -> Result<Map, LoadError> {
+        self.ebpf
+            .take_map(name)
+            .ok_or(LoadError::MapMissing { name })
     }
 
     /// Every tracked source with its counters summed over CPUs.
@@ -214,4 +273,126 @@ impl LoadedPrograms {
         }
         Ok(XdpStats::from_slots(|stat| slots[stat as usize].clone()))
     }
+}
+
+fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoadError> {
+    ebpf.program_mut(XDP_PROGRAM)
+        .ok_or(LoadError::ProgramMissing { name: XDP_PROGRAM })?
+        .try_into()
+        .map_err(|source| LoadError::Program {
+            name: XDP_PROGRAM,
+            source,
+        })
+}
+
+pub fn ifindex_of(name: &str) -> Result<u32, LoadError> {
+    let unknown = || LoadError::UnknownInterface {
+        name: name.to_owned(),
+    };
+    let c_name = CString::new(name).map_err(|_| unknown())?;
+    // SAFETY: c_name is a valid NUL-terminated string that outlives the call.
+    match unsafe { libc::if_nametoindex(c_name.as_ptr()) } {
+        0 => Err(unknown()),
+        index => Ok(index),
+    }
+}
+
+fn attach_new(
+    program: &mut Xdp,
+    interface: &str,
+    ifindex: u32,
+    requested: XdpModeArg,
+) -> Result<(aya::programs::xdp::XdpLinkId, &'static str), LoadError> {
+    let attempt = |program: &mut Xdp, mode: XdpMode, name: &'static str| {
+        program
+            .attach_to_if_index(ifindex, mode)
+            .map(|id| (id, name))
+            .map_err(|source| classify_attach_error(interface, name, source))
+    };
+    match requested {
+        XdpModeArg::Native => attempt(program, XdpMode::Driver, "native"),
+        XdpModeArg::Generic => attempt(program, XdpMode::Skb, "generic"),
+        XdpModeArg::Auto => match attempt(program, XdpMode::Driver, "native") {
+            Err(LoadError::Attach { source, .. }) => {
+                warn!(
+                    interface,
+                    reason = %source,
+                    "driver has no native XDP; falling back to generic mode, which costs more per packet"
+                );
+                attempt(program, XdpMode::Skb, "generic")
+            }
+            other => other,
+        },
+    }
+}
+
+fn classify_attach_error(interface: &str, mode: &'static str, source: ProgramError) -> LoadError {
+    let errno = os_error_of(&source);
+    if errno == Some(libc::EBUSY) || errno == Some(libc::EEXIST) {
+        return LoadError::InterfaceBusy {
+            interface: interface.to_owned(),
+        };
+    }
+    LoadError::Attach {
+        interface: interface.to_owned(),
+        mode,
+        source,
+    }
+}
+
+fn os_error_of(error: &ProgramError) -> Option<i32> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        if let Some(io_error) = current.downcast_ref::<io::Error>() {
+            return io_error.raw_os_error();
+        }
+        cause = current.source();
+    }
+    None
+}
+
+/// What `cleanup` removed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Cleaned {
+    pub links: usize,
+    pub maps: usize,
+}
+
+/// Detaches every link and removes every pin Moat made under `state_dir`, then the directory.
+pub fn cleanup(state_dir: &Path) -> Result<Cleaned, LoadError> {
+    let state_error = |source| LoadError::StateDir {
+        path: state_dir.to_owned(),
+        source,
+    };
+    let mut cleaned = Cleaned::default();
+    if !state_dir.exists() {
+        return Ok(cleaned);
+    }
+    let links_dir = state_dir.join(LINKS_DIR);
+    if links_dir.exists() {
+        for entry in std::fs::read_dir(&links_dir).map_err(state_error)? {
+            let path = entry.map_err(state_error)?.path();
+            // Opening the pin and unpinning it leaves our fd the last reference: closing it
+            // destroys the link, which detaches the program.
+            match PinnedLink::from_pin(&path) {
+                Ok(pinned) => match pinned.unpin() {
+                    Ok(link) => drop(link),
+                    Err(error) => warn!(path = %path.display(), %error, "could not unpin link"),
+                },
+                Err(error) => {
+                    warn!(path = %path.display(), %error, "not a link pin; removing the file");
+                    std::fs::remove_file(&path).map_err(state_error)?;
+                }
+            }
+            cleaned.links += 1;
+        }
+        std::fs::remove_dir(&links_dir).map_err(state_error)?;
+    }
+    for entry in std::fs::read_dir(state_dir).map_err(state_error)? {
+        let path = entry.map_err(state_error)?.path();
+        std::fs::remove_file(&path).map_err(state_error)?;
+        cleaned.maps += 1;
+    }
+    std::fs::remove_dir(state_dir).map_err(state_error)?;
+    Ok(cleaned)
 }

@@ -1,21 +1,14 @@
-//! moat-agent: loads Moat's kernel programs on a node and reports what they see.
-
-mod cli;
-mod loader;
-mod privileges;
-mod protocol;
-mod report;
-mod run;
-mod traffic;
+//! moat-agent: Moat's node agent. Everything but flag parsing and logging set-up lives in the
+//! library (`agent::run`).
 
 use std::{io::IsTerminal as _, process::ExitCode};
 
 use clap::Parser as _;
 
 fn main() -> ExitCode {
-    let args = cli::Args::parse();
+    let args = agent::cli::Args::parse();
     init_logging(args.log_level.as_deref());
-    match run::run(args) {
+    match agent::run::main(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             // One line, the whole cause chain, no backtrace: the reader is an operator.

@@ -1,30 +1,39 @@
-//! Reports on standard output: JSON lines for machines, an aligned table for people.
+//! Records on standard output: JSON lines for machines, text for people.
 //!
-//! JSON records carry `kind` so that consumers can dispatch on it; their field names are part of
-//! Moat's interface and documented in docs/agent-output.md.
+//! Every JSON record carries `kind` and `time`; field names are part of Moat's interface and
+//! documented in docs/agent-output.md.
 
-use std::{collections::HashMap, io::Write, net::IpAddr, time::SystemTime};
+use std::{collections::HashMap, io::Write, net::IpAddr, path::Path, time::SystemTime};
 
 use serde::Serialize;
 
 use crate::{
-    cli::OutputFormat, loader::Attachment, protocol::ip_protocol_name, traffic::SourceTraffic,
-    traffic::XdpStats,
+    cli::OutputFormat,
+    loader::Attachment,
+    protocol::ip_protocol_name,
+    traffic::{SourceTraffic, XdpStats},
 };
 
 #[derive(Debug, Serialize)]
 #[serde(tag = "kind")]
-enum Record<'a> {
-    /// The programs are attached: traffic from now on is counted.
+pub enum Record<'a> {
+    /// The programs are attached and the policy (if any) applied.
     #[serde(rename = "agent.ready")]
     Ready {
-        time: String,
-        interfaces: Vec<ReadyInterface<'a>>,
+        interfaces: Vec<InterfaceRecord<'a>>,
+        state_dir: &'a Path,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        policy: Option<&'a Path>,
     },
-    /// Totals since attachment for one (interface, source, protocol).
+    /// An interface matched `--iface-glob` after start-up and the program now runs on it.
+    #[serde(rename = "agent.attached")]
+    Attached(InterfaceRecord<'a>),
+    /// An interface the program ran on is gone.
+    #[serde(rename = "agent.detached")]
+    Detached { interface: &'a str },
+    /// Totals since the agent started for one (interface, source, protocol).
     #[serde(rename = "traffic.source")]
     SourceTraffic {
-        time: String,
         interface: &'a str,
         source: IpAddr,
         protocol: &'a str,
@@ -33,19 +42,71 @@ enum Record<'a> {
     },
     #[serde(rename = "agent.xdp_stats")]
     XdpStats {
-        time: String,
         frames: u64,
         non_ip: u64,
         truncated: u64,
         untracked_source_table_full: u64,
+        drop_events_lost: u64,
+        drop_events_suppressed: u64,
     },
+    #[serde(rename = "policy.applied")]
+    PolicyApplied {
+        file: &'a Path,
+        identities: usize,
+        rules: usize,
+        blocklist_entries: usize,
+        rate_limits: usize,
+    },
+    /// An edit that did not validate; the previous policy stays in force.
+    #[serde(rename = "policy.rejected")]
+    PolicyRejected { file: &'a Path, error: String },
+    /// A packet was dropped: the first of its flow, then at most one a second.
+    #[serde(rename = "policy.denied")]
+    Denied {
+        /// `rule`, `blocklist`, `isolate`, `rate_limit` or `timed_block`.
+        reason: &'a str,
+        /// The rule's or rate limit's name, for those reasons.
+        #[serde(skip_serializing_if = "str::is_empty")]
+        rule: &'a str,
+        src: IpAddr,
+        dst: IpAddr,
+        src_port: u16,
+        dst_port: u16,
+        protocol: &'a str,
+        interface: &'a str,
+    },
+    #[serde(rename = "enforce.timed_block")]
+    TimedBlock {
+        network: String,
+        reason: &'a str,
+        ttl_seconds: u64,
+    },
+    #[serde(rename = "enforce.timed_block_expired")]
+    TimedBlockExpired { network: String, reason: &'a str },
 }
 
 #[derive(Debug, Serialize)]
-struct ReadyInterface<'a> {
-    interface: &'a str,
-    ifindex: u32,
-    mode: &'a str,
+pub struct InterfaceRecord<'a> {
+    pub interface: &'a str,
+    pub ifindex: u32,
+    pub mode: &'a str,
+}
+
+impl<'a> From<&'a Attachment> for InterfaceRecord<'a> {
+    fn from(attachment: &'a Attachment) -> Self {
+        Self {
+            interface: &attachment.interface,
+            ifindex: attachment.ifindex,
+            mode: attachment.mode,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Stamped<'a> {
+    time: String,
+    #[serde(flatten)]
+    record: &'a Record<'a>,
 }
 
 pub struct Reporter<W> {
@@ -55,104 +116,78 @@ pub struct Reporter<W> {
 }
 
 impl<W: Write> Reporter<W> {
-    pub fn new(out: W, format: OutputFormat, attachments: &[Attachment]) -> Self {
-        let interface_names = attachments
-            .iter()
-            .map(|attachment| (attachment.ifindex, attachment.interface.clone()))
-            .collect();
+    pub fn new(out: W, format: OutputFormat) -> Self {
         Self {
             out,
             format,
-            interface_names,
+            interface_names: HashMap::new(),
         }
     }
 
-    pub fn ready(&mut self, attachments: &[Attachment], now: SystemTime) -> std::io::Result<()> {
-        match self.format {
-            OutputFormat::Jsonl => {
-                let interfaces = attachments
-                    .iter()
-                    .map(|attachment| ReadyInterface {
-                        interface: &attachment.interface,
-                        ifindex: attachment.ifindex,
-                        mode: attachment.mode,
-                    })
-                    .collect();
-                let record = Record::Ready {
-                    time: timestamp(now),
-                    interfaces,
-                };
-                self.write_json(&record)?;
-            }
-            OutputFormat::Text => {
-                for attachment in attachments {
-                    writeln!(
-                        self.out,
-                        "counting on {} (ifindex {}, {} XDP)",
-                        attachment.interface, attachment.ifindex, attachment.mode
-                    )?;
-                }
-            }
-        }
-        self.out.flush()
+    /// Remembers an interface's name, so records about its index can name it.
+    pub fn name_interface(&mut self, ifindex: u32, name: &str) {
+        self.interface_names.insert(ifindex, name.to_owned());
     }
 
-    pub fn report(
-        &mut self,
-        changed: &[SourceTraffic],
-        stats: XdpStats,
-        now: SystemTime,
-    ) -> std::io::Result<()> {
-        match self.format {
-            OutputFormat::Jsonl => self.report_jsonl(changed, stats, now)?,
-            OutputFormat::Text => self.report_text(changed, stats, now)?,
-        }
-        self.out.flush()
-    }
-
-    fn interface_name(&self, ifindex: u32) -> String {
+    pub fn interface_name(&self, ifindex: u32) -> String {
         self.interface_names
             .get(&ifindex)
             .cloned()
             .unwrap_or_else(|| format!("ifindex-{ifindex}"))
     }
 
-    fn report_jsonl(
+    pub fn emit(&mut self, record: &Record<'_>, now: SystemTime) -> std::io::Result<()> {
+        let stamped = Stamped {
+            time: timestamp(now),
+            record,
+        };
+        match self.format {
+            OutputFormat::Jsonl => {
+                serde_json::to_writer(&mut self.out, &stamped)?;
+                self.out.write_all(b"\n")?;
+            }
+            OutputFormat::Text => {
+                let value = serde_json::to_value(&stamped)?;
+                writeln!(self.out, "{}", text_line(&value))?;
+            }
+        }
+        self.out.flush()
+    }
+
+    /// A traffic report: the sources that changed, then the program-wide counters.
+    pub fn traffic(
         &mut self,
         changed: &[SourceTraffic],
         stats: XdpStats,
         now: SystemTime,
     ) -> std::io::Result<()> {
-        let time = timestamp(now);
+        if self.format == OutputFormat::Text {
+            return self.traffic_table(changed, stats, now);
+        }
         for entry in changed {
             let interface = self.interface_name(entry.ifindex);
             let protocol = ip_protocol_name(entry.protocol);
-            let record = Record::SourceTraffic {
-                time: time.clone(),
-                interface: &interface,
-                source: entry.source,
-                protocol: &protocol,
-                packets: entry.counters.packets,
-                bytes: entry.counters.bytes,
-            };
-            self.write_json(&record)?;
+            self.emit(
+                &Record::SourceTraffic {
+                    interface: &interface,
+                    source: entry.source,
+                    protocol: &protocol,
+                    packets: entry.counters.packets,
+                    bytes: entry.counters.bytes,
+                },
+                now,
+            )?;
         }
-        self.write_json(&Record::XdpStats {
-            time,
-            frames: stats.frames,
-            non_ip: stats.non_ip,
-            truncated: stats.truncated,
-            untracked_source_table_full: stats.source_table_full,
-        })
+        self.emit(&stats_record(stats), now)
     }
 
-    fn report_text(
+    fn traffic_table(
         &mut self,
         changed: &[SourceTraffic],
         stats: XdpStats,
         now: SystemTime,
     ) -> std::io::Result<()> {
-        writeln!(self.out, "--- {}", timestamp(now))?;
+        writeln!(self.out, "--- traffic at {}", timestamp(now))?;
         if !changed.is_empty() {
             writeln!(
                 self.out,
@@ -173,15 +208,54 @@ impl<W: Write> Reporter<W> {
         }
         writeln!(
             self.out,
-            "frames {}, not IP {}, truncated {}, untracked (source table full) {}",
-            stats.frames, stats.non_ip, stats.truncated, stats.source_table_full
-        )
+            "frames {}, not IP {}, truncated {}, untracked (source table full) {}, drop events lost {}",
+            stats.frames,
+            stats.non_ip,
+            stats.truncated,
+            stats.source_table_full,
+            stats.drop_events_lost
+        )?;
+        self.out.flush()
     }
+}
 
-    fn write_json(&mut self, record: &Record<'_>) -> std::io::Result<()> {
-        serde_json::to_writer(&mut self.out, record)?;
-        self.out.write_all(b"\n")
+fn stats_record(stats: XdpStats) -> Record<'static> {
+    Record::XdpStats {
+        frames: stats.frames,
+        non_ip: stats.non_ip,
+        truncated: stats.truncated,
+        untracked_source_table_full: stats.source_table_full,
+        drop_events_lost: stats.drop_events_lost,
+        drop_events_suppressed: stats.drop_events_suppressed,
     }
+}
+
+/// `TIME KIND key=value ...` from a record's JSON, for the text format.
+fn text_line(value: &serde_json::Value) -> String {
+    let Some(fields) = value.as_object() else {
+        return value.to_string();
+    };
+    let mut line = format!(
+        "{} {}",
+        fields
+            .get("time")
+            .and_then(|time| time.as_str())
+            .unwrap_or(""),
+        fields
+            .get("kind")
+            .and_then(|kind| kind.as_str())
+            .unwrap_or("")
+    );
+    for (key, field) in fields {
+        if key == "time" || key == "kind" {
+            continue;
+        }
+        match field.as_str() {
+            Some(text) => line.push_str(&format!(" {key}={text}")),
+            None => line.push_str(&format!(" {key}={field}")),
+        }
+    }
+    line
 }
 
 fn timestamp(now: SystemTime) -> String {
@@ -195,14 +269,6 @@ mod tests {
     use agent_common::xdp::TrafficCounters;
 
     use super::*;
-
-    fn attachments() -> Vec<Attachment> {
-        vec![Attachment {
-            interface: "veth-web".to_owned(),
-            ifindex: 7,
-            mode: "native",
-        }]
-    }
 
     fn at(seconds: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(seconds)
@@ -220,32 +286,50 @@ mod tests {
         }
     }
 
+    fn lines(out: Vec<u8>) -> Vec<serde_json::Value> {
+        String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+
     #[test]
-    fn jsonl_records_carry_kind_and_names() {
+    fn jsonl_records_carry_kind_time_and_names() {
         let mut out = Vec::new();
-        let mut reporter = Reporter::new(&mut out, OutputFormat::Jsonl, &attachments());
-        reporter.ready(&attachments(), at(0)).unwrap();
+        let mut reporter = Reporter::new(&mut out, OutputFormat::Jsonl);
+        reporter.name_interface(7, "veth-web");
+        let attachment = Attachment {
+            interface: "veth-web".to_owned(),
+            ifindex: 7,
+            mode: "native",
+        };
         reporter
-            .report(
+            .emit(
+                &Record::Ready {
+                    interfaces: vec![(&attachment).into()],
+                    state_dir: Path::new("/sys/fs/bpf/moat"),
+                    policy: None,
+                },
+                at(0),
+            )
+            .unwrap();
+        reporter
+            .traffic(
                 &[entry(7, "198.18.0.2", 17), entry(9, "fd00:198:18::3", 58)],
                 XdpStats {
                     frames: 6,
-                    non_ip: 0,
-                    truncated: 0,
-                    source_table_full: 0,
+                    ..XdpStats::default()
                 },
                 at(1),
             )
             .unwrap();
-        let lines: Vec<serde_json::Value> = String::from_utf8(out)
-            .unwrap()
-            .lines()
-            .map(|line| serde_json::from_str(line).unwrap())
-            .collect();
+        let lines = lines(out);
         assert_eq!(lines.len(), 4);
         assert_eq!(lines[0]["kind"], "agent.ready");
         assert_eq!(lines[0]["interfaces"][0]["mode"], "native");
         assert_eq!(lines[0]["time"], "1970-01-01T00:00:00.000Z");
+        assert!(lines[0].get("policy").is_none());
         assert_eq!(lines[1]["kind"], "traffic.source");
         assert_eq!(lines[1]["interface"], "veth-web");
         assert_eq!(lines[1]["source"], "198.18.0.2");
@@ -262,11 +346,64 @@ mod tests {
     }
 
     #[test]
-    fn text_reports_are_a_table() {
+    fn denied_records_name_rule_and_flow() {
         let mut out = Vec::new();
-        let mut reporter = Reporter::new(&mut out, OutputFormat::Text, &attachments());
+        let mut reporter = Reporter::new(&mut out, OutputFormat::Jsonl);
         reporter
-            .report(&[entry(7, "198.18.0.2", 6)], XdpStats::default(), at(0))
+            .emit(
+                &Record::Denied {
+                    reason: "rule",
+                    rule: "frontend-not-to-db",
+                    src: "198.18.1.10".parse().unwrap(),
+                    dst: "198.18.3.10".parse().unwrap(),
+                    src_port: 40000,
+                    dst_port: 5432,
+                    protocol: "tcp",
+                    interface: "v0-web",
+                },
+                at(2),
+            )
+            .unwrap();
+        reporter
+            .emit(
+                &Record::Denied {
+                    reason: "blocklist",
+                    rule: "",
+                    src: "198.19.66.1".parse().unwrap(),
+                    dst: "198.18.3.10".parse().unwrap(),
+                    src_port: 0,
+                    dst_port: 0,
+                    protocol: "icmp",
+                    interface: "uplink",
+                },
+                at(2),
+            )
+            .unwrap();
+        let lines = lines(out);
+        assert_eq!(lines[0]["kind"], "policy.denied");
+        assert_eq!(lines[0]["rule"], "frontend-not-to-db");
+        assert_eq!(lines[0]["dst_port"], 5432);
+        assert!(
+            lines[1].get("rule").is_none(),
+            "no rule name for a blocklist drop"
+        );
+    }
+
+    #[test]
+    fn text_output_is_a_table_and_key_value_lines() {
+        let mut out = Vec::new();
+        let mut reporter = Reporter::new(&mut out, OutputFormat::Text);
+        reporter.name_interface(7, "veth-web");
+        reporter
+            .traffic(&[entry(7, "198.18.0.2", 6)], XdpStats::default(), at(0))
+            .unwrap();
+        reporter
+            .emit(
+                &Record::Detached {
+                    interface: "veth-web",
+                },
+                at(0),
+            )
             .unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("INTERFACE"), "{text}");
@@ -274,5 +411,10 @@ mod tests {
             && line.contains("198.18.0.2")
             && line.contains("tcp")
             && line.trim_end().ends_with("180")));
+        assert!(
+            text.lines()
+                .any(|line| line == "1970-01-01T00:00:00.000Z agent.detached interface=veth-web"),
+            "{text}"
+        );
     }
 }

@@ -25,6 +25,10 @@ pub struct XdpStats {
     pub truncated: u64,
     /// Frames not attributed because the source table was full: the loss the agent reports.
     pub source_table_full: u64,
+    pub drop_events_lost: u64,
+    pub drop_events_suppressed: u64,
+    pub rate_state_full: u64,
+    pub conntrack_insert_failed: u64,
 }
 
 impl XdpStats {
@@ -40,6 +44,10 @@ impl XdpStats {
             non_ip: total(XdpStat::NonIp),
             truncated: total(XdpStat::Truncated),
             source_table_full: total(XdpStat::SourceTableFull),
+            drop_events_lost: total(XdpStat::DropEventsLost),
+            drop_events_suppressed: total(XdpStat::DropEventsSuppressed),
+            rate_state_full: total(XdpStat::RateStateFull),
+            conntrack_insert_failed: total(XdpStat::ConntrackInsertFailed),
         }
     }
 }
@@ -188,6 +196,8 @@ mod tests {
             XdpStat::NonIp => vec![1, 0],
             XdpStat::Truncated => vec![0, 0],
             XdpStat::SourceTableFull => vec![u64::MAX, 1],
+            XdpStat::DropEventsLost => vec![2, 2],
+            _ => vec![],
         });
         assert_eq!(
             stats,
@@ -195,7 +205,9 @@ mod tests {
                 frames: 11,
                 non_ip: 1,
                 truncated: 0,
-                source_table_full: u64::MAX
+                source_table_full: u64::MAX,
+                drop_events_lost: 4,
+                ..XdpStats::default()
             }
         );
     }

@@ -331,9 +331,15 @@ impl Drop for Node {
     }
 }
 
+/// Runs `program` in the network namespace only. Unlike `ip netns exec`, nsenter keeps the
+/// mount namespace, so /sys/fs/bpf stays the host's bpffs: pins an agent makes there outlive it,
+/// as on a real node.
 fn netns_command(netns: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
-    let mut command = Command::new("ip");
-    command.args(["netns", "exec", netns]).arg(program);
+    let mut command = Command::new("nsenter");
+    command
+        .arg(format!("--net={NETNS_DIR}/{netns}"))
+        .arg("--")
+        .arg(program);
     command
 }
 

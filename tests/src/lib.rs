@@ -3,9 +3,12 @@
 
 use std::{
     io::{BufRead as _, BufReader},
-    path::PathBuf,
-    process::Stdio,
-    sync::mpsc,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        mpsc,
+    },
     time::{Duration, Instant},
 };
 
@@ -44,6 +47,54 @@ pub fn require_root() {
     );
 }
 
+static NEXT_STATE_DIR: AtomicU32 = AtomicU32::new(0);
+
+/// A bpffs directory for one test's pins, removed (with everything Moat pinned there, which
+/// detaches its programs) when dropped.
+pub struct StateDir {
+    pub path: PathBuf,
+}
+
+impl StateDir {
+    pub fn new() -> Self {
+        let sequence = NEXT_STATE_DIR.fetch_add(1, Ordering::Relaxed);
+        Self {
+            path: PathBuf::from(format!(
+                "/sys/fs/bpf/moat-test-{}-{sequence}",
+                std::process::id()
+            )),
+        }
+    }
+
+    /// `moat-agent cleanup` on this directory; asserts it succeeds.
+    pub fn cleanup(&self) {
+        let status = Command::new(agent_binary())
+            .args(["cleanup", "--state-dir"])
+            .arg(&self.path)
+            .status()
+            .expect("run moat-agent cleanup");
+        assert!(status.success(), "moat-agent cleanup failed: {status}");
+        assert!(!self.path.exists(), "cleanup left {}", self.path.display());
+    }
+}
+
+impl Default for StateDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for StateDir {
+    fn drop(&mut self) {
+        if self.path.exists() {
+            let _ = Command::new(agent_binary())
+                .args(["cleanup", "--state-dir"])
+                .arg(&self.path)
+                .status();
+        }
+    }
+}
+
 /// A moat-agent running in a node's namespace, with its stdout parsed line by line.
 pub struct RunningAgent {
     process: Background,
@@ -52,17 +103,36 @@ pub struct RunningAgent {
 }
 
 impl RunningAgent {
-    /// Starts the agent on `interfaces` of `node` and waits until it reports `agent.ready`.
-    pub fn start(node: &Node, interfaces: &[&str], extra_args: &[&str]) -> Self {
+    /// Starts the agent on `interfaces` of `node` with its pins in `state`, and waits until it
+    /// reports `agent.ready`.
+    pub fn start(node: &Node, state: &StateDir, interfaces: &[&str], extra_args: &[&str]) -> Self {
+        let mut agent = Self::spawn(node, state, interfaces, extra_args);
+        agent.wait_for(Duration::from_secs(20), |record| {
+            record["kind"] == "agent.ready"
+        });
+        agent
+    }
+
+    /// Starts the agent without waiting for anything.
+    pub fn spawn(node: &Node, state: &StateDir, interfaces: &[&str], extra_args: &[&str]) -> Self {
         let mut command = node.command(agent_binary());
         for interface in interfaces {
             command.args(["--iface", interface]);
         }
         command
-            .args(["--output", "jsonl", "--report-interval", "200ms"])
-            .args(extra_args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .args([
+                "--output",
+                "jsonl",
+                "--report-interval",
+                "200ms",
+                "--state-dir",
+            ])
+            .arg(&state.path)
+            .args(extra_args);
+        if !extra_args.contains(&"--metrics-addr") {
+            command.args(["--metrics-addr", "off"]);
+        }
+        command.stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut process = testbed::spawn(&mut command).expect("start moat-agent");
         let stdout = process.child_mut().stdout.take().expect("piped stdout");
         let (sender, records) = mpsc::channel();
@@ -127,6 +197,13 @@ impl RunningAgent {
         }
         self.seen
     }
+}
+
+/// Writes `text` to `path`, replacing it atomically (as editors and config managers do).
+pub fn write_atomically(path: &Path, text: &str) {
+    let temporary = path.with_extension("tmp");
+    std::fs::write(&temporary, text).expect("write temporary file");
+    std::fs::rename(&temporary, path).expect("rename into place");
 }
 
 /// The latest `traffic.source` totals for (interface, source, protocol), if any were reported.

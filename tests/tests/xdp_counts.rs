@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use moat_e2e::{RunningAgent, require_root, source_totals};
+use moat_e2e::{RunningAgent, StateDir, require_root, source_totals};
 use testbed::{Node, Pod, PodSpec};
 
 const ETHERNET: u64 = 14;
@@ -93,8 +93,10 @@ fn udp_exchange(from: &Pod, to: &Pod, to_address: IpAddr, count: usize, payload:
 fn counts_equal_the_packets_and_bytes_pods_sent() {
     require_root();
     let (node, client, server) = two_pods("xdpcounts");
+    let state = StateDir::new();
     let mut agent = RunningAgent::start(
         &node,
+        &state,
         &[&client.host_interface, &server.host_interface],
         &[],
     );
@@ -264,7 +266,8 @@ fn tcpdump_totals(capture: &Path) -> (u64, u64) {
 fn tcp_counts_match_a_tcpdump_capture_of_the_same_interface() {
     require_root();
     let (node, client, server) = two_pods("xdptcp");
-    let agent = RunningAgent::start(&node, &[&client.host_interface], &[]);
+    let state = StateDir::new();
+    let agent = RunningAgent::start(&node, &state, &[&client.host_interface], &[]);
     resolve_neighbours(&client, &server);
 
     let directory = std::env::temp_dir().join(format!("moat-xdptcp-{}", std::process::id()));

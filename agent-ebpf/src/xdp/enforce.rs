@@ -1,0 +1,377 @@
+//! The policy verdict for one packet. The order, and what each step costs:
+//! timed blocks and the blocklist (one hash lookup, one trie lookup each), connection tracking
+//! (one LRU lookup: replies to allowed flows pass), identities (hash then trie, per side), rules
+//! (at most 12 hash lookups, usually 1 to 3), isolation, rate limits (one LRU update), then the
+//! connection-tracking refresh of an allowed flow. docs/policy.md states the semantics; the
+//! policy crate's reference evaluator defines them and the tests hold the two together.
+
+use agent_common::{
+    policy::{
+        ACTION_DENY, CONFIG_ACTIVE_SLOT, CONFIG_PER_SLOT_STRIDE, CONFIG_WORLD_FLAGS,
+        CONFIG_WORLD_RATE_LIMIT, CONNTRACK_OTHER_NS, CONNTRACK_TCP_CLOSING_NS, CONNTRACK_TCP_NS,
+        ConntrackEntry, DROP_EVENT_INTERVAL_NS, DropEvent, FlowKey, IDENTITY_ANY,
+        IDENTITY_ISOLATED, IDENTITY_WORLD, IdentityValue, IpKey, PORT_ANY, PREFIX_FAMILY_BITS,
+        PROTOCOL_ANY, RateStateKey, RuleKey, RuleValue, drop_reason, verdict_slot,
+    },
+    xdp::{FAMILY_IPV4, XdpStat},
+};
+use aya_ebpf::{helpers::bpf_ktime_get_ns, maps::lpm_trie::Key};
+
+use super::{
+    bump,
+    packet::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, Packet, TCP_FIN, TCP_RST},
+};
+use crate::maps::{
+    CONNTRACK, DROP_EVENT_LAST, DROP_EVENTS, POLICY_CONFIG, PolicySlot, RATE_STATE,
+    TIMED_BLOCK_EXACT, TIMED_BLOCK_PREFIX, policy_slot,
+};
+
+pub enum Verdict {
+    /// Pass; count in this verdict slot.
+    Pass(u32),
+    /// Drop; count in this verdict slot, and report with this reason and detail.
+    Drop {
+        counter: u32,
+        reason: u8,
+        detail: u32,
+    },
+}
+
+/// Judges `packet` and counts the verdict (packets and `frame_len` bytes) in the active slot.
+#[inline(always)]
+pub fn judge(packet: &Packet, ifindex: u32, frame_len: u64) -> Verdict {
+    let slot_index = match POLICY_CONFIG.get(CONFIG_ACTIVE_SLOT) {
+        Some(&1) => 1,
+        _ => 0,
+    };
+    let slot = policy_slot(slot_index);
+    let now = unsafe { bpf_ktime_get_ns() };
+    let verdict = decide(packet, &slot, slot_index, now);
+    let counter = match verdict {
+        Verdict::Pass(counter) => counter,
+        Verdict::Drop {
+            counter,
+            reason,
+            detail,
+        } => {
+            report_drop(packet, ifindex, slot_index, reason, detail, now);
+            counter
+        }
+    };
+    if let Some(counters) = slot.verdicts.get_ptr_mut(counter) {
+        // SAFETY: this CPU's slot of a per-CPU array; XDP runs with migration disabled.
+        unsafe {
+            (*counters).packets += 1;
+            (*counters).bytes += frame_len;
+        }
+    }
+    verdict
+}
+
+#[inline(always)]
+fn decide(packet: &Packet, slot: &PolicySlot, slot_index: u32, now: u64) -> Verdict {
+    if packet.is_network_control() {
+        return Verdict::Pass(verdict_slot::EXEMPT_PASS);
+    }
+    let src = ip_key(packet.family, &packet.src);
+    let dst = ip_key(packet.family, &packet.dst);
+    if timed_block(&src, now) {
+        return drop(verdict_slot::TIMED_BLOCK_DROP, drop_reason::TIMED_BLOCK, 0);
+    }
+    if slot.block_exact.get_ptr(&src).is_some()
+        || slot.block_prefix.get(&prefix_key(&src)).is_some()
+    {
+        return drop(verdict_slot::BLOCKLIST_DROP, drop_reason::BLOCKLIST, 0);
+    }
+    if is_reply(packet, now) {
+        return Verdict::Pass(verdict_slot::REPLY_PASS);
+    }
+    let source = identity(slot, slot_index, &src);
+    let destination = identity(slot, slot_index, &dst);
+    let verdict = match rule_verdict(packet, slot, source.id, destination.id) {
+        Some(value) if value.action == ACTION_DENY => {
+            return drop(
+                verdict_slot::RULE_BASE + value.rule,
+                drop_reason::RULE,
+                value.rule,
+            );
+        }
+        Some(value) => Verdict::Pass(verdict_slot::RULE_BASE + value.rule),
+        None if destination.flags & IDENTITY_ISOLATED != 0 => {
+            return drop(verdict_slot::ISOLATE_DROP, drop_reason::ISOLATE, 0);
+        }
+        None => Verdict::Pass(verdict_slot::DEFAULT_PASS),
+    };
+    if destination.rate_limit != 0 && over_rate(slot, &src, destination.rate_limit - 1, now) {
+        let limit = destination.rate_limit - 1;
+        return drop(
+            verdict_slot::RATE_LIMIT_DROP_BASE + limit,
+            drop_reason::RATE_LIMIT,
+            limit,
+        );
+    }
+    track(packet, now);
+    verdict
+}
+
+#[inline(always)]
+fn drop(counter: u32, reason: u8, detail: u32) -> Verdict {
+    Verdict::Drop {
+        counter,
+        reason,
+        detail,
+    }
+}
+
+#[inline(always)]
+fn ip_key(family: u8, addr: &[u8; 16]) -> IpKey {
+    let mut key = IpKey {
+        family,
+        _pad: [0; 3],
+        addr: *addr,
+    };
+    if family == FAMILY_IPV4 {
+        key.addr[4..].fill(0);
+    }
+    key
+}
+
+#[inline(always)]
+fn prefix_key(key: &IpKey) -> Key<IpKey> {
+    let bits = if key.family == FAMILY_IPV4 { 32 } else { 128 };
+    Key::new(PREFIX_FAMILY_BITS + bits, *key)
+}
+
+#[inline(always)]
+fn timed_block(src: &IpKey, now: u64) -> bool {
+    let exact = TIMED_BLOCK_EXACT.get_ptr(src);
+    let block = match exact {
+        Some(block) => Some(block),
+        None => TIMED_BLOCK_PREFIX
+            .get(&prefix_key(src))
+            .map(|block| block as *const _),
+    };
+    // SAFETY: a pointer into a map value the lookup just returned.
+    block.is_some_and(|block| unsafe { (*block).expires_ns } > now)
+}
+
+#[inline(always)]
+fn identity(slot: &PolicySlot, slot_index: u32, key: &IpKey) -> IdentityValue {
+    if let Some(value) = slot.identity_exact.get_ptr(key) {
+        // SAFETY: a pointer into a map value the lookup just returned.
+        return unsafe { *value };
+    }
+    if let Some(value) = slot.identity_prefix.get(&prefix_key(key)) {
+        return *value;
+    }
+    IdentityValue {
+        id: IDENTITY_WORLD,
+        flags: config(CONFIG_WORLD_FLAGS + slot_index * CONFIG_PER_SLOT_STRIDE),
+        rate_limit: config(CONFIG_WORLD_RATE_LIMIT + slot_index * CONFIG_PER_SLOT_STRIDE),
+    }
+}
+
+#[inline(always)]
+fn config(index: u32) -> u32 {
+    POLICY_CONFIG.get(index).copied().unwrap_or(0)
+}
+
+/// Most specific identity pair first; (source, any) and (any, destination) are equally specific,
+/// so both are looked up and combined.
+#[inline(always)]
+fn rule_verdict(
+    packet: &Packet,
+    slot: &PolicySlot,
+    source: u32,
+    destination: u32,
+) -> Option<RuleValue> {
+    if let Some(value) = pair_verdict(packet, slot, source, destination) {
+        return Some(value);
+    }
+    let from_source = pair_verdict(packet, slot, source, IDENTITY_ANY);
+    let to_destination = pair_verdict(packet, slot, IDENTITY_ANY, destination);
+    match (from_source, to_destination) {
+        (Some(a), Some(b)) => return Some(combine(a, b)),
+        (Some(value), None) | (None, Some(value)) => return Some(value),
+        (None, None) => {}
+    }
+    pair_verdict(packet, slot, IDENTITY_ANY, IDENTITY_ANY)
+}
+
+/// Within one pair, the first hit of (protocol, port), (protocol, any port), (any, any port):
+/// userspace folded the broader entries into the narrower ones.
+#[inline(always)]
+fn pair_verdict(packet: &Packet, slot: &PolicySlot, from: u32, to: u32) -> Option<RuleValue> {
+    if packet.has_ports {
+        let key = RuleKey::new(from, to, packet.protocol, packet.dst_port);
+        if let Some(value) = slot.rules.get_ptr(&key) {
+            // SAFETY: a pointer into a map value the lookup just returned.
+            return Some(unsafe { *value });
+        }
+    }
+    for (protocol, port) in [(packet.protocol, PORT_ANY), (PROTOCOL_ANY, PORT_ANY)] {
+        if let Some(value) = slot.rules.get_ptr(&RuleKey::new(from, to, protocol, port)) {
+            // SAFETY: as above.
+            return Some(unsafe { *value });
+        }
+    }
+    None
+}
+
+/// Deny beats allow; within the winning action the first rule of the file is reported.
+#[inline(always)]
+fn combine(a: RuleValue, b: RuleValue) -> RuleValue {
+    match (a.action == ACTION_DENY, b.action == ACTION_DENY) {
+        (true, false) => a,
+        (false, true) => b,
+        _ if a.rule <= b.rule => a,
+        _ => b,
+    }
+}
+
+#[inline(always)]
+fn flow_key(packet: &Packet) -> FlowKey {
+    FlowKey {
+        src: packet.src,
+        dst: packet.dst,
+        src_port: packet.src_port,
+        dst_port: packet.dst_port,
+        protocol: packet.protocol,
+        family: packet.family,
+        _pad: [0; 2],
+    }
+}
+
+#[inline(always)]
+fn lifetime(packet: &Packet) -> u64 {
+    if packet.protocol == PROTO_TCP {
+        if packet.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
+            CONNTRACK_TCP_CLOSING_NS
+        } else {
+            CONNTRACK_TCP_NS
+        }
+    } else {
+        CONNTRACK_OTHER_NS
+    }
+}
+
+/// Is this packet the reverse direction of a tracked, allowed flow? Refreshes the entry if so.
+#[inline(always)]
+fn is_reply(packet: &Packet, now: u64) -> bool {
+    let reverse = FlowKey {
+        src: packet.dst,
+        dst: packet.src,
+        src_port: packet.dst_port,
+        dst_port: packet.src_port,
+        protocol: packet.protocol,
+        family: packet.family,
+        _pad: [0; 2],
+    };
+    match CONNTRACK.get_ptr_mut(&reverse) {
+        // SAFETY: a pointer into a map value the lookup just returned; a racing writer can only
+        // store another expiry, which is as good as ours.
+        Some(entry) if unsafe { (*entry).expires_ns } > now => {
+            unsafe { (*entry).expires_ns = now + lifetime(packet) };
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Records an allowed flow so its replies pass. Written only when the entry is new, closing, or
+/// has used up half its life, so a busy flow costs a lookup rather than an update per packet.
+#[inline(always)]
+fn track(packet: &Packet, now: u64) {
+    let trackable = packet.has_ports
+        || ((packet.protocol == PROTO_ICMP || packet.protocol == PROTO_ICMPV6)
+            && packet.src_port != 0);
+    if !trackable {
+        return;
+    }
+    let key = flow_key(packet);
+    let life = lifetime(packet);
+    if let Some(entry) = CONNTRACK.get_ptr_mut(&key) {
+        // SAFETY: as in is_reply.
+        unsafe {
+            if life < CONNTRACK_TCP_NS || (*entry).expires_ns < now + life / 2 {
+                (*entry).expires_ns = now + life;
+            }
+        }
+        return;
+    }
+    let entry = ConntrackEntry {
+        expires_ns: now + life,
+    };
+    if CONNTRACK.insert(&key, &entry, 0).is_err() {
+        bump(XdpStat::ConntrackInsertFailed, 1);
+    }
+}
+
+/// Generic cell-rate algorithm: each packet pushes the source's theoretical arrival time one
+/// interval further; a source more than `tolerance` ahead of the clock is over its budget.
+#[inline(always)]
+fn over_rate(slot: &PolicySlot, src: &IpKey, limit: u32, now: u64) -> bool {
+    let Some(config) = slot.rate_limits.get(limit) else {
+        return false;
+    };
+    let key = RateStateKey {
+        source: *src,
+        rate_limit: limit,
+    };
+    match RATE_STATE.get_ptr_mut(&key) {
+        Some(arrival) => {
+            // SAFETY: a pointer into a map value the lookup just returned. Concurrent packets of
+            // one source on two CPUs may each read the same time and both pass: the limit can be
+            // overshot by one packet per racing CPU, never undershot.
+            unsafe {
+                let theoretical = if *arrival > now { *arrival } else { now };
+                if theoretical - now > config.tolerance_ns {
+                    return true;
+                }
+                *arrival = theoretical + config.interval_ns;
+            }
+            false
+        }
+        None => {
+            if RATE_STATE
+                .insert(&key, &(now + config.interval_ns), 0)
+                .is_err()
+            {
+                bump(XdpStat::RateStateFull, 1);
+            }
+            false
+        }
+    }
+}
+
+/// The first dropped packet of a flow, and then at most one a second, reaches userspace.
+#[inline(always)]
+fn report_drop(packet: &Packet, ifindex: u32, slot: u32, reason: u8, detail: u32, now: u64) {
+    let flow = flow_key(packet);
+    match DROP_EVENT_LAST.get_ptr_mut(&flow) {
+        // SAFETY: a pointer into a map value the lookup just returned.
+        Some(last) if now - unsafe { *last } < DROP_EVENT_INTERVAL_NS => {
+            bump(XdpStat::DropEventsSuppressed, 1);
+            return;
+        }
+        Some(last) => unsafe { *last = now },
+        None => {
+            let _ = DROP_EVENT_LAST.insert(&flow, &now, 0);
+        }
+    }
+    match DROP_EVENTS.reserve::<DropEvent>(0) {
+        Some(mut entry) => {
+            entry.write(DropEvent {
+                time_ns: now,
+                flow,
+                ifindex,
+                detail,
+                slot,
+                reason,
+                _pad: [0; 3],
+            });
+            entry.submit(0);
+        }
+        None => bump(XdpStat::DropEventsLost, 1),
+    }
+}

@@ -1,0 +1,455 @@
+//! Puts policies into the kernel, atomically, and answers what they did.
+//!
+//! A policy goes into the inactive slot's maps, which no packet reads; one write to the config
+//! array then makes it the active slot. Packets judged before the write saw the old policy in
+//! full, packets after it the new one in full, so nothing is ever judged by a half-written
+//! policy, and a flow both policies deny is dropped throughout.
+//!
+//! The enforcement API for the rest of the agent is here too: [`Enforcer::block`] drops a
+//! source for a while, in the kernel, where the block lapses by itself.
+
+use std::{collections::BTreeMap, net::IpAddr, sync::Arc, time::Duration};
+
+use agent_common::{
+    policy::{
+        CONFIG_ACTIVE_SLOT, CONFIG_PER_SLOT_STRIDE, CONFIG_WORLD_FLAGS, CONFIG_WORLD_RATE_LIMIT,
+        IpKey, MAX_RATE_LIMITS, RateLimitConfig, RuleKey, RuleValue, TimedBlock, map_names,
+        verdict_slot,
+    },
+    xdp::TrafficCounters,
+};
+use aya::maps::{
+    Array, HashMap, LpmTrie, MapData, MapError, PerCpuArray, PerCpuValues, lpm_trie::Key,
+};
+use ipnetwork::IpNetwork;
+use policy::{
+    Action, Policy,
+    compile::{KernelPolicy, compile, ip_key, prefix_key},
+};
+use thiserror::Error;
+
+use crate::loader::{Datapath, LoadError};
+
+#[derive(Debug, Error)]
+pub enum EnforceError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Compile(#[from] policy::compile::CompileError),
+    #[error("writing map {map}: {source}")]
+    Map {
+        map: &'static str,
+        #[source]
+        source: MapError,
+    },
+    #[error("a timed block needs a TTL of at least one second, got {0:?}")]
+    TtlTooShort(Duration),
+    #[error("counting the CPUs whose per-CPU counters to reset: {0}")]
+    Cpus(#[source] std::io::Error),
+}
+
+fn map_error(map: &'static str) -> impl Fn(MapError) -> EnforceError {
+    move |source| EnforceError::Map { map, source }
+}
+
+/// What a verdict counter counts, as metrics label it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct VerdictLabel {
+    /// `pass` or `drop`.
+    pub verdict: &'static str,
+    /// `rule`, `default`, `reply`, `exempt`, `blocklist`, `isolate`, `timed_block` or
+    /// `rate_limit`.
+    pub reason: &'static str,
+    /// The rule's or rate limit's name; empty for the other reasons.
+    pub rule: String,
+}
+
+/// A source dropped until its block lapses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimedBlockEntry {
+    pub network: IpNetwork,
+    pub reason: String,
+    /// CLOCK_MONOTONIC nanoseconds, as the kernel compares them.
+    pub expires_ns: u64,
+}
+
+pub struct Enforcer {
+    /// The policy each slot holds (None: empty, or left by an earlier agent).
+    slot_policies: [Option<Arc<Policy>>; 2],
+    active: u32,
+    /// Verdict totals of slots since overwritten, so that counters never go backwards.
+    retired: BTreeMap<VerdictLabel, TrafficCounters>,
+    timed_blocks: BTreeMap<IpNetwork, TimedBlockEntry>,
+}
+
+/// Nanoseconds of CLOCK_MONOTONIC, the clock of `bpf_ktime_get_ns`.
+pub fn monotonic_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we pass and nothing else.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    (now.tv_sec as u64) * 1_000_000_000 + now.tv_nsec as u64
+}
+
+impl Enforcer {
+    /// Takes over the slots as the pinned maps hold them: whatever an earlier agent made active
+    /// stays in force until [`Enforcer::apply`] replaces it.
+    pub fn adopt(datapath: &Datapath) -> Result<Self, EnforceError> {
+        let config: Array<&MapData, u32> = Array::try_from(datapath.map(map_names::CONFIG)?)
+            .map_err(map_error(map_names::CONFIG))?;
+        let active = config
+            .get(&CONFIG_ACTIVE_SLOT, 0)
+            .map_err(map_error(map_names::CONFIG))?
+            .min(1);
+        Ok(Self {
+            slot_policies: [None, None],
+            active,
+            retired: BTreeMap::new(),
+            timed_blocks: BTreeMap::new(),
+        })
+    }
+
+    pub fn active_policy(&self) -> Option<&Arc<Policy>> {
+        self.slot_policies[self.active as usize].as_ref()
+    }
+
+    /// Makes `policy` the one in force: written to the idle slot, then switched to in one write.
+    pub fn apply(
+        &mut self,
+        datapath: &mut Datapath,
+        policy: Arc<Policy>,
+    ) -> Result<(), EnforceError> {
+        let kernel = compile(&policy)?;
+        let target = 1 - self.active;
+        self.retire_slot(datapath, target)?;
+        write_slot(datapath, target as usize, &kernel)?;
+        let mut config: Array<&mut MapData, u32> =
+            Array::try_from(datapath.map_mut(map_names::CONFIG)?)
+                .map_err(map_error(map_names::CONFIG))?;
+        let stride = target * CONFIG_PER_SLOT_STRIDE;
+        config
+            .set(CONFIG_WORLD_FLAGS + stride, kernel.world.flags, 0)
+            .map_err(map_error(map_names::CONFIG))?;
+        config
+            .set(CONFIG_WORLD_RATE_LIMIT + stride, kernel.world.rate_limit, 0)
+            .map_err(map_error(map_names::CONFIG))?;
+        // The switch: from here on every packet is judged by `policy`.
+        config
+            .set(CONFIG_ACTIVE_SLOT, target, 0)
+            .map_err(map_error(map_names::CONFIG))?;
+        self.slot_policies[target as usize] = Some(policy);
+        self.active = target;
+        Ok(())
+    }
+
+    /// Folds the slot's counters into the retired totals and zeroes them, before reuse.
+    fn retire_slot(&mut self, datapath: &mut Datapath, slot: u32) -> Result<(), EnforceError> {
+        let name = map_names::VERDICTS[slot as usize];
+        if let Some(policy) = &self.slot_policies[slot as usize] {
+            let counters = read_verdicts(datapath, slot)?;
+            for (index, value) in counters.iter().enumerate() {
+                if value.packets > 0 {
+                    let label = verdict_label(policy, index as u32);
+                    let total = self.retired.entry(label).or_default();
+                    total.packets += value.packets;
+                    total.bytes += value.bytes;
+                }
+            }
+        }
+        let mut verdicts: PerCpuArray<&mut MapData, TrafficCounters> =
+            PerCpuArray::try_from(datapath.map_mut(name)?).map_err(map_error(name))?;
+        let cpus = aya::util::nr_cpus().map_err(|(_, error)| EnforceError::Cpus(error))?;
+        for index in 0..verdict_slot::COUNT {
+            let zeros = PerCpuValues::try_from(vec![TrafficCounters::default(); cpus])
+                .map_err(EnforceError::Cpus)?;
+            verdicts.set(index, zeros, 0).map_err(map_error(name))?;
+        }
+        self.slot_policies[slot as usize] = None;
+        Ok(())
+    }
+
+    /// Packets and bytes per verdict since this agent started, over both slots and every policy
+    /// it has applied.
+    pub fn verdict_totals(
+        &self,
+        datapath: &Datapath,
+    ) -> Result<BTreeMap<VerdictLabel, TrafficCounters>, EnforceError> {
+        let mut totals = self.retired.clone();
+        for slot in 0..2u32 {
+            let Some(policy) = &self.slot_policies[slot as usize] else {
+                continue;
+            };
+            for (index, value) in read_verdicts(datapath, slot)?.iter().enumerate() {
+                if value.packets > 0 {
+                    let total = totals
+                        .entry(verdict_label(policy, index as u32))
+                        .or_default();
+                    total.packets += value.packets;
+                    total.bytes += value.bytes;
+                }
+            }
+        }
+        Ok(totals)
+    }
+
+    /// The name of what dropped a packet, for a drop event from `slot`.
+    pub fn drop_cause(&self, slot: u32, counter: u32) -> VerdictLabel {
+        match self
+            .slot_policies
+            .get(slot as usize)
+            .and_then(Option::as_ref)
+        {
+            Some(policy) => verdict_label(policy, counter),
+            None => verdict_label(&Policy::allow_all(), counter),
+        }
+    }
+
+    /// Drops every packet from `network` for `ttl`. The kernel compares the deadline itself, so
+    /// the block lapses on time even if this agent is gone; [`Enforcer::expire_blocks`] removes
+    /// the lapsed entries.
+    pub fn block(
+        &mut self,
+        datapath: &mut Datapath,
+        network: IpNetwork,
+        ttl: Duration,
+        reason: &str,
+    ) -> Result<TimedBlockEntry, EnforceError> {
+        if ttl < Duration::from_secs(1) {
+            return Err(EnforceError::TtlTooShort(ttl));
+        }
+        let network = IpNetwork::new(network.network(), network.prefix()).unwrap_or(network);
+        let expires_ns = monotonic_ns().saturating_add(ttl.as_nanos() as u64);
+        let value = TimedBlock { expires_ns };
+        if is_single_address(&network) {
+            let name = map_names::TIMED_BLOCK_EXACT;
+            let mut map: HashMap<&mut MapData, IpKey, TimedBlock> =
+                HashMap::try_from(datapath.map_mut(name)?).map_err(map_error(name))?;
+            map.insert(ip_key(network.ip()), value, 0)
+                .map_err(map_error(name))?;
+        } else {
+            let name = map_names::TIMED_BLOCK_PREFIX;
+            let mut map: LpmTrie<&mut MapData, IpKey, TimedBlock> =
+                LpmTrie::try_from(datapath.map_mut(name)?).map_err(map_error(name))?;
+            map.insert(&trie_key(network), value, 0)
+                .map_err(map_error(name))?;
+        }
+        let entry = TimedBlockEntry {
+            network,
+            reason: reason.to_owned(),
+            expires_ns,
+        };
+        self.timed_blocks.insert(network, entry.clone());
+        Ok(entry)
+    }
+
+    pub fn timed_blocks(&self) -> impl Iterator<Item = &TimedBlockEntry> {
+        self.timed_blocks.values()
+    }
+
+    /// Removes lapsed blocks from the kernel and returns them.
+    pub fn expire_blocks(
+        &mut self,
+        datapath: &mut Datapath,
+    ) -> Result<Vec<TimedBlockEntry>, EnforceError> {
+        let now = monotonic_ns();
+        let lapsed: Vec<TimedBlockEntry> = self
+            .timed_blocks
+            .values()
+            .filter(|entry| entry.expires_ns <= now)
+            .cloned()
+            .collect();
+        for entry in &lapsed {
+            if is_single_address(&entry.network) {
+                let name = map_names::TIMED_BLOCK_EXACT;
+                let mut map: HashMap<&mut MapData, IpKey, TimedBlock> =
+                    HashMap::try_from(datapath.map_mut(name)?).map_err(map_error(name))?;
+                ignore_missing(map.remove(&ip_key(entry.network.ip())), name)?;
+            } else {
+                let name = map_names::TIMED_BLOCK_PREFIX;
+                let mut map: LpmTrie<&mut MapData, IpKey, TimedBlock> =
+                    LpmTrie::try_from(datapath.map_mut(name)?).map_err(map_error(name))?;
+                ignore_missing(map.remove(&trie_key(entry.network)), name)?;
+            }
+            self.timed_blocks.remove(&entry.network);
+        }
+        Ok(lapsed)
+    }
+}
+
+fn ignore_missing(result: Result<(), MapError>, map: &'static str) -> Result<(), EnforceError> {
+    match result {
+        Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+        Err(source) => Err(EnforceError::Map { map, source }),
+    }
+}
+
+fn is_single_address(network: &IpNetwork) -> bool {
+    match network.ip() {
+        IpAddr::V4(_) => network.prefix() == 32,
+        IpAddr::V6(_) => network.prefix() == 128,
+    }
+}
+
+fn trie_key(network: IpNetwork) -> Key<IpKey> {
+    let key = prefix_key(network);
+    Key::new(key.prefix_len, key.ip)
+}
+
+fn read_verdicts(datapath: &Datapath, slot: u32) -> Result<Vec<TrafficCounters>, EnforceError> {
+    let name = map_names::VERDICTS[slot as usize];
+    let verdicts: PerCpuArray<&MapData, TrafficCounters> =
+        PerCpuArray::try_from(datapath.map(name)?).map_err(map_error(name))?;
+    verdicts
+        .iter()
+        .map(|per_cpu| {
+            per_cpu
+                .map(|values| crate::traffic::sum_per_cpu(values.iter().copied()))
+                .map_err(map_error(name))
+        })
+        .collect()
+}
+
+/// The label of verdict counter `index` under `policy`.
+pub fn verdict_label(policy: &Policy, index: u32) -> VerdictLabel {
+    let fixed = |verdict, reason| VerdictLabel {
+        verdict,
+        reason,
+        rule: String::new(),
+    };
+    match index {
+        verdict_slot::DEFAULT_PASS => fixed("pass", "default"),
+        verdict_slot::REPLY_PASS => fixed("pass", "reply"),
+        verdict_slot::EXEMPT_PASS => fixed("pass", "exempt"),
+        verdict_slot::BLOCKLIST_DROP => fixed("drop", "blocklist"),
+        verdict_slot::ISOLATE_DROP => fixed("drop", "isolate"),
+        verdict_slot::TIMED_BLOCK_DROP => fixed("drop", "timed_block"),
+        index
+            if (verdict_slot::RATE_LIMIT_DROP_BASE
+                ..verdict_slot::RATE_LIMIT_DROP_BASE + MAX_RATE_LIMITS)
+                .contains(&index) =>
+        {
+            let limit = (index - verdict_slot::RATE_LIMIT_DROP_BASE) as usize;
+            VerdictLabel {
+                verdict: "drop",
+                reason: "rate_limit",
+                rule: policy
+                    .rate_limits
+                    .get(limit)
+                    .map_or_else(|| format!("#{limit}"), |limit| limit.name.clone()),
+            }
+        }
+        index if index >= verdict_slot::RULE_BASE => {
+            let position = (index - verdict_slot::RULE_BASE) as usize;
+            match policy.rules.get(position) {
+                Some(rule) => VerdictLabel {
+                    verdict: if rule.action == Action::Allow {
+                        "pass"
+                    } else {
+                        "drop"
+                    },
+                    reason: "rule",
+                    rule: rule.name.clone(),
+                },
+                None => VerdictLabel {
+                    verdict: "unknown",
+                    reason: "rule",
+                    rule: format!("#{position}"),
+                },
+            }
+        }
+        _ => fixed("unknown", "unknown"),
+    }
+}
+
+/// Empties slot `slot`'s maps and writes `kernel` into them.
+fn write_slot(
+    datapath: &mut Datapath,
+    slot: usize,
+    kernel: &KernelPolicy,
+) -> Result<(), EnforceError> {
+    replace_hash(
+        datapath,
+        map_names::IDENTITY_EXACT[slot],
+        kernel.identity_exact.iter().copied(),
+    )?;
+    replace_trie(
+        datapath,
+        map_names::IDENTITY_PREFIX[slot],
+        kernel
+            .identity_prefix
+            .iter()
+            .map(|(key, value)| (Key::new(key.prefix_len, key.ip), *value)),
+    )?;
+    replace_hash(
+        datapath,
+        map_names::BLOCK_EXACT[slot],
+        kernel.block_exact.iter().map(|key| (*key, 1u8)),
+    )?;
+    replace_trie(
+        datapath,
+        map_names::BLOCK_PREFIX[slot],
+        kernel
+            .block_prefix
+            .iter()
+            .map(|key| (Key::new(key.prefix_len, key.ip), 1u8)),
+    )?;
+    replace_hash::<RuleKey, RuleValue>(
+        datapath,
+        map_names::RULES[slot],
+        kernel.rules.iter().copied(),
+    )?;
+    let name = map_names::RATE_LIMITS[slot];
+    let mut limits: Array<&mut MapData, RateLimitConfig> =
+        Array::try_from(datapath.map_mut(name)?).map_err(map_error(name))?;
+    for index in 0..MAX_RATE_LIMITS {
+        let config = kernel
+            .rate_limits
+            .get(index as usize)
+            .copied()
+            .unwrap_or_default();
+        limits.set(index, config, 0).map_err(map_error(name))?;
+    }
+    Ok(())
+}
+
+fn replace_hash<K: aya::Pod + Eq + std::hash::Hash, V: aya::Pod>(
+    datapath: &mut Datapath,
+    name: &'static str,
+    entries: impl Iterator<Item = (K, V)>,
+) -> Result<(), EnforceError> {
+    let mut map: HashMap<&mut MapData, K, V> =
+        HashMap::try_from(datapath.map_mut(name)?).map_err(map_error(name))?;
+    let old: Vec<K> = map
+        .keys()
+        .collect::<Result<_, _>>()
+        .map_err(map_error(name))?;
+    for key in &old {
+        ignore_missing(map.remove(key), name)?;
+    }
+    for (key, value) in entries {
+        map.insert(key, value, 0).map_err(map_error(name))?;
+    }
+    Ok(())
+}
+
+fn replace_trie<V: aya::Pod>(
+    datapath: &mut Datapath,
+    name: &'static str,
+    entries: impl Iterator<Item = (Key<IpKey>, V)>,
+) -> Result<(), EnforceError> {
+    let mut map: LpmTrie<&mut MapData, IpKey, V> =
+        LpmTrie::try_from(datapath.map_mut(name)?).map_err(map_error(name))?;
+    let old: Vec<Key<IpKey>> = map
+        .keys()
+        .collect::<Result<_, _>>()
+        .map_err(map_error(name))?;
+    for key in &old {
+        ignore_missing(map.remove(key), name)?;
+    }
+    for (key, value) in entries {
+        map.insert(&key, value, 0).map_err(map_error(name))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,15 @@
+//! moat-agent as a library: the binary is a thin `main` over [`run::main`], and the end-to-end
+//! tests drive the enforcement API ([`enforcer::Enforcer`]) directly.
+
+pub mod cli;
+pub mod enforcer;
+pub mod events;
+pub mod interfaces;
+pub mod loader;
+pub mod metrics;
+pub mod policy_source;
+pub mod privileges;
+pub mod protocol;
+pub mod report;
+pub mod run;
+pub mod traffic;

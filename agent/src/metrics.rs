@@ -1,0 +1,270 @@
+//! Prometheus metrics on `--metrics-addr`, plus `/healthz` and `/readyz` for probes.
+//!
+//! The main loop refreshes a [`Snapshot`] from the kernel once a second; scrapes read the
+//! snapshot, so a scrape never touches a map. Names and labels are documented in
+//! docs/metrics.md and are part of Moat's interface.
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+};
+
+use agent_common::xdp::TrafficCounters;
+use axum::{Router, extract::State, http::StatusCode, routing::get};
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeMetric, text::encode},
+    metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
+    registry::Registry,
+};
+
+use crate::{enforcer::VerdictLabel, loader::Attachment, traffic::XdpStats};
+
+/// What the agent knows, as of the last refresh.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub verdicts: BTreeMap<VerdictLabel, TrafficCounters>,
+    pub xdp: XdpStats,
+    pub attachments: Vec<Attachment>,
+    pub reloads_applied: u64,
+    pub reloads_rejected: u64,
+    pub timed_blocks: u64,
+    /// Drop events read from the kernel but not written because standard output lagged.
+    pub events_unwritten: u64,
+    /// True once the programs are attached and the policy applied.
+    pub ready: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Metrics {
+    snapshot: Arc<Mutex<Snapshot>>,
+}
+
+impl Metrics {
+    pub fn update(&self, change: impl FnOnce(&mut Snapshot)) {
+        let mut snapshot = self
+            .snapshot
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        change(&mut snapshot);
+    }
+
+    fn read(&self) -> Snapshot {
+        self.snapshot
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(self.clone()));
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut text, &registry);
+        text
+    }
+}
+
+type Labels<'a> = Vec<(&'static str, &'a str)>;
+
+fn counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    series: &[(Labels<'_>, u64)],
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, value) in series {
+        ConstCounter::new(*value).encode(family.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+impl Collector for Metrics {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let snapshot = self.read();
+        let verdict_series = |bytes: bool| -> Vec<(Labels<'_>, u64)> {
+            snapshot
+                .verdicts
+                .iter()
+                .map(|(label, counters)| {
+                    (
+                        vec![
+                            ("verdict", label.verdict),
+                            ("reason", label.reason),
+                            ("rule", label.rule.as_str()),
+                        ],
+                        if bytes {
+                            counters.bytes
+                        } else {
+                            counters.packets
+                        },
+                    )
+                })
+                .collect()
+        };
+        counter(
+            &mut encoder,
+            "moat_policy_packets",
+            "Packets judged by the policy, by verdict, reason and rule (or rate limit) name.",
+            &verdict_series(false),
+        )?;
+        counter(
+            &mut encoder,
+            "moat_policy_bytes",
+            "Frame bytes judged by the policy, by verdict, reason and rule (or rate limit) name.",
+            &verdict_series(true),
+        )?;
+        let xdp = snapshot.xdp;
+        counter(
+            &mut encoder,
+            "moat_xdp_frames",
+            "Frames the XDP program ran on.",
+            &[(vec![], xdp.frames)],
+        )?;
+        counter(
+            &mut encoder,
+            "moat_xdp_unjudged_frames",
+            "Frames passed without judgement: not IP (ARP...), or too short for their headers.",
+            &[
+                (vec![("reason", "non_ip")], xdp.non_ip),
+                (vec![("reason", "truncated")], xdp.truncated),
+            ],
+        )?;
+        counter(
+            &mut encoder,
+            "moat_events_dropped",
+            "Things Moat could not record, by stage and reason: each is a loss, never silent.",
+            &[
+                (
+                    vec![("stage", "xdp"), ("reason", "source_table_full")],
+                    xdp.source_table_full,
+                ),
+                (
+                    vec![("stage", "xdp"), ("reason", "drop_event_ring_full")],
+                    xdp.drop_events_lost,
+                ),
+                (
+                    vec![("stage", "xdp"), ("reason", "rate_state_full")],
+                    xdp.rate_state_full,
+                ),
+                (
+                    vec![("stage", "xdp"), ("reason", "conntrack_insert_failed")],
+                    xdp.conntrack_insert_failed,
+                ),
+                (
+                    vec![("stage", "agent"), ("reason", "output_lagging")],
+                    snapshot.events_unwritten,
+                ),
+            ],
+        )?;
+        counter(
+            &mut encoder,
+            "moat_drop_events_suppressed",
+            "Drop events not sent because their flow had one in the last second (by design).",
+            &[(vec![], xdp.drop_events_suppressed)],
+        )?;
+        counter(
+            &mut encoder,
+            "moat_policy_reloads",
+            "Policy loads, by result: applied, or rejected (the last good policy stays).",
+            &[
+                (vec![("result", "applied")], snapshot.reloads_applied),
+                (vec![("result", "rejected")], snapshot.reloads_rejected),
+            ],
+        )?;
+        let mut interfaces = encoder.encode_descriptor(
+            "moat_xdp_attached",
+            "1 for each interface the XDP program is attached to, with its mode.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for attachment in &snapshot.attachments {
+            let labels: Labels<'_> = vec![
+                ("interface", &attachment.interface),
+                ("mode", attachment.mode),
+            ];
+            ConstGauge::new(1i64).encode(interfaces.encode_family(&labels)?)?;
+        }
+        let mut blocks = encoder.encode_descriptor(
+            "moat_timed_blocks",
+            "Sources under a timed block now.",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(snapshot.timed_blocks as i64)
+            .encode(blocks.encode_family(&Labels::new())?)?;
+        Ok(())
+    }
+}
+
+/// Serves until the process ends.
+pub async fn serve(address: SocketAddr, metrics: Metrics) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(|State(metrics): State<Metrics>| async move { metrics.render() }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(|State(metrics): State<Metrics>| async move {
+                if metrics.read().ready {
+                    (StatusCode::OK, "ready")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "starting")
+                }
+            }),
+        )
+        .with_state(metrics);
+    axum::serve(listener, app).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_names_every_series_with_its_labels() {
+        let metrics = Metrics::default();
+        metrics.update(|snapshot| {
+            snapshot.verdicts.insert(
+                VerdictLabel {
+                    verdict: "drop",
+                    reason: "rule",
+                    rule: "frontend-not-to-db".to_owned(),
+                },
+                TrafficCounters {
+                    packets: 3,
+                    bytes: 222,
+                },
+            );
+            snapshot.xdp.frames = 10;
+            snapshot.reloads_rejected = 1;
+            snapshot.attachments.push(Attachment {
+                interface: "veth1".to_owned(),
+                ifindex: 4,
+                mode: "native",
+            });
+        });
+        let text = metrics.render();
+        for line in [
+            "moat_policy_packets_total{verdict=\"drop\",reason=\"rule\",rule=\"frontend-not-to-db\"} 3",
+            "moat_policy_bytes_total{verdict=\"drop\",reason=\"rule\",rule=\"frontend-not-to-db\"} 222",
+            "moat_xdp_frames_total 10",
+            "moat_policy_reloads_total{result=\"rejected\"} 1",
+            "moat_events_dropped_total{stage=\"xdp\",reason=\"drop_event_ring_full\"} 0",
+            "moat_xdp_attached{interface=\"veth1\",mode=\"native\"} 1",
+            "moat_timed_blocks 0",
+        ] {
+            assert!(
+                text.lines().any(|candidate| candidate == line),
+                "{line} missing:\n{text}"
+            );
+        }
+    }
+}

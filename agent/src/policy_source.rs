@@ -1,0 +1,101 @@
+//! The policy file on disk: loading it, and noticing when it or a blocklist it names changed.
+
+use std::{
+    cell::RefCell,
+    collections::BTreeMap,
+    hash::{DefaultHasher, Hash, Hasher},
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use policy::{Policy, PolicyError};
+
+/// A policy file and the fingerprint of what it was last loaded from.
+pub struct PolicySource {
+    path: PathBuf,
+    /// Each file read by the last load attempt (the policy and its blocklists), by content hash.
+    fingerprint: BTreeMap<PathBuf, Option<u64>>,
+}
+
+impl PolicySource {
+    pub fn new(path: &Path) -> Self {
+        Self {
+            path: path.to_owned(),
+            fingerprint: BTreeMap::new(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Loads and validates the policy, remembering which files it read.
+    pub fn load(&mut self) -> Result<Arc<Policy>, PolicyError> {
+        let read_files = RefCell::new(BTreeMap::new());
+        let read = |path: &Path| {
+            let result = std::fs::read_to_string(path);
+            read_files
+                .borrow_mut()
+                .insert(path.to_owned(), result.as_ref().ok().map(|text| hash(text)));
+            result
+        };
+        let outcome = read(&self.path)
+            .map_err(|error| PolicyError {
+                file: self.path.clone(),
+                line: None,
+                column: None,
+                field: None,
+                message: format!("cannot read the policy file: {error}"),
+            })
+            .and_then(|text| policy::parse(&text, &self.path, &read));
+        self.fingerprint = read_files.into_inner();
+        outcome.map(Arc::new)
+    }
+
+    /// True when a file the last load read has different contents now (or appeared or vanished).
+    /// Cheap enough to call every second: it rereads a handful of small files.
+    pub fn changed(&self) -> bool {
+        self.fingerprint.iter().any(|(path, last)| {
+            let now = std::fs::read_to_string(path).ok().map(|text| hash(&text));
+            now != *last
+        })
+    }
+}
+
+fn hash(text: &str) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    text.hash(&mut hasher);
+    hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edits_to_the_policy_or_its_blocklist_are_noticed() {
+        let directory =
+            std::env::temp_dir().join(format!("moat-policy-source-{}", std::process::id()));
+        std::fs::create_dir_all(&directory).unwrap();
+        let policy = directory.join("policy.yaml");
+        let blocklist = directory.join("blocklist.txt");
+        std::fs::write(&policy, "blocklist: { files: [blocklist.txt] }\n").unwrap();
+        std::fs::write(&blocklist, "198.19.0.1\n").unwrap();
+
+        let mut source = PolicySource::new(&policy);
+        assert_eq!(source.load().unwrap().blocklist.len(), 1);
+        assert!(!source.changed());
+        std::fs::write(&blocklist, "198.19.0.1\n198.19.0.2\n").unwrap();
+        assert!(source.changed(), "a blocklist edit counts");
+        assert_eq!(source.load().unwrap().blocklist.len(), 2);
+        assert!(!source.changed());
+        std::fs::write(&policy, "rules: [").unwrap();
+        assert!(source.changed());
+        assert!(source.load().is_err());
+        assert!(
+            !source.changed(),
+            "a rejected edit is not retried until it changes again"
+        );
+        std::fs::remove_dir_all(&directory).unwrap();
+    }
+}
