@@ -78,8 +78,7 @@ fn decide(packet: &Packet, slot: &PolicySlot, slot_index: u32, now: u64) -> Verd
     if timed_block(&src, now) {
         return drop(verdict_slot::TIMED_BLOCK_DROP, drop_reason::TIMED_BLOCK, 0);
     }
-    if slot.block_exact.get_ptr(&src).is_some()
-        || slot.block_prefix.get(&prefix_key(&src)).is_some()
+    if slot.block_exact.get_ptr(src).is_some() || slot.block_prefix.get(prefix_key(&src)).is_some()
     {
         return drop(verdict_slot::BLOCKLIST_DROP, drop_reason::BLOCKLIST, 0);
     }
@@ -148,7 +147,7 @@ fn timed_block(src: &IpKey, now: u64) -> bool {
     let block = match exact {
         Some(block) => Some(block),
         None => TIMED_BLOCK_PREFIX
-            .get(&prefix_key(src))
+            .get(prefix_key(src))
             .map(|block| block as *const _),
     };
     // SAFETY: a pointer into a map value the lookup just returned.
@@ -161,7 +160,7 @@ fn identity(slot: &PolicySlot, slot_index: u32, key: &IpKey) -> IdentityValue {
         // SAFETY: a pointer into a map value the lookup just returned.
         return unsafe { *value };
     }
-    if let Some(value) = slot.identity_prefix.get(&prefix_key(key)) {
+    if let Some(value) = slot.identity_prefix.get(prefix_key(key)) {
         return *value;
     }
     IdentityValue {
@@ -204,13 +203,13 @@ fn rule_verdict(
 fn pair_verdict(packet: &Packet, slot: &PolicySlot, from: u32, to: u32) -> Option<RuleValue> {
     if packet.has_ports {
         let key = RuleKey::new(from, to, packet.protocol, packet.dst_port);
-        if let Some(value) = slot.rules.get_ptr(&key) {
+        if let Some(value) = slot.rules.get_ptr(key) {
             // SAFETY: a pointer into a map value the lookup just returned.
             return Some(unsafe { *value });
         }
     }
     for (protocol, port) in [(packet.protocol, PORT_ANY), (PROTOCOL_ANY, PORT_ANY)] {
-        if let Some(value) = slot.rules.get_ptr(&RuleKey::new(from, to, protocol, port)) {
+        if let Some(value) = slot.rules.get_ptr(RuleKey::new(from, to, protocol, port)) {
             // SAFETY: as above.
             return Some(unsafe { *value });
         }
@@ -267,7 +266,7 @@ fn is_reply(packet: &Packet, now: u64) -> bool {
         family: packet.family,
         _pad: [0; 2],
     };
-    match CONNTRACK.get_ptr_mut(&reverse) {
+    match CONNTRACK.get_ptr_mut(reverse) {
         // SAFETY: a pointer into a map value the lookup just returned; a racing writer can only
         // store another expiry, which is as good as ours.
         Some(entry) if unsafe { (*entry).expires_ns } > now => {
@@ -290,7 +289,7 @@ fn track(packet: &Packet, now: u64) {
     }
     let key = flow_key(packet);
     let life = lifetime(packet);
-    if let Some(entry) = CONNTRACK.get_ptr_mut(&key) {
+    if let Some(entry) = CONNTRACK.get_ptr_mut(key) {
         // SAFETY: as in is_reply.
         unsafe {
             if life < CONNTRACK_TCP_NS || (*entry).expires_ns < now + life / 2 {
@@ -302,7 +301,7 @@ fn track(packet: &Packet, now: u64) {
     let entry = ConntrackEntry {
         expires_ns: now + life,
     };
-    if CONNTRACK.insert(&key, &entry, 0).is_err() {
+    if CONNTRACK.insert(key, entry, 0).is_err() {
         bump(XdpStat::ConntrackInsertFailed, 1);
     }
 }
@@ -318,7 +317,7 @@ fn over_rate(slot: &PolicySlot, src: &IpKey, limit: u32, now: u64) -> bool {
         source: *src,
         rate_limit: limit,
     };
-    match RATE_STATE.get_ptr_mut(&key) {
+    match RATE_STATE.get_ptr_mut(key) {
         Some(arrival) => {
             // SAFETY: a pointer into a map value the lookup just returned. Concurrent packets of
             // one source on two CPUs may each read the same time and both pass: the limit can be
@@ -333,10 +332,7 @@ fn over_rate(slot: &PolicySlot, src: &IpKey, limit: u32, now: u64) -> bool {
             false
         }
         None => {
-            if RATE_STATE
-                .insert(&key, &(now + config.interval_ns), 0)
-                .is_err()
-            {
+            if RATE_STATE.insert(key, now + config.interval_ns, 0).is_err() {
                 bump(XdpStat::RateStateFull, 1);
             }
             false
@@ -348,7 +344,7 @@ fn over_rate(slot: &PolicySlot, src: &IpKey, limit: u32, now: u64) -> bool {
 #[inline(always)]
 fn report_drop(packet: &Packet, ifindex: u32, slot: u32, reason: u8, detail: u32, now: u64) {
     let flow = flow_key(packet);
-    match DROP_EVENT_LAST.get_ptr_mut(&flow) {
+    match DROP_EVENT_LAST.get_ptr_mut(flow) {
         // SAFETY: a pointer into a map value the lookup just returned.
         Some(last) if now - unsafe { *last } < DROP_EVENT_INTERVAL_NS => {
             bump(XdpStat::DropEventsSuppressed, 1);
@@ -356,7 +352,7 @@ fn report_drop(packet: &Packet, ifindex: u32, slot: u32, reason: u8, detail: u32
         }
         Some(last) => unsafe { *last = now },
         None => {
-            let _ = DROP_EVENT_LAST.insert(&flow, &now, 0);
+            let _ = DROP_EVENT_LAST.insert(flow, now, 0);
         }
     }
     match DROP_EVENTS.reserve::<DropEvent>(0) {
