@@ -18,7 +18,7 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::{Map, MapData, PerCpuArray, PerCpuHashMap},
     programs::{
-        ProgramError, Xdp, XdpMode,
+        ProgramError, TestRun as _, TestRunOptions, Xdp, XdpMode,
         links::{FdLink, PinnedLink},
         xdp::XdpLink,
     },
@@ -229,6 +229,24 @@ impl Datapath {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
+    }
+
+    /// Runs the XDP program once on `frame` with no interface involved (BPF_PROG_TEST_RUN),
+    /// against the live maps, and returns its verdict (`XDP_PASS` is 2, `XDP_DROP` 1). Lets tests
+    /// and benchmarks ask the kernel itself what it would do with a packet.
+    pub fn run_on_frame(&mut self, frame: &[u8]) -> Result<u32, LoadError> {
+        let program = xdp_program(&mut self.ebpf)?;
+        let options = TestRunOptions {
+            data_in: Some(frame),
+            ..TestRunOptions::default()
+        };
+        program
+            .test_run(options)
+            .map(|result| result.return_value)
+            .map_err(|source| LoadError::Program {
+                name: XDP_PROGRAM,
+                source,
+            })
     }
 
     pub fn map(&self, name: &'static str) -> Result<&Map, LoadError> {

@@ -14,6 +14,8 @@ mod load;
 mod locate;
 mod model;
 mod schema;
+#[cfg(feature = "strategies")]
+pub mod strategies;
 
 pub use cidr::{CidrError, parse_cidr};
 pub use load::{PolicyError, load, parse};

@@ -5,18 +5,15 @@
     reason = "test helpers: a failed unwrap is a failed test"
 )]
 
-use std::{
-    collections::HashMap,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
-};
+use std::collections::HashMap;
 
 use agent_common::policy::{
     ACTION_DENY, IDENTITY_ANY, IDENTITY_ISOLATED, IDENTITY_WORLD, IdentityValue, IpKey, PORT_ANY,
     PROTOCOL_ANY, PrefixKey, RuleKey, RuleValue,
 };
-use ipnetwork::IpNetwork;
+use policy::strategies::{random_flow, random_policy};
 use policy::{
-    Action, Identity, Policy, Protocol, Rule, Selector,
+    Policy,
     compile::{KernelPolicy, combine, compile, ip_key, prefix_key},
     evaluate::{DropReason, Flow, PassReason, Verdict, evaluate},
 };
@@ -280,128 +277,6 @@ fn covers(prefix: &PrefixKey, key: &IpKey) -> bool {
     let (network, address) = (bytes(&prefix.ip), bytes(key));
     let bit = |bytes: &[u8; 20], index: u32| bytes[index as usize / 8] >> (7 - index % 8) & 1;
     (0..prefix.prefix_len).all(|index| bit(&network, index) == bit(&address, index))
-}
-
-/// Addresses from a small pool, so that random CIDRs, rules and packets overlap often.
-fn address() -> impl Strategy<Value = IpAddr> {
-    prop_oneof![
-        (0u8..4, 0u8..4).prop_map(|(c, d)| IpAddr::V4(Ipv4Addr::new(198, 18, c, d * 64))),
-        (0u16..4, 0u16..4)
-            .prop_map(|(a, b)| IpAddr::V6(Ipv6Addr::new(0xfd00, 0x198, 0x18, a, 0, 0, 0, b))),
-    ]
-}
-
-fn network() -> impl Strategy<Value = IpNetwork> {
-    (address(), 0u8..=4).prop_map(|(address, shrink)| {
-        let full = if address.is_ipv4() { 32 } else { 128 };
-        let prefix = match shrink {
-            0 => full,
-            1 => full - 6,
-            2 => full - 8,
-            3 => full - 16,
-            _ => full - 24,
-        };
-        let network = IpNetwork::new(address, prefix).unwrap();
-        IpNetwork::new(network.network(), prefix).unwrap()
-    })
-}
-
-fn selector(identities: usize) -> impl Strategy<Value = Selector> {
-    prop_oneof![
-        (0..identities.max(1)).prop_map(Selector::Identity),
-        Just(Selector::World),
-        Just(Selector::Any),
-    ]
-    .prop_filter("identity exists", move |selector| {
-        !matches!(selector, Selector::Identity(_)) || identities > 0
-    })
-}
-
-fn random_policy() -> impl Strategy<Value = Policy> {
-    (0usize..5)
-        .prop_flat_map(|count| {
-            (
-                proptest::collection::vec(
-                    (proptest::collection::vec(network(), 1..3), any::<bool>()),
-                    count,
-                ),
-                proptest::collection::vec(network(), 0..3),
-                proptest::collection::vec(
-                    (
-                        selector(count),
-                        selector(count),
-                        any::<bool>(),
-                        prop_oneof![
-                            Just(Protocol::Tcp),
-                            Just(Protocol::Udp),
-                            Just(Protocol::Icmp),
-                            Just(Protocol::Any)
-                        ],
-                        proptest::collection::vec(
-                            prop_oneof![Just(80u16), Just(443), Just(5432)],
-                            0..2,
-                        ),
-                    ),
-                    0..8,
-                ),
-            )
-        })
-        .prop_map(|(identities, blocklist, rules)| {
-            let mut seen = std::collections::HashSet::new();
-            let identities = identities
-                .into_iter()
-                .enumerate()
-                .map(|(index, (cidrs, isolated))| Identity {
-                    name: format!("id{index}"),
-                    // The loader refuses one CIDR in two identities; keep the first.
-                    cidrs: cidrs
-                        .into_iter()
-                        .filter(|cidr| seen.insert(*cidr))
-                        .collect(),
-                    isolated,
-                })
-                .collect();
-            let rules = rules
-                .into_iter()
-                .enumerate()
-                .map(|(index, (from, to, deny, protocol, ports))| Rule {
-                    name: format!("r{index}"),
-                    action: if deny { Action::Deny } else { Action::Allow },
-                    from,
-                    to,
-                    protocol,
-                    ports: if protocol == Protocol::Icmp {
-                        vec![]
-                    } else {
-                        ports
-                    },
-                })
-                .collect();
-            Policy {
-                identities,
-                blocklist,
-                rules,
-                rate_limits: vec![],
-            }
-        })
-}
-
-fn random_flow() -> impl Strategy<Value = Flow> {
-    (
-        address(),
-        address(),
-        prop_oneof![Just(6u8), Just(17), Just(1), Just(58), Just(47)],
-        prop_oneof![Just(80u16), Just(443), Just(5432), Just(8080)],
-    )
-        .prop_filter("same family", |(src, dst, ..)| {
-            src.is_ipv4() == dst.is_ipv4()
-        })
-        .prop_map(|(src, dst, protocol, port)| Flow {
-            src,
-            dst,
-            protocol,
-            dst_port: matches!(protocol, 6 | 17).then_some(port),
-        })
 }
 
 proptest! {

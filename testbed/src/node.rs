@@ -220,6 +220,16 @@ impl Node {
         Ok(pod)
     }
 
+    /// Deletes a pod as Kubernetes would: its processes end and its veth pair disappears from
+    /// the node.
+    pub fn remove_pod(&mut self, name: &str) -> Result<(), TestbedError> {
+        if let Some(position) = self.pods.iter().position(|pod| pod.name == name) {
+            let pod = self.pods.remove(position);
+            remove_namespace(&pod.netns)?;
+        }
+        Ok(())
+    }
+
     fn validate(&self, spec: &PodSpec) -> Result<(), TestbedError> {
         let bad_name = |reason| TestbedError::BadPodName {
             pod: spec.name.clone(),
@@ -268,6 +278,33 @@ impl Node {
     fn sysctl(&self, key: &str, value: &str) -> Result<(), TestbedError> {
         sysctl(&self.netns, key, value)
     }
+
+    /// Runs `work` on a thread in the node's network namespace (to reach what listens there, or
+    /// to attach programs to its interfaces from the test process).
+    pub fn enter<T: Send>(&self, work: impl FnOnce() -> T + Send) -> Result<T, TestbedError> {
+        enter_netns(&self.netns, work)
+    }
+}
+
+fn enter_netns<T: Send>(netns: &str, work: impl FnOnce() -> T + Send) -> Result<T, TestbedError> {
+    let enter_error = |source| TestbedError::EnterNetns {
+        netns: netns.to_owned(),
+        source,
+    };
+    let handle = File::open(Path::new(NETNS_DIR).join(netns)).map_err(enter_error)?;
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                // SAFETY: setns on a descriptor we hold open; it changes only this thread, which
+                // exists just for `work` and ends with it.
+                if unsafe { libc::setns(handle.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                    return Err(enter_error(std::io::Error::last_os_error()));
+                }
+                Ok(work())
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }
 
 impl Pod {
@@ -290,25 +327,7 @@ impl Pod {
     /// Runs `work` on a thread that has entered the pod's network namespace, so sockets it opens
     /// are the pod's. Other namespaces (mount, pid) stay the test's.
     pub fn enter<T: Send>(&self, work: impl FnOnce() -> T + Send) -> Result<T, TestbedError> {
-        let path = Path::new(NETNS_DIR).join(&self.netns);
-        let enter_error = |source| TestbedError::EnterNetns {
-            netns: self.netns.clone(),
-            source,
-        };
-        let handle = File::open(&path).map_err(enter_error)?;
-        std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    // SAFETY: setns on a descriptor we hold open; it changes only this thread,
-                    // which exists just for `work` and ends with it.
-                    if unsafe { libc::setns(handle.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                        return Err(enter_error(std::io::Error::last_os_error()));
-                    }
-                    Ok(work())
-                })
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        })
+        enter_netns(&self.netns, work)
     }
 
     pub fn addresses(&self) -> [IpAddr; 2] {

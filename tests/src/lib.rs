@@ -12,6 +12,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub mod traffic;
+
 use serde_json::Value;
 use testbed::{Background, Node};
 
@@ -147,21 +149,62 @@ impl RunningAgent {
                 }
             }
         });
-        let mut agent = Self {
+        Self {
             process,
             records,
             seen: Vec::new(),
-        };
-        agent.wait_for(Duration::from_secs(20), |record| {
-            record["kind"] == "agent.ready"
-        });
-        agent
+        }
+    }
+
+    /// Every record read so far, after draining what is already waiting.
+    pub fn records(&mut self) -> &[Value] {
+        while let Ok(record) = self.records.try_recv() {
+            self.seen.push(record);
+        }
+        &self.seen
+    }
+
+    /// The `agent.ready` record, if it was written.
+    pub fn seen_ready(&self) -> Option<&Value> {
+        self.seen
+            .iter()
+            .find(|record| record["kind"] == "agent.ready")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.id()
+    }
+
+    /// Sends a signal (SIGHUP to reload, SIGKILL to crash it).
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on the agent we started and have not reaped.
+        unsafe { libc::kill(self.process.id() as i32, signal) };
     }
 
     /// Waits until a record matches, failing the test at the deadline. Returns the match.
     pub fn wait_for(&mut self, timeout: Duration, matches: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + timeout;
         if let Some(found) = self.seen.iter().find(|record| matches(record)) {
+            return found.clone();
+        }
+        self.wait_since(self.seen.len(), timeout, matches)
+    }
+
+    /// A position in the record stream: take it before an action, then wait for the records the
+    /// action causes with [`RunningAgent::wait_since`].
+    pub fn mark(&mut self) -> usize {
+        self.records().len()
+    }
+
+    /// Like [`RunningAgent::wait_for`], but only records from `mark` on count.
+    pub fn wait_since(
+        &mut self,
+        mark: usize,
+        timeout: Duration,
+        matches: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        self.records();
+        if let Some(found) = self.seen[mark..].iter().find(|record| matches(record)) {
             return found.clone();
         }
         loop {
