@@ -30,8 +30,6 @@ pub struct Snapshot {
     pub reloads_applied: u64,
     pub reloads_rejected: u64,
     pub timed_blocks: u64,
-    /// Drop events read from the kernel but not written because standard output lagged.
-    pub events_unwritten: u64,
     /// True once the programs are attached and the policy applied.
     pub ready: bool,
 }
@@ -78,6 +76,10 @@ fn counter(
 ) -> Result<(), std::fmt::Error> {
     let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
     for (labels, value) in series {
+        if labels.is_empty() {
+            ConstCounter::new(*value).encode(family)?;
+            return Ok(());
+        }
         ConstCounter::new(*value).encode(family.encode_family(labels)?)?;
     }
     Ok(())
@@ -154,10 +156,6 @@ impl Collector for Metrics {
                 (
                     vec![("stage", "xdp"), ("reason", "conntrack_insert_failed")],
                     xdp.conntrack_insert_failed,
-                ),
-                (
-                    vec![("stage", "agent"), ("reason", "output_lagging")],
-                    snapshot.events_unwritten,
                 ),
             ],
         )?;
@@ -259,7 +257,7 @@ mod tests {
             "moat_policy_reloads_total{result=\"rejected\"} 1",
             "moat_events_dropped_total{stage=\"xdp\",reason=\"drop_event_ring_full\"} 0",
             "moat_xdp_attached{interface=\"veth1\",mode=\"native\"} 1",
-            "moat_timed_blocks 0",
+            "moat_timed_blocks{} 0",
         ] {
             assert!(
                 text.lines().any(|candidate| candidate == line),
