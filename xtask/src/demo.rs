@@ -1,7 +1,9 @@
-//! `cargo xtask demo`: Moat on a namespace testbed, with traffic between pods, as a newcomer's
-//! first look.
+//! `cargo xtask demo`: Moat on a namespace testbed, as a newcomer's first look: three pods talk,
+//! a policy stops what it denies, an edit changes the verdict live, and the counters show it all.
 
 use std::{
+    io::{Read as _, Write as _},
+    path::Path,
     process::{Command, Stdio},
     time::Duration,
 };
@@ -12,6 +14,23 @@ use testbed::{Node, Pod, PodSpec};
 use crate::shell::{exec, is_root, workspace_root};
 
 const HTTP_PORT: &str = "8080";
+const DB_PORT: &str = "5432";
+const METRICS_PORT: u16 = 9464;
+
+const POLICY: &str = r#"# The demo's policy; docs/policy.md explains every field.
+identities:
+  web: { cidrs: ["198.18.1.10/32", "fd00:198:18:1::10/128"] }
+  api: { cidrs: ["198.18.2.10/32", "fd00:198:18:2::10/128"] }
+  db:  { cidrs: ["198.18.3.10/32", "fd00:198:18:3::10/128"] }
+isolate: [db]            # only what an allow rule names may reach the database
+rules:
+  - name: api-to-db
+    action: allow
+    from: api
+    to: db
+    protocol: tcp
+    ports: [5432]
+"#;
 
 pub fn run() -> anyhow::Result<()> {
     if !is_root() {
@@ -26,7 +45,22 @@ pub fn run() -> anyhow::Result<()> {
             .current_dir(&root),
     )?;
     let agent_binary = root.join("target/debug/moat-agent");
+    let workdir = std::env::temp_dir().join(format!("moat-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&workdir).context("creating the demo's directory")?;
+    let policy = workdir.join("policy.yaml");
+    std::fs::write(&policy, POLICY).context("writing the demo policy")?;
+    let state_dir = format!("/sys/fs/bpf/moat-demo-{}", std::process::id());
+    let outcome = show(&agent_binary, &policy, &state_dir);
+    // Whatever happened, leave nothing enforced and nothing on disk.
+    let _ = Command::new(&agent_binary)
+        .args(["cleanup", "--state-dir", &state_dir])
+        .stderr(Stdio::null())
+        .status();
+    let _ = std::fs::remove_dir_all(&workdir);
+    outcome
+}
 
+fn show(agent_binary: &Path, policy: &Path, state_dir: &str) -> anyhow::Result<()> {
     let mut node = Node::new("demo").context("building the demo node")?;
     let pods = [
         PodSpec::new("web", "198.18.1.10/24", "fd00:198:18:1::10/64"),
@@ -51,67 +85,105 @@ pub fn run() -> anyhow::Result<()> {
             pod.name, pod.ipv4, pod.ipv6, pod.host_interface
         );
     }
+    println!("\nThe policy ({}):\n\n{POLICY}", policy.display());
     println!(
-        "\nmoat-agent attaches its XDP program to the node side of each pod's veth and reports,"
+        "moat-agent attaches its XDP program to the node side of each pod's veth, enforces the"
     );
-    println!(
-        "every 2 seconds, the traffic each source sent (a table; `--output jsonl` for machines):\n"
-    );
+    println!("policy there, and prints what it drops and, every 3 seconds, who sent what:\n");
 
-    let mut agent_command = node.command(&agent_binary);
+    let mut agent_command = node.command(agent_binary);
     for pod in &pods {
         agent_command.args(["--iface", &pod.host_interface]);
     }
     agent_command
-        .args(["--output", "text", "--report-interval", "2s"])
+        .arg("--policy")
+        .arg(policy)
+        .args([
+            "--state-dir",
+            state_dir,
+            "--output",
+            "text",
+            "--report-interval",
+            "3s",
+        ])
+        .args(["--metrics-addr", &format!("127.0.0.1:{METRICS_PORT}")])
         .stdin(Stdio::null());
     let mut agent = testbed::spawn(&mut agent_command).context("starting moat-agent")?;
     std::thread::sleep(Duration::from_secs(1));
 
-    let _server = testbed::spawn(
-        api.command("python3")
-            .args(["-m", "http.server", HTTP_PORT, "--bind", "::"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    )
-    .context("starting an HTTP server in the api pod")?;
-    say("web calls api over HTTP, 10 times over IPv4 and 10 over IPv6 (curl)");
+    let quiet_server = |pod: &Pod, port: &str| {
+        testbed::spawn(
+            pod.command("python3")
+                .args(["-m", "http.server", port, "--bind", "::"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+    };
+    let _api_server = quiet_server(api, HTTP_PORT).context("starting a server in the api pod")?;
+    let _db_server = quiet_server(db, DB_PORT).context("starting a server in the db pod")?;
+    std::thread::sleep(Duration::from_millis(700));
+
+    say(
+        "web calls api over HTTP, 5 times over IPv4 and 5 over IPv6: allowed (no rule, api is not isolated)",
+    );
     for address in [format!("{}", api.ipv4), format!("[{}]", api.ipv6)] {
-        let url = format!("http://{address}:{HTTP_PORT}/");
-        for _ in 0..10 {
-            web.run(
-                "curl",
-                &[
-                    "-sS",
-                    "-o",
-                    "/dev/null",
-                    "--retry",
-                    "20",
-                    "--retry-connrefused",
-                    "--retry-delay",
-                    "0",
-                    &url,
-                ],
-            )
-            .context("curl from web to api")?;
+        for _ in 0..5 {
+            curl(web, &format!("http://{address}:{HTTP_PORT}/"))?;
         }
     }
-    say("web pings db 5 times; api pings db over IPv6 3 times");
-    web.run("ping", &["-c", "5", "-i", "0.2", &db.ipv4.to_string()])
-        .context("ping from web to db")?;
-    api.run("ping", &["-c", "3", "-i", "0.2", &db.ipv6.to_string()])
-        .context("ping from api to db")?;
+    say("api calls db on 5432: allowed by rule api-to-db");
+    curl(api, &format!("http://{}:{DB_PORT}/", db.ipv4))?;
+    say("web calls db on 5432: db is isolated and no rule allows web, so XDP drops the SYN");
+    let reached = curl(web, &format!("http://{}:{DB_PORT}/", db.ipv4)).is_ok();
+    println!("web reached db: {reached}");
+
+    say(
+        "the policy file is edited to allow web too; the agent notices within a second and switches atomically",
+    );
+    std::fs::write(
+        policy,
+        format!("{POLICY}  - {{ name: web-to-db, action: allow, from: web, to: db, protocol: tcp, ports: [5432] }}\n"),
+    )
+    .context("editing the policy")?;
+    std::thread::sleep(Duration::from_millis(2000));
+    let reached = curl(web, &format!("http://{}:{DB_PORT}/", db.ipv4)).is_ok();
+    println!("web reached db: {reached}");
 
     std::thread::sleep(Duration::from_millis(2500));
-    say("stopping the agent: its last report lists every source's totals, then it detaches");
-    agent.signal_and_wait(libc::SIGTERM, Duration::from_secs(10));
-    println!(
-        "\nEach row: the node-side interface the frames arrived on, the pod that sent them, the IP \
-         protocol, and totals since the agent started. Frames from the node to a pod are not \
-         counted on the pod's interface: XDP sees what pods send."
+    say(&format!(
+        "what Prometheus would scrape from 127.0.0.1:{METRICS_PORT}/metrics (policy counters):"
+    ));
+    let exposition = node
+        .enter(|| scrape(METRICS_PORT))
+        .context("entering the node")?
+        .context("scraping the agent's metrics")?;
+    for line in exposition
+        .lines()
+        .filter(|line| line.starts_with("moat_policy_packets_total"))
+    {
+        println!("  {line}");
+    }
+
+    say(
+        "stopping the agent: its last report lists every source's totals; enforcement would stay pinned for the next agent, so the demo removes it with `moat-agent cleanup`",
     );
-    println!("Everything the demo created is removed now.");
+    agent.signal_and_wait(libc::SIGTERM, Duration::from_secs(10));
+    println!("\nEverything the demo created is removed now.");
     Ok(())
+}
+
+fn curl(pod: &Pod, url: &str) -> anyhow::Result<()> {
+    pod.run("curl", &["-sS", "-o", "/dev/null", "--max-time", "2", url])
+        .map(|_| ())
+        .with_context(|| format!("curl {url} from {}", pod.name))
+}
+
+fn scrape(port: u16) -> std::io::Result<String> {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(response)
 }
 
 fn say(what: &str) {
