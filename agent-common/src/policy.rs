@@ -19,7 +19,7 @@ pub mod map_names {
     pub const TIMED_BLOCK_PREFIX: &str = "TIMED_BLOCK_PREFIX";
     pub const CONNTRACK: &str = "CONNTRACK";
     pub const RATE_STATE: &str = "RATE_STATE";
-    pub const DROP_EVENT_LAST: &str = "DROP_EVENT_LAST";
+    pub const DROP_EVENT_RECENT: &str = "DROP_EVENT_RECENT";
     pub const DROP_EVENTS: &str = "DROP_EVENTS";
 }
 
@@ -35,7 +35,10 @@ pub const TIMED_BLOCK_MAX_ENTRIES: u32 = 65_536;
 /// Connections tracked so replies pass; least recently used ones are evicted first.
 pub const CONNTRACK_MAX_ENTRIES: u32 = 262_144;
 pub const RATE_STATE_MAX_ENTRIES: u32 = 131_072;
-pub const DROP_EVENT_LAST_MAX_ENTRIES: u32 = 65_536;
+/// Per CPU, the last drop event of the flows hashing to each slot: a direct-mapped table, far
+/// cheaper per dropped packet than an LRU map. Two flows sharing a slot may each get more than
+/// one event a second; ring-buffer loss stays counted either way.
+pub const DROP_EVENT_RECENT_SLOTS: u32 = 4_096;
 pub const DROP_EVENTS_BYTES: u32 = 1 << 20;
 
 /// Identity ids: 0 is "world" (an address no identity covers); named identities count from 1.
@@ -52,14 +55,23 @@ pub const IDENTITY_ISOLATED: u32 = 1;
 
 /// Slots of the config array.
 pub const CONFIG_ACTIVE_SLOT: u32 = 0;
+/// How many timed blocks are in force; at 0 the program skips their lookups.
+pub const CONFIG_TIMED_BLOCKS: u32 = 1;
 /// Flags of the world identity (no map entry carries them), for policy slot 0; slot 1's is at
-/// this index plus [`CONFIG_PER_SLOT_STRIDE`].
-pub const CONFIG_WORLD_FLAGS: u32 = 1;
-/// Rate-limit slot of the world identity, plus one (0: none), for policy slot 0; slot 1's as
-/// above.
-pub const CONFIG_WORLD_RATE_LIMIT: u32 = 2;
-pub const CONFIG_PER_SLOT_STRIDE: u32 = 2;
-pub const CONFIG_SLOTS: u32 = 5;
+/// this index plus [`CONFIG_PER_SLOT_STRIDE`], as for the next two.
+pub const CONFIG_WORLD_FLAGS: u32 = 2;
+/// Rate-limit slot of the world identity, plus one (0: none).
+pub const CONFIG_WORLD_RATE_LIMIT: u32 = 3;
+/// Which of the slot's tables hold entries (`SLOT_HAS_*`): an empty table costs no lookup.
+pub const CONFIG_SLOT_CONTENTS: u32 = 4;
+pub const CONFIG_PER_SLOT_STRIDE: u32 = 3;
+pub const CONFIG_SLOTS: u32 = 8;
+
+pub const SLOT_HAS_IDENTITY_EXACT: u32 = 1;
+pub const SLOT_HAS_IDENTITY_PREFIX: u32 = 2;
+pub const SLOT_HAS_BLOCK_EXACT: u32 = 4;
+pub const SLOT_HAS_BLOCK_PREFIX: u32 = 8;
+pub const SLOT_HAS_RULES: u32 = 16;
 
 /// Connection-tracking lifetimes, refreshed by every packet of the flow.
 pub const CONNTRACK_TCP_NS: u64 = 6 * 3600 * 1_000_000_000;
@@ -167,6 +179,14 @@ pub struct TimedBlock {
     pub expires_ns: u64,
 }
 
+/// When the flow hashing to a [`DROP_EVENT_RECENT_SLOTS`] slot last had a drop event.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecentDrop {
+    pub flow_hash: u64,
+    pub time_ns: u64,
+}
+
 /// One direction of a flow, as connection tracking and drop-event suppression key it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -262,4 +282,6 @@ mod pod_impls {
     unsafe impl aya::Pod for super::ConntrackEntry {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::DropEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::RecentDrop {}
 }

@@ -5,10 +5,10 @@
 use agent_common::{
     policy::{
         BLOCK_EXACT_MAX_ENTRIES, BLOCK_PREFIX_MAX_ENTRIES, CONFIG_SLOTS, CONNTRACK_MAX_ENTRIES,
-        ConntrackEntry, DROP_EVENT_LAST_MAX_ENTRIES, DROP_EVENTS_BYTES, FlowKey,
+        ConntrackEntry, DROP_EVENT_RECENT_SLOTS, DROP_EVENTS_BYTES, FlowKey,
         IDENTITY_EXACT_MAX_ENTRIES, IDENTITY_PREFIX_MAX_ENTRIES, IdentityValue, IpKey,
         MAX_RATE_LIMITS, RATE_STATE_MAX_ENTRIES, RULES_MAX_ENTRIES, RateLimitConfig, RateStateKey,
-        RuleKey, RuleValue, TIMED_BLOCK_MAX_ENTRIES, TimedBlock, verdict_slot,
+        RecentDrop, RuleKey, RuleValue, TIMED_BLOCK_MAX_ENTRIES, TimedBlock, verdict_slot,
     },
     xdp::{SOURCE_TRAFFIC_MAX_ENTRIES, SourceKey, TrafficCounters, XdpStat},
 };
@@ -123,10 +123,10 @@ pub static CONNTRACK: LruHashMap<FlowKey, ConntrackEntry> =
 pub static RATE_STATE: LruHashMap<RateStateKey, u64> =
     LruHashMap::pinned(RATE_STATE_MAX_ENTRIES, 0);
 
-/// Per denied flow: when its last drop event was sent.
+/// Per CPU and flow-hash slot: the last drop event sent.
 #[map]
-pub static DROP_EVENT_LAST: LruHashMap<FlowKey, u64> =
-    LruHashMap::pinned(DROP_EVENT_LAST_MAX_ENTRIES, 0);
+pub static DROP_EVENT_RECENT: PerCpuArray<RecentDrop> =
+    PerCpuArray::pinned(DROP_EVENT_RECENT_SLOTS, 0);
 
 #[map]
 pub static DROP_EVENTS: RingBuf = RingBuf::pinned(DROP_EVENTS_BYTES, 0);

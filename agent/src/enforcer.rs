@@ -12,9 +12,10 @@ use std::{collections::BTreeMap, net::IpAddr, sync::Arc, time::Duration};
 
 use agent_common::{
     policy::{
-        CONFIG_ACTIVE_SLOT, CONFIG_PER_SLOT_STRIDE, CONFIG_WORLD_FLAGS, CONFIG_WORLD_RATE_LIMIT,
-        IpKey, MAX_RATE_LIMITS, RateLimitConfig, RuleKey, RuleValue, TimedBlock, map_names,
-        verdict_slot,
+        CONFIG_ACTIVE_SLOT, CONFIG_PER_SLOT_STRIDE, CONFIG_SLOT_CONTENTS, CONFIG_TIMED_BLOCKS,
+        CONFIG_WORLD_FLAGS, CONFIG_WORLD_RATE_LIMIT, IpKey, MAX_RATE_LIMITS, RateLimitConfig,
+        RuleKey, RuleValue, SLOT_HAS_BLOCK_EXACT, SLOT_HAS_BLOCK_PREFIX, SLOT_HAS_IDENTITY_EXACT,
+        SLOT_HAS_IDENTITY_PREFIX, SLOT_HAS_RULES, TimedBlock, map_names, verdict_slot,
     },
     xdp::TrafficCounters,
 };
@@ -135,6 +136,9 @@ impl Enforcer {
         config
             .set(CONFIG_WORLD_RATE_LIMIT + stride, kernel.world.rate_limit, 0)
             .map_err(map_error(map_names::CONFIG))?;
+        config
+            .set(CONFIG_SLOT_CONTENTS + stride, slot_contents(&kernel), 0)
+            .map_err(map_error(map_names::CONFIG))?;
         // The switch: from here on every packet is judged by `policy`.
         config
             .set(CONFIG_ACTIVE_SLOT, target, 0)
@@ -241,6 +245,7 @@ impl Enforcer {
             expires_ns,
         };
         self.timed_blocks.insert(network, entry.clone());
+        self.publish_timed_block_count(datapath)?;
         Ok(entry)
     }
 
@@ -274,8 +279,35 @@ impl Enforcer {
             }
             self.timed_blocks.remove(&entry.network);
         }
+        if !lapsed.is_empty() {
+            self.publish_timed_block_count(datapath)?;
+        }
         Ok(lapsed)
     }
+
+    /// The program skips the timed-block lookups while the count is zero.
+    fn publish_timed_block_count(&self, datapath: &mut Datapath) -> Result<(), EnforceError> {
+        let mut config: Array<&mut MapData, u32> =
+            Array::try_from(datapath.map_mut(map_names::CONFIG)?)
+                .map_err(map_error(map_names::CONFIG))?;
+        config
+            .set(CONFIG_TIMED_BLOCKS, self.timed_blocks.len() as u32, 0)
+            .map_err(map_error(map_names::CONFIG))
+    }
+}
+
+/// Which tables of a slot hold entries, so the program looks only into those.
+fn slot_contents(kernel: &KernelPolicy) -> u32 {
+    [
+        (!kernel.identity_exact.is_empty(), SLOT_HAS_IDENTITY_EXACT),
+        (!kernel.identity_prefix.is_empty(), SLOT_HAS_IDENTITY_PREFIX),
+        (!kernel.block_exact.is_empty(), SLOT_HAS_BLOCK_EXACT),
+        (!kernel.block_prefix.is_empty(), SLOT_HAS_BLOCK_PREFIX),
+        (!kernel.rules.is_empty(), SLOT_HAS_RULES),
+    ]
+    .into_iter()
+    .filter(|(present, _)| *present)
+    .fold(0, |contents, (_, flag)| contents | flag)
 }
 
 fn ignore_missing(result: Result<(), MapError>, map: &'static str) -> Result<(), EnforceError> {

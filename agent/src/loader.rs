@@ -32,6 +32,31 @@ use crate::{cli::XdpModeArg, traffic::XdpStats};
 static KERNEL_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/moat"));
 
 const XDP_PROGRAM: &str = "moat_xdp";
+/// Drop every frame, pass every frame: the benchmark's floors, never attached by the agent.
+const DROP_FLOOR_PROGRAM: &str = "moat_bench_drop_all";
+const PASS_FLOOR_PROGRAM: &str = "moat_bench_pass_all";
+
+/// Which of the object's XDP programs an operation is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Program {
+    /// Moat's enforcement program.
+    Moat,
+    /// A program that drops every frame and does nothing else: what dropping in XDP costs.
+    DropFloor,
+    /// A program that passes every frame and does nothing else: what any XDP program costs the
+    /// traffic it lets through.
+    PassFloor,
+}
+
+impl Program {
+    fn name(self) -> &'static str {
+        match self {
+            Program::Moat => XDP_PROGRAM,
+            Program::DropFloor => DROP_FLOOR_PROGRAM,
+            Program::PassFloor => PASS_FLOOR_PROGRAM,
+        }
+    }
+}
 const LINKS_DIR: &str = "links";
 
 #[derive(Debug, Error)]
@@ -124,11 +149,14 @@ impl Datapath {
             .default_map_pin_directory(state_dir)
             .load(KERNEL_OBJECT)
             .map_err(|error| LoadError::Object(Box::new(error)))?;
-        let program = xdp_program(&mut ebpf)?;
-        program.load().map_err(|source| LoadError::Program {
-            name: XDP_PROGRAM,
-            source,
-        })?;
+        for program in [Program::Moat, Program::DropFloor, Program::PassFloor] {
+            xdp_program(&mut ebpf, program)?
+                .load()
+                .map_err(|source| LoadError::Program {
+                    name: program.name(),
+                    source,
+                })?;
+        }
         Ok(Self {
             ebpf,
             state_dir: state_dir.to_owned(),
@@ -150,7 +178,7 @@ impl Datapath {
         let ifindex = ifindex_of(interface)?;
         let pin = self.link_pin(interface, ifindex);
         self.remove_stale_pins(interface, ifindex);
-        let program = xdp_program(&mut self.ebpf)?;
+        let program = xdp_program(&mut self.ebpf, Program::Moat)?;
         let pin_error = |reason: String| LoadError::Pin {
             interface: interface.to_owned(),
             path: pin.clone(),
@@ -233,20 +261,45 @@ impl Datapath {
 
     /// Runs the XDP program once on `frame` with no interface involved (BPF_PROG_TEST_RUN),
     /// against the live maps, and returns its verdict (`XDP_PASS` is 2, `XDP_DROP` 1). Lets tests
-    /// and benchmarks ask the kernel itself what it would do with a packet.
+    /// ask the kernel itself what it would do with a packet.
     pub fn run_on_frame(&mut self, frame: &[u8]) -> Result<u32, LoadError> {
-        let program = xdp_program(&mut self.ebpf)?;
+        self.time_on_frame(Program::Moat, frame, 1)
+            .map(|(verdict, _)| verdict)
+    }
+
+    /// Runs `program` `repeat` times on `frame` in the kernel and returns its verdict and the
+    /// mean time one run took, as the kernel measured it.
+    pub fn time_on_frame(
+        &mut self,
+        program: Program,
+        frame: &[u8],
+        repeat: u32,
+    ) -> Result<(u32, std::time::Duration), LoadError> {
         let options = TestRunOptions {
             data_in: Some(frame),
+            repeat,
             ..TestRunOptions::default()
         };
-        program
+        xdp_program(&mut self.ebpf, program)?
             .test_run(options)
-            .map(|result| result.return_value)
+            .map(|result| (result.return_value, result.duration))
             .map_err(|source| LoadError::Program {
-                name: XDP_PROGRAM,
+                name: program.name(),
                 source,
             })
+    }
+
+    /// Attaches one of the floor programs to `interface`, unpinned: it goes when this value
+    /// does. For benchmarks only; Moat's own program is attached with [`Datapath::attach`].
+    pub fn attach_floor(&mut self, floor: Program, interface: &str) -> Result<(), LoadError> {
+        if floor == Program::Moat {
+            return Err(LoadError::ProgramMissing {
+                name: "a floor program (Moat's own is attached with Datapath::attach)",
+            });
+        }
+        let ifindex = ifindex_of(interface)?;
+        let program = xdp_program(&mut self.ebpf, floor)?;
+        attach_new(program, interface, ifindex, XdpModeArg::Native).map(|_| ())
     }
 
     pub fn map(&self, name: &'static str) -> Result<&Map, LoadError> {
@@ -293,14 +346,12 @@ impl Datapath {
     }
 }
 
-fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoadError> {
-    ebpf.program_mut(XDP_PROGRAM)
-        .ok_or(LoadError::ProgramMissing { name: XDP_PROGRAM })?
+fn xdp_program(ebpf: &mut Ebpf, program: Program) -> Result<&mut Xdp, LoadError> {
+    let name = program.name();
+    ebpf.program_mut(name)
+        .ok_or(LoadError::ProgramMissing { name })?
         .try_into()
-        .map_err(|source| LoadError::Program {
-            name: XDP_PROGRAM,
-            source,
-        })
+        .map_err(|source| LoadError::Program { name, source })
 }
 
 pub fn ifindex_of(name: &str) -> Result<u32, LoadError> {

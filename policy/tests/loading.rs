@@ -239,3 +239,27 @@ fn too_many_rules_are_refused_with_the_limit() {
     let error = error_of(&format!("rules:\n{rules}"));
     assert!(error.contains("4097 rules; at most 4096"), "{error}");
 }
+
+proptest::proptest! {
+    /// Arbitrary text never panics the loader: it yields a policy or an error with a location.
+    #[test]
+    fn arbitrary_text_is_parsed_or_refused_never_a_panic(text in ".{0,400}") {
+        let _ = load(&text);
+    }
+
+    /// Text shaped like a policy, with arbitrary values in its fields, is parsed or refused.
+    #[test]
+    fn policy_shaped_text_with_arbitrary_values_is_parsed_or_refused(
+        name in "[a-z*?.-]{0,12}",
+        cidr in "[0-9a-f:./]{0,24}",
+        port in proptest::num::i64::ANY,
+        action in "[a-z]{0,6}",
+    ) {
+        let text = format!(
+            "identities: {{ {name}: {{ cidrs: [\"{cidr}\"] }} }}\nrules: [{{ name: r, action: {action}, from: {name}, to: any, ports: [{port}] }}]\n"
+        );
+        if let Err(error) = load(&text) {
+            proptest::prop_assert!(error.line.is_some() || error.field.is_some(), "{}", error);
+        }
+    }
+}

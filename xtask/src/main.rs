@@ -26,9 +26,66 @@ enum Task {
     /// The whole suite: formatting, clippy on every crate (the eBPF crate for its own target),
     /// unit and property tests, and the privileged end-to-end tests. Needs root.
     Test,
-    /// Show Moat at work: build a node with three pods in network namespaces, attach moat-agent to
-    /// the pods' interfaces, make the pods talk, and print what the agent saw. Needs root.
+    /// Show Moat at work: build a node with three pods in network namespaces, run moat-agent
+    /// with a policy on the pods' interfaces, make the pods talk, edit the policy live, and print
+    /// what the agent saw and stopped. Needs root.
     Demo,
+    /// Benchmarks, each against baselines measured in the same run (never part of `test`).
+    /// `xdp`: XDP enforcement against a bare XDP program, nftables and iptables. Extra
+    /// arguments go to moat-bench (`cargo xtask bench xdp -- --help`). Needs root.
+    /// Fuzz a parser with cargo-fuzz (installed if missing): `parse_policy` or `parse_cidr`.
+    /// Crashes are saved under policy/fuzz/artifacts. Not part of `test`.
+    Fuzz {
+        /// The fuzz target.
+        target: String,
+        /// How long to fuzz.
+        #[arg(long, default_value_t = 60)]
+        seconds: u32,
+    },
+    Bench {
+        /// Which benchmark: `xdp`.
+        name: String,
+        /// Arguments for moat-bench.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+}
+
+const FUZZ_TARGETS: [&str; 2] = ["parse_policy", "parse_cidr"];
+
+fn fuzz(target: &str, seconds: u32) -> anyhow::Result<()> {
+    if !FUZZ_TARGETS.contains(&target) {
+        anyhow::bail!(
+            "no fuzz target named {target:?}; the targets are: {}",
+            FUZZ_TARGETS.join(", ")
+        );
+    }
+    shell::exec(
+        std::process::Command::new("cargo")
+            .args(["+nightly", "fuzz", "run", target, "--"])
+            .arg(format!("-max_total_time={seconds}"))
+            .current_dir(shell::workspace_root().join("policy")),
+    )
+}
+
+fn bench(name: &str, args: &[String]) -> anyhow::Result<()> {
+    if name != "xdp" {
+        anyhow::bail!("no benchmark named {name:?}; the benchmarks are: xdp");
+    }
+    shell::exec(
+        std::process::Command::new("cargo")
+            .args([
+                "run",
+                "--release",
+                "--quiet",
+                "--package",
+                "moat-bench",
+                "--",
+                name,
+            ])
+            .args(args)
+            .current_dir(shell::workspace_root()),
+    )
 }
 
 fn main() -> ExitCode {
@@ -37,6 +94,12 @@ fn main() -> ExitCode {
         Task::Setup => setup::run(),
         Task::Test => setup::run().and_then(|()| suite::run()),
         Task::Demo => setup::run().and_then(|()| demo::run()),
+        Task::Fuzz { target, seconds } => setup::run()
+            .and_then(|()| setup::cargo_fuzz())
+            .and_then(|()| fuzz(&target, seconds)),
+        Task::Bench { name, args } => setup::run()
+            .and_then(|()| setup::bench_packages())
+            .and_then(|()| bench(&name, &args)),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

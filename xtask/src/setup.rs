@@ -28,6 +28,18 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("python3", "the demo's HTTP server"),
 ];
 
+/// Peers and baselines the benchmarks run against, installed only by `cargo xtask bench`.
+const BENCH_PACKAGES: &[(&str, &str)] = &[
+    (
+        "netsniff-ng",
+        "trafgen generates the XDP benchmark's floods",
+    ),
+    ("nftables", "the nftables baseline"),
+    ("iptables", "the iptables baseline"),
+    ("ipset", "the iptables baseline's blocklist"),
+    ("iperf3", "pass-path throughput"),
+];
+
 struct Step {
     name: &'static str,
     action: fn() -> anyhow::Result<Outcome>,
@@ -80,8 +92,35 @@ fn require_root(to: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Installs cargo-fuzz if it is missing.
+pub fn cargo_fuzz() -> anyhow::Result<()> {
+    if output(Command::new("cargo").args(["fuzz", "--version"])).is_some() {
+        eprintln!("setup: cargo-fuzz: ok");
+        return Ok(());
+    }
+    exec(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))
+        .context("set-up step `cargo-fuzz` failed")?;
+    eprintln!("setup: cargo-fuzz: installed");
+    Ok(())
+}
+
+/// Installs what the benchmarks need, as `setup` does for building and testing.
+pub fn bench_packages() -> anyhow::Result<()> {
+    let outcome =
+        install_missing(BENCH_PACKAGES).context("set-up step `benchmark packages` failed")?;
+    match outcome {
+        Outcome::AlreadyDone(what) => eprintln!("setup: benchmark packages: ok ({what})"),
+        Outcome::Done(what) => eprintln!("setup: benchmark packages: {what}"),
+    }
+    Ok(())
+}
+
 fn debian_packages() -> anyhow::Result<Outcome> {
-    let missing: Vec<&str> = DEBIAN_PACKAGES
+    install_missing(DEBIAN_PACKAGES)
+}
+
+fn install_missing(packages: &[(&str, &str)]) -> anyhow::Result<Outcome> {
+    let missing: Vec<&str> = packages
         .iter()
         .map(|(package, _)| *package)
         .filter(|package| !debian_package_installed(package))
@@ -89,7 +128,7 @@ fn debian_packages() -> anyhow::Result<Outcome> {
     if missing.is_empty() {
         return Ok(Outcome::AlreadyDone(format!(
             "{} installed",
-            DEBIAN_PACKAGES.len()
+            packages.len()
         )));
     }
     require_root(&format!("installing {}", missing.join(" ")))?;

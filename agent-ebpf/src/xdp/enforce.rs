@@ -7,11 +7,14 @@
 
 use agent_common::{
     policy::{
-        ACTION_DENY, CONFIG_ACTIVE_SLOT, CONFIG_PER_SLOT_STRIDE, CONFIG_WORLD_FLAGS,
-        CONFIG_WORLD_RATE_LIMIT, CONNTRACK_OTHER_NS, CONNTRACK_TCP_CLOSING_NS, CONNTRACK_TCP_NS,
-        ConntrackEntry, DROP_EVENT_INTERVAL_NS, DropEvent, FlowKey, IDENTITY_ANY,
-        IDENTITY_ISOLATED, IDENTITY_WORLD, IdentityValue, IpKey, PORT_ANY, PREFIX_FAMILY_BITS,
-        PROTOCOL_ANY, RateStateKey, RuleKey, RuleValue, drop_reason, verdict_slot,
+        ACTION_DENY, CONFIG_ACTIVE_SLOT, CONFIG_PER_SLOT_STRIDE, CONFIG_SLOT_CONTENTS,
+        CONFIG_TIMED_BLOCKS, CONFIG_WORLD_FLAGS, CONFIG_WORLD_RATE_LIMIT, CONNTRACK_OTHER_NS,
+        CONNTRACK_TCP_CLOSING_NS, CONNTRACK_TCP_NS, ConntrackEntry, DROP_EVENT_INTERVAL_NS,
+        DROP_EVENT_RECENT_SLOTS, DropEvent, FlowKey, IDENTITY_ANY, IDENTITY_ISOLATED,
+        IDENTITY_WORLD, IdentityValue, IpKey, PORT_ANY, PREFIX_FAMILY_BITS, PROTOCOL_ANY,
+        RateStateKey, RuleKey, RuleValue, SLOT_HAS_BLOCK_EXACT, SLOT_HAS_BLOCK_PREFIX,
+        SLOT_HAS_IDENTITY_EXACT, SLOT_HAS_IDENTITY_PREFIX, SLOT_HAS_RULES, drop_reason,
+        verdict_slot,
     },
     xdp::{FAMILY_IPV4, XdpStat},
 };
@@ -22,7 +25,7 @@ use super::{
     packet::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, Packet, TCP_FIN, TCP_RST},
 };
 use crate::maps::{
-    CONNTRACK, DROP_EVENT_LAST, DROP_EVENTS, POLICY_CONFIG, PolicySlot, RATE_STATE,
+    CONNTRACK, DROP_EVENT_RECENT, DROP_EVENTS, POLICY_CONFIG, PolicySlot, RATE_STATE,
     TIMED_BLOCK_EXACT, TIMED_BLOCK_PREFIX, policy_slot,
 };
 
@@ -45,8 +48,8 @@ pub fn judge(packet: &Packet, ifindex: u32, frame_len: u64) -> Verdict {
         _ => 0,
     };
     let slot = policy_slot(slot_index);
-    let now = unsafe { bpf_ktime_get_ns() };
-    let verdict = decide(packet, &slot, slot_index, now);
+    let contents = config(CONFIG_SLOT_CONTENTS + slot_index * CONFIG_PER_SLOT_STRIDE);
+    let verdict = decide(packet, slot_index, contents);
     let counter = match verdict {
         Verdict::Pass(counter) => counter,
         Verdict::Drop {
@@ -54,7 +57,7 @@ pub fn judge(packet: &Packet, ifindex: u32, frame_len: u64) -> Verdict {
             reason,
             detail,
         } => {
-            report_drop(packet, ifindex, slot_index, reason, detail, now);
+            report_drop(packet, ifindex, slot_index, reason, detail);
             counter
         }
     };
@@ -68,26 +71,38 @@ pub fn judge(packet: &Packet, ifindex: u32, frame_len: u64) -> Verdict {
     verdict
 }
 
-#[inline(always)]
-fn decide(packet: &Packet, slot: &PolicySlot, slot_index: u32, now: u64) -> Verdict {
+/// A function of its own (a BPF-to-BPF call) so that its stack frame and `report_drop`'s are
+/// never live at once: together they would exceed the 512-byte BPF stack.
+#[inline(never)]
+fn decide(packet: &Packet, slot_index: u32, contents: u32) -> Verdict {
+    let slot = &policy_slot(slot_index);
     if packet.is_network_control() {
         return Verdict::Pass(verdict_slot::EXEMPT_PASS);
     }
     let src = ip_key(packet.family, &packet.src);
     let dst = ip_key(packet.family, &packet.dst);
-    if timed_block(&src, now) {
+    if config(CONFIG_TIMED_BLOCKS) != 0 && timed_block(&src) {
         return drop(verdict_slot::TIMED_BLOCK_DROP, drop_reason::TIMED_BLOCK, 0);
     }
-    if slot.block_exact.get_ptr(src).is_some() || slot.block_prefix.get(prefix_key(&src)).is_some()
-    {
+    let blocked = (contents & SLOT_HAS_BLOCK_EXACT != 0 && slot.block_exact.get_ptr(src).is_some())
+        || (contents & SLOT_HAS_BLOCK_PREFIX != 0
+            && slot.block_prefix.get(prefix_key(&src)).is_some());
+    if blocked {
         return drop(verdict_slot::BLOCKLIST_DROP, drop_reason::BLOCKLIST, 0);
     }
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
     if is_reply(packet, now) {
         return Verdict::Pass(verdict_slot::REPLY_PASS);
     }
-    let source = identity(slot, slot_index, &src);
-    let destination = identity(slot, slot_index, &dst);
-    let verdict = match rule_verdict(packet, slot, source.id, destination.id) {
+    let source = identity(slot, slot_index, contents, &src);
+    let destination = identity(slot, slot_index, contents, &dst);
+    let rules = if contents & SLOT_HAS_RULES != 0 {
+        rule_verdict(packet, slot, source.id, destination.id)
+    } else {
+        None
+    };
+    let verdict = match rules {
         Some(value) if value.action == ACTION_DENY => {
             return drop(
                 verdict_slot::RULE_BASE + value.rule,
@@ -142,7 +157,9 @@ fn prefix_key(key: &IpKey) -> Key<IpKey> {
 }
 
 #[inline(always)]
-fn timed_block(src: &IpKey, now: u64) -> bool {
+fn timed_block(src: &IpKey) -> bool {
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
     let exact = TIMED_BLOCK_EXACT.get_ptr(src);
     let block = match exact {
         Some(block) => Some(block),
@@ -155,12 +172,16 @@ fn timed_block(src: &IpKey, now: u64) -> bool {
 }
 
 #[inline(always)]
-fn identity(slot: &PolicySlot, slot_index: u32, key: &IpKey) -> IdentityValue {
-    if let Some(value) = slot.identity_exact.get_ptr(key) {
+fn identity(slot: &PolicySlot, slot_index: u32, contents: u32, key: &IpKey) -> IdentityValue {
+    if contents & SLOT_HAS_IDENTITY_EXACT != 0
+        && let Some(value) = slot.identity_exact.get_ptr(key)
+    {
         // SAFETY: a pointer into a map value the lookup just returned.
         return unsafe { *value };
     }
-    if let Some(value) = slot.identity_prefix.get(prefix_key(key)) {
+    if contents & SLOT_HAS_IDENTITY_PREFIX != 0
+        && let Some(value) = slot.identity_prefix.get(prefix_key(key))
+    {
         return *value;
     }
     IdentityValue {
@@ -340,26 +361,58 @@ fn over_rate(slot: &PolicySlot, src: &IpKey, limit: u32, now: u64) -> bool {
     }
 }
 
-/// The first dropped packet of a flow, and then at most one a second, reaches userspace.
+/// A cheap, well-mixed hash of a packet's flow, to pick its slot in the recent-drop table.
 #[inline(always)]
-fn report_drop(packet: &Packet, ifindex: u32, slot: u32, reason: u8, detail: u32, now: u64) {
-    let flow = flow_key(packet);
-    match DROP_EVENT_LAST.get_ptr_mut(flow) {
-        // SAFETY: a pointer into a map value the lookup just returned.
-        Some(last) if now - unsafe { *last } < DROP_EVENT_INTERVAL_NS => {
-            bump(XdpStat::DropEventsSuppressed, 1);
-            return;
+fn flow_hash(packet: &Packet) -> u64 {
+    #[inline(always)]
+    fn word(bytes: &[u8; 16], half: usize) -> u64 {
+        let mut value = 0u64;
+        for index in 0..8 {
+            value = (value << 8) | bytes[half * 8 + index] as u64;
         }
-        Some(last) => unsafe { *last = now },
-        None => {
-            let _ = DROP_EVENT_LAST.insert(flow, now, 0);
+        value
+    }
+    #[inline(always)]
+    fn mix(hash: u64, value: u64) -> u64 {
+        let hash = (hash ^ value).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        hash ^ (hash >> 29)
+    }
+    let tail = ((packet.src_port as u64) << 32)
+        | ((packet.dst_port as u64) << 16)
+        | ((packet.protocol as u64) << 8)
+        | packet.family as u64;
+    let mut hash = mix(0xcbf2_9ce4_8422_2325, word(&packet.src, 0));
+    hash = mix(hash, word(&packet.src, 1));
+    hash = mix(hash, word(&packet.dst, 0));
+    hash = mix(hash, word(&packet.dst, 1));
+    mix(hash, tail)
+}
+
+/// The first dropped packet of a flow, and then at most one a second per CPU, reaches
+/// userspace. Not inlined, for the stack's sake (see `decide`).
+#[inline(never)]
+fn report_drop(packet: &Packet, ifindex: u32, slot: u32, reason: u8, detail: u32) {
+    let hash = flow_hash(packet);
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if let Some(recent) =
+        DROP_EVENT_RECENT.get_ptr_mut((hash % DROP_EVENT_RECENT_SLOTS as u64) as u32)
+    {
+        // SAFETY: this CPU's slot of a per-CPU array; XDP runs with migration disabled.
+        unsafe {
+            if (*recent).flow_hash == hash && now - (*recent).time_ns < DROP_EVENT_INTERVAL_NS {
+                bump(XdpStat::DropEventsSuppressed, 1);
+                return;
+            }
+            (*recent).flow_hash = hash;
+            (*recent).time_ns = now;
         }
     }
     match DROP_EVENTS.reserve::<DropEvent>(0) {
         Some(mut entry) => {
             entry.write(DropEvent {
                 time_ns: now,
-                flow,
+                flow: flow_key(packet),
                 ifindex,
                 detail,
                 slot,

@@ -1,0 +1,39 @@
+//! moat-bench: Moat's benchmarks, each against baselines measured in the same run, reported as
+//! ratios. Run through `cargo xtask bench <name>`, which installs the peers it needs; never part
+//! of the test suite, and nothing here asserts on a wall-clock number.
+
+mod measure;
+mod xdp;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "moat-bench")]
+struct Args {
+    #[command(subcommand)]
+    benchmark: Benchmark,
+}
+
+#[derive(Debug, Subcommand)]
+enum Benchmark {
+    /// XDP enforcement: drop cost of Moat with a large policy against a bare XDP_DROP program,
+    /// nftables and iptables holding the same blocklist and rules, and what Moat costs allowed
+    /// traffic between two pods.
+    Xdp(xdp::Options),
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let outcome = match args.benchmark {
+        Benchmark::Xdp(options) => xdp::run(&options),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("moat-bench: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! What a benchmark measures: wall time, and the busy time of all CPUs meanwhile (trafgen pins
+//! its own worker, and on veth the receive path runs where the sender runs, so the whole
+//! machine is the honest scope). Keep the machine otherwise idle while a benchmark runs.
+
+use std::time::{Duration, Instant};
+
+/// Busy time (user, nice, system, irq, softirq) of all CPUs from /proc/stat, in clock ticks.
+fn busy_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    stat.lines()
+        .find(|line| line.starts_with("cpu "))
+        .map(|line| {
+            let fields: Vec<u64> = line
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|field| field.parse().ok())
+                .collect();
+            // user nice system idle iowait irq softirq steal ...
+            [0, 1, 2, 5, 6, 7]
+                .iter()
+                .filter_map(|&index| fields.get(index))
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn ticks_per_second() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(ticks).unwrap_or(100)
+}
+
+/// Wall time of `work`, and the machine's busy CPU time meanwhile.
+pub struct Cost {
+    pub wall: Duration,
+    pub cpu: Duration,
+}
+
+pub fn cost_of<T>(work: impl FnOnce() -> T) -> (T, Cost) {
+    let busy_before = busy_ticks();
+    let started = Instant::now();
+    let result = work();
+    let wall = started.elapsed();
+    let busy = busy_ticks().saturating_sub(busy_before);
+    let cpu = Duration::from_nanos(busy * 1_000_000_000 / ticks_per_second());
+    (result, Cost { wall, cpu })
+}
