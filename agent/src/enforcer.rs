@@ -446,24 +446,61 @@ fn write_slot(
     Ok(())
 }
 
+/// The two kinds of map a slot's tables are, behind one interface, so that replacing a table's
+/// contents is written once.
+trait Table<K, V> {
+    fn existing_keys(&self) -> Result<Vec<K>, MapError>;
+    fn remove_key(&mut self, key: &K) -> Result<(), MapError>;
+    fn put(&mut self, key: K, value: V) -> Result<(), MapError>;
+}
+
+impl<K: aya::Pod + Eq + std::hash::Hash, V: aya::Pod> Table<K, V> for HashMap<&mut MapData, K, V> {
+    fn existing_keys(&self) -> Result<Vec<K>, MapError> {
+        self.keys().collect()
+    }
+    fn remove_key(&mut self, key: &K) -> Result<(), MapError> {
+        self.remove(key)
+    }
+    fn put(&mut self, key: K, value: V) -> Result<(), MapError> {
+        self.insert(key, value, 0)
+    }
+}
+
+impl<V: aya::Pod> Table<Key<IpKey>, V> for LpmTrie<&mut MapData, IpKey, V> {
+    fn existing_keys(&self) -> Result<Vec<Key<IpKey>>, MapError> {
+        self.keys().collect()
+    }
+    fn remove_key(&mut self, key: &Key<IpKey>) -> Result<(), MapError> {
+        self.remove(key)
+    }
+    fn put(&mut self, key: Key<IpKey>, value: V) -> Result<(), MapError> {
+        self.insert(&key, value, 0)
+    }
+}
+
+/// Empties `table` and fills it with `entries`. Only ever called on the idle slot.
+fn replace<K, V>(
+    mut table: impl Table<K, V>,
+    name: &'static str,
+    entries: impl Iterator<Item = (K, V)>,
+) -> Result<(), EnforceError> {
+    for key in &table.existing_keys().map_err(map_error(name))? {
+        ignore_missing(table.remove_key(key), name)?;
+    }
+    for (key, value) in entries {
+        table.put(key, value).map_err(map_error(name))?;
+    }
+    Ok(())
+}
+
 fn replace_hash<K: aya::Pod + Eq + std::hash::Hash, V: aya::Pod>(
     datapath: &mut Datapath,
     name: &'static str,
     entries: impl Iterator<Item = (K, V)>,
 ) -> Result<(), EnforceError> {
-    let mut map: HashMap<&mut MapData, K, V> =
+    let map: HashMap<&mut MapData, K, V> =
         HashMap::try_from(datapath.map_mut(name)?).map_err(map_error(name))?;
-    let old: Vec<K> = map
-        .keys()
-        .collect::<Result<_, _>>()
-        .map_err(map_error(name))?;
-    for key in &old {
-        ignore_missing(map.remove(key), name)?;
-    }
-    for (key, value) in entries {
-        map.insert(key, value, 0).map_err(map_error(name))?;
-    }
-    Ok(())
+    replace(map, name, entries)
 }
 
 fn replace_trie<V: aya::Pod>(
@@ -471,17 +508,7 @@ fn replace_trie<V: aya::Pod>(
     name: &'static str,
     entries: impl Iterator<Item = (Key<IpKey>, V)>,
 ) -> Result<(), EnforceError> {
-    let mut map: LpmTrie<&mut MapData, IpKey, V> =
+    let map: LpmTrie<&mut MapData, IpKey, V> =
         LpmTrie::try_from(datapath.map_mut(name)?).map_err(map_error(name))?;
-    let old: Vec<Key<IpKey>> = map
-        .keys()
-        .collect::<Result<_, _>>()
-        .map_err(map_error(name))?;
-    for key in &old {
-        ignore_missing(map.remove(key), name)?;
-    }
-    for (key, value) in entries {
-        map.insert(&key, value, 0).map_err(map_error(name))?;
-    }
-    Ok(())
+    replace(map, name, entries)
 }

@@ -15,7 +15,28 @@ use std::{
 pub mod traffic;
 
 use serde_json::Value;
-use testbed::{Background, Node};
+use testbed::{Background, Node, Pod, PodSpec};
+
+/// A node with a client and a server pod in different subnets, so that their traffic is routed
+/// through the node as on a Kubernetes node.
+pub fn two_pods(label: &str) -> (Node, Pod, Pod) {
+    let mut node = Node::new(label).expect("create node");
+    let client = node
+        .add_pod(PodSpec::new(
+            "client",
+            "198.18.1.10/24",
+            "fd00:198:18:1::10/64",
+        ))
+        .expect("add client pod");
+    let server = node
+        .add_pod(PodSpec::new(
+            "server",
+            "198.18.2.10/24",
+            "fd00:198:18:2::10/64",
+        ))
+        .expect("add server pod");
+    (node, client, server)
+}
 
 /// The moat-agent binary under test: `$MOAT_AGENT_BIN`, or the one cargo built next to this test.
 pub fn agent_binary() -> PathBuf {

@@ -13,14 +13,13 @@ use std::{
 };
 
 use agent::{cli::XdpModeArg, enforcer::Enforcer, loader::Datapath};
-use moat_e2e::{StateDir, require_root};
+use moat_e2e::{StateDir, require_root, two_pods};
 use policy::{
     Policy,
     evaluate::{Flow, Verdict, evaluate},
     strategies::{random_flow, random_policy},
 };
 use proptest::{prelude::*, test_runner::TestRunner};
-use testbed::{Node, PodSpec};
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
@@ -129,21 +128,7 @@ fn the_kernel_reaches_the_reference_verdict_on_random_policies_and_packets() {
 #[test]
 fn timed_blocks_drop_a_source_and_lapse_in_the_kernel_by_themselves() {
     require_root();
-    let mut node = Node::new("timedblock").expect("node");
-    let client = node
-        .add_pod(PodSpec::new(
-            "client",
-            "198.18.1.10/24",
-            "fd00:198:18:1::10/64",
-        ))
-        .expect("pod");
-    let server = node
-        .add_pod(PodSpec::new(
-            "server",
-            "198.18.2.10/24",
-            "fd00:198:18:2::10/64",
-        ))
-        .expect("pod");
+    let (node, client, server) = two_pods("timedblock");
     let state = StateDir::new();
     let reaches = |address: IpAddr| {
         client

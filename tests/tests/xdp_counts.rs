@@ -3,40 +3,24 @@
 
 use std::{
     io::{BufRead as _, BufReader, Read as _, Write as _},
-    net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket},
+    net::{IpAddr, SocketAddr, TcpListener, TcpStream},
     path::Path,
     process::Stdio,
     time::Duration,
 };
 
-use moat_e2e::{RunningAgent, StateDir, require_root, source_totals};
-use testbed::{Node, Pod, PodSpec};
+use moat_e2e::{
+    RunningAgent, StateDir, require_root, source_totals,
+    traffic::{UdpCounter, udp_send},
+    two_pods,
+};
+use testbed::Pod;
 
 const ETHERNET: u64 = 14;
 const IPV4: u64 = 20;
 const IPV6: u64 = 40;
 const UDP: u64 = 8;
 const ICMP_ECHO: u64 = 8;
-
-fn two_pods(label: &str) -> (Node, Pod, Pod) {
-    let mut node = Node::new(label).expect("create node");
-    // Different subnets, so traffic is routed through the node as on a Kubernetes node.
-    let client = node
-        .add_pod(PodSpec::new(
-            "client",
-            "198.18.1.10/24",
-            "fd00:198:18:1::10/64",
-        ))
-        .expect("add client pod");
-    let server = node
-        .add_pod(PodSpec::new(
-            "server",
-            "198.18.2.20/24",
-            "fd00:198:18:2::20/64",
-        ))
-        .expect("add server pod");
-    (node, client, server)
-}
 
 /// One echo each way resolves neighbours on every hop, so the counted traffic that follows is
 /// never held back (or dropped) by ARP or neighbour discovery.
@@ -52,41 +36,17 @@ fn resolve_neighbours(client: &Pod, server: &Pod) {
 /// how many arrived. The receiver reads while the sender sends, so no datagram is lost to a full
 /// socket buffer: every one that crosses the wire arrives.
 fn udp_exchange(from: &Pod, to: &Pod, to_address: IpAddr, count: usize, payload: usize) -> usize {
-    let receiver = to
-        .enter(|| UdpSocket::bind(SocketAddr::new(to_address, 0)))
-        .expect("enter server netns")
-        .expect("bind UDP receiver");
-    receiver
-        .set_read_timeout(Some(Duration::from_millis(500)))
-        .expect("set timeout");
-    let destination = receiver.local_addr().expect("receiver address");
-    let reading = std::thread::spawn(move || {
-        let mut buffer = [0u8; 2048];
-        let mut received = 0;
-        while let Ok(length) = receiver.recv(&mut buffer) {
-            assert_eq!(length, payload);
-            received += 1;
-            if received == count {
-                break;
-            }
-        }
-        received
-    });
-    let unspecified = match to_address {
-        IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-        IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+    let counter = UdpCounter::start(to, to_address, 0);
+    let source = match to_address {
+        IpAddr::V4(_) => IpAddr::V4(from.ipv4),
+        IpAddr::V6(_) => IpAddr::V6(from.ipv6),
     };
-    from.enter(|| {
-        let sender = UdpSocket::bind(SocketAddr::new(unspecified, 0)).expect("bind UDP sender");
-        let datagram = vec![0x5a; payload];
-        for _ in 0..count {
-            sender
-                .send_to(&datagram, destination)
-                .expect("send datagram");
-        }
-    })
-    .expect("enter client netns");
-    reading.join().expect("receiver thread")
+    udp_send(from, counter.address, count as u64, payload, Duration::ZERO);
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while counter.from(source) < count as u64 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    counter.from(source) as usize
 }
 
 #[test]
