@@ -11,6 +11,7 @@ pub mod map_names {
     pub const IDENTITY_PREFIX: [&str; 2] = ["IDENTITY_PREFIX_0", "IDENTITY_PREFIX_1"];
     pub const BLOCK_EXACT: [&str; 2] = ["BLOCK_EXACT_0", "BLOCK_EXACT_1"];
     pub const BLOCK_PREFIX: [&str; 2] = ["BLOCK_PREFIX_0", "BLOCK_PREFIX_1"];
+    pub const BLOCK_V4_BITMAP: [&str; 2] = ["BLOCK_V4_BITMAP_0", "BLOCK_V4_BITMAP_1"];
     pub const RULES: [&str; 2] = ["RULES_0", "RULES_1"];
     pub const RATE_LIMITS: [&str; 2] = ["RATE_LIMITS_0", "RATE_LIMITS_1"];
     pub const VERDICTS: [&str; 2] = ["VERDICTS_0", "VERDICTS_1"];
@@ -28,6 +29,13 @@ pub const IDENTITY_EXACT_MAX_ENTRIES: u32 = 65_536;
 pub const IDENTITY_PREFIX_MAX_ENTRIES: u32 = 65_536;
 pub const BLOCK_EXACT_MAX_ENTRIES: u32 = 262_144;
 pub const BLOCK_PREFIX_MAX_ENTRIES: u32 = 262_144;
+/// The IPv4 blocklist down to /24 as a bitmap, one bit per /24, in 64-bit words (2 MiB): one
+/// array lookup instead of a trie walk. A blocklist needs only "is it in any listed range", not
+/// the longest match, so ranges can be merged into bits.
+pub const BLOCK_V4_BITMAP_WORDS: u32 = 1 << 18;
+/// IPv4 prefixes longer than /24 (at most 128 addresses) go into the exact table address by
+/// address; only IPv6 prefixes use the trie.
+pub const BLOCK_V4_BITMAP_PREFIX: u8 = 24;
 pub const RULES_MAX_ENTRIES: u32 = 65_536;
 pub const MAX_RULES: u32 = 4_096;
 pub const MAX_RATE_LIMITS: u32 = 64;
@@ -72,6 +80,7 @@ pub const SLOT_HAS_IDENTITY_PREFIX: u32 = 2;
 pub const SLOT_HAS_BLOCK_EXACT: u32 = 4;
 pub const SLOT_HAS_BLOCK_PREFIX: u32 = 8;
 pub const SLOT_HAS_RULES: u32 = 16;
+pub const SLOT_HAS_BLOCK_V4_BITMAP: u32 = 32;
 
 /// Connection-tracking lifetimes, refreshed by every packet of the flow.
 pub const CONNTRACK_TCP_NS: u64 = 6 * 3600 * 1_000_000_000;

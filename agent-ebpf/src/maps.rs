@@ -4,8 +4,8 @@
 
 use agent_common::{
     policy::{
-        BLOCK_EXACT_MAX_ENTRIES, BLOCK_PREFIX_MAX_ENTRIES, CONFIG_SLOTS, CONNTRACK_MAX_ENTRIES,
-        ConntrackEntry, DROP_EVENT_RECENT_SLOTS, DROP_EVENTS_BYTES, FlowKey,
+        BLOCK_EXACT_MAX_ENTRIES, BLOCK_PREFIX_MAX_ENTRIES, BLOCK_V4_BITMAP_WORDS, CONFIG_SLOTS,
+        CONNTRACK_MAX_ENTRIES, ConntrackEntry, DROP_EVENT_RECENT_SLOTS, DROP_EVENTS_BYTES, FlowKey,
         IDENTITY_EXACT_MAX_ENTRIES, IDENTITY_PREFIX_MAX_ENTRIES, IdentityValue, IpKey,
         MAX_RATE_LIMITS, RATE_STATE_MAX_ENTRIES, RULES_MAX_ENTRIES, RateLimitConfig, RateStateKey,
         RecentDrop, RuleKey, RuleValue, TIMED_BLOCK_MAX_ENTRIES, TimedBlock, verdict_slot,
@@ -33,6 +33,7 @@ pub struct PolicySlot {
     pub identity_prefix: &'static LpmTrie<IpKey, IdentityValue>,
     pub block_exact: &'static HashMap<IpKey, u8>,
     pub block_prefix: &'static LpmTrie<IpKey, u8>,
+    pub block_v4_bitmap: &'static Array<u64>,
     pub rules: &'static HashMap<RuleKey, RuleValue>,
     pub rate_limits: &'static Array<RateLimitConfig>,
     pub verdicts: &'static PerCpuArray<TrafficCounters>,
@@ -40,7 +41,7 @@ pub struct PolicySlot {
 
 macro_rules! policy_slot_maps {
     ($identity_exact:ident, $identity_prefix:ident, $block_exact:ident, $block_prefix:ident,
-     $rules:ident, $rate_limits:ident, $verdicts:ident) => {
+     $block_v4_bitmap:ident, $rules:ident, $rate_limits:ident, $verdicts:ident) => {
         #[map]
         static $identity_exact: HashMap<IpKey, IdentityValue> =
             HashMap::pinned(IDENTITY_EXACT_MAX_ENTRIES, 0);
@@ -51,6 +52,8 @@ macro_rules! policy_slot_maps {
         static $block_exact: HashMap<IpKey, u8> = HashMap::pinned(BLOCK_EXACT_MAX_ENTRIES, 0);
         #[map]
         static $block_prefix: LpmTrie<IpKey, u8> = LpmTrie::pinned(BLOCK_PREFIX_MAX_ENTRIES, 0);
+        #[map]
+        static $block_v4_bitmap: Array<u64> = Array::pinned(BLOCK_V4_BITMAP_WORDS, 0);
         #[map]
         static $rules: HashMap<RuleKey, RuleValue> = HashMap::pinned(RULES_MAX_ENTRIES, 0);
         #[map]
@@ -66,6 +69,7 @@ policy_slot_maps!(
     IDENTITY_PREFIX_0,
     BLOCK_EXACT_0,
     BLOCK_PREFIX_0,
+    BLOCK_V4_BITMAP_0,
     RULES_0,
     RATE_LIMITS_0,
     VERDICTS_0
@@ -75,6 +79,7 @@ policy_slot_maps!(
     IDENTITY_PREFIX_1,
     BLOCK_EXACT_1,
     BLOCK_PREFIX_1,
+    BLOCK_V4_BITMAP_1,
     RULES_1,
     RATE_LIMITS_1,
     VERDICTS_1
@@ -89,6 +94,7 @@ pub fn policy_slot(index: u32) -> PolicySlot {
             identity_prefix: &IDENTITY_PREFIX_0,
             block_exact: &BLOCK_EXACT_0,
             block_prefix: &BLOCK_PREFIX_0,
+            block_v4_bitmap: &BLOCK_V4_BITMAP_0,
             rules: &RULES_0,
             rate_limits: &RATE_LIMITS_0,
             verdicts: &VERDICTS_0,
@@ -99,6 +105,7 @@ pub fn policy_slot(index: u32) -> PolicySlot {
             identity_prefix: &IDENTITY_PREFIX_1,
             block_exact: &BLOCK_EXACT_1,
             block_prefix: &BLOCK_PREFIX_1,
+            block_v4_bitmap: &BLOCK_V4_BITMAP_1,
             rules: &RULES_1,
             rate_limits: &RATE_LIMITS_1,
             verdicts: &VERDICTS_1,

@@ -1,5 +1,5 @@
-//! XDP on pod-facing and uplink interfaces: count every frame per (interface, source, protocol),
-//! then judge it by the active policy.
+//! XDP on pod-facing and uplink interfaces: judge every frame by the active policy, and count
+//! what passes per (interface, source, protocol).
 //!
 //! Kernel interface: the XDP hook (`struct xdp_md`), native on drivers that have it (veth does),
 //! generic otherwise. Cost per frame: a bounds-checked read of the fixed headers, one per-CPU
@@ -42,9 +42,13 @@ pub fn moat_xdp(ctx: XdpContext) -> u32 {
     } else {
         SourceKey::ipv6(packet.src, ifindex, packet.first_protocol)
     };
-    count_source(&key, frame_len);
     match enforce::judge(&packet, ifindex, frame_len) {
-        enforce::Verdict::Pass(_) => xdp_action::XDP_PASS,
+        enforce::Verdict::Pass(_) => {
+            count_source(&key, frame_len);
+            xdp_action::XDP_PASS
+        }
+        // Dropped packets are counted per verdict and reported per flow; leaving them out of
+        // the per-source table keeps a flood from costing a hash update per packet.
         enforce::Verdict::Drop { .. } => xdp_action::XDP_DROP,
     }
 }

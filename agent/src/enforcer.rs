@@ -12,10 +12,11 @@ use std::{collections::BTreeMap, net::IpAddr, sync::Arc, time::Duration};
 
 use agent_common::{
     policy::{
-        CONFIG_ACTIVE_SLOT, CONFIG_PER_SLOT_STRIDE, CONFIG_SLOT_CONTENTS, CONFIG_TIMED_BLOCKS,
-        CONFIG_WORLD_FLAGS, CONFIG_WORLD_RATE_LIMIT, IpKey, MAX_RATE_LIMITS, RateLimitConfig,
-        RuleKey, RuleValue, SLOT_HAS_BLOCK_EXACT, SLOT_HAS_BLOCK_PREFIX, SLOT_HAS_IDENTITY_EXACT,
-        SLOT_HAS_IDENTITY_PREFIX, SLOT_HAS_RULES, TimedBlock, map_names, verdict_slot,
+        BLOCK_V4_BITMAP_WORDS, CONFIG_ACTIVE_SLOT, CONFIG_PER_SLOT_STRIDE, CONFIG_SLOT_CONTENTS,
+        CONFIG_TIMED_BLOCKS, CONFIG_WORLD_FLAGS, CONFIG_WORLD_RATE_LIMIT, IpKey, MAX_RATE_LIMITS,
+        RateLimitConfig, RuleKey, RuleValue, SLOT_HAS_BLOCK_EXACT, SLOT_HAS_BLOCK_PREFIX,
+        SLOT_HAS_BLOCK_V4_BITMAP, SLOT_HAS_IDENTITY_EXACT, SLOT_HAS_IDENTITY_PREFIX,
+        SLOT_HAS_RULES, TimedBlock, map_names, verdict_slot,
     },
     xdp::TrafficCounters,
 };
@@ -77,6 +78,9 @@ pub struct TimedBlockEntry {
 pub struct Enforcer {
     /// The policy each slot holds (None: empty, or left by an earlier agent).
     slot_policies: [Option<Arc<Policy>>; 2],
+    /// Bitmap words each slot has set (None: unknown, as after a restart), so refilling a slot
+    /// clears only those instead of the whole 2 MiB.
+    bitmap_words: [Option<Vec<u32>>; 2],
     active: u32,
     /// Verdict totals of slots since overwritten, so that counters never go backwards.
     retired: BTreeMap<VerdictLabel, TrafficCounters>,
@@ -106,6 +110,7 @@ impl Enforcer {
             .min(1);
         Ok(Self {
             slot_policies: [None, None],
+            bitmap_words: [None, None],
             active,
             retired: BTreeMap::new(),
             timed_blocks: BTreeMap::new(),
@@ -126,6 +131,7 @@ impl Enforcer {
         let target = 1 - self.active;
         self.retire_slot(datapath, target)?;
         write_slot(datapath, target as usize, &kernel)?;
+        self.write_bitmap(datapath, target as usize, &kernel)?;
         let mut config: Array<&mut MapData, u32> =
             Array::try_from(datapath.map_mut(map_names::CONFIG)?)
                 .map_err(map_error(map_names::CONFIG))?;
@@ -145,6 +151,35 @@ impl Enforcer {
             .map_err(map_error(map_names::CONFIG))?;
         self.slot_policies[target as usize] = Some(policy);
         self.active = target;
+        Ok(())
+    }
+
+    /// Replaces the slot's IPv4 blocklist bitmap: zeroes the words it had set (all nonzero words
+    /// when that is unknown), then sets the new ones.
+    fn write_bitmap(
+        &mut self,
+        datapath: &mut Datapath,
+        slot: usize,
+        kernel: &KernelPolicy,
+    ) -> Result<(), EnforceError> {
+        let name = map_names::BLOCK_V4_BITMAP[slot];
+        let mut bitmap: Array<&mut MapData, u64> =
+            Array::try_from(datapath.map_mut(name)?).map_err(map_error(name))?;
+        let stale: Vec<u32> = match self.bitmap_words[slot].take() {
+            Some(words) => words,
+            None => (0..BLOCK_V4_BITMAP_WORDS)
+                .filter(|&index| bitmap.get(&index, 0).is_ok_and(|word| word != 0))
+                .collect(),
+        };
+        for index in stale {
+            if !kernel.block_v4_bitmap.contains_key(&index) {
+                bitmap.set(index, 0, 0).map_err(map_error(name))?;
+            }
+        }
+        for (&index, &word) in &kernel.block_v4_bitmap {
+            bitmap.set(index, word, 0).map_err(map_error(name))?;
+        }
+        self.bitmap_words[slot] = Some(kernel.block_v4_bitmap.keys().copied().collect());
         Ok(())
     }
 
@@ -304,6 +339,7 @@ fn slot_contents(kernel: &KernelPolicy) -> u32 {
         (!kernel.block_exact.is_empty(), SLOT_HAS_BLOCK_EXACT),
         (!kernel.block_prefix.is_empty(), SLOT_HAS_BLOCK_PREFIX),
         (!kernel.rules.is_empty(), SLOT_HAS_RULES),
+        (!kernel.block_v4_bitmap.is_empty(), SLOT_HAS_BLOCK_V4_BITMAP),
     ]
     .into_iter()
     .filter(|(present, _)| *present)

@@ -14,10 +14,11 @@ use std::collections::BTreeMap;
 
 use agent_common::{
     policy::{
-        ACTION_ALLOW, ACTION_DENY, BLOCK_EXACT_MAX_ENTRIES, BLOCK_PREFIX_MAX_ENTRIES, IDENTITY_ANY,
-        IDENTITY_EXACT_MAX_ENTRIES, IDENTITY_ISOLATED, IDENTITY_PREFIX_MAX_ENTRIES, IDENTITY_WORLD,
-        IdentityValue, IpKey, PORT_ANY, PREFIX_FAMILY_BITS, PROTOCOL_ANY, PrefixKey,
-        RULES_MAX_ENTRIES, RateLimitConfig, RuleKey, RuleValue,
+        ACTION_ALLOW, ACTION_DENY, BLOCK_EXACT_MAX_ENTRIES, BLOCK_PREFIX_MAX_ENTRIES,
+        BLOCK_V4_BITMAP_PREFIX, IDENTITY_ANY, IDENTITY_EXACT_MAX_ENTRIES, IDENTITY_ISOLATED,
+        IDENTITY_PREFIX_MAX_ENTRIES, IDENTITY_WORLD, IdentityValue, IpKey, PORT_ANY,
+        PREFIX_FAMILY_BITS, PROTOCOL_ANY, PrefixKey, RULES_MAX_ENTRIES, RateLimitConfig, RuleKey,
+        RuleValue,
     },
     xdp::{FAMILY_IPV4, FAMILY_IPV6},
 };
@@ -42,7 +43,11 @@ pub struct KernelPolicy {
     /// Flags and rate limit of addresses no identity covers (its id is always world).
     pub world: IdentityValue,
     pub block_exact: Vec<IpKey>,
+    /// IPv6 blocklist prefixes only: IPv4 ranges are in the bitmap or expanded into exact
+    /// addresses.
     pub block_prefix: Vec<PrefixKey>,
+    /// IPv4 blocklist ranges of /24 or wider, one bit per /24: word index to bits.
+    pub block_v4_bitmap: BTreeMap<u32, u64>,
     pub rules: Vec<(RuleKey, RuleValue)>,
     pub rate_limits: Vec<RateLimitConfig>,
 }
@@ -121,12 +126,27 @@ pub fn compile(policy: &Policy) -> Result<KernelPolicy, CompileError> {
         rate_limit: rate_limit_of(Selector::World),
     };
     for cidr in &policy.blocklist {
-        if is_exact(cidr) {
-            kernel.block_exact.push(ip_key(cidr.ip()));
-        } else {
-            kernel.block_prefix.push(prefix_key(*cidr));
+        match cidr {
+            IpNetwork::V4(v4) if v4.prefix() <= BLOCK_V4_BITMAP_PREFIX => {
+                set_bitmap_range(&mut kernel.block_v4_bitmap, *v4);
+            }
+            IpNetwork::V4(v4) => {
+                let first = u32::from(v4.network());
+                let count = 1u32 << (32 - v4.prefix());
+                kernel
+                    .block_exact
+                    .extend((first..first + count).map(|address| {
+                        ip_key(std::net::IpAddr::V4(std::net::Ipv4Addr::from(address)))
+                    }));
+            }
+            IpNetwork::V6(_) if is_exact(cidr) => kernel.block_exact.push(ip_key(cidr.ip())),
+            IpNetwork::V6(_) => kernel.block_prefix.push(prefix_key(*cidr)),
         }
     }
+    kernel
+        .block_exact
+        .sort_unstable_by_key(|key| (key.family, key.addr));
+    kernel.block_exact.dedup();
     kernel.rules = rule_entries(policy);
     kernel.rate_limits = policy
         .rate_limits
@@ -162,6 +182,23 @@ pub fn compile(policy: &Policy) -> Result<KernelPolicy, CompileError> {
     )?;
     check("rules", kernel.rules.len(), RULES_MAX_ENTRIES)?;
     Ok(kernel)
+}
+
+/// Sets the bit of every /24 inside `network` (a /24 or wider).
+fn set_bitmap_range(bitmap: &mut BTreeMap<u32, u64>, network: ipnetwork::Ipv4Network) {
+    let first = u32::from(network.network()) >> 8;
+    let count = 1u32 << (BLOCK_V4_BITMAP_PREFIX - network.prefix());
+    for slash24 in first..first + count {
+        *bitmap.entry(slash24 >> 6).or_default() |= 1u64 << (slash24 & 63);
+    }
+}
+
+/// Is `address` inside a range the bitmap holds?
+pub fn bitmap_covers(bitmap: &BTreeMap<u32, u64>, address: std::net::Ipv4Addr) -> bool {
+    let slash24 = u32::from(address) >> 8;
+    bitmap
+        .get(&(slash24 >> 6))
+        .is_some_and(|word| word >> (slash24 & 63) & 1 == 1)
 }
 
 fn check(table: &'static str, count: usize, capacity: u32) -> Result<(), CompileError> {

@@ -5,7 +5,7 @@
     reason = "test helpers: a failed unwrap is a failed test"
 )]
 
-use std::collections::HashMap;
+use std::{collections::HashMap, net::IpAddr};
 
 use agent_common::policy::{
     ACTION_DENY, IDENTITY_ANY, IDENTITY_ISOLATED, IDENTITY_WORLD, IdentityValue, IpKey, PORT_ANY,
@@ -14,7 +14,7 @@ use agent_common::policy::{
 use policy::strategies::{random_flow, random_policy};
 use policy::{
     Policy,
-    compile::{KernelPolicy, combine, compile, ip_key, prefix_key},
+    compile::{KernelPolicy, bitmap_covers, combine, compile, ip_key, prefix_key},
     evaluate::{DropReason, Flow, PassReason, Verdict, evaluate},
 };
 use proptest::prelude::*;
@@ -211,7 +211,12 @@ fn kernel_verdict(kernel: &KernelPolicy, flow: &Flow) -> Verdict {
     }
     let src = ip_key(flow.src);
     let dst = ip_key(flow.dst);
-    let blocked = kernel.block_exact.contains(&src)
+    let in_bitmap = match flow.src {
+        IpAddr::V4(v4) => bitmap_covers(&kernel.block_v4_bitmap, v4),
+        IpAddr::V6(_) => false,
+    };
+    let blocked = in_bitmap
+        || kernel.block_exact.contains(&src)
         || longest(kernel.block_prefix.iter().map(|prefix| (prefix, ())), &src).is_some();
     if blocked {
         return Verdict::Drop(DropReason::Blocklist);
@@ -292,6 +297,35 @@ proptest! {
             prop_assert_eq!(kernel_verdict(&kernel, flow), evaluate(&policy, flow), "{:?}", flow);
         }
     }
+}
+
+#[test]
+fn ipv4_blocklist_ranges_become_bitmap_bits_or_exact_addresses() {
+    let policy = parse(
+        "blocklist: { cidrs: [198.19.0.0/16, 198.18.5.0/24, 198.18.9.4/30, 198.18.7.7, fd00::/64] }",
+    );
+    let kernel = compile(&policy).unwrap();
+    let covered = |text: &str| bitmap_covers(&kernel.block_v4_bitmap, text.parse().unwrap());
+    assert!(covered("198.19.200.1") && covered("198.19.0.0") && covered("198.19.255.255"));
+    assert!(covered("198.18.5.77"));
+    assert!(!covered("198.18.4.255") && !covered("198.18.6.0") && !covered("198.20.0.0"));
+    assert!(!covered("198.18.9.5"), "a /30 is not in the /24 bitmap");
+    assert_eq!(
+        kernel.block_exact.len(),
+        4 + 1,
+        "the /30 expanded, plus the /32"
+    );
+    assert_eq!(
+        kernel.block_prefix.len(),
+        1,
+        "only the IPv6 prefix uses the trie"
+    );
+    let bits: u32 = kernel
+        .block_v4_bitmap
+        .values()
+        .map(|word| word.count_ones())
+        .sum();
+    assert_eq!(bits, 256 + 1);
 }
 
 #[test]

@@ -13,8 +13,8 @@ use agent_common::{
         DROP_EVENT_RECENT_SLOTS, DropEvent, FlowKey, IDENTITY_ANY, IDENTITY_ISOLATED,
         IDENTITY_WORLD, IdentityValue, IpKey, PORT_ANY, PREFIX_FAMILY_BITS, PROTOCOL_ANY,
         RateStateKey, RuleKey, RuleValue, SLOT_HAS_BLOCK_EXACT, SLOT_HAS_BLOCK_PREFIX,
-        SLOT_HAS_IDENTITY_EXACT, SLOT_HAS_IDENTITY_PREFIX, SLOT_HAS_RULES, drop_reason,
-        verdict_slot,
+        SLOT_HAS_BLOCK_V4_BITMAP, SLOT_HAS_IDENTITY_EXACT, SLOT_HAS_IDENTITY_PREFIX,
+        SLOT_HAS_RULES, drop_reason, verdict_slot,
     },
     xdp::{FAMILY_IPV4, XdpStat},
 };
@@ -84,7 +84,10 @@ fn decide(packet: &Packet, slot_index: u32, contents: u32) -> Verdict {
     if config(CONFIG_TIMED_BLOCKS) != 0 && timed_block(&src) {
         return drop(verdict_slot::TIMED_BLOCK_DROP, drop_reason::TIMED_BLOCK, 0);
     }
-    let blocked = (contents & SLOT_HAS_BLOCK_EXACT != 0 && slot.block_exact.get_ptr(src).is_some())
+    let blocked = (contents & SLOT_HAS_BLOCK_V4_BITMAP != 0
+        && packet.family == FAMILY_IPV4
+        && in_v4_bitmap(slot, &packet.src))
+        || (contents & SLOT_HAS_BLOCK_EXACT != 0 && slot.block_exact.get_ptr(src).is_some())
         || (contents & SLOT_HAS_BLOCK_PREFIX != 0
             && slot.block_prefix.get(prefix_key(&src)).is_some());
     if blocked {
@@ -154,6 +157,15 @@ fn ip_key(family: u8, addr: &[u8; 16]) -> IpKey {
 fn prefix_key(key: &IpKey) -> Key<IpKey> {
     let bits = if key.family == FAMILY_IPV4 { 32 } else { 128 };
     Key::new(PREFIX_FAMILY_BITS + bits, *key)
+}
+
+/// Is the IPv4 source in a blocklisted /24 (or wider) range? One array lookup.
+#[inline(always)]
+fn in_v4_bitmap(slot: &PolicySlot, address: &[u8; 16]) -> bool {
+    let slash24 = ((address[0] as u32) << 16) | ((address[1] as u32) << 8) | address[2] as u32;
+    slot.block_v4_bitmap
+        .get(slash24 >> 6)
+        .is_some_and(|word| (*word >> (slash24 & 63)) & 1 == 1)
 }
 
 #[inline(always)]
