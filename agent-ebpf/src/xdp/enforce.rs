@@ -18,7 +18,10 @@ use agent_common::{
     },
     xdp::{FAMILY_IPV4, XdpStat},
 };
-use aya_ebpf::{helpers::bpf_ktime_get_ns, maps::lpm_trie::Key};
+use aya_ebpf::{
+    helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
+    maps::lpm_trie::Key,
+};
 
 use super::{
     bump,
@@ -93,8 +96,9 @@ fn decide(packet: &Packet, slot_index: u32, contents: u32) -> Verdict {
     if blocked {
         return drop(verdict_slot::BLOCKLIST_DROP, drop_reason::BLOCKLIST, 0);
     }
-    // SAFETY: bpf_ktime_get_ns has no preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
+    // Connection lifetimes are seconds to hours: the coarse clock (a tick's resolution) is
+    // precise enough and costs a fraction of the precise one.
+    let now = coarse_now();
     if is_reply(packet, now) {
         return Verdict::Pass(verdict_slot::REPLY_PASS);
     }
@@ -119,7 +123,7 @@ fn decide(packet: &Packet, slot_index: u32, contents: u32) -> Verdict {
         }
         None => Verdict::Pass(verdict_slot::DEFAULT_PASS),
     };
-    if destination.rate_limit != 0 && over_rate(slot, &src, destination.rate_limit - 1, now) {
+    if destination.rate_limit != 0 && over_rate(slot, &src, destination.rate_limit - 1) {
         let limit = destination.rate_limit - 1;
         return drop(
             verdict_slot::RATE_LIMIT_DROP_BASE + limit,
@@ -129,6 +133,13 @@ fn decide(packet: &Packet, slot_index: u32, contents: u32) -> Verdict {
     }
     track(packet, now);
     verdict
+}
+
+/// CLOCK_MONOTONIC at the resolution of a scheduler tick, for deadlines of a second or more.
+#[inline(always)]
+fn coarse_now() -> u64 {
+    // SAFETY: bpf_ktime_get_coarse_ns has no preconditions.
+    unsafe { bpf_ktime_get_coarse_ns() }
 }
 
 #[inline(always)]
@@ -170,8 +181,7 @@ fn in_v4_bitmap(slot: &PolicySlot, address: &[u8; 16]) -> bool {
 
 #[inline(always)]
 fn timed_block(src: &IpKey) -> bool {
-    // SAFETY: bpf_ktime_get_ns has no preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = coarse_now();
     let exact = TIMED_BLOCK_EXACT.get_ptr(src);
     let block = match exact {
         Some(block) => Some(block),
@@ -342,10 +352,13 @@ fn track(packet: &Packet, now: u64) {
 /// Generic cell-rate algorithm: each packet pushes the source's theoretical arrival time one
 /// interval further; a source more than `tolerance` ahead of the clock is over its budget.
 #[inline(always)]
-fn over_rate(slot: &PolicySlot, src: &IpKey, limit: u32, now: u64) -> bool {
+fn over_rate(slot: &PolicySlot, src: &IpKey, limit: u32) -> bool {
     let Some(config) = slot.rate_limits.get(limit) else {
         return false;
     };
+    // Intervals of a millisecond or less need the precise clock.
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
     let key = RateStateKey {
         source: *src,
         rate_limit: limit,
@@ -405,8 +418,7 @@ fn flow_hash(packet: &Packet) -> u64 {
 #[inline(never)]
 fn report_drop(packet: &Packet, ifindex: u32, slot: u32, reason: u8, detail: u32) {
     let hash = flow_hash(packet);
-    // SAFETY: bpf_ktime_get_ns has no preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = coarse_now();
     if let Some(recent) =
         DROP_EVENT_RECENT.get_ptr_mut((hash % DROP_EVENT_RECENT_SLOTS as u64) as u32)
     {
