@@ -43,6 +43,9 @@ pub struct Options {
     /// Runs of each XDP program per BPF_PROG_TEST_RUN timing.
     #[arg(long, default_value_t = 1_000_000)]
     repeat: u32,
+    /// Floods per contender; the median is reported, so one disturbed run does not skew it.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
 }
 
 const BLOCKLIST_ENTRIES: u32 = 10_000;
@@ -185,6 +188,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
             packets: options.packets,
             seconds: options.seconds,
             repeat: options.repeat,
+            rounds: options.rounds.max(1),
         },
     };
     let outcome = bench.run();
@@ -220,8 +224,8 @@ impl Bench {
     fn run(&self) -> anyhow::Result<()> {
         let interface = self.sender.host_interface.clone();
         println!(
-            "moat-bench xdp: {} packets per contender, sender pinned to CPU {SENDER_CPU}",
-            self.options.packets
+            "moat-bench xdp: {} packets per flood, median of {} floods per contender, sender pinned to CPU {SENDER_CPU}",
+            self.options.packets, self.options.rounds
         );
         let trafgen = self.trafgen_config()?;
 
@@ -348,30 +352,36 @@ impl Bench {
         Ok(config)
     }
 
+    /// Floods `rounds` times and keeps the median round (by CPU per packet).
     fn drop_run(&self, name: &'static str, config: &Path) -> anyhow::Result<DropResult> {
         let packets = self.options.packets;
-        let (status, cost) = cost_of(|| {
-            self.sender
-                .command("taskset")
-                .args([
-                    "-c", SENDER_CPU, "trafgen", "--cpus", "1", "-o", "eth0", "-i",
-                ])
-                .arg(config)
-                .args(["-n", &packets.to_string(), "-C"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-        });
-        let status = status.context("running trafgen (netsniff-ng)")?;
-        if !status.success() {
-            bail!("trafgen failed ({status}) for {name}");
+        let mut rounds = Vec::new();
+        for _ in 0..self.options.rounds {
+            let (status, cost) = cost_of(|| {
+                self.sender
+                    .command("taskset")
+                    .args([
+                        "-c", SENDER_CPU, "trafgen", "--cpus", "1", "-o", "eth0", "-i",
+                    ])
+                    .arg(config)
+                    .args(["-n", &packets.to_string(), "-C"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+            });
+            let status = status.context("running trafgen (netsniff-ng)")?;
+            if !status.success() {
+                bail!("trafgen failed ({status}) for {name}");
+            }
+            rounds.push(DropResult {
+                name,
+                cost,
+                packets,
+            });
         }
+        rounds.sort_by(|a, b| a.cpu_ns_per_packet().total_cmp(&b.cpu_ns_per_packet()));
         eprintln!("  measured: {name}");
-        Ok(DropResult {
-            name,
-            cost,
-            packets,
-        })
+        Ok(rounds.swap_remove(rounds.len() / 2))
     }
 
     /// Mean in-kernel time of one run of each program on a blocklisted and an allowed frame.
