@@ -3,8 +3,12 @@
 #![no_std]
 #![no_main]
 
+mod enforce;
 mod floor;
+mod hook;
 mod maps;
+mod packet;
+mod tc;
 mod xdp;
 
 #[cfg(not(test))]

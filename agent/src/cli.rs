@@ -4,8 +4,8 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
 
-/// Moat's node agent: attaches Moat's XDP program to this node's pod-facing and uplink
-/// interfaces, enforces a policy file there (blocklists, deny rules, isolation, per-source rate
+/// Moat's node agent: attaches Moat's kernel program (TC on pod veths, XDP on uplinks) to this
+/// node's interfaces, enforces a policy file there (blocklists, deny rules, isolation, per-source rate
 /// limits), and reports what passed and what was dropped.
 ///
 /// Needs root (or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON). Runs until SIGINT or SIGTERM, then
@@ -63,7 +63,14 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
 
-    /// How XDP runs: `native` in the driver (fast; veth and most physical NICs have it),
+    /// Which kernel hook enforces on an interface: `xdp` (fastest where a NIC driver runs it
+    /// natively: uplinks, physical NICs), `tcx` (TC ingress; on veth it keeps the GSO batching
+    /// that XDP would make the pair give up, which costs allowed TCP most of its throughput), or
+    /// `auto`: tcx on veth interfaces, xdp elsewhere.
+    #[arg(long, value_enum, default_value_t = HookArg::Auto)]
+    pub hook: HookArg,
+
+    /// How XDP runs where XDP is used: `native` in the driver (fast; veth and most physical NICs have it),
     /// `generic` in the kernel's network stack (works everywhere, slower), or `auto`: native where
     /// the driver supports it, generic elsewhere. The log says which mode each interface got.
     #[arg(long, value_enum, default_value_t = XdpModeArg::Auto)]
@@ -83,6 +90,13 @@ pub struct RunArgs {
     /// `off` disables the endpoint.
     #[arg(long, value_name = "ADDR|off", default_value = "127.0.0.1:9464")]
     pub metrics_addr: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum HookArg {
+    Auto,
+    Xdp,
+    Tcx,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

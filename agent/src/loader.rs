@@ -18,8 +18,9 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::{Map, MapData, PerCpuArray, PerCpuHashMap},
     programs::{
-        ProgramError, TestRun as _, TestRunOptions, Xdp, XdpMode,
-        links::{FdLink, PinnedLink},
+        ProgramError, SchedClassifier, TcAttachType, TestRun as _, TestRunOptions, Xdp, XdpMode,
+        links::{FdLink, LinkOrder, PinnedLink},
+        tc::{SchedClassifierLink, TcAttachOptions},
         xdp::XdpLink,
     },
 };
@@ -32,6 +33,7 @@ use crate::{cli::XdpModeArg, traffic::XdpStats};
 static KERNEL_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/moat"));
 
 const XDP_PROGRAM: &str = "moat_xdp";
+const TC_PROGRAM: &str = "moat_tc";
 /// Drop every frame, pass every frame: the benchmark's floors, never attached by the agent.
 const DROP_FLOOR_PROGRAM: &str = "moat_bench_drop_all";
 const PASS_FLOOR_PROGRAM: &str = "moat_bench_pass_all";
@@ -39,7 +41,7 @@ const PASS_FLOOR_PROGRAM: &str = "moat_bench_pass_all";
 /// Which of the object's XDP programs an operation is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Program {
-    /// Moat's enforcement program.
+    /// Moat's enforcement program, XDP entry point.
     Moat,
     /// A program that drops every frame and does nothing else: what dropping in XDP costs.
     DropFloor,
@@ -125,8 +127,41 @@ pub enum LoadError {
 pub struct Attachment {
     pub interface: String,
     pub ifindex: u32,
-    /// `native`, `generic`, or `adopted` (an earlier agent's link, now running this program).
+    /// `xdp` or `tcx`.
+    pub hook: &'static str,
+    /// `native` or `generic` (XDP), `tcx`, or `adopted` (an earlier agent's link, now running
+    /// this agent's program).
     pub mode: &'static str,
+}
+
+/// Which kernel hook runs Moat on an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    /// XDP, in the given mode: for uplinks and physical NICs.
+    Xdp(XdpModeArg),
+    /// TC ingress through TCX: for veth, where XDP would cost allowed traffic its GSO batching.
+    Tcx,
+    /// TCX on veth interfaces, XDP (auto mode) on everything else.
+    Auto,
+}
+
+impl Hook {
+    fn resolve(self, interface: &str) -> Hook {
+        match self {
+            Hook::Auto if crate::interfaces::driver_of(interface).as_deref() == Some("veth") => {
+                Hook::Tcx
+            }
+            Hook::Auto => Hook::Xdp(XdpModeArg::Auto),
+            other => other,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Hook::Xdp(_) => "xdp",
+            Hook::Tcx | Hook::Auto => "tcx",
+        }
+    }
 }
 
 /// Moat's loaded kernel object. Dropping it closes Moat's handles; the pinned links and maps,
@@ -157,6 +192,12 @@ impl Datapath {
                     source,
                 })?;
         }
+        tc_program(&mut ebpf)?
+            .load()
+            .map_err(|source| LoadError::Program {
+                name: TC_PROGRAM,
+                source,
+            })?;
         Ok(Self {
             ebpf,
             state_dir: state_dir.to_owned(),
@@ -172,52 +213,124 @@ impl Datapath {
         self.links.contains_key(interface)
     }
 
-    /// Runs the program on `interface`: swapped into the link an earlier agent pinned for it, or
-    /// in a new link, pinned.
-    pub fn attach(&mut self, interface: &str, mode: XdpModeArg) -> Result<Attachment, LoadError> {
+    /// Runs Moat on `interface` at `hook`: swapped into the link an earlier agent pinned for it
+    /// (one atomic update, no gap), or in a new link, pinned. A link an earlier agent pinned at the
+    /// other hook is removed once the new one is in place.
+    pub fn attach(&mut self, interface: &str, hook: Hook) -> Result<Attachment, LoadError> {
         let ifindex = ifindex_of(interface)?;
-        let pin = self.link_pin(interface, ifindex);
+        let hook = hook.resolve(interface);
+        let pin = self.link_pin(hook.name(), interface, ifindex);
         self.remove_stale_pins(interface, ifindex);
-        let program = xdp_program(&mut self.ebpf, Program::Moat)?;
         let pin_error = |reason: String| LoadError::Pin {
             interface: interface.to_owned(),
             path: pin.clone(),
             reason,
         };
-        let (link_id, mode) = if pin.exists() {
+        let adopted = if pin.exists() {
             let pinned =
                 PinnedLink::from_pin(&pin).map_err(|error| pin_error(error.to_string()))?;
-            let fd_link = pinned
-                .unpin()
-                .map_err(|error| pin_error(error.to_string()))?;
-            let link = XdpLink::try_from(fd_link).map_err(|error| pin_error(error.to_string()))?;
-            let id = program
-                .attach_to_link(link)
-                .map_err(|error| pin_error(format!("swapping in the new program: {error}")))?;
-            (id, "adopted")
+            Some(
+                pinned
+                    .unpin()
+                    .map_err(|error| pin_error(error.to_string()))?,
+            )
         } else {
-            attach_new(program, interface, ifindex, mode)?
+            None
         };
-        let link = program
-            .take_link(link_id)
-            .map_err(|error| pin_error(error.to_string()))?;
-        let fd_link = FdLink::try_from(link).map_err(|error| {
-            pin_error(format!(
-                "the kernel attached through netlink, which cannot be pinned ({error})"
-            ))
-        })?;
+        let (fd_link, mode) = match hook {
+            Hook::Xdp(mode) => {
+                let program = xdp_program(&mut self.ebpf, Program::Moat)?;
+                let id = match adopted {
+                    Some(fd_link) => {
+                        let link = XdpLink::try_from(fd_link)
+                            .map_err(|error| pin_error(error.to_string()))?;
+                        let id = program.attach_to_link(link).map_err(|error| {
+                            pin_error(format!("swapping in the new program: {error}"))
+                        })?;
+                        (id, "adopted")
+                    }
+                    None => attach_new(program, interface, ifindex, mode)?,
+                };
+                let link = program
+                    .take_link(id.0)
+                    .map_err(|error| pin_error(error.to_string()))?;
+                let fd_link = FdLink::try_from(link).map_err(|error| {
+                    pin_error(format!(
+                        "the kernel attached through netlink, which cannot be pinned ({error})"
+                    ))
+                })?;
+                (fd_link, id.1)
+            }
+            Hook::Tcx | Hook::Auto => {
+                let program = tc_program(&mut self.ebpf)?;
+                let (id, mode) = match adopted {
+                    Some(fd_link) => {
+                        let link = SchedClassifierLink::try_from(fd_link)
+                            .map_err(|error| pin_error(error.to_string()))?;
+                        let id = program.attach_to_link(link).map_err(|error| {
+                            pin_error(format!("swapping in the new program: {error}"))
+                        })?;
+                        (id, "adopted")
+                    }
+                    None => {
+                        let id = program
+                            .attach_with_options(
+                                interface,
+                                TcAttachType::Ingress,
+                                TcAttachOptions::TcxOrder(LinkOrder::default()),
+                            )
+                            .map_err(|source| LoadError::Attach {
+                                interface: interface.to_owned(),
+                                mode: "tcx",
+                                source,
+                            })?;
+                        (id, "tcx")
+                    }
+                };
+                let link = program
+                    .take_link(id)
+                    .map_err(|error| pin_error(error.to_string()))?;
+                let fd_link =
+                    FdLink::try_from(link).map_err(|error| pin_error(error.to_string()))?;
+                (fd_link, mode)
+            }
+        };
         let pinned = fd_link
             .pin(&pin)
             .map_err(|error| pin_error(error.to_string()))?;
+        self.remove_other_hook_pin(interface, ifindex, hook);
         let attachment = Attachment {
             interface: interface.to_owned(),
             ifindex,
+            hook: hook.name(),
             mode,
         };
-        info!(interface, ifindex, mode, "XDP program attached");
+        info!(
+            interface,
+            ifindex,
+            hook = hook.name(),
+            mode,
+            "Moat attached"
+        );
         self.links
             .insert(interface.to_owned(), (attachment.clone(), pinned));
         Ok(attachment)
+    }
+
+    /// An earlier agent may have run this interface at the other hook: with the new link in
+    /// place, its link goes (both would judge every packet).
+    fn remove_other_hook_pin(&self, interface: &str, ifindex: u32, hook: Hook) {
+        let other = match hook {
+            Hook::Xdp(_) => "tcx",
+            Hook::Tcx | Hook::Auto => "xdp",
+        };
+        let path = self.link_pin(other, interface, ifindex);
+        if path.exists() {
+            match PinnedLink::from_pin(&path).map(PinnedLink::unpin) {
+                Ok(Ok(link)) => drop(link),
+                _ => warn!(path = %path.display(), "could not remove an earlier agent's link"),
+            }
+        }
     }
 
     /// The interface is gone (a pod was deleted): the kernel destroyed its link; drop the pin.
@@ -234,25 +347,25 @@ impl Datapath {
         }
     }
 
-    fn link_pin(&self, interface: &str, ifindex: u32) -> PathBuf {
+    fn link_pin(&self, hook: &str, interface: &str, ifindex: u32) -> PathBuf {
         self.state_dir
             .join(LINKS_DIR)
-            .join(format!("xdp-{interface}-{ifindex}"))
+            .join(format!("{hook}-{interface}-{ifindex}"))
     }
 
     /// Pins for the same interface name with another index belong to an interface that was
     /// deleted and re-created; their links are defunct.
     fn remove_stale_pins(&self, interface: &str, ifindex: u32) {
-        let prefix = format!("xdp-{interface}-");
-        let current = format!("{prefix}{ifindex}");
         let Ok(entries) = std::fs::read_dir(self.state_dir.join(LINKS_DIR)) else {
             return;
         };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let is_stale = name
-                .strip_prefix(&prefix)
-                .is_some_and(|index| index.parse::<u32>().is_ok() && name != current);
+            let is_stale = ["xdp", "tcx"].iter().any(|hook| {
+                name.strip_prefix(&format!("{hook}-{interface}-"))
+                    .and_then(|index| index.parse::<u32>().ok())
+                    .is_some_and(|index| index != ifindex)
+            });
             if is_stale {
                 let _ = std::fs::remove_file(entry.path());
             }
@@ -344,6 +457,16 @@ impl Datapath {
         }
         Ok(XdpStats::from_slots(|stat| slots[stat as usize].clone()))
     }
+}
+
+fn tc_program(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier, LoadError> {
+    ebpf.program_mut(TC_PROGRAM)
+        .ok_or(LoadError::ProgramMissing { name: TC_PROGRAM })?
+        .try_into()
+        .map_err(|source| LoadError::Program {
+            name: TC_PROGRAM,
+            source,
+        })
 }
 
 fn xdp_program(ebpf: &mut Ebpf, program: Program) -> Result<&mut Xdp, LoadError> {

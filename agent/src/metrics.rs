@@ -175,14 +175,15 @@ impl Collector for Metrics {
             ],
         )?;
         let mut interfaces = encoder.encode_descriptor(
-            "moat_xdp_attached",
-            "1 for each interface the XDP program is attached to, with its mode.",
+            "moat_attached",
+            "1 for each interface Moat's program is attached to, with its hook and mode.",
             None,
             MetricType::Gauge,
         )?;
         for attachment in &snapshot.attachments {
             let labels: Labels<'_> = vec![
                 ("interface", &attachment.interface),
+                ("hook", attachment.hook),
                 ("mode", attachment.mode),
             ];
             ConstGauge::new(1i64).encode(interfaces.encode_family(&labels)?)?;
@@ -246,6 +247,7 @@ mod tests {
             snapshot.attachments.push(Attachment {
                 interface: "veth1".to_owned(),
                 ifindex: 4,
+                hook: "xdp",
                 mode: "native",
             });
         });
@@ -256,7 +258,7 @@ mod tests {
             "moat_xdp_frames_total 10",
             "moat_policy_reloads_total{result=\"rejected\"} 1",
             "moat_events_dropped_total{stage=\"xdp\",reason=\"drop_event_ring_full\"} 0",
-            "moat_xdp_attached{interface=\"veth1\",mode=\"native\"} 1",
+            "moat_attached{interface=\"veth1\",hook=\"xdp\",mode=\"native\"} 1",
             "moat_timed_blocks{} 0",
         ] {
             assert!(

@@ -89,6 +89,7 @@ pub enum Record<'a> {
 pub struct InterfaceRecord<'a> {
     pub interface: &'a str,
     pub ifindex: u32,
+    pub hook: &'a str,
     pub mode: &'a str,
 }
 
@@ -97,6 +98,7 @@ impl<'a> From<&'a Attachment> for InterfaceRecord<'a> {
         Self {
             interface: &attachment.interface,
             ifindex: attachment.ifindex,
+            hook: attachment.hook,
             mode: attachment.mode,
         }
     }
@@ -302,6 +304,7 @@ mod tests {
         let attachment = Attachment {
             interface: "veth-web".to_owned(),
             ifindex: 7,
+            hook: "xdp",
             mode: "native",
         };
         reporter

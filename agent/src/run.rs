@@ -14,11 +14,11 @@ use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
 
 use crate::{
-    cli::{Args, Command, RunArgs},
+    cli::{Args, Command, HookArg, RunArgs},
     enforcer::{Enforcer, monotonic_ns},
     events::{self, DropEvents},
     interfaces,
-    loader::{self, Datapath},
+    loader::{self, Datapath, Hook},
     metrics::{self, Metrics},
     policy_source::PolicySource,
     privileges,
@@ -117,7 +117,7 @@ async fn serve(
     // attached interface is judged by an empty policy.
     enforcer.apply(&mut datapath, policy.clone())?;
     for interface in &args.interfaces {
-        datapath.attach(interface, args.xdp_mode)?;
+        datapath.attach(interface, hook_of(&args))?;
     }
     let mut agent = Agent {
         reporter: Reporter::new(io::stdout().lock(), args.output),
@@ -187,6 +187,14 @@ async fn serve(
         "stopping; enforcement stays in place (the next agent takes it over; `moat-agent cleanup` removes it)"
     );
     Ok(())
+}
+
+fn hook_of(args: &RunArgs) -> Hook {
+    match args.hook {
+        HookArg::Auto => Hook::Auto,
+        HookArg::Xdp => Hook::Xdp(args.xdp_mode),
+        HookArg::Tcx => Hook::Tcx,
+    }
 }
 
 fn applied_record<'a>(file: &'a Path, policy: &Policy) -> Record<'a> {
@@ -268,7 +276,7 @@ impl Agent {
             if !wanted || self.datapath.is_attached(&interface) {
                 continue;
             }
-            match self.datapath.attach(&interface, self.args.xdp_mode) {
+            match self.datapath.attach(&interface, hook_of(&self.args)) {
                 Ok(attachment) => {
                     self.reporter
                         .name_interface(attachment.ifindex, &attachment.interface);

@@ -25,7 +25,7 @@ use std::{
 use agent::{
     cli::XdpModeArg,
     enforcer::Enforcer,
-    loader::{Datapath, Program},
+    loader::{Datapath, Hook, Program},
 };
 use anyhow::{Context as _, bail};
 use testbed::{Node, Pod, PodSpec};
@@ -311,7 +311,7 @@ impl Bench {
                 let mut enforcer = Enforcer::adopt(&datapath)?;
                 enforcer.apply(&mut datapath, policy)?;
                 for interface in interfaces {
-                    datapath.attach(interface, XdpModeArg::Native)?;
+                    datapath.attach(interface, Hook::Xdp(XdpModeArg::Native))?;
                 }
                 Ok((datapath, enforcer))
             })?

@@ -12,7 +12,11 @@ use std::{
     time::Duration,
 };
 
-use agent::{cli::XdpModeArg, enforcer::Enforcer, loader::Datapath};
+use agent::{
+    cli::XdpModeArg,
+    enforcer::Enforcer,
+    loader::{Datapath, Hook},
+};
 use moat_e2e::{StateDir, require_root, two_pods};
 use policy::{
     Policy,
@@ -142,7 +146,7 @@ fn timed_blocks_drop_a_source_and_lapse_in_the_kernel_by_themselves() {
             .apply(&mut datapath, Arc::new(Policy::allow_all()))
             .expect("apply");
         datapath
-            .attach(&client.host_interface, XdpModeArg::Auto)
+            .attach(&client.host_interface, Hook::Xdp(XdpModeArg::Auto))
             .expect("attach");
         assert!(reaches(IpAddr::V4(server.ipv4)));
         assert!(reaches(IpAddr::V6(server.ipv6)));

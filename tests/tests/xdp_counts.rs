@@ -58,7 +58,7 @@ fn counts_equal_the_packets_and_bytes_pods_sent() {
         &node,
         &state,
         &[&client.host_interface, &server.host_interface],
-        &[],
+        &["--hook", "xdp"],
     );
     resolve_neighbours(&client, &server);
 
@@ -227,7 +227,7 @@ fn tcp_counts_match_a_tcpdump_capture_of_the_same_interface() {
     require_root();
     let (node, client, server) = two_pods("xdptcp");
     let state = StateDir::new();
-    let agent = RunningAgent::start(&node, &state, &[&client.host_interface], &[]);
+    let agent = RunningAgent::start(&node, &state, &[&client.host_interface], &["--hook", "xdp"]);
     resolve_neighbours(&client, &server);
 
     let directory = std::env::temp_dir().join(format!("moat-xdptcp-{}", std::process::id()));

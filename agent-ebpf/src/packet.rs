@@ -2,7 +2,35 @@
 //! and the first bytes of TCP, UDP and ICMP. Every read is bounds-checked against the frame end.
 
 use agent_common::xdp::{FAMILY_IPV4, FAMILY_IPV6};
-use aya_ebpf::programs::XdpContext;
+use aya_ebpf::programs::{TcContext, XdpContext};
+
+/// Where a hook's packet bytes are: XDP and TC both give direct access between two addresses.
+pub trait Frame {
+    fn data(&self) -> usize;
+    fn data_end(&self) -> usize;
+}
+
+impl Frame for XdpContext {
+    #[inline(always)]
+    fn data(&self) -> usize {
+        XdpContext::data(self)
+    }
+    #[inline(always)]
+    fn data_end(&self) -> usize {
+        XdpContext::data_end(self)
+    }
+}
+
+impl Frame for TcContext {
+    #[inline(always)]
+    fn data(&self) -> usize {
+        TcContext::data(self)
+    }
+    #[inline(always)]
+    fn data_end(&self) -> usize {
+        TcContext::data_end(self)
+    }
+}
 
 const ETH_HEADER_LEN: usize = 14;
 const VLAN_TAG_LEN: usize = 4;
@@ -48,7 +76,7 @@ pub struct Packet {
 }
 
 #[inline(always)]
-fn bytes_at(ctx: &XdpContext, offset: usize, len: usize) -> Result<*const u8, NotParsed> {
+fn bytes_at<F: Frame>(ctx: &F, offset: usize, len: usize) -> Result<*const u8, NotParsed> {
     let start = ctx.data() + offset;
     if start + len > ctx.data_end() {
         return Err(NotParsed::Truncated);
@@ -59,7 +87,7 @@ fn bytes_at(ctx: &XdpContext, offset: usize, len: usize) -> Result<*const u8, No
 /// Copies the `N` header bytes at `offset`, after one bounds check for all of them. Reading a
 /// header whole (rather than byte by byte) keeps each check in the form the verifier tracks.
 #[inline(always)]
-fn header<const N: usize>(ctx: &XdpContext, offset: usize) -> Result<[u8; N], NotParsed> {
+fn header<const N: usize, F: Frame>(ctx: &F, offset: usize) -> Result<[u8; N], NotParsed> {
     let start = bytes_at(ctx, offset, N)?;
     let mut bytes = [0u8; N];
     // SAFETY: bytes_at checked that all N bytes lie inside the frame.
@@ -68,7 +96,7 @@ fn header<const N: usize>(ctx: &XdpContext, offset: usize) -> Result<[u8; N], No
 }
 
 #[inline(always)]
-pub fn parse(ctx: &XdpContext) -> Result<Packet, NotParsed> {
+pub fn parse<F: Frame>(ctx: &F) -> Result<Packet, NotParsed> {
     let ethernet: [u8; ETH_HEADER_LEN] = header(ctx, 0)?;
     let mut ethertype = u16::from_be_bytes([ethernet[12], ethernet[13]]);
     let mut l3 = ETH_HEADER_LEN;

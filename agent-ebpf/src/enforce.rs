@@ -23,13 +23,13 @@ use aya_ebpf::{
     maps::lpm_trie::Key,
 };
 
-use super::{
-    bump,
-    packet::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, Packet, TCP_FIN, TCP_RST},
-};
 use crate::maps::{
     CONNTRACK, DROP_EVENT_RECENT, DROP_EVENTS, POLICY_CONFIG, PolicySlot, RATE_STATE,
     TIMED_BLOCK_EXACT, TIMED_BLOCK_PREFIX, policy_slot,
+};
+use crate::{
+    hook::bump,
+    packet::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, Packet, TCP_FIN, TCP_RST},
 };
 
 pub enum Verdict {
