@@ -299,8 +299,18 @@ impl Bench {
         Ok(())
     }
 
-    /// Loads Moat with the workload's policy onto `interfaces` of the node.
+    /// Loads Moat with the workload's policy onto `interfaces` of the node, in XDP.
     fn moat(&self, state: &Path, interfaces: &[&str]) -> anyhow::Result<(Datapath, Enforcer)> {
+        self.moat_at(state, interfaces, Hook::Xdp(XdpModeArg::Native))
+    }
+
+    /// Loads Moat with the workload's policy onto `interfaces` of the node, at `hook`.
+    fn moat_at(
+        &self,
+        state: &Path,
+        interfaces: &[&str],
+        hook: Hook,
+    ) -> anyhow::Result<(Datapath, Enforcer)> {
         let policy_file = self.directory.join("policy.yaml");
         std::fs::write(&policy_file, self.workload.moat_policy())?;
         let policy =
@@ -311,7 +321,7 @@ impl Bench {
                 let mut enforcer = Enforcer::adopt(&datapath)?;
                 enforcer.apply(&mut datapath, policy)?;
                 for interface in interfaces {
-                    datapath.attach(interface, Hook::Xdp(XdpModeArg::Native))?;
+                    datapath.attach(interface, hook)?;
                 }
                 Ok((datapath, enforcer))
             })?
@@ -491,26 +501,37 @@ impl Bench {
         agent::loader::cleanup(&state)?;
         let with_moat = with_moat?;
 
+        let state = self.state_dir("passtcx");
+        let (datapath, _enforcer) = self.moat_at(&state, &interfaces, Hook::Tcx)?;
+        let with_tcx = self.pass_measurement(&receiver);
+        drop(datapath);
+        agent::loader::cleanup(&state)?;
+        let with_tcx = with_tcx?;
+
         println!(
             "\n## Pass path: allowed traffic between two pods ({} s of iperf3 TCP, 500 pings), programs on both pods' interfaces\n",
             self.options.seconds
         );
-        println!("| | no XDP | bare XDP_PASS | Moat | Moat / no XDP | Moat / bare XDP_PASS |");
-        println!("|---|---:|---:|---:|---:|---:|");
         println!(
-            "| throughput (Gbit/s) | {:.2} | {:.2} | {:.2} | {:.3} | {:.3} |",
+            "| | no program | bare XDP_PASS | Moat in XDP | Moat in TCX (the default on veth) | Moat TCX / no program | Moat XDP / bare XDP_PASS |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|---:|");
+        println!(
+            "| throughput (Gbit/s) | {:.2} | {:.2} | {:.2} | {:.2} | {:.3} | {:.3} |",
             without.0 / 1e9,
             with_floor.0 / 1e9,
             with_moat.0 / 1e9,
-            with_moat.0 / without.0,
+            with_tcx.0 / 1e9,
+            with_tcx.0 / without.0,
             with_moat.0 / with_floor.0
         );
         println!(
-            "| ping round trip, mean (µs) | {:.1} | {:.1} | {:.1} | {:.3} | {:.3} |",
+            "| ping round trip, mean (µs) | {:.1} | {:.1} | {:.1} | {:.1} | {:.3} | {:.3} |",
             without.1 * 1000.0,
             with_floor.1 * 1000.0,
             with_moat.1 * 1000.0,
-            with_moat.1 / without.1,
+            with_tcx.1 * 1000.0,
+            with_tcx.1 / without.1,
             with_moat.1 / with_floor.1
         );
         Ok(())
