@@ -87,7 +87,7 @@ fn show(agent_binary: &Path, policy: &Path, state_dir: &str) -> anyhow::Result<(
     }
     println!("\nThe policy ({}):\n\n{POLICY}", policy.display());
     println!(
-        "moat-agent attaches its XDP program to the node side of each pod's veth, enforces the"
+        "moat-agent attaches its program to the node side of each pod's veth (TC ingress via TCX), enforces the"
     );
     println!("policy there, and prints what it drops and, every 3 seconds, who sent what:\n");
 
@@ -133,7 +133,9 @@ fn show(agent_binary: &Path, policy: &Path, state_dir: &str) -> anyhow::Result<(
     }
     say("api calls db on 5432: allowed by rule api-to-db");
     curl(api, &format!("http://{}:{DB_PORT}/", db.ipv4))?;
-    say("web calls db on 5432: db is isolated and no rule allows web, so XDP drops the SYN");
+    say(
+        "web calls db on 5432: db is isolated and no rule allows web, so the kernel program drops the SYN",
+    );
     let reached = curl(web, &format!("http://{}:{DB_PORT}/", db.ipv4)).is_ok();
     println!("web reached db: {reached}");
 
