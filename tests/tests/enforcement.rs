@@ -545,26 +545,21 @@ fn kill_9_and_a_restart_never_let_a_denied_packet_through_and_cleanup_removes_ev
 
     restarted.stop();
     let source = IpAddr::V4(frontend.ipv4);
-    udp_send(
-        frontend,
-        denied.address,
-        100,
-        16,
-        Duration::from_micros(100),
-    );
-    std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(denied.from(source), 0, "a clean stop keeps enforcement too");
+    let send_hundred = || {
+        udp_send(
+            frontend,
+            denied.address,
+            100,
+            16,
+            Duration::from_micros(100),
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        denied.from(source)
+    };
+    assert_eq!(send_hundred(), 0, "a clean stop keeps enforcement too");
     state.cleanup();
-    udp_send(
-        frontend,
-        denied.address,
-        100,
-        16,
-        Duration::from_micros(100),
-    );
-    std::thread::sleep(Duration::from_millis(200));
     assert_eq!(
-        denied.from(source),
+        send_hundred(),
         100,
         "after cleanup nothing of Moat judges the flow"
     );
