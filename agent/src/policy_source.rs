@@ -4,8 +4,10 @@ use std::{
     cell::RefCell,
     collections::BTreeMap,
     hash::{DefaultHasher, Hash, Hasher},
+    os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
     sync::Arc,
+    time::SystemTime,
 };
 
 use policy::{Policy, PolicyError};
@@ -13,8 +15,34 @@ use policy::{Policy, PolicyError};
 /// A policy file and the fingerprint of what it was last loaded from.
 pub struct PolicySource {
     path: PathBuf,
-    /// Each file read by the last load attempt (the policy and its blocklists), by content hash.
-    fingerprint: BTreeMap<PathBuf, Option<u64>>,
+    /// Each file read by the last load attempt (the policy and its blocklists): what stat said
+    /// then, and a hash of the contents; None for a file that could not be read.
+    fingerprint: BTreeMap<PathBuf, Option<FileState>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileState {
+    inode: u64,
+    len: u64,
+    modified: Option<SystemTime>,
+    content: u64,
+}
+
+impl FileState {
+    fn stat(path: &Path) -> Option<(u64, u64, Option<SystemTime>)> {
+        let metadata = std::fs::metadata(path).ok()?;
+        Some((metadata.ino(), metadata.len(), metadata.modified().ok()))
+    }
+
+    fn read(path: &Path, text: &str) -> Option<Self> {
+        let (inode, len, modified) = Self::stat(path)?;
+        Some(Self {
+            inode,
+            len,
+            modified,
+            content: hash(text),
+        })
+    }
 }
 
 impl PolicySource {
@@ -34,9 +62,11 @@ impl PolicySource {
         let read_files = RefCell::new(BTreeMap::new());
         let read = |path: &Path| {
             let result = std::fs::read_to_string(path);
-            read_files
-                .borrow_mut()
-                .insert(path.to_owned(), result.as_ref().ok().map(|text| hash(text)));
+            let state = result
+                .as_ref()
+                .ok()
+                .and_then(|text| FileState::read(path, text));
+            read_files.borrow_mut().insert(path.to_owned(), state);
             result
         };
         let outcome = read(&self.path)
@@ -53,11 +83,19 @@ impl PolicySource {
     }
 
     /// True when a file the last load read has different contents now (or appeared or vanished).
-    /// Cheap enough to call every second: it rereads a handful of small files.
+    /// Cheap enough to call every second: a stat per file, and a reread only of a file whose stat
+    /// changed (so a `touch` alone does not reload).
     pub fn changed(&self) -> bool {
         self.fingerprint.iter().any(|(path, last)| {
-            let now = std::fs::read_to_string(path).ok().map(|text| hash(&text));
-            now != *last
+            let stat = FileState::stat(path);
+            match (last, stat) {
+                (None, None) => false,
+                (Some(last), Some(stat)) if (last.inode, last.len, last.modified) == stat => false,
+                (Some(last), Some(_)) => {
+                    std::fs::read_to_string(path).map_or(true, |text| hash(&text) != last.content)
+                }
+                _ => true,
+            }
         })
     }
 }
@@ -89,6 +127,15 @@ mod tests {
         assert!(source.changed(), "a blocklist edit counts");
         assert_eq!(source.load().unwrap().blocklist.len(), 2);
         assert!(!source.changed());
+        let before = std::fs::metadata(&blocklist).unwrap().modified().unwrap();
+        std::fs::write(&blocklist, "198.19.0.1\n198.19.0.2\n").unwrap();
+        let after = std::fs::metadata(&blocklist).unwrap().modified().unwrap();
+        if before != after {
+            assert!(
+                !source.changed(),
+                "rewriting the same contents is no change"
+            );
+        }
         std::fs::write(&policy, "rules: [").unwrap();
         assert!(source.changed());
         assert!(source.load().is_err());
