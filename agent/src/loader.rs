@@ -33,6 +33,9 @@ use crate::{cli::XdpModeArg, traffic::XdpStats};
 static KERNEL_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/moat"));
 
 const XDP_PROGRAM: &str = "moat_xdp";
+/// The XDP and TC return codes for "let it through".
+const XDP_PASS: u32 = 2;
+const TC_ACT_OK: u32 = 0;
 const TC_PROGRAM: &str = "moat_tc";
 /// Drop every frame, pass every frame: the benchmark's floors, never attached by the agent.
 const DROP_FLOOR_PROGRAM: &str = "moat_bench_drop_all";
@@ -372,12 +375,30 @@ impl Datapath {
         }
     }
 
-    /// Runs the XDP program once on `frame` with no interface involved (BPF_PROG_TEST_RUN),
-    /// against the live maps, and returns its verdict (`XDP_PASS` is 2, `XDP_DROP` 1). Lets tests
-    /// ask the kernel itself what it would do with a packet.
-    pub fn run_on_frame(&mut self, frame: &[u8]) -> Result<u32, LoadError> {
-        self.time_on_frame(Program::Moat, frame, 1)
-            .map(|(verdict, _)| verdict)
+    /// Runs Moat's program for `hook` once on `frame` with no interface involved
+    /// (BPF_PROG_TEST_RUN), against the live maps, and says whether it let the frame pass. Lets
+    /// tests ask the kernel itself what each entry point would do with a packet.
+    pub fn passes(&mut self, hook: Hook, frame: &[u8]) -> Result<bool, LoadError> {
+        let options = TestRunOptions {
+            data_in: Some(frame),
+            ..TestRunOptions::default()
+        };
+        match hook {
+            Hook::Xdp(_) => xdp_program(&mut self.ebpf, Program::Moat)?
+                .test_run(options)
+                .map(|result| result.return_value == XDP_PASS)
+                .map_err(|source| LoadError::Program {
+                    name: XDP_PROGRAM,
+                    source,
+                }),
+            Hook::Tcx | Hook::Auto => tc_program(&mut self.ebpf)?
+                .test_run(options)
+                .map(|result| result.return_value == TC_ACT_OK)
+                .map_err(|source| LoadError::Program {
+                    name: TC_PROGRAM,
+                    source,
+                }),
+        }
     }
 
     /// Runs `program` `repeat` times on `frame` in the kernel and returns its verdict and the

@@ -123,13 +123,13 @@ impl Collector for Metrics {
         let xdp = snapshot.xdp;
         counter(
             &mut encoder,
-            "moat_xdp_frames",
-            "Frames the XDP program ran on.",
+            "moat_frames",
+            "Frames (at the TCX hook: socket buffers) the program ran on.",
             &[(vec![], xdp.frames)],
         )?;
         counter(
             &mut encoder,
-            "moat_xdp_unjudged_frames",
+            "moat_unjudged_frames",
             "Frames passed without judgement: not IP (ARP...), or too short for their headers.",
             &[
                 (vec![("reason", "non_ip")], xdp.non_ip),
@@ -255,7 +255,7 @@ mod tests {
         for line in [
             "moat_policy_packets_total{verdict=\"drop\",reason=\"rule\",rule=\"frontend-not-to-db\"} 3",
             "moat_policy_bytes_total{verdict=\"drop\",reason=\"rule\",rule=\"frontend-not-to-db\"} 222",
-            "moat_xdp_frames_total 10",
+            "moat_frames_total 10",
             "moat_policy_reloads_total{result=\"rejected\"} 1",
             "moat_events_dropped_total{stage=\"xdp\",reason=\"drop_event_ring_full\"} 0",
             "moat_attached{interface=\"veth1\",hook=\"xdp\",mode=\"native\"} 1",

@@ -40,7 +40,7 @@ pub enum Record<'a> {
         packets: u64,
         bytes: u64,
     },
-    #[serde(rename = "agent.xdp_stats")]
+    #[serde(rename = "agent.datapath_stats")]
     XdpStats {
         frames: u64,
         non_ip: u64,
@@ -344,7 +344,7 @@ mod tests {
             "unknown interfaces keep their index"
         );
         assert_eq!(lines[2]["protocol"], "ipv6-icmp");
-        assert_eq!(lines[3]["kind"], "agent.xdp_stats");
+        assert_eq!(lines[3]["kind"], "agent.datapath_stats");
         assert_eq!(lines[3]["frames"], 6);
     }
 

@@ -1,6 +1,6 @@
 //! The kernel program reaches the reference semantics' verdict: random policies are compiled
-//! and applied to the real maps, and random packets are run through the real XDP program with
-//! BPF_PROG_TEST_RUN. Plus timed blocks, which lapse in the kernel by themselves.
+//! and applied to the real maps, and random packets are run through the real XDP and TC entry
+//! points with BPF_PROG_TEST_RUN. Plus timed blocks, which lapse in the kernel by themselves.
 
 use std::{
     cell::RefCell,
@@ -24,9 +24,6 @@ use policy::{
     strategies::{random_flow, random_policy},
 };
 use proptest::{prelude::*, test_runner::TestRunner};
-
-const XDP_DROP: u32 = 1;
-const XDP_PASS: u32 = 2;
 
 /// Source ports count up from here, so that no packet's reverse ever matches a connection an
 /// earlier packet created: destination ports are all below 10000.
@@ -106,18 +103,20 @@ fn the_kernel_reaches_the_reference_verdict_on_random_policies_and_packets() {
                 .apply(&mut datapath, policy.clone())
                 .expect("small policies fit");
             for flow in &flows {
-                let expected = match evaluate(&policy, flow) {
-                    Verdict::Pass(_) => XDP_PASS,
-                    Verdict::Drop(_) => XDP_DROP,
-                };
-                let actual = datapath.run_on_frame(&frame(flow)).expect("test run");
-                prop_assert_eq!(
-                    actual,
-                    expected,
-                    "flow {:?} (reference: {:?})",
-                    flow,
-                    evaluate(&policy, flow)
-                );
+                let expected = matches!(evaluate(&policy, flow), Verdict::Pass(_));
+                // Both entry points, each on a packet of its own flow (a new source port), so
+                // neither sees the other's packet as part of a tracked connection.
+                for hook in [Hook::Xdp(XdpModeArg::Auto), Hook::Tcx] {
+                    let passed = datapath.passes(hook, &frame(flow)).expect("test run");
+                    prop_assert_eq!(
+                        passed,
+                        expected,
+                        "{:?} on flow {:?} (reference: {:?})",
+                        hook,
+                        flow,
+                        evaluate(&policy, flow)
+                    );
+                }
             }
             Ok(())
         },

@@ -159,8 +159,8 @@ fn counts_equal_the_packets_and_bytes_pods_sent() {
 
     let stats = records
         .iter()
-        .rfind(|record| record["kind"] == "agent.xdp_stats")
-        .expect("a final agent.xdp_stats record");
+        .rfind(|record| record["kind"] == "agent.datapath_stats")
+        .expect("a final agent.datapath_stats record");
     assert_eq!(stats["truncated"], 0, "{stats}");
     assert_eq!(stats["untracked_source_table_full"], 0, "{stats}");
     // Every frame is either attributed to a source or counted as unattributed.
