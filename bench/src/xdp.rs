@@ -196,6 +196,15 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     outcome
 }
 
+/// What runs on the pods' interfaces during a pass-path measurement.
+#[derive(Clone, Copy, Debug)]
+enum PassConfig {
+    Bare,
+    PassFloor,
+    MoatXdp,
+    MoatTcx,
+}
+
 /// One contender's drop-path result.
 struct DropResult {
     name: &'static str,
@@ -479,38 +488,49 @@ impl Bench {
             self.sender.host_interface.as_str(),
             self.receiver.host_interface.as_str(),
         ];
-        let without = self.pass_measurement(&receiver)?;
-
-        let state = self.state_dir("passfloor");
-        let floor = self.node.enter(|| -> anyhow::Result<Datapath> {
-            let mut datapath = Datapath::load(&state)?;
-            for interface in interfaces {
-                datapath.attach_floor(Program::PassFloor, interface)?;
+        // Rounds interleave the configurations, so drift on the machine spreads over all of
+        // them; each figure is the median of its rounds.
+        let configurations = [
+            PassConfig::Bare,
+            PassConfig::PassFloor,
+            PassConfig::MoatXdp,
+            PassConfig::MoatTcx,
+        ];
+        let mut samples: Vec<Vec<(f64, f64)>> = vec![Vec::new(); configurations.len()];
+        for round in 0..self.options.rounds {
+            for (index, configuration) in configurations.iter().enumerate() {
+                let state = self.state_dir(&format!("pass{round}{index}"));
+                samples[index].push(self.pass_with(
+                    *configuration,
+                    &state,
+                    &interfaces,
+                    &receiver,
+                )?);
             }
-            Ok(datapath)
-        })??;
-        let with_floor = self.pass_measurement(&receiver);
-        drop(floor);
-        agent::loader::cleanup(&state)?;
-        let with_floor = with_floor?;
-
-        let state = self.state_dir("pass");
-        let (datapath, _enforcer) = self.moat(&state, &interfaces)?;
-        let with_moat = self.pass_measurement(&receiver);
-        drop(datapath);
-        agent::loader::cleanup(&state)?;
-        let with_moat = with_moat?;
-
-        let state = self.state_dir("passtcx");
-        let (datapath, _enforcer) = self.moat_at(&state, &interfaces, Hook::Tcx)?;
-        let with_tcx = self.pass_measurement(&receiver);
-        drop(datapath);
-        agent::loader::cleanup(&state)?;
-        let with_tcx = with_tcx?;
+        }
+        let median = |values: &[(f64, f64)], pick: fn(&(f64, f64)) -> f64| {
+            let mut picked: Vec<f64> = values.iter().map(pick).collect();
+            picked.sort_by(f64::total_cmp);
+            picked[picked.len() / 2]
+        };
+        let throughput: Vec<f64> = samples
+            .iter()
+            .map(|values| median(values, |sample| sample.0))
+            .collect();
+        let latency: Vec<f64> = samples
+            .iter()
+            .map(|values| median(values, |sample| sample.1))
+            .collect();
+        let (without, with_floor, with_moat, with_tcx) = (
+            (throughput[0], latency[0]),
+            (throughput[1], latency[1]),
+            (throughput[2], latency[2]),
+            (throughput[3], latency[3]),
+        );
 
         println!(
-            "\n## Pass path: allowed traffic between two pods ({} s of iperf3 TCP, 500 pings), programs on both pods' interfaces\n",
-            self.options.seconds
+            "\n## Pass path: allowed traffic between two pods (median of {} rounds of {} s of iperf3 TCP and 500 pings), programs on both pods' interfaces\n",
+            self.options.rounds, self.options.seconds
         );
         println!(
             "| | no program | bare XDP_PASS | Moat in XDP | Moat in TCX (the default on veth) | Moat TCX / no program | Moat XDP / bare XDP_PASS |"
@@ -535,6 +555,34 @@ impl Bench {
             with_moat.1 / with_floor.1
         );
         Ok(())
+    }
+
+    /// Sets up `configuration` on both pods' interfaces, measures, and removes it again.
+    fn pass_with(
+        &self,
+        configuration: PassConfig,
+        state: &Path,
+        interfaces: &[&str],
+        receiver: &str,
+    ) -> anyhow::Result<(f64, f64)> {
+        let installed = match configuration {
+            PassConfig::Bare => None,
+            PassConfig::PassFloor => Some(self.node.enter(|| -> anyhow::Result<Datapath> {
+                let mut datapath = Datapath::load(state)?;
+                for interface in interfaces {
+                    datapath.attach_floor(Program::PassFloor, interface)?;
+                }
+                Ok(datapath)
+            })??),
+            PassConfig::MoatXdp => Some(self.moat(state, interfaces)?.0),
+            PassConfig::MoatTcx => Some(self.moat_at(state, interfaces, Hook::Tcx)?.0),
+        };
+        let measured = self.pass_measurement(receiver);
+        if let Some(datapath) = installed {
+            drop(datapath);
+            agent::loader::cleanup(state)?;
+        }
+        measured
     }
 
     /// iperf3 throughput (bit/s) and mean ping round trip (ms) from sender to receiver.
