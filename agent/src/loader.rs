@@ -117,6 +117,11 @@ pub enum LoadError {
         path: PathBuf,
         reason: String,
     },
+    #[error(
+        "a moat-agent is running with state directory {path}; stop it before `cleanup` (or give \
+         this one another --state-dir)"
+    )]
+    StateDirInUse { path: PathBuf },
     #[error("reading map {map:?} failed: {source}")]
     MapRead {
         map: &'static str,
@@ -171,6 +176,9 @@ impl Hook {
 /// and so enforcement, stay until [`cleanup`].
 pub struct Datapath {
     ebpf: Ebpf,
+    /// Held for the agent's life: one agent per state directory. A second one (a rolling update
+    /// that starts the new agent before the old one ends) waits for it.
+    _lock: StateLock,
     state_dir: PathBuf,
     links: BTreeMap<String, (Attachment, PinnedLink)>,
 }
@@ -183,6 +191,16 @@ impl Datapath {
             source,
         };
         std::fs::create_dir_all(state_dir.join(LINKS_DIR)).map_err(state_error)?;
+        let lock = match StateLock::try_acquire(state_dir).map_err(state_error)? {
+            Some(lock) => lock,
+            None => {
+                info!(
+                    state_dir = %state_dir.display(),
+                    "another moat-agent holds the state directory; waiting for it to stop (enforcement continues meanwhile)"
+                );
+                StateLock::acquire(state_dir).map_err(state_error)?
+            }
+        };
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(state_dir)
             .load(KERNEL_OBJECT)
@@ -203,6 +221,7 @@ impl Datapath {
             })?;
         Ok(Self {
             ebpf,
+            _lock: lock,
             state_dir: state_dir.to_owned(),
             links: BTreeMap::new(),
         })
@@ -564,6 +583,52 @@ fn os_error_of(error: &ProgramError) -> Option<i32> {
     None
 }
 
+/// An exclusive flock(2) on the state directory itself (bpffs holds no regular files, but its
+/// directories take locks like any other). Released when dropped or when the process dies, so a
+/// crashed agent never leaves it held.
+struct StateLock {
+    _directory: std::fs::File,
+}
+
+impl StateLock {
+    fn open(state_dir: &Path) -> io::Result<std::fs::File> {
+        std::fs::File::open(state_dir)
+    }
+
+    fn lock(directory: &std::fs::File, operation: i32) -> io::Result<bool> {
+        use std::os::fd::AsRawFd as _;
+        // SAFETY: flock on a descriptor we own; no memory is involved.
+        if unsafe { libc::flock(directory.as_raw_fd(), operation) } == 0 {
+            return Ok(true);
+        }
+        let error = io::Error::last_os_error();
+        if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            Ok(false)
+        } else {
+            Err(error)
+        }
+    }
+
+    /// The lock, or None if another process holds it.
+    fn try_acquire(state_dir: &Path) -> io::Result<Option<Self>> {
+        let directory = Self::open(state_dir)?;
+        Ok(
+            Self::lock(&directory, libc::LOCK_EX | libc::LOCK_NB)?.then_some(Self {
+                _directory: directory,
+            }),
+        )
+    }
+
+    /// Waits for the lock.
+    fn acquire(state_dir: &Path) -> io::Result<Self> {
+        let directory = Self::open(state_dir)?;
+        Self::lock(&directory, libc::LOCK_EX)?;
+        Ok(Self {
+            _directory: directory,
+        })
+    }
+}
+
 /// What `cleanup` removed.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Cleaned {
@@ -581,6 +646,11 @@ pub fn cleanup(state_dir: &Path) -> Result<Cleaned, LoadError> {
     if !state_dir.exists() {
         return Ok(cleaned);
     }
+    let Some(_lock) = StateLock::try_acquire(state_dir).map_err(state_error)? else {
+        return Err(LoadError::StateDirInUse {
+            path: state_dir.to_owned(),
+        });
+    };
     let links_dir = state_dir.join(LINKS_DIR);
     if links_dir.exists() {
         for entry in std::fs::read_dir(&links_dir).map_err(state_error)? {

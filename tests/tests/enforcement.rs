@@ -625,3 +625,66 @@ fn iface_glob_follows_interfaces_that_come_and_go() {
     agent.stop();
     state.cleanup();
 }
+
+#[test]
+fn a_second_agent_on_the_same_state_waits_for_the_first_as_in_a_rolling_update() {
+    require_root();
+    let cluster = Cluster::new("rolling");
+    let policy = cluster.policy(&format!(
+        "{IDENTITIES}rules:
+  - {{ name: no-udp-7777, action: deny, from: frontend, to: api, protocol: udp, ports: [7777] }}
+"
+    ));
+    let state = StateDir::new();
+    let old = cluster.agent(&state, &policy, &[]);
+    let mut new = RunningAgent::spawn(
+        &cluster.node,
+        &state,
+        &cluster.interfaces(),
+        &["--policy", policy.to_str().expect("utf-8")],
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        new.records().is_empty(),
+        "the new agent waits while the old one runs"
+    );
+    let cleanup = std::process::Command::new(moat_e2e::agent_binary())
+        .args(["cleanup", "--state-dir"])
+        .arg(&state.path)
+        .output()
+        .expect("run cleanup");
+    assert!(
+        !cleanup.status.success(),
+        "cleanup refuses while an agent runs"
+    );
+    assert!(
+        String::from_utf8_lossy(&cleanup.stderr).contains("a moat-agent is running"),
+        "{}",
+        String::from_utf8_lossy(&cleanup.stderr)
+    );
+
+    old.stop();
+    let ready = new.wait_for(Duration::from_secs(10), |record| {
+        record["kind"] == "agent.ready"
+    });
+    assert!(
+        ready["interfaces"]
+            .as_array()
+            .expect("interfaces")
+            .iter()
+            .all(|interface| interface["mode"] == "adopted"),
+        "{ready}"
+    );
+    let denied = UdpCounter::start(&cluster.api, IpAddr::V4(cluster.api.ipv4), 7777);
+    udp_send(
+        &cluster.frontend,
+        denied.address,
+        50,
+        16,
+        Duration::from_micros(100),
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(denied.from(IpAddr::V4(cluster.frontend.ipv4)), 0);
+    new.stop();
+    state.cleanup();
+}
