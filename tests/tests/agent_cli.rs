@@ -57,6 +57,36 @@ fn without_privileges_it_says_which_capabilities_are_missing() {
 }
 
 #[test]
+fn an_invalid_policy_stops_the_start_with_file_line_and_field() {
+    require_root();
+    let directory = std::env::temp_dir().join(format!("moat-cli-policy-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).expect("directory");
+    let policy = directory.join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "rules:\n  - { name: r, action: deny, from: nowhere, to: any }\n",
+    )
+    .expect("policy");
+    let output = Command::new(agent_binary())
+        .args(["--iface", "lo", "--policy"])
+        .arg(&policy)
+        .output()
+        .expect("run moat-agent");
+    let missing = Command::new(agent_binary())
+        .args(["--iface", "lo", "--policy"])
+        .arg(directory.join("absent.yaml"))
+        .output()
+        .expect("run moat-agent");
+    let _ = std::fs::remove_dir_all(&directory);
+    let location = format!("{}:2:", policy.display());
+    assert_one_line_error(
+        &output,
+        &[&location, "rules[0].from", "no identity named \"nowhere\""],
+    );
+    assert_one_line_error(&missing, &["absent.yaml", "cannot read the policy file"]);
+}
+
+#[test]
 fn help_explains_each_flag() {
     let output = Command::new(agent_binary())
         .arg("--help")
@@ -65,6 +95,11 @@ fn help_explains_each_flag() {
     assert!(output.status.success());
     let help = String::from_utf8_lossy(&output.stdout);
     for flag in [
+        "--policy",
+        "--iface-glob",
+        "--hook",
+        "--state-dir",
+        "--metrics-addr",
         "--iface",
         "--xdp-mode",
         "--output",
