@@ -38,11 +38,11 @@ impl DropEvents {
             .map_err(|source| LoadError::MapRead { map: name, source })?;
         // SAFETY: the descriptor belongs to the RingBuf that AsyncFd now owns; it stays open for
         // as long as the registration, and nothing else closes it.
-        let ring =
-            unsafe { AsyncFd::register(RingBufFd(ring)) }.map_err(|error| LoadError::StateDir {
-                path: name.into(),
+        let ring = unsafe { AsyncFd::register(RingBufFd(ring)) }.map_err(|error| {
+            LoadError::EventReader {
                 source: std::io::Error::from(error),
-            })?;
+            }
+        })?;
         Ok(Self { ring })
     }
 

@@ -122,6 +122,11 @@ pub enum LoadError {
          this one another --state-dir)"
     )]
     StateDirInUse { path: PathBuf },
+    #[error("cannot watch the drop-event ring buffer for readiness: {source}")]
+    EventReader {
+        #[source]
+        source: io::Error,
+    },
     #[error("reading map {map:?} failed: {source}")]
     MapRead {
         map: &'static str,
