@@ -53,6 +53,13 @@ pub enum Program {
     PassFloor,
 }
 
+/// The benchmark floors, as [`Datapath::attach_floor`] takes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Floor {
+    DropAll,
+    PassAll,
+}
+
 impl Program {
     fn name(self) -> &'static str {
         match self {
@@ -449,14 +456,13 @@ impl Datapath {
 
     /// Attaches one of the floor programs to `interface`, unpinned: it goes when this value
     /// does. For benchmarks only; Moat's own program is attached with [`Datapath::attach`].
-    pub fn attach_floor(&mut self, floor: Program, interface: &str) -> Result<(), LoadError> {
-        if floor == Program::Moat {
-            return Err(LoadError::ProgramMissing {
-                name: "a floor program (Moat's own is attached with Datapath::attach)",
-            });
-        }
+    pub fn attach_floor(&mut self, floor: Floor, interface: &str) -> Result<(), LoadError> {
+        let program = match floor {
+            Floor::DropAll => Program::DropFloor,
+            Floor::PassAll => Program::PassFloor,
+        };
         let ifindex = ifindex_of(interface)?;
-        let program = xdp_program(&mut self.ebpf, floor)?;
+        let program = xdp_program(&mut self.ebpf, program)?;
         attach_new(program, interface, ifindex, XdpModeArg::Native).map(|_| ())
     }
 

@@ -25,7 +25,7 @@ use std::{
 use agent::{
     cli::XdpModeArg,
     enforcer::Enforcer,
-    loader::{Datapath, Hook, Program},
+    loader::{Datapath, Floor, Hook, Program},
 };
 use anyhow::{Context as _, bail};
 use testbed::{Node, Pod, PodSpec};
@@ -249,7 +249,7 @@ impl Bench {
             let state = self.state_dir("floor");
             let datapath = self.node.enter(|| -> anyhow::Result<Datapath> {
                 let mut datapath = Datapath::load(&state)?;
-                datapath.attach_floor(Program::DropFloor, &interface)?;
+                datapath.attach_floor(Floor::DropAll, &interface)?;
                 Ok(datapath)
             })??;
             results.push(self.drop_run("bare XDP_DROP (floor)", &trafgen)?);
@@ -570,7 +570,7 @@ impl Bench {
             PassConfig::PassFloor => Some(self.node.enter(|| -> anyhow::Result<Datapath> {
                 let mut datapath = Datapath::load(state)?;
                 for interface in interfaces {
-                    datapath.attach_floor(Program::PassFloor, interface)?;
+                    datapath.attach_floor(Floor::PassAll, interface)?;
                 }
                 Ok(datapath)
             })??),
