@@ -313,7 +313,15 @@ fn is_reply(packet: &Packet, now: u64) -> bool {
         // SAFETY: a pointer into a map value the lookup just returned; a racing writer can only
         // store another expiry, which is as good as ours.
         Some(entry) if unsafe { (*entry).expires_ns } > now => {
-            unsafe { (*entry).expires_ns = now + lifetime(packet) };
+            // As in `track`: write only when it changes something that matters (closing, or
+            // half the life gone), so replies on another CPU do not bounce the entry's cache
+            // line with a write per packet.
+            let life = lifetime(packet);
+            unsafe {
+                if life < CONNTRACK_TCP_NS || (*entry).expires_ns < now + life / 2 {
+                    (*entry).expires_ns = now + life;
+                }
+            }
             true
         }
         _ => false,
