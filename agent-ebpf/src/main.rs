@@ -1,5 +1,6 @@
-//! Moat's kernel programs. They copy and count; every decision that needs parsing beyond fixed
-//! headers is made in userspace.
+//! Moat's kernel programs: one enforcement path with two entry points (XDP for uplinks, TC via
+//! TCX for pod veths). They parse fixed headers, look up, count and decide; everything that needs
+//! more parsing happens in userspace.
 #![no_std]
 #![no_main]
 

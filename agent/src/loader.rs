@@ -1,5 +1,5 @@
 //! The only place that touches `aya::programs`: loads Moat's embedded kernel object with its maps
-//! pinned under the state directory, attaches the XDP program through pinned links, adopts what
+//! pinned under the state directory, attaches its programs (XDP or TCX) through pinned links, adopts what
 //! an earlier agent left attached, and removes all of it on `cleanup`.
 //!
 //! Everything is pinned so that enforcement outlives the agent: a crash, `kill -9` or a rolling
