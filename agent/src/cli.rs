@@ -82,7 +82,8 @@ pub struct RunArgs {
     pub output: OutputFormat,
 
     /// How often to report traffic, e.g. `10s`, `500ms`. Each report lists the sources whose
-    /// counters changed since the previous one, with totals since the agent started.
+    /// counters changed since the previous one, with totals kept in the pinned maps (so across
+    /// agent restarts, until `moat-agent cleanup`).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_interval)]
     pub report_interval: Duration,
 

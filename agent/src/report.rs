@@ -31,7 +31,7 @@ pub enum Record<'a> {
     /// An interface the program ran on is gone.
     #[serde(rename = "agent.detached")]
     Detached { interface: &'a str },
-    /// Totals since the agent started for one (interface, source, protocol).
+    /// Totals for one (interface, source, protocol) since the pinned maps were created.
     #[serde(rename = "traffic.source")]
     SourceTraffic {
         interface: &'a str,
