@@ -85,6 +85,15 @@ identities:
   db:       { cidrs: ["198.18.3.10/32", "fd00:198:18:3::10/128"] }
 "#;
 
+/// The identities and one rule: frontend may not send UDP to api's port 7777.
+fn deny_udp_7777() -> String {
+    format!(
+        "{IDENTITIES}rules:
+  - {{ name: no-udp-7777, action: deny, from: frontend, to: api, protocol: udp, ports: [7777] }}
+"
+    )
+}
+
 fn at(pod: &Pod, port: u16) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(pod.ipv4), port)
 }
@@ -490,11 +499,7 @@ fn edits_and_sighup_reload_atomically_and_invalid_edits_keep_the_last_good_polic
 fn kill_9_and_a_restart_never_let_a_denied_packet_through_and_cleanup_removes_everything() {
     require_root();
     let cluster = Cluster::new("restart");
-    let policy = cluster.policy(&format!(
-        "{IDENTITIES}rules:
-  - {{ name: no-udp-7777, action: deny, from: frontend, to: api, protocol: udp, ports: [7777] }}
-"
-    ));
+    let policy = cluster.policy(&deny_udp_7777());
     let state = StateDir::new();
     let agent = cluster.agent(&state, &policy, &[]);
     let (frontend, api) = (&cluster.frontend, &cluster.api);
@@ -630,11 +635,7 @@ fn iface_glob_follows_interfaces_that_come_and_go() {
 fn a_second_agent_on_the_same_state_waits_for_the_first_as_in_a_rolling_update() {
     require_root();
     let cluster = Cluster::new("rolling");
-    let policy = cluster.policy(&format!(
-        "{IDENTITIES}rules:
-  - {{ name: no-udp-7777, action: deny, from: frontend, to: api, protocol: udp, ports: [7777] }}
-"
-    ));
+    let policy = cluster.policy(&deny_udp_7777());
     let state = StateDir::new();
     let old = cluster.agent(&state, &policy, &[]);
     let mut new = RunningAgent::spawn(
