@@ -83,7 +83,6 @@ fn decide(packet: &Packet, slot_index: u32, contents: u32) -> Verdict {
         return Verdict::Pass(verdict_slot::EXEMPT_PASS);
     }
     let src = ip_key(packet.family, &packet.src);
-    let dst = ip_key(packet.family, &packet.dst);
     if config(CONFIG_TIMED_BLOCKS) != 0 && timed_block(&src) {
         return drop(verdict_slot::TIMED_BLOCK_DROP, drop_reason::TIMED_BLOCK, 0);
     }
@@ -102,6 +101,8 @@ fn decide(packet: &Packet, slot_index: u32, contents: u32) -> Verdict {
     if is_reply(packet, now) {
         return Verdict::Pass(verdict_slot::REPLY_PASS);
     }
+    // Built only now: a dropped packet never needs it.
+    let dst = ip_key(packet.family, &packet.dst);
     let source = identity(slot, slot_index, contents, &src);
     let destination = identity(slot, slot_index, contents, &dst);
     let rules = if contents & SLOT_HAS_RULES != 0 {

@@ -97,8 +97,9 @@ fn header<const N: usize, F: Frame>(ctx: &F, offset: usize) -> Result<[u8; N], N
 
 #[inline(always)]
 pub fn parse<F: Frame>(ctx: &F) -> Result<Packet, NotParsed> {
-    let ethernet: [u8; ETH_HEADER_LEN] = header(ctx, 0)?;
-    let mut ethertype = u16::from_be_bytes([ethernet[12], ethernet[13]]);
+    // Only the EtherType matters: the addresses before it are never read.
+    let ethertype_bytes: [u8; 2] = header(ctx, ETH_HEADER_LEN - 2)?;
+    let mut ethertype = u16::from_be_bytes(ethertype_bytes);
     let mut l3 = ETH_HEADER_LEN;
     // One VLAN tag (802.1Q, or the outer 802.1ad of QinQ) is common on uplinks; deeper stacks
     // count as non-IP rather than cost a loop.
