@@ -101,6 +101,18 @@ pub struct IpKey {
 }
 const _: () = assert!(core::mem::size_of::<IpKey>() == 20);
 
+impl IpKey {
+    /// `addr` as the packet carries it: IPv4 in the first 4 bytes, the rest already zero.
+    #[inline(always)]
+    pub const fn new(family: u8, addr: [u8; 16]) -> Self {
+        Self {
+            family,
+            _pad: [0; 3],
+            addr,
+        }
+    }
+}
+
 /// Bits of an [`IpKey`] before the address: the family byte and its padding. A prefix-trie key
 /// always covers them, so an IPv6 prefix never matches an IPv4 address or the other way round.
 pub const PREFIX_FAMILY_BITS: u32 = 32;
@@ -160,6 +172,21 @@ pub struct RuleValue {
     pub rule: u32,
 }
 const _: () = assert!(core::mem::size_of::<RuleValue>() == 8);
+
+impl RuleValue {
+    /// Two rules decide together: deny beats allow, and within the winning action the first rule
+    /// of the file is the one reported. Userspace folds rule entries with it, and the kernel
+    /// combines equally specific lookups with it, so both sides always agree.
+    #[inline(always)]
+    pub fn combine(self, other: RuleValue) -> RuleValue {
+        match (self.action == ACTION_DENY, other.action == ACTION_DENY) {
+            (true, false) => self,
+            (false, true) => other,
+            _ if self.rule <= other.rule => self,
+            _ => other,
+        }
+    }
+}
 
 /// Generic cell-rate algorithm parameters of one per-source rate limit.
 #[repr(C)]
@@ -240,15 +267,6 @@ pub mod verdict_slot {
     pub const COUNT: u32 = RULE_BASE + super::MAX_RULES;
 }
 
-/// Why a packet was dropped, in a [`DropEvent`]. Numbers are part of the boundary.
-pub mod drop_reason {
-    pub const RULE: u8 = 1;
-    pub const BLOCKLIST: u8 = 2;
-    pub const ISOLATE: u8 = 3;
-    pub const RATE_LIMIT: u8 = 4;
-    pub const TIMED_BLOCK: u8 = 5;
-}
-
 /// Sent to userspace for the first dropped packet of a flow, then at most once per
 /// [`DROP_EVENT_INTERVAL_NS`].
 #[repr(C)]
@@ -257,12 +275,12 @@ pub struct DropEvent {
     pub time_ns: u64,
     pub flow: FlowKey,
     pub ifindex: u32,
-    /// Rule index for [`drop_reason::RULE`], rate-limit index for [`drop_reason::RATE_LIMIT`].
-    pub detail: u32,
+    /// The verdict counter ([`verdict_slot`]) the drop was counted in: it says why (blocklist,
+    /// rule i, rate limit i, ...), so userspace names it exactly as the metrics do.
+    pub counter: u32,
     /// Which policy slot judged it, so userspace names the rule of the right policy.
     pub slot: u32,
-    pub reason: u8,
-    pub _pad: [u8; 3],
+    pub _pad: u32,
 }
 const _: () = assert!(core::mem::size_of::<DropEvent>() == 64);
 

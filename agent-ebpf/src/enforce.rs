@@ -14,7 +14,7 @@ use agent_common::{
         IDENTITY_WORLD, IdentityValue, IpKey, PORT_ANY, PREFIX_FAMILY_BITS, PROTOCOL_ANY,
         RateStateKey, RuleKey, RuleValue, SLOT_HAS_BLOCK_EXACT, SLOT_HAS_BLOCK_PREFIX,
         SLOT_HAS_BLOCK_V4_BITMAP, SLOT_HAS_IDENTITY_EXACT, SLOT_HAS_IDENTITY_PREFIX,
-        SLOT_HAS_RULES, drop_reason, verdict_slot,
+        SLOT_HAS_RULES, verdict_slot,
     },
     xdp::{FAMILY_IPV4, XdpStat},
 };
@@ -32,15 +32,10 @@ use crate::{
     packet::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, Packet, TCP_FIN, TCP_RST},
 };
 
+/// The verdict, and the counter (`verdict_slot`) that records it, which also says why.
 pub enum Verdict {
-    /// Pass; count in this verdict slot.
     Pass(u32),
-    /// Drop; count in this verdict slot, and report with this reason and detail.
-    Drop {
-        counter: u32,
-        reason: u8,
-        detail: u32,
-    },
+    Drop(u32),
 }
 
 /// Judges `packet` and counts the verdict (packets and `frame_len` bytes) in the active slot.
@@ -55,12 +50,8 @@ pub fn judge(packet: &Packet, ifindex: u32, frame_len: u64) -> Verdict {
     let verdict = decide(packet, slot_index, contents);
     let counter = match verdict {
         Verdict::Pass(counter) => counter,
-        Verdict::Drop {
-            counter,
-            reason,
-            detail,
-        } => {
-            report_drop(packet, ifindex, slot_index, reason, detail);
+        Verdict::Drop(counter) => {
+            report_drop(packet, ifindex, slot_index, counter);
             counter
         }
     };
@@ -82,9 +73,10 @@ fn decide(packet: &Packet, slot_index: u32, contents: u32) -> Verdict {
     if packet.is_network_control() {
         return Verdict::Pass(verdict_slot::EXEMPT_PASS);
     }
-    let src = ip_key(packet.family, &packet.src);
+    // The parser leaves the bytes after an IPv4 address zero, as keys need them.
+    let src = IpKey::new(packet.family, packet.src);
     if config(CONFIG_TIMED_BLOCKS) != 0 && timed_block(&src) {
-        return drop(verdict_slot::TIMED_BLOCK_DROP, drop_reason::TIMED_BLOCK, 0);
+        return Verdict::Drop(verdict_slot::TIMED_BLOCK_DROP);
     }
     let blocked = (contents & SLOT_HAS_BLOCK_V4_BITMAP != 0
         && packet.family == FAMILY_IPV4
@@ -93,7 +85,7 @@ fn decide(packet: &Packet, slot_index: u32, contents: u32) -> Verdict {
         || (contents & SLOT_HAS_BLOCK_PREFIX != 0
             && slot.block_prefix.get(prefix_key(&src)).is_some());
     if blocked {
-        return drop(verdict_slot::BLOCKLIST_DROP, drop_reason::BLOCKLIST, 0);
+        return Verdict::Drop(verdict_slot::BLOCKLIST_DROP);
     }
     // Connection lifetimes are seconds to hours: the coarse clock (a tick's resolution) is
     // precise enough and costs a fraction of the precise one.
@@ -102,7 +94,7 @@ fn decide(packet: &Packet, slot_index: u32, contents: u32) -> Verdict {
         return Verdict::Pass(verdict_slot::REPLY_PASS);
     }
     // Built only now: a dropped packet never needs it.
-    let dst = ip_key(packet.family, &packet.dst);
+    let dst = IpKey::new(packet.family, packet.dst);
     let source = identity(slot, slot_index, contents, &src);
     let destination = identity(slot, slot_index, contents, &dst);
     let rules = if contents & SLOT_HAS_RULES != 0 {
@@ -112,25 +104,18 @@ fn decide(packet: &Packet, slot_index: u32, contents: u32) -> Verdict {
     };
     let verdict = match rules {
         Some(value) if value.action == ACTION_DENY => {
-            return drop(
-                verdict_slot::RULE_BASE + value.rule,
-                drop_reason::RULE,
-                value.rule,
-            );
+            return Verdict::Drop(verdict_slot::RULE_BASE + value.rule);
         }
         Some(value) => Verdict::Pass(verdict_slot::RULE_BASE + value.rule),
         None if destination.flags & IDENTITY_ISOLATED != 0 => {
-            return drop(verdict_slot::ISOLATE_DROP, drop_reason::ISOLATE, 0);
+            return Verdict::Drop(verdict_slot::ISOLATE_DROP);
         }
         None => Verdict::Pass(verdict_slot::DEFAULT_PASS),
     };
-    if destination.rate_limit != 0 && over_rate(slot, &src, destination.rate_limit - 1) {
-        let limit = destination.rate_limit - 1;
-        return drop(
-            verdict_slot::RATE_LIMIT_DROP_BASE + limit,
-            drop_reason::RATE_LIMIT,
-            limit,
-        );
+    if let Some(limit) = destination.rate_limit.checked_sub(1)
+        && over_rate(slot, &src, limit)
+    {
+        return Verdict::Drop(verdict_slot::RATE_LIMIT_DROP_BASE + limit);
     }
     track(packet, now);
     verdict
@@ -141,28 +126,6 @@ fn decide(packet: &Packet, slot_index: u32, contents: u32) -> Verdict {
 fn coarse_now() -> u64 {
     // SAFETY: bpf_ktime_get_coarse_ns has no preconditions.
     unsafe { bpf_ktime_get_coarse_ns() }
-}
-
-#[inline(always)]
-fn drop(counter: u32, reason: u8, detail: u32) -> Verdict {
-    Verdict::Drop {
-        counter,
-        reason,
-        detail,
-    }
-}
-
-#[inline(always)]
-fn ip_key(family: u8, addr: &[u8; 16]) -> IpKey {
-    let mut key = IpKey {
-        family,
-        _pad: [0; 3],
-        addr: *addr,
-    };
-    if family == FAMILY_IPV4 {
-        key.addr[4..].fill(0);
-    }
-    key
 }
 
 #[inline(always)]
@@ -234,7 +197,7 @@ fn rule_verdict(
     let from_source = pair_verdict(packet, slot, source, IDENTITY_ANY);
     let to_destination = pair_verdict(packet, slot, IDENTITY_ANY, destination);
     match (from_source, to_destination) {
-        (Some(a), Some(b)) => return Some(combine(a, b)),
+        (Some(a), Some(b)) => return Some(a.combine(b)),
         (Some(value), None) | (None, Some(value)) => return Some(value),
         (None, None) => {}
     }
@@ -259,17 +222,6 @@ fn pair_verdict(packet: &Packet, slot: &PolicySlot, from: u32, to: u32) -> Optio
         }
     }
     None
-}
-
-/// Deny beats allow; within the winning action the first rule of the file is reported.
-#[inline(always)]
-fn combine(a: RuleValue, b: RuleValue) -> RuleValue {
-    match (a.action == ACTION_DENY, b.action == ACTION_DENY) {
-        (true, false) => a,
-        (false, true) => b,
-        _ if a.rule <= b.rule => a,
-        _ => b,
-    }
 }
 
 #[inline(always)]
@@ -314,23 +266,26 @@ fn is_reply(packet: &Packet, now: u64) -> bool {
         // SAFETY: a pointer into a map value the lookup just returned; a racing writer can only
         // store another expiry, which is as good as ours.
         Some(entry) if unsafe { (*entry).expires_ns } > now => {
-            // As in `track`: write only when it changes something that matters (closing, or
-            // half the life gone), so replies on another CPU do not bounce the entry's cache
-            // line with a write per packet.
-            let life = lifetime(packet);
-            unsafe {
-                if life < CONNTRACK_TCP_NS || (*entry).expires_ns < now + life / 2 {
-                    (*entry).expires_ns = now + life;
-                }
-            }
+            // SAFETY: as above.
+            unsafe { refresh(&mut *entry, packet, now) };
             true
         }
         _ => false,
     }
 }
 
-/// Records an allowed flow so its replies pass. Written only when the entry is new, closing, or
-/// has used up half its life, so a busy flow costs a lookup rather than an update per packet.
+/// Extends a tracked flow's life. Written only when it matters (a non-TCP flow, a closing one,
+/// or half the life gone), so a busy flow costs a lookup rather than a write per packet, and
+/// replies on another CPU do not bounce the entry's cache line.
+#[inline(always)]
+fn refresh(entry: &mut ConntrackEntry, packet: &Packet, now: u64) {
+    let life = lifetime(packet);
+    if life < CONNTRACK_TCP_NS || entry.expires_ns < now + life / 2 {
+        entry.expires_ns = now + life;
+    }
+}
+
+/// Records an allowed flow so its replies pass.
 #[inline(always)]
 fn track(packet: &Packet, now: u64) {
     let trackable = packet.has_ports
@@ -340,18 +295,13 @@ fn track(packet: &Packet, now: u64) {
         return;
     }
     let key = flow_key(packet);
-    let life = lifetime(packet);
     if let Some(entry) = CONNTRACK.get_ptr_mut(key) {
         // SAFETY: as in is_reply.
-        unsafe {
-            if life < CONNTRACK_TCP_NS || (*entry).expires_ns < now + life / 2 {
-                (*entry).expires_ns = now + life;
-            }
-        }
+        unsafe { refresh(&mut *entry, packet, now) };
         return;
     }
     let entry = ConntrackEntry {
-        expires_ns: now + life,
+        expires_ns: now + lifetime(packet),
     };
     if CONNTRACK.insert(key, entry, 0).is_err() {
         bump(XdpStat::ConntrackInsertFailed, 1);
@@ -436,7 +386,7 @@ fn flow_hash(packet: &Packet) -> u64 {
 /// The first dropped packet of a flow, and then at most one a second per CPU, reaches
 /// userspace. Not inlined, for the stack's sake (see `decide`).
 #[inline(never)]
-fn report_drop(packet: &Packet, ifindex: u32, slot: u32, reason: u8, detail: u32) {
+fn report_drop(packet: &Packet, ifindex: u32, slot: u32, counter: u32) {
     let hash = flow_hash(packet);
     let now = coarse_now();
     if let Some(recent) =
@@ -458,10 +408,9 @@ fn report_drop(packet: &Packet, ifindex: u32, slot: u32, reason: u8, detail: u32
                 time_ns: now,
                 flow: flow_key(packet),
                 ifindex,
-                detail,
+                counter,
                 slot,
-                reason,
-                _pad: [0; 3],
+                _pad: 0,
             });
             entry.submit(0);
         }

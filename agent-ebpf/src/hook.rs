@@ -51,7 +51,7 @@ pub fn process<F: Frame>(frame: &F, ifindex: u32, frame_len: u64) -> Disposition
         }
         // Dropped packets are counted per verdict and reported per flow; leaving them out of
         // the per-source table keeps a flood from costing a hash update per packet.
-        enforce::Verdict::Drop { .. } => Disposition::Drop,
+        enforce::Verdict::Drop(_) => Disposition::Drop,
     }
 }
 

@@ -548,3 +548,60 @@ fn replace_trie<V: aya::Pod>(
         LpmTrie::try_from(datapath.map_mut(name)?).map_err(map_error(name))?;
     replace(map, name, entries)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_verdict_counter_has_the_name_metrics_and_events_use() {
+        let policy = policy::parse(
+            "identities: { db: { cidrs: [198.18.3.10] } }
+rules:
+  - { name: allow-all, action: allow, from: any, to: any }
+  - { name: no-db, action: deny, from: any, to: db }
+rateLimits:
+  - { name: db-flood, to: db, perSource: { packetsPerSecond: 10, burst: 1 } }
+",
+            std::path::Path::new("p.yaml"),
+            &|_| unreachable!("no files"),
+        )
+        .expect("valid policy");
+        let label = |index| {
+            let label = verdict_label(&policy, index);
+            (label.verdict, label.reason, label.rule)
+        };
+        assert_eq!(
+            label(verdict_slot::RULE_BASE),
+            ("pass", "rule", "allow-all".into())
+        );
+        assert_eq!(
+            label(verdict_slot::RULE_BASE + 1),
+            ("drop", "rule", "no-db".into())
+        );
+        assert_eq!(
+            label(verdict_slot::RATE_LIMIT_DROP_BASE),
+            ("drop", "rate_limit", "db-flood".into())
+        );
+        assert_eq!(
+            label(verdict_slot::BLOCKLIST_DROP),
+            ("drop", "blocklist", String::new())
+        );
+        assert_eq!(
+            label(verdict_slot::ISOLATE_DROP),
+            ("drop", "isolate", String::new())
+        );
+        assert_eq!(
+            label(verdict_slot::TIMED_BLOCK_DROP),
+            ("drop", "timed_block", String::new())
+        );
+        assert_eq!(
+            label(verdict_slot::REPLY_PASS),
+            ("pass", "reply", String::new())
+        );
+        assert_eq!(
+            label(verdict_slot::RULE_BASE + 9),
+            ("unknown", "rule", "#9".into())
+        );
+    }
+}

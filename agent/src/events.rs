@@ -6,7 +6,7 @@ use std::{
 };
 
 use agent_common::{
-    policy::{DropEvent, FlowKey, drop_reason, map_names, verdict_slot},
+    policy::{DropEvent, FlowKey, map_names},
     xdp::FAMILY_IPV4,
 };
 use aya::maps::{MapData, RingBuf};
@@ -90,23 +90,13 @@ pub fn addresses(flow: &FlowKey) -> (IpAddr, IpAddr) {
     (address(&flow.src), address(&flow.dst))
 }
 
-/// The verdict counter a drop event corresponds to, so it can be named like the metrics.
-pub fn counter_of(event: &DropEvent) -> u32 {
-    match event.reason {
-        drop_reason::RULE => verdict_slot::RULE_BASE + event.detail,
-        drop_reason::BLOCKLIST => verdict_slot::BLOCKLIST_DROP,
-        drop_reason::ISOLATE => verdict_slot::ISOLATE_DROP,
-        drop_reason::RATE_LIMIT => verdict_slot::RATE_LIMIT_DROP_BASE + event.detail,
-        drop_reason::TIMED_BLOCK => verdict_slot::TIMED_BLOCK_DROP,
-        _ => u32::MAX,
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use agent_common::policy::verdict_slot;
+
     use super::*;
 
-    fn event(family: u8, reason: u8, detail: u32) -> DropEvent {
+    fn event(family: u8, counter: u32) -> DropEvent {
         let mut flow = FlowKey {
             src: [0; 16],
             dst: [0; 16],
@@ -122,16 +112,15 @@ mod tests {
             time_ns: 7,
             flow,
             ifindex: 3,
-            detail,
+            counter,
             slot: 1,
-            reason,
-            _pad: [0; 3],
+            _pad: 0,
         }
     }
 
     #[test]
     fn events_round_trip_through_bytes_and_short_input_is_refused() {
-        let original = event(FAMILY_IPV4, drop_reason::RULE, 4);
+        let original = event(FAMILY_IPV4, verdict_slot::RULE_BASE + 4);
         // SAFETY: viewing a plain-integer struct as bytes.
         let bytes = unsafe {
             std::slice::from_raw_parts((&raw const original).cast::<u8>(), size_of::<DropEvent>())
@@ -143,25 +132,8 @@ mod tests {
 
     #[test]
     fn addresses_follow_the_family() {
-        let (src, dst) = addresses(&event(FAMILY_IPV4, drop_reason::RULE, 0).flow);
+        let (src, dst) = addresses(&event(FAMILY_IPV4, verdict_slot::BLOCKLIST_DROP).flow);
         assert_eq!(src, "198.18.1.10".parse::<IpAddr>().unwrap());
         assert_eq!(dst, "198.18.3.10".parse::<IpAddr>().unwrap());
-    }
-
-    #[test]
-    fn reasons_map_to_their_counters() {
-        assert_eq!(
-            counter_of(&event(2, drop_reason::RULE, 4)),
-            verdict_slot::RULE_BASE + 4
-        );
-        assert_eq!(
-            counter_of(&event(2, drop_reason::BLOCKLIST, 0)),
-            verdict_slot::BLOCKLIST_DROP
-        );
-        assert_eq!(
-            counter_of(&event(2, drop_reason::RATE_LIMIT, 1)),
-            verdict_slot::RATE_LIMIT_DROP_BASE + 1
-        );
-        assert_eq!(counter_of(&event(2, 99, 0)), u32::MAX);
     }
 }

@@ -325,9 +325,7 @@ impl Agent {
     }
 
     fn report_drop(&mut self, event: &agent_common::policy::DropEvent) -> anyhow::Result<()> {
-        let cause = self
-            .enforcer
-            .drop_cause(event.slot, events::counter_of(event));
+        let cause = self.enforcer.drop_cause(event.slot, event.counter);
         let (src, dst) = events::addresses(&event.flow);
         let age = Duration::from_nanos(monotonic_ns().saturating_sub(event.time_ns));
         let when = SystemTime::now()

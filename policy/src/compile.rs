@@ -53,21 +53,13 @@ pub struct KernelPolicy {
 }
 
 pub fn ip_key(address: std::net::IpAddr) -> IpKey {
-    let mut addr = [0u8; 16];
-    let family = match address {
+    match address {
         std::net::IpAddr::V4(v4) => {
+            let mut addr = [0u8; 16];
             addr[..4].copy_from_slice(&v4.octets());
-            FAMILY_IPV4
+            IpKey::new(FAMILY_IPV4, addr)
         }
-        std::net::IpAddr::V6(v6) => {
-            addr = v6.octets();
-            FAMILY_IPV6
-        }
-    };
-    IpKey {
-        family,
-        _pad: [0; 3],
-        addr,
+        std::net::IpAddr::V6(v6) => IpKey::new(FAMILY_IPV6, v6.octets()),
     }
 }
 
@@ -233,21 +225,6 @@ fn atoms(protocol: Protocol, ports: &[u16]) -> Vec<(u8, u16)> {
         .collect()
 }
 
-/// Deny beats allow; within the winning action, the first rule in the file is reported.
-pub fn combine(a: RuleValue, b: RuleValue) -> RuleValue {
-    match (a.action == ACTION_DENY, b.action == ACTION_DENY) {
-        (true, false) => a,
-        (false, true) => b,
-        _ => {
-            if a.rule <= b.rule {
-                a
-            } else {
-                b
-            }
-        }
-    }
-}
-
 fn rule_entries(policy: &Policy) -> Vec<(RuleKey, RuleValue)> {
     // (from, to) -> (protocol, port) -> value of the rules at exactly that key.
     let mut pairs: BTreeMap<(u32, u32), BTreeMap<(u8, u16), RuleValue>> = BTreeMap::new();
@@ -264,7 +241,7 @@ fn rule_entries(policy: &Policy) -> Vec<(RuleKey, RuleValue)> {
             .or_default();
         for atom in atoms(rule.protocol, &rule.ports) {
             pair.entry(atom)
-                .and_modify(|existing| *existing = combine(*existing, value))
+                .and_modify(|existing| *existing = existing.combine(value))
                 .or_insert(value);
         }
     }
@@ -276,7 +253,7 @@ fn rule_entries(policy: &Policy) -> Vec<(RuleKey, RuleValue)> {
                 .into_iter()
                 .filter(|&key| key != (protocol, port))
                 .filter_map(|key| atoms.get(&key).copied());
-            let value = broader.fold(own, combine);
+            let value = broader.fold(own, RuleValue::combine);
             entries.push((RuleKey::new(*from, *to, protocol, port), value));
         }
     }

@@ -14,7 +14,7 @@ use agent_common::policy::{
 use policy::strategies::{random_flow, random_policy};
 use policy::{
     Policy,
-    compile::{KernelPolicy, bitmap_covers, combine, compile, ip_key, prefix_key},
+    compile::{KernelPolicy, bitmap_covers, compile, ip_key, prefix_key},
     evaluate::{DropReason, Flow, PassReason, Verdict, evaluate},
 };
 use proptest::prelude::*;
@@ -254,7 +254,7 @@ fn kernel_verdict(kernel: &KernelPolicy, flow: &Flow) -> Verdict {
         if let Some(value) = level
             .into_iter()
             .filter_map(|(from, to)| in_pair(from, to))
-            .reduce(combine)
+            .reduce(RuleValue::combine)
         {
             let rule = value.rule as usize;
             return if value.action == ACTION_DENY {
