@@ -186,26 +186,24 @@ impl Enforcer {
     /// Folds the slot's counters into the retired totals and zeroes them, before reuse.
     fn retire_slot(&mut self, datapath: &mut Datapath, slot: u32) -> Result<(), EnforceError> {
         let name = map_names::VERDICTS[slot as usize];
-        if let Some(policy) = &self.slot_policies[slot as usize] {
-            let counters = read_verdicts(datapath, slot)?;
-            for (index, value) in counters.iter().enumerate() {
-                if value.packets > 0 {
-                    let label = verdict_label(policy, index as u32);
-                    let total = self.retired.entry(label).or_default();
-                    total.packets += value.packets;
-                    total.bytes += value.bytes;
-                }
-            }
+        let previous = self.slot_policies[slot as usize].take();
+        if let Some(policy) = &previous {
+            add_slot_counts(&mut self.retired, datapath, slot, policy)?;
         }
+        // Only the counters the previous policy could have touched, unless nobody knows which
+        // (a slot left by an earlier agent).
+        let used: Vec<u32> = match &previous {
+            Some(policy) => counters_in_use(policy).collect(),
+            None => (0..verdict_slot::COUNT).collect(),
+        };
         let mut verdicts: PerCpuArray<&mut MapData, TrafficCounters> =
             PerCpuArray::try_from(datapath.map_mut(name)?).map_err(map_error(name))?;
         let cpus = aya::util::nr_cpus().map_err(|(_, error)| EnforceError::Cpus(error))?;
-        for index in 0..verdict_slot::COUNT {
+        for index in used {
             let zeros = PerCpuValues::try_from(vec![TrafficCounters::default(); cpus])
                 .map_err(EnforceError::Cpus)?;
             verdicts.set(index, zeros, 0).map_err(map_error(name))?;
         }
-        self.slot_policies[slot as usize] = None;
         Ok(())
     }
 
@@ -217,17 +215,8 @@ impl Enforcer {
     ) -> Result<BTreeMap<VerdictLabel, TrafficCounters>, EnforceError> {
         let mut totals = self.retired.clone();
         for slot in 0..2u32 {
-            let Some(policy) = &self.slot_policies[slot as usize] else {
-                continue;
-            };
-            for (index, value) in read_verdicts(datapath, slot)?.iter().enumerate() {
-                if value.packets > 0 {
-                    let total = totals
-                        .entry(verdict_label(policy, index as u32))
-                        .or_default();
-                    total.packets += value.packets;
-                    total.bytes += value.bytes;
-                }
+            if let Some(policy) = &self.slot_policies[slot as usize] {
+                add_slot_counts(&mut totals, datapath, slot, policy)?;
             }
         }
         Ok(totals)
@@ -365,18 +354,37 @@ fn trie_key(network: IpNetwork) -> Key<IpKey> {
     Key::new(key.prefix_len, key.ip)
 }
 
-fn read_verdicts(datapath: &Datapath, slot: u32) -> Result<Vec<TrafficCounters>, EnforceError> {
+/// The verdict counters `policy` can touch: the fixed reasons, one per rate limit, one per rule.
+/// Reading only these keeps the once-a-second refresh to a few syscalls for a small policy
+/// instead of one per slot of the 4,000-entry array.
+fn counters_in_use(policy: &Policy) -> impl Iterator<Item = u32> + use<> {
+    let rate_limits = policy.rate_limits.len() as u32;
+    let rules = policy.rules.len() as u32;
+    (0..verdict_slot::RATE_LIMIT_DROP_BASE)
+        .chain(verdict_slot::RATE_LIMIT_DROP_BASE..verdict_slot::RATE_LIMIT_DROP_BASE + rate_limits)
+        .chain(verdict_slot::RULE_BASE..verdict_slot::RULE_BASE + rules)
+}
+
+/// Adds the counts slot `slot` holds for `policy` to `totals`, under the policy's names.
+fn add_slot_counts(
+    totals: &mut BTreeMap<VerdictLabel, TrafficCounters>,
+    datapath: &Datapath,
+    slot: u32,
+    policy: &Policy,
+) -> Result<(), EnforceError> {
     let name = map_names::VERDICTS[slot as usize];
     let verdicts: PerCpuArray<&MapData, TrafficCounters> =
         PerCpuArray::try_from(datapath.map(name)?).map_err(map_error(name))?;
-    verdicts
-        .iter()
-        .map(|per_cpu| {
-            per_cpu
-                .map(|values| crate::traffic::sum_per_cpu(values.iter().copied()))
-                .map_err(map_error(name))
-        })
-        .collect()
+    for index in counters_in_use(policy) {
+        let per_cpu = verdicts.get(&index, 0).map_err(map_error(name))?;
+        let value = crate::traffic::sum_per_cpu(per_cpu.iter().copied());
+        if value.packets > 0 {
+            let total = totals.entry(verdict_label(policy, index)).or_default();
+            total.packets += value.packets;
+            total.bytes += value.bytes;
+        }
+    }
+    Ok(())
 }
 
 /// The label of verdict counter `index` under `policy`.
