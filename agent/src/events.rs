@@ -20,6 +20,9 @@ const MAX_EVENTS_PER_READ: usize = 1024;
 
 pub struct DropEvents {
     ring: AsyncFd<RingBufFd>,
+    /// Ring-buffer records too short to be a drop event (never, from our program, but the bytes
+    /// are not trusted to be): skipped and counted.
+    pub malformed: u64,
 }
 
 /// Adapter so that AsyncFd can own the ring buffer.
@@ -43,7 +46,7 @@ impl DropEvents {
                 source: std::io::Error::from(error),
             }
         })?;
-        Ok(Self { ring })
+        Ok(Self { ring, malformed: 0 })
     }
 
     /// Waits for events and returns those available (at most [`MAX_EVENTS_PER_READ`]).
@@ -52,12 +55,15 @@ impl DropEvents {
             let mut guard = self.ring.readable_mut().await?;
             let ring = &mut guard.get_inner_mut().0;
             let mut events = Vec::new();
+            let mut malformed = 0;
             while events.len() < MAX_EVENTS_PER_READ {
                 let Some(item) = ring.next() else { break };
-                if let Some(event) = decode(&item) {
-                    events.push(event);
+                match decode(&item) {
+                    Some(event) => events.push(event),
+                    None => malformed += 1,
                 }
             }
+            self.malformed += malformed;
             if events.len() < MAX_EVENTS_PER_READ {
                 guard.clear_ready();
             }

@@ -30,6 +30,8 @@ pub struct Snapshot {
     pub reloads_applied: u64,
     pub reloads_rejected: u64,
     pub timed_blocks: u64,
+    /// Ring-buffer records the agent could not decode as drop events.
+    pub malformed_drop_events: u64,
     /// True once the programs are attached and the policy applied.
     pub ready: bool,
 }
@@ -157,6 +159,10 @@ impl Collector for Metrics {
                     vec![("stage", "xdp"), ("reason", "conntrack_insert_failed")],
                     xdp.conntrack_insert_failed,
                 ),
+                (
+                    vec![("stage", "agent"), ("reason", "malformed_drop_event")],
+                    snapshot.malformed_drop_events,
+                ),
             ],
         )?;
         counter(
@@ -258,6 +264,7 @@ mod tests {
             "moat_frames_total 10",
             "moat_policy_reloads_total{result=\"rejected\"} 1",
             "moat_events_dropped_total{stage=\"xdp\",reason=\"drop_event_ring_full\"} 0",
+            "moat_events_dropped_total{stage=\"agent\",reason=\"malformed_drop_event\"} 0",
             "moat_attached{interface=\"veth1\",hook=\"xdp\",mode=\"native\"} 1",
             "moat_timed_blocks{} 0",
         ] {

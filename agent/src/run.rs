@@ -176,6 +176,8 @@ async fn serve(
                 for event in batch.context("reading drop events from the kernel")? {
                     agent.report_drop(&event)?;
                 }
+                let malformed = drop_events.malformed;
+                agent.metrics.update(|snapshot| snapshot.malformed_drop_events = malformed);
             }
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
