@@ -19,9 +19,9 @@ use aya::{
     maps::{Map, MapData, PerCpuArray, PerCpuHashMap},
     programs::{
         ProgramError, SchedClassifier, TcAttachType, TestRun as _, TestRunOptions, Xdp, XdpMode,
-        links::{FdLink, LinkOrder, PinnedLink},
-        tc::{SchedClassifierLink, TcAttachOptions},
-        xdp::XdpLink,
+        links::{FdLink, LinkError, LinkOrder, PinnedLink},
+        tc::{SchedClassifierLink, SchedClassifierLinkId, TcAttachOptions},
+        xdp::{XdpLink, XdpLinkId},
     },
 };
 use thiserror::Error;
@@ -166,22 +166,103 @@ pub enum Hook {
 }
 
 impl Hook {
-    fn resolve(self, interface: &str) -> Hook {
+    /// The hook an interface gets: `Auto` decided by its driver.
+    fn resolve(self, interface: &str) -> ChosenHook {
         match self {
+            Hook::Xdp(mode) => ChosenHook::Xdp(mode),
+            Hook::Tcx => ChosenHook::Tcx,
             Hook::Auto if crate::interfaces::driver_of(interface).as_deref() == Some("veth") => {
-                Hook::Tcx
+                ChosenHook::Tcx
             }
-            Hook::Auto => Hook::Xdp(XdpModeArg::Auto),
-            other => other,
+            Hook::Auto => ChosenHook::Xdp(XdpModeArg::Auto),
+        }
+    }
+}
+
+/// A hook decided for one interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ChosenHook {
+    Xdp(XdpModeArg),
+    Tcx,
+}
+
+impl ChosenHook {
+    fn name(self) -> &'static str {
+        match self {
+            ChosenHook::Xdp(_) => "xdp",
+            ChosenHook::Tcx => "tcx",
         }
     }
 
-    fn name(self) -> &'static str {
+    fn other(self) -> &'static str {
         match self {
-            Hook::Xdp(_) => "xdp",
-            Hook::Tcx | Hook::Auto => "tcx",
+            ChosenHook::Xdp(_) => "tcx",
+            ChosenHook::Tcx => "xdp",
         }
     }
+}
+
+/// What adopting a pinned link and pinning a new one need from a program type, so that XDP and
+/// TCX share one path.
+trait LinkedProgram {
+    type Link: TryFrom<FdLink, Error = LinkError> + TryInto<FdLink, Error = LinkError>;
+    type Id;
+    fn swap_into(&mut self, link: Self::Link) -> Result<Self::Id, ProgramError>;
+    fn take(&mut self, id: Self::Id) -> Result<Self::Link, ProgramError>;
+}
+
+impl LinkedProgram for Xdp {
+    type Link = XdpLink;
+    type Id = XdpLinkId;
+    fn swap_into(&mut self, link: XdpLink) -> Result<XdpLinkId, ProgramError> {
+        self.attach_to_link(link)
+    }
+    fn take(&mut self, id: XdpLinkId) -> Result<XdpLink, ProgramError> {
+        self.take_link(id)
+    }
+}
+
+impl LinkedProgram for SchedClassifier {
+    type Link = SchedClassifierLink;
+    type Id = SchedClassifierLinkId;
+    fn swap_into(
+        &mut self,
+        link: SchedClassifierLink,
+    ) -> Result<SchedClassifierLinkId, ProgramError> {
+        self.attach_to_link(link)
+    }
+    fn take(&mut self, id: SchedClassifierLinkId) -> Result<SchedClassifierLink, ProgramError> {
+        self.take_link(id)
+    }
+}
+
+/// Swaps `program` into the `adopted` link (one bpf_link_update: no gap), or attaches it anew
+/// with `attach`; either way returns the link, ready to pin, and the mode to report.
+fn adopt_or_attach<P: LinkedProgram>(
+    program: &mut P,
+    adopted: Option<FdLink>,
+    attach: impl FnOnce(&mut P) -> Result<(P::Id, &'static str), LoadError>,
+    pin_error: impl Fn(String) -> LoadError,
+) -> Result<(FdLink, &'static str), LoadError> {
+    let (id, mode) = match adopted {
+        Some(fd_link) => {
+            let link = P::Link::try_from(fd_link).map_err(|error| pin_error(error.to_string()))?;
+            let id = program
+                .swap_into(link)
+                .map_err(|error| pin_error(format!("swapping in the new program: {error}")))?;
+            (id, "adopted")
+        }
+        None => attach(program)?,
+    };
+    let link = program
+        .take(id)
+        .map_err(|error| pin_error(error.to_string()))?;
+    let fd_link = link.try_into().map_err(|error| {
+        pin_error(format!(
+            "the link cannot be pinned (a netlink attachment has no link object): {error}"
+        ))
+    })?;
+    Ok((fd_link, mode))
 }
 
 /// Moat's loaded kernel object. Dropping it closes Moat's handles; the pinned links and maps,
@@ -272,62 +353,31 @@ impl Datapath {
             None
         };
         let (fd_link, mode) = match hook {
-            Hook::Xdp(mode) => {
-                let program = xdp_program(&mut self.ebpf, Program::Moat)?;
-                let id = match adopted {
-                    Some(fd_link) => {
-                        let link = XdpLink::try_from(fd_link)
-                            .map_err(|error| pin_error(error.to_string()))?;
-                        let id = program.attach_to_link(link).map_err(|error| {
-                            pin_error(format!("swapping in the new program: {error}"))
-                        })?;
-                        (id, "adopted")
-                    }
-                    None => attach_new(program, interface, ifindex, mode)?,
-                };
-                let link = program
-                    .take_link(id.0)
-                    .map_err(|error| pin_error(error.to_string()))?;
-                let fd_link = FdLink::try_from(link).map_err(|error| {
-                    pin_error(format!(
-                        "the kernel attached through netlink, which cannot be pinned ({error})"
-                    ))
-                })?;
-                (fd_link, id.1)
-            }
-            Hook::Tcx | Hook::Auto => {
-                let program = tc_program(&mut self.ebpf)?;
-                let (id, mode) = match adopted {
-                    Some(fd_link) => {
-                        let link = SchedClassifierLink::try_from(fd_link)
-                            .map_err(|error| pin_error(error.to_string()))?;
-                        let id = program.attach_to_link(link).map_err(|error| {
-                            pin_error(format!("swapping in the new program: {error}"))
-                        })?;
-                        (id, "adopted")
-                    }
-                    None => {
-                        let id = program
-                            .attach_with_options(
-                                interface,
-                                TcAttachType::Ingress,
-                                TcAttachOptions::TcxOrder(LinkOrder::default()),
-                            )
-                            .map_err(|source| LoadError::Attach {
-                                interface: interface.to_owned(),
-                                mode: "tcx",
-                                source,
-                            })?;
-                        (id, "tcx")
-                    }
-                };
-                let link = program
-                    .take_link(id)
-                    .map_err(|error| pin_error(error.to_string()))?;
-                let fd_link =
-                    FdLink::try_from(link).map_err(|error| pin_error(error.to_string()))?;
-                (fd_link, mode)
-            }
+            ChosenHook::Xdp(mode) => adopt_or_attach(
+                xdp_program(&mut self.ebpf, Program::Moat)?,
+                adopted,
+                |program| attach_new(program, interface, ifindex, mode),
+                pin_error,
+            )?,
+            ChosenHook::Tcx => adopt_or_attach(
+                tc_program(&mut self.ebpf)?,
+                adopted,
+                |program| {
+                    program
+                        .attach_with_options(
+                            interface,
+                            TcAttachType::Ingress,
+                            TcAttachOptions::TcxOrder(LinkOrder::default()),
+                        )
+                        .map(|id| (id, "tcx"))
+                        .map_err(|source| LoadError::Attach {
+                            interface: interface.to_owned(),
+                            mode: "tcx",
+                            source,
+                        })
+                },
+                pin_error,
+            )?,
         };
         let pinned = fd_link
             .pin(&pin)
@@ -353,12 +403,8 @@ impl Datapath {
 
     /// An earlier agent may have run this interface at the other hook: with the new link in
     /// place, its link goes (both would judge every packet).
-    fn remove_other_hook_pin(&self, interface: &str, ifindex: u32, hook: Hook) {
-        let other = match hook {
-            Hook::Xdp(_) => "tcx",
-            Hook::Tcx | Hook::Auto => "xdp",
-        };
-        let path = self.link_pin(other, interface, ifindex);
+    fn remove_other_hook_pin(&self, interface: &str, ifindex: u32, hook: ChosenHook) {
+        let path = self.link_pin(hook.other(), interface, ifindex);
         if path.exists() {
             match PinnedLink::from_pin(&path).map(PinnedLink::unpin) {
                 Ok(Ok(link)) => drop(link),
@@ -545,7 +591,7 @@ fn attach_new(
     interface: &str,
     ifindex: u32,
     requested: XdpModeArg,
-) -> Result<(aya::programs::xdp::XdpLinkId, &'static str), LoadError> {
+) -> Result<(XdpLinkId, &'static str), LoadError> {
     let attempt = |program: &mut Xdp, mode: XdpMode, name: &'static str| {
         program
             .attach_to_if_index(ifindex, mode)
