@@ -17,15 +17,13 @@ pub const SOURCE_TRAFFIC_MAX_ENTRIES: u32 = 65_536;
 pub const FAMILY_IPV4: u8 = 2;
 pub const FAMILY_IPV6: u8 = 10;
 
-/// Who sent a frame, as seen on one interface.
-///
-/// IPv4 sources are stored as IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) with
-/// [`SourceKey::family`] saying which family the frame carried, so one key type serves both and an
-/// IPv6 frame from a literal `::ffff:` address is still told apart.
+/// Who sent a frame, as seen on one interface. The address is laid out as everywhere on the
+/// boundary (see [`crate::address`]): IPv4 in the first four bytes, the rest zero, with
+/// [`SourceKey::family`] saying which.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SourceKey {
-    /// Source address in network byte order (IPv4-mapped for IPv4).
+    /// Source address in network byte order.
     pub addr: [u8; 16],
     /// Index of the interface the frame arrived on.
     pub ifindex: u32,
@@ -39,22 +37,11 @@ pub struct SourceKey {
 const _: () = assert!(core::mem::size_of::<SourceKey>() == 24);
 
 impl SourceKey {
-    pub const fn ipv4(octets: [u8; 4], ifindex: u32, protocol: u8) -> Self {
-        let [a, b, c, d] = octets;
-        Self {
-            addr: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a, b, c, d],
-            ifindex,
-            family: FAMILY_IPV4,
-            protocol,
-            _pad: [0; 2],
-        }
-    }
-
-    pub const fn ipv6(addr: [u8; 16], ifindex: u32, protocol: u8) -> Self {
+    pub const fn new(family: u8, addr: [u8; 16], ifindex: u32, protocol: u8) -> Self {
         Self {
             addr,
             ifindex,
-            family: FAMILY_IPV6,
+            family,
             protocol,
             _pad: [0; 2],
         }

@@ -6,7 +6,7 @@
 //! for a passed frame one per-CPU hash update. It never allocates, and every loop has a constant
 //! bound.
 
-use agent_common::xdp::{FAMILY_IPV4, SourceKey, TrafficCounters, XdpStat};
+use agent_common::xdp::{SourceKey, TrafficCounters, XdpStat};
 
 use crate::{
     enforce,
@@ -37,15 +37,7 @@ pub fn process<F: Frame>(frame: &F, ifindex: u32, frame_len: u64) -> Disposition
     };
     match enforce::judge(&packet, ifindex, frame_len) {
         enforce::Verdict::Pass(_) => {
-            let key = if packet.family == FAMILY_IPV4 {
-                SourceKey::ipv4(
-                    [packet.src[0], packet.src[1], packet.src[2], packet.src[3]],
-                    ifindex,
-                    packet.first_protocol,
-                )
-            } else {
-                SourceKey::ipv6(packet.src, ifindex, packet.first_protocol)
-            };
+            let key = SourceKey::new(packet.family, packet.src, ifindex, packet.first_protocol);
             count_source(&key, frame_len);
             Disposition::Pass
         }

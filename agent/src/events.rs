@@ -1,13 +1,10 @@
 //! Drop events from the kernel's ring buffer, turned into `policy.denied` records.
 
-use std::{
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    os::fd::AsRawFd,
-};
+use std::{net::IpAddr, os::fd::AsRawFd};
 
 use agent_common::{
+    address,
     policy::{DropEvent, FlowKey, map_names},
-    xdp::FAMILY_IPV4,
 };
 use aya::maps::{MapData, RingBuf};
 use tokio::io::unix::AsyncFd;
@@ -86,19 +83,15 @@ pub fn decode(bytes: &[u8]) -> Option<DropEvent> {
 }
 
 pub fn addresses(flow: &FlowKey) -> (IpAddr, IpAddr) {
-    let address = |bytes: &[u8; 16]| {
-        if flow.family == FAMILY_IPV4 {
-            IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))
-        } else {
-            IpAddr::V6(Ipv6Addr::from(*bytes))
-        }
-    };
-    (address(&flow.src), address(&flow.dst))
+    (
+        address::decode(flow.family, &flow.src),
+        address::decode(flow.family, &flow.dst),
+    )
 }
 
 #[cfg(test)]
 mod tests {
-    use agent_common::policy::verdict_slot;
+    use agent_common::{policy::verdict_slot, xdp::FAMILY_IPV4};
 
     use super::*;
 

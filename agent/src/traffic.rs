@@ -1,12 +1,12 @@
 //! What the XDP counters say, turned from kernel keys and per-CPU values into per-source totals,
 //! and which of them changed since the last report.
 
-use std::{
-    collections::HashMap,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
-};
+use std::{collections::HashMap, net::IpAddr};
 
-use agent_common::xdp::{FAMILY_IPV4, SourceKey, TrafficCounters, XdpStat};
+use agent_common::{
+    address,
+    xdp::{SourceKey, TrafficCounters, XdpStat},
+};
 
 /// Totals for one (interface, source address, protocol) since the program was attached.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,15 +62,6 @@ pub fn sum_per_cpu(values: impl IntoIterator<Item = TrafficCounters>) -> Traffic
         })
 }
 
-pub fn source_address(key: &SourceKey) -> IpAddr {
-    if key.family == FAMILY_IPV4 {
-        let [.., a, b, c, d] = key.addr;
-        IpAddr::V4(Ipv4Addr::new(a, b, c, d))
-    } else {
-        IpAddr::V6(Ipv6Addr::from(key.addr))
-    }
-}
-
 /// Remembers what was last reported, so each report lists only what moved. Its size is bounded by
 /// the kernel table it mirrors (`SOURCE_TRAFFIC_MAX_ENTRIES`).
 #[derive(Debug, Default)]
@@ -109,7 +100,7 @@ impl ChangeTracker {
             })
             .map(|(key, counters)| SourceTraffic {
                 ifindex: key.ifindex,
-                source: source_address(&key),
+                source: address::decode(key.family, &key.addr),
                 protocol: key.protocol,
                 counters,
             })
@@ -131,6 +122,15 @@ mod tests {
         TrafficCounters { packets, bytes }
     }
 
+    fn key(source: &str, ifindex: u32, protocol: u8) -> SourceKey {
+        let (family, addr) = address::encode(source.parse().unwrap());
+        SourceKey::new(family, addr, ifindex, protocol)
+    }
+
+    fn source_address(key: &SourceKey) -> IpAddr {
+        address::decode(key.family, &key.addr)
+    }
+
     #[test]
     fn per_cpu_values_add_up_and_saturate() {
         assert_eq!(
@@ -146,14 +146,15 @@ mod tests {
 
     #[test]
     fn families_decode_to_the_right_address() {
-        let v4 = SourceKey::ipv4([198, 18, 0, 2], 3, 17);
+        let v4 = key("198.18.0.2", 3, 17);
         assert_eq!(source_address(&v4), "198.18.0.2".parse::<IpAddr>().unwrap());
-        let mapped_on_the_wire = SourceKey::ipv6(v4.addr, 3, 17);
+        let mapped_on_the_wire = key("::ffff:198.18.0.2", 3, 17);
         assert_eq!(
             source_address(&mapped_on_the_wire),
             "::ffff:198.18.0.2".parse::<IpAddr>().unwrap()
         );
-        let v6 = SourceKey::ipv6("fd00:198:18::2".parse::<Ipv6Addr>().unwrap().octets(), 3, 6);
+        assert_ne!(mapped_on_the_wire, v4, "the families stay apart");
+        let v6 = key("fd00:198:18::2", 3, 6);
         assert_eq!(
             source_address(&v6),
             "fd00:198:18::2".parse::<IpAddr>().unwrap()
@@ -162,8 +163,8 @@ mod tests {
 
     #[test]
     fn only_changed_entries_are_reported_again() {
-        let a = SourceKey::ipv4([198, 18, 0, 2], 3, 17);
-        let b = SourceKey::ipv4([198, 18, 0, 3], 4, 6);
+        let a = key("198.18.0.2", 3, 17);
+        let b = key("198.18.0.3", 4, 6);
         let mut tracker = ChangeTracker::default();
         assert_eq!(
             tracker
@@ -224,7 +225,10 @@ mod tests {
             let snapshot: Vec<_> = entries
                 .iter()
                 .map(|((addr, ifindex, protocol), (packets, bytes))| {
-                    (SourceKey::ipv4(*addr, *ifindex, *protocol), counters(*packets, *bytes))
+                    (
+                        key(&std::net::Ipv4Addr::from(*addr).to_string(), *ifindex, *protocol),
+                        counters(*packets, *bytes),
+                    )
                 })
                 .collect();
             let report = ChangeTracker::default().changes(snapshot.clone());

@@ -12,15 +12,12 @@
 
 use std::collections::BTreeMap;
 
-use agent_common::{
-    policy::{
-        ACTION_ALLOW, ACTION_DENY, BLOCK_EXACT_MAX_ENTRIES, BLOCK_PREFIX_MAX_ENTRIES,
-        BLOCK_V4_BITMAP_PREFIX, IDENTITY_ANY, IDENTITY_EXACT_MAX_ENTRIES, IDENTITY_ISOLATED,
-        IDENTITY_PREFIX_MAX_ENTRIES, IDENTITY_WORLD, IdentityValue, IpKey, PORT_ANY,
-        PREFIX_FAMILY_BITS, PROTOCOL_ANY, PrefixKey, RULES_MAX_ENTRIES, RateLimitConfig, RuleKey,
-        RuleValue,
-    },
-    xdp::{FAMILY_IPV4, FAMILY_IPV6},
+use agent_common::policy::{
+    ACTION_ALLOW, ACTION_DENY, BLOCK_EXACT_MAX_ENTRIES, BLOCK_PREFIX_MAX_ENTRIES,
+    BLOCK_V4_BITMAP_PREFIX, IDENTITY_ANY, IDENTITY_EXACT_MAX_ENTRIES, IDENTITY_ISOLATED,
+    IDENTITY_PREFIX_MAX_ENTRIES, IDENTITY_WORLD, IdentityValue, IpKey, PORT_ANY,
+    PREFIX_FAMILY_BITS, PROTOCOL_ANY, PrefixKey, RULES_MAX_ENTRIES, RateLimitConfig, RuleKey,
+    RuleValue,
 };
 use ipnetwork::IpNetwork;
 use thiserror::Error;
@@ -53,14 +50,8 @@ pub struct KernelPolicy {
 }
 
 pub fn ip_key(address: std::net::IpAddr) -> IpKey {
-    match address {
-        std::net::IpAddr::V4(v4) => {
-            let mut addr = [0u8; 16];
-            addr[..4].copy_from_slice(&v4.octets());
-            IpKey::new(FAMILY_IPV4, addr)
-        }
-        std::net::IpAddr::V6(v6) => IpKey::new(FAMILY_IPV6, v6.octets()),
-    }
+    let (family, bytes) = agent_common::address::encode(address);
+    IpKey::new(family, bytes)
 }
 
 pub fn prefix_key(network: IpNetwork) -> PrefixKey {
