@@ -414,17 +414,48 @@ impl Datapath {
     }
 
     /// The interface is gone (a pod was deleted): the kernel destroyed its link; drop the pin.
+    /// Its per-source traffic entries go too: interface indexes are not reused soon, so on a node
+    /// where pods come and go they would otherwise fill the source table with the dead.
     pub fn forget(&mut self, interface: &str) {
         if let Some((attachment, pinned)) = self.links.remove(interface) {
             if let Err(error) = pinned.unpin() {
                 warn!(interface, %error, "could not remove the link pin of a vanished interface");
             }
+            let removed = self.forget_sources(attachment.ifindex);
             info!(
                 interface,
                 ifindex = attachment.ifindex,
+                removed_sources = removed,
                 "interface gone; detached"
             );
         }
+    }
+
+    /// Removes the per-source traffic entries of `ifindex`; returns how many.
+    fn forget_sources(&mut self, ifindex: u32) -> usize {
+        let name = map_names::SOURCE_TRAFFIC;
+        let Ok(map) = self.map_mut(name) else {
+            return 0;
+        };
+        let Ok(mut table) =
+            PerCpuHashMap::<&mut MapData, SourceKey, TrafficCounters>::try_from(map)
+        else {
+            return 0;
+        };
+        let dead: Vec<SourceKey> = table
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|key| key.ifindex == ifindex)
+            .collect();
+        dead.iter()
+            .filter(|key| match table.remove(key) {
+                Ok(()) => true,
+                Err(error) => {
+                    warn!(map = name, %error, "could not remove a vanished interface's source entry");
+                    false
+                }
+            })
+            .count()
     }
 
     fn link_pin(&self, hook: &str, interface: &str, ifindex: u32) -> PathBuf {
@@ -552,7 +583,7 @@ impl Datapath {
         for stat in XdpStat::ALL {
             slots.push(stats.get(&(stat as u32), 0).map_err(read_error)?.to_vec());
         }
-        Ok(XdpStats::from_slots(|stat| slots[stat as usize].clone()))
+        Ok(XdpStats::from_slots(|stat| &slots[stat as usize]))
     }
 }
 

@@ -131,6 +131,11 @@ impl<W: Write> Reporter<W> {
         self.interface_names.insert(ifindex, name.to_owned());
     }
 
+    /// Forgets a vanished interface's name, so the map holds only live interfaces.
+    pub fn forget_interface(&mut self, ifindex: u32) {
+        self.interface_names.remove(&ifindex);
+    }
+
     pub fn interface_name(&self, ifindex: u32) -> String {
         self.interface_names
             .get(&ifindex)

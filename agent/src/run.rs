@@ -249,14 +249,15 @@ impl Agent {
     /// Attaches to interfaces newly matching a glob, and lets go of vanished ones.
     fn attach_glob_matches(&mut self, announce: bool) {
         let present = interfaces::list();
-        let gone: Vec<String> = self
+        let gone: Vec<(String, u32)> = self
             .datapath
             .attachments()
-            .map(|attachment| attachment.interface.clone())
-            .filter(|interface| !present.contains(interface))
+            .filter(|attachment| !present.contains(&attachment.interface))
+            .map(|attachment| (attachment.interface.clone(), attachment.ifindex))
             .collect();
-        for interface in gone {
+        for (interface, ifindex) in gone {
             self.datapath.forget(&interface);
+            self.reporter.forget_interface(ifindex);
             if announce {
                 let _ = self.emit(
                     &Record::Detached {

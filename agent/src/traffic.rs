@@ -33,11 +33,11 @@ pub struct XdpStats {
 
 impl XdpStats {
     /// Builds the stats from each slot's per-CPU values.
-    pub fn from_slots(mut per_cpu: impl FnMut(XdpStat) -> Vec<u64>) -> Self {
-        let mut total = |stat| {
+    pub fn from_slots<'a>(per_cpu: impl Fn(XdpStat) -> &'a [u64]) -> Self {
+        let total = |stat| {
             per_cpu(stat)
-                .into_iter()
-                .fold(0u64, |sum, value| sum.saturating_add(value))
+                .iter()
+                .fold(0u64, |sum, value| sum.saturating_add(*value))
         };
         Self {
             frames: total(XdpStat::Frames),
@@ -92,12 +92,15 @@ impl ChangeTracker {
         snapshot: impl IntoIterator<Item = (SourceKey, TrafficCounters)>,
         include_unchanged: bool,
     ) -> Vec<SourceTraffic> {
-        let mut changed: Vec<SourceTraffic> = snapshot
-            .into_iter()
-            .filter(|(key, counters)| {
-                let changed = self.reported.insert(*key, *counters) != Some(*counters);
-                changed || include_unchanged
-            })
+        // What was reported last becomes exactly this snapshot, so entries the kernel table no
+        // longer holds (an interface that went away) leave the tracker too.
+        let previous = std::mem::take(&mut self.reported);
+        self.reported = snapshot.into_iter().collect();
+        let mut changed: Vec<SourceTraffic> = self
+            .reported
+            .iter()
+            .map(|(key, counters)| (*key, *counters))
+            .filter(|(key, counters)| include_unchanged || previous.get(key) != Some(counters))
             .map(|(key, counters)| SourceTraffic {
                 ifindex: key.ifindex,
                 source: address::decode(key.family, &key.addr),
@@ -193,12 +196,12 @@ mod tests {
     #[test]
     fn stats_sum_each_slot_over_cpus() {
         let stats = XdpStats::from_slots(|stat| match stat {
-            XdpStat::Frames => vec![5, 6],
-            XdpStat::NonIp => vec![1, 0],
-            XdpStat::Truncated => vec![0, 0],
-            XdpStat::SourceTableFull => vec![u64::MAX, 1],
-            XdpStat::DropEventsLost => vec![2, 2],
-            _ => vec![],
+            XdpStat::Frames => &[5, 6],
+            XdpStat::NonIp => &[1, 0],
+            XdpStat::Truncated => &[0, 0],
+            XdpStat::SourceTableFull => &[u64::MAX, 1],
+            XdpStat::DropEventsLost => &[2, 2],
+            _ => &[],
         });
         assert_eq!(
             stats,

@@ -608,10 +608,22 @@ fn iface_glob_follows_interfaces_that_come_and_go() {
         !tcp_works(&late, at(&cluster.db, 5432)),
         "the new pod's traffic is judged"
     );
+    late.run(
+        "ping",
+        &["-c", "1", "-W", "1", &cluster.api.ipv4.to_string()],
+    )
+    .expect("the new pod's allowed traffic passes");
+    let late_source = late.ipv4.to_string();
+    agent.wait_for(Duration::from_secs(5), |record| {
+        record["kind"] == "traffic.source"
+            && record["interface"] == late_interface.as_str()
+            && record["source"] == late_source.as_str()
+    });
     cluster.node.remove_pod("late").expect("delete the pod");
     agent.wait_for(Duration::from_secs(5), |record| {
         record["kind"] == "agent.detached" && record["interface"] == late_interface.as_str()
     });
+    let after_detach = agent.mark();
     let links: Vec<String> = std::fs::read_dir(state.path.join("links"))
         .expect("links directory")
         .map(|entry| {
@@ -627,7 +639,13 @@ fn iface_glob_follows_interfaces_that_come_and_go() {
         "the vanished interface's pin is removed: {links:?}"
     );
     assert_eq!(links.len(), 4, "{links:?}");
-    agent.stop();
+    let records = agent.stop();
+    assert!(
+        records[after_detach..].iter().all(|record| {
+            record["kind"] != "traffic.source" || record["source"] != late_source.as_str()
+        }),
+        "the vanished interface's per-source entries leave the kernel table and the reports"
+    );
     state.cleanup();
 }
 
