@@ -84,16 +84,23 @@ impl PolicySource {
 
     /// True when a file the last load read has different contents now (or appeared or vanished).
     /// Cheap enough to call every second: a stat per file, and a reread only of a file whose stat
-    /// changed (so a `touch` alone does not reload).
-    pub fn changed(&self) -> bool {
-        self.fingerprint.iter().any(|(path, last)| {
+    /// changed (so a `touch` alone does not reload; its new stat is remembered, so the file is
+    /// reread once, not every second).
+    pub fn changed(&mut self) -> bool {
+        self.fingerprint.iter_mut().any(|(path, last)| {
             let stat = FileState::stat(path);
-            match (last, stat) {
+            match (last.as_mut(), stat) {
                 (None, None) => false,
                 (Some(last), Some(stat)) if (last.inode, last.len, last.modified) == stat => false,
-                (Some(last), Some(_)) => {
-                    std::fs::read_to_string(path).map_or(true, |text| hash(&text) != last.content)
-                }
+                (Some(last), Some(_)) => match std::fs::read_to_string(path) {
+                    Ok(text) if hash(&text) == last.content => {
+                        if let Some(current) = FileState::read(path, &text) {
+                            *last = current;
+                        }
+                        false
+                    }
+                    _ => true,
+                },
                 _ => true,
             }
         })

@@ -238,7 +238,7 @@ impl Agent {
             self.emit(&record, now)?;
         }
         self.attach_glob_matches(true);
-        if self.source.as_ref().is_some_and(PolicySource::changed) {
+        if self.source.as_mut().is_some_and(PolicySource::changed) {
             info!("policy file changed: reloading");
             self.reload()?;
         }
