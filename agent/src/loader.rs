@@ -111,14 +111,20 @@ pub enum LoadError {
          stale"
     )]
     InterfaceBusy { interface: String },
-    #[error("attaching XDP in {mode} mode to interface {interface:?} failed: {source}")]
+    #[error(
+        "attaching Moat ({mode}) to interface {interface:?} failed: {source}; try the other hook \
+         (--hook xdp or --hook tcx), or --xdp-mode generic where the driver has no native XDP"
+    )]
     Attach {
         interface: String,
         mode: &'static str,
         #[source]
         source: ProgramError,
     },
-    #[error("pinning or adopting the link of interface {interface:?} at {path}: {reason}")]
+    #[error(
+        "pinning or adopting the link of interface {interface:?} at {path}: {reason}; if an \
+         earlier agent's pin is damaged, `moat-agent cleanup` removes it"
+    )]
     Pin {
         interface: String,
         path: PathBuf,

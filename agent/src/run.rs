@@ -154,7 +154,7 @@ async fn serve(
             now,
         )
         .context("writing to standard output")?;
-    agent.refresh_metrics(true);
+    agent.refresh_metrics();
 
     let mut terminate =
         signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -242,7 +242,7 @@ impl Agent {
             info!("policy file changed: reloading");
             self.reload()?;
         }
-        self.refresh_metrics(true);
+        self.refresh_metrics();
         Ok(())
     }
 
@@ -349,7 +349,9 @@ impl Agent {
         self.emit(&record, when)
     }
 
-    fn refresh_metrics(&mut self, ready: bool) {
+    /// Only called once the programs are attached and the policy applied, so it also marks the
+    /// agent ready.
+    fn refresh_metrics(&mut self) {
         let verdicts = self.enforcer.verdict_totals(&self.datapath);
         let xdp = self.datapath.xdp_stats();
         let attachments: Vec<_> = self.datapath.attachments().cloned().collect();
@@ -365,7 +367,7 @@ impl Agent {
             }
             snapshot.attachments = attachments;
             snapshot.timed_blocks = timed_blocks;
-            snapshot.ready = ready;
+            snapshot.ready = true;
         });
     }
 }
