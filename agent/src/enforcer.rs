@@ -16,7 +16,7 @@ use agent_common::{
         CONFIG_TIMED_BLOCKS, CONFIG_WORLD_FLAGS, CONFIG_WORLD_RATE_LIMIT, IpKey, MAX_RATE_LIMITS,
         RateLimitConfig, RuleKey, RuleValue, SLOT_HAS_BLOCK_EXACT, SLOT_HAS_BLOCK_PREFIX,
         SLOT_HAS_BLOCK_V4_BITMAP, SLOT_HAS_IDENTITY_EXACT, SLOT_HAS_IDENTITY_PREFIX,
-        SLOT_HAS_RULES, TimedBlock, map_names, verdict_slot,
+        SLOT_HAS_RULES, TIMED_BLOCK_MAX_ENTRIES, TimedBlock, map_names, verdict_slot,
     },
     xdp::TrafficCounters,
 };
@@ -46,6 +46,11 @@ pub enum EnforceError {
     },
     #[error("a timed block needs a TTL of at least one second, got {0:?}")]
     TtlTooShort(Duration),
+    #[error(
+        "{capacity} timed blocks are in force, as many as the kernel table holds; block a wider \
+         range instead, or wait for some to lapse"
+    )]
+    TooManyTimedBlocks { capacity: u32 },
     #[error("counting the CPUs whose per-CPU counters to reset: {0}")]
     Cpus(#[source] std::io::Error),
 }
@@ -248,6 +253,13 @@ impl Enforcer {
             return Err(EnforceError::TtlTooShort(ttl));
         }
         let network = IpNetwork::new(network.network(), network.prefix()).unwrap_or(network);
+        if !self.timed_blocks.contains_key(&network)
+            && self.timed_blocks.len() >= TIMED_BLOCK_MAX_ENTRIES as usize
+        {
+            return Err(EnforceError::TooManyTimedBlocks {
+                capacity: TIMED_BLOCK_MAX_ENTRIES,
+            });
+        }
         let expires_ns = monotonic_ns().saturating_add(ttl.as_nanos() as u64);
         let value = TimedBlock { expires_ns };
         if is_single_address(&network) {

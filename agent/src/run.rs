@@ -127,7 +127,7 @@ async fn serve(
         source,
         metrics,
     };
-    agent.attach_glob_matches(false);
+    agent.attach_glob_matches(false)?;
     let mut drop_events = DropEvents::open(&mut agent.datapath)?;
 
     let now = SystemTime::now();
@@ -237,7 +237,7 @@ impl Agent {
             };
             self.emit(&record, now)?;
         }
-        self.attach_glob_matches(true);
+        self.attach_glob_matches(true)?;
         if self.source.as_mut().is_some_and(PolicySource::changed) {
             info!("policy file changed: reloading");
             self.reload()?;
@@ -247,7 +247,7 @@ impl Agent {
     }
 
     /// Attaches to interfaces newly matching a glob, and lets go of vanished ones.
-    fn attach_glob_matches(&mut self, announce: bool) {
+    fn attach_glob_matches(&mut self, announce: bool) -> anyhow::Result<()> {
         let present = interfaces::list();
         let gone: Vec<(String, u32)> = self
             .datapath
@@ -259,16 +259,16 @@ impl Agent {
             self.datapath.forget(&interface);
             self.reporter.forget_interface(ifindex);
             if announce {
-                let _ = self.emit(
+                self.emit(
                     &Record::Detached {
                         interface: &interface,
                     },
                     SystemTime::now(),
-                );
+                )?;
             }
         }
         if self.args.interface_globs.is_empty() {
-            return;
+            return Ok(());
         }
         for interface in present {
             let wanted = self
@@ -284,8 +284,7 @@ impl Agent {
                     self.reporter
                         .name_interface(attachment.ifindex, &attachment.interface);
                     if announce {
-                        let _ =
-                            self.emit(&Record::Attached((&attachment).into()), SystemTime::now());
+                        self.emit(&Record::Attached((&attachment).into()), SystemTime::now())?;
                     }
                 }
                 // An interface can vanish between listing and attaching, or belong to someone
@@ -293,6 +292,7 @@ impl Agent {
                 Err(error) => warn!(interface, %error, "not attached"),
             }
         }
+        Ok(())
     }
 
     fn reload(&mut self) -> anyhow::Result<()> {
