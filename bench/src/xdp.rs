@@ -270,9 +270,9 @@ impl Bench {
         // (c) nftables.
         let nft_file = self.directory.join("moatbench.nft");
         std::fs::write(&nft_file, self.workload.nftables(&interface))?;
-        run_ok(self.node.command("nft").arg("-f").arg(&nft_file))?;
+        testbed::run(self.node.command("nft").arg("-f").arg(&nft_file))?;
         let nft = self.drop_run("nftables netdev ingress (same set and rules)", &trafgen);
-        run_ok(
+        testbed::run(
             self.node
                 .command("nft")
                 .args(["delete", "table", "netdev", "moatbench"]),
@@ -282,25 +282,25 @@ impl Bench {
         let (iptables, iptables_name) = self.iptables_binary();
         std::fs::write(self.directory.join("ipset"), self.workload.ipset())?;
         std::fs::write(self.directory.join("iptables"), self.workload.iptables())?;
-        run_ok(
+        testbed::run(
             self.node
                 .command("ipset")
                 .arg("restore")
                 .arg("-file")
                 .arg(self.directory.join("ipset")),
         )?;
-        run_ok(
+        testbed::run(
             self.node
                 .command(format!("{iptables}-restore"))
                 .stdin(std::fs::File::open(self.directory.join("iptables"))?),
         )?;
         let raw = self.drop_run(iptables_name, &trafgen);
-        run_ok(
+        testbed::run(
             self.node
                 .command(iptables)
                 .args(["-t", "raw", "-F", "PREROUTING"]),
         )?;
-        run_ok(self.node.command("ipset").args(["destroy", "moatbench"]))?;
+        testbed::run(self.node.command("ipset").args(["destroy", "moatbench"]))?;
         results.push(raw?);
 
         self.print_drop_table(&results, &moat_timings);
@@ -616,20 +616,6 @@ impl Bench {
             .context("no round trip in ping's summary")?;
         Ok((throughput, mean))
     }
-}
-
-fn run_ok(command: &mut Command) -> anyhow::Result<()> {
-    let line = testbed::describe(command);
-    let output = command
-        .output()
-        .with_context(|| format!("running {line}"))?;
-    if !output.status.success() {
-        bail!(
-            "{line} failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(())
 }
 
 fn mac_of(node: &Node, interface: &str) -> anyhow::Result<String> {

@@ -21,6 +21,6 @@ mod command;
 mod node;
 mod process;
 
-pub use command::{CommandError, describe};
+pub use command::{CommandError, describe, run};
 pub use node::{Node, Pod, PodSpec, TestbedError};
 pub use process::{Background, spawn};

@@ -279,6 +279,28 @@ impl Node {
         sysctl(&self.netns, key, value)
     }
 
+    /// The body of an HTTP GET of `path` from what listens on 127.0.0.1:`port` inside the node
+    /// (the agent's metrics endpoint, say).
+    pub fn http_get(&self, port: u16, path: &str) -> Result<String, TestbedError> {
+        let netns = self.netns.clone();
+        let response = self.enter(|| -> std::io::Result<String> {
+            use std::io::{Read as _, Write as _};
+            let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+            write!(
+                stream,
+                "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+            )?;
+            let mut response = String::new();
+            stream.read_to_string(&mut response)?;
+            Ok(response)
+        })?;
+        let response = response.map_err(|source| TestbedError::EnterNetns { netns, source })?;
+        Ok(response
+            .split_once("\r\n\r\n")
+            .map_or(response.as_str(), |(_, body)| body)
+            .to_owned())
+    }
+
     /// Runs `work` on a thread in the node's network namespace (to reach what listens there, or
     /// to attach programs to its interfaces from the test process).
     pub fn enter<T: Send>(&self, work: impl FnOnce() -> T + Send) -> Result<T, TestbedError> {

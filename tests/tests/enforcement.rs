@@ -283,22 +283,6 @@ rules:
     state.cleanup();
 }
 
-/// Scrapes the agent's metrics endpoint inside the node's namespace.
-fn scrape(node: &Node, port: u16) -> String {
-    node.enter(|| {
-        use std::io::{Read as _, Write as _};
-        let mut stream =
-            std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to metrics");
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .expect("request");
-        let mut response = String::new();
-        stream.read_to_string(&mut response).expect("response");
-        response
-    })
-    .expect("enter node")
-}
-
 fn metric(exposition: &str, series: &str) -> Option<u64> {
     exposition
         .lines()
@@ -350,7 +334,10 @@ fn verdict_counters_equal_the_packets_sent() {
         200,
         "everything allowed arrives"
     );
-    let exposition = scrape(&cluster.node, 9464);
+    let exposition = cluster
+        .node
+        .http_get(9464, "/metrics")
+        .expect("scrape the agent's metrics");
     let series = |verdict: &str, rule: &str, unit: &str| {
         metric(
             &exposition,

@@ -2,7 +2,6 @@
 //! a policy stops what it denies, an edit changes the verdict live, and the counters show it all.
 
 use std::{
-    io::{Read as _, Write as _},
     path::Path,
     process::{Command, Stdio},
     time::Duration,
@@ -156,8 +155,7 @@ fn show(agent_binary: &Path, policy: &Path, state_dir: &str) -> anyhow::Result<(
         "what Prometheus would scrape from 127.0.0.1:{METRICS_PORT}/metrics (policy counters):"
     ));
     let exposition = node
-        .enter(|| scrape(METRICS_PORT))
-        .context("entering the node")?
+        .http_get(METRICS_PORT, "/metrics")
         .context("scraping the agent's metrics")?;
     for line in exposition
         .lines()
@@ -178,14 +176,6 @@ fn curl(pod: &Pod, url: &str) -> anyhow::Result<()> {
     pod.run("curl", &["-sS", "-o", "/dev/null", "--max-time", "2", url])
         .map(|_| ())
         .with_context(|| format!("curl {url} from {}", pod.name))
-}
-
-fn scrape(port: u16) -> std::io::Result<String> {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    Ok(response)
 }
 
 fn say(what: &str) {
