@@ -69,15 +69,7 @@ impl PolicySource {
             read_files.borrow_mut().insert(path.to_owned(), state);
             result
         };
-        let outcome = read(&self.path)
-            .map_err(|error| PolicyError {
-                file: self.path.clone(),
-                line: None,
-                column: None,
-                field: None,
-                message: format!("cannot read the policy file: {error}"),
-            })
-            .and_then(|text| policy::parse(&text, &self.path, &read));
+        let outcome = policy::load_with(&self.path, &read);
         self.fingerprint = read_files.into_inner();
         outcome.map(Arc::new)
     }

@@ -18,5 +18,5 @@ mod schema;
 pub mod strategies;
 
 pub use cidr::{CidrError, parse_cidr};
-pub use load::{PolicyError, load, parse};
+pub use load::{PolicyError, load, load_with, parse};
 pub use model::{Action, Identity, Policy, Protocol, RateLimit, Rule, Selector};

@@ -48,14 +48,23 @@ impl fmt::Display for PolicyError {
 /// Reads and validates the policy file at `path`, and the blocklist files it names (relative to
 /// its directory).
 pub fn load(path: &Path) -> Result<Policy, PolicyError> {
-    let text = std::fs::read_to_string(path).map_err(|error| PolicyError {
+    load_with(path, &|file| std::fs::read_to_string(file))
+}
+
+/// As [`load`], with `read` supplying every file: the policy and the blocklists it names (so a
+/// caller can watch exactly what was read).
+pub fn load_with(
+    path: &Path,
+    read: &dyn Fn(&Path) -> std::io::Result<String>,
+) -> Result<Policy, PolicyError> {
+    let text = read(path).map_err(|error| PolicyError {
         file: path.to_owned(),
         line: None,
         column: None,
         field: None,
         message: format!("cannot read the policy file: {error}"),
     })?;
-    parse(&text, path, &|file| std::fs::read_to_string(file))
+    parse(&text, path, read)
 }
 
 /// Validates policy `text` that came from `origin`; `read` supplies the blocklist files.
