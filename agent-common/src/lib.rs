@@ -5,6 +5,7 @@
 //! names are constants so that a rename on one side cannot silently break the lookup on the other.
 #![no_std]
 
+pub mod capture;
 pub mod policy;
 pub mod xdp;
 

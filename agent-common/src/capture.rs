@@ -1,0 +1,280 @@
+//! Socket capture: what the syscall programs record about TCP connections and the bytes that
+//! cross them.
+//!
+//! The kernel side only copies bytes and counts; userspace reassembles and parses. Every event in
+//! the ring buffer starts with an [`EventHeader`]; what follows depends on [`EventHeader::kind`]:
+//! payload bytes for [`EventKind::Data`], a [`SocketTuple`] for [`EventKind::Open`], nothing
+//! otherwise.
+
+pub mod map_names {
+    /// Ring buffer of events.
+    pub const EVENTS: &str = "CAPTURE_EVENTS";
+    /// Hash of [`super::SocketFd`] to [`super::SocketState`]: the sockets being captured.
+    pub const SOCKETS: &str = "CAPTURE_SOCKETS";
+    /// Array of `u64`, indexed by [`super::config`] slots.
+    pub const CONFIG: &str = "CAPTURE_CONFIG";
+    /// Per-CPU array of `u64`, indexed by [`super::CaptureStat`].
+    pub const STATS: &str = "CAPTURE_STATS";
+    /// Filters: hash sets of ports (`u16`), cgroup ids (`u64`) and process ids (`u32`).
+    pub const PORT_FILTER: &str = "CAPTURE_PORT_FILTER";
+    pub const CGROUP_FILTER: &str = "CAPTURE_CGROUP_FILTER";
+    pub const PROCESS_FILTER: &str = "CAPTURE_PROCESS_FILTER";
+    /// Scratch space for the event being assembled, one entry per possible CPU.
+    pub const EVENT_BUFFER: &str = "EVENT_BUFFER";
+    /// One-element array holding the [`super::KernelLayout`].
+    pub const KERNEL_LAYOUT: &str = "CAPTURE_KERNEL_LAYOUT";
+    /// One-element array: the last connection id handed out.
+    pub const CONNECTION_IDS: &str = "CAPTURE_CONNECTION_IDS";
+}
+
+/// Program names in the capture object.
+pub mod program_names {
+    pub const SOCK_STATE: &str = "moat_sock_state";
+    /// (program, tracepoint) pairs for the syscalls.
+    pub const SYSCALLS: &[(&str, &str)] = &[
+        ("moat_enter_connect", "sys_enter_connect"),
+        ("moat_exit_connect", "sys_exit_connect"),
+        ("moat_exit_accept", "sys_exit_accept"),
+        ("moat_exit_accept", "sys_exit_accept4"),
+        ("moat_enter_close", "sys_enter_close"),
+        ("moat_enter_close_range", "sys_enter_close_range"),
+        ("moat_enter_dup2", "sys_enter_dup2"),
+        ("moat_enter_dup3", "sys_enter_dup3"),
+        ("moat_enter_read", "sys_enter_read"),
+        ("moat_enter_recvfrom", "sys_enter_recvfrom"),
+        ("moat_enter_write", "sys_enter_write"),
+        ("moat_enter_write", "sys_enter_sendto"),
+        ("moat_enter_readv", "sys_enter_readv"),
+        ("moat_enter_writev", "sys_enter_writev"),
+        ("moat_enter_recvmsg", "sys_enter_recvmsg"),
+        ("moat_enter_sendmsg", "sys_enter_sendmsg"),
+        ("moat_enter_sendfile", "sys_enter_sendfile64"),
+        ("moat_exit_data", "sys_exit_read"),
+        ("moat_exit_data", "sys_exit_recvfrom"),
+        ("moat_exit_data", "sys_exit_write"),
+        ("moat_exit_data", "sys_exit_sendto"),
+        ("moat_exit_data", "sys_exit_readv"),
+        ("moat_exit_data", "sys_exit_writev"),
+        ("moat_exit_data", "sys_exit_recvmsg"),
+        ("moat_exit_data", "sys_exit_sendmsg"),
+        ("moat_exit_data", "sys_exit_sendfile64"),
+    ];
+}
+
+/// Payload bytes one event can carry at most; the configured limit ([`config::MAX_PAYLOAD`]) is
+/// at most this. A syscall that moves more is split into several events.
+pub const PAYLOAD_CAPACITY: usize = 32 * 1024;
+/// Default payload bytes per event.
+pub const DEFAULT_MAX_PAYLOAD: u32 = 16 * 1024;
+/// Events one syscall is split into at most (one per iovec element, and one per payload-sized
+/// chunk of an element); bytes past them are reported as moved but not captured (a truncation
+/// the parser sees as a gap). With the default payload size, a flat read or write of up to
+/// 256 KiB is captured whole.
+pub const MAX_EVENTS_PER_SYSCALL: u32 = 16;
+/// iovec elements of one readv/writev/recvmsg/sendmsg that are looked at.
+pub const MAX_IOVECS: u32 = 16;
+pub const SOCKETS_MAX_ENTRIES: u32 = 65_536;
+/// Syscalls in flight at once (between their enter and exit) on captured sockets.
+pub const IN_FLIGHT_MAX_ENTRIES: u32 = 16_384;
+pub const DEFAULT_EVENTS_BYTES: u32 = 16 << 20;
+/// Low bits of a kernel-made connection id that hold the CPU it was made on.
+pub const CONNECTION_ID_CPU_BITS: u32 = 12;
+/// Ids of connections found open at start-up: the kernel's counter never gets this far.
+pub const EXISTING_CONNECTION_BASE: u64 = 1 << 63;
+
+/// Slots of the config array.
+pub mod config {
+    /// Payload bytes per event, at most [`super::PAYLOAD_CAPACITY`].
+    pub const MAX_PAYLOAD: u32 = 0;
+    /// Bit set of `FILTER_*`: which filters are on.
+    pub const FILTERS: u32 = 1;
+    /// The agent's own process id, never captured (its own exports would loop back).
+    pub const AGENT_TGID: u32 = 2;
+    pub const SLOTS: u32 = 3;
+
+    pub const FILTER_PORTS: u64 = 1;
+    pub const FILTER_CGROUPS: u64 = 2;
+    pub const FILTER_PROCESSES: u64 = 4;
+}
+
+/// Counters, per CPU. Numbers are part of the boundary: never reuse one.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CaptureStat {
+    /// Events the ring buffer had no room for.
+    EventsLost = 0,
+    /// Payload bytes in those events.
+    BytesLost = 1,
+    /// Connections not captured because the socket table was full.
+    SocketTableFull = 2,
+    /// Syscalls on captured sockets whose bytes were not captured because the in-flight table
+    /// was full.
+    InFlightTableFull = 3,
+    /// Payload bytes moved but not captured (past the per-syscall event limit or iovec limit).
+    BytesNotCaptured = 4,
+    /// Payload bytes the kernel could not copy from the process (a fault).
+    BytesUnreadable = 5,
+    /// Bytes sendfile moved from a file to a captured socket: they never pass through the
+    /// process, so there is nothing to copy.
+    BytesFromFile = 6,
+}
+
+impl CaptureStat {
+    pub const COUNT: u32 = 7;
+    pub const ALL: [Self; Self::COUNT as usize] = [
+        Self::EventsLost,
+        Self::BytesLost,
+        Self::SocketTableFull,
+        Self::InFlightTableFull,
+        Self::BytesNotCaptured,
+        Self::BytesUnreadable,
+        Self::BytesFromFile,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::EventsLost => "events_lost",
+            Self::BytesLost => "bytes_lost",
+            Self::SocketTableFull => "socket_table_full",
+            Self::InFlightTableFull => "in_flight_table_full",
+            Self::BytesNotCaptured => "bytes_not_captured",
+            Self::BytesUnreadable => "bytes_unreadable",
+            Self::BytesFromFile => "bytes_from_file",
+        }
+    }
+}
+
+/// A process's file descriptor: how syscalls name a socket.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SocketFd {
+    pub tgid: u32,
+    pub fd: u32,
+}
+const _: () = assert!(core::mem::size_of::<SocketFd>() == 8);
+
+/// What the kernel keeps per captured socket.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SocketState {
+    /// Names the connection for as long as the agent runs, also after its descriptor number is
+    /// reused: a counter the kernel programs increment per captured connection (connections the
+    /// agent finds already open get ids from [`EXISTING_CONNECTION_BASE`] up).
+    pub connection_id: u64,
+    /// Bytes sent and received so far: the stream offset of the next byte each way.
+    pub sent: u64,
+    pub received: u64,
+}
+const _: () = assert!(core::mem::size_of::<SocketState>() == 24);
+
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// A captured connection started (connect or accept returned); a [`SocketTuple`] follows.
+    Open = 1,
+    /// Bytes crossed the socket; `captured` payload bytes follow.
+    Data = 2,
+    /// The process closed its descriptor.
+    Close = 3,
+    /// The TCP connection reached CLOSE (the socket is gone even if no close was seen, e.g. the
+    /// process exited).
+    Closed = 4,
+    /// close_range(first = fd, last = length as fd): userspace drops those descriptors.
+    CloseRange = 5,
+}
+
+impl EventKind {
+    pub fn from_u8(value: u8) -> Option<Self> {
+        Some(match value {
+            1 => Self::Open,
+            2 => Self::Data,
+            3 => Self::Close,
+            4 => Self::Closed,
+            5 => Self::CloseRange,
+            _ => return None,
+        })
+    }
+}
+
+/// [`EventHeader::direction`].
+pub const DIRECTION_SENT: u8 = 1;
+pub const DIRECTION_RECEIVED: u8 = 2;
+
+/// [`SocketTuple::role`]: which end of the connection this process is.
+pub const ROLE_CLIENT: u8 = 1;
+pub const ROLE_SERVER: u8 = 2;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventHeader {
+    /// Monotonic time (bpf_ktime_get_ns) when the syscall returned.
+    pub time_ns: u64,
+    pub connection_id: u64,
+    pub cgroup_id: u64,
+    /// Stream offset of the first byte this event covers, in its direction.
+    pub offset: u64,
+    pub tgid: u32,
+    /// Thread id.
+    pub pid: u32,
+    pub fd: u32,
+    /// Bytes of the stream this event covers (what the syscall moved, or this event's share of
+    /// it); the first `captured` of them follow the header.
+    pub length: u32,
+    pub captured: u32,
+    pub kind: u8,
+    pub direction: u8,
+    pub _pad: [u8; 2],
+    pub comm: [u8; 16],
+}
+const _: () = assert!(core::mem::size_of::<EventHeader>() == 72);
+
+/// A connection's addresses, from this process's side. Addresses are laid out as everywhere on
+/// the boundary (see [`crate::address`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SocketTuple {
+    pub local_addr: [u8; 16],
+    pub remote_addr: [u8; 16],
+    pub local_port: u16,
+    pub remote_port: u16,
+    pub family: u8,
+    pub role: u8,
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(core::mem::size_of::<SocketTuple>() == 40);
+
+/// Byte offsets of the kernel structure fields the capture programs read, from the running
+/// kernel's BTF: Rust eBPF has no CO-RE relocations, so userspace finds the layout and hands it
+/// over at load time. The programs follow task -> files -> fdtable -> file -> socket -> sock to
+/// learn what a descriptor returned by connect/accept is.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelLayout {
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdtable_max_fds: u32,
+    pub fdtable_fd: u32,
+    pub file_private_data: u32,
+    pub socket_sk: u32,
+    pub sock_protocol: u32,
+    /// `struct sock_common`, which starts `struct sock`.
+    pub daddr: u32,
+    pub rcv_saddr: u32,
+    pub dport: u32,
+    pub num: u32,
+    pub family: u32,
+    pub v6_daddr: u32,
+    pub v6_rcv_saddr: u32,
+}
+const _: () = assert!(core::mem::size_of::<KernelLayout>() == 56);
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all are #[repr(C)] plain integers and byte arrays with explicit padding: every bit
+    // pattern is a valid value.
+    unsafe impl aya::Pod for super::SocketFd {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::SocketState {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::KernelLayout {}
+}

@@ -1,0 +1,100 @@
+//! The capture object's maps. None is pinned: capture state is rebuilt by each agent (it reads
+//! the connections that exist when it starts), unlike enforcement, which must outlive the agent.
+
+use agent_common::capture::{
+    CaptureStat, DEFAULT_EVENTS_BYTES, EventHeader, IN_FLIGHT_MAX_ENTRIES, KernelLayout,
+    PAYLOAD_CAPACITY, SOCKETS_MAX_ENTRIES, SocketFd, SocketState, config,
+};
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+};
+
+/// Ring buffer size; the agent sets it at load time (`--capture-ring-bytes`).
+#[map]
+pub static CAPTURE_EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_EVENTS_BYTES, 0);
+
+#[map]
+pub static CAPTURE_SOCKETS: HashMap<SocketFd, SocketState> =
+    HashMap::with_max_entries(SOCKETS_MAX_ENTRIES, 0);
+
+#[map]
+pub static CAPTURE_CONFIG: Array<u64> = Array::with_max_entries(config::SLOTS, 0);
+
+#[map]
+pub static CAPTURE_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(CaptureStat::COUNT, 0);
+
+#[map]
+pub static CAPTURE_PORT_FILTER: HashMap<u16, u8> = HashMap::with_max_entries(1024, 0);
+#[map]
+pub static CAPTURE_CGROUP_FILTER: HashMap<u64, u8> = HashMap::with_max_entries(4096, 0);
+#[map]
+pub static CAPTURE_PROCESS_FILTER: HashMap<u32, u8> = HashMap::with_max_entries(4096, 0);
+
+#[map]
+pub static CAPTURE_KERNEL_LAYOUT: Array<KernelLayout> = Array::with_max_entries(1, 0);
+
+#[map]
+pub static CAPTURE_CONNECTION_IDS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Socket address to connection id, for the state tracepoint, which names sockets by address.
+#[map]
+pub static SOCKET_CONNECTIONS: LruHashMap<u64, u64> =
+    LruHashMap::with_max_entries(SOCKETS_MAX_ENTRIES, 0);
+
+/// How a syscall in flight passes its buffer.
+#[repr(u8)]
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum BufferShape {
+    /// One buffer (read, write, recvfrom, sendto).
+    Flat = 1,
+    /// An iovec array (readv, writev).
+    Vector = 2,
+    /// A msghdr whose msg_iov is the iovec array (recvmsg, sendmsg).
+    Message = 3,
+    /// connect: no buffer; the descriptor is what matters.
+    Connect = 4,
+    /// sendfile: bytes go from a file to the socket without passing through the process, so
+    /// there is nothing to copy; they are reported as moved but not captured, which keeps the
+    /// stream offsets true.
+    FromFile = 5,
+}
+
+/// A syscall on a captured socket, between its enter and its exit, keyed by thread.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct InFlight {
+    pub buffer: u64,
+    /// Buffer length (Flat) or iovec count (Vector; Message reads it from the msghdr).
+    pub count: u64,
+    pub fd: u32,
+    pub shape: BufferShape,
+    pub direction: u8,
+    pub _pad: [u8; 2],
+}
+
+#[map]
+pub static IN_FLIGHT: HashMap<u64, InFlight> = HashMap::with_max_entries(IN_FLIGHT_MAX_ENTRIES, 0);
+
+/// The event being assembled: too big for the 512-byte stack, and for a per-CPU map value
+/// (32 KiB at most), so an ordinary array with one entry per CPU, indexed by CPU id. The agent
+/// sizes it to the possible CPUs at load time.
+#[repr(C)]
+pub struct EventBuffer {
+    pub header: EventHeader,
+    pub payload: [u8; PAYLOAD_CAPACITY],
+}
+
+#[map]
+pub static EVENT_BUFFER: Array<EventBuffer> = Array::with_max_entries(1, 0);
+
+pub fn bump(stat: CaptureStat, by: u64) {
+    if let Some(counter) = CAPTURE_STATS.get_ptr_mut(stat as u32) {
+        // SAFETY: per-CPU slot, so no other program touches it concurrently.
+        unsafe { *counter += by };
+    }
+}
+
+pub fn config(slot: u32) -> u64 {
+    CAPTURE_CONFIG.get(slot).copied().unwrap_or(0)
+}
