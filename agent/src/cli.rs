@@ -91,6 +91,88 @@ pub struct RunArgs {
     /// `off` disables the endpoint.
     #[arg(long, value_name = "ADDR|off", default_value = "127.0.0.1:9464")]
     pub metrics_addr: String,
+
+    #[command(flatten)]
+    pub capture: CaptureArgs,
+}
+
+/// Seeing API calls: which connections are captured and how much of them is kept.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "API call capture")]
+pub struct CaptureArgs {
+    /// Capture the TCP connections of every process on this host and report each HTTP/1.1,
+    /// HTTP/2 and gRPC call as an `api.call` record. `off` runs enforcement only.
+    #[arg(long, value_enum, default_value_t = Switch::On)]
+    pub capture: Switch,
+
+    /// Capture only connections with this port at either end (repeatable). Default: all ports.
+    #[arg(long = "capture-port", value_name = "PORT")]
+    pub ports: Vec<u16>,
+
+    /// Capture only processes in this cgroup (v2), given as its directory under /sys/fs/cgroup
+    /// or as its id (repeatable). Default: all cgroups.
+    #[arg(long = "capture-cgroup", value_name = "PATH|ID")]
+    pub cgroups: Vec<String>,
+
+    /// Capture only this process id (repeatable). Default: all processes.
+    #[arg(long = "capture-pid", value_name = "PID")]
+    pub processes: Vec<u32>,
+
+    /// Payload bytes one kernel event carries (at most 32768); a syscall that moves more is
+    /// split into several events, and bytes past 8 events per buffer are counted as not captured.
+    #[arg(long, value_name = "BYTES", default_value_t = agent_common::capture::DEFAULT_MAX_PAYLOAD,
+          value_parser = clap::value_parser!(u32).range(64..=agent_common::capture::PAYLOAD_CAPACITY as i64))]
+    pub capture_event_bytes: u32,
+
+    /// Size of the kernel's capture ring buffer; a power of two. Events that find it full are
+    /// lost and counted (moat_capture_events_lost_total).
+    #[arg(long, value_name = "BYTES", default_value_t = agent_common::capture::DEFAULT_EVENTS_BYTES,
+          value_parser = parse_ring_bytes)]
+    pub capture_ring_bytes: u32,
+
+    /// Connections tracked at once; past it the least recently active one is dropped (counted).
+    #[arg(long, value_name = "N", default_value_t = 16_384)]
+    pub capture_max_connections: usize,
+
+    /// Bytes one connection may hold while its messages are incomplete (header blocks, bodies
+    /// kept for analysis, out-of-order bytes); past it its parser starts over (counted).
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    pub capture_max_connection_bytes: usize,
+
+    /// Body bytes kept in memory per message for analysis (never written out).
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
+    pub capture_body_bytes: usize,
+
+    /// A connection with no traffic for this long is forgotten (its open calls are reported
+    /// incomplete).
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub capture_idle_timeout: Duration,
+
+    /// Another header whose value is a credential and is replaced by `[redacted]` in records
+    /// (repeatable). Authorization, Cookie, Set-Cookie, Proxy-Authorization and X-Api-Key always
+    /// are.
+    #[arg(long = "redact-header", value_name = "NAME")]
+    pub redact_headers: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+}
+
+fn parse_ring_bytes(text: &str) -> Result<u32, String> {
+    let bytes: u32 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a byte count; write e.g. 16777216"))?;
+    if !bytes.is_power_of_two() || bytes < 4096 {
+        return Err(format!(
+            "{bytes} is not a power of two of at least 4096, which the kernel requires of a ring buffer; \
+             try {}",
+            bytes.max(4096).next_power_of_two()
+        ));
+    }
+    Ok(bytes)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -160,6 +242,28 @@ mod tests {
         assert_eq!(args.run.output, OutputFormat::Text);
         assert_eq!(args.run.report_interval, Duration::from_millis(500));
         assert_eq!(args.run.state_dir, PathBuf::from(DEFAULT_STATE_DIR));
+        assert_eq!(args.run.capture.capture, Switch::On);
+    }
+
+    #[test]
+    fn capture_flags_are_validated() {
+        let args = Args::try_parse_from([
+            "moat-agent",
+            "--capture-port",
+            "80",
+            "--capture-port",
+            "8080",
+            "--capture-event-bytes",
+            "4096",
+            "--redact-header",
+            "X-Session",
+        ])
+        .expect("valid flags");
+        assert_eq!(args.run.capture.ports, [80, 8080]);
+        assert_eq!(args.run.capture.capture_event_bytes, 4096);
+        assert!(Args::try_parse_from(["moat-agent", "--capture-event-bytes", "99999"]).is_err());
+        assert!(parse_ring_bytes("5000").unwrap_err().contains("try 8192"));
+        assert_eq!(parse_ring_bytes("65536"), Ok(65536));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::{enforcer::VerdictLabel, loader::Attachment, traffic::XdpStats};
+use crate::{capture::CaptureStats, enforcer::VerdictLabel, loader::Attachment, traffic::XdpStats};
 
 /// What the agent knows, as of the last refresh.
 #[derive(Clone, Debug, Default)]
@@ -34,6 +34,8 @@ pub struct Snapshot {
     pub malformed_drop_events: u64,
     /// True once the programs are attached and the policy applied.
     pub ready: bool,
+    /// API call capture, when it runs.
+    pub capture: Option<CaptureStats>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -202,8 +204,133 @@ impl Collector for Metrics {
         )?;
         ConstGauge::new(snapshot.timed_blocks as i64)
             .encode(blocks.encode_family(&Labels::new())?)?;
+        if let Some(capture) = &snapshot.capture {
+            encode_capture(&mut encoder, capture)?;
+        }
         Ok(())
     }
+}
+
+fn gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: i64,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    ConstGauge::new(value).encode(family.encode_family(&Labels::new())?)
+}
+
+fn encode_capture(
+    encoder: &mut DescriptorEncoder,
+    capture: &CaptureStats,
+) -> Result<(), std::fmt::Error> {
+    use agent_common::capture::CaptureStat;
+    let kernel = |stat: CaptureStat| capture.kernel[stat as usize];
+    let tracker = capture.tracker;
+    counter(
+        encoder,
+        "moat_api_calls",
+        "API calls parsed from captured connections (a call seen at both ends counts twice here, is reported once).",
+        &[(vec![], tracker.calls)],
+    )?;
+    counter(
+        encoder,
+        "moat_api_calls_merged",
+        "Calls seen at both ends of a connection on this node, reported once.",
+        &[(vec![], tracker.calls_merged)],
+    )?;
+    counter(
+        encoder,
+        "moat_capture_connections_opened",
+        "Connections capture started tracking.",
+        &[(vec![], tracker.connections_opened)],
+    )?;
+    let cpus: Vec<String> = (0..capture.events_lost_per_cpu.len())
+        .map(|cpu| cpu.to_string())
+        .collect();
+    let lost: Vec<(Labels<'_>, u64)> = capture
+        .events_lost_per_cpu
+        .iter()
+        .zip(&cpus)
+        .map(|(lost, cpu)| (vec![("cpu", cpu.as_str())], *lost))
+        .collect();
+    counter(
+        encoder,
+        "moat_capture_events_lost",
+        "Capture events the kernel's ring buffer had no room for, per CPU.",
+        &lost,
+    )?;
+    counter(
+        encoder,
+        "moat_capture_bytes_missed",
+        "Stream bytes the agent did not get, by reason: ring buffer full, past the per-syscall event limit, unreadable from the process, or sent from a file with sendfile (never in the process's memory).",
+        &[
+            (
+                vec![("reason", "ring_full")],
+                kernel(CaptureStat::BytesLost),
+            ),
+            (
+                vec![("reason", "event_limit")],
+                kernel(CaptureStat::BytesNotCaptured),
+            ),
+            (
+                vec![("reason", "unreadable")],
+                kernel(CaptureStat::BytesUnreadable),
+            ),
+        ],
+    )?;
+    counter(
+        encoder,
+        "moat_capture_dropped",
+        "What a capture bound or a lost event cost, by reason; each is a loss, never silent.",
+        &[
+            (
+                vec![("reason", "socket_table_full")],
+                kernel(CaptureStat::SocketTableFull),
+            ),
+            (
+                vec![("reason", "in_flight_table_full")],
+                kernel(CaptureStat::InFlightTableFull),
+            ),
+            (
+                vec![("reason", "malformed_event")],
+                capture.malformed_events,
+            ),
+            (
+                vec![("reason", "unknown_connection")],
+                tracker.events_unknown_connection,
+            ),
+            (
+                vec![("reason", "connection_evicted")],
+                tracker.connections_evicted,
+            ),
+            (
+                vec![("reason", "connection_expired")],
+                tracker.connections_expired,
+            ),
+            (
+                vec![("reason", "connection_bytes_exceeded")],
+                tracker.connection_bytes_exceeded,
+            ),
+            (
+                vec![("reason", "mirror_queue_full")],
+                tracker.mirror_queue_full,
+            ),
+        ],
+    )?;
+    gauge(
+        encoder,
+        "moat_capture_connections",
+        "Connections tracked now.",
+        capture.connections as i64,
+    )?;
+    gauge(
+        encoder,
+        "moat_capture_held_bytes",
+        "Bytes held by tracked connections now (incomplete messages, kept bodies, out-of-order bytes).",
+        capture.held_bytes as i64,
+    )
 }
 
 /// Serves until the process ends.

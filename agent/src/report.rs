@@ -8,6 +8,7 @@ use std::{collections::HashMap, io::Write, net::IpAddr, path::Path, time::System
 use serde::Serialize;
 
 use crate::{
+    capture::{CaptureStats, record::CallRecord},
     cli::OutputFormat,
     loader::Attachment,
     protocol::ip_protocol_name,
@@ -24,7 +25,15 @@ pub enum Record<'a> {
         state_dir: &'a Path,
         #[serde(skip_serializing_if = "Option::is_none")]
         policy: Option<&'a Path>,
+        /// Whether API calls are being captured.
+        capture: bool,
     },
+    /// One API call.
+    #[serde(rename = "api.call")]
+    Call(&'a CallRecord),
+    /// What capture saw and what it lost, since the agent started.
+    #[serde(rename = "agent.capture_stats")]
+    CaptureStats(&'a CaptureStatsRecord),
     /// An interface matched `--iface-glob` after start-up and the program now runs on it.
     #[serde(rename = "agent.attached")]
     Attached(InterfaceRecord<'a>),
@@ -83,6 +92,55 @@ pub enum Record<'a> {
     },
     #[serde(rename = "enforce.timed_block_expired")]
     TimedBlockExpired { network: String, reason: &'a str },
+}
+
+#[derive(Debug, Serialize)]
+pub struct CaptureStatsRecord {
+    pub connections: usize,
+    pub held_bytes: usize,
+    pub connections_opened: u64,
+    pub calls: u64,
+    pub calls_merged: u64,
+    pub events_lost: u64,
+    pub bytes_lost: u64,
+    pub bytes_not_captured: u64,
+    pub bytes_unreadable: u64,
+    pub bytes_from_file: u64,
+    pub socket_table_full: u64,
+    pub in_flight_table_full: u64,
+    pub malformed_events: u64,
+    pub events_unknown_connection: u64,
+    pub connections_evicted: u64,
+    pub connections_expired: u64,
+    pub connection_bytes_exceeded: u64,
+    pub mirror_queue_full: u64,
+}
+
+impl From<CaptureStats> for CaptureStatsRecord {
+    fn from(stats: CaptureStats) -> Self {
+        use agent_common::capture::CaptureStat;
+        let kernel = |stat: CaptureStat| stats.kernel[stat as usize];
+        Self {
+            connections: stats.connections,
+            held_bytes: stats.held_bytes,
+            connections_opened: stats.tracker.connections_opened,
+            calls: stats.tracker.calls,
+            calls_merged: stats.tracker.calls_merged,
+            events_lost: kernel(CaptureStat::EventsLost),
+            bytes_lost: kernel(CaptureStat::BytesLost),
+            bytes_not_captured: kernel(CaptureStat::BytesNotCaptured),
+            bytes_unreadable: kernel(CaptureStat::BytesUnreadable),
+            bytes_from_file: kernel(CaptureStat::BytesFromFile),
+            socket_table_full: kernel(CaptureStat::SocketTableFull),
+            in_flight_table_full: kernel(CaptureStat::InFlightTableFull),
+            malformed_events: stats.malformed_events,
+            events_unknown_connection: stats.tracker.events_unknown_connection,
+            connections_evicted: stats.tracker.connections_evicted,
+            connections_expired: stats.tracker.connections_expired,
+            connection_bytes_exceeded: stats.tracker.connection_bytes_exceeded,
+            mirror_queue_full: stats.tracker.mirror_queue_full,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -318,6 +376,7 @@ mod tests {
                     interfaces: vec![(&attachment).into()],
                     state_dir: Path::new("/sys/fs/bpf/moat"),
                     policy: None,
+                    capture: false,
                 },
                 at(0),
             )

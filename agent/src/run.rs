@@ -14,7 +14,13 @@ use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
 
 use crate::{
-    cli::{Args, Command, HookArg, RunArgs},
+    capture::{
+        Capture,
+        connections::TrackerLimits,
+        probes::ProbeConfig,
+        record::{CallRecord, Redaction},
+    },
+    cli::{Args, CaptureArgs, Command, HookArg, RunArgs, Switch},
     enforcer::{Enforcer, monotonic_ns},
     events::{self, DropEvents},
     interfaces,
@@ -51,9 +57,13 @@ fn cleanup(state_dir: &Path) -> anyhow::Result<()> {
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
-    if args.interfaces.is_empty() && args.interface_globs.is_empty() {
+    if args.interfaces.is_empty()
+        && args.interface_globs.is_empty()
+        && args.capture.capture == Switch::Off
+    {
         bail!(
-            "name the interfaces to attach to with --iface NAME or --iface-glob GLOB (see --help)"
+            "with --capture off there is nothing to do: name the interfaces to enforce on with \
+             --iface NAME or --iface-glob GLOB (see --help)"
         );
     }
     let metrics_addr: Option<SocketAddr> = match args.metrics_addr.as_str() {
@@ -129,6 +139,12 @@ async fn serve(
     };
     agent.attach_glob_matches(false)?;
     let mut drop_events = DropEvents::open(&mut agent.datapath)?;
+    let mut calls = Vec::new();
+    let mut capture = match agent.args.capture.capture {
+        Switch::On => Some(start_capture(&agent.args.capture, &mut calls)?),
+        Switch::Off => None,
+    };
+    agent.emit_calls(&mut calls)?;
 
     let now = SystemTime::now();
     let attachments: Vec<_> = agent.datapath.attachments().cloned().collect();
@@ -150,11 +166,12 @@ async fn serve(
                 interfaces: attachments.iter().map(InterfaceRecord::from).collect(),
                 state_dir: &agent.args.state_dir,
                 policy: agent.source.as_ref().map(PolicySource::path),
+                capture: capture.is_some(),
             },
             now,
         )
         .context("writing to standard output")?;
-    agent.refresh_metrics();
+    agent.refresh_metrics(capture.as_mut());
 
     let mut terminate =
         signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -166,8 +183,21 @@ async fn serve(
     let mut tracker = ChangeTracker::default();
     loop {
         tokio::select! {
-            _ = reports.tick() => agent.report_traffic(&mut tracker, false)?,
-            _ = housekeeping.tick() => agent.housekeeping()?,
+            _ = reports.tick() => {
+                agent.report_traffic(&mut tracker, false)?;
+                agent.report_capture(capture.as_mut())?;
+            }
+            _ = housekeeping.tick() => {
+                if let Some(capture) = &mut capture {
+                    capture.housekeeping(monotonic_ns(), &mut calls)?;
+                    agent.emit_calls(&mut calls)?;
+                }
+                agent.housekeeping(capture.as_mut())?;
+            }
+            batch = next_calls(capture.as_mut(), &mut calls) => {
+                batch.context("reading capture events from the kernel")?;
+                agent.emit_calls(&mut calls)?;
+            }
             _ = hangup.recv() => {
                 info!("SIGHUP: reloading the policy");
                 agent.reload()?;
@@ -183,12 +213,92 @@ async fn serve(
             _ = interrupt.recv() => break,
         }
     }
+    if let Some(capture) = &mut capture {
+        capture.stop(monotonic_ns(), &mut calls);
+        agent.emit_calls(&mut calls)?;
+    }
     agent.report_traffic(&mut tracker, true)?;
+    agent.report_capture(capture.as_mut())?;
     info!(
         state_dir = %agent.args.state_dir.display(),
         "stopping; enforcement stays in place (the next agent takes it over; `moat-agent cleanup` removes it)"
     );
     Ok(())
+}
+
+fn start_capture(args: &CaptureArgs, calls: &mut Vec<CallRecord>) -> anyhow::Result<Capture> {
+    let cgroups = args
+        .cgroups
+        .iter()
+        .map(|cgroup| cgroup_id(cgroup))
+        .collect::<anyhow::Result<Vec<u64>>>()?;
+    let probe = ProbeConfig {
+        max_payload: args.capture_event_bytes,
+        ring_bytes: args.capture_ring_bytes,
+        ports: args.ports.clone(),
+        cgroups,
+        processes: args.processes.clone(),
+    };
+    let limits = TrackerLimits {
+        max_connections: args.capture_max_connections,
+        max_connection_bytes: args.capture_max_connection_bytes,
+        idle_timeout_ns: u64::try_from(args.capture_idle_timeout.as_nanos()).unwrap_or(u64::MAX),
+        mirror_wait_ns: MIRROR_WAIT.as_nanos() as u64,
+        max_awaiting_mirror: MAX_AWAITING_MIRROR,
+        parser: protocols::Limits {
+            max_body_bytes: args.capture_body_bytes,
+            ..protocols::Limits::default()
+        },
+    };
+    let capture = Capture::start(
+        &probe,
+        limits,
+        Redaction::new(&args.redact_headers),
+        monotonic_ns(),
+        calls,
+    )
+    .context("starting API call capture (--capture off runs without it)")?;
+    info!(
+        ports = ?args.ports,
+        processes = ?args.processes,
+        cgroups = ?args.cgroups,
+        "capturing API calls"
+    );
+    Ok(capture)
+}
+
+/// How long a call seen at one end of a connection waits for the other end, when both are on
+/// this node, so the pair is reported once.
+const MIRROR_WAIT: Duration = Duration::from_secs(2);
+const MAX_AWAITING_MIRROR: usize = 4096;
+
+/// A cgroup id from `--capture-cgroup`: a number, or a directory under /sys/fs/cgroup.
+fn cgroup_id(text: &str) -> anyhow::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    if let Ok(id) = text.parse() {
+        return Ok(id);
+    }
+    let path = if text.starts_with("/sys/fs/cgroup") {
+        std::path::PathBuf::from(text)
+    } else {
+        Path::new("/sys/fs/cgroup").join(text.trim_start_matches('/'))
+    };
+    let metadata = std::fs::metadata(&path).with_context(|| {
+        format!(
+            "--capture-cgroup {text:?}: {} is not a cgroup directory; give a path under \
+             /sys/fs/cgroup (as in /proc/PID/cgroup) or a cgroup id",
+            path.display()
+        )
+    })?;
+    Ok(metadata.ino())
+}
+
+/// The next completed calls, or never when capture is off.
+async fn next_calls(capture: Option<&mut Capture>, calls: &mut Vec<CallRecord>) -> io::Result<()> {
+    match capture {
+        Some(capture) => capture.next_batch(calls).await,
+        None => std::future::pending().await,
+    }
 }
 
 fn hook_of(args: &RunArgs) -> Hook {
@@ -216,6 +326,22 @@ impl Agent {
             .context("writing to standard output")
     }
 
+    fn emit_calls(&mut self, calls: &mut Vec<CallRecord>) -> anyhow::Result<()> {
+        let now = SystemTime::now();
+        for call in calls.drain(..) {
+            self.emit(&Record::Call(&call), now)?;
+        }
+        Ok(())
+    }
+
+    fn report_capture(&mut self, capture: Option<&mut Capture>) -> anyhow::Result<()> {
+        let Some(capture) = capture else {
+            return Ok(());
+        };
+        let stats = capture.stats()?;
+        self.emit(&Record::CaptureStats(&stats.into()), SystemTime::now())
+    }
+
     fn report_traffic(&mut self, tracker: &mut ChangeTracker, closing: bool) -> anyhow::Result<()> {
         let snapshot = self.datapath.source_traffic()?;
         let changed = if closing {
@@ -228,7 +354,7 @@ impl Agent {
             .context("writing to standard output")
     }
 
-    fn housekeeping(&mut self) -> anyhow::Result<()> {
+    fn housekeeping(&mut self, capture: Option<&mut Capture>) -> anyhow::Result<()> {
         let now = SystemTime::now();
         for lapsed in self.enforcer.expire_blocks(&mut self.datapath)? {
             let record = Record::TimedBlockExpired {
@@ -242,7 +368,7 @@ impl Agent {
             info!("policy file changed: reloading");
             self.reload()?;
         }
-        self.refresh_metrics();
+        self.refresh_metrics(capture);
         Ok(())
     }
 
@@ -351,7 +477,8 @@ impl Agent {
 
     /// Only called once the programs are attached and the policy applied, so it also marks the
     /// agent ready.
-    fn refresh_metrics(&mut self) {
+    fn refresh_metrics(&mut self, capture: Option<&mut Capture>) {
+        let capture = capture.map(|capture| capture.stats());
         let verdicts = self.enforcer.verdict_totals(&self.datapath);
         let xdp = self.datapath.xdp_stats();
         let attachments: Vec<_> = self.datapath.attachments().cloned().collect();
@@ -364,6 +491,11 @@ impl Agent {
             match xdp {
                 Ok(xdp) => snapshot.xdp = xdp,
                 Err(error) => warn!(%error, "reading XDP counters"),
+            }
+            match capture {
+                Some(Ok(capture)) => snapshot.capture = Some(capture),
+                Some(Err(error)) => warn!(%error, "reading capture counters"),
+                None => {}
             }
             snapshot.attachments = attachments;
             snapshot.timed_blocks = timed_blocks;

@@ -5,6 +5,10 @@
 //! do I/O, never panic on any input, and never hold more memory than their [`Limits`] allow.
 
 pub mod call;
+pub mod connection;
+pub mod grpc;
+pub mod http1;
+pub mod http2;
 
 pub use call::{Call, CallFlags, Direction, GrpcCall, Header, Message, Protocol};
 

@@ -12,6 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub mod pcap;
 pub mod traffic;
 
 use serde_json::Value;
@@ -154,6 +155,11 @@ impl RunningAgent {
             .args(extra_args);
         if !extra_args.contains(&"--metrics-addr") {
             command.args(["--metrics-addr", "off"]);
+        }
+        // Capture is on by default and sees every process on the host; tests of other features
+        // leave it off so that they neither pay for it nor see each other's traffic.
+        if !extra_args.contains(&"--capture") {
+            command.args(["--capture", "off"]);
         }
         command.stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut process = testbed::spawn(&mut command).expect("start moat-agent");

@@ -10,7 +10,9 @@ use std::{
 };
 
 use moat_e2e::{
-    RunningAgent, StateDir, require_root, source_totals,
+    RunningAgent, StateDir,
+    pcap::PacketCapture,
+    require_root, source_totals,
     traffic::{UdpCounter, udp_send},
     two_pods,
 };
@@ -234,37 +236,12 @@ fn tcp_counts_match_a_tcpdump_capture_of_the_same_interface() {
     std::fs::create_dir_all(&directory).expect("capture directory");
     let capture = directory.join("client.pcap");
     let filter = format!("ip6 and tcp and src host {}", client.ipv6);
-    let mut tcpdump = testbed::spawn(
-        node.command("tcpdump")
-            // A 64 MiB buffer, so that tcpdump keeps up with a veth at full speed.
-            .args([
-                "-i",
-                &client.host_interface,
-                "-nn",
-                "-U",
-                "--immediate-mode",
-                "-B",
-                "65536",
-                "-w",
-            ])
-            .arg(&capture)
-            .arg(&filter)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped()),
-    )
-    .expect("start tcpdump");
-    // tcpdump says "listening on" once its capture is open; what it says after is its summary.
-    let stderr = BufReader::new(tcpdump.child_mut().stderr.take().expect("piped stderr"));
-    let (lines_sender, tcpdump_lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            let _ = lines_sender.send(line);
-        }
-    });
-    let listening = tcpdump_lines
-        .recv_timeout(Duration::from_secs(10))
-        .expect("tcpdump starts within 10s");
-    assert!(listening.contains("listening on"), "tcpdump: {listening}");
+    let tcpdump = PacketCapture::start(
+        node.command("tcpdump"),
+        &client.host_interface,
+        &capture,
+        &filter,
+    );
 
     let listener = server
         .enter(|| TcpListener::bind(SocketAddr::new(IpAddr::V6(server.ipv6), 0)))
@@ -288,22 +265,7 @@ fn tcp_counts_match_a_tcpdump_capture_of_the_same_interface() {
 
     // Let the last ACKs and FINs cross before both observers stop.
     std::thread::sleep(Duration::from_millis(700));
-    let status = tcpdump.signal_and_wait(libc::SIGINT, Duration::from_secs(5));
-    assert!(status.is_some(), "tcpdump did not stop");
-    let summary: String = tcpdump_lines.iter().collect::<Vec<_>>().join("\n");
-    let summary_count = |what: &str| {
-        summary
-            .lines()
-            .find_map(|line| line.strip_suffix(what))
-            .and_then(|number| number.trim().parse::<u64>().ok())
-            .unwrap_or_else(|| panic!("no {what:?} in tcpdump's summary:\n{summary}"))
-    };
-    assert_eq!(summary_count("packets dropped by kernel"), 0, "{summary}");
-    assert_eq!(
-        summary_count("packets captured"),
-        summary_count("packets received by filter"),
-        "tcpdump must write every packet it saw to be ground truth:\n{summary}"
-    );
+    let capture = tcpdump.stop();
     let expected = tcpdump_totals(&capture);
     let _ = std::fs::remove_dir_all(&directory);
     assert!(

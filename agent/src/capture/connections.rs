@@ -1,0 +1,568 @@
+//! Every captured connection: its process and addresses, its two byte streams in order, and the
+//! parser that turns them into calls. Bounded in connections, in bytes per connection and in
+//! idle time; whatever a bound costs is counted in [`TrackerStats`].
+
+use std::{
+    collections::{HashMap, VecDeque},
+    net::SocketAddr,
+};
+
+use protocols::{Call, Direction, Limits, StreamParser, connection::ConnectionParser};
+
+use super::{
+    event::{Endpoints, Event, Task},
+    reassembly::{Piece, Reassembler},
+    record::{CallRecord, Peer, Redaction},
+};
+
+#[derive(Debug, Clone)]
+pub struct TrackerLimits {
+    pub max_connections: usize,
+    /// Bytes one connection may hold: out-of-order bytes waiting plus what its parser buffers.
+    pub max_connection_bytes: usize,
+    pub idle_timeout_ns: u64,
+    /// How long a call seen at one end waits for the same call from the other end, when both
+    /// ends are on this node.
+    pub mirror_wait_ns: u64,
+    pub max_awaiting_mirror: usize,
+    pub parser: Limits,
+}
+
+/// What the bounds cost, and other losses, since the agent started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TrackerStats {
+    pub connections_opened: u64,
+    /// Least recently active connections dropped to admit new ones.
+    pub connections_evicted: u64,
+    /// Connections dropped after the idle timeout.
+    pub connections_expired: u64,
+    /// Connections whose parser was restarted because it held more than the per-connection bound.
+    pub connection_bytes_exceeded: u64,
+    /// Data events of connections the agent does not know (their open event was lost).
+    pub events_unknown_connection: u64,
+    pub calls: u64,
+    /// Calls seen at both ends and reported once.
+    pub calls_merged: u64,
+    /// Calls reported from one end only because too many waited for their other end.
+    pub mirror_queue_full: u64,
+}
+
+struct Connection {
+    task: Task,
+    fd: u32,
+    endpoints: Endpoints,
+    parser: ConnectionParser,
+    sent: Reassembler,
+    received: Reassembler,
+    last_seen_ns: u64,
+}
+
+impl Connection {
+    fn held_bytes(&self) -> usize {
+        self.sent.held_bytes() + self.received.held_bytes() + self.parser.buffered_bytes()
+    }
+}
+
+pub struct Tracker {
+    connections: HashMap<u64, Connection>,
+    /// (local, remote) of each connection, to find the other end of a connection on this node.
+    by_endpoints: HashMap<(SocketAddr, SocketAddr), u64>,
+    awaiting_mirror: VecDeque<(u64, CallRecord)>,
+    limits: TrackerLimits,
+    redaction: Redaction,
+    pub stats: TrackerStats,
+}
+
+impl Tracker {
+    pub fn new(limits: TrackerLimits, redaction: Redaction) -> Self {
+        Self {
+            connections: HashMap::new(),
+            by_endpoints: HashMap::new(),
+            awaiting_mirror: VecDeque::new(),
+            limits,
+            redaction,
+            stats: TrackerStats::default(),
+        }
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.connections.len()
+    }
+
+    /// Bytes all connections hold.
+    pub fn held_bytes(&self) -> usize {
+        self.connections.values().map(Connection::held_bytes).sum()
+    }
+
+    /// A connection starts being tracked. `mid_stream`: it was open before capture began, so its
+    /// streams start at an unknown point of its protocol.
+    pub fn open(
+        &mut self,
+        connection_id: u64,
+        fd: u32,
+        task: Task,
+        endpoints: Endpoints,
+        mid_stream: bool,
+        time_ns: u64,
+        out: &mut Vec<CallRecord>,
+    ) {
+        if self.connections.contains_key(&connection_id) {
+            self.close(connection_id, time_ns, out);
+        }
+        if self.connections.len() >= self.limits.max_connections {
+            self.evict_least_recent(time_ns, out);
+        }
+        let window = self.limits.max_connection_bytes / 2;
+        self.by_endpoints
+            .insert((endpoints.local, endpoints.remote), connection_id);
+        self.connections.insert(
+            connection_id,
+            Connection {
+                task,
+                fd,
+                endpoints,
+                parser: ConnectionParser::new(self.limits.parser, mid_stream),
+                sent: Reassembler::new(0, window),
+                received: Reassembler::new(0, window),
+                last_seen_ns: time_ns,
+            },
+        );
+        self.stats.connections_opened += 1;
+    }
+
+    fn evict_least_recent(&mut self, time_ns: u64, out: &mut Vec<CallRecord>) {
+        let oldest = self
+            .connections
+            .iter()
+            .min_by_key(|(_, connection)| connection.last_seen_ns)
+            .map(|(connection_id, _)| *connection_id);
+        if let Some(connection_id) = oldest {
+            self.stats.connections_evicted += 1;
+            self.close(connection_id, time_ns, out);
+        }
+    }
+
+    pub fn handle(&mut self, event: Event<'_>, out: &mut Vec<CallRecord>) {
+        match event {
+            Event::Open {
+                connection_id,
+                fd,
+                task,
+                endpoints,
+                time_ns,
+            } => self.open(connection_id, fd, task, endpoints, false, time_ns, out),
+            Event::Data {
+                connection_id,
+                sent,
+                offset,
+                length,
+                payload,
+                time_ns,
+            } => self.data(connection_id, sent, offset, length, payload, time_ns, out),
+            Event::Close {
+                connection_id, time_ns, ..
+            }
+            | Event::Closed { connection_id, time_ns } => self.close(connection_id, time_ns, out),
+            Event::CloseRange { tgid, first, last } => {
+                let closing: Vec<u64> = self
+                    .connections
+                    .iter()
+                    .filter(|(_, connection)| {
+                        connection.task.tgid == tgid && (first..=last).contains(&connection.fd)
+                    })
+                    .map(|(connection_id, _)| *connection_id)
+                    .collect();
+                for connection_id in closing {
+                    self.close(connection_id, 0, out);
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn data(
+        &mut self,
+        connection_id: u64,
+        sent: bool,
+        offset: u64,
+        length: u64,
+        payload: &[u8],
+        time_ns: u64,
+        out: &mut Vec<CallRecord>,
+    ) {
+        let Some(connection) = self.connections.get_mut(&connection_id) else {
+            self.stats.events_unknown_connection += 1;
+            return;
+        };
+        connection.last_seen_ns = time_ns;
+        let direction = request_if(sent == connection.endpoints.is_client);
+        let mut calls = Vec::new();
+        let parser = &mut connection.parser;
+        let stream = if sent {
+            &mut connection.sent
+        } else {
+            &mut connection.received
+        };
+        stream.push(offset, length, payload, time_ns, &mut |piece, time_ns| {
+            deliver(parser, direction, piece, time_ns, &mut calls)
+        });
+        if connection.held_bytes() > self.limits.max_connection_bytes {
+            // The parser is waiting for more than the bound allows (a huge header, a flood of
+            // early bytes): what it holds is given up, and parsing resumes at the next message
+            // it recognises.
+            self.stats.connection_bytes_exceeded += 1;
+            connection.parser.close(time_ns, &mut calls);
+            connection.parser = ConnectionParser::new(self.limits.parser, true);
+            connection.sent.discard();
+            connection.received.discard();
+        }
+        self.finish_calls(connection_id, calls, time_ns, out);
+    }
+
+    fn finish_calls(
+        &mut self,
+        connection_id: u64,
+        calls: Vec<Call>,
+        time_ns: u64,
+        out: &mut Vec<CallRecord>,
+    ) {
+        let Some(connection) = self.connections.get(&connection_id) else {
+            return;
+        };
+        let endpoints = connection.endpoints;
+        let (client, server) = endpoints.client_server();
+        let at_client = endpoints.is_client;
+        let task = connection.task.clone();
+        let other_end_here = self
+            .by_endpoints
+            .contains_key(&(endpoints.remote, endpoints.local));
+        for call in calls {
+            self.stats.calls += 1;
+            let record = CallRecord::new(
+                call,
+                Peer::new(client, at_client.then_some(&task)),
+                Peer::new(server, (!at_client).then_some(&task)),
+                at_client,
+                &self.redaction,
+            );
+            self.report(record, other_end_here, time_ns, out);
+        }
+    }
+
+    /// Reports a call now, or holds it briefly for its mirror when the other end is on this
+    /// node too.
+    fn report(
+        &mut self,
+        record: CallRecord,
+        other_end_here: bool,
+        time_ns: u64,
+        out: &mut Vec<CallRecord>,
+    ) {
+        if let Some(index) = self
+            .awaiting_mirror
+            .iter()
+            .position(|(_, waiting)| waiting.is_mirror_of(&record))
+        {
+            if let Some((_, waiting)) = self.awaiting_mirror.remove(index) {
+                self.stats.calls_merged += 1;
+                out.push(waiting.merge(record));
+            }
+            return;
+        }
+        if !other_end_here {
+            out.push(record);
+            return;
+        }
+        if self.awaiting_mirror.len() >= self.limits.max_awaiting_mirror {
+            self.stats.mirror_queue_full += 1;
+            if let Some((_, oldest)) = self.awaiting_mirror.pop_front() {
+                out.push(oldest);
+            }
+        }
+        self.awaiting_mirror
+            .push_back((time_ns.saturating_add(self.limits.mirror_wait_ns), record));
+    }
+
+    /// The connection is over: its parser reports what it still holds.
+    pub fn close(&mut self, connection_id: u64, time_ns: u64, out: &mut Vec<CallRecord>) {
+        let Some(mut connection) = self.connections.remove(&connection_id) else {
+            return;
+        };
+        let mut calls = Vec::new();
+        let time_ns = if time_ns == 0 {
+            connection.last_seen_ns
+        } else {
+            time_ns
+        };
+        let parser = &mut connection.parser;
+        let mut deliver_sent = |piece: Piece<'_>, time_ns| {
+            deliver(
+                parser,
+                request_if(connection.endpoints.is_client),
+                piece,
+                time_ns,
+                &mut calls,
+            )
+        };
+        connection.sent.flush(&mut deliver_sent);
+        let mut deliver_received = |piece: Piece<'_>, time_ns| {
+            deliver(
+                parser,
+                request_if(!connection.endpoints.is_client),
+                piece,
+                time_ns,
+                &mut calls,
+            )
+        };
+        connection.received.flush(&mut deliver_received);
+        parser.close(time_ns, &mut calls);
+        // Put it back for the duration of reporting, so its task and endpoints are known.
+        let key = (connection.endpoints.local, connection.endpoints.remote);
+        self.connections.insert(connection_id, connection);
+        self.finish_calls(connection_id, calls, time_ns, out);
+        self.connections.remove(&connection_id);
+        if self.by_endpoints.get(&key) == Some(&connection_id) {
+            self.by_endpoints.remove(&key);
+        }
+    }
+
+    /// Drops idle connections and releases calls whose other end did not report in time.
+    pub fn expire(&mut self, now_ns: u64, out: &mut Vec<CallRecord>) {
+        let idle: Vec<u64> = self
+            .connections
+            .iter()
+            .filter(|(_, connection)| {
+                now_ns.saturating_sub(connection.last_seen_ns) > self.limits.idle_timeout_ns
+            })
+            .map(|(connection_id, _)| *connection_id)
+            .collect();
+        for connection_id in idle {
+            self.stats.connections_expired += 1;
+            self.close(connection_id, now_ns, out);
+        }
+        while let Some((deadline, _)) = self.awaiting_mirror.front() {
+            if *deadline > now_ns {
+                break;
+            }
+            if let Some((_, record)) = self.awaiting_mirror.pop_front() {
+                out.push(record);
+            }
+        }
+    }
+
+    /// Ends everything (the agent is stopping).
+    pub fn close_all(&mut self, now_ns: u64, out: &mut Vec<CallRecord>) {
+        let connection_ids: Vec<u64> = self.connections.keys().copied().collect();
+        for connection_id in connection_ids {
+            self.close(connection_id, now_ns, out);
+        }
+        out.extend(self.awaiting_mirror.drain(..).map(|(_, record)| record));
+    }
+
+    /// Process ids that own tracked connections.
+    pub fn processes(&self) -> impl Iterator<Item = u32> + '_ {
+        self.connections
+            .values()
+            .map(|connection| connection.task.tgid)
+    }
+
+    /// Ends the connections of a process that is gone (it exited without closing them).
+    pub fn close_process(&mut self, tgid: u32, now_ns: u64, out: &mut Vec<CallRecord>) {
+        let connection_ids: Vec<u64> = self
+            .connections
+            .iter()
+            .filter(|(_, connection)| connection.task.tgid == tgid)
+            .map(|(connection_id, _)| *connection_id)
+            .collect();
+        for connection_id in connection_ids {
+            self.close(connection_id, now_ns, out);
+        }
+    }
+}
+
+fn request_if(condition: bool) -> Direction {
+    if condition {
+        Direction::Request
+    } else {
+        Direction::Response
+    }
+}
+
+fn deliver(
+    parser: &mut ConnectionParser,
+    direction: Direction,
+    piece: Piece<'_>,
+    time_ns: u64,
+    calls: &mut Vec<Call>,
+) {
+    match piece {
+        Piece::Bytes(bytes) => parser.data(direction, bytes, time_ns, calls),
+        Piece::Gap(missing) => parser.gap(direction, missing, time_ns, calls),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+    use crate::capture::record::Redaction;
+
+    fn limits() -> TrackerLimits {
+        TrackerLimits {
+            max_connections: 4,
+            max_connection_bytes: 64 * 1024,
+            idle_timeout_ns: 10_000,
+            mirror_wait_ns: 1_000,
+            max_awaiting_mirror: 8,
+            parser: Limits::default(),
+        }
+    }
+
+    fn task(tgid: u32, comm: &str) -> Task {
+        Task {
+            tgid,
+            pid: tgid,
+            comm: comm.to_owned(),
+            cgroup_id: 7,
+        }
+    }
+
+    fn endpoints(local: &str, remote: &str, is_client: bool) -> Endpoints {
+        Endpoints {
+            local: local.parse::<SocketAddr>().unwrap(),
+            remote: remote.parse::<SocketAddr>().unwrap(),
+            is_client,
+        }
+    }
+
+    const CLIENT: &str = "198.18.1.10:40000";
+    const SERVER: &str = "198.18.2.10:8080";
+    const REQUEST: &[u8] = b"GET /a?b=1 HTTP/1.1\r\nHost: api\r\nAuthorization: secret\r\n\r\n";
+    const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+    fn data(id: u64, sent: bool, offset: u64, bytes: &[u8], time_ns: u64) -> Event<'_> {
+        Event::Data {
+            connection_id: id,
+            sent,
+            offset,
+            length: bytes.len() as u64,
+            payload: bytes,
+            time_ns,
+        }
+    }
+
+    #[test]
+    fn a_call_seen_at_one_end_is_reported_with_that_process() {
+        let mut tracker = Tracker::new(limits(), Redaction::new(&[]));
+        let mut out = Vec::new();
+        tracker.open(1, 3, task(100, "curl"), endpoints(CLIENT, SERVER, true), false, 10, &mut out);
+        tracker.handle(data(1, true, 0, REQUEST, 20), &mut out);
+        tracker.handle(data(1, false, 0, RESPONSE, 50), &mut out);
+        assert_eq!(out.len(), 1);
+        let call = &out[0];
+        assert_eq!(call.path.as_deref(), Some("/a"));
+        assert_eq!(call.status, Some(200));
+        assert_eq!(call.client.comm.as_deref(), Some("curl"));
+        assert_eq!(call.server.pid, None);
+        assert_eq!(call.seen_at, ["client"]);
+        let authorization = call.request.headers.iter().find(|h| h.name == "Authorization");
+        assert_eq!(authorization.map(|h| h.value.as_str()), Some("[redacted]"));
+    }
+
+    #[test]
+    fn a_call_seen_at_both_ends_is_reported_once_with_both_processes() {
+        let mut tracker = Tracker::new(limits(), Redaction::new(&[]));
+        let mut out = Vec::new();
+        tracker.open(1, 3, task(100, "curl"), endpoints(CLIENT, SERVER, true), false, 10, &mut out);
+        tracker.open(2, 4, task(200, "nginx"), endpoints(SERVER, CLIENT, false), false, 11, &mut out);
+        tracker.handle(data(1, true, 0, REQUEST, 20), &mut out);
+        tracker.handle(data(2, false, 0, REQUEST, 21), &mut out);
+        tracker.handle(data(2, true, 0, RESPONSE, 30), &mut out);
+        assert!(out.is_empty(), "the server's view waits for the client's");
+        tracker.handle(data(1, false, 0, RESPONSE, 31), &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].client.comm.as_deref(), Some("curl"));
+        assert_eq!(out[0].server.comm.as_deref(), Some("nginx"));
+        assert_eq!(out[0].seen_at, ["client", "server"]);
+        assert_eq!(tracker.stats.calls_merged, 1);
+    }
+
+    #[test]
+    fn an_unanswered_mirror_is_released_after_the_wait() {
+        let mut tracker = Tracker::new(limits(), Redaction::new(&[]));
+        let mut out = Vec::new();
+        tracker.open(1, 3, task(100, "curl"), endpoints(CLIENT, SERVER, true), false, 10, &mut out);
+        tracker.open(2, 4, task(200, "nginx"), endpoints(SERVER, CLIENT, false), false, 11, &mut out);
+        tracker.handle(data(2, false, 0, REQUEST, 21), &mut out);
+        tracker.handle(data(2, true, 0, RESPONSE, 30), &mut out);
+        tracker.expire(500, &mut out);
+        assert!(out.is_empty());
+        tracker.expire(1_100, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].seen_at, ["server"]);
+    }
+
+    #[test]
+    fn connections_are_bounded_and_evictions_counted() {
+        let mut tracker = Tracker::new(limits(), Redaction::new(&[]));
+        let mut out = Vec::new();
+        for id in 0..6u64 {
+            let local = format!("198.18.1.10:{}", 40000 + id);
+            tracker.open(id, 3, task(100, "curl"), endpoints(&local, SERVER, true), false, id, &mut out);
+        }
+        assert_eq!(tracker.connection_count(), 4);
+        assert_eq!(tracker.stats.connections_evicted, 2);
+        tracker.handle(data(0, true, 0, REQUEST, 20), &mut out);
+        assert_eq!(tracker.stats.events_unknown_connection, 1, "connection 0 was evicted");
+    }
+
+    #[test]
+    fn idle_connections_expire_and_their_open_calls_are_reported_incomplete() {
+        let mut tracker = Tracker::new(limits(), Redaction::new(&[]));
+        let mut out = Vec::new();
+        tracker.open(1, 3, task(100, "curl"), endpoints(CLIENT, SERVER, true), false, 10, &mut out);
+        tracker.handle(data(1, true, 0, REQUEST, 20), &mut out);
+        tracker.expire(5_000, &mut out);
+        assert!(out.is_empty());
+        tracker.expire(20_021, &mut out);
+        assert_eq!(tracker.connection_count(), 0);
+        assert_eq!(tracker.stats.connections_expired, 1);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].status, None);
+        assert!(!out[0].response.complete);
+    }
+
+    #[test]
+    fn a_connection_over_its_byte_bound_restarts_its_parser_and_counts_it() {
+        let mut tracker = Tracker::new(limits(), Redaction::new(&[]));
+        let mut out = Vec::new();
+        tracker.open(1, 3, task(100, "curl"), endpoints(CLIENT, SERVER, true), false, 10, &mut out);
+        let mut offset = 0;
+        tracker.handle(data(1, true, offset, b"GET / HTTP/1.1\r\nX-Big: ", 20), &mut out);
+        offset += 24;
+        let filler = vec![b'a'; 8 * 1024];
+        for _ in 0..16 {
+            tracker.handle(data(1, true, offset, &filler, 21), &mut out);
+            offset += filler.len() as u64;
+            assert!(tracker.held_bytes() <= 64 * 1024);
+        }
+        assert!(tracker.stats.connection_bytes_exceeded >= 1);
+        // Parsing resumes at the next message.
+        tracker.handle(data(1, true, offset, b"\r\n\r\n", 22), &mut out);
+        offset += 4;
+        tracker.handle(data(1, true, offset, REQUEST, 23), &mut out);
+        tracker.handle(data(1, false, 0, RESPONSE, 30), &mut out);
+        assert!(out.iter().any(|call| call.path.as_deref() == Some("/a")), "{out:#?}");
+    }
+
+    #[test]
+    fn close_range_ends_the_connections_of_that_process_in_the_range() {
+        let mut tracker = Tracker::new(limits(), Redaction::new(&[]));
+        let mut out = Vec::new();
+        tracker.open(1, 3, task(100, "curl"), endpoints(CLIENT, SERVER, true), false, 10, &mut out);
+        tracker.open(2, 9, task(100, "curl"), endpoints("198.18.1.10:40001", SERVER, true), false, 10, &mut out);
+        tracker.handle(Event::CloseRange { tgid: 100, first: 0, last: 5 }, &mut out);
+        assert_eq!(tracker.connection_count(), 1);
+    }
+}

@@ -1,0 +1,229 @@
+//! Seeing API calls: the capture programs' events, turned into `api.call` records.
+//!
+//! [`Capture`] owns the kernel side ([`probes`]), reads its ring buffer, and feeds the
+//! [`connections::Tracker`], which reassembles each connection and runs the protocol parsers.
+
+pub mod btf;
+pub mod connections;
+pub mod event;
+pub mod existing;
+pub mod probes;
+pub mod reassembly;
+pub mod record;
+
+use std::{
+    os::fd::{AsRawFd, RawFd},
+    path::Path,
+};
+
+use agent_common::capture::{CaptureStat, EXISTING_CONNECTION_BASE, SocketFd};
+use aya::maps::{MapData, RingBuf};
+use tokio::io::unix::AsyncFd;
+
+use self::{
+    connections::{Tracker, TrackerLimits, TrackerStats},
+    event::{Event, Task},
+    probes::{ProbeConfig, ProbeError, Probes},
+    record::{CallRecord, Redaction},
+};
+
+/// At most this many events are handled per wake-up, so a burst cannot starve the agent's other
+/// work; the rest waits for the next turn.
+const MAX_EVENTS_PER_READ: usize = 4096;
+
+struct RingFd(RingBuf<MapData>);
+
+impl AsRawFd for RingFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+/// Counters for metrics and the stats record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CaptureStats {
+    /// Kernel counters in [`CaptureStat::ALL`] order.
+    pub kernel: [u64; CaptureStat::COUNT as usize],
+    /// Ring-buffer events lost, per CPU.
+    pub events_lost_per_cpu: Vec<u64>,
+    pub tracker: TrackerStats,
+    /// Ring-buffer records that did not decode.
+    pub malformed_events: u64,
+    pub connections: usize,
+    pub held_bytes: usize,
+}
+
+pub struct Capture {
+    probes: Probes,
+    ring: AsyncFd<RingFd>,
+    tracker: Tracker,
+    malformed_events: u64,
+}
+
+impl Capture {
+    /// Loads and attaches the capture programs, then enters the connections that already exist
+    /// (mid-stream: their protocol state before now is unknown).
+    pub fn start(
+        probe: &ProbeConfig,
+        limits: TrackerLimits,
+        redaction: Redaction,
+        now_ns: u64,
+        out: &mut Vec<CallRecord>,
+    ) -> Result<Self, ProbeError> {
+        let mut probes = Probes::load(probe)?;
+        let ring = probes.take_events()?;
+        // SAFETY: the descriptor belongs to the RingBuf that AsyncFd now owns; it stays open as
+        // long as the registration, and nothing else closes it.
+        let ring = unsafe { AsyncFd::register(RingFd(ring)) }.map_err(|error| ProbeError::Ring {
+            source: std::io::Error::from(error),
+        })?;
+        let mut capture = Self {
+            probes,
+            ring,
+            tracker: Tracker::new(limits, redaction),
+            malformed_events: 0,
+        };
+        capture.adopt_existing(probe, now_ns, out)?;
+        Ok(capture)
+    }
+
+    fn adopt_existing(
+        &mut self,
+        probe: &ProbeConfig,
+        now_ns: u64,
+        out: &mut Vec<CallRecord>,
+    ) -> Result<(), ProbeError> {
+        let admitted = |socket: &existing::ExistingSocket| {
+            let ports = probe.ports.is_empty()
+                || probe.ports.contains(&socket.endpoints.local.port())
+                || probe.ports.contains(&socket.endpoints.remote.port());
+            let processes = probe.processes.is_empty() || probe.processes.contains(&socket.tgid);
+            let cgroups = probe.cgroups.is_empty()
+                || cgroup_id_of(socket.tgid).is_some_and(|id| probe.cgroups.contains(&id));
+            ports && processes && cgroups
+        };
+        for (index, socket) in existing::scan(std::process::id())
+            .into_iter()
+            .filter(admitted)
+            .enumerate()
+        {
+            let connection_id = EXISTING_CONNECTION_BASE | index as u64;
+            let key = SocketFd {
+                tgid: socket.tgid,
+                fd: socket.fd,
+            };
+            if self.probes.adopt_existing(key, connection_id)? {
+                let task = Task {
+                    tgid: socket.tgid,
+                    pid: socket.tgid,
+                    comm: socket.comm,
+                    cgroup_id: cgroup_id_of(socket.tgid).unwrap_or(0),
+                };
+                self.tracker
+                    .open(connection_id, socket.fd, task, socket.endpoints, true, now_ns, out);
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for events and handles those available; completed calls go to `out`.
+    pub async fn next_batch(&mut self, out: &mut Vec<CallRecord>) -> std::io::Result<()> {
+        loop {
+            let mut guard = self.ring.readable_mut().await?;
+            let mut handled = 0;
+            let mut closed_ranges = Vec::new();
+            {
+                let ring = &mut guard.get_inner_mut().0;
+                while handled < MAX_EVENTS_PER_READ {
+                    let Some(item) = ring.next() else { break };
+                    handled += 1;
+                    match event::decode(&item) {
+                        Some(event) => {
+                            if let Event::CloseRange { tgid, first, last } = event {
+                                closed_ranges.push((tgid, first, last));
+                            }
+                            self.tracker.handle(event, out);
+                        }
+                        None => self.malformed_events += 1,
+                    }
+                }
+            }
+            if handled < MAX_EVENTS_PER_READ {
+                guard.clear_ready();
+            }
+            for (tgid, first, last) in closed_ranges {
+                self.forget_range(tgid, first, last)?;
+            }
+            if handled > 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    fn forget_range(&mut self, tgid: u32, first: u32, last: u32) -> std::io::Result<()> {
+        let closed: Vec<SocketFd> = self
+            .probes
+            .sockets()
+            .map_err(std::io::Error::other)?
+            .into_iter()
+            .filter(|socket| socket.tgid == tgid && (first..=last).contains(&socket.fd))
+            .collect();
+        self.probes.forget(closed).map_err(std::io::Error::other)
+    }
+
+    /// Once a second: idle connections expire, calls stop waiting for their other end, and the
+    /// sockets of processes that exited without closing them are let go.
+    pub fn housekeeping(
+        &mut self,
+        now_ns: u64,
+        out: &mut Vec<CallRecord>,
+    ) -> Result<(), ProbeError> {
+        self.tracker.expire(now_ns, out);
+        let gone = |tgid: u32| !Path::new(&format!("/proc/{tgid}")).exists();
+        let dead_sockets: Vec<SocketFd> = self
+            .probes
+            .sockets()?
+            .into_iter()
+            .filter(|socket| gone(socket.tgid))
+            .collect();
+        self.probes.forget(dead_sockets)?;
+        let mut dead_processes: Vec<u32> = self
+            .tracker
+            .processes()
+            .filter(|tgid| gone(*tgid))
+            .collect();
+        dead_processes.sort_unstable();
+        dead_processes.dedup();
+        for tgid in dead_processes {
+            self.tracker.close_process(tgid, now_ns, out);
+        }
+        Ok(())
+    }
+
+    pub fn stats(&mut self) -> Result<CaptureStats, ProbeError> {
+        let (kernel, events_lost_per_cpu) = self.probes.stats()?;
+        Ok(CaptureStats {
+            kernel,
+            events_lost_per_cpu,
+            tracker: self.tracker.stats,
+            malformed_events: self.malformed_events,
+            connections: self.tracker.connection_count(),
+            held_bytes: self.tracker.held_bytes(),
+        })
+    }
+
+    /// The agent is stopping: every open call is reported with what was seen.
+    pub fn stop(&mut self, now_ns: u64, out: &mut Vec<CallRecord>) {
+        self.tracker.close_all(now_ns, out);
+    }
+}
+
+/// The cgroup (v2) id of a process: the inode number of its cgroup directory, which is what
+/// bpf_get_current_cgroup_id returns.
+fn cgroup_id_of(tgid: u32) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let text = std::fs::read_to_string(format!("/proc/{tgid}/cgroup")).ok()?;
+    let path = text.lines().find_map(|line| line.strip_prefix("0::"))?;
+    let metadata = std::fs::metadata(format!("/sys/fs/cgroup{path}")).ok()?;
+    Some(metadata.ino())
+}

@@ -1,0 +1,237 @@
+//! The `api.call` record: one call as the agent writes it, with credentials redacted. Field names
+//! are part of Moat's interface (docs/agent-output.md).
+
+use std::{collections::BTreeSet, net::SocketAddr};
+
+use protocols::{Call, Header, Message};
+use serde::Serialize;
+
+use super::event::Task;
+
+/// Replaces the values of credential headers.
+pub const REDACTED: &str = "[redacted]";
+
+/// Headers whose values are credentials whatever the deployment; `--redact-header` adds more.
+pub const DEFAULT_REDACTED_HEADERS: [&str; 5] = [
+    "authorization",
+    "cookie",
+    "set-cookie",
+    "proxy-authorization",
+    "x-api-key",
+];
+
+/// Names (lower case) of the headers whose values never leave the agent.
+#[derive(Debug, Clone)]
+pub struct Redaction {
+    names: BTreeSet<String>,
+}
+
+impl Redaction {
+    pub fn new(extra: &[String]) -> Self {
+        let names = DEFAULT_REDACTED_HEADERS
+            .iter()
+            .map(|name| (*name).to_owned())
+            .chain(extra.iter().map(|name| name.to_ascii_lowercase()))
+            .collect();
+        Self { names }
+    }
+
+    fn headers(&self, headers: &[Header]) -> Vec<HeaderRecord> {
+        headers
+            .iter()
+            .map(|header| HeaderRecord {
+                name: header.name.clone(),
+                value: if self.names.contains(&header.name.to_ascii_lowercase()) {
+                    REDACTED.to_owned()
+                } else {
+                    header.value.clone()
+                },
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct HeaderRecord {
+    pub name: String,
+    pub value: String,
+}
+
+/// One end of a call. The process is absent when that end is not on this node (or was not
+/// captured).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Peer {
+    pub ip: std::net::IpAddr,
+    pub port: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comm: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroup_id: Option<u64>,
+}
+
+impl Peer {
+    pub fn new(address: SocketAddr, task: Option<&Task>) -> Self {
+        Self {
+            ip: address.ip(),
+            port: address.port(),
+            pid: task.map(|task| task.tgid),
+            comm: task.map(|task| task.comm.clone()),
+            cgroup_id: task.map(|task| task.cgroup_id),
+        }
+    }
+
+    pub fn has_process(&self) -> bool {
+        self.pid.is_some()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct MessageRecord {
+    /// Bytes on the wire, head and body with framing.
+    pub bytes: u64,
+    pub body_bytes: u64,
+    pub complete: bool,
+    pub headers: Vec<HeaderRecord>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub trailers: Vec<HeaderRecord>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct GrpcRecord {
+    pub service: String,
+    pub method: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    pub request_messages: u64,
+    pub response_messages: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CallRecord {
+    pub protocol: &'static str,
+    pub client: Peer,
+    pub server: Peer,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream_id: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authority: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<GrpcRecord>,
+    /// First request byte to last response byte, in microseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_us: Option<u64>,
+    pub request: MessageRecord,
+    pub response: MessageRecord,
+    /// `truncated`, `mid_stream`, `gap`.
+    pub flags: Vec<&'static str>,
+    /// The ends the call was captured at: `client`, `server` or both.
+    pub seen_at: Vec<&'static str>,
+    /// Bodies stay in memory for analysis; never serialized.
+    #[serde(skip)]
+    pub request_body: Vec<u8>,
+    #[serde(skip)]
+    pub response_body: Vec<u8>,
+}
+
+fn message(message: &Message, redaction: &Redaction) -> MessageRecord {
+    MessageRecord {
+        bytes: message.wire_bytes,
+        body_bytes: message.body_bytes,
+        complete: message.complete,
+        headers: redaction.headers(&message.headers),
+        trailers: redaction.headers(&message.trailers),
+    }
+}
+
+impl CallRecord {
+    pub fn new(
+        call: Call,
+        client: Peer,
+        server: Peer,
+        at_client: bool,
+        redaction: &Redaction,
+    ) -> Self {
+        let mut flags = Vec::new();
+        if call.flags.truncated {
+            flags.push("truncated");
+        }
+        if call.flags.mid_stream {
+            flags.push("mid_stream");
+        }
+        if call.flags.gap {
+            flags.push("gap");
+        }
+        Self {
+            protocol: call.protocol.as_str(),
+            client,
+            server,
+            stream_id: call.stream_id,
+            latency_us: call.latency_ns().map(|ns| ns / 1_000),
+            request: message(&call.request, redaction),
+            response: message(&call.response, redaction),
+            grpc: call.grpc.map(|grpc| GrpcRecord {
+                service: grpc.service,
+                method: grpc.method,
+                status: grpc.status,
+                message: grpc.message,
+                request_messages: grpc.request_messages,
+                response_messages: grpc.response_messages,
+            }),
+            method: call.method,
+            authority: call.authority,
+            path: call.path,
+            query: call.query,
+            status: call.status,
+            flags,
+            seen_at: vec![if at_client { "client" } else { "server" }],
+            request_body: call.request.body,
+            response_body: call.response.body,
+        }
+    }
+
+    /// Whether `other` is this same call captured at the other end of the connection.
+    pub fn is_mirror_of(&self, other: &Self) -> bool {
+        self.client.ip == other.client.ip
+            && self.client.port == other.client.port
+            && self.server.ip == other.server.ip
+            && self.server.port == other.server.port
+            && self.seen_at != other.seen_at
+            && self.stream_id == other.stream_id
+            && self.method == other.method
+            && self.path == other.path
+            && self.status == other.status
+    }
+
+    /// Folds in the same call seen at the other end: both processes, and the cleaner parse.
+    pub fn merge(self, other: Self) -> Self {
+        let (mut best, rest) = if other.flags.len() < self.flags.len() {
+            (other, self)
+        } else {
+            (self, other)
+        };
+        if !best.client.has_process() {
+            best.client = rest.client;
+        }
+        if !best.server.has_process() {
+            best.server = rest.server;
+        }
+        // Latency as the client lived it: from its first request byte to its last response byte.
+        if rest.seen_at == ["client"] && rest.latency_us.is_some() {
+            best.latency_us = rest.latency_us;
+        }
+        best.seen_at = vec!["client", "server"];
+        best
+    }
+}

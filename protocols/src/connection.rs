@@ -1,0 +1,303 @@
+//! Which protocol a connection speaks, decided from its first bytes (never from its port), and
+//! the parser for it. HTTP/1.1 that upgrades to h2c switches parsers mid-connection; bytes of
+//! protocols Moat does not parse (TLS, databases) are left alone.
+
+use crate::{
+    Call, Direction, Limits, StreamParser,
+    http1::Http1Parser,
+    http2::{Http2Parser, PREFACE},
+};
+
+/// Bytes looked at before a connection is declared "not a protocol we parse".
+const DETECTION_WINDOW: usize = 4096;
+
+#[derive(Debug)]
+enum Piece {
+    Bytes(Vec<u8>, u64),
+    Gap(u64, u64),
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    pieces: Vec<Piece>,
+    bytes: usize,
+}
+
+impl Pending {
+    /// Captured bytes before the first gap: what detection may look at.
+    fn prefix(&self) -> Vec<u8> {
+        let mut prefix = Vec::new();
+        for piece in &self.pieces {
+            match piece {
+                Piece::Bytes(bytes, _) => prefix.extend_from_slice(bytes),
+                Piece::Gap(..) => break,
+            }
+        }
+        prefix
+    }
+}
+
+/// What the first bytes say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detected {
+    Http1,
+    Http2,
+    /// Some other protocol (or encrypted bytes): not parsed.
+    Other,
+}
+
+#[derive(Debug)]
+enum State {
+    Detecting {
+        request: Pending,
+        response: Pending,
+    },
+    Http1(Box<Http1Parser>),
+    Http2(Box<Http2Parser>),
+    Other,
+}
+
+/// The protocol parser of one connection: detection first, then HTTP/1.1 or HTTP/2.
+#[derive(Debug)]
+pub struct ConnectionParser {
+    limits: Limits,
+    mid_stream: bool,
+    state: State,
+}
+
+fn is_method_byte(byte: u8) -> bool {
+    byte.is_ascii_uppercase() || byte == b'-' || byte == b'_'
+}
+
+/// A request line: `METHOD SP target SP HTTP/1.x CRLF`, the method an upper-case token of 3 to 20
+/// bytes. `None`: not enough bytes to tell (no line end yet).
+fn starts_like_request(bytes: &[u8]) -> Option<bool> {
+    let mut method_end = None;
+    for (index, byte) in bytes.iter().enumerate().take(21) {
+        if *byte == b' ' {
+            method_end = Some(index);
+            break;
+        }
+        if !is_method_byte(*byte) {
+            return Some(false);
+        }
+    }
+    let Some(method_end) = method_end else {
+        return if bytes.len() > 20 { Some(false) } else { None };
+    };
+    if method_end < 3 {
+        return Some(false);
+    }
+    let Some(line_end) = bytes.windows(2).position(|pair| pair == b"\r\n") else {
+        return (bytes.len() > DETECTION_WINDOW).then_some(false);
+    };
+    let line = &bytes[..line_end];
+    Some(line.ends_with(b" HTTP/1.1") || line.ends_with(b" HTTP/1.0"))
+}
+
+fn starts_like_status_line(bytes: &[u8]) -> Option<bool> {
+    const PREFIX: &[u8] = b"HTTP/1.";
+    let shared = bytes.len().min(PREFIX.len());
+    if bytes.get(..shared) != PREFIX.get(..shared) {
+        return Some(false);
+    }
+    (bytes.len() >= PREFIX.len()).then_some(true)
+}
+
+/// HTTP/2 frames: a frame header with a known type and a sane length, followed (when the bytes
+/// reach that far) by another one. Only used for connections seen mid-stream, whose preface
+/// was missed.
+fn looks_like_http2_frames(bytes: &[u8]) -> bool {
+    const HEADER: usize = 9;
+    const MAX_TYPE: u8 = 9;
+    let mut at = 0;
+    let mut frames = 0;
+    while let Some(header) = bytes.get(at..at + HEADER) {
+        let length = usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
+        if header[3] > MAX_TYPE || length > 1 << 14 || header[5] & 0x80 != 0 {
+            return false;
+        }
+        frames += 1;
+        at += HEADER + length;
+    }
+    frames >= 2 || (frames == 1 && at == bytes.len())
+}
+
+/// The protocol of a connection from the first bytes of each direction.
+pub fn detect(request: &[u8], response: &[u8], mid_stream: bool) -> Option<Detected> {
+    let preface_shared = request.len().min(PREFACE.len());
+    if !request.is_empty() && request[..preface_shared] == PREFACE[..preface_shared] {
+        return (request.len() >= PREFACE.len()).then_some(Detected::Http2);
+    }
+    match starts_like_request(request) {
+        Some(true) => return Some(Detected::Http1),
+        None if !request.is_empty() => return None,
+        _ => {}
+    }
+    if starts_like_status_line(response) == Some(true) {
+        return Some(Detected::Http1);
+    }
+    if mid_stream && (looks_like_http2_frames(request) || looks_like_http2_frames(response)) {
+        return Some(Detected::Http2);
+    }
+    if !request.is_empty() && !mid_stream {
+        return Some(Detected::Other);
+    }
+    (request.len() >= DETECTION_WINDOW || response.len() >= DETECTION_WINDOW).then_some(Detected::Other)
+}
+
+impl ConnectionParser {
+    pub fn new(limits: Limits, mid_stream: bool) -> Self {
+        Self {
+            limits,
+            mid_stream,
+            state: State::Detecting {
+                request: Pending::default(),
+                response: Pending::default(),
+            },
+        }
+    }
+
+    /// The protocol, once known.
+    pub fn detected(&self) -> Option<Detected> {
+        match self.state {
+            State::Detecting { .. } => None,
+            State::Http1(_) => Some(Detected::Http1),
+            State::Http2(_) => Some(Detected::Http2),
+            State::Other => Some(Detected::Other),
+        }
+    }
+
+    fn hold(&mut self, direction: Direction, piece: Piece, calls: &mut Vec<Call>) {
+        let State::Detecting { request, response } = &mut self.state else {
+            return;
+        };
+        let pending = match direction {
+            Direction::Request => &mut *request,
+            Direction::Response => &mut *response,
+        };
+        if let Piece::Gap(..) = piece {
+            // Whatever came before the gap, what follows is the middle of something.
+            self.mid_stream = true;
+        }
+        if let Piece::Bytes(bytes, _) = &piece {
+            pending.bytes += bytes.len();
+        }
+        pending.pieces.push(piece);
+        let (request_prefix, response_prefix) = (request.prefix(), response.prefix());
+        let over_bound = request.bytes + response.bytes > self.limits.max_buffered_bytes;
+        let decided = detect(&request_prefix, &response_prefix, self.mid_stream)
+            .or(over_bound.then_some(Detected::Other));
+        if let Some(protocol) = decided {
+            self.switch(protocol, calls);
+        }
+    }
+
+    fn switch(&mut self, protocol: Detected, calls: &mut Vec<Call>) {
+        let held = std::mem::replace(&mut self.state, State::Other);
+        self.state = match protocol {
+            Detected::Http1 => State::Http1(Box::new(Http1Parser::new(self.limits, self.mid_stream))),
+            Detected::Http2 => State::Http2(Box::new(Http2Parser::new(self.limits, self.mid_stream))),
+            Detected::Other => State::Other,
+        };
+        if let State::Detecting { request, response } = held {
+            for (direction, pending) in [(Direction::Request, request), (Direction::Response, response)] {
+                for piece in pending.pieces {
+                    match piece {
+                        Piece::Bytes(bytes, time_ns) => self.data(direction, &bytes, time_ns, calls),
+                        Piece::Gap(length, time_ns) => self.gap(direction, length, time_ns, calls),
+                    }
+                }
+            }
+        }
+    }
+
+    /// After an HTTP/1.1 request upgraded to h2c, HTTP/2 continues the connection.
+    fn follow_upgrade(&mut self, time_ns: u64, calls: &mut Vec<Call>) {
+        let State::Http1(parser) = &mut self.state else {
+            return;
+        };
+        let Some(upgrade) = parser.take_h2c_upgrade() else {
+            return;
+        };
+        self.state = State::Http2(Box::new(Http2Parser::upgraded(self.limits, upgrade.request)));
+        if let State::Http2(parser) = &mut self.state {
+            parser.data(Direction::Request, &upgrade.request_rest, time_ns, calls);
+            parser.data(Direction::Response, &upgrade.response_rest, time_ns, calls);
+        }
+    }
+}
+
+impl StreamParser for ConnectionParser {
+    fn data(&mut self, direction: Direction, bytes: &[u8], time_ns: u64, calls: &mut Vec<Call>) {
+        if bytes.is_empty() {
+            return;
+        }
+        match &mut self.state {
+            State::Detecting { .. } => self.hold(direction, Piece::Bytes(bytes.to_vec(), time_ns), calls),
+            State::Http1(parser) => {
+                parser.data(direction, bytes, time_ns, calls);
+                self.follow_upgrade(time_ns, calls);
+            }
+            State::Http2(parser) => parser.data(direction, bytes, time_ns, calls),
+            State::Other => {}
+        }
+    }
+
+    fn gap(&mut self, direction: Direction, len: u64, time_ns: u64, calls: &mut Vec<Call>) {
+        match &mut self.state {
+            State::Detecting { .. } => self.hold(direction, Piece::Gap(len, time_ns), calls),
+            State::Http1(parser) => parser.gap(direction, len, time_ns, calls),
+            State::Http2(parser) => parser.gap(direction, len, time_ns, calls),
+            State::Other => {}
+        }
+    }
+
+    fn close(&mut self, time_ns: u64, calls: &mut Vec<Call>) {
+        if let State::Detecting { request, response } = &self.state {
+            // Too few bytes to be sure; the likeliest reading of what there is.
+            let protocol = detect(&request.prefix(), &response.prefix(), true);
+            if let Some(protocol) = protocol.filter(|protocol| *protocol != Detected::Other) {
+                self.switch(protocol, calls);
+            }
+        }
+        match &mut self.state {
+            State::Http1(parser) => parser.close(time_ns, calls),
+            State::Http2(parser) => parser.close(time_ns, calls),
+            State::Detecting { .. } | State::Other => {}
+        }
+    }
+
+    fn buffered_bytes(&self) -> usize {
+        match &self.state {
+            State::Detecting { request, response } => request.bytes + response.bytes,
+            State::Http1(parser) => parser.buffered_bytes(),
+            State::Http2(parser) => parser.buffered_bytes(),
+            State::Other => 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detection_reads_the_bytes_not_the_port() {
+        assert_eq!(detect(b"GET / HTTP/1.1\r\n", b"", false), Some(Detected::Http1));
+        assert_eq!(detect(b"GET /a-long-path", b"", false), None);
+        assert_eq!(detect(b"EHLO mail.example\r\n", b"220 hi\r\n", false), Some(Detected::Other));
+        assert_eq!(detect(b"PROPFIND /x HTTP/1.1\r\n", b"", false), Some(Detected::Http1));
+        assert_eq!(detect(PREFACE, b"", false), Some(Detected::Http2));
+        assert_eq!(detect(&PREFACE[..10], b"", false), None);
+        assert_eq!(detect(b"GE", b"", false), None);
+        assert_eq!(detect(b"\x16\x03\x01\x02\x00", b"", false), Some(Detected::Other));
+        assert_eq!(detect(b"", b"HTTP/1.1 200 OK\r\n", true), Some(Detected::Http1));
+        assert_eq!(detect(b"", b"HTTP/1", true), None);
+        assert_eq!(detect(b"\0\0\0\x04\0\0\0\0\0", b"", false), Some(Detected::Other));
+        // A SETTINGS frame then a PING: HTTP/2 seen mid-stream.
+        let frames = b"\0\0\0\x04\x01\0\0\0\0\0\0\x08\x06\0\0\0\0\0\x01\x02\x03\x04\x05\x06\x07\x08";
+        assert_eq!(detect(frames, b"", true), Some(Detected::Http2));
+        assert_eq!(detect(b"", &[0x55; DETECTION_WINDOW], true), Some(Detected::Other));
+    }
+}

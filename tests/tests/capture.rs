@@ -1,0 +1,762 @@
+//! API call capture end to end: real servers and clients in testbed pods, the agent capturing
+//! every process on the host, and its `api.call` records compared with the calls the test made
+//! and with tshark's dissection of a capture of the same traffic.
+//!
+//! Each test captures only its own ports (`--capture-port`), so tests running at once do not see
+//! each other's calls.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    collections::BTreeMap,
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpStream},
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use moat_e2e::{RunningAgent, StateDir, pcap::PacketCapture, require_root, two_pods};
+use serde_json::Value;
+use testbed::{Background, Node, Pod};
+
+/// Scripts of the peers (python servers and clients), next to this crate.
+fn peer_script(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("peers")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// Debian's python, which has grpcio; a python earlier on PATH (pyenv) may not.
+const PYTHON: &str = "/usr/bin/python3";
+
+fn capture_agent(node: &Node, state: &StateDir, ports: &[u16], extra: &[&str]) -> RunningAgent {
+    let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+    let mut args = vec!["--capture", "on"];
+    for port in &ports {
+        args.extend(["--capture-port", port.as_str()]);
+    }
+    args.extend(extra);
+    RunningAgent::start(node, state, &[], &args)
+}
+
+/// A scratch directory removed at the end of the test.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(label: &str) -> Self {
+        let path =
+            std::env::temp_dir().join(format!("moat-capture-{label}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        Self(path)
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Waits until a TCP port accepts connections inside a pod.
+fn wait_listening(pod: &Pod, address: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        let connected = pod
+            .enter(|| TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok())
+            .unwrap();
+        if connected {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("nothing listens on {address} in pod {}", pod.name);
+}
+
+/// `api.call` records from `mark` on, waiting until there are `count` of them (and a little
+/// longer, to catch any extra one).
+fn calls_since(agent: &mut RunningAgent, mark: usize, count: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let calls: Vec<Value> = agent.records()[mark..]
+            .iter()
+            .filter(|record| record["kind"] == "api.call")
+            .cloned()
+            .collect();
+        if calls.len() >= count {
+            // Calls seen at one end only wait 2 s for their other end before being reported.
+            std::thread::sleep(Duration::from_millis(2500));
+            return agent.records()[mark..]
+                .iter()
+                .filter(|record| record["kind"] == "api.call")
+                .cloned()
+                .collect();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {count} calls recorded within 20s:\n{}",
+            calls.len(),
+            calls.iter().map(Value::to_string).collect::<Vec<_>>().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// (method, path, status) of each call, sorted.
+fn summary(calls: &[Value]) -> Vec<(String, String, u64)> {
+    let mut summary: Vec<_> = calls
+        .iter()
+        .map(|call| {
+            (
+                call["method"].as_str().unwrap_or("-").to_owned(),
+                call["path"].as_str().unwrap_or("-").to_owned(),
+                call["status"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    summary.sort();
+    summary
+}
+
+fn header<'a>(message: &'a Value, name: &str) -> Option<&'a str> {
+    message["headers"].as_array()?.iter().find_map(|header| {
+        header["name"]
+            .as_str()?
+            .eq_ignore_ascii_case(name)
+            .then(|| header["value"].as_str())
+            .flatten()
+    })
+}
+
+/// tshark's reading of a capture: (method, uri) of every HTTP/1.1 request and every response
+/// code.
+fn tshark_http1(capture: &Path, port: u16) -> (Vec<(String, String)>, Vec<u64>) {
+    let fields = |filter: &str, fields: &[&str]| -> Vec<Vec<String>> {
+        let mut command = Command::new("tshark");
+        command.args(["-r"]).arg(capture).args([
+            "-d",
+            &format!("tcp.port=={port},http"),
+            "-Y",
+            filter,
+            "-T",
+            "fields",
+        ]);
+        for field in fields {
+            command.args(["-e", field]);
+        }
+        let output = command.output().expect("run tshark");
+        assert!(output.status.success(), "tshark: {output:?}");
+        String::from_utf8(output.stdout)
+            .unwrap()
+            .lines()
+            .map(|line| line.split('\t').map(str::to_owned).collect())
+            .collect()
+    };
+    let mut requests: Vec<(String, String)> =
+        fields("http.request", &["http.request.method", "http.request.uri"])
+            .into_iter()
+            .map(|row| (row[0].clone(), row[1].clone()))
+            .collect();
+    requests.sort();
+    let mut statuses: Vec<u64> = fields("http.response", &["http.response.code"])
+        .into_iter()
+        .map(|row| row[0].parse().unwrap())
+        .collect();
+    statuses.sort();
+    (requests, statuses)
+}
+
+fn start_python_http1(server: &Pod, port: u16) -> (Background, SocketAddr) {
+    let address = SocketAddr::new(server.ipv4.into(), port);
+    let process = server
+        .spawn(
+            PYTHON,
+            &[
+                &peer_script("http1_server.py"),
+                &server.ipv4.to_string(),
+                &port.to_string(),
+            ],
+        )
+        .unwrap();
+    wait_listening(server, address);
+    (process, address)
+}
+
+#[test]
+fn http1_calls_from_curl_to_python_match_what_was_sent_and_what_tshark_saw() {
+    require_root();
+    let (node, client, server) = two_pods("caph1");
+    let state = StateDir::new();
+    let scratch = Scratch::new("h1");
+    const PORT: u16 = 18080;
+    let (_server_process, address) = start_python_http1(&server, PORT);
+    let mut agent = capture_agent(&node, &state, &[PORT], &[]);
+    let tcpdump = PacketCapture::start(
+        server.command("tcpdump"),
+        "eth0",
+        &scratch.file("h1.pcap"),
+        &format!("tcp port {PORT}"),
+    );
+    let mark = agent.mark();
+
+    let base = format!("http://{address}");
+    // One connection, five calls one after another (keep-alive): Content-Length, chunked with a
+    // trailer, a 1 MiB body, a 404, and a 204 without a body.
+    let urls: Vec<String> = ["/small?lang=en", "/chunked", "/large", "/missing", "/nothing"]
+        .iter()
+        .map(|path| format!("{base}{path}"))
+        .collect();
+    let mut curl = vec!["-sS", "--http1.1", "-H", "Authorization: Bearer supersecret"];
+    for url in &urls {
+        curl.extend(["-o", "/dev/null", url.as_str()]);
+    }
+    client.run("curl", &curl).unwrap();
+    client
+        .run("curl", &["-sS", "--http1.1", "-I", &format!("{base}/small")])
+        .unwrap();
+    let upload = scratch.file("upload.bin");
+    std::fs::write(&upload, vec![b'u'; 100_000]).unwrap();
+    client
+        .run(
+            "curl",
+            &[
+                "-sS",
+                "--http1.1",
+                "-o",
+                "/dev/null",
+                "--data-binary",
+                &format!("@{}", upload.display()),
+                &format!("{base}/upload"),
+            ],
+        )
+        .unwrap();
+
+    let calls = calls_since(&mut agent, mark, 7);
+    let pcap = tcpdump.stop();
+    let expected = vec![
+        ("GET".into(), "/chunked".into(), 200),
+        ("GET".into(), "/large".into(), 200),
+        ("GET".into(), "/missing".into(), 404),
+        ("GET".into(), "/nothing".into(), 204),
+        ("GET".into(), "/small".into(), 200),
+        ("HEAD".into(), "/small".into(), 200),
+        ("POST".into(), "/upload".into(), 201),
+    ];
+    assert_eq!(summary(&calls), expected, "{calls:#?}");
+
+    // tshark read the same calls off the wire.
+    let (tshark_requests, tshark_statuses) = tshark_http1(&pcap, PORT);
+    let mut recorded_requests: Vec<(String, String)> = calls
+        .iter()
+        .map(|call| {
+            let target = match call["query"].as_str() {
+                Some(query) => format!("{}?{query}", call["path"].as_str().unwrap()),
+                None => call["path"].as_str().unwrap().to_owned(),
+            };
+            (call["method"].as_str().unwrap().to_owned(), target)
+        })
+        .collect();
+    recorded_requests.sort();
+    assert_eq!(recorded_requests, tshark_requests);
+    let mut recorded_statuses: Vec<u64> = calls
+        .iter()
+        .map(|call| call["status"].as_u64().unwrap())
+        .collect();
+    recorded_statuses.sort();
+    assert_eq!(recorded_statuses, tshark_statuses);
+
+    let by_path: BTreeMap<(&str, &str), &Value> = calls
+        .iter()
+        .map(|call| {
+            (
+                (call["method"].as_str().unwrap(), call["path"].as_str().unwrap()),
+                call,
+            )
+        })
+        .collect();
+    let small = by_path[&("GET", "/small")];
+    assert_eq!(small["protocol"], "http1");
+    assert_eq!(small["query"], "lang=en");
+    assert_eq!(small["authority"], address.to_string());
+    assert_eq!(small["server"]["ip"], server.ipv4.to_string());
+    assert_eq!(small["server"]["port"], PORT);
+    assert_eq!(small["client"]["ip"], client.ipv4.to_string());
+    assert_eq!(small["client"]["comm"], "curl");
+    assert_eq!(small["server"]["comm"], "python3");
+    assert_eq!(small["seen_at"], serde_json::json!(["client", "server"]));
+    assert_eq!(
+        header(&small["request"], "authorization"),
+        Some("[redacted]"),
+        "credentials never leave the agent"
+    );
+    assert_eq!(header(&small["response"], "set-cookie"), Some("[redacted]"));
+    assert_eq!(small["response"]["body_bytes"], 18);
+    assert!(small["latency_us"].as_u64().is_some());
+    let chunked = by_path[&("GET", "/chunked")];
+    assert_eq!(chunked["response"]["body_bytes"], 6 + 13 + 5000);
+    assert_eq!(
+        chunked["response"]["trailers"][0]["name"].as_str().map(str::to_ascii_lowercase),
+        Some("x-trailer".to_owned())
+    );
+    assert_eq!(by_path[&("GET", "/large")]["response"]["body_bytes"], 1 << 20);
+    assert_eq!(by_path[&("POST", "/upload")]["request"]["body_bytes"], 100_000);
+    assert_eq!(by_path[&("HEAD", "/small")]["response"]["body_bytes"], 0);
+    for call in &calls {
+        assert_eq!(call["flags"], serde_json::json!([]), "{call}");
+        assert_eq!(call["request"]["complete"], true, "{call}");
+        assert_eq!(call["response"]["complete"], true, "{call}");
+    }
+
+    let records = agent.stop();
+    let stats = records
+        .iter()
+        .rfind(|record| record["kind"] == "agent.capture_stats")
+        .expect("capture stats");
+    assert_eq!(stats["events_lost"], 0, "{stats}");
+    assert_eq!(stats["calls_merged"], 7, "{stats}");
+}
+
+/// Writes `requests` in one write, then reads until the server closes the connection.
+fn pipelined(client: &Pod, address: SocketAddr, requests: &str) -> String {
+    client
+        .enter(|| {
+            let mut stream = TcpStream::connect(address).unwrap();
+            stream.write_all(requests.as_bytes()).unwrap();
+            let mut response = Vec::new();
+            stream.read_to_end(&mut response).unwrap();
+            String::from_utf8_lossy(&response).into_owned()
+        })
+        .unwrap()
+}
+
+#[test]
+fn pipelined_requests_to_nginx_pair_with_their_responses_in_order() {
+    require_root();
+    let (node, client, server) = two_pods("caph1p");
+    let state = StateDir::new();
+    let scratch = Scratch::new("nginx");
+    const PORT: u16 = 18081;
+    let root = scratch.file("www");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("index.html"), vec![b'i'; 3000]).unwrap();
+    let config = scratch.file("nginx.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "daemon off; worker_processes 1; pid {dir}/nginx.pid; error_log {dir}/error.log;\n\
+             events {{}}\n\
+             http {{ access_log off; sendfile on; client_body_temp_path {dir};\n\
+               server {{ listen {ip}:{PORT}; root {root};\n\
+                 location /api/ {{ return 200 \"ok\\n\"; }} }} }}\n",
+            dir = scratch.0.display(),
+            ip = server.ipv4,
+            root = root.display(),
+        ),
+    )
+    .unwrap();
+    let _nginx = server
+        .spawn("nginx", &["-c", &config.display().to_string()])
+        .unwrap();
+    let address = SocketAddr::new(server.ipv4.into(), PORT);
+    wait_listening(&server, address);
+    let mut agent = capture_agent(&node, &state, &[PORT], &[]);
+    let mark = agent.mark();
+
+    let host = format!("Host: {address}\r\n");
+    let requests = format!(
+        "GET /api/first HTTP/1.1\r\n{host}\r\n\
+         GET /index.html HTTP/1.1\r\n{host}\r\n\
+         GET /nope HTTP/1.1\r\n{host}\r\n\
+         GET /api/last?n=4 HTTP/1.1\r\n{host}Connection: close\r\n\r\n"
+    );
+    let response = pipelined(&client, address, &requests);
+    assert_eq!(response.matches("HTTP/1.1 ").count(), 4, "{response}");
+
+    let calls = calls_since(&mut agent, mark, 4);
+    // Server and client both report them; each call is one record, in the order sent.
+    let order: Vec<(&str, u64)> = calls
+        .iter()
+        .map(|call| {
+            (
+                call["path"].as_str().unwrap(),
+                call["status"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [
+            ("/api/first", 200),
+            ("/index.html", 200),
+            ("/nope", 404),
+            ("/api/last", 200)
+        ]
+    );
+    assert_eq!(calls[3]["query"], "n=4");
+    // nginx sends the file with sendfile: its bytes never pass through the process, so the
+    // call says its body was not seen, and counts it in full.
+    assert_eq!(calls[1]["response"]["body_bytes"], 3000);
+    assert_eq!(calls[1]["flags"], serde_json::json!(["gap"]));
+    agent.stop();
+}
+
+#[test]
+fn http2_prior_knowledge_and_upgrade_calls_are_recorded_per_stream() {
+    require_root();
+    let (node, client, server) = two_pods("caph2");
+    let state = StateDir::new();
+    let scratch = Scratch::new("h2");
+    const PORT: u16 = 18443;
+    let root = scratch.file("www");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("a.txt"), b"alpha\n").unwrap();
+    std::fs::write(root.join("b.txt"), vec![b'b'; 70_000]).unwrap();
+    let _nghttpd = server
+        .spawn(
+            "nghttpd",
+            &[
+                "--no-tls",
+                "-d",
+                &root.display().to_string(),
+                "--address",
+                &server.ipv4.to_string(),
+                &PORT.to_string(),
+            ],
+        )
+        .unwrap();
+    let address = SocketAddr::new(server.ipv4.into(), PORT);
+    wait_listening(&server, address);
+    let mut agent = capture_agent(&node, &state, &[PORT], &[]);
+    let mark = agent.mark();
+
+    let base = format!("http://{address}");
+    // Three streams on one connection, opened at once.
+    client
+        .run(
+            "nghttp",
+            &[
+                "-n",
+                &format!("{base}/a.txt"),
+                &format!("{base}/b.txt?x=1"),
+                &format!("{base}/missing"),
+            ],
+        )
+        .unwrap();
+    // HTTP/1.1 Upgrade to h2c: the first request is HTTP/1.1, its response HTTP/2 stream 1.
+    client
+        .run("nghttp", &["-n", "-u", &format!("{base}/a.txt")])
+        .unwrap();
+
+    let calls = calls_since(&mut agent, mark, 4);
+    assert_eq!(
+        summary(&calls),
+        vec![
+            ("GET".into(), "/a.txt".into(), 200),
+            ("GET".into(), "/a.txt".into(), 200),
+            ("GET".into(), "/b.txt".into(), 200),
+            ("GET".into(), "/missing".into(), 404),
+        ],
+        "{calls:#?}"
+    );
+    for call in &calls {
+        assert_eq!(call["protocol"], "http2", "{call}");
+        assert_eq!(call["flags"], serde_json::json!([]), "{call}");
+        assert_eq!(call["server"]["comm"], "nghttpd", "{call}");
+        assert_eq!(call["client"]["comm"], "nghttp", "{call}");
+    }
+    let b = calls.iter().find(|call| call["path"] == "/b.txt").unwrap();
+    assert_eq!(b["query"], "x=1");
+    assert_eq!(b["response"]["body_bytes"], 70_000);
+    assert!(b["stream_id"].as_u64().unwrap() % 2 == 1);
+    assert!(
+        calls.iter().any(|call| call["stream_id"] == 1 && call["path"] == "/a.txt"),
+        "the upgraded request is stream 1: {calls:#?}"
+    );
+    agent.stop();
+}
+
+#[test]
+fn grpc_unary_and_streaming_calls_carry_service_method_status_and_message_counts() {
+    require_root();
+    let (node, client, server) = two_pods("capgrpc");
+    let state = StateDir::new();
+    const PORT: u16 = 18500;
+    let address = SocketAddr::new(server.ipv4.into(), PORT);
+    let _server = server
+        .spawn(PYTHON, &[&peer_script("grpc_peer.py"), "serve", &address.to_string()])
+        .unwrap();
+    wait_listening(&server, address);
+    let mut agent = capture_agent(&node, &state, &[PORT], &[]);
+    let mark = agent.mark();
+    let output = client
+        .run(PYTHON, &[&peer_script("grpc_peer.py"), "call", &address.to_string()])
+        .unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(printed.contains("Unary failed StatusCode.NOT_FOUND"), "{printed}");
+
+    let calls = calls_since(&mut agent, mark, 5);
+    let mut seen: Vec<(String, u64, u64, u64)> = calls
+        .iter()
+        .map(|call| {
+            assert_eq!(call["protocol"], "grpc", "{call}");
+            assert_eq!(call["grpc"]["service"], "moat.test.Echo", "{call}");
+            assert_eq!(call["status"], 200, "{call}");
+            (
+                call["grpc"]["method"].as_str().unwrap().to_owned(),
+                call["grpc"]["status"].as_u64().unwrap(),
+                call["grpc"]["request_messages"].as_u64().unwrap(),
+                call["grpc"]["response_messages"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            ("Bidi".into(), 0, 2, 2),
+            ("ClientStream".into(), 0, 3, 1),
+            ("ServerStream".into(), 0, 1, 4),
+            ("Unary".into(), 0, 1, 1),
+            ("Unary".into(), 5, 1, 0),
+        ]
+    );
+    let failed = calls
+        .iter()
+        .find(|call| call["grpc"]["status"] == 5)
+        .unwrap();
+    assert_eq!(failed["grpc"]["message"], "no such thing");
+    agent.stop();
+}
+
+/// Sends one HTTP/1.1 request with a Content-Length response on `stream`; returns the status.
+fn exchange(stream: &mut TcpStream, path: &str) -> u16 {
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|line| line.strip_prefix("Content-Length: "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let mut body = vec![0; length];
+    stream.read_exact(&mut body).unwrap();
+    head[9..12].parse().unwrap()
+}
+
+#[test]
+fn a_connection_opened_before_the_agent_started_is_reported_and_flagged_mid_stream() {
+    require_root();
+    let (node, client, server) = two_pods("capmid");
+    let state = StateDir::new();
+    const PORT: u16 = 18082;
+    let (_server, address) = start_python_http1(&server, PORT);
+    let mut stream = client.enter(|| TcpStream::connect(address)).unwrap().unwrap();
+    assert_eq!(exchange(&mut stream, "/small"), 200);
+
+    let mut agent = capture_agent(&node, &state, &[PORT], &[]);
+    let mark = agent.mark();
+    assert_eq!(exchange(&mut stream, "/missing?after=start"), 404);
+    drop(stream);
+    let calls = calls_since(&mut agent, mark, 1);
+    assert_eq!(calls.len(), 1, "{calls:#?}");
+    let call = &calls[0];
+    assert_eq!(call["path"], "/missing");
+    assert_eq!(call["status"], 404);
+    assert_eq!(call["flags"], serde_json::json!(["mid_stream"]));
+    // Found through /proc at start-up, so the process is known (the test's own, and python).
+    assert_eq!(call["server"]["comm"], "python3", "{call}");
+    assert_eq!(call["seen_at"], serde_json::json!(["client", "server"]));
+    agent.stop();
+}
+
+/// RSS of a process, from /proc.
+fn resident_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn hostile_bytes_never_stop_the_agent_and_its_memory_stays_bounded() {
+    require_root();
+    let (node, client, server) = two_pods("capbad");
+    let state = StateDir::new();
+    const PORT: u16 = 18083;
+    const CONNECTION_BYTES: usize = 256 * 1024;
+    let (_server, address) = start_python_http1(&server, PORT);
+    let mut agent = capture_agent(
+        &node,
+        &state,
+        &[PORT],
+        &["--capture-max-connection-bytes", "262144"],
+    );
+    let send = |bytes: Vec<u8>, pace: Option<Duration>| {
+        client
+            .enter(move || {
+                let Ok(mut stream) = TcpStream::connect(address) else {
+                    return;
+                };
+                match pace {
+                    Some(pause) => {
+                        for byte in bytes {
+                            if stream.write_all(&[byte]).is_err() {
+                                return;
+                            }
+                            std::thread::sleep(pause);
+                        }
+                    }
+                    None => {
+                        let _ = stream.write_all(&bytes);
+                    }
+                }
+                let _ = stream.shutdown(std::net::Shutdown::Write);
+                let mut sink = Vec::new();
+                let _ = stream.read_to_end(&mut sink);
+            })
+            .unwrap();
+    };
+    // Random bytes, seeded so a failure can be replayed.
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let random: Vec<u8> = (0..200_000)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as u8
+        })
+        .collect();
+    send(random, None);
+    // A 1 MiB header line, past every per-connection bound.
+    let mut huge = b"GET /small HTTP/1.1\r\nX-Huge: ".to_vec();
+    huge.extend(std::iter::repeat_n(b'h', 1 << 20));
+    huge.extend(b"\r\n\r\n");
+    send(huge, None);
+    // Truncated and malformed heads.
+    send(b"GET /small HTTP/1.1\r\nHost: x\r\nContent-Le".to_vec(), None);
+    send(b"GET /small HTTP/9.9\r\n\0\0\0\r\n\r\nPOST\r\n".to_vec(), None);
+    send(
+        b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzzzz\r\n".to_vec(),
+        None,
+    );
+    // An HTTP/2 preface, then a HEADERS frame that asks for a 4 GiB HPACK table and refers to
+    // entries that do not exist, then frames with absurd lengths.
+    let mut h2 = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    h2.extend([0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    let block = [0x3f, 0xe1, 0xff, 0xff, 0xff, 0x0f, 0xff, 0xff, 0xff, 0x7f, 0xbe];
+    h2.extend([0, 0, block.len() as u8, 1, 5, 0, 0, 0, 1]);
+    h2.extend(block);
+    h2.extend([0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 3]);
+    h2.extend(std::iter::repeat_n(0xaa, 50_000));
+    send(h2, None);
+    // Slowloris: a head one byte at a time.
+    send(
+        b"GET /small HTTP/1.1\r\nHost: slow\r\nX-A: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n".to_vec(),
+        Some(Duration::from_millis(5)),
+    );
+
+    // The agent still works: a normal call afterwards is recorded.
+    let mark = agent.mark();
+    let mut stream = client.enter(|| TcpStream::connect(address)).unwrap().unwrap();
+    assert_eq!(exchange(&mut stream, "/small?after=abuse"), 200);
+    drop(stream);
+    let calls = calls_since(&mut agent, mark, 1);
+    assert!(
+        calls
+            .iter()
+            .any(|call| call["query"] == "after=abuse" && call["status"] == 200),
+        "{calls:#?}"
+    );
+    assert!(
+        resident_kib(agent.pid()) < 256 * 1024,
+        "agent RSS {} KiB",
+        resident_kib(agent.pid())
+    );
+    let records = agent.stop();
+    for stats in records
+        .iter()
+        .filter(|record| record["kind"] == "agent.capture_stats")
+    {
+        let connections = stats["connections"].as_u64().unwrap().max(1);
+        assert!(
+            stats["held_bytes"].as_u64().unwrap() <= connections * CONNECTION_BYTES as u64,
+            "{stats}"
+        );
+    }
+}
+
+#[test]
+fn many_concurrent_connections_give_one_record_per_request() {
+    require_root();
+    let (node, client, server) = two_pods("capload");
+    let state = StateDir::new();
+    let scratch = Scratch::new("load");
+    const PORT: u16 = 18444;
+    const REQUESTS: usize = 600;
+    let root = scratch.file("www");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("item.json"), br#"{"id": 1}"#).unwrap();
+    let _nghttpd = server
+        .spawn(
+            "nghttpd",
+            &[
+                "--no-tls",
+                "-d",
+                &root.display().to_string(),
+                "--address",
+                &server.ipv4.to_string(),
+                &PORT.to_string(),
+            ],
+        )
+        .unwrap();
+    let address = SocketAddr::new(server.ipv4.into(), PORT);
+    wait_listening(&server, address);
+    let mut agent = capture_agent(&node, &state, &[PORT], &[]);
+    let mark = agent.mark();
+    let output = client
+        .run(
+            "h2load",
+            &[
+                "-n",
+                &REQUESTS.to_string(),
+                "-c",
+                "30",
+                "-m",
+                "4",
+                &format!("http://{address}/item.json"),
+            ],
+        )
+        .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(report.contains(&format!("{REQUESTS} succeeded")), "{report}");
+
+    let calls = calls_since(&mut agent, mark, REQUESTS);
+    assert_eq!(calls.len(), REQUESTS);
+    for call in &calls {
+        assert_eq!(call["path"], "/item.json");
+        assert_eq!(call["status"], 200);
+        assert_eq!(call["seen_at"], serde_json::json!(["client", "server"]), "{call}");
+    }
+    let records = agent.stop();
+    let stats = records
+        .iter()
+        .rfind(|record| record["kind"] == "agent.capture_stats")
+        .unwrap();
+    assert_eq!(stats["events_lost"], 0, "{stats}");
+    assert_eq!(stats["connections_opened"], 60, "both ends of 30 connections: {stats}");
+}
