@@ -66,13 +66,15 @@ pub mod program_names {
 pub const PAYLOAD_CAPACITY: usize = 32 * 1024;
 /// Default payload bytes per event.
 pub const DEFAULT_MAX_PAYLOAD: u32 = 16 * 1024;
-/// Events one syscall is split into at most (one per iovec element, and one per payload-sized
-/// chunk of an element); bytes past them are reported as moved but not captured (a truncation
-/// the parser sees as a gap). With the default payload size, a flat read or write of up to
-/// 256 KiB is captured whole.
+/// Events one syscall's bytes fill at most (small iovec elements share one); bytes past them are
+/// reported as moved but not captured (a truncation the parser sees as a gap). With the default
+/// payload size, a read or write of up to 256 KiB is captured whole.
 pub const MAX_EVENTS_PER_SYSCALL: u32 = 16;
-/// iovec elements of one readv/writev/recvmsg/sendmsg that are looked at.
-pub const MAX_IOVECS: u32 = 16;
+/// iovec elements of one readv/writev/recvmsg/sendmsg that are looked at (the kernel's own
+/// limit, UIO_MAXIOV).
+pub const MAX_IOVECS: u32 = 1024;
+/// Copy steps per syscall (one per iovec element, plus one per event filled).
+pub const MAX_STEPS_PER_SYSCALL: u32 = MAX_IOVECS + MAX_EVENTS_PER_SYSCALL;
 pub const SOCKETS_MAX_ENTRIES: u32 = 65_536;
 /// Syscalls in flight at once (between their enter and exit) on captured sockets.
 pub const IN_FLIGHT_MAX_ENTRIES: u32 = 16_384;

@@ -61,7 +61,11 @@ enum State {
 #[derive(Debug)]
 pub struct ConnectionParser {
     limits: Limits,
+    /// Whether what follows may be the middle of something: from the start for a connection
+    /// first seen after it began, and after any gap before the protocol is known.
     mid_stream: bool,
+    /// The connection was first seen after it began: every call on it says so.
+    started_mid_stream: bool,
     state: State,
 }
 
@@ -151,6 +155,7 @@ impl ConnectionParser {
         Self {
             limits,
             mid_stream,
+            started_mid_stream: mid_stream,
             state: State::Detecting {
                 request: Pending::default(),
                 response: Pending::default(),
@@ -228,8 +233,16 @@ impl ConnectionParser {
     }
 }
 
-impl StreamParser for ConnectionParser {
-    fn data(&mut self, direction: Direction, bytes: &[u8], time_ns: u64, calls: &mut Vec<Call>) {
+impl ConnectionParser {
+    fn flag_mid_stream(&self, calls: &mut [Call]) {
+        if self.started_mid_stream {
+            for call in calls {
+                call.flags.mid_stream = true;
+            }
+        }
+    }
+
+    fn route_data(&mut self, direction: Direction, bytes: &[u8], time_ns: u64, calls: &mut Vec<Call>) {
         if bytes.is_empty() {
             return;
         }
@@ -244,7 +257,7 @@ impl StreamParser for ConnectionParser {
         }
     }
 
-    fn gap(&mut self, direction: Direction, len: u64, time_ns: u64, calls: &mut Vec<Call>) {
+    fn route_gap(&mut self, direction: Direction, len: u64, time_ns: u64, calls: &mut Vec<Call>) {
         match &mut self.state {
             State::Detecting { .. } => self.hold(direction, Piece::Gap(len, time_ns), calls),
             State::Http1(parser) => parser.gap(direction, len, time_ns, calls),
@@ -253,7 +266,7 @@ impl StreamParser for ConnectionParser {
         }
     }
 
-    fn close(&mut self, time_ns: u64, calls: &mut Vec<Call>) {
+    fn route_close(&mut self, time_ns: u64, calls: &mut Vec<Call>) {
         if let State::Detecting { request, response } = &self.state {
             // Too few bytes to be sure; the likeliest reading of what there is.
             let protocol = detect(&request.prefix(), &response.prefix(), true);
@@ -266,6 +279,27 @@ impl StreamParser for ConnectionParser {
             State::Http2(parser) => parser.close(time_ns, calls),
             State::Detecting { .. } | State::Other => {}
         }
+    }
+
+}
+
+impl StreamParser for ConnectionParser {
+    fn data(&mut self, direction: Direction, bytes: &[u8], time_ns: u64, calls: &mut Vec<Call>) {
+        let first = calls.len();
+        self.route_data(direction, bytes, time_ns, calls);
+        self.flag_mid_stream(&mut calls[first..]);
+    }
+
+    fn gap(&mut self, direction: Direction, len: u64, time_ns: u64, calls: &mut Vec<Call>) {
+        let first = calls.len();
+        self.route_gap(direction, len, time_ns, calls);
+        self.flag_mid_stream(&mut calls[first..]);
+    }
+
+    fn close(&mut self, time_ns: u64, calls: &mut Vec<Call>) {
+        let first = calls.len();
+        self.route_close(time_ns, calls);
+        self.flag_mid_stream(&mut calls[first..]);
     }
 
     fn buffered_bytes(&self) -> usize {

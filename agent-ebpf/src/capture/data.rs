@@ -5,7 +5,7 @@
 
 use agent_common::capture::{
     CaptureStat, DIRECTION_RECEIVED, DIRECTION_SENT, EventHeader, EventKind,
-    MAX_EVENTS_PER_SYSCALL, MAX_IOVECS, PAYLOAD_CAPACITY, SocketFd, config,
+    MAX_EVENTS_PER_SYSCALL, MAX_IOVECS, MAX_STEPS_PER_SYSCALL, PAYLOAD_CAPACITY, SocketFd, config,
 };
 use aya_ebpf::{
     helpers::{
@@ -218,7 +218,7 @@ pub fn moat_exit_data(ctx: TracePointContext) -> u32 {
         }
         BufferShape::Connect => return 0,
     };
-    let mut walk = Walk {
+    event.walk = Walk {
         offset,
         remaining: moved,
         flat: u64::from(call.shape == BufferShape::Flat),
@@ -228,50 +228,64 @@ pub fn moat_exit_data(ctx: TracePointContext) -> u32 {
         next_iovec: 0,
         source: 0,
         left_in_segment: 0,
+        filled: 0,
+        events: 0,
         limit: config(config::MAX_PAYLOAD).clamp(1, PAYLOAD_CAPACITY as u64),
-        cpu,
     };
-    // bpf_loop: the verifier checks the step once, instead of every unrolled iteration in every
-    // combination of outcomes, which a plain loop over iovecs and chunks exceeded.
-    // SAFETY: the callback has the signature bpf_loop requires, and `walk` outlives the call.
+    // bpf_loop, with the loop state in the map value rather than on the stack: the verifier
+    // then checks the step without tracking every value each iteration leaves, which a plain
+    // loop over iovecs and chunks (or a stack-held state) made it give up on.
+    // SAFETY: the callback has the signature bpf_loop requires; it takes no context.
     unsafe {
         generated::bpf_loop(
-            MAX_EVENTS_PER_SYSCALL,
-            emit_step as *mut core::ffi::c_void,
-            (&raw mut walk).cast(),
+            MAX_STEPS_PER_SYSCALL,
+            copy_step as *mut core::ffi::c_void,
+            core::ptr::null_mut(),
             0,
         );
     }
-    if walk.remaining > 0 {
-        emit_uncaptured(event, walk.offset, walk.remaining, CaptureStat::BytesNotCaptured);
+    flush(event);
+    let (offset, remaining) = (event.walk.offset, event.walk.remaining);
+    if remaining > 0 {
+        emit_uncaptured(event, offset, remaining, CaptureStat::BytesNotCaptured);
     }
     0
 }
 
 /// A syscall's bytes being sent to userspace: where they are (one flat buffer, or `count` iovec
-/// elements) and how far sending has got.
+/// elements), how far copying has got, and the event being filled. Small iovec elements share
+/// an event, so a sendmsg of many small pieces costs few events.
 #[repr(C)]
-struct Walk {
-    offset: u64,
-    remaining: u64,
+pub struct Walk {
+    /// Stream offset of the next byte to copy.
+    pub offset: u64,
+    pub remaining: u64,
     /// 1 for a flat buffer at `buffer`, 0 for iovecs.
-    flat: u64,
-    buffer: u64,
-    iovecs: u64,
-    count: u64,
-    next_iovec: u64,
-    source: u64,
-    left_in_segment: u64,
-    limit: u64,
-    cpu: u32,
+    pub flat: u64,
+    pub buffer: u64,
+    pub iovecs: u64,
+    pub count: u64,
+    pub next_iovec: u64,
+    pub source: u64,
+    pub left_in_segment: u64,
+    /// Payload bytes in the event being filled; they end just before `offset`.
+    pub filled: u64,
+    pub events: u64,
+    pub limit: u64,
 }
 
-/// One event: the next chunk of the current segment, moving to the next segment when one ends.
-/// Returns 1 to stop the loop.
-extern "C" fn emit_step(_index: u32, walk: *mut core::ffi::c_void) -> i64 {
-    // SAFETY: bpf_loop hands back the pointer to the caller's `Walk`.
-    let walk = unsafe { &mut *walk.cast::<Walk>() };
-    if walk.remaining == 0 {
+/// Copies the next piece of the current segment into the event being filled, moving to the next
+/// segment when one ends and sending the event when it is full. Returns 1 to stop the loop.
+extern "C" fn copy_step(_index: u32, _context: *mut core::ffi::c_void) -> i64 {
+    // SAFETY: a helper without arguments.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let Some(event) = EVENT_BUFFER.get_ptr_mut(cpu) else {
+        return 1;
+    };
+    // SAFETY: this CPU's scratch entry; nothing else runs on it until this program returns.
+    let event = unsafe { &mut *event };
+    let walk = &mut event.walk;
+    if walk.remaining == 0 || walk.events >= u64::from(MAX_EVENTS_PER_SYSCALL) {
         return 1;
     }
     if walk.left_in_segment == 0 {
@@ -290,49 +304,70 @@ extern "C" fn emit_step(_index: u32, walk: *mut core::ffi::c_void) -> i64 {
         walk.source = base;
         walk.left_in_segment = length.min(walk.remaining);
     }
-    let chunk = walk.left_in_segment.min(walk.limit);
-    if let Some(event) = EVENT_BUFFER.get_ptr_mut(walk.cpu) {
-        // SAFETY: this CPU's scratch entry; nothing else runs on it until this program returns.
-        emit_chunk(unsafe { &mut *event }, walk.offset, walk.source, chunk);
+    let piece = walk
+        .left_in_segment
+        .min(walk.limit.saturating_sub(walk.filled));
+    let (filled, source) = (walk.filled, walk.source);
+    if copy_piece(event, filled, source, piece) {
+        event.walk.filled += piece;
+    } else {
+        // Not readable, but moved: what is filled goes first, then the piece as a gap.
+        flush(event);
+        let offset = event.walk.offset;
+        emit_uncaptured(event, offset, piece, CaptureStat::BytesUnreadable);
     }
-    walk.offset += chunk;
-    walk.remaining -= chunk;
-    walk.source += chunk;
-    walk.left_in_segment -= chunk;
+    let walk = &mut event.walk;
+    walk.offset += piece;
+    walk.remaining -= piece;
+    walk.source += piece;
+    walk.left_in_segment -= piece;
+    if walk.filled >= walk.limit || walk.remaining == 0 {
+        flush(event);
+    }
     0
 }
 
-/// One event of `length` bytes (at most the payload capacity) copied from `source`. Bytes that
-/// cannot be copied are still sent as moved-but-not-captured, so the offsets stay true.
+/// Copies `length` bytes from user memory at `source` to the payload at `at`.
 #[inline(never)]
-fn emit_chunk(event: &mut EventBuffer, offset: u64, source: u64, length: u64) {
+fn copy_piece(event: &mut EventBuffer, at: u64, source: u64, length: u64) -> bool {
+    // Masks that show the verifier both stay inside the payload, which is twice the capacity so
+    // that any start below the capacity plus any length up to it fits.
+    let at = (at as usize) & (PAYLOAD_CAPACITY - 1);
     let length = (length as usize) & (PAYLOAD_CAPACITY * 2 - 1);
     if length > PAYLOAD_CAPACITY {
-        return;
+        return false;
     }
-    event.header.offset = offset;
-    event.header.length = length as u32;
-    // SAFETY: the destination is this CPU's scratch payload and length is at most its size.
-    let copied = unsafe {
+    // SAFETY: destination and length stay inside this CPU's scratch payload (see above).
+    unsafe {
         generated::bpf_probe_read_user(
-            event.payload.as_mut_ptr().cast(),
+            event.payload.as_mut_ptr().add(at).cast(),
             length as u32,
             source as *const core::ffi::c_void,
-        )
-    } == 0;
-    event.header.captured = if copied { length as u32 } else { 0 };
-    let size = size_of::<EventHeader>() + if copied { length } else { 0 };
-    // SAFETY: the event buffer is a map value of at least `size` bytes.
+        ) == 0
+    }
+}
+
+/// Sends the event being filled, if it holds anything.
+#[inline(never)]
+fn flush(event: &mut EventBuffer) {
+    let filled = (event.walk.filled as usize) & (PAYLOAD_CAPACITY * 2 - 1);
+    if filled == 0 || filled > PAYLOAD_CAPACITY {
+        return;
+    }
+    event.header.offset = event.walk.offset - event.walk.filled;
+    event.header.length = filled as u32;
+    event.header.captured = filled as u32;
+    let size = size_of::<EventHeader>() + filled;
+    // SAFETY: the header is followed by the payload in the map value (EventBuffer is
+    // #[repr(C)]), so `size` bytes from the header are inside it.
     let bytes =
-        unsafe { core::slice::from_raw_parts((event as *const EventBuffer).cast::<u8>(), size) };
-    let sent = CAPTURE_EVENTS.output::<[u8]>(bytes, 0).is_ok();
-    if !sent {
+        unsafe { core::slice::from_raw_parts((&raw const event.header).cast::<u8>(), size) };
+    if CAPTURE_EVENTS.output::<[u8]>(bytes, 0).is_err() {
         bump(CaptureStat::EventsLost, 1);
-        bump(CaptureStat::BytesLost, length as u64);
+        bump(CaptureStat::BytesLost, filled as u64);
     }
-    if !copied {
-        bump(CaptureStat::BytesUnreadable, length as u64);
-    }
+    event.walk.events += 1;
+    event.walk.filled = 0;
 }
 
 /// Bytes moved but not copied (past what this syscall's events may carry, or sent from a file):

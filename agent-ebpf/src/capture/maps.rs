@@ -1,6 +1,7 @@
 //! The capture object's maps. None is pinned: capture state is rebuilt by each agent (it reads
 //! the connections that exist when it starts), unlike enforcement, which must outlive the agent.
 
+use crate::data::Walk;
 use agent_common::capture::{
     CaptureStat, DEFAULT_EVENTS_BYTES, EventHeader, IN_FLIGHT_MAX_ENTRIES, KernelLayout,
     PAYLOAD_CAPACITY, SOCKETS_MAX_ENTRIES, SocketFd, SocketState, config,
@@ -81,8 +82,14 @@ pub static IN_FLIGHT: HashMap<u64, InFlight> = HashMap::with_max_entries(IN_FLIG
 /// sizes it to the possible CPUs at load time.
 #[repr(C)]
 pub struct EventBuffer {
+    /// The copy loop's state: in the map value rather than on the stack, so the verifier checks
+    /// the loop's step without tracking every value each iteration leaves.
+    pub walk: Walk,
+    /// The header and the payload must stay adjacent: an event is sent as one span of both.
     pub header: EventHeader,
-    pub payload: [u8; PAYLOAD_CAPACITY],
+    /// Twice the capacity, so the verifier can see that a piece copied at any fill level below
+    /// the capacity stays inside; events carry at most the capacity.
+    pub payload: [u8; 2 * PAYLOAD_CAPACITY],
 }
 
 #[map]

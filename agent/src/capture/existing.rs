@@ -1,6 +1,8 @@
 //! Connections that were open before capture started, found through /proc: each process's
-//! socket descriptors, matched by inode against the TCP tables of the process's own network
-//! namespace. Read once at start-up; everything later is learned from the kernel as it happens.
+//! socket descriptors, matched by inode against the TCP tables of every network namespace any
+//! thread is in (a thread can enter another namespace, and the sockets it makes there are still
+//! the process's descriptors). Read once at start-up; everything later is learned from the
+//! kernel as it happens.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -67,99 +69,121 @@ pub fn parse_tcp_table(text: &str) -> Vec<TcpRow> {
         .collect()
 }
 
-/// Established connections by inode, and listening ports, of one network namespace.
-struct Namespace {
-    established: HashMap<u64, TcpRow>,
-    listening: HashSet<u16>,
+/// An established connection, and whether its local port listens in its namespace (then this
+/// end accepted it).
+struct Established {
+    row: TcpRow,
+    accepted: bool,
 }
 
-fn read_namespace(proc_pid: &Path) -> Namespace {
+/// Reads the TCP tables of one namespace, through a task that is in it, into `established`.
+fn read_namespace(task: &Path, established: &mut HashMap<u64, Established>) {
     let mut rows = Vec::new();
     for table in ["net/tcp", "net/tcp6"] {
-        if let Ok(text) = fs::read_to_string(proc_pid.join(table)) {
+        if let Ok(text) = fs::read_to_string(task.join(table)) {
             rows.extend(parse_tcp_table(&text));
         }
     }
-    Namespace {
-        listening: rows
-            .iter()
-            .filter(|row| row.state == TCP_LISTEN)
-            .map(|row| row.local.port())
-            .collect(),
-        established: rows
-            .into_iter()
-            .filter(|row| row.state == TCP_ESTABLISHED)
-            .map(|row| (row.inode, row))
-            .collect(),
+    let listening: HashSet<u16> = rows
+        .iter()
+        .filter(|row| row.state == TCP_LISTEN)
+        .map(|row| row.local.port())
+        .collect();
+    for row in rows.into_iter().filter(|row| row.state == TCP_ESTABLISHED) {
+        let accepted = listening.contains(&row.local.port());
+        established.insert(row.inode, Established { row, accepted });
     }
+}
+
+fn numbered_entries(directory: &Path) -> Vec<(u32, std::path::PathBuf)> {
+    let Ok(entries) = fs::read_dir(directory) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let number = entry.file_name().to_str()?.parse().ok()?;
+            Some((number, entry.path()))
+        })
+        .collect()
 }
 
 fn socket_inode(link: &Path) -> Option<u64> {
     let target = fs::read_link(link).ok()?;
     let target = target.to_str()?;
-    target
-        .strip_prefix("socket:[")?
-        .strip_suffix(']')?
-        .parse()
-        .ok()
+    target.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+}
+
+/// Named network namespaces (`ip netns add`) that no thread is in may still hold sockets that
+/// some process has descriptors of: each is entered from a short-lived thread to read its tables.
+fn read_named_namespaces(seen: &mut HashSet<u64>, established: &mut HashMap<u64, Established>) {
+    use std::os::{fd::AsRawFd, unix::fs::MetadataExt};
+    for entry in fs::read_dir("/run/netns").into_iter().flatten().flatten() {
+        let Ok(handle) = fs::File::open(entry.path()) else {
+            continue;
+        };
+        let Ok(metadata) = handle.metadata() else {
+            continue;
+        };
+        if !seen.insert(metadata.ino()) {
+            continue;
+        }
+        let mut found = HashMap::new();
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                // SAFETY: setns on a descriptor we hold open; it changes only this thread, which
+                // ends right after reading.
+                if unsafe { libc::setns(handle.as_raw_fd(), libc::CLONE_NEWNET) } == 0 {
+                    read_namespace(Path::new("/proc/thread-self"), &mut found);
+                }
+            });
+        });
+        established.extend(found);
+    }
 }
 
 /// Every established TCP connection held by a process other than `skip_tgid` (the agent).
 /// Processes that vanish while being read are skipped.
 pub fn scan(skip_tgid: u32) -> Vec<ExistingSocket> {
-    let mut namespaces: HashMap<String, Namespace> = HashMap::new();
+    use std::os::unix::fs::MetadataExt;
+    let processes = numbered_entries(Path::new("/proc"));
+    // Socket inodes are unique across namespaces, so one table serves every process.
+    let mut namespaces = HashSet::new();
+    let mut established = HashMap::new();
+    for (_, process) in &processes {
+        for (_, task) in numbered_entries(&process.join("task")) {
+            let Ok(namespace) = fs::metadata(task.join("ns/net")) else {
+                continue;
+            };
+            if namespaces.insert(namespace.ino()) {
+                read_namespace(&task, &mut established);
+            }
+        }
+    }
+    read_named_namespaces(&mut namespaces, &mut established);
     let mut found = Vec::new();
-    let Ok(processes) = fs::read_dir("/proc") else {
-        return found;
-    };
-    for entry in processes.flatten() {
-        let Some(tgid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|name| name.parse::<u32>().ok())
-        else {
-            continue;
-        };
+    for (tgid, process) in processes {
         if tgid == skip_tgid {
             continue;
         }
-        let proc_pid = entry.path();
-        let Ok(descriptors) = fs::read_dir(proc_pid.join("fd")) else {
-            continue;
-        };
-        let sockets: Vec<(u32, u64)> = descriptors
-            .flatten()
-            .filter_map(|fd| {
-                let number = fd.file_name().to_str()?.parse().ok()?;
-                Some((number, socket_inode(&fd.path())?))
-            })
-            .collect();
-        if sockets.is_empty() {
-            continue;
-        }
-        let Ok(namespace_id) = fs::read_link(proc_pid.join("ns/net")) else {
-            continue;
-        };
-        let namespace = namespaces
-            .entry(namespace_id.to_string_lossy().into_owned())
-            .or_insert_with(|| read_namespace(&proc_pid));
-        let comm = fs::read_to_string(proc_pid.join("comm"))
+        let comm = fs::read_to_string(process.join("comm"))
             .map(|comm| comm.trim_end().to_owned())
             .unwrap_or_default();
-        for (fd, inode) in sockets {
-            if let Some(row) = namespace.established.get(&inode) {
-                found.push(ExistingSocket {
-                    tgid,
-                    fd,
-                    comm: comm.clone(),
-                    endpoints: Endpoints {
-                        local: row.local,
-                        remote: row.remote,
-                        // The end whose port is a listening port accepted the connection.
-                        is_client: !namespace.listening.contains(&row.local.port()),
-                    },
-                });
-            }
+        for (fd, link) in numbered_entries(&process.join("fd")) {
+            let Some(connection) = socket_inode(&link).and_then(|inode| established.get(&inode))
+            else {
+                continue;
+            };
+            found.push(ExistingSocket {
+                tgid,
+                fd,
+                comm: comm.clone(),
+                endpoints: Endpoints {
+                    local: connection.row.local,
+                    remote: connection.row.remote,
+                    is_client: !connection.accepted,
+                },
+            });
         }
     }
     found

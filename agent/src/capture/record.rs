@@ -201,22 +201,36 @@ impl CallRecord {
         }
     }
 
-    /// Whether `other` is this same call captured at the other end of the connection.
+    /// Whether `other` is this same call captured at the other end of the connection. A field
+    /// one end could not see (a request read that was under way when capture started, bytes lost
+    /// in a gap) does not rule a match out; a field both ends saw must agree.
     pub fn is_mirror_of(&self, other: &Self) -> bool {
+        fn agree<T: PartialEq>(one: &Option<T>, other: &Option<T>) -> bool {
+            one.is_none() || other.is_none() || one == other
+        }
         self.client.ip == other.client.ip
             && self.client.port == other.client.port
             && self.server.ip == other.server.ip
             && self.server.port == other.server.port
             && self.seen_at != other.seen_at
             && self.stream_id == other.stream_id
-            && self.method == other.method
-            && self.path == other.path
-            && self.status == other.status
+            && agree(&self.method, &other.method)
+            && agree(&self.path, &other.path)
+            && agree(&self.status, &other.status)
+    }
+
+    /// How much of the call this view saw: more is better, then fewer flags.
+    fn completeness(&self) -> (bool, bool, usize) {
+        (
+            self.method.is_some(),
+            self.status.is_some(),
+            usize::MAX - self.flags.len(),
+        )
     }
 
     /// Folds in the same call seen at the other end: both processes, and the cleaner parse.
     pub fn merge(self, other: Self) -> Self {
-        let (mut best, rest) = if other.flags.len() < self.flags.len() {
+        let (mut best, rest) = if other.completeness() > self.completeness() {
             (other, self)
         } else {
             (self, other)
