@@ -24,7 +24,18 @@ struct Pending {
 }
 
 impl Pending {
-    /// Captured bytes before the first gap: what detection may look at.
+    /// Every captured byte held, gaps left out: what mid-stream detection searches.
+    fn bytes_seen(&self) -> Vec<u8> {
+        let mut seen = Vec::with_capacity(self.bytes);
+        for piece in &self.pieces {
+            if let Piece::Bytes(bytes, _) = piece {
+                seen.extend_from_slice(bytes);
+            }
+        }
+        seen
+    }
+
+    /// Captured bytes before the first gap: what detection of a fresh connection looks at.
     fn prefix(&self) -> Vec<u8> {
         let mut prefix = Vec::new();
         for piece in &self.pieces {
@@ -48,10 +59,7 @@ pub enum Detected {
 
 #[derive(Debug)]
 enum State {
-    Detecting {
-        request: Pending,
-        response: Pending,
-    },
+    Detecting { request: Pending, response: Pending },
     Http1(Box<Http1Parser>),
     Http2(Box<Http2Parser>),
     Other,
@@ -117,7 +125,8 @@ fn looks_like_http2_frames(bytes: &[u8]) -> bool {
     let mut at = 0;
     let mut frames = 0;
     while let Some(header) = bytes.get(at..at + HEADER) {
-        let length = usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
+        let length =
+            usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
         if header[3] > MAX_TYPE || length > 1 << 14 || header[5] & 0x80 != 0 {
             return false;
         }
@@ -127,8 +136,12 @@ fn looks_like_http2_frames(bytes: &[u8]) -> bool {
     frames >= 2 || (frames == 1 && at == bytes.len())
 }
 
-/// The protocol of a connection from the first bytes of each direction.
+/// The protocol of a connection from the first bytes of each direction. `mid_stream`: the bytes
+/// may start anywhere in a conversation, so a message start is looked for anywhere in them.
 pub fn detect(request: &[u8], response: &[u8], mid_stream: bool) -> Option<Detected> {
+    if mid_stream {
+        return detect_within(request, response);
+    }
     let preface_shared = request.len().min(PREFACE.len());
     if !request.is_empty() && request[..preface_shared] == PREFACE[..preface_shared] {
         return (request.len() >= PREFACE.len()).then_some(Detected::Http2);
@@ -141,13 +154,41 @@ pub fn detect(request: &[u8], response: &[u8], mid_stream: bool) -> Option<Detec
     if starts_like_status_line(response) == Some(true) {
         return Some(Detected::Http1);
     }
-    if mid_stream && (looks_like_http2_frames(request) || looks_like_http2_frames(response)) {
-        return Some(Detected::Http2);
-    }
-    if !request.is_empty() && !mid_stream {
+    if !request.is_empty() {
         return Some(Detected::Other);
     }
-    (request.len() >= DETECTION_WINDOW || response.len() >= DETECTION_WINDOW).then_some(Detected::Other)
+    (response.len() >= DETECTION_WINDOW).then_some(Detected::Other)
+}
+
+/// Detection for bytes that may begin in the middle of a message: the HTTP/2 preface anywhere,
+/// an HTTP/1.x request line at the start of any line, a status line anywhere, or HTTP/2 frame
+/// headers that chain from the first byte. None: nothing yet (the caller keeps looking; it never
+/// gives a mid-stream connection up as "other", since the next message may yet come).
+fn detect_within(request: &[u8], response: &[u8]) -> Option<Detected> {
+    if request
+        .windows(PREFACE.len())
+        .any(|window| window == PREFACE.as_slice())
+    {
+        return Some(Detected::Http2);
+    }
+    let line_starts = std::iter::once(0).chain(
+        request
+            .iter()
+            .enumerate()
+            .filter(|(_, byte)| **byte == b'\n')
+            .map(|(index, _)| index + 1),
+    );
+    let request_line = line_starts
+        .filter_map(|start| request.get(start..))
+        .any(|rest| starts_like_request(rest) == Some(true));
+    let status_line = response
+        .windows(9)
+        .any(|window| window.starts_with(b"HTTP/1.") && window[8] == b' ');
+    if request_line || status_line {
+        return Some(Detected::Http1);
+    }
+    (looks_like_http2_frames(request) || looks_like_http2_frames(response))
+        .then_some(Detected::Http2)
 }
 
 impl ConnectionParser {
@@ -189,10 +230,20 @@ impl ConnectionParser {
             pending.bytes += bytes.len();
         }
         pending.pieces.push(piece);
-        let (request_prefix, response_prefix) = (request.prefix(), response.prefix());
-        let over_bound = request.bytes + response.bytes > self.limits.max_buffered_bytes;
-        let decided = detect(&request_prefix, &response_prefix, self.mid_stream)
-            .or(over_bound.then_some(Detected::Other));
+        let decided = if self.mid_stream {
+            let found = detect(&request.bytes_seen(), &response.bytes_seen(), true);
+            if found.is_none() && request.bytes + response.bytes > DETECTION_WINDOW {
+                // No message start in this much: it is all the middle of something. Drop it and
+                // keep looking in what follows, within the same memory.
+                *request = Pending::default();
+                *response = Pending::default();
+            }
+            found
+        } else {
+            let over_bound = request.bytes + response.bytes > self.limits.max_buffered_bytes;
+            detect(&request.prefix(), &response.prefix(), false)
+                .or(over_bound.then_some(Detected::Other))
+        };
         if let Some(protocol) = decided {
             self.switch(protocol, calls);
         }
@@ -201,15 +252,24 @@ impl ConnectionParser {
     fn switch(&mut self, protocol: Detected, calls: &mut Vec<Call>) {
         let held = std::mem::replace(&mut self.state, State::Other);
         self.state = match protocol {
-            Detected::Http1 => State::Http1(Box::new(Http1Parser::new(self.limits, self.mid_stream))),
-            Detected::Http2 => State::Http2(Box::new(Http2Parser::new(self.limits, self.mid_stream))),
+            Detected::Http1 => {
+                State::Http1(Box::new(Http1Parser::new(self.limits, self.mid_stream)))
+            }
+            Detected::Http2 => {
+                State::Http2(Box::new(Http2Parser::new(self.limits, self.mid_stream)))
+            }
             Detected::Other => State::Other,
         };
         if let State::Detecting { request, response } = held {
-            for (direction, pending) in [(Direction::Request, request), (Direction::Response, response)] {
+            for (direction, pending) in [
+                (Direction::Request, request),
+                (Direction::Response, response),
+            ] {
                 for piece in pending.pieces {
                     match piece {
-                        Piece::Bytes(bytes, time_ns) => self.data(direction, &bytes, time_ns, calls),
+                        Piece::Bytes(bytes, time_ns) => {
+                            self.data(direction, &bytes, time_ns, calls)
+                        }
                         Piece::Gap(length, time_ns) => self.gap(direction, length, time_ns, calls),
                     }
                 }
@@ -225,7 +285,10 @@ impl ConnectionParser {
         let Some(upgrade) = parser.take_h2c_upgrade() else {
             return;
         };
-        self.state = State::Http2(Box::new(Http2Parser::upgraded(self.limits, upgrade.request)));
+        self.state = State::Http2(Box::new(Http2Parser::upgraded(
+            self.limits,
+            upgrade.request,
+        )));
         if let State::Http2(parser) = &mut self.state {
             parser.data(Direction::Request, &upgrade.request_rest, time_ns, calls);
             parser.data(Direction::Response, &upgrade.response_rest, time_ns, calls);
@@ -242,12 +305,20 @@ impl ConnectionParser {
         }
     }
 
-    fn route_data(&mut self, direction: Direction, bytes: &[u8], time_ns: u64, calls: &mut Vec<Call>) {
+    fn route_data(
+        &mut self,
+        direction: Direction,
+        bytes: &[u8],
+        time_ns: u64,
+        calls: &mut Vec<Call>,
+    ) {
         if bytes.is_empty() {
             return;
         }
         match &mut self.state {
-            State::Detecting { .. } => self.hold(direction, Piece::Bytes(bytes.to_vec(), time_ns), calls),
+            State::Detecting { .. } => {
+                self.hold(direction, Piece::Bytes(bytes.to_vec(), time_ns), calls)
+            }
             State::Http1(parser) => {
                 parser.data(direction, bytes, time_ns, calls);
                 self.follow_upgrade(time_ns, calls);
@@ -269,7 +340,7 @@ impl ConnectionParser {
     fn route_close(&mut self, time_ns: u64, calls: &mut Vec<Call>) {
         if let State::Detecting { request, response } = &self.state {
             // Too few bytes to be sure; the likeliest reading of what there is.
-            let protocol = detect(&request.prefix(), &response.prefix(), true);
+            let protocol = detect(&request.bytes_seen(), &response.bytes_seen(), true);
             if let Some(protocol) = protocol.filter(|protocol| *protocol != Detected::Other) {
                 self.switch(protocol, calls);
             }
@@ -280,7 +351,6 @@ impl ConnectionParser {
             State::Detecting { .. } | State::Other => {}
         }
     }
-
 }
 
 impl StreamParser for ConnectionParser {
@@ -318,20 +388,69 @@ mod tests {
 
     #[test]
     fn detection_reads_the_bytes_not_the_port() {
-        assert_eq!(detect(b"GET / HTTP/1.1\r\n", b"", false), Some(Detected::Http1));
+        assert_eq!(
+            detect(b"GET / HTTP/1.1\r\n", b"", false),
+            Some(Detected::Http1)
+        );
         assert_eq!(detect(b"GET /a-long-path", b"", false), None);
-        assert_eq!(detect(b"EHLO mail.example\r\n", b"220 hi\r\n", false), Some(Detected::Other));
-        assert_eq!(detect(b"PROPFIND /x HTTP/1.1\r\n", b"", false), Some(Detected::Http1));
+        assert_eq!(
+            detect(b"EHLO mail.example\r\n", b"220 hi\r\n", false),
+            Some(Detected::Other)
+        );
+        assert_eq!(
+            detect(b"PROPFIND /x HTTP/1.1\r\n", b"", false),
+            Some(Detected::Http1)
+        );
         assert_eq!(detect(PREFACE, b"", false), Some(Detected::Http2));
         assert_eq!(detect(&PREFACE[..10], b"", false), None);
         assert_eq!(detect(b"GE", b"", false), None);
-        assert_eq!(detect(b"\x16\x03\x01\x02\x00", b"", false), Some(Detected::Other));
-        assert_eq!(detect(b"", b"HTTP/1.1 200 OK\r\n", true), Some(Detected::Http1));
+        assert_eq!(
+            detect(b"\x16\x03\x01\x02\x00", b"", false),
+            Some(Detected::Other)
+        );
+        assert_eq!(
+            detect(b"", b"HTTP/1.1 200 OK\r\n", true),
+            Some(Detected::Http1)
+        );
         assert_eq!(detect(b"", b"HTTP/1", true), None);
-        assert_eq!(detect(b"\0\0\0\x04\0\0\0\0\0", b"", false), Some(Detected::Other));
+        assert_eq!(
+            detect(b"\0\0\0\x04\0\0\0\0\0", b"", false),
+            Some(Detected::Other)
+        );
         // A SETTINGS frame then a PING: HTTP/2 seen mid-stream.
-        let frames = b"\0\0\0\x04\x01\0\0\0\0\0\0\x08\x06\0\0\0\0\0\x01\x02\x03\x04\x05\x06\x07\x08";
+        let frames =
+            b"\0\0\0\x04\x01\0\0\0\0\0\0\x08\x06\0\0\0\0\0\x01\x02\x03\x04\x05\x06\x07\x08";
         assert_eq!(detect(frames, b"", true), Some(Detected::Http2));
-        assert_eq!(detect(b"", &[0x55; DETECTION_WINDOW], true), Some(Detected::Other));
+        assert_eq!(
+            detect(b"", &[0x55; DETECTION_WINDOW], false),
+            Some(Detected::Other)
+        );
+        // Mid-stream, nothing is given up: the next message may still come.
+        assert_eq!(detect(b"", &[0x55; DETECTION_WINDOW], true), None);
+    }
+
+    #[test]
+    fn a_mid_stream_connection_finds_the_next_message_after_any_amount_of_junk() {
+        let mut parser = ConnectionParser::new(Limits::default(), true);
+        let mut calls = Vec::new();
+        for _ in 0..100 {
+            parser.data(Direction::Request, &[b'a'; 1000], 1, &mut calls);
+            assert!(parser.buffered_bytes() <= 2 * DETECTION_WINDOW);
+        }
+        parser.data(
+            Direction::Request,
+            b"\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n",
+            2,
+            &mut calls,
+        );
+        parser.data(
+            Direction::Response,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            3,
+            &mut calls,
+        );
+        assert_eq!(calls.len(), 1, "{calls:#?}");
+        assert_eq!(calls[0].path.as_deref(), Some("/next"));
+        assert!(calls[0].flags.mid_stream);
     }
 }

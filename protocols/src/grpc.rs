@@ -56,7 +56,9 @@ impl MessageCounter {
             match self.position {
                 Position::Lost => return,
                 Position::Payload { remaining } => {
-                    let taken = usize::try_from(remaining).unwrap_or(usize::MAX).min(bytes.len());
+                    let taken = usize::try_from(remaining)
+                        .unwrap_or(usize::MAX)
+                        .min(bytes.len());
                     bytes = bytes.get(taken..).unwrap_or_default();
                     self.finish_payload(remaining - taken as u64);
                 }
@@ -69,7 +71,9 @@ impl MessageCounter {
                     }
                     bytes = tail;
                     if taken < wanted {
-                        self.position = Position::Prefix { filled: filled + taken };
+                        self.position = Position::Prefix {
+                            filled: filled + taken,
+                        };
                     } else {
                         let [_compressed, l0, l1, l2, l3] = self.prefix;
                         let length = u64::from(u32::from_be_bytes([l0, l1, l2, l3]));
@@ -168,7 +172,11 @@ mod tests {
             let mut counter = MessageCounter::default();
             counter.feed(&stream[..split]);
             counter.feed(&stream[split..]);
-            assert_eq!((counter.messages(), counter.message_bytes()), (3, 305), "split at {split}");
+            assert_eq!(
+                (counter.messages(), counter.message_bytes()),
+                (3, 305),
+                "split at {split}"
+            );
         }
         let mut bytewise = MessageCounter::default();
         for byte in &stream {
@@ -183,7 +191,14 @@ mod tests {
         counter.feed(&message(false, &[1; 100])[..20]);
         assert!(counter.skip(85), "the rest of a known payload");
         counter.feed(&message(false, b"x"));
-        assert_eq!((counter.messages(), counter.message_bytes(), counter.in_sync()), (2, 101, true));
+        assert_eq!(
+            (
+                counter.messages(),
+                counter.message_bytes(),
+                counter.in_sync()
+            ),
+            (2, 101, true)
+        );
         assert!(!counter.skip(3), "a prefix is not skippable");
         counter.feed(&message(false, b"y"));
         assert_eq!(counter.messages(), 2);
@@ -202,7 +217,10 @@ mod tests {
         assert_eq!(parse_status("14"), Some(14));
         assert_eq!(parse_status("-1"), None);
         assert_eq!(parse_status("99999999999"), None);
-        assert_eq!(percent_decode("no%20such%20user%3A%20%C3%A9"), "no such user: é");
+        assert_eq!(
+            percent_decode("no%20such%20user%3A%20%C3%A9"),
+            "no such user: é"
+        );
         assert_eq!(percent_decode("100%"), "100%");
         assert_eq!(percent_decode("%zz%4"), "%zz%4");
         assert_eq!(percent_decode("%FF"), "\u{fffd}");

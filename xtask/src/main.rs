@@ -30,11 +30,9 @@ enum Task {
     /// with a policy on the pods' interfaces, make the pods talk, edit the policy live, and print
     /// what the agent saw and stopped. Needs root.
     Demo,
-    /// Benchmarks, each against baselines measured in the same run (never part of `test`).
-    /// `xdp`: XDP enforcement against a bare XDP program, nftables and iptables. Extra
-    /// arguments go to moat-bench (`cargo xtask bench xdp -- --help`). Needs root.
-    /// Fuzz a parser with cargo-fuzz (installed if missing): `parse_policy` or `parse_cidr`.
-    /// Crashes are saved under policy/fuzz/artifacts. Not part of `test`.
+    /// Fuzz a parser with cargo-fuzz (installed if missing): `parse_policy`, `parse_cidr`
+    /// (policy), `http1`, `http2_frames`, `hpack` or `grpc` (protocols). Crashes are saved under
+    /// <crate>/fuzz/artifacts. Not part of `test`.
     Fuzz {
         /// The fuzz target.
         target: String,
@@ -42,8 +40,12 @@ enum Task {
         #[arg(long, default_value_t = 60)]
         seconds: u32,
     },
+    /// Benchmarks, each against baselines measured in the same run (never part of `test`).
+    /// `xdp`: XDP enforcement against a bare XDP program, nftables and iptables. `capture`: API
+    /// call capture, live traffic with and without the agent, and parser throughput. Extra
+    /// arguments go to moat-bench (`cargo xtask bench capture -- --help`). Needs root.
     Bench {
-        /// Which benchmark: `xdp`.
+        /// Which benchmark: `xdp` or `capture`.
         name: String,
         /// Arguments for moat-bench.
         #[arg(last = true)]
@@ -51,26 +53,52 @@ enum Task {
     },
 }
 
-const FUZZ_TARGETS: [&str; 2] = ["parse_policy", "parse_cidr"];
+/// (target, crate whose fuzz/ directory holds it).
+const FUZZ_TARGETS: [(&str, &str); 6] = [
+    ("parse_policy", "policy"),
+    ("parse_cidr", "policy"),
+    ("http1", "protocols"),
+    ("http2_frames", "protocols"),
+    ("hpack", "protocols"),
+    ("grpc", "protocols"),
+];
 
 fn fuzz(target: &str, seconds: u32) -> anyhow::Result<()> {
-    if !FUZZ_TARGETS.contains(&target) {
+    let Some((_, crate_dir)) = FUZZ_TARGETS.iter().find(|(name, _)| *name == target) else {
         anyhow::bail!(
             "no fuzz target named {target:?}; the targets are: {}",
-            FUZZ_TARGETS.join(", ")
+            FUZZ_TARGETS
+                .iter()
+                .map(|(name, _)| *name)
+                .collect::<Vec<_>>()
+                .join(", ")
         );
-    }
+    };
     shell::exec(
         std::process::Command::new("cargo")
             .args(["+nightly", "fuzz", "run", target, "--"])
             .arg(format!("-max_total_time={seconds}"))
-            .current_dir(shell::workspace_root().join("policy")),
+            .current_dir(shell::workspace_root().join(crate_dir)),
     )
 }
 
+const BENCHMARKS: [&str; 2] = ["xdp", "capture"];
+
 fn bench(name: &str, args: &[String]) -> anyhow::Result<()> {
-    if name != "xdp" {
-        anyhow::bail!("no benchmark named {name:?}; the benchmarks are: xdp");
+    if !BENCHMARKS.contains(&name) {
+        anyhow::bail!(
+            "no benchmark named {name:?}; the benchmarks are: {}",
+            BENCHMARKS.join(", ")
+        );
+    }
+    if name == "capture" {
+        // The capture benchmark runs the agent binary itself, which `cargo run` below would
+        // not build.
+        shell::exec(
+            std::process::Command::new("cargo")
+                .args(["build", "--release", "--quiet", "--package", "agent"])
+                .current_dir(shell::workspace_root()),
+        )?;
     }
     shell::exec(
         std::process::Command::new("cargo")

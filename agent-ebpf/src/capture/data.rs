@@ -37,7 +37,7 @@ fn note(fd: u64, buffer: u64, count: u64, shape: BufferShape, direction: u8) {
         fd: fd as u32,
     };
     // SAFETY: membership test only.
-    if unsafe { CAPTURE_SOCKETS.get(&key) }.is_none() {
+    if unsafe { CAPTURE_SOCKETS.get(key) }.is_none() {
         return;
     }
     let call = InFlight {
@@ -48,7 +48,7 @@ fn note(fd: u64, buffer: u64, count: u64, shape: BufferShape, direction: u8) {
         direction,
         _pad: [0; 2],
     };
-    if IN_FLIGHT.insert(&pid_tgid, &call, 0).is_err() {
+    if IN_FLIGHT.insert(pid_tgid, call, 0).is_err() {
         bump(CaptureStat::InFlightTableFull, 1);
     }
 }
@@ -167,10 +167,10 @@ fn read_user<T: Copy>(address: u64) -> Option<T> {
 pub fn moat_exit_data(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     // SAFETY: copied out before removal.
-    let Some(call) = (unsafe { IN_FLIGHT.get(&pid_tgid) }).copied() else {
+    let Some(call) = (unsafe { IN_FLIGHT.get(pid_tgid) }).copied() else {
         return 0;
     };
-    let _ = IN_FLIGHT.remove(&pid_tgid);
+    let _ = IN_FLIGHT.remove(pid_tgid);
     let moved = ret(&ctx);
     if moved <= 0 || call.shape == BufferShape::Connect {
         return 0;
@@ -180,7 +180,7 @@ pub fn moat_exit_data(ctx: TracePointContext) -> u32 {
         tgid: (pid_tgid >> 32) as u32,
         fd: call.fd,
     };
-    let Some(state) = CAPTURE_SOCKETS.get_ptr_mut(&key) else {
+    let Some(state) = CAPTURE_SOCKETS.get_ptr_mut(key) else {
         return 0;
     };
     // SAFETY: a value pointer of our own hash map; two threads moving bytes on one socket at

@@ -143,7 +143,7 @@ pub fn moat_enter_connect(ctx: TracePointContext) -> u32 {
         _pad: [0; 2],
     };
     if IN_FLIGHT
-        .insert(&bpf_get_current_pid_tgid(), &call, 0)
+        .insert(bpf_get_current_pid_tgid(), call, 0)
         .is_err()
     {
         bump(CaptureStat::InFlightTableFull, 1);
@@ -155,8 +155,8 @@ pub fn moat_enter_connect(ctx: TracePointContext) -> u32 {
 pub fn moat_exit_connect(ctx: TracePointContext) -> u32 {
     let id = bpf_get_current_pid_tgid();
     // SAFETY: the value is copied out before the entry is removed.
-    let call = unsafe { IN_FLIGHT.get(&id) }.copied();
-    let _ = IN_FLIGHT.remove(&id);
+    let call = unsafe { IN_FLIGHT.get(id) }.copied();
+    let _ = IN_FLIGHT.remove(id);
     let Some(call) = call else { return 0 };
     let result = ret(&ctx);
     // A non-blocking connect returns EINPROGRESS with the local port already chosen.
@@ -183,16 +183,15 @@ fn admitted(tuple: &SocketTuple, tgid: u32, cgroup_id: u64) -> bool {
     // SAFETY: lookups in hash sets whose values are never referenced.
     unsafe {
         if filters & config::FILTER_PORTS != 0
-            && CAPTURE_PORT_FILTER.get(&tuple.local_port).is_none()
-            && CAPTURE_PORT_FILTER.get(&tuple.remote_port).is_none()
+            && CAPTURE_PORT_FILTER.get(tuple.local_port).is_none()
+            && CAPTURE_PORT_FILTER.get(tuple.remote_port).is_none()
         {
             return false;
         }
-        if filters & config::FILTER_CGROUPS != 0 && CAPTURE_CGROUP_FILTER.get(&cgroup_id).is_none()
-        {
+        if filters & config::FILTER_CGROUPS != 0 && CAPTURE_CGROUP_FILTER.get(cgroup_id).is_none() {
             return false;
         }
-        if filters & config::FILTER_PROCESSES != 0 && CAPTURE_PROCESS_FILTER.get(&tgid).is_none() {
+        if filters & config::FILTER_PROCESSES != 0 && CAPTURE_PROCESS_FILTER.get(tgid).is_none() {
             return false;
         }
     }
@@ -227,11 +226,11 @@ fn adopt(fd: u32, role: u8) {
         sent: 0,
         received: 0,
     };
-    if CAPTURE_SOCKETS.insert(&key, &state, 0).is_err() {
+    if CAPTURE_SOCKETS.insert(key, state, 0).is_err() {
         bump(CaptureStat::SocketTableFull, 1);
         return;
     }
-    let _ = SOCKET_CONNECTIONS.insert(&sock, &connection_id, 0);
+    let _ = SOCKET_CONNECTIONS.insert(sock, connection_id, 0);
     let event = OpenEvent { header, tuple };
     if CAPTURE_EVENTS.output::<OpenEvent>(&event, 0).is_err() {
         bump(CaptureStat::EventsLost, 1);
@@ -243,10 +242,10 @@ fn forget(fd: u32) {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     let key = SocketFd { tgid, fd };
     // SAFETY: copied out before removal.
-    let Some(state) = (unsafe { CAPTURE_SOCKETS.get(&key) }).copied() else {
+    let Some(state) = (unsafe { CAPTURE_SOCKETS.get(key) }).copied() else {
         return;
     };
-    let _ = CAPTURE_SOCKETS.remove(&key);
+    let _ = CAPTURE_SOCKETS.remove(key);
     let event = header(EventKind::Close, state.connection_id, fd);
     if CAPTURE_EVENTS.output::<EventHeader>(&event, 0).is_err() {
         bump(CaptureStat::EventsLost, 1);
@@ -303,10 +302,10 @@ pub fn moat_sock_state(ctx: TracePointContext) -> u32 {
         return 0;
     }
     // SAFETY: copied out before removal.
-    let Some(connection_id) = (unsafe { SOCKET_CONNECTIONS.get(&skaddr) }).copied() else {
+    let Some(connection_id) = (unsafe { SOCKET_CONNECTIONS.get(skaddr) }).copied() else {
         return 0;
     };
-    let _ = SOCKET_CONNECTIONS.remove(&skaddr);
+    let _ = SOCKET_CONNECTIONS.remove(skaddr);
     let event = header(EventKind::Closed, connection_id, 0);
     if CAPTURE_EVENTS.output::<EventHeader>(&event, 0).is_err() {
         bump(CaptureStat::EventsLost, 1);

@@ -138,10 +138,11 @@ impl<'a> Types<'a> {
             if name == field.as_bytes() {
                 return Some(member.bit_offset / 8);
             }
-            if name.is_empty() && depth < 4 {
-                if let Some(inner) = self.field_offset(member.type_id, field, depth + 1) {
-                    return Some(member.bit_offset / 8 + inner);
-                }
+            if name.is_empty()
+                && depth < 4
+                && let Some(inner) = self.field_offset(member.type_id, field, depth + 1)
+            {
+                return Some(member.bit_offset / 8 + inner);
             }
         }
         None
@@ -208,7 +209,10 @@ mod tests {
         for word in [24u32, 0, 1000, 0, 10] {
             header.extend_from_slice(&word.to_le_bytes());
         }
-        assert!(matches!(kernel_layout(&header), Err(BtfError::Malformed(_))));
+        assert!(matches!(
+            kernel_layout(&header),
+            Err(BtfError::Malformed(_))
+        ));
         let mut empty = vec![0x9f, 0xeb, 1, 0];
         for word in [24u32, 0, 0, 0, 1] {
             empty.extend_from_slice(&word.to_le_bytes());

@@ -10,7 +10,7 @@ use std::{
 use protocols::{Call, Direction, Limits, StreamParser, connection::ConnectionParser};
 
 use super::{
-    event::{Endpoints, Event, Task},
+    event::{Chunk, Endpoints, Event, Opened, Task},
     reassembly::{Piece, Reassembler},
     record::{CallRecord, Peer, Redaction},
 };
@@ -96,16 +96,14 @@ impl Tracker {
 
     /// A connection starts being tracked. `mid_stream`: it was open before capture began, so its
     /// streams start at an unknown point of its protocol.
-    pub fn open(
-        &mut self,
-        connection_id: u64,
-        fd: u32,
-        task: Task,
-        endpoints: Endpoints,
-        mid_stream: bool,
-        time_ns: u64,
-        out: &mut Vec<CallRecord>,
-    ) {
+    pub fn open(&mut self, opened: Opened, mid_stream: bool, out: &mut Vec<CallRecord>) {
+        let Opened {
+            connection_id,
+            fd,
+            task,
+            endpoints,
+            time_ns,
+        } = opened;
         if self.connections.contains_key(&connection_id) {
             self.close(connection_id, time_ns, out);
         }
@@ -144,25 +142,17 @@ impl Tracker {
 
     pub fn handle(&mut self, event: Event<'_>, out: &mut Vec<CallRecord>) {
         match event {
-            Event::Open {
-                connection_id,
-                fd,
-                task,
-                endpoints,
-                time_ns,
-            } => self.open(connection_id, fd, task, endpoints, false, time_ns, out),
-            Event::Data {
-                connection_id,
-                sent,
-                offset,
-                length,
-                payload,
-                time_ns,
-            } => self.data(connection_id, sent, offset, length, payload, time_ns, out),
+            Event::Open(opened) => self.open(opened, false, out),
+            Event::Data(chunk) => self.data(chunk, out),
             Event::Close {
-                connection_id, time_ns, ..
+                connection_id,
+                time_ns,
+                ..
             }
-            | Event::Closed { connection_id, time_ns } => self.close(connection_id, time_ns, out),
+            | Event::Closed {
+                connection_id,
+                time_ns,
+            } => self.close(connection_id, time_ns, out),
             Event::CloseRange { tgid, first, last } => {
                 let closing: Vec<u64> = self
                     .connections
@@ -179,17 +169,15 @@ impl Tracker {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn data(
-        &mut self,
-        connection_id: u64,
-        sent: bool,
-        offset: u64,
-        length: u64,
-        payload: &[u8],
-        time_ns: u64,
-        out: &mut Vec<CallRecord>,
-    ) {
+    fn data(&mut self, chunk: Chunk<'_>, out: &mut Vec<CallRecord>) {
+        let Chunk {
+            connection_id,
+            sent,
+            offset,
+            length,
+            payload,
+            time_ns,
+        } = chunk;
         let Some(connection) = self.connections.get_mut(&connection_id) else {
             self.stats.events_unknown_connection += 1;
             return;
@@ -442,12 +430,22 @@ mod tests {
     const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 
     fn data(id: u64, sent: bool, offset: u64, bytes: &[u8], time_ns: u64) -> Event<'_> {
-        Event::Data {
+        Event::Data(Chunk {
             connection_id: id,
             sent,
             offset,
             length: bytes.len() as u64,
             payload: bytes,
+            time_ns,
+        })
+    }
+
+    fn opened(id: u64, fd: u32, task: Task, endpoints: Endpoints, time_ns: u64) -> Opened {
+        Opened {
+            connection_id: id,
+            fd,
+            task,
+            endpoints,
             time_ns,
         }
     }
@@ -456,7 +454,11 @@ mod tests {
     fn a_call_seen_at_one_end_is_reported_with_that_process() {
         let mut tracker = Tracker::new(limits(), Redaction::new(&[]));
         let mut out = Vec::new();
-        tracker.open(1, 3, task(100, "curl"), endpoints(CLIENT, SERVER, true), false, 10, &mut out);
+        tracker.open(
+            opened(1, 3, task(100, "curl"), endpoints(CLIENT, SERVER, true), 10),
+            false,
+            &mut out,
+        );
         tracker.handle(data(1, true, 0, REQUEST, 20), &mut out);
         tracker.handle(data(1, false, 0, RESPONSE, 50), &mut out);
         assert_eq!(out.len(), 1);
@@ -466,7 +468,11 @@ mod tests {
         assert_eq!(call.client.comm.as_deref(), Some("curl"));
         assert_eq!(call.server.pid, None);
         assert_eq!(call.seen_at, ["client"]);
-        let authorization = call.request.headers.iter().find(|h| h.name == "Authorization");
+        let authorization = call
+            .request
+            .headers
+            .iter()
+            .find(|h| h.name == "Authorization");
         assert_eq!(authorization.map(|h| h.value.as_str()), Some("[redacted]"));
     }
 
@@ -474,8 +480,22 @@ mod tests {
     fn a_call_seen_at_both_ends_is_reported_once_with_both_processes() {
         let mut tracker = Tracker::new(limits(), Redaction::new(&[]));
         let mut out = Vec::new();
-        tracker.open(1, 3, task(100, "curl"), endpoints(CLIENT, SERVER, true), false, 10, &mut out);
-        tracker.open(2, 4, task(200, "nginx"), endpoints(SERVER, CLIENT, false), false, 11, &mut out);
+        tracker.open(
+            opened(1, 3, task(100, "curl"), endpoints(CLIENT, SERVER, true), 10),
+            false,
+            &mut out,
+        );
+        tracker.open(
+            opened(
+                2,
+                4,
+                task(200, "nginx"),
+                endpoints(SERVER, CLIENT, false),
+                11,
+            ),
+            false,
+            &mut out,
+        );
         tracker.handle(data(1, true, 0, REQUEST, 20), &mut out);
         tracker.handle(data(2, false, 0, REQUEST, 21), &mut out);
         tracker.handle(data(2, true, 0, RESPONSE, 30), &mut out);
@@ -492,8 +512,22 @@ mod tests {
     fn an_unanswered_mirror_is_released_after_the_wait() {
         let mut tracker = Tracker::new(limits(), Redaction::new(&[]));
         let mut out = Vec::new();
-        tracker.open(1, 3, task(100, "curl"), endpoints(CLIENT, SERVER, true), false, 10, &mut out);
-        tracker.open(2, 4, task(200, "nginx"), endpoints(SERVER, CLIENT, false), false, 11, &mut out);
+        tracker.open(
+            opened(1, 3, task(100, "curl"), endpoints(CLIENT, SERVER, true), 10),
+            false,
+            &mut out,
+        );
+        tracker.open(
+            opened(
+                2,
+                4,
+                task(200, "nginx"),
+                endpoints(SERVER, CLIENT, false),
+                11,
+            ),
+            false,
+            &mut out,
+        );
         tracker.handle(data(2, false, 0, REQUEST, 21), &mut out);
         tracker.handle(data(2, true, 0, RESPONSE, 30), &mut out);
         tracker.expire(500, &mut out);
@@ -509,19 +543,36 @@ mod tests {
         let mut out = Vec::new();
         for id in 0..6u64 {
             let local = format!("198.18.1.10:{}", 40000 + id);
-            tracker.open(id, 3, task(100, "curl"), endpoints(&local, SERVER, true), false, id, &mut out);
+            tracker.open(
+                opened(
+                    id,
+                    3,
+                    task(100, "curl"),
+                    endpoints(&local, SERVER, true),
+                    id,
+                ),
+                false,
+                &mut out,
+            );
         }
         assert_eq!(tracker.connection_count(), 4);
         assert_eq!(tracker.stats.connections_evicted, 2);
         tracker.handle(data(0, true, 0, REQUEST, 20), &mut out);
-        assert_eq!(tracker.stats.events_unknown_connection, 1, "connection 0 was evicted");
+        assert_eq!(
+            tracker.stats.events_unknown_connection, 1,
+            "connection 0 was evicted"
+        );
     }
 
     #[test]
     fn idle_connections_expire_and_their_open_calls_are_reported_incomplete() {
         let mut tracker = Tracker::new(limits(), Redaction::new(&[]));
         let mut out = Vec::new();
-        tracker.open(1, 3, task(100, "curl"), endpoints(CLIENT, SERVER, true), false, 10, &mut out);
+        tracker.open(
+            opened(1, 3, task(100, "curl"), endpoints(CLIENT, SERVER, true), 10),
+            false,
+            &mut out,
+        );
         tracker.handle(data(1, true, 0, REQUEST, 20), &mut out);
         tracker.expire(5_000, &mut out);
         assert!(out.is_empty());
@@ -535,34 +586,65 @@ mod tests {
 
     #[test]
     fn a_connection_over_its_byte_bound_restarts_its_parser_and_counts_it() {
-        let mut tracker = Tracker::new(limits(), Redaction::new(&[]));
+        // A bound below the body bytes the parser keeps, so a large upload reaches it.
+        let limits = TrackerLimits {
+            max_connection_bytes: 32 * 1024,
+            ..limits()
+        };
+        let mut tracker = Tracker::new(limits, Redaction::new(&[]));
         let mut out = Vec::new();
-        tracker.open(1, 3, task(100, "curl"), endpoints(CLIENT, SERVER, true), false, 10, &mut out);
-        let mut offset = 0;
-        tracker.handle(data(1, true, offset, b"GET / HTTP/1.1\r\nX-Big: ", 20), &mut out);
-        offset += 24;
-        let filler = vec![b'a'; 8 * 1024];
+        tracker.open(
+            opened(1, 3, task(100, "curl"), endpoints(CLIENT, SERVER, true), 10),
+            false,
+            &mut out,
+        );
+        let head = b"POST /upload HTTP/1.1\r\nContent-Length: 131072\r\n\r\n";
+        tracker.handle(data(1, true, 0, head, 20), &mut out);
+        let mut offset = head.len() as u64;
+        let body = vec![b'a'; 8 * 1024];
         for _ in 0..16 {
-            tracker.handle(data(1, true, offset, &filler, 21), &mut out);
-            offset += filler.len() as u64;
-            assert!(tracker.held_bytes() <= 64 * 1024);
+            tracker.handle(data(1, true, offset, &body, 21), &mut out);
+            offset += body.len() as u64;
+            assert!(tracker.held_bytes() <= 32 * 1024);
         }
         assert!(tracker.stats.connection_bytes_exceeded >= 1);
         // Parsing resumes at the next message.
-        tracker.handle(data(1, true, offset, b"\r\n\r\n", 22), &mut out);
-        offset += 4;
         tracker.handle(data(1, true, offset, REQUEST, 23), &mut out);
         tracker.handle(data(1, false, 0, RESPONSE, 30), &mut out);
-        assert!(out.iter().any(|call| call.path.as_deref() == Some("/a")), "{out:#?}");
+        assert!(
+            out.iter().any(|call| call.path.as_deref() == Some("/a")),
+            "{out:#?}"
+        );
     }
 
     #[test]
     fn close_range_ends_the_connections_of_that_process_in_the_range() {
         let mut tracker = Tracker::new(limits(), Redaction::new(&[]));
         let mut out = Vec::new();
-        tracker.open(1, 3, task(100, "curl"), endpoints(CLIENT, SERVER, true), false, 10, &mut out);
-        tracker.open(2, 9, task(100, "curl"), endpoints("198.18.1.10:40001", SERVER, true), false, 10, &mut out);
-        tracker.handle(Event::CloseRange { tgid: 100, first: 0, last: 5 }, &mut out);
+        tracker.open(
+            opened(1, 3, task(100, "curl"), endpoints(CLIENT, SERVER, true), 10),
+            false,
+            &mut out,
+        );
+        tracker.open(
+            opened(
+                2,
+                9,
+                task(100, "curl"),
+                endpoints("198.18.1.10:40001", SERVER, true),
+                10,
+            ),
+            false,
+            &mut out,
+        );
+        tracker.handle(
+            Event::CloseRange {
+                tgid: 100,
+                first: 0,
+                last: 5,
+            },
+            &mut out,
+        );
         assert_eq!(tracker.connection_count(), 1);
     }
 }

@@ -54,25 +54,35 @@ pub struct Task {
     pub cgroup_id: u64,
 }
 
+/// A connection capture starts tracking.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    pub connection_id: u64,
+    pub fd: u32,
+    pub task: Task,
+    pub endpoints: Endpoints,
+    pub time_ns: u64,
+}
+
+/// Bytes that crossed a connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Chunk<'a> {
+    pub connection_id: u64,
+    /// Sent by the capturing process (else received).
+    pub sent: bool,
+    /// Stream offset of the first byte.
+    pub offset: u64,
+    /// Stream bytes this event covers; `payload` holds the first of them (all, unless the kernel
+    /// could not capture them).
+    pub length: u64,
+    pub payload: &'a [u8],
+    pub time_ns: u64,
+}
+
 #[derive(Debug)]
 pub enum Event<'a> {
-    Open {
-        connection_id: u64,
-        fd: u32,
-        task: Task,
-        endpoints: Endpoints,
-        time_ns: u64,
-    },
-    Data {
-        connection_id: u64,
-        sent: bool,
-        offset: u64,
-        /// Stream bytes this event covers; `payload` holds the first of them (all, unless the
-        /// kernel could not capture them).
-        length: u64,
-        payload: &'a [u8],
-        time_ns: u64,
-    },
+    Open(Opened),
+    Data(Chunk<'a>),
     /// The process closed its descriptor.
     Close {
         connection_id: u64,
@@ -81,9 +91,16 @@ pub enum Event<'a> {
         time_ns: u64,
     },
     /// The TCP connection ended.
-    Closed { connection_id: u64, time_ns: u64 },
+    Closed {
+        connection_id: u64,
+        time_ns: u64,
+    },
     /// close_range(first..=last) by process `tgid`.
-    CloseRange { tgid: u32, first: u32, last: u32 },
+    CloseRange {
+        tgid: u32,
+        first: u32,
+        last: u32,
+    },
 }
 
 fn read<T: Copy>(bytes: &[u8], at: usize) -> Option<T> {
@@ -107,7 +124,7 @@ pub fn decode(bytes: &[u8]) -> Option<Event<'_>> {
     let header: EventHeader = read(bytes, 0)?;
     let body = bytes.get(size_of::<EventHeader>()..)?;
     Some(match EventKind::from_u8(header.kind)? {
-        EventKind::Open => Event::Open {
+        EventKind::Open => Event::Open(Opened {
             connection_id: header.connection_id,
             fd: header.fd,
             task: Task {
@@ -118,15 +135,15 @@ pub fn decode(bytes: &[u8]) -> Option<Event<'_>> {
             },
             endpoints: Endpoints::from_tuple(&read::<SocketTuple>(body, 0)?),
             time_ns: header.time_ns,
-        },
-        EventKind::Data => Event::Data {
+        }),
+        EventKind::Data => Event::Data(Chunk {
             connection_id: header.connection_id,
             sent: header.direction == DIRECTION_SENT,
             offset: header.offset,
             length: u64::from(header.length),
             payload: body.get(..header.captured as usize)?,
             time_ns: header.time_ns,
-        },
+        }),
         EventKind::Close => Event::Close {
             connection_id: header.connection_id,
             tgid: header.tgid,

@@ -111,7 +111,11 @@ fn numbered_entries(directory: &Path) -> Vec<(u32, std::path::PathBuf)> {
 fn socket_inode(link: &Path) -> Option<u64> {
     let target = fs::read_link(link).ok()?;
     let target = target.to_str()?;
-    target.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+    target
+        .strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
 }
 
 /// Named network namespaces (`ip netns add`) that no thread is in may still hold sockets that

@@ -22,7 +22,7 @@ use tokio::io::unix::AsyncFd;
 
 use self::{
     connections::{Tracker, TrackerLimits, TrackerStats},
-    event::{Event, Task},
+    event::{Event, Opened, Task},
     probes::{ProbeConfig, ProbeError, Probes},
     record::{CallRecord, Redaction},
 };
@@ -74,9 +74,10 @@ impl Capture {
         let ring = probes.take_events()?;
         // SAFETY: the descriptor belongs to the RingBuf that AsyncFd now owns; it stays open as
         // long as the registration, and nothing else closes it.
-        let ring = unsafe { AsyncFd::register(RingFd(ring)) }.map_err(|error| ProbeError::Ring {
-            source: std::io::Error::from(error),
-        })?;
+        let ring =
+            unsafe { AsyncFd::register(RingFd(ring)) }.map_err(|error| ProbeError::Ring {
+                source: std::io::Error::from(error),
+            })?;
         let mut capture = Self {
             probes,
             ring,
@@ -119,8 +120,14 @@ impl Capture {
                     comm: socket.comm,
                     cgroup_id: cgroup_id_of(socket.tgid).unwrap_or(0),
                 };
-                self.tracker
-                    .open(connection_id, socket.fd, task, socket.endpoints, true, now_ns, out);
+                let opened = Opened {
+                    connection_id,
+                    fd: socket.fd,
+                    task,
+                    endpoints: socket.endpoints,
+                    time_ns: now_ns,
+                };
+                self.tracker.open(opened, true, out);
             }
         }
         Ok(())

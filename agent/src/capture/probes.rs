@@ -97,7 +97,8 @@ impl Probes {
         let blob =
             std::fs::read(btf::VMLINUX_BTF).map_err(|source| ProbeError::ReadBtf { source })?;
         let layout = btf::kernel_layout(&blob).map_err(|source| ProbeError::Layout { source })?;
-        let cpus = aya::util::nr_cpus().map_err(|(path, source)| ProbeError::Cpus { path, source })?;
+        let cpus =
+            aya::util::nr_cpus().map_err(|(path, source)| ProbeError::Cpus { path, source })?;
         let ebpf = EbpfLoader::new()
             .map_max_entries(map_names::EVENTS, probe.ring_bytes)
             .map_max_entries(map_names::EVENT_BUFFER, cpus as u32)
@@ -216,7 +217,11 @@ impl Probes {
 
     /// Enters a connection that existed before capture started, unless the kernel already has
     /// one for that descriptor. Returns whether it was entered.
-    pub fn adopt_existing(&mut self, socket: SocketFd, connection_id: u64) -> Result<bool, ProbeError> {
+    pub fn adopt_existing(
+        &mut self,
+        socket: SocketFd,
+        connection_id: u64,
+    ) -> Result<bool, ProbeError> {
         let mut sockets: HashMap<_, SocketFd, SocketState> =
             HashMap::try_from(self.map_mut(map_names::SOCKETS)?)
                 .map_err(map_error(map_names::SOCKETS))?;

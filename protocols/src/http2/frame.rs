@@ -56,16 +56,23 @@ impl FrameType {
             Self::PushPromise => END_HEADERS | PADDED,
             Self::Continuation => END_HEADERS,
             Self::Settings | Self::Ping => ACK,
-            Self::Priority | Self::RstStream | Self::Goaway | Self::WindowUpdate | Self::Unknown(_) => 0,
+            Self::Priority
+            | Self::RstStream
+            | Self::Goaway
+            | Self::WindowUpdate
+            | Self::Unknown(_) => 0,
         }
     }
 
     /// Whether the type belongs to a stream (non-zero id) or to the connection (id zero).
     fn on_stream(self) -> Option<bool> {
         match self {
-            Self::Data | Self::Headers | Self::Priority | Self::RstStream | Self::PushPromise | Self::Continuation => {
-                Some(true)
-            }
+            Self::Data
+            | Self::Headers
+            | Self::Priority
+            | Self::RstStream
+            | Self::PushPromise
+            | Self::Continuation => Some(true),
             Self::Settings | Self::Ping | Self::Goaway => Some(false),
             Self::WindowUpdate | Self::Unknown(_) => None,
         }
@@ -79,7 +86,11 @@ pub enum FrameError {
     #[error("{kind:?} frame of {length} bytes, a size that type cannot have")]
     BadLength { kind: FrameType, length: u32 },
     #[error("{kind:?} frame padding of {padding} bytes does not fit its {length}-byte payload")]
-    BadPadding { kind: FrameType, padding: u8, length: u32 },
+    BadPadding {
+        kind: FrameType,
+        padding: u8,
+        length: u32,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,7 +119,12 @@ impl FrameHeader {
 
     /// The checks a receiver makes before reading the payload (RFC 9113 section 6).
     pub fn validate(&self) -> Result<(), FrameError> {
-        let Self { length, kind, stream_id, .. } = *self;
+        let Self {
+            length,
+            kind,
+            stream_id,
+            ..
+        } = *self;
         let on_stream = kind.on_stream();
         if on_stream.is_some_and(|on_stream| on_stream != (stream_id != 0)) {
             return Err(FrameError::WrongStream { kind, stream_id });
@@ -149,7 +165,10 @@ impl FrameHeader {
 
 /// The header block fragment of a HEADERS or PUSH_PROMISE payload, without padding, priority
 /// fields or the promised stream id.
-pub fn header_block_fragment<'a>(header: &FrameHeader, payload: &'a [u8]) -> Result<&'a [u8], FrameError> {
+pub fn header_block_fragment<'a>(
+    header: &FrameHeader,
+    payload: &'a [u8],
+) -> Result<&'a [u8], FrameError> {
     let bad_length = FrameError::BadLength {
         kind: header.kind,
         length: header.length,
@@ -178,8 +197,13 @@ pub fn header_block_fragment<'a>(header: &FrameHeader, payload: &'a [u8]) -> Res
 /// `(identifier, value)` pairs of a SETTINGS payload (its length was validated).
 pub fn settings(payload: &[u8]) -> impl Iterator<Item = (u16, u32)> + '_ {
     payload.chunks_exact(6).map(|setting| {
-        let [i0, i1, v0, v1, v2, v3] = [setting[0], setting[1], setting[2], setting[3], setting[4], setting[5]];
-        (u16::from_be_bytes([i0, i1]), u32::from_be_bytes([v0, v1, v2, v3]))
+        let [i0, i1, v0, v1, v2, v3] = [
+            setting[0], setting[1], setting[2], setting[3], setting[4], setting[5],
+        ];
+        (
+            u16::from_be_bytes([i0, i1]),
+            u32::from_be_bytes([v0, v1, v2, v3]),
+        )
     })
 }
 
@@ -193,7 +217,10 @@ mod tests {
         assert_eq!(header.length, 0x010203);
         assert_eq!(header.kind, FrameType::Headers);
         assert!(header.has(END_STREAM) && header.has(END_HEADERS) && header.has(PRIORITY));
-        assert_eq!(header.stream_id, 7, "the reserved bit is not part of the id");
+        assert_eq!(
+            header.stream_id, 7,
+            "the reserved bit is not part of the id"
+        );
         assert_eq!(header.wire_len(), 0x010203 + 9);
     }
 
@@ -215,8 +242,14 @@ mod tests {
         assert!(frame(5, 3, 0, 1).is_err(), "RST_STREAM not 4 bytes");
         assert!(frame(5, 2, 0, 1).is_ok());
         assert!(frame(7, 7, 0, 0).is_err(), "GOAWAY shorter than 8");
-        assert!(frame(3, 5, 0, 1).is_err(), "PUSH_PROMISE without a promised id");
-        assert!(frame(100, 0xfa, 0xff, 0).is_ok(), "unknown types are ignored");
+        assert!(
+            frame(3, 5, 0, 1).is_err(),
+            "PUSH_PROMISE without a promised id"
+        );
+        assert!(
+            frame(100, 0xfa, 0xff, 0).is_ok(),
+            "unknown types are ignored"
+        );
     }
 
     #[test]
@@ -228,8 +261,14 @@ mod tests {
             stream_id: 1,
         };
         let payload = [2, 0, 0, 0, 3, 16, 0xaa, 0xbb, 0, 0];
-        assert_eq!(header_block_fragment(&headers(PADDED | PRIORITY, &payload), &payload), Ok(&[0xaa, 0xbb][..]));
-        assert_eq!(header_block_fragment(&headers(0, &[0xaa]), &[0xaa]), Ok(&[0xaa][..]));
+        assert_eq!(
+            header_block_fragment(&headers(PADDED | PRIORITY, &payload), &payload),
+            Ok(&[0xaa, 0xbb][..])
+        );
+        assert_eq!(
+            header_block_fragment(&headers(0, &[0xaa]), &[0xaa]),
+            Ok(&[0xaa][..])
+        );
         assert!(header_block_fragment(&headers(PADDED, &[5, 1]), &[5, 1]).is_err());
         assert!(header_block_fragment(&headers(PADDED, &[]), &[]).is_err());
         assert!(header_block_fragment(&headers(PRIORITY, &[0, 0]), &[0, 0]).is_err());
@@ -239,7 +278,10 @@ mod tests {
             flags: END_HEADERS,
             stream_id: 1,
         };
-        assert_eq!(header_block_fragment(&promise, &[0, 0, 0, 2, 0x82]), Ok(&[0x82][..]));
+        assert_eq!(
+            header_block_fragment(&promise, &[0, 0, 0, 2, 0x82]),
+            Ok(&[0x82][..])
+        );
     }
 
     #[test]

@@ -148,6 +148,12 @@ pub struct Decoder {
     lossy: bool,
 }
 
+/// A table entry as far as we know it: the name is None when only the value is.
+struct Known<'a> {
+    name: Option<&'a [u8]>,
+    value: &'a [u8],
+}
+
 /// How a field's name arrives.
 enum Name {
     Indexed(u64),
@@ -199,7 +205,11 @@ impl Decoder {
 
     /// Decodes one complete header block, keeping fields up to `max_list_bytes` (as
     /// SETTINGS_MAX_HEADER_LIST_SIZE counts them) and updating the table for all of them.
-    pub fn decode(&mut self, block: &[u8], max_list_bytes: usize) -> Result<HeaderList, HpackError> {
+    pub fn decode(
+        &mut self,
+        block: &[u8],
+        max_list_bytes: usize,
+    ) -> Result<HeaderList, HpackError> {
         let mut list = HeaderList::default();
         let mut list_bytes = 0usize;
         let mut input = block;
@@ -209,7 +219,10 @@ impl Decoder {
                 let index = read_integer(&mut input, 7)?;
                 fields_seen = true;
                 match self.lookup(index)? {
-                    Some((Some(name), value)) => {
+                    Some(Known {
+                        name: Some(name),
+                        value,
+                    }) => {
                         push_field(&mut list, &mut list_bytes, max_list_bytes, name, value);
                     }
                     _ => list.unresolved = true,
@@ -229,7 +242,14 @@ impl Decoder {
                     index => Name::Indexed(index),
                 };
                 fields_seen = true;
-                self.literal(&mut input, name, indexing, &mut list, &mut list_bytes, max_list_bytes)?;
+                self.literal(
+                    &mut input,
+                    name,
+                    indexing,
+                    &mut list,
+                    &mut list_bytes,
+                    max_list_bytes,
+                )?;
             }
         }
         Ok(list)
@@ -261,17 +281,23 @@ impl Decoder {
 
     /// `Ok(None)`: a dynamic entry the lossy table lacks. The name is None when only the value
     /// is known.
-    fn lookup(&self, index: u64) -> Result<Option<(Option<&[u8]>, &[u8])>, HpackError> {
+    fn lookup(&self, index: u64) -> Result<Option<Known<'_>>, HpackError> {
         let invalid = HpackError::InvalidIndex(index);
         let position = usize::try_from(index).map_err(|_| invalid)?;
         if position == 0 {
             return Err(invalid);
         }
         if let Some((name, value)) = STATIC_TABLE.get(position - 1) {
-            return Ok(Some((Some(name), value)));
+            return Ok(Some(Known {
+                name: Some(name),
+                value,
+            }));
         }
         match self.table.get(position - 1 - STATIC_TABLE.len()) {
-            Some(entry) => Ok(Some((entry.name.as_deref(), &entry.value))),
+            Some(entry) => Ok(Some(Known {
+                name: entry.name.as_deref(),
+                value: &entry.value,
+            })),
             None if self.lossy => Ok(None),
             None => Err(invalid),
         }
@@ -285,7 +311,10 @@ impl Decoder {
                 None if self.lossy => Ok(None),
                 None => Err(HpackError::InvalidIndex(index)),
             },
-            None => Ok(self.lookup(index)?.and_then(|(name, _)| name).map(Arc::from)),
+            None => Ok(self
+                .lookup(index)?
+                .and_then(|known| known.name)
+                .map(Arc::from)),
         }
     }
 
@@ -330,9 +359,21 @@ impl Decoder {
     }
 }
 
-fn push_field(list: &mut HeaderList, list_bytes: &mut usize, max_list_bytes: usize, name: &[u8], value: &[u8]) {
-    let size = name.len().saturating_add(value.len()).saturating_add(ENTRY_OVERHEAD);
-    match list_bytes.checked_add(size).filter(|total| *total <= max_list_bytes) {
+fn push_field(
+    list: &mut HeaderList,
+    list_bytes: &mut usize,
+    max_list_bytes: usize,
+    name: &[u8],
+    value: &[u8],
+) {
+    let size = name
+        .len()
+        .saturating_add(value.len())
+        .saturating_add(ENTRY_OVERHEAD);
+    match list_bytes
+        .checked_add(size)
+        .filter(|total| *total <= max_list_bytes)
+    {
         Some(total) if !list.truncated => {
             *list_bytes = total;
             list.fields.push(Field {
@@ -400,23 +441,37 @@ mod tests {
         list.fields
             .iter()
             .map(|field| {
-                let text = |bytes: &[u8]| String::from_utf8(bytes.to_vec()).expect("UTF-8 in test vectors");
+                let text = |bytes: &[u8]| {
+                    String::from_utf8(bytes.to_vec()).expect("UTF-8 in test vectors")
+                };
                 (text(&field.name), text(&field.value))
             })
             .collect()
     }
 
     fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
-        expected.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect()
+        expected
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect()
     }
 
+    /// A header block in hex, the fields it decodes to, and the table size after it.
+    type Vector<'a> = (&'a str, &'a [(&'a str, &'a str)], usize);
+
     /// Decodes `blocks` in order on one decoder, checking fields and table size after each.
-    fn check_sequence(decoder: &mut Decoder, blocks: &[(&str, &[(&str, &str)], usize)]) {
+    fn check_sequence(decoder: &mut Decoder, blocks: &[Vector<'_>]) {
         for (index, (block, expected, table_size)) in blocks.iter().enumerate() {
-            let list = decoder.decode(&hex(block), NO_LIMIT).expect("RFC vector decodes");
+            let list = decoder
+                .decode(&hex(block), NO_LIMIT)
+                .expect("RFC vector decodes");
             assert_eq!(fields(&list), pairs(expected), "block {index}");
             assert!(!list.truncated && !list.unresolved);
-            assert_eq!(decoder.table_bytes(), *table_size, "table size after block {index}");
+            assert_eq!(
+                decoder.table_bytes(),
+                *table_size,
+                "table size after block {index}"
+            );
         }
     }
 
@@ -431,15 +486,28 @@ mod tests {
                     &[("custom-key", "custom-header")],
                     55,
                 ),
-                ("040c 2f73 616d 706c 652f 7061 7468", &[(":path", "/sample/path")], 55),
-                ("1008 7061 7373 776f 7264 0673 6563 7265 74", &[("password", "secret")], 55),
+                (
+                    "040c 2f73 616d 706c 652f 7061 7468",
+                    &[(":path", "/sample/path")],
+                    55,
+                ),
+                (
+                    "1008 7061 7373 776f 7264 0673 6563 7265 74",
+                    &[("password", "secret")],
+                    55,
+                ),
                 ("82", &[(":method", "GET")], 55),
             ],
         );
     }
 
     const C3_C4_FIELDS: [&[(&str, &str)]; 3] = [
-        &[(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "www.example.com")],
+        &[
+            (":method", "GET"),
+            (":scheme", "http"),
+            (":path", "/"),
+            (":authority", "www.example.com"),
+        ],
         &[
             (":method", "GET"),
             (":scheme", "http"),
@@ -461,7 +529,11 @@ mod tests {
         check_sequence(
             &mut Decoder::new(4096),
             &[
-                ("8286 8441 0f77 7777 2e65 7861 6d70 6c65 2e63 6f6d", C3_C4_FIELDS[0], 57),
+                (
+                    "8286 8441 0f77 7777 2e65 7861 6d70 6c65 2e63 6f6d",
+                    C3_C4_FIELDS[0],
+                    57,
+                ),
                 ("8286 84be 5808 6e6f 2d63 6163 6865", C3_C4_FIELDS[1], 110),
                 (
                     "8287 85bf 400a 6375 7374 6f6d 2d6b 6579 0c63 7573 746f 6d2d 7661 6c75 65",
@@ -477,9 +549,17 @@ mod tests {
         check_sequence(
             &mut Decoder::new(4096),
             &[
-                ("8286 8441 8cf1 e3c2 e5f2 3a6b a0ab 90f4 ff", C3_C4_FIELDS[0], 57),
+                (
+                    "8286 8441 8cf1 e3c2 e5f2 3a6b a0ab 90f4 ff",
+                    C3_C4_FIELDS[0],
+                    57,
+                ),
                 ("8286 84be 5886 a8eb 1064 9cbf", C3_C4_FIELDS[1], 110),
-                ("8287 85bf 4088 25a8 49e9 5ba9 7d7f 8925 a849 e95b b8e8 b4bf", C3_C4_FIELDS[2], 164),
+                (
+                    "8287 85bf 4088 25a8 49e9 5ba9 7d7f 8925 a849 e95b b8e8 b4bf",
+                    C3_C4_FIELDS[2],
+                    164,
+                ),
             ],
         );
     }
@@ -503,14 +583,19 @@ mod tests {
             ("date", "Mon, 21 Oct 2013 20:13:22 GMT"),
             ("location", "https://www.example.com"),
             ("content-encoding", "gzip"),
-            ("set-cookie", "foo=ASDJKHQKBZXOQWEOPIUAXQWEOIU; max-age=3600; version=1"),
+            (
+                "set-cookie",
+                "foo=ASDJKHQKBZXOQWEOPIUAXQWEOIU; max-age=3600; version=1",
+            ),
         ],
     ];
 
     /// C.5 and C.6 run with a 256-byte table, so entries are evicted.
     fn small_table_decoder() -> Decoder {
         let mut decoder = Decoder::new(4096);
-        decoder.decode(&[0x3f, 0xe1, 0x01], NO_LIMIT).expect("size update to 256");
+        decoder
+            .decode(&[0x3f, 0xe1, 0x01], NO_LIMIT)
+            .expect("size update to 256");
         decoder
     }
 
@@ -572,7 +657,9 @@ mod tests {
                 .map(|line| line.split_once('\t').expect("name<TAB>value"))
                 .map(|(name, value)| (name.to_owned(), value.to_owned()))
                 .collect();
-            let list = decoder.decode(&block, NO_LIMIT).expect("python hpack block decodes");
+            let list = decoder
+                .decode(&block, NO_LIMIT)
+                .expect("python hpack block decodes");
             assert_eq!(fields(&list), expected, "block {blocks}");
             blocks += 1;
         }
@@ -587,39 +674,64 @@ mod tests {
         let to_8192 = [0x3f, 0xe1, 0x3f];
         assert!(matches!(
             decoder.decode(&to_8192, NO_LIMIT),
-            Err(HpackError::TableSizeOverLimit { size: 8192, allowed: 4096 })
+            Err(HpackError::TableSizeOverLimit {
+                size: 8192,
+                allowed: 4096
+            })
         ));
         decoder.announce_table_size(8192);
         assert!(decoder.decode(&to_8192, NO_LIMIT).is_ok());
-        assert_eq!(decoder.decode(&[0x82, 0x20], NO_LIMIT), Err(HpackError::LateTableSizeUpdate));
+        assert_eq!(
+            decoder.decode(&[0x82, 0x20], NO_LIMIT),
+            Err(HpackError::LateTableSizeUpdate)
+        );
     }
 
     #[test]
     fn oversized_tables_are_capped_and_references_past_them_unresolved() {
         let mut decoder = Decoder::new(64);
         // Two literal entries with incremental indexing: "a: b" (34 bytes) then "c: d".
-        let list = decoder.decode(&hex("4001 6101 62 4001 6301 64"), NO_LIMIT).expect("decodes");
+        let list = decoder
+            .decode(&hex("4001 6101 62 4001 6301 64"), NO_LIMIT)
+            .expect("decodes");
         assert_eq!(fields(&list), pairs(&[("a", "b"), ("c", "d")]));
-        assert_eq!(decoder.table_bytes(), 34, "only the newest fits in 64 bytes");
+        assert_eq!(
+            decoder.table_bytes(),
+            34,
+            "only the newest fits in 64 bytes"
+        );
         let list = decoder.decode(&hex("be bf"), NO_LIMIT).expect("decodes");
         assert_eq!(fields(&list), pairs(&[("c", "d")]));
-        assert!(list.unresolved, "the peer's 4096-byte table still holds \"a: b\"");
+        assert!(
+            list.unresolved,
+            "the peer's 4096-byte table still holds \"a: b\""
+        );
     }
 
     #[test]
     fn joining_late_leaves_unknown_references_empty() {
         let mut decoder = Decoder::joined_late(4096);
-        let list = decoder.decode(&hex("82 be 7e01 78"), NO_LIMIT).expect("decodes");
+        let list = decoder
+            .decode(&hex("82 be 7e01 78"), NO_LIMIT)
+            .expect("decodes");
         assert_eq!(fields(&list), pairs(&[(":method", "GET")]));
         assert!(list.unresolved);
         // The literal above (name from unknown entry 62, value "x") was inserted at 62; a new one
         // pushes it to 63. Names of entries we inserted ourselves are known.
-        let list = decoder.decode(&hex("4001 6101 62 be bf c0"), NO_LIMIT).expect("decodes");
+        let list = decoder
+            .decode(&hex("4001 6101 62 be bf c0"), NO_LIMIT)
+            .expect("decodes");
         assert_eq!(fields(&list), pairs(&[("a", "b"), ("a", "b")]));
-        assert!(list.unresolved, "63 has an unknown name, 64 is older than what we saw");
+        assert!(
+            list.unresolved,
+            "63 has an unknown name, 64 is older than what we saw"
+        );
         // A size update to 0 empties the peer's table: from here on everything is known.
         decoder.decode(&[0x20], NO_LIMIT).expect("size update");
-        assert_eq!(decoder.decode(&[0xbe], NO_LIMIT), Err(HpackError::InvalidIndex(62)));
+        assert_eq!(
+            decoder.decode(&[0xbe], NO_LIMIT),
+            Err(HpackError::InvalidIndex(62))
+        );
     }
 
     #[test]
@@ -633,7 +745,11 @@ mod tests {
         let list = decoder.decode(&block, 10_000).expect("decodes");
         assert!(list.truncated);
         assert_eq!(list.fields.len(), 2, "4033 bytes each, 10000 allowed");
-        assert_eq!(decoder.table_bytes(), 4033 + 34, "both entries are in the table");
+        assert_eq!(
+            decoder.table_bytes(),
+            4033 + 34,
+            "both entries are in the table"
+        );
         let list = decoder.decode(&[0xbe], NO_LIMIT).expect("decodes");
         assert_eq!(fields(&list), pairs(&[("a", "b")]));
     }
@@ -641,14 +757,26 @@ mod tests {
     #[test]
     fn malformed_blocks_are_errors() {
         let mut decoder = Decoder::new(4096);
-        assert_eq!(decoder.decode(&[0x80], NO_LIMIT), Err(HpackError::InvalidIndex(0)));
-        assert_eq!(decoder.decode(&[0xbe], NO_LIMIT), Err(HpackError::InvalidIndex(62)));
-        assert_eq!(decoder.decode(&[0xff], NO_LIMIT), Err(HpackError::Truncated));
+        assert_eq!(
+            decoder.decode(&[0x80], NO_LIMIT),
+            Err(HpackError::InvalidIndex(0))
+        );
+        assert_eq!(
+            decoder.decode(&[0xbe], NO_LIMIT),
+            Err(HpackError::InvalidIndex(62))
+        );
+        assert_eq!(
+            decoder.decode(&[0xff], NO_LIMIT),
+            Err(HpackError::Truncated)
+        );
         assert_eq!(
             decoder.decode(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01], NO_LIMIT),
             Err(HpackError::IntegerOverflow)
         );
-        assert_eq!(decoder.decode(&hex("4005 61"), NO_LIMIT), Err(HpackError::Truncated));
+        assert_eq!(
+            decoder.decode(&hex("4005 61"), NO_LIMIT),
+            Err(HpackError::Truncated)
+        );
         assert_eq!(
             decoder.decode(&hex("4081 00 0161"), NO_LIMIT),
             Err(HpackError::Huffman(HuffmanError::BadPadding))
