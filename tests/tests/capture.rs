@@ -102,7 +102,11 @@ fn calls_since(agent: &mut RunningAgent, mark: usize, count: usize) -> Vec<Value
             Instant::now() < deadline,
             "{} of {count} calls recorded within 20s:\n{}",
             calls.len(),
-            calls.iter().map(Value::to_string).collect::<Vec<_>>().join("\n")
+            calls
+                .iter()
+                .map(Value::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -189,6 +193,76 @@ fn tshark_http1(capture: &Path, port: u16) -> (Vec<(String, String)>, Vec<u64>) 
     (requests, statuses)
 }
 
+/// tshark's reading of an HTTP/2 (h2c) capture: (method, path with query) of every request and
+/// every response status. tshark lists the fields of all frames in a packet together, in frame
+/// order, so methods and paths stay aligned.
+fn tshark_http2(capture: &Path, port: u16) -> (Vec<(String, String)>, Vec<u64>) {
+    let output = Command::new("tshark")
+        .arg("-r")
+        .arg(capture)
+        .args([
+            "-d",
+            &format!("tcp.port=={port},http2"),
+            "-Y",
+            "http2.type == 1",
+            "-T",
+            "fields",
+            "-e",
+            "http2.headers.method",
+            "-e",
+            "http2.headers.path",
+            "-e",
+            "http2.headers.status",
+        ])
+        .output()
+        .expect("run tshark");
+    assert!(output.status.success(), "tshark: {output:?}");
+    let (mut requests, mut statuses) = (Vec::new(), Vec::new());
+    for line in String::from_utf8(output.stdout).unwrap().lines() {
+        let columns: Vec<Vec<&str>> = line
+            .split('\t')
+            .map(|column| {
+                column
+                    .split(',')
+                    .filter(|value| !value.is_empty())
+                    .collect()
+            })
+            .collect();
+        for (method, path) in columns[0].iter().zip(&columns[1]) {
+            requests.push(((*method).to_owned(), (*path).to_owned()));
+        }
+        statuses.extend(
+            columns[2]
+                .iter()
+                .map(|status| status.parse::<u64>().unwrap()),
+        );
+    }
+    requests.sort();
+    statuses.sort();
+    (requests, statuses)
+}
+
+/// (method, path?query) of each call, sorted, and their statuses, sorted: what tshark reports.
+fn requests_and_statuses(calls: &[Value]) -> (Vec<(String, String)>, Vec<u64>) {
+    let mut requests: Vec<(String, String)> = calls
+        .iter()
+        .map(|call| {
+            let target = match call["query"].as_str() {
+                Some(query) => format!("{}?{query}", call["path"].as_str().unwrap()),
+                None => call["path"].as_str().unwrap().to_owned(),
+            };
+            (call["method"].as_str().unwrap().to_owned(), target)
+        })
+        .collect();
+    requests.sort();
+    let mut statuses: Vec<u64> = calls
+        .iter()
+        .map(|call| call["status"].as_u64().unwrap())
+        .collect();
+    statuses.sort();
+    (requests, statuses)
+}
+
 fn start_python_http1(server: &Pod, port: u16) -> (Background, SocketAddr) {
     let address = SocketAddr::new(server.ipv4.into(), port);
     let process = server
@@ -225,17 +299,31 @@ fn http1_calls_from_curl_to_python_match_what_was_sent_and_what_tshark_saw() {
     let base = format!("http://{address}");
     // One connection, five calls one after another (keep-alive): Content-Length, chunked with a
     // trailer, a 1 MiB body, a 404, and a 204 without a body.
-    let urls: Vec<String> = ["/small?lang=en", "/chunked", "/large", "/missing", "/nothing"]
-        .iter()
-        .map(|path| format!("{base}{path}"))
-        .collect();
-    let mut curl = vec!["-sS", "--http1.1", "-H", "Authorization: Bearer supersecret"];
+    let urls: Vec<String> = [
+        "/small?lang=en",
+        "/chunked",
+        "/large",
+        "/missing",
+        "/nothing",
+    ]
+    .iter()
+    .map(|path| format!("{base}{path}"))
+    .collect();
+    let mut curl = vec![
+        "-sS",
+        "--http1.1",
+        "-H",
+        "Authorization: Bearer supersecret",
+    ];
     for url in &urls {
         curl.extend(["-o", "/dev/null", url.as_str()]);
     }
     client.run("curl", &curl).unwrap();
     client
-        .run("curl", &["-sS", "--http1.1", "-I", &format!("{base}/small")])
+        .run(
+            "curl",
+            &["-sS", "--http1.1", "-I", &format!("{base}/small")],
+        )
         .unwrap();
     let upload = scratch.file("upload.bin");
     std::fs::write(&upload, vec![b'u'; 100_000]).unwrap();
@@ -268,31 +356,16 @@ fn http1_calls_from_curl_to_python_match_what_was_sent_and_what_tshark_saw() {
     assert_eq!(summary(&calls), expected, "{calls:#?}");
 
     // tshark read the same calls off the wire.
-    let (tshark_requests, tshark_statuses) = tshark_http1(&pcap, PORT);
-    let mut recorded_requests: Vec<(String, String)> = calls
-        .iter()
-        .map(|call| {
-            let target = match call["query"].as_str() {
-                Some(query) => format!("{}?{query}", call["path"].as_str().unwrap()),
-                None => call["path"].as_str().unwrap().to_owned(),
-            };
-            (call["method"].as_str().unwrap().to_owned(), target)
-        })
-        .collect();
-    recorded_requests.sort();
-    assert_eq!(recorded_requests, tshark_requests);
-    let mut recorded_statuses: Vec<u64> = calls
-        .iter()
-        .map(|call| call["status"].as_u64().unwrap())
-        .collect();
-    recorded_statuses.sort();
-    assert_eq!(recorded_statuses, tshark_statuses);
+    assert_eq!(requests_and_statuses(&calls), tshark_http1(&pcap, PORT));
 
     let by_path: BTreeMap<(&str, &str), &Value> = calls
         .iter()
         .map(|call| {
             (
-                (call["method"].as_str().unwrap(), call["path"].as_str().unwrap()),
+                (
+                    call["method"].as_str().unwrap(),
+                    call["path"].as_str().unwrap(),
+                ),
                 call,
             )
         })
@@ -318,11 +391,19 @@ fn http1_calls_from_curl_to_python_match_what_was_sent_and_what_tshark_saw() {
     let chunked = by_path[&("GET", "/chunked")];
     assert_eq!(chunked["response"]["body_bytes"], 6 + 13 + 5000);
     assert_eq!(
-        chunked["response"]["trailers"][0]["name"].as_str().map(str::to_ascii_lowercase),
+        chunked["response"]["trailers"][0]["name"]
+            .as_str()
+            .map(str::to_ascii_lowercase),
         Some("x-trailer".to_owned())
     );
-    assert_eq!(by_path[&("GET", "/large")]["response"]["body_bytes"], 1 << 20);
-    assert_eq!(by_path[&("POST", "/upload")]["request"]["body_bytes"], 100_000);
+    assert_eq!(
+        by_path[&("GET", "/large")]["response"]["body_bytes"],
+        1 << 20
+    );
+    assert_eq!(
+        by_path[&("POST", "/upload")]["request"]["body_bytes"],
+        100_000
+    );
     assert_eq!(by_path[&("HEAD", "/small")]["response"]["body_bytes"], 0);
     for call in &calls {
         assert_eq!(call["flags"], flags_of_a_clean_call(call), "{call}");
@@ -457,6 +538,12 @@ fn http2_prior_knowledge_and_upgrade_calls_are_recorded_per_stream() {
     let address = SocketAddr::new(server.ipv4.into(), PORT);
     wait_listening(&server, address);
     let mut agent = capture_agent(&node, &state, &[PORT], &[]);
+    let tcpdump = PacketCapture::start(
+        server.command("tcpdump"),
+        "eth0",
+        &scratch.file("h2.pcap"),
+        &format!("tcp port {PORT}"),
+    );
     let mark = agent.mark();
 
     let base = format!("http://{address}");
@@ -492,6 +579,8 @@ fn http2_prior_knowledge_and_upgrade_calls_are_recorded_per_stream() {
     let b = calls.iter().find(|call| call["path"] == "/b.txt").unwrap();
     assert_eq!(b["query"], "x=1");
     assert_eq!(b["response"]["body_bytes"], 70_000);
+    let pcap = tcpdump.stop();
+    assert_eq!(requests_and_statuses(&calls), tshark_http2(&pcap, PORT));
 
     // HTTP/1.1 Upgrade to h2c (curl --http2 on an http:// URL): the first request is HTTP/1.1
     // and is answered as HTTP/2 stream 1; the second is an ordinary stream on the same
@@ -555,16 +644,25 @@ fn grpc_unary_and_streaming_calls_carry_service_method_status_and_message_counts
     const PORT: u16 = 18500;
     let address = SocketAddr::new(server.ipv4.into(), PORT);
     let _server = server
-        .spawn(PYTHON, &[&peer_script("grpc_peer.py"), "serve", &address.to_string()])
+        .spawn(
+            PYTHON,
+            &[&peer_script("grpc_peer.py"), "serve", &address.to_string()],
+        )
         .unwrap();
     wait_listening(&server, address);
     let mut agent = capture_agent(&node, &state, &[PORT], &[]);
     let mark = agent.mark();
     let output = client
-        .run(PYTHON, &[&peer_script("grpc_peer.py"), "call", &address.to_string()])
+        .run(
+            PYTHON,
+            &[&peer_script("grpc_peer.py"), "call", &address.to_string()],
+        )
         .unwrap();
     let printed = String::from_utf8_lossy(&output.stdout);
-    assert!(printed.contains("Unary failed StatusCode.NOT_FOUND"), "{printed}");
+    assert!(
+        printed.contains("Unary failed StatusCode.NOT_FOUND"),
+        "{printed}"
+    );
 
     let calls = calls_since(&mut agent, mark, 5);
     let mut seen: Vec<(String, u64, u64, u64)> = calls
@@ -629,7 +727,10 @@ fn a_connection_opened_before_the_agent_started_is_reported_and_flagged_mid_stre
     let state = StateDir::new();
     const PORT: u16 = 18082;
     let (_server, address) = start_python_http1(&server, PORT);
-    let mut stream = client.enter(|| TcpStream::connect(address)).unwrap().unwrap();
+    let mut stream = client
+        .enter(|| TcpStream::connect(address))
+        .unwrap()
+        .unwrap();
     assert_eq!(exchange(&mut stream, "/small"), 200);
 
     let mut agent = capture_agent(&node, &state, &[PORT], &[]);
@@ -714,8 +815,14 @@ fn hostile_bytes_never_stop_the_agent_and_its_memory_stays_bounded() {
     huge.extend(b"\r\n\r\n");
     send(huge, None);
     // Truncated and malformed heads.
-    send(b"GET /small HTTP/1.1\r\nHost: x\r\nContent-Le".to_vec(), None);
-    send(b"GET /small HTTP/9.9\r\n\0\0\0\r\n\r\nPOST\r\n".to_vec(), None);
+    send(
+        b"GET /small HTTP/1.1\r\nHost: x\r\nContent-Le".to_vec(),
+        None,
+    );
+    send(
+        b"GET /small HTTP/9.9\r\n\0\0\0\r\n\r\nPOST\r\n".to_vec(),
+        None,
+    );
     send(
         b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzzzz\r\n".to_vec(),
         None,
@@ -724,7 +831,9 @@ fn hostile_bytes_never_stop_the_agent_and_its_memory_stays_bounded() {
     // entries that do not exist, then frames with absurd lengths.
     let mut h2 = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
     h2.extend([0, 0, 0, 4, 0, 0, 0, 0, 0]);
-    let block = [0x3f, 0xe1, 0xff, 0xff, 0xff, 0x0f, 0xff, 0xff, 0xff, 0x7f, 0xbe];
+    let block = [
+        0x3f, 0xe1, 0xff, 0xff, 0xff, 0x0f, 0xff, 0xff, 0xff, 0x7f, 0xbe,
+    ];
     h2.extend([0, 0, block.len() as u8, 1, 5, 0, 0, 0, 1]);
     h2.extend(block);
     h2.extend([0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 3]);
@@ -732,13 +841,17 @@ fn hostile_bytes_never_stop_the_agent_and_its_memory_stays_bounded() {
     send(h2, None);
     // Slowloris: a head one byte at a time.
     send(
-        b"GET /small HTTP/1.1\r\nHost: slow\r\nX-A: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n".to_vec(),
+        b"GET /small HTTP/1.1\r\nHost: slow\r\nX-A: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n"
+            .to_vec(),
         Some(Duration::from_millis(5)),
     );
 
     // The agent still works: a normal call afterwards is recorded.
     let mark = agent.mark();
-    let mut stream = client.enter(|| TcpStream::connect(address)).unwrap().unwrap();
+    let mut stream = client
+        .enter(|| TcpStream::connect(address))
+        .unwrap()
+        .unwrap();
     assert_eq!(exchange(&mut stream, "/small?after=abuse"), 200);
     drop(stream);
     let calls = calls_since(&mut agent, mark, 1);
@@ -809,14 +922,21 @@ fn many_concurrent_connections_give_one_record_per_request() {
         )
         .unwrap();
     let report = String::from_utf8_lossy(&output.stdout);
-    assert!(report.contains(&format!("{REQUESTS} succeeded")), "{report}");
+    assert!(
+        report.contains(&format!("{REQUESTS} succeeded")),
+        "{report}"
+    );
 
     let calls = calls_since(&mut agent, mark, REQUESTS);
     assert_eq!(calls.len(), REQUESTS);
     for call in &calls {
         assert_eq!(call["path"], "/item.json");
         assert_eq!(call["status"], 200);
-        assert_eq!(call["seen_at"], serde_json::json!(["client", "server"]), "{call}");
+        assert_eq!(
+            call["seen_at"],
+            serde_json::json!(["client", "server"]),
+            "{call}"
+        );
     }
     let records = agent.stop();
     let stats = records
@@ -824,5 +944,8 @@ fn many_concurrent_connections_give_one_record_per_request() {
         .rfind(|record| record["kind"] == "agent.capture_stats")
         .unwrap();
     assert_eq!(stats["events_lost"], 0, "{stats}");
-    assert_eq!(stats["connections_opened"], 60, "both ends of 30 connections: {stats}");
+    assert_eq!(
+        stats["connections_opened"], 60,
+        "both ends of 30 connections: {stats}"
+    );
 }
