@@ -211,10 +211,13 @@ impl<W: Write> Reporter<W> {
                 serde_json::to_writer(&mut self.out, &stamped)?;
                 self.out.write_all(b"\n")?;
             }
-            OutputFormat::Text => {
-                let value = serde_json::to_value(&stamped)?;
-                writeln!(self.out, "{}", text_line(&value))?;
-            }
+            OutputFormat::Text => match record {
+                Record::Call(call) => writeln!(self.out, "{} {}", stamped.time, call_line(call))?,
+                _ => {
+                    let value = serde_json::to_value(&stamped)?;
+                    writeln!(self.out, "{}", text_line(&value))?;
+                }
+            },
         }
         self.out.flush()
     }
@@ -293,6 +296,47 @@ fn stats_record(stats: XdpStats) -> Record<'static> {
         drop_events_lost: stats.drop_events_lost,
         drop_events_suppressed: stats.drop_events_suppressed,
     }
+}
+
+/// One call on one line, for people:
+/// `api.call http1 GET 198.18.2.10:8080/users?id=1 -> 200 in 1.2ms, curl[412] 198.18.1.10:40112 -> python3[77] 198.18.2.10:8080`.
+fn call_line(call: &CallRecord) -> String {
+    let peer = |peer: &crate::capture::record::Peer| match (&peer.comm, peer.pid) {
+        (Some(comm), Some(pid)) => format!("{comm}[{pid}] {}:{}", peer.ip, peer.port),
+        _ => format!("{}:{}", peer.ip, peer.port),
+    };
+    let mut line = format!(
+        "api.call {} {} {}{}",
+        call.protocol,
+        call.method.as_deref().unwrap_or("?"),
+        call.authority.as_deref().unwrap_or(""),
+        call.path.as_deref().unwrap_or("?"),
+    );
+    if let Some(query) = &call.query {
+        line.push('?');
+        line.push_str(query);
+    }
+    match call.status {
+        Some(status) => line.push_str(&format!(" -> {status}")),
+        None => line.push_str(" -> (no response)"),
+    }
+    if let Some(grpc) = &call.grpc
+        && let Some(status) = grpc.status
+    {
+        line.push_str(&format!(" grpc-status {status}"));
+    }
+    if let Some(latency) = call.latency_us {
+        line.push_str(&format!(" in {:.1}ms", latency as f64 / 1000.0));
+    }
+    line.push_str(&format!(
+        ", {} -> {}",
+        peer(&call.client),
+        peer(&call.server)
+    ));
+    if !call.flags.is_empty() {
+        line.push_str(&format!(" [{}]", call.flags.join(",")));
+    }
+    line
 }
 
 /// `TIME KIND key=value ...` from a record's JSON, for the text format.

@@ -1,5 +1,6 @@
 //! `cargo xtask demo`: Moat on a namespace testbed, as a newcomer's first look: three pods talk,
-//! a policy stops what it denies, an edit changes the verdict live, and the counters show it all.
+//! their API calls are seen from the kernel, a policy stops what it denies, an edit changes the
+//! verdict live, and the counters show it all.
 
 use std::{
     path::Path,
@@ -88,7 +89,12 @@ fn show(agent_binary: &Path, policy: &Path, state_dir: &str) -> anyhow::Result<(
     println!(
         "moat-agent attaches its program to the node side of each pod's veth (TC ingress via TCX), enforces the"
     );
-    println!("policy there, and prints what it drops and, every 3 seconds, who sent what:\n");
+    println!(
+        "policy there, and prints what it drops and, every 3 seconds, who sent what. It also captures the pods'"
+    );
+    println!(
+        "HTTP calls from the kernel's syscalls (here only ports {HTTP_PORT} and {DB_PORT}) and prints each call once:\n"
+    );
 
     let mut agent_command = node.command(agent_binary);
     for pod in &pods {
@@ -106,6 +112,7 @@ fn show(agent_binary: &Path, policy: &Path, state_dir: &str) -> anyhow::Result<(
             "3s",
         ])
         .args(["--metrics-addr", &format!("127.0.0.1:{METRICS_PORT}")])
+        .args(["--capture-port", HTTP_PORT, "--capture-port", DB_PORT])
         .stdin(Stdio::null());
     let mut agent = testbed::spawn(&mut agent_command).context("starting moat-agent")?;
     std::thread::sleep(Duration::from_secs(1));
@@ -152,15 +159,14 @@ fn show(agent_binary: &Path, policy: &Path, state_dir: &str) -> anyhow::Result<(
 
     std::thread::sleep(Duration::from_millis(2500));
     say(&format!(
-        "what Prometheus would scrape from 127.0.0.1:{METRICS_PORT}/metrics (policy counters):"
+        "what Prometheus would scrape from 127.0.0.1:{METRICS_PORT}/metrics (policy and call counters):"
     ));
     let exposition = node
         .http_get(METRICS_PORT, "/metrics")
         .context("scraping the agent's metrics")?;
-    for line in exposition
-        .lines()
-        .filter(|line| line.starts_with("moat_policy_packets_total"))
-    {
+    for line in exposition.lines().filter(|line| {
+        line.starts_with("moat_policy_packets_total") || line.starts_with("moat_api_calls")
+    }) {
         println!("  {line}");
     }
 
