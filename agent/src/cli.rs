@@ -109,8 +109,8 @@ pub struct CaptureArgs {
     #[arg(long = "capture-port", value_name = "PORT")]
     pub ports: Vec<u16>,
 
-    /// Capture only processes in this cgroup (v2), given as its directory under /sys/fs/cgroup
-    /// or as its id (repeatable). Default: all cgroups.
+    /// Capture only processes in this cgroup (v2), given as its path in the cgroup v2 hierarchy
+    /// (as /proc/PID/cgroup shows it) or as its id (repeatable). Default: all cgroups.
     #[arg(long = "capture-cgroup", value_name = "PATH|ID")]
     pub cgroups: Vec<String>,
 

@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use crate::{
     capture::{
-        Capture,
+        self, Capture,
         connections::TrackerLimits,
         probes::ProbeConfig,
         record::{CallRecord, Redaction},
@@ -272,22 +272,28 @@ fn start_capture(args: &CaptureArgs, calls: &mut Vec<CallRecord>) -> anyhow::Res
 const MIRROR_WAIT: Duration = Duration::from_secs(2);
 const MAX_AWAITING_MIRROR: usize = 4096;
 
-/// A cgroup id from `--capture-cgroup`: a number, or a directory under /sys/fs/cgroup.
+/// A cgroup id from `--capture-cgroup`: a number, or a directory of the cgroup v2 hierarchy
+/// (absolute, or relative to where it is mounted, as /proc/PID/cgroup shows it).
 fn cgroup_id(text: &str) -> anyhow::Result<u64> {
     use std::os::unix::fs::MetadataExt;
     if let Ok(id) = text.parse() {
         return Ok(id);
     }
-    let path = if text.starts_with("/sys/fs/cgroup") {
+    let mount = capture::cgroup2_mount().context(
+        "--capture-cgroup: no cgroup v2 hierarchy is mounted (see /proc/self/mountinfo); mount one \
+         or give the cgroup's id",
+    )?;
+    let path = if Path::new(text).starts_with(&mount) {
         std::path::PathBuf::from(text)
     } else {
-        Path::new("/sys/fs/cgroup").join(text.trim_start_matches('/'))
+        mount.join(text.trim_start_matches('/'))
     };
     let metadata = std::fs::metadata(&path).with_context(|| {
         format!(
-            "--capture-cgroup {text:?}: {} is not a cgroup directory; give a path under \
-             /sys/fs/cgroup (as in /proc/PID/cgroup) or a cgroup id",
-            path.display()
+            "--capture-cgroup {text:?}: {} is not a cgroup directory; give a path in the cgroup v2 \
+             hierarchy at {} (as /proc/PID/cgroup shows it) or a cgroup id",
+            path.display(),
+            mount.display()
         )
     })?;
     Ok(metadata.ino())

@@ -949,3 +949,134 @@ fn many_concurrent_connections_give_one_record_per_request() {
         "both ends of 30 connections: {stats}"
     );
 }
+
+/// A cgroup (v2) made for a test and removed after it.
+struct Cgroup {
+    path: PathBuf,
+    root: PathBuf,
+}
+
+impl Cgroup {
+    fn new(label: &str) -> Self {
+        let root = agent::capture::cgroup2_mount().expect("a cgroup v2 hierarchy");
+        let path = root.join(format!("moat-{label}-{}", std::process::id()));
+        std::fs::create_dir(&path).unwrap();
+        assert!(
+            path.join("cgroup.procs").exists(),
+            "{} is a cgroup",
+            path.display()
+        );
+        Self { path, root }
+    }
+
+    /// Its path as /proc/PID/cgroup shows it.
+    fn name(&self) -> String {
+        self.path.file_name().unwrap().to_str().unwrap().to_owned()
+    }
+
+    fn add(&self, pid: u32) {
+        std::fs::write(self.path.join("cgroup.procs"), pid.to_string()).unwrap();
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        // Processes still inside go back to the root so the directory can be removed.
+        if let Ok(procs) = std::fs::read_to_string(self.path.join("cgroup.procs")) {
+            for pid in procs.lines() {
+                let _ = std::fs::write(self.root.join("cgroup.procs"), pid);
+            }
+        }
+        let _ = std::fs::remove_dir(&self.path);
+    }
+}
+
+#[test]
+fn only_tcp_of_the_chosen_process_or_cgroup_leaves_the_kernel() {
+    require_root();
+    let (node, client, server) = two_pods("capfilter");
+    let scratch = Scratch::new("filter");
+    const PORT: u16 = 18084;
+    let (server_process, address) = start_python_http1(&server, PORT);
+
+    let run_noisy_client = |agent_args: &dyn Fn(u32) -> Vec<String>| {
+        let mut noisy = testbed::spawn(
+            client
+                .command(PYTHON)
+                .args([
+                    &peer_script("noisy_client.py"),
+                    &address.ip().to_string(),
+                    &PORT.to_string(),
+                ])
+                .arg(&scratch.0)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped()),
+        )
+        .unwrap();
+        let state = StateDir::new();
+        let args = agent_args(noisy.id());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut agent = RunningAgent::start(&node, &state, &[], &args);
+        let mark = agent.mark();
+        noisy
+            .child_mut()
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"go\n")
+            .unwrap();
+        let mut done = String::new();
+        noisy
+            .child_mut()
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut done)
+            .unwrap();
+        assert_eq!(done.trim(), "done");
+        let calls = calls_since(&mut agent, mark, 1);
+        let records = agent.stop();
+        let stats = records
+            .iter()
+            .rfind(|record| record["kind"] == "agent.capture_stats")
+            .unwrap()
+            .clone();
+        (calls, stats)
+    };
+
+    // By process: only the noisy client's TCP connection is captured, not its files, pipe,
+    // unix socket or UDP, and not the server's end (another process).
+    let (calls, stats) = run_noisy_client(&|pid| {
+        vec![
+            "--capture".into(),
+            "on".into(),
+            "--capture-pid".into(),
+            pid.to_string(),
+        ]
+    });
+    assert_eq!(summary(&calls), [("GET".into(), "/over-tcp".into(), 404)]);
+    assert_eq!(calls[0]["seen_at"], serde_json::json!(["client"]));
+    assert_eq!(stats["connections_opened"], 1, "{stats}");
+
+    // By cgroup: the server in its own cgroup; only its end is captured.
+    let cgroup = Cgroup::new("capfilter");
+    cgroup.add(server_process.id());
+    let cgroup_name = cgroup.name();
+    let (calls, stats) = run_noisy_client(&|_| {
+        vec![
+            "--capture".into(),
+            "on".into(),
+            "--capture-cgroup".into(),
+            cgroup_name.clone(),
+        ]
+    });
+    assert_eq!(summary(&calls), [("GET".into(), "/over-tcp".into(), 404)]);
+    assert_eq!(calls[0]["seen_at"], serde_json::json!(["server"]));
+    assert_eq!(calls[0]["server"]["cgroup_id"], cgroup_id(&cgroup.path));
+    assert_eq!(stats["connections_opened"], 1, "{stats}");
+}
+
+fn cgroup_id(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().ino()
+}

@@ -231,6 +231,32 @@ fn cgroup_id_of(tgid: u32) -> Option<u64> {
     use std::os::unix::fs::MetadataExt;
     let text = std::fs::read_to_string(format!("/proc/{tgid}/cgroup")).ok()?;
     let path = text.lines().find_map(|line| line.strip_prefix("0::"))?;
-    let metadata = std::fs::metadata(format!("/sys/fs/cgroup{path}")).ok()?;
-    Some(metadata.ino())
+    let directory = cgroup2_mount()?.join(path.trim_start_matches('/'));
+    Some(std::fs::metadata(directory).ok()?.ino())
+}
+
+/// Where the cgroup v2 hierarchy is mounted: /sys/fs/cgroup on most hosts, /sys/fs/cgroup/unified
+/// on hybrid ones (v1 controllers beside v2). The kernel's cgroup ids are those of this hierarchy.
+pub fn cgroup2_mount() -> Option<std::path::PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    mounts.lines().find_map(|line| {
+        // Fields: id parent major:minor root mount-point options ... - fstype source options.
+        let (before, after) = line.split_once(" - ")?;
+        (after.split_whitespace().next()? == "cgroup2").then(|| {
+            before
+                .split_whitespace()
+                .nth(4)
+                .map(std::path::PathBuf::from)
+        })?
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn finds_the_cgroup2_hierarchy() {
+        let mount = super::cgroup2_mount().expect("a cgroup v2 hierarchy");
+        assert!(mount.join("cgroup.procs").exists(), "{}", mount.display());
+        assert!(super::cgroup_id_of(std::process::id()).is_some());
+    }
 }
