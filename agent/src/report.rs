@@ -202,6 +202,13 @@ impl<W: Write> Reporter<W> {
     }
 
     pub fn emit(&mut self, record: &Record<'_>, now: SystemTime) -> std::io::Result<()> {
+        self.write(record, now)?;
+        self.out.flush()
+    }
+
+    /// Writes a record without flushing: for batches (a burst of calls), flushed once with
+    /// [`Reporter::flush`].
+    pub fn write(&mut self, record: &Record<'_>, now: SystemTime) -> std::io::Result<()> {
         let stamped = Stamped {
             time: timestamp(now),
             record,
@@ -219,6 +226,10 @@ impl<W: Write> Reporter<W> {
                 }
             },
         }
+        Ok(())
+    }
+
+    pub fn flush(&mut self) -> std::io::Result<()> {
         self.out.flush()
     }
 

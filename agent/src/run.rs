@@ -98,7 +98,7 @@ struct Agent {
     datapath: Datapath,
     enforcer: Enforcer,
     source: Option<PolicySource>,
-    reporter: Reporter<io::StdoutLock<'static>>,
+    reporter: Reporter<io::BufWriter<io::StdoutLock<'static>>>,
     metrics: Metrics,
 }
 
@@ -130,7 +130,8 @@ async fn serve(
         datapath.attach(interface, hook_of(&args))?;
     }
     let mut agent = Agent {
-        reporter: Reporter::new(io::stdout().lock(), args.output),
+        // Buffered, so a burst of calls costs one write; every record outside a burst is flushed.
+        reporter: Reporter::new(io::BufWriter::new(io::stdout().lock()), args.output),
         args,
         datapath,
         enforcer,
@@ -333,11 +334,16 @@ impl Agent {
     }
 
     fn emit_calls(&mut self, calls: &mut Vec<CallRecord>) -> anyhow::Result<()> {
+        if calls.is_empty() {
+            return Ok(());
+        }
         let now = SystemTime::now();
         for call in calls.drain(..) {
-            self.emit(&Record::Call(&call), now)?;
+            self.reporter
+                .write(&Record::Call(&call), now)
+                .context("writing to standard output")?;
         }
-        Ok(())
+        self.reporter.flush().context("writing to standard output")
     }
 
     fn report_capture(&mut self, capture: Option<&mut Capture>) -> anyhow::Result<()> {

@@ -27,11 +27,20 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("curl", "the demo's HTTP client"),
     ("bpftool", "tests check which programs are attached where"),
     ("python3", "the demo's HTTP server"),
-    ("nginx-light", "capture tests' HTTP/1.1 server (keep-alive, pipelining, chunked)"),
-    ("nghttp2-client", "capture tests' HTTP/2 client (nghttp) and load generator (h2load)"),
+    (
+        "nginx-light",
+        "capture tests' HTTP/1.1 server (keep-alive, pipelining, chunked)",
+    ),
+    (
+        "nghttp2-client",
+        "capture tests' HTTP/2 client (nghttp) and load generator (h2load)",
+    ),
     ("nghttp2-server", "capture tests' HTTP/2 server (nghttpd)"),
     ("python3-grpcio", "capture tests' gRPC client and server"),
-    ("tshark", "capture tests compare records with tshark's dissection of the same traffic"),
+    (
+        "tshark",
+        "capture tests compare records with tshark's dissection of the same traffic",
+    ),
 ];
 
 /// Peers and baselines the benchmarks run against, installed only by `cargo xtask bench`.
@@ -44,6 +53,7 @@ const BENCH_PACKAGES: &[(&str, &str)] = &[
     ("iptables", "the iptables baseline"),
     ("ipset", "the iptables baseline's blocklist"),
     ("iperf3", "pass-path throughput"),
+    ("wrk", "the capture benchmark's HTTP/1.1 load generator"),
 ];
 
 struct Step {
