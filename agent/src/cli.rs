@@ -4,8 +4,10 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
 
-/// Moat's node agent: attaches Moat's kernel program (TC on pod veths, XDP on uplinks) to this
-/// node's interfaces, enforces a policy file there (blocklists, deny rules, isolation, per-source rate
+/// Moat's node agent. It sees every HTTP/1.1, HTTP/2 and gRPC call a process on this host makes
+/// or serves (from syscall tracepoints, no sidecar) and writes one `api.call` record per call;
+/// and, on the interfaces it is given, it attaches Moat's kernel program (TC on pod veths, XDP on
+/// uplinks), enforces a policy file there (blocklists, deny rules, isolation, per-source rate
 /// limits), and reports what passed and what was dropped.
 ///
 /// Needs root (or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON). Runs until SIGINT or SIGTERM, then
@@ -41,8 +43,8 @@ pub const DEFAULT_STATE_DIR: &str = "/sys/fs/bpf/moat";
 
 #[derive(Debug, ClapArgs)]
 pub struct RunArgs {
-    /// Interface to attach to (the node side of a pod's veth pair, or an uplink). Repeat the flag
-    /// for several interfaces.
+    /// Interface to enforce on (the node side of a pod's veth pair, or an uplink). Repeat the flag
+    /// for several interfaces. Without --iface or --iface-glob the agent only captures calls.
     #[arg(long = "iface", value_name = "NAME")]
     pub interfaces: Vec<String>,
 
@@ -119,7 +121,7 @@ pub struct CaptureArgs {
     pub processes: Vec<u32>,
 
     /// Payload bytes one kernel event carries (at most 32768); a syscall that moves more is
-    /// split into several events, and bytes past 8 events per buffer are counted as not captured.
+    /// split into several events, and bytes past 16 events per syscall are counted as not captured.
     #[arg(long, value_name = "BYTES", default_value_t = agent_common::capture::DEFAULT_MAX_PAYLOAD,
           value_parser = clap::value_parser!(u32).range(64..=agent_common::capture::PAYLOAD_CAPACITY as i64))]
     pub capture_event_bytes: u32,
