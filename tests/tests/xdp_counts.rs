@@ -2,10 +2,9 @@
 //! compared with what the test sent, and with tcpdump's capture of the same interface.
 
 use std::{
-    io::{BufRead as _, BufReader, Read as _, Write as _},
+    io::{Read as _, Write as _},
     net::{IpAddr, SocketAddr, TcpListener, TcpStream},
     path::Path,
-    process::Stdio,
     time::Duration,
 };
 

@@ -53,30 +53,29 @@ fn note(fd: u64, buffer: u64, count: u64, shape: BufferShape, direction: u8) {
     }
 }
 
-/// read(fd, buf, count) and recvfrom(fd, buf, len, flags, ...).
+/// Notes a syscall whose arguments start (fd, buffer, length or iovec count); for msghdr
+/// syscalls the third argument is flags, which the exit does not read.
+fn note_arguments(ctx: &TracePointContext, shape: BufferShape, direction: u8) {
+    note(arg(ctx, 0), arg(ctx, 1), arg(ctx, 2), shape, direction);
+}
+
+/// A peek leaves the bytes in the socket; the read that follows captures them.
+fn peeks(flags: u64) -> bool {
+    flags & MSG_PEEK != 0
+}
+
+/// read(fd, buf, count).
 #[tracepoint]
 pub fn moat_enter_read(ctx: TracePointContext) -> u32 {
-    note(
-        arg(&ctx, 0),
-        arg(&ctx, 1),
-        arg(&ctx, 2),
-        BufferShape::Flat,
-        DIRECTION_RECEIVED,
-    );
+    note_arguments(&ctx, BufferShape::Flat, DIRECTION_RECEIVED);
     0
 }
 
+/// recvfrom(fd, buf, len, flags, ...).
 #[tracepoint]
 pub fn moat_enter_recvfrom(ctx: TracePointContext) -> u32 {
-    // A peek leaves the bytes in the socket; the read that follows captures them.
-    if arg(&ctx, 3) & MSG_PEEK == 0 {
-        note(
-            arg(&ctx, 0),
-            arg(&ctx, 1),
-            arg(&ctx, 2),
-            BufferShape::Flat,
-            DIRECTION_RECEIVED,
-        );
+    if !peeks(arg(&ctx, 3)) {
+        note_arguments(&ctx, BufferShape::Flat, DIRECTION_RECEIVED);
     }
     0
 }
@@ -84,13 +83,7 @@ pub fn moat_enter_recvfrom(ctx: TracePointContext) -> u32 {
 /// write(fd, buf, count) and sendto(fd, buf, len, ...).
 #[tracepoint]
 pub fn moat_enter_write(ctx: TracePointContext) -> u32 {
-    note(
-        arg(&ctx, 0),
-        arg(&ctx, 1),
-        arg(&ctx, 2),
-        BufferShape::Flat,
-        DIRECTION_SENT,
-    );
+    note_arguments(&ctx, BufferShape::Flat, DIRECTION_SENT);
     0
 }
 
@@ -109,51 +102,28 @@ pub fn moat_enter_sendfile(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn moat_enter_readv(ctx: TracePointContext) -> u32 {
-    note(
-        arg(&ctx, 0),
-        arg(&ctx, 1),
-        arg(&ctx, 2),
-        BufferShape::Vector,
-        DIRECTION_RECEIVED,
-    );
+    note_arguments(&ctx, BufferShape::Vector, DIRECTION_RECEIVED);
     0
 }
 
 #[tracepoint]
 pub fn moat_enter_writev(ctx: TracePointContext) -> u32 {
-    note(
-        arg(&ctx, 0),
-        arg(&ctx, 1),
-        arg(&ctx, 2),
-        BufferShape::Vector,
-        DIRECTION_SENT,
-    );
+    note_arguments(&ctx, BufferShape::Vector, DIRECTION_SENT);
     0
 }
 
+/// recvmsg(fd, msg, flags).
 #[tracepoint]
 pub fn moat_enter_recvmsg(ctx: TracePointContext) -> u32 {
-    if arg(&ctx, 2) & MSG_PEEK == 0 {
-        note(
-            arg(&ctx, 0),
-            arg(&ctx, 1),
-            0,
-            BufferShape::Message,
-            DIRECTION_RECEIVED,
-        );
+    if !peeks(arg(&ctx, 2)) {
+        note_arguments(&ctx, BufferShape::Message, DIRECTION_RECEIVED);
     }
     0
 }
 
 #[tracepoint]
 pub fn moat_enter_sendmsg(ctx: TracePointContext) -> u32 {
-    note(
-        arg(&ctx, 0),
-        arg(&ctx, 1),
-        0,
-        BufferShape::Message,
-        DIRECTION_SENT,
-    );
+    note_arguments(&ctx, BufferShape::Message, DIRECTION_SENT);
     0
 }
 

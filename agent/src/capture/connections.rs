@@ -424,6 +424,25 @@ mod tests {
         }
     }
 
+    /// Connection 1: curl's end of CLIENT -> SERVER.
+    fn open_client_end(tracker: &mut Tracker, out: &mut Vec<CallRecord>) {
+        let curl = opened(1, 3, task(100, "curl"), endpoints(CLIENT, SERVER, true), 10);
+        tracker.open(curl, false, out);
+    }
+
+    /// Connections 1 and 2: curl's and nginx's ends of one connection on this node.
+    fn open_both_ends(tracker: &mut Tracker, out: &mut Vec<CallRecord>) {
+        open_client_end(tracker, out);
+        let nginx = opened(
+            2,
+            4,
+            task(200, "nginx"),
+            endpoints(SERVER, CLIENT, false),
+            11,
+        );
+        tracker.open(nginx, false, out);
+    }
+
     const CLIENT: &str = "198.18.1.10:40000";
     const SERVER: &str = "198.18.2.10:8080";
     const REQUEST: &[u8] = b"GET /a?b=1 HTTP/1.1\r\nHost: api\r\nAuthorization: secret\r\n\r\n";
@@ -454,11 +473,7 @@ mod tests {
     fn a_call_seen_at_one_end_is_reported_with_that_process() {
         let mut tracker = Tracker::new(limits(), Redaction::new(&[]));
         let mut out = Vec::new();
-        tracker.open(
-            opened(1, 3, task(100, "curl"), endpoints(CLIENT, SERVER, true), 10),
-            false,
-            &mut out,
-        );
+        open_client_end(&mut tracker, &mut out);
         tracker.handle(data(1, true, 0, REQUEST, 20), &mut out);
         tracker.handle(data(1, false, 0, RESPONSE, 50), &mut out);
         assert_eq!(out.len(), 1);
@@ -480,22 +495,7 @@ mod tests {
     fn a_call_seen_at_both_ends_is_reported_once_with_both_processes() {
         let mut tracker = Tracker::new(limits(), Redaction::new(&[]));
         let mut out = Vec::new();
-        tracker.open(
-            opened(1, 3, task(100, "curl"), endpoints(CLIENT, SERVER, true), 10),
-            false,
-            &mut out,
-        );
-        tracker.open(
-            opened(
-                2,
-                4,
-                task(200, "nginx"),
-                endpoints(SERVER, CLIENT, false),
-                11,
-            ),
-            false,
-            &mut out,
-        );
+        open_both_ends(&mut tracker, &mut out);
         tracker.handle(data(1, true, 0, REQUEST, 20), &mut out);
         tracker.handle(data(2, false, 0, REQUEST, 21), &mut out);
         tracker.handle(data(2, true, 0, RESPONSE, 30), &mut out);
@@ -512,22 +512,7 @@ mod tests {
     fn an_unanswered_mirror_is_released_after_the_wait() {
         let mut tracker = Tracker::new(limits(), Redaction::new(&[]));
         let mut out = Vec::new();
-        tracker.open(
-            opened(1, 3, task(100, "curl"), endpoints(CLIENT, SERVER, true), 10),
-            false,
-            &mut out,
-        );
-        tracker.open(
-            opened(
-                2,
-                4,
-                task(200, "nginx"),
-                endpoints(SERVER, CLIENT, false),
-                11,
-            ),
-            false,
-            &mut out,
-        );
+        open_both_ends(&mut tracker, &mut out);
         tracker.handle(data(2, false, 0, REQUEST, 21), &mut out);
         tracker.handle(data(2, true, 0, RESPONSE, 30), &mut out);
         tracker.expire(500, &mut out);
@@ -568,11 +553,7 @@ mod tests {
     fn idle_connections_expire_and_their_open_calls_are_reported_incomplete() {
         let mut tracker = Tracker::new(limits(), Redaction::new(&[]));
         let mut out = Vec::new();
-        tracker.open(
-            opened(1, 3, task(100, "curl"), endpoints(CLIENT, SERVER, true), 10),
-            false,
-            &mut out,
-        );
+        open_client_end(&mut tracker, &mut out);
         tracker.handle(data(1, true, 0, REQUEST, 20), &mut out);
         tracker.expire(5_000, &mut out);
         assert!(out.is_empty());
@@ -593,11 +574,7 @@ mod tests {
         };
         let mut tracker = Tracker::new(limits, Redaction::new(&[]));
         let mut out = Vec::new();
-        tracker.open(
-            opened(1, 3, task(100, "curl"), endpoints(CLIENT, SERVER, true), 10),
-            false,
-            &mut out,
-        );
+        open_client_end(&mut tracker, &mut out);
         let head = b"POST /upload HTTP/1.1\r\nContent-Length: 131072\r\n\r\n";
         tracker.handle(data(1, true, 0, head, 20), &mut out);
         let mut offset = head.len() as u64;
@@ -621,11 +598,7 @@ mod tests {
     fn close_range_ends_the_connections_of_that_process_in_the_range() {
         let mut tracker = Tracker::new(limits(), Redaction::new(&[]));
         let mut out = Vec::new();
-        tracker.open(
-            opened(1, 3, task(100, "curl"), endpoints(CLIENT, SERVER, true), 10),
-            false,
-            &mut out,
-        );
+        open_client_end(&mut tracker, &mut out);
         tracker.open(
             opened(
                 2,

@@ -188,17 +188,19 @@ mod tests {
     /// Pieces as owned values: bytes concatenated, gaps as runs of `None`.
     fn collect(reassembler: &mut Reassembler, events: &[(u64, u64, Vec<u8>)]) -> Vec<Option<u8>> {
         let mut stream = Vec::new();
-        for (offset, length, payload) in events {
-            reassembler.push(*offset, *length, payload, 0, &mut |piece, _| match piece {
-                Piece::Bytes(bytes) => stream.extend(bytes.iter().copied().map(Some)),
-                Piece::Gap(length) => stream.extend(std::iter::repeat_n(None, length as usize)),
-            });
-        }
-        reassembler.flush(&mut |piece, _| match piece {
-            Piece::Bytes(bytes) => stream.extend(bytes.iter().copied().map(Some)),
+        let mut append = |piece: Piece<'_>, _| match piece {
+            Piece::Bytes(bytes) => stream.extend(known(bytes)),
             Piece::Gap(length) => stream.extend(std::iter::repeat_n(None, length as usize)),
-        });
+        };
+        for (offset, length, payload) in events {
+            reassembler.push(*offset, *length, payload, 0, &mut append);
+        }
+        reassembler.flush(&mut append);
         stream
+    }
+
+    fn known(bytes: &[u8]) -> Vec<Option<u8>> {
+        bytes.iter().copied().map(Some).collect()
     }
 
     fn event(offset: u64, bytes: &[u8]) -> (u64, u64, Vec<u8>) {
@@ -209,28 +211,14 @@ mod tests {
     fn in_order_bytes_pass_straight_through() {
         let mut stream = Reassembler::new(0, 1024);
         let out = collect(&mut stream, &[event(0, b"GET "), event(4, b"/ HTTP/1.1")]);
-        assert_eq!(
-            out,
-            b"GET / HTTP/1.1"
-                .iter()
-                .copied()
-                .map(Some)
-                .collect::<Vec<_>>()
-        );
+        assert_eq!(out, known(b"GET / HTTP/1.1"));
     }
 
     #[test]
     fn early_bytes_wait_for_what_precedes_them() {
         let mut stream = Reassembler::new(0, 1024);
         let out = collect(&mut stream, &[event(4, b"/ HTTP/1.1"), event(0, b"GET ")]);
-        assert_eq!(
-            out,
-            b"GET / HTTP/1.1"
-                .iter()
-                .copied()
-                .map(Some)
-                .collect::<Vec<_>>()
-        );
+        assert_eq!(out, known(b"GET / HTTP/1.1"));
     }
 
     #[test]
@@ -239,7 +227,7 @@ mod tests {
         let out = collect(&mut stream, &[(0, 6, b"abc".to_vec()), event(6, b"xyz")]);
         let expected: Vec<_> = [Some(b'a'), Some(b'b'), Some(b'c'), None, None, None]
             .into_iter()
-            .chain(b"xyz".iter().copied().map(Some))
+            .chain(known(b"xyz"))
             .collect();
         assert_eq!(out, expected);
     }
@@ -297,7 +285,7 @@ mod tests {
             let events: Vec<_> = keyed.into_iter().map(|(_, event)| event).collect();
             let mut stream = Reassembler::new(0, data.len());
             let out = collect(&mut stream, &events);
-            prop_assert_eq!(out, data.iter().copied().map(Some).collect::<Vec<_>>());
+            prop_assert_eq!(out, known(&data));
         }
 
         #[test]

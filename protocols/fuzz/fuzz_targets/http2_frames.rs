@@ -1,13 +1,14 @@
 //! Any input as a capture of one HTTP/2 connection: a flags byte (bit 0: joined mid-stream, bit 1:
-//! start the request direction with the client preface), then operations, each an operation byte
-//! (bit 0: direction; bits 1-3 all clear: a gap, else data), a length byte, then for data that
-//! many bytes. Feeding them never panics, the parser never holds more than its limits allow, and
-//! after close it holds nothing.
+//! start the request direction with the client preface), then operations (see operations.rs).
+//! Feeding them never panics, the parser never holds more than its limits allow, and after close
+//! it holds nothing.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use protocols::http2::{Http2Parser, PREFACE};
 use protocols::{Direction, Limits, StreamParser};
+
+mod operations;
 
 /// Small enough that fuzz inputs reach every bound.
 const LIMITS: Limits = Limits {
@@ -30,34 +31,16 @@ fn memory_bound() -> usize {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&flags, mut rest)) = data.split_first() else {
+    let Some((&flags, operations)) = data.split_first() else {
         return;
     };
     let mut parser = Http2Parser::new(LIMITS, flags & 1 == 1);
     let mut calls = Vec::new();
-    let mut time_ns = 1;
     if flags & 2 != 0 {
-        parser.data(Direction::Request, PREFACE, time_ns, &mut calls);
+        parser.data(Direction::Request, PREFACE, 1, &mut calls);
     }
-    while let [operation, len, tail @ ..] = rest {
-        time_ns += 1;
-        let direction = if operation & 1 == 0 {
-            Direction::Request
-        } else {
-            Direction::Response
-        };
-        if operation & 0b1110 == 0 {
-            // Small gaps land inside DATA payloads; huge ones past everything.
-            let len = u64::from(*len) << (operation >> 4);
-            parser.gap(direction, len, time_ns, &mut calls);
-            rest = tail;
-        } else {
-            let (bytes, tail) = tail.split_at(usize::from(*len).min(tail.len()));
-            parser.data(direction, bytes, time_ns, &mut calls);
-            rest = tail;
-        }
+    operations::replay(&mut parser, operations, 1, &mut calls, |parser| {
         assert!(parser.buffered_bytes() <= memory_bound());
-    }
-    parser.close(time_ns, &mut calls);
+    });
     assert_eq!(parser.buffered_bytes(), 0);
 });
