@@ -220,64 +220,54 @@ impl Http1Parser {
         self.upgrade.take()
     }
 
-    fn feed_requests(&mut self, input: &[u8], time_ns: u64, calls: &mut Vec<Call>) {
-        let mut used = 0;
-        while used < input.len() && self.connection == Connection::Http {
-            let rest = after(input, used);
-            used += match self.requests.stage {
-                Stage::Seek(line) => {
-                    self.requests
-                        .seek(line, rest, time_ns, self.limits.max_buffered_bytes)
-                }
-                Stage::Head => {
-                    let (n, head) = self
-                        .requests
-                        .read_head(rest, self.limits.max_buffered_bytes);
-                    match head {
-                        HeadRead::Partial => {}
-                        HeadRead::Complete => self.on_request_head(time_ns, calls),
-                        HeadRead::TooLarge => {
-                            self.unusable_request_head(StartLine::SkipLine, time_ns, calls)
-                        }
-                    }
-                    n
-                }
-                Stage::Body(_) => self.read_request_body(rest, time_ns, calls),
-                Stage::Held => {
-                    self.hold(rest, time_ns);
-                    rest.len()
-                }
-            };
+    fn side(&mut self, direction: Direction) -> &mut Reader {
+        match direction {
+            Direction::Request => &mut self.requests,
+            Direction::Response => &mut self.responses,
         }
     }
 
-    fn feed_responses(&mut self, input: &[u8], time_ns: u64, calls: &mut Vec<Call>) {
+    /// Runs `input` through one direction's stages until it is used up or the connection stops
+    /// being HTTP (a tunnel, or an h2c hand-off).
+    fn feed(&mut self, direction: Direction, input: &[u8], time_ns: u64, calls: &mut Vec<Call>) {
+        let max_buffered = self.limits.max_buffered_bytes;
         let mut used = 0;
         while used < input.len() && self.connection == Connection::Http {
             let rest = after(input, used);
-            used += match self.responses.stage {
-                Stage::Seek(line) => {
-                    self.responses
-                        .seek(line, rest, time_ns, self.limits.max_buffered_bytes)
-                }
+            used += match self.side(direction).stage {
+                Stage::Seek(line) => self.side(direction).seek(line, rest, time_ns, max_buffered),
                 Stage::Head => {
-                    let (n, head) = self
-                        .responses
-                        .read_head(rest, self.limits.max_buffered_bytes);
-                    match head {
-                        HeadRead::Partial => {}
-                        HeadRead::Complete => self.on_response_head(time_ns, calls),
-                        HeadRead::TooLarge => {
+                    let (n, head) = self.side(direction).read_head(rest, max_buffered);
+                    match (head, direction) {
+                        (HeadRead::Partial, _) => {}
+                        (HeadRead::Complete, Direction::Request) => {
+                            self.on_request_head(time_ns, calls)
+                        }
+                        (HeadRead::Complete, Direction::Response) => {
+                            self.on_response_head(time_ns, calls)
+                        }
+                        (HeadRead::TooLarge, Direction::Request) => {
+                            self.unusable_request_head(StartLine::SkipLine, time_ns, calls)
+                        }
+                        (HeadRead::TooLarge, Direction::Response) => {
                             self.unusable_response_head(StartLine::SkipLine, time_ns, calls)
                         }
                     }
                     n
                 }
-                Stage::Body(_) => self.read_response_body(rest, time_ns, calls),
-                // Only requests are ever held.
-                Stage::Held => rest.len(),
+                Stage::Body(_) => match direction {
+                    Direction::Request => self.read_request_body(rest, time_ns, calls),
+                    Direction::Response => self.read_response_body(rest, time_ns, calls),
+                },
+                Stage::Held => {
+                    // Only requests are ever held.
+                    if direction == Direction::Request {
+                        self.hold(rest, time_ns);
+                    }
+                    rest.len()
+                }
             };
-            if self.connection == Connection::HandedOff {
+            if direction == Direction::Response && self.connection == Connection::HandedOff {
                 if let Some(upgrade) = &mut self.upgrade {
                     upgrade.response_rest.extend_from_slice(after(input, used));
                 }
@@ -475,7 +465,7 @@ impl Http1Parser {
                 .get(index.saturating_add(1))
                 .map_or(held.bytes.len(), |&(next, _)| next);
             if let Some(bytes) = held.bytes.get(start..end) {
-                self.feed_requests(bytes, time_ns, calls);
+                self.feed(Direction::Request, bytes, time_ns, calls);
             }
         }
         if held.lost > 0 {
@@ -758,10 +748,7 @@ impl Http1Parser {
 
 impl StreamParser for Http1Parser {
     fn data(&mut self, direction: Direction, bytes: &[u8], time_ns: u64, calls: &mut Vec<Call>) {
-        match direction {
-            Direction::Request => self.feed_requests(bytes, time_ns, calls),
-            Direction::Response => self.feed_responses(bytes, time_ns, calls),
-        }
+        self.feed(direction, bytes, time_ns, calls);
     }
 
     fn gap(&mut self, direction: Direction, len: u64, _time_ns: u64, calls: &mut Vec<Call>) {
