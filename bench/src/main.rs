@@ -2,6 +2,7 @@
 //! ratios. Run through `cargo xtask bench <name>`, which installs the peers it needs; never part
 //! of the test suite, and nothing here asserts on a wall-clock number.
 
+mod capture;
 mod measure;
 mod xdp;
 
@@ -22,12 +23,18 @@ enum Benchmark {
     /// nftables and iptables holding the same blocklist and rules, and what Moat costs allowed
     /// traffic between two pods.
     Xdp(xdp::Options),
+    /// API call capture: requests/s, p99 latency, agent CPU and memory with and without
+    /// moat-agent capturing HTTP/1.1 (wrk → nginx) and HTTP/2 (h2load → nghttpd), over loopback
+    /// and between pods; and parser throughput against bare httparse (`--only parsers` needs
+    /// no root).
+    Capture(capture::Options),
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     let outcome = match args.benchmark {
         Benchmark::Xdp(options) => xdp::run(&options),
+        Benchmark::Capture(options) => capture::run(&options),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
