@@ -5,6 +5,11 @@ use std::{io::IsTerminal as _, process::ExitCode};
 
 use clap::Parser as _;
 
+/// Every parsed call allocates (header strings, records); glibc's allocator showed as a quarter
+/// of the agent's time under load, mimalloc far less.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = agent::cli::Args::parse();
     init_logging(args.log_level.as_deref());

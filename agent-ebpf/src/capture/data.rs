@@ -19,7 +19,7 @@ use aya_ebpf::{
 use crate::{
     maps::{
         BufferShape, CAPTURE_EVENTS, CAPTURE_SOCKETS, EVENT_BUFFER, EventBuffer, IN_FLIGHT,
-        InFlight, bump, config,
+        InFlight, bump, config, wakeup_flags,
     },
     sockets::header,
     tracepoint::{arg, ret},
@@ -332,7 +332,10 @@ fn flush(event: &mut EventBuffer) {
     // #[repr(C)]), so `size` bytes from the header are inside it.
     let bytes =
         unsafe { core::slice::from_raw_parts((&raw const event.header).cast::<u8>(), size) };
-    if CAPTURE_EVENTS.output::<[u8]>(bytes, 0).is_err() {
+    if CAPTURE_EVENTS
+        .output::<[u8]>(bytes, wakeup_flags())
+        .is_err()
+    {
         bump(CaptureStat::EventsLost, 1);
         bump(CaptureStat::BytesLost, filled as u64);
     }
@@ -348,7 +351,7 @@ fn emit_uncaptured(event: &mut EventBuffer, offset: u64, length: u64, reason: Ca
     event.header.length = length.min(u64::from(u32::MAX)) as u32;
     event.header.captured = 0;
     if CAPTURE_EVENTS
-        .output::<EventHeader>(&event.header, 0)
+        .output::<EventHeader>(&event.header, wakeup_flags())
         .is_err()
     {
         bump(CaptureStat::EventsLost, 1);

@@ -7,6 +7,7 @@ use agent_common::capture::{
     PAYLOAD_CAPACITY, SOCKETS_MAX_ENTRIES, SocketFd, SocketState, config,
 };
 use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE},
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
@@ -104,4 +105,18 @@ pub fn bump(stat: CaptureStat, by: u64) {
 
 pub fn config(slot: u32) -> u64 {
     CAPTURE_CONFIG.get(slot).copied().unwrap_or(0)
+}
+
+/// Ring-buffer flags for an event: wake the agent only when the ring is filling up. The agent
+/// also drains the ring on a short timer, so waking it for every event would only cost a context
+/// switch per event under load; waking it early when an eighth is full keeps it ahead of
+/// overflow.
+pub fn wakeup_flags() -> u64 {
+    let available = CAPTURE_EVENTS.query(u64::from(BPF_RB_AVAIL_DATA));
+    let size = CAPTURE_EVENTS.query(u64::from(BPF_RB_RING_SIZE));
+    if available > size / 8 {
+        u64::from(BPF_RB_FORCE_WAKEUP)
+    } else {
+        u64::from(BPF_RB_NO_WAKEUP)
+    }
 }

@@ -28,7 +28,7 @@ use crate::{
     maps::{
         BufferShape, CAPTURE_CGROUP_FILTER, CAPTURE_CONNECTION_IDS, CAPTURE_EVENTS,
         CAPTURE_KERNEL_LAYOUT, CAPTURE_PORT_FILTER, CAPTURE_PROCESS_FILTER, CAPTURE_SOCKETS,
-        IN_FLIGHT, InFlight, SOCKET_CONNECTIONS, bump, config,
+        IN_FLIGHT, InFlight, SOCKET_CONNECTIONS, bump, config, wakeup_flags,
     },
     tracepoint::{arg, ret},
 };
@@ -232,7 +232,10 @@ fn adopt(fd: u32, role: u8) {
     }
     let _ = SOCKET_CONNECTIONS.insert(sock, connection_id, 0);
     let event = OpenEvent { header, tuple };
-    if CAPTURE_EVENTS.output::<OpenEvent>(&event, 0).is_err() {
+    if CAPTURE_EVENTS
+        .output::<OpenEvent>(&event, wakeup_flags())
+        .is_err()
+    {
         bump(CaptureStat::EventsLost, 1);
     }
 }
@@ -247,7 +250,10 @@ fn forget(fd: u32) {
     };
     let _ = CAPTURE_SOCKETS.remove(key);
     let event = header(EventKind::Close, state.connection_id, fd);
-    if CAPTURE_EVENTS.output::<EventHeader>(&event, 0).is_err() {
+    if CAPTURE_EVENTS
+        .output::<EventHeader>(&event, wakeup_flags())
+        .is_err()
+    {
         bump(CaptureStat::EventsLost, 1);
     }
 }
@@ -280,7 +286,10 @@ pub fn moat_enter_close_range(ctx: TracePointContext) -> u32 {
     }
     let mut event = header(EventKind::CloseRange, 0, arg(&ctx, 0) as u32);
     event.length = arg(&ctx, 1).min(u64::from(u32::MAX)) as u32;
-    if CAPTURE_EVENTS.output::<EventHeader>(&event, 0).is_err() {
+    if CAPTURE_EVENTS
+        .output::<EventHeader>(&event, wakeup_flags())
+        .is_err()
+    {
         bump(CaptureStat::EventsLost, 1);
     }
     0
@@ -307,7 +316,10 @@ pub fn moat_sock_state(ctx: TracePointContext) -> u32 {
     };
     let _ = SOCKET_CONNECTIONS.remove(skaddr);
     let event = header(EventKind::Closed, connection_id, 0);
-    if CAPTURE_EVENTS.output::<EventHeader>(&event, 0).is_err() {
+    if CAPTURE_EVENTS
+        .output::<EventHeader>(&event, wakeup_flags())
+        .is_err()
+    {
         bump(CaptureStat::EventsLost, 1);
     }
     0

@@ -30,6 +30,10 @@ use self::{
 /// At most this many events are handled per wake-up, so a burst cannot starve the agent's other
 /// work; the rest waits for the next turn.
 const MAX_EVENTS_PER_READ: usize = 4096;
+/// The kernel wakes the agent only when its ring buffer is filling up (a wake-up per event would
+/// cost a context switch per event under load), so the agent also drains it this often: the
+/// longest an event waits in a quiet ring.
+const DRAIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
 
 struct RingFd(RingBuf<MapData>);
 
@@ -133,31 +137,25 @@ impl Capture {
         Ok(())
     }
 
-    /// Waits for events and handles those available; completed calls go to `out`.
+    /// Waits for events (a wake-up from the kernel, or the drain interval) and handles those
+    /// available; completed calls go to `out`.
     pub async fn next_batch(&mut self, out: &mut Vec<CallRecord>) -> std::io::Result<()> {
         loop {
-            let mut guard = self.ring.readable_mut().await?;
-            let mut handled = 0;
             let mut closed_ranges = Vec::new();
-            {
-                let ring = &mut guard.get_inner_mut().0;
-                while handled < MAX_EVENTS_PER_READ {
-                    let Some(item) = ring.next() else { break };
-                    handled += 1;
-                    match event::decode(&item) {
-                        Some(event) => {
-                            if let Event::CloseRange { tgid, first, last } = event {
-                                closed_ranges.push((tgid, first, last));
-                            }
-                            self.tracker.handle(event, out);
-                        }
-                        None => self.malformed_events += 1,
+            let (tracker, malformed) = (&mut self.tracker, &mut self.malformed_events);
+            let handled = tokio::select! {
+                guard = self.ring.readable_mut() => {
+                    let mut guard = guard?;
+                    let handled = drain(&mut guard.get_inner_mut().0, tracker, malformed, &mut closed_ranges, out);
+                    if handled < MAX_EVENTS_PER_READ {
+                        guard.clear_ready();
                     }
+                    handled
                 }
-            }
-            if handled < MAX_EVENTS_PER_READ {
-                guard.clear_ready();
-            }
+                () = tokio::time::sleep(DRAIN_INTERVAL) => {
+                    drain(&mut self.ring.get_mut().0, tracker, malformed, &mut closed_ranges, out)
+                }
+            };
             for (tgid, first, last) in closed_ranges {
                 self.forget_range(tgid, first, last)?;
             }
@@ -223,6 +221,32 @@ impl Capture {
     pub fn stop(&mut self, now_ns: u64, out: &mut Vec<CallRecord>) {
         self.tracker.close_all(now_ns, out);
     }
+}
+
+/// Handles up to [`MAX_EVENTS_PER_READ`] events from the ring; returns how many. close_range
+/// events are also listed in `closed_ranges`, for the caller to clear from the kernel's table.
+fn drain(
+    ring: &mut RingBuf<MapData>,
+    tracker: &mut Tracker,
+    malformed: &mut u64,
+    closed_ranges: &mut Vec<(u32, u32, u32)>,
+    out: &mut Vec<CallRecord>,
+) -> usize {
+    let mut handled = 0;
+    while handled < MAX_EVENTS_PER_READ {
+        let Some(item) = ring.next() else { break };
+        handled += 1;
+        match event::decode(&item) {
+            Some(event) => {
+                if let Event::CloseRange { tgid, first, last } = event {
+                    closed_ranges.push((tgid, first, last));
+                }
+                tracker.handle(event, out);
+            }
+            None => *malformed += 1,
+        }
+    }
+    handled
 }
 
 /// The cgroup (v2) id of a process: the inode number of its cgroup directory, which is what
