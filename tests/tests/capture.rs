@@ -263,6 +263,26 @@ fn requests_and_statuses(calls: &[Value]) -> (Vec<(String, String)>, Vec<u64>) {
     (requests, statuses)
 }
 
+/// nghttpd (HTTP/2 over cleartext, prior knowledge) serving `root` on the server pod.
+fn start_nghttpd(server: &Pod, root: &Path, port: u16) -> (Background, SocketAddr) {
+    let address = SocketAddr::new(server.ipv4.into(), port);
+    let process = server
+        .spawn(
+            "nghttpd",
+            &[
+                "--no-tls",
+                "-d",
+                &root.display().to_string(),
+                "--address",
+                &server.ipv4.to_string(),
+                &port.to_string(),
+            ],
+        )
+        .unwrap();
+    wait_listening(server, address);
+    (process, address)
+}
+
 fn start_python_http1(server: &Pod, port: u16) -> (Background, SocketAddr) {
     let address = SocketAddr::new(server.ipv4.into(), port);
     let process = server
@@ -522,21 +542,7 @@ fn http2_prior_knowledge_and_upgrade_calls_are_recorded_per_stream() {
     std::fs::create_dir_all(&root).unwrap();
     std::fs::write(root.join("a.txt"), b"alpha\n").unwrap();
     std::fs::write(root.join("b.txt"), vec![b'b'; 70_000]).unwrap();
-    let _nghttpd = server
-        .spawn(
-            "nghttpd",
-            &[
-                "--no-tls",
-                "-d",
-                &root.display().to_string(),
-                "--address",
-                &server.ipv4.to_string(),
-                &PORT.to_string(),
-            ],
-        )
-        .unwrap();
-    let address = SocketAddr::new(server.ipv4.into(), PORT);
-    wait_listening(&server, address);
+    let (_nghttpd, address) = start_nghttpd(&server, &root, PORT);
     let mut agent = capture_agent(&node, &state, &[PORT], &[]);
     let tcpdump = PacketCapture::start(
         server.command("tcpdump"),
@@ -890,21 +896,7 @@ fn many_concurrent_connections_give_one_record_per_request() {
     let root = scratch.file("www");
     std::fs::create_dir_all(&root).unwrap();
     std::fs::write(root.join("item.json"), br#"{"id": 1}"#).unwrap();
-    let _nghttpd = server
-        .spawn(
-            "nghttpd",
-            &[
-                "--no-tls",
-                "-d",
-                &root.display().to_string(),
-                "--address",
-                &server.ipv4.to_string(),
-                &PORT.to_string(),
-            ],
-        )
-        .unwrap();
-    let address = SocketAddr::new(server.ipv4.into(), PORT);
-    wait_listening(&server, address);
+    let (_nghttpd, address) = start_nghttpd(&server, &root, PORT);
     let mut agent = capture_agent(&node, &state, &[PORT], &[]);
     let mark = agent.mark();
     let output = client
