@@ -12,6 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub mod capture;
 pub mod pcap;
 pub mod traffic;
 

@@ -12,12 +12,17 @@ use std::{
     net::{SocketAddr, TcpStream},
     path::{Path, PathBuf},
     process::Command,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use moat_e2e::{RunningAgent, StateDir, pcap::PacketCapture, require_root, two_pods};
+use moat_e2e::{
+    RunningAgent, StateDir,
+    capture::{calls_since, capture_agent, flags_of_a_clean_call, summary, wait_listening},
+    pcap::PacketCapture,
+    require_root, two_pods,
+};
 use serde_json::Value;
-use testbed::{Background, Node, Pod};
+use testbed::{Background, Pod};
 
 /// Scripts of the peers (python servers and clients), next to this crate.
 fn peer_script(name: &str) -> String {
@@ -30,16 +35,6 @@ fn peer_script(name: &str) -> String {
 
 /// Debian's python, which has grpcio; a python earlier on PATH (pyenv) may not.
 const PYTHON: &str = "/usr/bin/python3";
-
-fn capture_agent(node: &Node, state: &StateDir, ports: &[u16], extra: &[&str]) -> RunningAgent {
-    let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
-    let mut args = vec!["--capture", "on"];
-    for port in &ports {
-        args.extend(["--capture-port", port.as_str()]);
-    }
-    args.extend(extra);
-    RunningAgent::start(node, state, &[], &args)
-}
 
 /// A scratch directory removed at the end of the test.
 struct Scratch(PathBuf);
@@ -61,87 +56,6 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Waits until a TCP port accepts connections inside a pod.
-fn wait_listening(pod: &Pod, address: SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        let connected = pod
-            .enter(|| TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok())
-            .unwrap();
-        if connected {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("nothing listens on {address} in pod {}", pod.name);
-}
-
-/// `api.call` records from `mark` on, waiting until there are `count` of them (and a little
-/// longer, to catch any extra one).
-fn calls_since(agent: &mut RunningAgent, mark: usize, count: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let calls: Vec<Value> = agent.records()[mark..]
-            .iter()
-            .filter(|record| record["kind"] == "api.call")
-            .cloned()
-            .collect();
-        if calls.len() >= count {
-            // Calls seen at one end only wait 2 s for their other end before being reported.
-            std::thread::sleep(Duration::from_millis(2500));
-            return agent.records()[mark..]
-                .iter()
-                .filter(|record| record["kind"] == "api.call")
-                .cloned()
-                .collect();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} of {count} calls recorded within 20s:\n{}",
-            calls.len(),
-            calls
-                .iter()
-                .map(Value::to_string)
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// (method, path, status) of each call, sorted.
-fn summary(calls: &[Value]) -> Vec<(String, String, u64)> {
-    let mut summary: Vec<_> = calls
-        .iter()
-        .map(|call| {
-            (
-                call["method"].as_str().unwrap_or("-").to_owned(),
-                call["path"].as_str().unwrap_or("-").to_owned(),
-                call["status"].as_u64().unwrap_or(0),
-            )
-        })
-        .collect();
-    summary.sort();
-    summary
-}
-
-/// Body bytes the agent keeps per message by default.
-const KEPT_BODY_BYTES: u64 = 64 * 1024;
-
-/// A call seen whole is flagged only when a body was longer than what is kept for analysis.
-fn flags_of_a_clean_call(call: &Value) -> Value {
-    let longest_body = ["request", "response"]
-        .iter()
-        .map(|side| call[side]["body_bytes"].as_u64().unwrap())
-        .max()
-        .unwrap();
-    if longest_body > KEPT_BODY_BYTES {
-        serde_json::json!(["truncated"])
-    } else {
-        serde_json::json!([])
     }
 }
 

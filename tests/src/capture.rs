@@ -1,0 +1,109 @@
+//! Helpers of the API-capture tests: run the agent capturing chosen ports, wait for servers in
+//! pods, and collect and summarise the `api.call` records.
+
+use std::{
+    net::{SocketAddr, TcpStream},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use testbed::{Node, Pod};
+
+use crate::{RunningAgent, StateDir};
+
+/// Starts the agent capturing only `ports` (so tests running at once do not see each other's
+/// calls), with `extra` arguments.
+pub fn capture_agent(node: &Node, state: &StateDir, ports: &[u16], extra: &[&str]) -> RunningAgent {
+    let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+    let mut args = vec!["--capture", "on"];
+    for port in &ports {
+        args.extend(["--capture-port", port.as_str()]);
+    }
+    args.extend(extra);
+    RunningAgent::start(node, state, &[], &args)
+}
+
+/// Waits until a TCP port accepts connections inside a pod.
+pub fn wait_listening(pod: &Pod, address: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        let connected = pod
+            .enter(|| TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok())
+            .expect("enter the pod's namespace");
+        if connected {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("nothing listens on {address} in pod {}", pod.name);
+}
+
+/// `api.call` records from `mark` on, waiting until there are `count` of them (and a little
+/// longer, to catch any extra one).
+pub fn calls_since(agent: &mut RunningAgent, mark: usize, count: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let calls: Vec<Value> = agent.records()[mark..]
+            .iter()
+            .filter(|record| record["kind"] == "api.call")
+            .cloned()
+            .collect();
+        if calls.len() >= count {
+            // Calls seen at one end only wait 2 s for their other end before being reported.
+            std::thread::sleep(Duration::from_millis(2500));
+            return agent.records()[mark..]
+                .iter()
+                .filter(|record| record["kind"] == "api.call")
+                .cloned()
+                .collect();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {count} calls recorded within 20s:\n{}",
+            calls.len(),
+            calls
+                .iter()
+                .map(Value::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// (method, path, status) of each call, sorted.
+pub fn summary(calls: &[Value]) -> Vec<(String, String, u64)> {
+    let mut summary: Vec<_> = calls
+        .iter()
+        .map(|call| {
+            (
+                call["method"].as_str().unwrap_or("-").to_owned(),
+                call["path"].as_str().unwrap_or("-").to_owned(),
+                call["status"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    summary.sort();
+    summary
+}
+
+/// Body bytes the agent keeps per message by default.
+pub const KEPT_BODY_BYTES: u64 = 64 * 1024;
+
+/// A call seen whole is flagged only when a body was longer than what is kept for analysis.
+pub fn flags_of_a_clean_call(call: &Value) -> Value {
+    let longest_body = ["request", "response"]
+        .iter()
+        .map(|side| {
+            call[side]["body_bytes"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{side} body_bytes in {call}"))
+        })
+        .max()
+        .unwrap_or(0);
+    if longest_body > KEPT_BODY_BYTES {
+        serde_json::json!(["truncated"])
+    } else {
+        serde_json::json!([])
+    }
+}
