@@ -107,3 +107,29 @@ pub fn flags_of_a_clean_call(call: &Value) -> Value {
         serde_json::json!([])
     }
 }
+
+/// (gRPC method, gRPC status, request messages, response messages) of each call, sorted, after
+/// checking that every call is gRPC over HTTP 200 to `service`.
+pub fn grpc_summary(calls: &[Value], service: &str) -> Vec<(String, u64, u64, u64)> {
+    let number = |call: &Value, field: &str| {
+        call["grpc"][field]
+            .as_u64()
+            .unwrap_or_else(|| panic!("grpc.{field} in {call}"))
+    };
+    let mut seen: Vec<_> = calls
+        .iter()
+        .map(|call| {
+            assert_eq!(call["protocol"], "grpc", "{call}");
+            assert_eq!(call["status"], 200, "{call}");
+            assert_eq!(call["grpc"]["service"], service, "{call}");
+            (
+                call["grpc"]["method"].as_str().unwrap_or("-").to_owned(),
+                number(call, "status"),
+                number(call, "request_messages"),
+                number(call, "response_messages"),
+            )
+        })
+        .collect();
+    seen.sort();
+    seen
+}

@@ -17,7 +17,9 @@ use std::{
 
 use moat_e2e::{
     RunningAgent, StateDir,
-    capture::{calls_since, capture_agent, flags_of_a_clean_call, summary, wait_listening},
+    capture::{
+        calls_since, capture_agent, flags_of_a_clean_call, grpc_summary, summary, wait_listening,
+    },
     pcap::PacketCapture,
     require_root, two_pods,
 };
@@ -585,21 +587,7 @@ fn grpc_unary_and_streaming_calls_carry_service_method_status_and_message_counts
     );
 
     let calls = calls_since(&mut agent, mark, 5);
-    let mut seen: Vec<(String, u64, u64, u64)> = calls
-        .iter()
-        .map(|call| {
-            assert_eq!(call["protocol"], "grpc", "{call}");
-            assert_eq!(call["grpc"]["service"], "moat.test.Echo", "{call}");
-            assert_eq!(call["status"], 200, "{call}");
-            (
-                call["grpc"]["method"].as_str().unwrap().to_owned(),
-                call["grpc"]["status"].as_u64().unwrap(),
-                call["grpc"]["request_messages"].as_u64().unwrap(),
-                call["grpc"]["response_messages"].as_u64().unwrap(),
-            )
-        })
-        .collect();
-    seen.sort();
+    let seen = grpc_summary(&calls, "moat.test.Echo");
     assert_eq!(
         seen,
         vec![
