@@ -71,67 +71,42 @@ fn header<'a>(message: &'a Value, name: &str) -> Option<&'a str> {
     })
 }
 
-/// tshark's reading of a capture: (method, uri) of every HTTP/1.1 request and every response
-/// code.
-fn tshark_http1(capture: &Path, port: u16) -> (Vec<(String, String)>, Vec<u64>) {
-    let fields = |filter: &str, fields: &[&str]| -> Vec<Vec<String>> {
-        let mut command = Command::new("tshark");
-        command.args(["-r"]).arg(capture).args([
-            "-d",
-            &format!("tcp.port=={port},http"),
-            "-Y",
-            filter,
-            "-T",
-            "fields",
-        ]);
-        for field in fields {
-            command.args(["-e", field]);
-        }
-        let output = command.output().expect("run tshark");
-        assert!(output.status.success(), "tshark: {output:?}");
-        String::from_utf8(output.stdout)
-            .unwrap()
-            .lines()
-            .map(|line| line.split('\t').map(str::to_owned).collect())
-            .collect()
-    };
-    let mut requests: Vec<(String, String)> =
-        fields("http.request", &["http.request.method", "http.request.uri"])
-            .into_iter()
-            .map(|row| (row[0].clone(), row[1].clone()))
-            .collect();
-    requests.sort();
-    let mut statuses: Vec<u64> = fields("http.response", &["http.response.code"])
-        .into_iter()
-        .map(|row| row[0].parse().unwrap())
-        .collect();
-    statuses.sort();
-    (requests, statuses)
-}
-
-/// tshark's reading of an HTTP/2 (h2c) capture: (method, path with query) of every request and
-/// every response status. tshark lists the fields of all frames in a packet together, in frame
-/// order, so methods and paths stay aligned.
-fn tshark_http2(capture: &Path, port: u16) -> (Vec<(String, String)>, Vec<u64>) {
-    let output = Command::new("tshark")
-        .arg("-r")
-        .arg(capture)
-        .args([
-            "-d",
-            &format!("tcp.port=={port},http2"),
-            "-Y",
+/// What tshark dissects in a capture of `port` as `dissector` (`http` or `http2`): (method,
+/// target with query) of every request and every response status, both sorted. tshark lists the
+/// fields of all messages in one packet together, comma-separated and in order, so methods and
+/// targets stay aligned.
+fn tshark_calls(capture: &Path, port: u16, dissector: &str) -> (Vec<(String, String)>, Vec<u64>) {
+    let (filter, fields) = match dissector {
+        "http" => (
+            "http.request || http.response",
+            [
+                "http.request.method",
+                "http.request.uri",
+                "http.response.code",
+            ],
+        ),
+        _ => (
             "http2.type == 1",
-            "-T",
-            "fields",
-            "-e",
-            "http2.headers.method",
-            "-e",
-            "http2.headers.path",
-            "-e",
-            "http2.headers.status",
-        ])
-        .output()
-        .expect("run tshark");
+            [
+                "http2.headers.method",
+                "http2.headers.path",
+                "http2.headers.status",
+            ],
+        ),
+    };
+    let mut command = Command::new("tshark");
+    command.arg("-r").arg(capture).args([
+        "-d",
+        &format!("tcp.port=={port},{dissector}"),
+        "-Y",
+        filter,
+        "-T",
+        "fields",
+    ]);
+    for field in fields {
+        command.args(["-e", field]);
+    }
+    let output = command.output().expect("run tshark");
     assert!(output.status.success(), "tshark: {output:?}");
     let (mut requests, mut statuses) = (Vec::new(), Vec::new());
     for line in String::from_utf8(output.stdout).unwrap().lines() {
@@ -144,8 +119,8 @@ fn tshark_http2(capture: &Path, port: u16) -> (Vec<(String, String)>, Vec<u64>) 
                     .collect()
             })
             .collect();
-        for (method, path) in columns[0].iter().zip(&columns[1]) {
-            requests.push(((*method).to_owned(), (*path).to_owned()));
+        for (method, target) in columns[0].iter().zip(&columns[1]) {
+            requests.push(((*method).to_owned(), (*target).to_owned()));
         }
         statuses.extend(
             columns[2]
@@ -292,7 +267,10 @@ fn http1_calls_from_curl_to_python_match_what_was_sent_and_what_tshark_saw() {
     assert_eq!(summary(&calls), expected, "{calls:#?}");
 
     // tshark read the same calls off the wire.
-    assert_eq!(requests_and_statuses(&calls), tshark_http1(&pcap, PORT));
+    assert_eq!(
+        requests_and_statuses(&calls),
+        tshark_calls(&pcap, PORT, "http")
+    );
 
     let by_path: BTreeMap<(&str, &str), &Value> = calls
         .iter()
@@ -400,6 +378,12 @@ fn pipelined_requests_to_nginx_pair_with_their_responses_in_order() {
     let address = SocketAddr::new(server.ipv4.into(), PORT);
     wait_listening(&server, address);
     let mut agent = capture_agent(&node, &state, &[PORT], &[]);
+    let tcpdump = PacketCapture::start(
+        server.command("tcpdump"),
+        "eth0",
+        &scratch.file("nginx.pcap"),
+        &format!("tcp port {PORT}"),
+    );
     let mark = agent.mark();
 
     let host = format!("Host: {address}\r\n");
@@ -413,6 +397,11 @@ fn pipelined_requests_to_nginx_pair_with_their_responses_in_order() {
     assert_eq!(response.matches("HTTP/1.1 ").count(), 4, "{response}");
 
     let calls = calls_since(&mut agent, mark, 4);
+    let pcap = tcpdump.stop();
+    assert_eq!(
+        requests_and_statuses(&calls),
+        tshark_calls(&pcap, PORT, "http")
+    );
     // Server and client both report them; each call is one record, in the order sent.
     let order: Vec<(&str, u64)> = calls
         .iter()
@@ -502,7 +491,10 @@ fn http2_prior_knowledge_and_upgrade_calls_are_recorded_per_stream() {
     assert_eq!(b["query"], "x=1");
     assert_eq!(b["response"]["body_bytes"], 70_000);
     let pcap = tcpdump.stop();
-    assert_eq!(requests_and_statuses(&calls), tshark_http2(&pcap, PORT));
+    assert_eq!(
+        requests_and_statuses(&calls),
+        tshark_calls(&pcap, PORT, "http2")
+    );
 
     // HTTP/1.1 Upgrade to h2c (curl --http2 on an http:// URL): the first request is HTTP/1.1
     // and is answered as HTTP/2 stream 1; the second is an ordinary stream on the same
@@ -573,6 +565,13 @@ fn grpc_unary_and_streaming_calls_carry_service_method_status_and_message_counts
         .unwrap();
     wait_listening(&server, address);
     let mut agent = capture_agent(&node, &state, &[PORT], &[]);
+    let scratch = Scratch::new("grpc");
+    let tcpdump = PacketCapture::start(
+        server.command("tcpdump"),
+        "eth0",
+        &scratch.file("grpc.pcap"),
+        &format!("tcp port {PORT}"),
+    );
     let mark = agent.mark();
     let output = client
         .run(
@@ -587,6 +586,11 @@ fn grpc_unary_and_streaming_calls_carry_service_method_status_and_message_counts
     );
 
     let calls = calls_since(&mut agent, mark, 5);
+    let pcap = tcpdump.stop();
+    assert_eq!(
+        requests_and_statuses(&calls),
+        tshark_calls(&pcap, PORT, "http2")
+    );
     let seen = grpc_summary(&calls, "moat.test.Echo");
     assert_eq!(
         seen,
