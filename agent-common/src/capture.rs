@@ -23,6 +23,9 @@ pub mod map_names {
     pub const EVENT_BUFFER: &str = "EVENT_BUFFER";
     /// One-element array holding the [`super::KernelLayout`].
     pub const KERNEL_LAYOUT: &str = "CAPTURE_KERNEL_LAYOUT";
+    /// LRU hash of [`super::EndKey`] to [`super::EndRef`]: captured ends by address, to find
+    /// the other end of a connection on this host.
+    pub const LOCAL_ENDS: &str = "CAPTURE_LOCAL_ENDS";
     /// One-element array: the last connection id handed out.
     pub const CONNECTION_IDS: &str = "CAPTURE_CONNECTION_IDS";
 }
@@ -166,8 +169,36 @@ pub struct SocketState {
     /// Bytes sent and received so far: the stream offset of the next byte each way.
     pub sent: u64,
     pub received: u64,
+    /// 1: the other end of this connection is a captured socket on this host, whose bytes are
+    /// the same; this end's bytes are not copied (see [`SocketTuple::passive`]).
+    pub passive: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(core::mem::size_of::<SocketState>() == 24);
+const _: () = assert!(core::mem::size_of::<SocketState>() == 32);
+
+/// A connection as one end sees it: the key under which the kernel finds the other end of a
+/// connection whose both ends are on this host.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct EndKey {
+    pub local_addr: [u8; 16],
+    pub remote_addr: [u8; 16],
+    pub local_port: u16,
+    pub remote_port: u16,
+    pub family: u8,
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(core::mem::size_of::<EndKey>() == 40);
+
+/// Which descriptor holds a captured end, and its connection id (to tell a live end from a
+/// reused descriptor).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EndRef {
+    pub socket: SocketFd,
+    pub connection_id: u64,
+}
+const _: () = assert!(core::mem::size_of::<EndRef>() == 16);
 
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -241,9 +272,37 @@ pub struct SocketTuple {
     pub remote_port: u16,
     pub family: u8,
     pub role: u8,
-    pub _pad: [u8; 2],
+    /// 1: the other end is a captured socket on this host that copies the connection's bytes;
+    /// this end only names its process (a call is copied and parsed once, not twice).
+    pub passive: u8,
+    pub _pad: u8,
 }
 const _: () = assert!(core::mem::size_of::<SocketTuple>() == 40);
+
+impl SocketTuple {
+    pub fn end_key(&self) -> EndKey {
+        EndKey {
+            local_addr: self.local_addr,
+            remote_addr: self.remote_addr,
+            local_port: self.local_port,
+            remote_port: self.remote_port,
+            family: self.family,
+            _pad: [0; 3],
+        }
+    }
+
+    /// The key of the other end of the same connection.
+    pub fn peer_key(&self) -> EndKey {
+        EndKey {
+            local_addr: self.remote_addr,
+            remote_addr: self.local_addr,
+            local_port: self.remote_port,
+            remote_port: self.local_port,
+            family: self.family,
+            _pad: [0; 3],
+        }
+    }
+}
 
 /// Byte offsets of the kernel structure fields the capture programs read, from the running
 /// kernel's BTF: Rust eBPF has no CO-RE relocations, so userspace finds the layout and hands it

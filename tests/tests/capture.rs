@@ -372,7 +372,7 @@ fn pipelined_requests_to_nginx_pair_with_their_responses_in_order() {
         ),
     )
     .unwrap();
-    let _nginx = server
+    let nginx = server
         .spawn("nginx", &["-c", &config.display().to_string()])
         .unwrap();
     let address = SocketAddr::new(server.ipv4.into(), PORT);
@@ -423,11 +423,42 @@ fn pipelined_requests_to_nginx_pair_with_their_responses_in_order() {
     );
     assert_eq!(calls[3]["query"], "n=4");
     assert_eq!(calls[1]["response"]["body_bytes"], 3000);
-    // nginx sends the file with sendfile, so its bytes never pass through nginx: the server's
-    // view has a gap there, which the client's view (it reads the bytes) fills.
+    // Both ends are on this host, so the kernel copies the bytes at one end only (the first to
+    // connect or accept): the client, which reads every byte.
     for call in &calls {
         assert_eq!(call["flags"], serde_json::json!([]), "{call}");
+        assert_eq!(
+            call["seen_at"],
+            serde_json::json!(["client", "server"]),
+            "{call}"
+        );
     }
+    agent.stop();
+
+    // Captured at nginx's end only: nginx sends the file with sendfile, so its bytes never pass
+    // through the process. The call says its body was not seen, and counts it in full.
+    let master = nginx.id().to_string();
+    let workers = testbed::run(Command::new("pgrep").args(["-P", &master])).unwrap();
+    let worker = String::from_utf8(workers.stdout).unwrap().trim().to_owned();
+    let state = StateDir::new();
+    let mut agent = RunningAgent::start(
+        &node,
+        &state,
+        &[],
+        &["--capture", "on", "--capture-pid", &worker],
+    );
+    let mark = agent.mark();
+    let response = pipelined(
+        &client,
+        address,
+        &format!("GET /index.html HTTP/1.1\r\n{host}Connection: close\r\n\r\n"),
+    );
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let calls = calls_since(&mut agent, mark, 1);
+    assert_eq!(calls.len(), 1, "{calls:#?}");
+    assert_eq!(calls[0]["seen_at"], serde_json::json!(["server"]));
+    assert_eq!(calls[0]["response"]["body_bytes"], 3000);
+    assert_eq!(calls[0]["flags"], serde_json::json!(["gap"]));
     let records = agent.stop();
     let stats = records
         .iter()

@@ -3,8 +3,8 @@
 
 use crate::data::Walk;
 use agent_common::capture::{
-    CaptureStat, DEFAULT_EVENTS_BYTES, EventHeader, IN_FLIGHT_MAX_ENTRIES, KernelLayout,
-    PAYLOAD_CAPACITY, SOCKETS_MAX_ENTRIES, SocketFd, SocketState, config,
+    CaptureStat, DEFAULT_EVENTS_BYTES, EndKey, EndRef, EventHeader, IN_FLIGHT_MAX_ENTRIES,
+    KernelLayout, PAYLOAD_CAPACITY, SOCKETS_MAX_ENTRIES, SocketFd, SocketState, config,
 };
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE},
@@ -38,6 +38,10 @@ pub static CAPTURE_KERNEL_LAYOUT: Array<KernelLayout> = Array::with_max_entries(
 
 #[map]
 pub static CAPTURE_CONNECTION_IDS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
+pub static LOCAL_ENDS: LruHashMap<EndKey, EndRef> =
+    LruHashMap::with_max_entries(SOCKETS_MAX_ENTRIES, 0);
 
 /// Socket address to connection id, for the state tracepoint, which names sockets by address.
 #[map]

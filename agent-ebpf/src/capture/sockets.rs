@@ -9,8 +9,8 @@
 
 use agent_common::{
     capture::{
-        CONNECTION_ID_CPU_BITS, CaptureStat, EventHeader, EventKind, KernelLayout, ROLE_CLIENT,
-        ROLE_SERVER, SocketFd, SocketState, SocketTuple, config,
+        CONNECTION_ID_CPU_BITS, CaptureStat, EndRef, EventHeader, EventKind, KernelLayout,
+        ROLE_CLIENT, ROLE_SERVER, SocketFd, SocketState, SocketTuple, config,
     },
     xdp::{FAMILY_IPV4, FAMILY_IPV6},
 };
@@ -28,7 +28,7 @@ use crate::{
     maps::{
         BufferShape, CAPTURE_CGROUP_FILTER, CAPTURE_CONNECTION_IDS, CAPTURE_EVENTS,
         CAPTURE_KERNEL_LAYOUT, CAPTURE_PORT_FILTER, CAPTURE_PROCESS_FILTER, CAPTURE_SOCKETS,
-        IN_FLIGHT, InFlight, SOCKET_CONNECTIONS, bump, config, wakeup_flags,
+        IN_FLIGHT, InFlight, LOCAL_ENDS, SOCKET_CONNECTIONS, bump, config, wakeup_flags,
     },
     tracepoint::{arg, ret},
 };
@@ -198,6 +198,21 @@ fn admitted(tuple: &SocketTuple, tgid: u32, cgroup_id: u64) -> bool {
     true
 }
 
+/// Whether the other end of this connection is a socket this host already copies: then both
+/// ends carry the same bytes, and copying them once is enough. The entry is checked against the
+/// socket table, so an end whose descriptor was closed (or reused) does not count.
+fn peer_is_captured(tuple: &SocketTuple) -> bool {
+    // SAFETY: values copied out of our own maps.
+    let Some(peer) = (unsafe { LOCAL_ENDS.get(tuple.peer_key()) }).copied() else {
+        return false;
+    };
+    // SAFETY: as above.
+    let Some(state) = (unsafe { CAPTURE_SOCKETS.get(peer.socket) }).copied() else {
+        return false;
+    };
+    state.connection_id == peer.connection_id && state.passive == 0
+}
+
 /// The syscall returned descriptor `fd`: capture it if it is a TCP socket the filters admit.
 fn adopt(fd: u32, role: u8) {
     let Some(layout) = CAPTURE_KERNEL_LAYOUT.get(0) else {
@@ -206,7 +221,7 @@ fn adopt(fd: u32, role: u8) {
     let Some(sock) = tcp_sock_of(fd, layout) else {
         return;
     };
-    let Some(tuple) = tuple_of(sock, layout, role) else {
+    let Some(mut tuple) = tuple_of(sock, layout, role) else {
         return;
     };
     let mut header = header(EventKind::Open, 0, fd);
@@ -221,14 +236,27 @@ fn adopt(fd: u32, role: u8) {
         tgid: header.tgid,
         fd,
     };
+    let passive = peer_is_captured(&tuple);
+    tuple.passive = u8::from(passive);
     let state = SocketState {
         connection_id,
         sent: 0,
         received: 0,
+        passive: u32::from(passive),
+        _pad: 0,
     };
     if CAPTURE_SOCKETS.insert(key, state, 0).is_err() {
         bump(CaptureStat::SocketTableFull, 1);
         return;
+    }
+    if !passive {
+        let end = EndRef {
+            socket: key,
+            connection_id,
+        };
+        // An LRU map: an entry evicted early only means that connection's two ends are both
+        // copied, as when one of them is on another host.
+        let _ = LOCAL_ENDS.insert(tuple.end_key(), end, 0);
     }
     let _ = SOCKET_CONNECTIONS.insert(sock, connection_id, 0);
     let event = OpenEvent { header, tuple };

@@ -49,6 +49,8 @@ pub struct TrackerStats {
 
 struct Connection {
     task: Task,
+    /// Its bytes are copied at the other end, also on this host; this end names its process.
+    passive: bool,
     fd: u32,
     endpoints: Endpoints,
     parser: ConnectionParser,
@@ -102,6 +104,7 @@ impl Tracker {
             fd,
             task,
             endpoints,
+            passive,
             time_ns,
         } = opened;
         if self.connections.contains_key(&connection_id) {
@@ -117,6 +120,7 @@ impl Tracker {
             connection_id,
             Connection {
                 task,
+                passive,
                 fd,
                 endpoints,
                 parser: ConnectionParser::new(self.limits.parser, mid_stream),
@@ -221,19 +225,37 @@ impl Tracker {
         let (client, server) = endpoints.client_server();
         let at_client = endpoints.is_client;
         let task = connection.task.clone();
-        let other_end_here = self
+        let other_end = self
             .by_endpoints
-            .contains_key(&(endpoints.remote, endpoints.local));
+            .get(&(endpoints.remote, endpoints.local))
+            .and_then(|id| self.connections.get(id));
+        let other_end_here = other_end.is_some();
+        // The kernel copied this connection's bytes at this end only: the other end's process is
+        // known from its open, and the call is complete now.
+        let passive_peer = other_end
+            .filter(|connection| connection.passive)
+            .map(|connection| connection.task.clone());
         for call in calls {
             self.stats.calls += 1;
-            let record = CallRecord::new(
+            let (client_task, server_task) = if at_client {
+                (Some(&task), passive_peer.as_ref())
+            } else {
+                (passive_peer.as_ref(), Some(&task))
+            };
+            let mut record = CallRecord::new(
                 call,
-                Peer::new(client, at_client.then_some(&task)),
-                Peer::new(server, (!at_client).then_some(&task)),
+                Peer::new(client, client_task),
+                Peer::new(server, server_task),
                 at_client,
                 &self.redaction,
             );
-            self.report(record, other_end_here, time_ns, out);
+            if passive_peer.is_some() {
+                record.seen_at = vec!["client", "server"];
+                self.stats.calls_merged += 1;
+                out.push(record);
+            } else {
+                self.report(record, other_end_here, time_ns, out);
+            }
         }
     }
 
@@ -465,6 +487,7 @@ mod tests {
             fd,
             task,
             endpoints,
+            passive: false,
             time_ns,
         }
     }
@@ -502,6 +525,31 @@ mod tests {
         assert!(out.is_empty(), "the server's view waits for the client's");
         tracker.handle(data(1, false, 0, RESPONSE, 31), &mut out);
         assert_eq!(out.len(), 1);
+        assert_eq!(out[0].client.comm.as_deref(), Some("curl"));
+        assert_eq!(out[0].server.comm.as_deref(), Some("nginx"));
+        assert_eq!(out[0].seen_at, ["client", "server"]);
+        assert_eq!(tracker.stats.calls_merged, 1);
+    }
+
+    #[test]
+    fn a_call_copied_at_one_end_names_the_passive_end_s_process_at_once() {
+        let mut tracker = Tracker::new(limits(), Redaction::new(&[]));
+        let mut out = Vec::new();
+        open_client_end(&mut tracker, &mut out);
+        let nginx = Opened {
+            passive: true,
+            ..opened(
+                2,
+                4,
+                task(200, "nginx"),
+                endpoints(SERVER, CLIENT, false),
+                11,
+            )
+        };
+        tracker.open(nginx, false, &mut out);
+        tracker.handle(data(1, true, 0, REQUEST, 20), &mut out);
+        tracker.handle(data(1, false, 0, RESPONSE, 31), &mut out);
+        assert_eq!(out.len(), 1, "no wait for a mirror that will not come");
         assert_eq!(out[0].client.comm.as_deref(), Some("curl"));
         assert_eq!(out[0].server.comm.as_deref(), Some("nginx"));
         assert_eq!(out[0].seen_at, ["client", "server"]);

@@ -61,6 +61,8 @@ pub struct Opened {
     pub fd: u32,
     pub task: Task,
     pub endpoints: Endpoints,
+    /// The other end is captured on this host and carries the bytes; this end names its process.
+    pub passive: bool,
     pub time_ns: u64,
 }
 
@@ -124,18 +126,22 @@ pub fn decode(bytes: &[u8]) -> Option<Event<'_>> {
     let header: EventHeader = read(bytes, 0)?;
     let body = bytes.get(size_of::<EventHeader>()..)?;
     Some(match EventKind::from_u8(header.kind)? {
-        EventKind::Open => Event::Open(Opened {
-            connection_id: header.connection_id,
-            fd: header.fd,
-            task: Task {
-                tgid: header.tgid,
-                pid: header.pid,
-                comm: comm(&header.comm),
-                cgroup_id: header.cgroup_id,
-            },
-            endpoints: Endpoints::from_tuple(&read::<SocketTuple>(body, 0)?),
-            time_ns: header.time_ns,
-        }),
+        EventKind::Open => {
+            let tuple = read::<SocketTuple>(body, 0)?;
+            Event::Open(Opened {
+                connection_id: header.connection_id,
+                fd: header.fd,
+                task: Task {
+                    tgid: header.tgid,
+                    pid: header.pid,
+                    comm: comm(&header.comm),
+                    cgroup_id: header.cgroup_id,
+                },
+                endpoints: Endpoints::from_tuple(&tuple),
+                passive: tuple.passive == 1,
+                time_ns: header.time_ns,
+            })
+        }
         EventKind::Data => Event::Data(Chunk {
             connection_id: header.connection_id,
             sent: header.direction == DIRECTION_SENT,

@@ -129,6 +129,7 @@ impl Capture {
                     fd: socket.fd,
                     task,
                     endpoints: socket.endpoints,
+                    passive: false,
                     time_ns: now_ns,
                 };
                 self.tracker.open(opened, true, out);

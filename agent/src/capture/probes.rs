@@ -229,6 +229,8 @@ impl Probes {
             connection_id,
             sent: 0,
             received: 0,
+            passive: 0,
+            _pad: 0,
         };
         const BPF_NOEXIST: u64 = 1;
         match sockets.insert(socket, state, BPF_NOEXIST) {
