@@ -146,7 +146,7 @@ pub struct CallRecord {
     pub response: MessageRecord,
     /// `truncated`, `mid_stream`, `gap`.
     pub flags: Vec<&'static str>,
-    /// The ends the call was captured at: `client`, `server` or both.
+    /// The ends of the call on this host (whose processes are named): `client`, `server` or both.
     pub seen_at: Vec<&'static str>,
     /// Bodies stay in memory for analysis; never serialized.
     #[serde(skip)]
