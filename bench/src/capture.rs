@@ -143,7 +143,7 @@ fn live_table(results: &[ScenarioResult]) -> (Table, String) {
         "agent CPU at 10k req/s",
         "agent peak RSS",
         "events lost",
-        "calls parsed / (2 × requests)",
+        "calls parsed / requests",
     ]);
     let mut missed = String::new();
     for result in results {
@@ -185,7 +185,7 @@ fn live_table(results: &[ScenarioResult]) -> (Table, String) {
             format!("{:.1}% of a core", cpu * 100.0),
             format!("{:.1} MiB", peak_rss as f64 / (1024.0 * 1024.0)),
             format!("{lost:.0}"),
-            format!("{:.3}", parsed / (2.0 * requests.max(1) as f64)),
+            format!("{:.3}", parsed / requests.max(1) as f64),
         ]);
         let mut reasons: Vec<(String, f64)> = Vec::new();
         for (reason, bytes) in agent.iter().flat_map(|run| &run.bytes_missed) {
