@@ -264,7 +264,7 @@ fn encode_capture(
     counter(
         encoder,
         "moat_capture_bytes_missed",
-        "Stream bytes the agent did not get, by reason: ring buffer full, past the per-syscall event limit, unreadable from the process, or sent from a file with sendfile (never in the process's memory).",
+        "Stream bytes the agent did not get, by reason: ring buffer full, past the per-syscall event limit, unreadable from the process, sent from a file with sendfile (never in the process's memory), or given up in the agent because waiting for them would have passed the per-connection bound.",
         &[
             (
                 vec![("reason", "ring_full")],

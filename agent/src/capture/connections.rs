@@ -5,6 +5,7 @@
 use std::{
     collections::{HashMap, VecDeque},
     net::SocketAddr,
+    rc::Rc,
 };
 
 use protocols::{Call, Direction, Limits, StreamParser, connection::ConnectionParser};
@@ -45,10 +46,14 @@ pub struct TrackerStats {
     pub calls_merged: u64,
     /// Calls reported from one end only because too many waited for their other end.
     pub mirror_queue_full: u64,
+    /// Stream bytes declared lost because waiting for them (out-of-order bytes arrived first)
+    /// would have held more than the per-connection bound.
+    pub bytes_given_up: u64,
 }
 
 struct Connection {
-    task: Task,
+    /// Shared with the records of its calls' batches, so naming the process costs no copy.
+    task: Rc<Task>,
     /// Its bytes are copied at the other end, also on this host; this end names its process.
     passive: bool,
     fd: u32,
@@ -119,7 +124,7 @@ impl Tracker {
         self.connections.insert(
             connection_id,
             Connection {
-                task,
+                task: Rc::new(task),
                 passive,
                 fd,
                 endpoints,
@@ -132,16 +137,41 @@ impl Tracker {
         self.stats.connections_opened += 1;
     }
 
+    /// Makes room by dropping the least recently active connections: a 64th of the bound at a
+    /// time, so a full table costs one scan per many opens rather than one per open.
     fn evict_least_recent(&mut self, time_ns: u64, out: &mut Vec<CallRecord>) {
-        let oldest = self
+        let mut by_age: Vec<(u64, u64)> = self
             .connections
             .iter()
-            .min_by_key(|(_, connection)| connection.last_seen_ns)
-            .map(|(connection_id, _)| *connection_id);
-        if let Some(connection_id) = oldest {
+            .map(|(id, connection)| (connection.last_seen_ns, *id))
+            .collect();
+        let count = (self.limits.max_connections / 64).clamp(1, by_age.len().max(1));
+        if count < by_age.len() {
+            by_age.select_nth_unstable(count);
+        }
+        for (_, connection_id) in by_age.into_iter().take(count) {
             self.stats.connections_evicted += 1;
             self.close(connection_id, time_ns, out);
         }
+    }
+
+    /// Ends every connection `matches` picks.
+    fn close_matching(
+        &mut self,
+        matches: impl Fn(&Connection) -> bool,
+        time_ns: u64,
+        out: &mut Vec<CallRecord>,
+    ) -> u64 {
+        let closing: Vec<u64> = self
+            .connections
+            .iter()
+            .filter(|(_, connection)| matches(connection))
+            .map(|(connection_id, _)| *connection_id)
+            .collect();
+        for connection_id in &closing {
+            self.close(*connection_id, time_ns, out);
+        }
+        closing.len() as u64
     }
 
     pub fn handle(&mut self, event: Event<'_>, out: &mut Vec<CallRecord>) {
@@ -158,17 +188,13 @@ impl Tracker {
                 time_ns,
             } => self.close(connection_id, time_ns, out),
             Event::CloseRange { tgid, first, last } => {
-                let closing: Vec<u64> = self
-                    .connections
-                    .iter()
-                    .filter(|(_, connection)| {
+                self.close_matching(
+                    |connection| {
                         connection.task.tgid == tgid && (first..=last).contains(&connection.fd)
-                    })
-                    .map(|(connection_id, _)| *connection_id)
-                    .collect();
-                for connection_id in closing {
-                    self.close(connection_id, 0, out);
-                }
+                    },
+                    0,
+                    out,
+                );
             }
         }
     }
@@ -195,9 +221,11 @@ impl Tracker {
         } else {
             &mut connection.received
         };
+        let given_up_before = stream.given_up();
         stream.push(offset, length, payload, time_ns, &mut |piece, time_ns| {
             deliver(parser, direction, piece, time_ns, &mut calls)
         });
+        self.stats.bytes_given_up += stream.given_up() - given_up_before;
         if connection.held_bytes() > self.limits.max_connection_bytes {
             // The parser is waiting for more than the bound allows (a huge header, a flood of
             // early bytes): what it holds is given up, and parsing resumes at the next message
@@ -208,23 +236,23 @@ impl Tracker {
             connection.sent.discard();
             connection.received.discard();
         }
-        self.finish_calls(connection_id, calls, time_ns, out);
+        if !calls.is_empty() {
+            let (task, endpoints) = (Rc::clone(&connection.task), connection.endpoints);
+            self.finish_calls(&task, endpoints, calls, time_ns, out);
+        }
     }
 
+    /// Turns a connection's completed calls into records.
     fn finish_calls(
         &mut self,
-        connection_id: u64,
+        task: &Task,
+        endpoints: Endpoints,
         calls: Vec<Call>,
         time_ns: u64,
         out: &mut Vec<CallRecord>,
     ) {
-        let Some(connection) = self.connections.get(&connection_id) else {
-            return;
-        };
-        let endpoints = connection.endpoints;
         let (client, server) = endpoints.client_server();
         let at_client = endpoints.is_client;
-        let task = connection.task.clone();
         let other_end = self
             .by_endpoints
             .get(&(endpoints.remote, endpoints.local))
@@ -234,13 +262,13 @@ impl Tracker {
         // known from its open, and the call is complete now.
         let passive_peer = other_end
             .filter(|connection| connection.passive)
-            .map(|connection| connection.task.clone());
+            .map(|connection| Rc::clone(&connection.task));
         for call in calls {
             self.stats.calls += 1;
             let (client_task, server_task) = if at_client {
-                (Some(&task), passive_peer.as_ref())
+                (Some(task), passive_peer.as_deref())
             } else {
-                (passive_peer.as_ref(), Some(&task))
+                (passive_peer.as_deref(), Some(task))
             };
             let mut record = CallRecord::new(
                 call,
@@ -298,58 +326,40 @@ impl Tracker {
         let Some(mut connection) = self.connections.remove(&connection_id) else {
             return;
         };
-        let mut calls = Vec::new();
+        let key = (connection.endpoints.local, connection.endpoints.remote);
+        if self.by_endpoints.get(&key) == Some(&connection_id) {
+            self.by_endpoints.remove(&key);
+        }
         let time_ns = if time_ns == 0 {
             connection.last_seen_ns
         } else {
             time_ns
         };
-        let parser = &mut connection.parser;
-        let mut deliver_sent = |piece: Piece<'_>, time_ns| {
-            deliver(
-                parser,
-                request_if(connection.endpoints.is_client),
-                piece,
-                time_ns,
-                &mut calls,
-            )
-        };
-        connection.sent.flush(&mut deliver_sent);
-        let mut deliver_received = |piece: Piece<'_>, time_ns| {
-            deliver(
-                parser,
-                request_if(!connection.endpoints.is_client),
-                piece,
-                time_ns,
-                &mut calls,
-            )
-        };
-        connection.received.flush(&mut deliver_received);
-        parser.close(time_ns, &mut calls);
-        // Put it back for the duration of reporting, so its task and endpoints are known.
-        let key = (connection.endpoints.local, connection.endpoints.remote);
-        self.connections.insert(connection_id, connection);
-        self.finish_calls(connection_id, calls, time_ns, out);
-        self.connections.remove(&connection_id);
-        if self.by_endpoints.get(&key) == Some(&connection_id) {
-            self.by_endpoints.remove(&key);
+        let mut calls = Vec::new();
+        let client = connection.endpoints.is_client;
+        let Connection {
+            parser,
+            sent,
+            received,
+            ..
+        } = &mut connection;
+        for (stream, direction) in [(sent, request_if(client)), (received, request_if(!client))] {
+            stream.flush(&mut |piece, time_ns| {
+                deliver(parser, direction, piece, time_ns, &mut calls)
+            });
         }
+        parser.close(time_ns, &mut calls);
+        self.finish_calls(&connection.task, connection.endpoints, calls, time_ns, out);
     }
 
     /// Drops idle connections and releases calls whose other end did not report in time.
     pub fn expire(&mut self, now_ns: u64, out: &mut Vec<CallRecord>) {
-        let idle: Vec<u64> = self
-            .connections
-            .iter()
-            .filter(|(_, connection)| {
-                now_ns.saturating_sub(connection.last_seen_ns) > self.limits.idle_timeout_ns
-            })
-            .map(|(connection_id, _)| *connection_id)
-            .collect();
-        for connection_id in idle {
-            self.stats.connections_expired += 1;
-            self.close(connection_id, now_ns, out);
-        }
+        let idle_timeout_ns = self.limits.idle_timeout_ns;
+        self.stats.connections_expired += self.close_matching(
+            |connection| now_ns.saturating_sub(connection.last_seen_ns) > idle_timeout_ns,
+            now_ns,
+            out,
+        );
         while let Some((deadline, _)) = self.awaiting_mirror.front() {
             if *deadline > now_ns {
                 break;
@@ -378,15 +388,7 @@ impl Tracker {
 
     /// Ends the connections of a process that is gone (it exited without closing them).
     pub fn close_process(&mut self, tgid: u32, now_ns: u64, out: &mut Vec<CallRecord>) {
-        let connection_ids: Vec<u64> = self
-            .connections
-            .iter()
-            .filter(|(_, connection)| connection.task.tgid == tgid)
-            .map(|(connection_id, _)| *connection_id)
-            .collect();
-        for connection_id in connection_ids {
-            self.close(connection_id, now_ns, out);
-        }
+        self.close_matching(|connection| connection.task.tgid == tgid, now_ns, out);
     }
 }
 

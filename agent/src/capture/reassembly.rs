@@ -26,6 +26,7 @@ pub struct Reassembler {
     early: BTreeMap<u64, Early>,
     early_bytes: usize,
     max_early_bytes: usize,
+    given_up: u64,
 }
 
 impl Reassembler {
@@ -36,6 +37,7 @@ impl Reassembler {
             early: BTreeMap::new(),
             early_bytes: 0,
             max_early_bytes,
+            given_up: 0,
         }
     }
 
@@ -54,42 +56,42 @@ impl Reassembler {
         time_ns: u64,
         deliver: &mut dyn FnMut(Piece<'_>, u64),
     ) {
-        let end = offset.saturating_add(length);
-        if end <= self.next {
-            return; // Already delivered (or declared lost).
-        }
         if offset > self.next {
             self.hold(offset, length, payload, time_ns, deliver);
             return;
         }
-        let skip = self.next - offset;
-        self.deliver(
-            length - skip,
-            payload.get(skip as usize..).unwrap_or_default(),
-            time_ns,
-            deliver,
-        );
+        self.deliver_from(offset, length, payload, time_ns, deliver);
         self.drain(deliver);
     }
 
-    fn deliver(
+    /// Delivers what an event that starts at or before the next stream byte adds: nothing if it
+    /// was all delivered (or declared lost) already.
+    fn deliver_from(
         &mut self,
+        offset: u64,
         length: u64,
         payload: &[u8],
         time_ns: u64,
         deliver: &mut dyn FnMut(Piece<'_>, u64),
     ) {
-        let captured = payload
-            .get(..length.min(payload.len() as u64) as usize)
+        let end = offset.saturating_add(length);
+        if end <= self.next {
+            return;
+        }
+        let new = end - self.next;
+        let skip = (self.next - offset) as usize;
+        let captured = payload.get(skip..).unwrap_or_default();
+        let captured = captured
+            .get(..captured.len().min(new as usize))
             .unwrap_or_default();
         if !captured.is_empty() {
             deliver(Piece::Bytes(captured), time_ns);
         }
-        let missing = length - captured.len() as u64;
+        let missing = new - captured.len() as u64;
         if missing > 0 {
             deliver(Piece::Gap(missing), time_ns);
         }
-        self.next += length;
+        self.next = end;
     }
 
     fn hold(
@@ -102,17 +104,14 @@ impl Reassembler {
     ) {
         if self.early_bytes + payload.len() > self.max_early_bytes {
             // Waiting longer would exceed the bound: what precedes the earliest held bytes is
-            // declared lost.
-            self.skip_to_earliest(deliver);
-            if offset <= self.next {
-                self.push(offset, length, payload, time_ns, deliver);
-                return;
+            // declared lost, and if that is not room enough, what precedes this event too.
+            self.given_up += self.skip_to_earliest(deliver);
+            if offset > self.next && self.early_bytes + payload.len() > self.max_early_bytes {
+                let gap = offset - self.next;
+                deliver(Piece::Gap(gap), time_ns);
+                self.given_up += gap;
+                self.next = offset;
             }
-        }
-        if self.early_bytes + payload.len() > self.max_early_bytes {
-            let gap = offset - self.next;
-            deliver(Piece::Gap(gap), time_ns);
-            self.next = offset;
             self.push(offset, length, payload, time_ns, deliver);
             return;
         }
@@ -130,14 +129,19 @@ impl Reassembler {
         }
     }
 
-    fn skip_to_earliest(&mut self, deliver: &mut dyn FnMut(Piece<'_>, u64)) {
-        if let Some((&offset, early)) = self.early.first_key_value() {
-            if offset > self.next {
-                deliver(Piece::Gap(offset - self.next), early.time_ns);
-                self.next = offset;
-            }
-            self.drain(deliver);
+    /// Declares lost what precedes the earliest held bytes and delivers from there; returns how
+    /// many bytes were declared lost.
+    fn skip_to_earliest(&mut self, deliver: &mut dyn FnMut(Piece<'_>, u64)) -> u64 {
+        let Some((&offset, early)) = self.early.first_key_value() else {
+            return 0;
+        };
+        let skipped = offset.saturating_sub(self.next);
+        if skipped > 0 {
+            deliver(Piece::Gap(skipped), early.time_ns);
+            self.next = offset;
         }
+        self.drain(deliver);
+        skipped
     }
 
     fn drain(&mut self, deliver: &mut dyn FnMut(Piece<'_>, u64)) {
@@ -148,17 +152,7 @@ impl Reassembler {
             let offset = *entry.key();
             let early = entry.remove();
             self.early_bytes -= early.payload.len();
-            let end = offset.saturating_add(early.length);
-            if end <= self.next {
-                continue;
-            }
-            let skip = self.next - offset;
-            self.deliver(
-                early.length - skip,
-                early.payload.get(skip as usize..).unwrap_or_default(),
-                early.time_ns,
-                deliver,
-            );
+            self.deliver_from(offset, early.length, &early.payload, early.time_ns, deliver);
         }
     }
 
@@ -171,11 +165,17 @@ impl Reassembler {
         self.early_bytes = 0;
     }
 
-    /// Gives up waiting: everything held is delivered, with gaps where bytes never came.
+    /// Gives up waiting: everything held is delivered, with gaps where bytes never came (those
+    /// were lost before the agent, where the kernel counts them).
     pub fn flush(&mut self, deliver: &mut dyn FnMut(Piece<'_>, u64)) {
         while !self.early.is_empty() {
             self.skip_to_earliest(deliver);
         }
+    }
+
+    /// Stream bytes declared lost because waiting for them would have held more than the bound.
+    pub fn given_up(&self) -> u64 {
+        self.given_up
     }
 }
 
@@ -250,6 +250,11 @@ mod tests {
             ]
         );
         assert_eq!(stream.held_bytes(), 0);
+        assert_eq!(
+            stream.given_up(),
+            10,
+            "the bytes that never came are counted"
+        );
     }
 
     #[test]
