@@ -276,7 +276,6 @@ const MAX_AWAITING_MIRROR: usize = 4096;
 /// A cgroup id from `--capture-cgroup`: a number, or a directory of the cgroup v2 hierarchy
 /// (absolute, or relative to where it is mounted, as /proc/PID/cgroup shows it).
 fn cgroup_id(text: &str) -> anyhow::Result<u64> {
-    use std::os::unix::fs::MetadataExt;
     if let Ok(id) = text.parse() {
         return Ok(id);
     }
@@ -284,20 +283,13 @@ fn cgroup_id(text: &str) -> anyhow::Result<u64> {
         "--capture-cgroup: no cgroup v2 hierarchy is mounted (see /proc/self/mountinfo); mount one \
          or give the cgroup's id",
     )?;
-    let path = if Path::new(text).starts_with(&mount) {
-        std::path::PathBuf::from(text)
-    } else {
-        mount.join(text.trim_start_matches('/'))
-    };
-    let metadata = std::fs::metadata(&path).with_context(|| {
+    capture::cgroup_id(&mount, text).with_context(|| {
         format!(
-            "--capture-cgroup {text:?}: {} is not a cgroup directory; give a path in the cgroup v2 \
+            "--capture-cgroup {text:?} is not a cgroup directory; give a path in the cgroup v2 \
              hierarchy at {} (as /proc/PID/cgroup shows it) or a cgroup id",
-            path.display(),
             mount.display()
         )
-    })?;
-    Ok(metadata.ino())
+    })
 }
 
 /// The next completed calls, or never when capture is off.

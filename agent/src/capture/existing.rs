@@ -19,6 +19,8 @@ pub struct ExistingSocket {
     pub tgid: u32,
     pub fd: u32,
     pub comm: String,
+    /// The process's cgroup (v2) id, when a v2 hierarchy is mounted.
+    pub cgroup_id: Option<u64>,
     pub endpoints: Endpoints,
 }
 
@@ -146,6 +148,12 @@ fn read_named_namespaces(seen: &mut HashSet<u64>, established: &mut HashMap<u64,
     }
 }
 
+fn cgroup_of(process: &Path, mount: Option<&Path>) -> Option<u64> {
+    let text = fs::read_to_string(process.join("cgroup")).ok()?;
+    let path = text.lines().find_map(|line| line.strip_prefix("0::"))?;
+    super::cgroup_id(mount?, path).ok()
+}
+
 /// Every established TCP connection held by a process other than `skip_tgid` (the agent).
 /// Processes that vanish while being read are skipped.
 pub fn scan(skip_tgid: u32) -> Vec<ExistingSocket> {
@@ -165,6 +173,7 @@ pub fn scan(skip_tgid: u32) -> Vec<ExistingSocket> {
         }
     }
     read_named_namespaces(&mut namespaces, &mut established);
+    let cgroup_mount = super::cgroup2_mount();
     let mut found = Vec::new();
     for (tgid, process) in processes {
         if tgid == skip_tgid {
@@ -173,6 +182,7 @@ pub fn scan(skip_tgid: u32) -> Vec<ExistingSocket> {
         let comm = fs::read_to_string(process.join("comm"))
             .map(|comm| comm.trim_end().to_owned())
             .unwrap_or_default();
+        let cgroup_id = cgroup_of(&process, cgroup_mount.as_deref());
         for (fd, link) in numbered_entries(&process.join("fd")) {
             let Some(connection) = socket_inode(&link).and_then(|inode| established.get(&inode))
             else {
@@ -182,6 +192,7 @@ pub fn scan(skip_tgid: u32) -> Vec<ExistingSocket> {
                 tgid,
                 fd,
                 comm: comm.clone(),
+                cgroup_id,
                 endpoints: Endpoints {
                     local: connection.row.local,
                     remote: connection.row.remote,

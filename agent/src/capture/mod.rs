@@ -104,7 +104,9 @@ impl Capture {
                 || probe.ports.contains(&socket.endpoints.remote.port());
             let processes = probe.processes.is_empty() || probe.processes.contains(&socket.tgid);
             let cgroups = probe.cgroups.is_empty()
-                || cgroup_id_of(socket.tgid).is_some_and(|id| probe.cgroups.contains(&id));
+                || socket
+                    .cgroup_id
+                    .is_some_and(|id| probe.cgroups.contains(&id));
             ports && processes && cgroups
         };
         for (index, socket) in existing::scan(std::process::id())
@@ -122,7 +124,7 @@ impl Capture {
                     tgid: socket.tgid,
                     pid: socket.tgid,
                     comm: socket.comm,
-                    cgroup_id: cgroup_id_of(socket.tgid).unwrap_or(0),
+                    cgroup_id: socket.cgroup_id.unwrap_or(0),
                 };
                 let opened = Opened {
                     connection_id,
@@ -185,23 +187,21 @@ impl Capture {
         out: &mut Vec<CallRecord>,
     ) -> Result<(), ProbeError> {
         self.tracker.expire(now_ns, out);
-        let gone = |tgid: u32| !Path::new(&format!("/proc/{tgid}")).exists();
-        let dead_sockets: Vec<SocketFd> = self
-            .probes
-            .sockets()?
-            .into_iter()
-            .filter(|socket| gone(socket.tgid))
+        let sockets = self.probes.sockets()?;
+        // Each process is looked up once, however many sockets it holds.
+        let mut owners: Vec<u32> = sockets
+            .iter()
+            .map(|socket| socket.tgid)
+            .chain(self.tracker.processes())
             .collect();
-        self.probes.forget(dead_sockets)?;
-        let mut dead_processes: Vec<u32> = self
-            .tracker
-            .processes()
-            .filter(|tgid| gone(*tgid))
-            .collect();
-        dead_processes.sort_unstable();
-        dead_processes.dedup();
-        for tgid in dead_processes {
-            self.tracker.close_process(tgid, now_ns, out);
+        owners.sort_unstable();
+        owners.dedup();
+        owners.retain(|tgid| !Path::new(&format!("/proc/{tgid}")).exists());
+        let gone = |tgid: &u32| owners.binary_search(tgid).is_ok();
+        self.probes
+            .forget(sockets.into_iter().filter(|socket| gone(&socket.tgid)))?;
+        for tgid in &owners {
+            self.tracker.close_process(*tgid, now_ns, out);
         }
         Ok(())
     }
@@ -250,14 +250,17 @@ fn drain(
     handled
 }
 
-/// The cgroup (v2) id of a process: the inode number of its cgroup directory, which is what
-/// bpf_get_current_cgroup_id returns.
-fn cgroup_id_of(tgid: u32) -> Option<u64> {
+/// The id of the cgroup at `path` in the cgroup v2 hierarchy mounted at `mount`: the inode
+/// number of its directory, which is what bpf_get_current_cgroup_id returns. `path` is as
+/// /proc/PID/cgroup shows it (relative to the mount), or absolute under the mount.
+pub fn cgroup_id(mount: &Path, path: &str) -> std::io::Result<u64> {
     use std::os::unix::fs::MetadataExt;
-    let text = std::fs::read_to_string(format!("/proc/{tgid}/cgroup")).ok()?;
-    let path = text.lines().find_map(|line| line.strip_prefix("0::"))?;
-    let directory = cgroup2_mount()?.join(path.trim_start_matches('/'));
-    Some(std::fs::metadata(directory).ok()?.ino())
+    let directory = if Path::new(path).starts_with(mount) {
+        std::path::PathBuf::from(path)
+    } else {
+        mount.join(path.trim_start_matches('/'))
+    };
+    Ok(std::fs::metadata(directory)?.ino())
 }
 
 /// Where the cgroup v2 hierarchy is mounted: /sys/fs/cgroup on most hosts, /sys/fs/cgroup/unified
@@ -282,6 +285,22 @@ mod tests {
     fn finds_the_cgroup2_hierarchy() {
         let mount = super::cgroup2_mount().expect("a cgroup v2 hierarchy");
         assert!(mount.join("cgroup.procs").exists(), "{}", mount.display());
-        assert!(super::cgroup_id_of(std::process::id()).is_some());
+        let text = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        let path = text
+            .lines()
+            .find_map(|line| line.strip_prefix("0::"))
+            .unwrap();
+        let id = super::cgroup_id(&mount, path).unwrap();
+        assert_eq!(
+            super::cgroup_id(
+                &mount,
+                &mount
+                    .join(path.trim_start_matches('/'))
+                    .display()
+                    .to_string()
+            )
+            .unwrap(),
+            id
+        );
     }
 }
