@@ -26,8 +26,6 @@ pub mod map_names {
     /// LRU hash of [`super::EndKey`] to [`super::EndRef`]: captured ends by address, to find
     /// the other end of a connection on this host.
     pub const LOCAL_ENDS: &str = "CAPTURE_LOCAL_ENDS";
-    /// One-element array: the last connection id handed out.
-    pub const CONNECTION_IDS: &str = "CAPTURE_CONNECTION_IDS";
 }
 
 /// Program names in the capture object.
@@ -135,18 +133,6 @@ impl CaptureStat {
         Self::BytesUnreadable,
         Self::BytesFromFile,
     ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::EventsLost => "events_lost",
-            Self::BytesLost => "bytes_lost",
-            Self::SocketTableFull => "socket_table_full",
-            Self::InFlightTableFull => "in_flight_table_full",
-            Self::BytesNotCaptured => "bytes_not_captured",
-            Self::BytesUnreadable => "bytes_unreadable",
-            Self::BytesFromFile => "bytes_from_file",
-        }
-    }
 }
 
 /// A process's file descriptor: how syscalls name a socket.

@@ -1,5 +1,5 @@
-//! Moat's socket capture: syscall tracepoints and two fentry/fexit hooks that copy the bytes of
-//! TCP connections into a ring buffer. They find sockets, copy and count; reassembly and every
+//! Moat's socket capture: syscall tracepoints (and `sock:inet_sock_set_state`) that copy the bytes
+//! of TCP connections into a ring buffer. They find sockets, copy and count; reassembly and every
 //! protocol parser live in userspace.
 //!
 //! Which descriptors are TCP sockets is learned when they are made: at the exit of `connect` and
