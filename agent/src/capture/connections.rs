@@ -62,6 +62,8 @@ struct Connection {
     sent: Reassembler,
     received: Reassembler,
     last_seen_ns: u64,
+    /// Stream bytes since the connection's memory was last measured (see [`Tracker::data`]).
+    bytes_since_check: u64,
 }
 
 impl Connection {
@@ -132,6 +134,7 @@ impl Tracker {
                 sent: Reassembler::new(0, window),
                 received: Reassembler::new(0, window),
                 last_seen_ns: time_ns,
+                bytes_since_check: 0,
             },
         );
         self.stats.connections_opened += 1;
@@ -226,7 +229,16 @@ impl Tracker {
             deliver(parser, direction, piece, time_ns, &mut calls)
         });
         self.stats.bytes_given_up += stream.given_up() - given_up_before;
-        if connection.held_bytes() > self.limits.max_connection_bytes {
+        // Measuring what a connection holds walks its open calls, too costly for every event; what
+        // it holds grows by at most about what arrives, so measuring once a sixteenth of the
+        // bound has arrived keeps it within a sixteenth of the bound.
+        connection.bytes_since_check += length;
+        let check_every = (self.limits.max_connection_bytes as u64 / 16).max(1);
+        let measure = connection.bytes_since_check >= check_every;
+        if measure {
+            connection.bytes_since_check = 0;
+        }
+        if measure && connection.held_bytes() > self.limits.max_connection_bytes {
             // The parser is waiting for more than the bound allows (a huge header, a flood of
             // early bytes): what it holds is given up, and parsing resumes at the next message
             // it recognises.
