@@ -43,7 +43,10 @@ pub enum ProbeError {
         what: &'static str,
         name: &'static str,
     },
-    #[error("capture program {program}: {source}")]
+    #[error(
+        "capture program {program}: {source}; capture needs syscall tracepoints (tracefs, \
+         CONFIG_FTRACE_SYSCALLS), BPF ring buffers and bpf_loop (Linux 5.17 or later)"
+    )]
     Program {
         program: &'static str,
         #[source]
