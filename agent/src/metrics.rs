@@ -278,6 +278,11 @@ fn encode_capture(
                 vec![("reason", "unreadable")],
                 kernel(CaptureStat::BytesUnreadable),
             ),
+            (
+                vec![("reason", "sendfile")],
+                kernel(CaptureStat::BytesFromFile),
+            ),
+            (vec![("reason", "reorder_bound")], tracker.bytes_given_up),
         ],
     )?;
     counter(
@@ -399,6 +404,44 @@ mod tests {
                 text.lines().any(|candidate| candidate == line),
                 "{line} missing:\n{text}"
             );
+        }
+    }
+
+    #[test]
+    fn capture_losses_are_exposed_by_every_documented_reason() {
+        use agent_common::capture::CaptureStat;
+        let mut capture = CaptureStats {
+            events_lost_per_cpu: vec![2, 3],
+            ..CaptureStats::default()
+        };
+        capture.kernel[CaptureStat::BytesFromFile as usize] = 3000;
+        capture.tracker.bytes_given_up = 17;
+        capture.tracker.connections_evicted = 4;
+        let metrics = Metrics::default();
+        metrics.update(|snapshot| snapshot.capture = Some(capture));
+        let text = metrics.render();
+        let docs = include_str!("../../docs/metrics.md");
+        for line in [
+            "moat_capture_events_lost_total{cpu=\"0\"} 2",
+            "moat_capture_events_lost_total{cpu=\"1\"} 3",
+            "moat_capture_bytes_missed_total{reason=\"ring_full\"} 0",
+            "moat_capture_bytes_missed_total{reason=\"event_limit\"} 0",
+            "moat_capture_bytes_missed_total{reason=\"unreadable\"} 0",
+            "moat_capture_bytes_missed_total{reason=\"sendfile\"} 3000",
+            "moat_capture_bytes_missed_total{reason=\"reorder_bound\"} 17",
+            "moat_capture_dropped_total{reason=\"connection_evicted\"} 4",
+        ] {
+            assert!(
+                text.lines().any(|candidate| candidate == line),
+                "{line} missing:\n{text}"
+            );
+            if line.contains("reason=") {
+                let reason = line.split('"').nth(1).unwrap_or_default();
+                assert!(
+                    docs.contains(&format!("`{reason}`")),
+                    "docs/metrics.md lacks {reason}"
+                );
+            }
         }
     }
 }
