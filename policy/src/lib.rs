@@ -11,12 +11,13 @@ mod cidr;
 pub mod compile;
 pub mod evaluate;
 mod load;
-mod locate;
+pub mod locate;
 mod model;
 mod schema;
+pub mod selector;
 #[cfg(feature = "strategies")]
 pub mod strategies;
 
 pub use cidr::{CidrError, parse_cidr};
-pub use load::{PolicyError, load, load_with, parse};
+pub use load::{PolicyError, deserialize_located, load, load_with, parse};
 pub use model::{Action, Identity, Policy, Protocol, RateLimit, Rule, Selector};

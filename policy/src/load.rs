@@ -76,30 +76,39 @@ pub fn parse(
     let file: PolicyFile = if text.trim().is_empty() {
         PolicyFile::default()
     } else {
-        let deserializer = serde_yaml::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(deserializer).map_err(|error| {
-            let field = error.path().to_string();
-            let location = error.inner().location();
-            let message = strip_location(&error.inner().to_string());
-            // serde_yaml starts its message with the path too; say it once.
-            let message = message
-                .strip_prefix(&format!("{field}: "))
-                .map(str::to_owned)
-                .unwrap_or(message);
-            PolicyError {
-                file: origin.to_owned(),
-                line: location.as_ref().map(|location| location.line()),
-                column: location.as_ref().map(|location| location.column()),
-                field: (field != ".").then_some(field),
-                message,
-            }
-        })?
+        deserialize_located(text, origin)?
     };
     Validator {
         origin,
         locations: Locations::of(text),
     }
     .validate(file, read)
+}
+
+/// Deserializes YAML `text` that came from `origin`, with an error naming the line, column and
+/// field that does not fit `T`. Other Moat files (the inventory) share the policy's error form.
+pub fn deserialize_located<T: serde::de::DeserializeOwned>(
+    text: &str,
+    origin: &Path,
+) -> Result<T, PolicyError> {
+    let deserializer = serde_yaml::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let field = error.path().to_string();
+        let location = error.inner().location();
+        let message = strip_location(&error.inner().to_string());
+        // serde_yaml starts its message with the path too; say it once.
+        let message = message
+            .strip_prefix(&format!("{field}: "))
+            .map(str::to_owned)
+            .unwrap_or(message);
+        PolicyError {
+            file: origin.to_owned(),
+            line: location.as_ref().map(|location| location.line()),
+            column: location.as_ref().map(|location| location.column()),
+            field: (field != ".").then_some(field),
+            message,
+        }
+    })
 }
 
 /// serde_yaml appends " at line L column C" to its messages; the error carries those already.

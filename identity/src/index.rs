@@ -1,0 +1,1164 @@
+//! The identity of an address at a moment, and of a pod by uid.
+//!
+//! Pod addresses are reused: once a pod is gone its IP goes to the next pod scheduled on that
+//! node. So the index keeps, per address, a short history of which pod held it from when until
+//! when, and a call is attributed to the pod that held the address when the call happened, not
+//! to whoever holds it when the record is written.
+//!
+//! Precedence for an address: a pod that held it then, a service's address, a node's address, a
+//! pod an EndpointSlice names, then the most specific range (declared before learned), else
+//! external.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    net::IpAddr,
+    sync::Arc,
+};
+
+use ipnetwork::IpNetwork;
+use policy::selector::LabelSelector;
+
+use crate::{
+    Identity, Kind,
+    inventory::{Inventory, RangeKind},
+    kubernetes::{Millis, NamespaceFacts, NodeFacts, PodFacts, ServiceFacts, SliceFacts},
+    ranges::{RangeEntry, RangeFacts, RangeTable},
+    tags::Tags,
+};
+
+/// How long a released address still resolves to its former pod, for calls that started while
+/// the pod held it and are reported later.
+pub const DEFAULT_RETENTION_MS: Millis = 10 * 60 * 1000;
+/// Holders remembered per address, so a churning address cannot grow without bound.
+const MAX_TENURES_PER_ADDRESS: usize = 8;
+
+/// What the index says about an address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resolved {
+    pub identity: Arc<Identity>,
+    /// The range the address lies in, whatever its identity.
+    pub range: Option<Arc<RangeFacts>>,
+}
+
+/// Sizes, for metrics and the benchmark.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IndexStats {
+    pub pods: usize,
+    pub services: usize,
+    pub nodes: usize,
+    pub namespaces: usize,
+    pub ranges: usize,
+    pub pod_addresses: usize,
+}
+
+#[derive(Debug, Clone)]
+struct Tenure {
+    uid: Arc<str>,
+    identity: Arc<Identity>,
+    from: Millis,
+    until: Option<Millis>,
+}
+
+#[derive(Debug)]
+struct Live<F> {
+    facts: F,
+    identity: Arc<Identity>,
+}
+
+type NamespacedName = (Arc<str>, Arc<str>);
+
+#[derive(Debug)]
+pub struct IdentityIndex {
+    inventory: Inventory,
+    retention_ms: Millis,
+    namespaces: HashMap<Arc<str>, NamespaceFacts>,
+    pods: HashMap<Arc<str>, Live<PodFacts>>,
+    pods_by_ip: HashMap<IpAddr, Vec<Tenure>>,
+    services: HashMap<NamespacedName, Live<ServiceFacts>>,
+    service_by_ip: HashMap<IpAddr, Arc<Identity>>,
+    nodes: HashMap<Arc<str>, Live<NodeFacts>>,
+    node_by_ip: HashMap<IpAddr, Arc<Identity>>,
+    slices: HashMap<NamespacedName, SliceFacts>,
+    slice_by_ip: HashMap<IpAddr, Arc<Identity>>,
+    ranges: RangeTable,
+    /// Nodes' pod CIDRs or service addresses changed: the learned ranges need rebuilding.
+    ranges_stale: bool,
+    external: Arc<Identity>,
+}
+
+fn normalize(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V4(_) => ip,
+    }
+}
+
+impl IdentityIndex {
+    pub fn new(inventory: Inventory) -> Self {
+        let mut index = Self {
+            inventory,
+            retention_ms: DEFAULT_RETENTION_MS,
+            namespaces: HashMap::new(),
+            pods: HashMap::new(),
+            pods_by_ip: HashMap::new(),
+            services: HashMap::new(),
+            service_by_ip: HashMap::new(),
+            nodes: HashMap::new(),
+            node_by_ip: HashMap::new(),
+            slices: HashMap::new(),
+            slice_by_ip: HashMap::new(),
+            ranges: RangeTable::default(),
+            ranges_stale: true,
+            external: Arc::new(Identity::external()),
+        };
+        index.refresh();
+        index
+    }
+
+    pub fn inventory(&self) -> &Inventory {
+        &self.inventory
+    }
+
+    /// A new inventory: every identity is rebuilt with its rules and ranges.
+    pub fn set_inventory(&mut self, inventory: Inventory) {
+        self.inventory = inventory;
+        self.rebuild_all();
+        self.ranges_stale = true;
+        self.refresh();
+    }
+
+    pub fn stats(&self) -> IndexStats {
+        IndexStats {
+            pods: self.pods.len(),
+            services: self.services.len(),
+            nodes: self.nodes.len(),
+            namespaces: self.namespaces.len(),
+            ranges: self.ranges.len(),
+            pod_addresses: self.pods_by_ip.len(),
+        }
+    }
+
+    /// Rebuilds what updates left stale (the learned ranges). Call after a batch of updates and
+    /// before resolving; a thousand node updates then cost one rebuild, not a thousand.
+    pub fn refresh(&mut self) {
+        if !self.ranges_stale {
+            return;
+        }
+        self.ranges_stale = false;
+        let declared = self.inventory.ranges.iter().flat_map(|range| {
+            let entry = self.range_entry(
+                &range.name,
+                range.kind,
+                range.customer.clone(),
+                range.environment.clone(),
+                &range.tags,
+                None,
+            );
+            range.cidrs.iter().map(move |cidr| (*cidr, entry.clone()))
+        });
+        let mut learned: Vec<(IpNetwork, RangeEntry)> = Vec::new();
+        let mut nodes: Vec<&Live<NodeFacts>> = self.nodes.values().collect();
+        nodes.sort_by(|a, b| a.facts.name.cmp(&b.facts.name));
+        for node in nodes {
+            let name: Arc<str> = Arc::from(format!("pod-cidr/{}", node.facts.name));
+            let entry = self.range_entry(
+                &name,
+                RangeKind::PodNetwork,
+                None,
+                None,
+                &Tags::default(),
+                Some(node.facts.name.clone()),
+            );
+            learned.extend(
+                node.facts
+                    .pod_cidrs
+                    .iter()
+                    .map(|cidr| (*cidr, entry.clone())),
+            );
+        }
+        let declares_services = self
+            .inventory
+            .ranges
+            .iter()
+            .any(|range| range.kind == RangeKind::ServiceNetwork);
+        if !declares_services {
+            let entry = self.range_entry(
+                "service-network",
+                RangeKind::ServiceNetwork,
+                None,
+                None,
+                &Tags::default(),
+                None,
+            );
+            let cluster_ips = self
+                .services
+                .values()
+                .flat_map(|service| service.facts.cluster_ips.iter().copied());
+            learned.extend(
+                learned_service_networks(cluster_ips)
+                    .into_iter()
+                    .map(|network| (network, entry.clone())),
+            );
+        }
+        let declared: Vec<_> = declared.collect();
+        self.ranges = RangeTable::build(declared.into_iter().chain(learned));
+    }
+
+    fn range_entry(
+        &self,
+        name: &str,
+        kind: RangeKind,
+        customer: Option<Arc<str>>,
+        environment: Option<Arc<str>>,
+        tags: &Tags,
+        node: Option<Arc<str>>,
+    ) -> RangeEntry {
+        let internal = kind.is_internal();
+        let ours = matches!(
+            kind,
+            RangeKind::PodNetwork | RangeKind::ServiceNetwork | RangeKind::NodeNetwork
+        );
+        let facts = Arc::new(RangeFacts {
+            range: Arc::from(name),
+            range_kind: kind,
+            customer: customer.clone(),
+        });
+        let identity = Arc::new(Identity {
+            kind: Kind::Range,
+            cluster: ours.then(|| self.inventory.cluster.clone()).flatten(),
+            node,
+            environment: environment.or_else(|| {
+                internal
+                    .then(|| self.inventory.environment.clone())
+                    .flatten()
+            }),
+            customer,
+            tags: tags.clone(),
+            internal,
+            ..Identity::default()
+        });
+        RangeEntry { facts, identity }
+    }
+
+    /// Tags from the inventory's rules, then the namespace, then the object itself; the
+    /// environment tag becomes the identity's environment.
+    fn tags_for(
+        &self,
+        kind: Kind,
+        namespace: Option<&str>,
+        labels: &BTreeMap<String, String>,
+        own: &Tags,
+    ) -> (Tags, Option<Arc<str>>) {
+        let mut tags = Tags::default();
+        for rule in &self.inventory.tag_rules {
+            if rule.applies(kind, namespace, labels) {
+                tags.overlay(&rule.tags);
+            }
+        }
+        if let Some(namespace) = namespace.and_then(|name| self.namespaces.get(name)) {
+            tags.overlay(&namespace.tags);
+        }
+        tags.overlay(own);
+        let environment = tags
+            .remove("environment")
+            .or_else(|| self.inventory.environment.clone());
+        (tags, environment)
+    }
+
+    fn pod_identity(&self, facts: &PodFacts) -> Arc<Identity> {
+        let (tags, environment) = self.tags_for(
+            Kind::Pod,
+            Some(&facts.namespace),
+            &facts.labels,
+            &facts.tags,
+        );
+        Arc::new(Identity {
+            kind: Kind::Pod,
+            cluster: self.inventory.cluster.clone(),
+            namespace: Some(facts.namespace.clone()),
+            workload: facts.workload.clone(),
+            pod: Some(facts.name.clone()),
+            node: facts.node.clone(),
+            environment,
+            tags,
+            internal: true,
+            ..Identity::default()
+        })
+    }
+
+    fn service_identity(&self, facts: &ServiceFacts) -> Arc<Identity> {
+        let (tags, environment) = self.tags_for(
+            Kind::Service,
+            Some(&facts.namespace),
+            &facts.labels,
+            &facts.tags,
+        );
+        Arc::new(Identity {
+            kind: Kind::Service,
+            cluster: self.inventory.cluster.clone(),
+            namespace: Some(facts.namespace.clone()),
+            service: Some(facts.name.clone()),
+            environment,
+            tags,
+            internal: true,
+            ..Identity::default()
+        })
+    }
+
+    fn node_identity(&self, facts: &NodeFacts) -> Arc<Identity> {
+        let (tags, environment) = self.tags_for(Kind::Node, None, &facts.labels, &facts.tags);
+        Arc::new(Identity {
+            kind: Kind::Node,
+            cluster: self.inventory.cluster.clone(),
+            node: Some(facts.name.clone()),
+            environment,
+            tags,
+            internal: true,
+            ..Identity::default()
+        })
+    }
+
+    /// Pods of other nodes known only from an EndpointSlice: no labels, no owner.
+    fn slice_identities(&self, facts: &SliceFacts) -> Vec<(IpAddr, Arc<Identity>)> {
+        let (tags, environment) = self.tags_for(
+            Kind::Pod,
+            Some(&facts.namespace),
+            &BTreeMap::new(),
+            &Tags::default(),
+        );
+        facts
+            .endpoints
+            .iter()
+            .filter(|endpoint| endpoint.pod.is_some())
+            .map(|endpoint| {
+                let identity = Identity {
+                    kind: Kind::Pod,
+                    cluster: self.inventory.cluster.clone(),
+                    namespace: Some(facts.namespace.clone()),
+                    pod: endpoint.pod.clone(),
+                    node: endpoint.node.clone(),
+                    service: facts.service.clone(),
+                    environment: environment.clone(),
+                    tags: tags.clone(),
+                    internal: true,
+                    ..Identity::default()
+                };
+                (normalize(endpoint.ip), Arc::new(identity))
+            })
+            .collect()
+    }
+
+    // ---- pods ----
+
+    /// A pod was added or changed at `now`.
+    pub fn apply_pod(&mut self, facts: PodFacts, now: Millis) {
+        let identity = self.pod_identity(&facts);
+        let held: HashSet<IpAddr> = if facts.finished {
+            HashSet::new()
+        } else {
+            facts.ips.iter().copied().map(normalize).collect()
+        };
+        let previous = self.pods.get(&facts.uid);
+        let had: HashSet<IpAddr> = previous
+            .map(|live| {
+                if live.facts.finished {
+                    HashSet::new()
+                } else {
+                    live.facts.ips.iter().copied().map(normalize).collect()
+                }
+            })
+            .unwrap_or_default();
+        // First sight (the agent started, or the watch relisted): the pod has held its address
+        // since it was created, as far as anyone can tell.
+        let since = if previous.is_none() {
+            facts.created.map_or(now, |created| created.min(now))
+        } else {
+            now
+        };
+        for ip in had.difference(&held) {
+            self.end_tenure(*ip, &facts.uid, now);
+        }
+        for ip in &held {
+            self.hold(*ip, &facts.uid, &identity, since, now);
+        }
+        let uid = facts.uid.clone();
+        self.pods.insert(uid, Live { facts, identity });
+    }
+
+    /// A pod was deleted at `now`.
+    pub fn remove_pod(&mut self, uid: &str, now: Millis) {
+        if let Some(live) = self.pods.remove(uid) {
+            for ip in &live.facts.ips {
+                self.end_tenure(normalize(*ip), &live.facts.uid, now);
+            }
+        }
+    }
+
+    /// The complete set of pods after a (re)list: those not in it are gone.
+    pub fn replace_pods(&mut self, pods: Vec<PodFacts>, now: Millis) {
+        let present: HashSet<Arc<str>> = pods.iter().map(|pod| pod.uid.clone()).collect();
+        let gone: Vec<Arc<str>> = self
+            .pods
+            .keys()
+            .filter(|uid| !present.contains(*uid))
+            .cloned()
+            .collect();
+        for uid in gone {
+            self.remove_pod(&uid, now);
+        }
+        for pod in pods {
+            self.apply_pod(pod, now);
+        }
+    }
+
+    fn hold(
+        &mut self,
+        ip: IpAddr,
+        uid: &Arc<str>,
+        identity: &Arc<Identity>,
+        since: Millis,
+        now: Millis,
+    ) {
+        let retention = self.retention_ms;
+        let tenures = self.pods_by_ip.entry(ip).or_default();
+        tenures.retain(|tenure| tenure.until.is_none_or(|until| until >= now - retention));
+        if let Some(current) = tenures
+            .iter_mut()
+            .find(|tenure| tenure.until.is_none() && tenure.uid == *uid)
+        {
+            current.identity = identity.clone();
+            return;
+        }
+        // Never before the previous holder let go; and whoever still holds it lost it now (a
+        // delete the watch has not delivered yet: the network gave the address away).
+        let released = tenures.iter().filter_map(|tenure| tenure.until).max();
+        let from = released.map_or(since, |released| since.max(released));
+        for tenure in tenures.iter_mut().filter(|tenure| tenure.until.is_none()) {
+            tenure.until = Some(from.max(tenure.from));
+        }
+        tenures.push(Tenure {
+            uid: uid.clone(),
+            identity: identity.clone(),
+            from,
+            until: None,
+        });
+        if tenures.len() > MAX_TENURES_PER_ADDRESS {
+            let excess = tenures.len() - MAX_TENURES_PER_ADDRESS;
+            tenures.drain(..excess);
+        }
+    }
+
+    fn end_tenure(&mut self, ip: IpAddr, uid: &str, now: Millis) {
+        let retention = self.retention_ms;
+        let Some(tenures) = self.pods_by_ip.get_mut(&ip) else {
+            return;
+        };
+        for tenure in tenures
+            .iter_mut()
+            .filter(|tenure| tenure.until.is_none() && &*tenure.uid == uid)
+        {
+            tenure.until = Some(now.max(tenure.from));
+        }
+        tenures.retain(|tenure| tenure.until.is_none_or(|until| until >= now - retention));
+        if tenures.is_empty() {
+            self.pods_by_ip.remove(&ip);
+        }
+    }
+
+    // ---- services, nodes, namespaces, slices ----
+
+    pub fn apply_service(&mut self, facts: ServiceFacts) {
+        let key = (facts.namespace.clone(), facts.name.clone());
+        self.remove_service(&key.0, &key.1);
+        let identity = self.service_identity(&facts);
+        for ip in &facts.ips {
+            self.service_by_ip.insert(normalize(*ip), identity.clone());
+        }
+        if !facts.cluster_ips.is_empty() {
+            self.ranges_stale = true;
+        }
+        self.services.insert(key, Live { facts, identity });
+    }
+
+    pub fn remove_service(&mut self, namespace: &str, name: &str) {
+        let key: NamespacedName = (Arc::from(namespace), Arc::from(name));
+        if let Some(live) = self.services.remove(&key) {
+            for ip in &live.facts.ips {
+                let ip = normalize(*ip);
+                if self
+                    .service_by_ip
+                    .get(&ip)
+                    .is_some_and(|identity| Arc::ptr_eq(identity, &live.identity))
+                {
+                    self.service_by_ip.remove(&ip);
+                }
+            }
+            self.ranges_stale |= !live.facts.cluster_ips.is_empty();
+        }
+    }
+
+    pub fn replace_services(&mut self, services: Vec<ServiceFacts>) {
+        let present: HashSet<NamespacedName> = services
+            .iter()
+            .map(|service| (service.namespace.clone(), service.name.clone()))
+            .collect();
+        let gone: Vec<NamespacedName> = self
+            .services
+            .keys()
+            .filter(|key| !present.contains(*key))
+            .cloned()
+            .collect();
+        for (namespace, name) in gone {
+            self.remove_service(&namespace, &name);
+        }
+        for service in services {
+            self.apply_service(service);
+        }
+    }
+
+    pub fn apply_node(&mut self, facts: NodeFacts) {
+        let name = facts.name.clone();
+        let cidrs_changed = self
+            .nodes
+            .get(&name)
+            .is_none_or(|live| live.facts.pod_cidrs != facts.pod_cidrs);
+        self.remove_node_addresses(&name);
+        let identity = self.node_identity(&facts);
+        for ip in &facts.ips {
+            self.node_by_ip.insert(normalize(*ip), identity.clone());
+        }
+        self.ranges_stale |= cidrs_changed;
+        self.nodes.insert(name, Live { facts, identity });
+    }
+
+    fn remove_node_addresses(&mut self, name: &str) {
+        if let Some(live) = self.nodes.get(name) {
+            for ip in &live.facts.ips {
+                let ip = normalize(*ip);
+                if self
+                    .node_by_ip
+                    .get(&ip)
+                    .is_some_and(|identity| Arc::ptr_eq(identity, &live.identity))
+                {
+                    self.node_by_ip.remove(&ip);
+                }
+            }
+        }
+    }
+
+    pub fn remove_node(&mut self, name: &str) {
+        self.remove_node_addresses(name);
+        if let Some(live) = self.nodes.remove(name) {
+            self.ranges_stale |= !live.facts.pod_cidrs.is_empty();
+        }
+    }
+
+    pub fn replace_nodes(&mut self, nodes: Vec<NodeFacts>) {
+        let present: HashSet<Arc<str>> = nodes.iter().map(|node| node.name.clone()).collect();
+        let gone: Vec<Arc<str>> = self
+            .nodes
+            .keys()
+            .filter(|name| !present.contains(*name))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.remove_node(&name);
+        }
+        for node in nodes {
+            self.apply_node(node);
+        }
+    }
+
+    /// Namespace labels feed tags of everything in it, so its pods and services are rebuilt.
+    pub fn apply_namespace(&mut self, facts: NamespaceFacts) {
+        let name = facts.name.clone();
+        if self.namespaces.get(&name) == Some(&facts) {
+            return;
+        }
+        self.namespaces.insert(name.clone(), facts);
+        self.rebuild_namespace(&name);
+    }
+
+    pub fn remove_namespace(&mut self, name: &str) {
+        if self.namespaces.remove(name).is_some() {
+            self.rebuild_namespace(name);
+        }
+    }
+
+    pub fn replace_namespaces(&mut self, namespaces: Vec<NamespaceFacts>) {
+        let present: HashSet<Arc<str>> = namespaces
+            .iter()
+            .map(|namespace| namespace.name.clone())
+            .collect();
+        let gone: Vec<Arc<str>> = self
+            .namespaces
+            .keys()
+            .filter(|name| !present.contains(*name))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.remove_namespace(&name);
+        }
+        for namespace in namespaces {
+            self.apply_namespace(namespace);
+        }
+    }
+
+    pub fn apply_slice(&mut self, facts: SliceFacts) {
+        let key = (facts.namespace.clone(), facts.name.clone());
+        self.remove_slice(&key.0, &key.1);
+        for (ip, identity) in self.slice_identities(&facts) {
+            self.slice_by_ip.insert(ip, identity);
+        }
+        self.slices.insert(key, facts);
+    }
+
+    pub fn remove_slice(&mut self, namespace: &str, name: &str) {
+        let key: NamespacedName = (Arc::from(namespace), Arc::from(name));
+        if let Some(facts) = self.slices.remove(&key) {
+            for endpoint in &facts.endpoints {
+                let ip = normalize(endpoint.ip);
+                let still_listed = self.slices.values().any(|other| {
+                    other
+                        .endpoints
+                        .iter()
+                        .any(|other| normalize(other.ip) == ip)
+                });
+                if !still_listed {
+                    self.slice_by_ip.remove(&ip);
+                }
+            }
+        }
+    }
+
+    pub fn replace_slices(&mut self, slices: Vec<SliceFacts>) {
+        self.slices.clear();
+        self.slice_by_ip.clear();
+        for slice in slices {
+            self.apply_slice(slice);
+        }
+    }
+
+    fn rebuild_namespace(&mut self, namespace: &str) {
+        let pods: Vec<Arc<str>> = self
+            .pods
+            .values()
+            .filter(|live| &*live.facts.namespace == namespace)
+            .map(|live| live.facts.uid.clone())
+            .collect();
+        self.rebuild_pods(&pods);
+        let services: Vec<ServiceFacts> = self
+            .services
+            .values()
+            .filter(|live| &*live.facts.namespace == namespace)
+            .map(|live| live.facts.clone())
+            .collect();
+        for service in services {
+            self.apply_service(service);
+        }
+        let slices: Vec<SliceFacts> = self
+            .slices
+            .values()
+            .filter(|slice| &*slice.namespace == namespace)
+            .cloned()
+            .collect();
+        for slice in slices {
+            self.apply_slice(slice);
+        }
+    }
+
+    fn rebuild_pods(&mut self, uids: &[Arc<str>]) {
+        for uid in uids {
+            let Some(live) = self.pods.get(uid) else {
+                continue;
+            };
+            let identity = self.pod_identity(&live.facts);
+            for ip in &live.facts.ips {
+                if let Some(tenures) = self.pods_by_ip.get_mut(&normalize(*ip)) {
+                    for tenure in tenures
+                        .iter_mut()
+                        .filter(|tenure| tenure.until.is_none() && tenure.uid == *uid)
+                    {
+                        tenure.identity = identity.clone();
+                    }
+                }
+            }
+            if let Some(live) = self.pods.get_mut(uid) {
+                live.identity = identity;
+            }
+        }
+    }
+
+    fn rebuild_all(&mut self) {
+        let uids: Vec<Arc<str>> = self.pods.keys().cloned().collect();
+        self.rebuild_pods(&uids);
+        let services: Vec<ServiceFacts> = self
+            .services
+            .values()
+            .map(|live| live.facts.clone())
+            .collect();
+        self.replace_services(services);
+        let nodes: Vec<NodeFacts> = self.nodes.values().map(|live| live.facts.clone()).collect();
+        self.replace_nodes(nodes);
+        let slices: Vec<SliceFacts> = self.slices.values().cloned().collect();
+        self.replace_slices(slices);
+    }
+
+    // ---- questions ----
+
+    /// Who `ip` was at `at`.
+    pub fn resolve(&self, ip: IpAddr, at: Millis) -> Resolved {
+        let ip = normalize(ip);
+        let range = self.ranges.lookup(ip);
+        let identity = self
+            .pod_at(ip, at)
+            .or_else(|| self.service_by_ip.get(&ip))
+            .or_else(|| self.node_by_ip.get(&ip))
+            .or_else(|| self.slice_by_ip.get(&ip))
+            .or_else(|| range.map(|range| &range.identity))
+            .unwrap_or(&self.external)
+            .clone();
+        Resolved {
+            identity,
+            range: range.map(|range| range.facts.clone()),
+        }
+    }
+
+    fn pod_at(&self, ip: IpAddr, at: Millis) -> Option<&Arc<Identity>> {
+        self.pods_by_ip
+            .get(&ip)?
+            .iter()
+            .rev()
+            .find(|tenure| tenure.from <= at && tenure.until.is_none_or(|until| at < until))
+            .map(|tenure| &tenure.identity)
+    }
+
+    /// The pod with this uid, as it is now.
+    pub fn pod(&self, uid: &str) -> Option<&Arc<Identity>> {
+        self.pods.get(uid).map(|live| &live.identity)
+    }
+
+    /// The name of a pod's container by the runtime's id.
+    pub fn container(&self, uid: &str, container_id: &str) -> Option<&Arc<str>> {
+        self.pods.get(uid)?.facts.containers.get(container_id)
+    }
+
+    /// The current addresses of running pods that a policy selector picks: in `namespace` if
+    /// given, in namespaces whose labels match `namespace_selector` if given, with labels that
+    /// match `selector` if given.
+    pub fn pod_ips_matching(
+        &self,
+        namespace: Option<&str>,
+        namespace_selector: Option<&LabelSelector>,
+        selector: Option<&LabelSelector>,
+    ) -> Vec<IpAddr> {
+        let empty = BTreeMap::new();
+        let mut ips: Vec<IpAddr> = self
+            .pods
+            .values()
+            .map(|live| &live.facts)
+            .filter(|pod| !pod.finished)
+            .filter(|pod| namespace.is_none_or(|namespace| &*pod.namespace == namespace))
+            .filter(|pod| {
+                namespace_selector.is_none_or(|wanted| {
+                    let labels = self
+                        .namespaces
+                        .get(&pod.namespace)
+                        .map_or(&empty, |namespace| &namespace.labels);
+                    wanted.matches(labels)
+                })
+            })
+            .filter(|pod| selector.is_none_or(|wanted| wanted.matches(&pod.labels)))
+            .flat_map(|pod| pod.ips.iter().copied().map(normalize))
+            .collect();
+        ips.sort_unstable();
+        ips.dedup();
+        ips
+    }
+}
+
+/// The service network, learned from ClusterIPs when the inventory declares none: per family, the
+/// smallest network covering every ClusterIP, widened to at least a /16 (IPv4) or /112 (IPv6),
+/// since the ClusterIPs in use are a sample of the allocator's range, which Kubernetes does not
+/// publish to every reader.
+fn learned_service_networks(cluster_ips: impl Iterator<Item = IpAddr>) -> Vec<IpNetwork> {
+    let mut v4: Option<(u32, u32)> = None;
+    let mut v6: Option<(u128, u128)> = None;
+    for ip in cluster_ips.map(normalize) {
+        match ip {
+            IpAddr::V4(ip) => {
+                let bits = ip.to_bits();
+                v4 = Some(v4.map_or((bits, bits), |(low, high)| (low.min(bits), high.max(bits))));
+            }
+            IpAddr::V6(ip) => {
+                let bits = ip.to_bits();
+                v6 = Some(v6.map_or((bits, bits), |(low, high)| (low.min(bits), high.max(bits))));
+            }
+        }
+    }
+    let mut networks = Vec::new();
+    if let Some((low, high)) = v4 {
+        let prefix = ((low ^ high).leading_zeros() as u8).min(16);
+        if let Ok(network) = ipnetwork::Ipv4Network::new(std::net::Ipv4Addr::from_bits(low), prefix)
+        {
+            networks.push(IpNetwork::V4(
+                ipnetwork::Ipv4Network::new(network.network(), prefix).unwrap_or(network),
+            ));
+        }
+    }
+    if let Some((low, high)) = v6 {
+        let prefix = ((low ^ high).leading_zeros() as u8).min(112);
+        if let Ok(network) = ipnetwork::Ipv6Network::new(std::net::Ipv6Addr::from_bits(low), prefix)
+        {
+            networks.push(IpNetwork::V6(
+                ipnetwork::Ipv6Network::new(network.network(), prefix).unwrap_or(network),
+            ));
+        }
+    }
+    networks
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::{Workload, kubernetes::SliceEndpoint};
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().expect("ip")
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn pod(uid: &str, namespace: &str, name: &str, address: &str, created: Millis) -> PodFacts {
+        PodFacts {
+            uid: Arc::from(uid),
+            namespace: Arc::from(namespace),
+            name: Arc::from(name),
+            node: Some(Arc::from("node-a")),
+            ips: vec![ip(address)],
+            labels: BTreeMap::new(),
+            tags: Tags::default(),
+            workload: None,
+            containers: BTreeMap::new(),
+            finished: false,
+            created: Some(created),
+        }
+    }
+
+    fn inventory(text: &str) -> Inventory {
+        crate::inventory::parse(text, Path::new("inventory.yaml")).expect("valid inventory")
+    }
+
+    fn pod_name(index: &IdentityIndex, address: &str, at: Millis) -> Option<String> {
+        let resolved = index.resolve(ip(address), at);
+        (resolved.identity.kind == Kind::Pod)
+            .then(|| resolved.identity.pod.as_deref().unwrap_or("").to_owned())
+    }
+
+    #[test]
+    fn a_reused_address_belongs_to_whoever_held_it_at_the_time() {
+        let mut index = IdentityIndex::new(Inventory::default());
+        index.apply_pod(pod("u1", "shop", "old", "10.1.0.5", 1_000), 2_000);
+        index.remove_pod("u1", 5_000);
+        index.apply_pod(pod("u2", "shop", "new", "10.1.0.5", 6_000), 7_000);
+        assert_eq!(
+            pod_name(&index, "10.1.0.5", 1_500).as_deref(),
+            Some("old"),
+            "known since creation"
+        );
+        assert_eq!(pod_name(&index, "10.1.0.5", 4_999).as_deref(), Some("old"));
+        assert_eq!(pod_name(&index, "10.1.0.5", 5_500), None, "nobody held it");
+        assert_eq!(pod_name(&index, "10.1.0.5", 6_000).as_deref(), Some("new"));
+        assert_eq!(pod_name(&index, "10.1.0.5", 99_000).as_deref(), Some("new"));
+    }
+
+    #[test]
+    fn a_new_holder_ends_the_old_one_even_before_its_delete_arrives() {
+        let mut index = IdentityIndex::new(Inventory::default());
+        index.apply_pod(pod("u1", "shop", "old", "10.1.0.5", 1_000), 1_000);
+        // The new pod was created while the old one was still listed: the old one keeps the
+        // address until the new one is seen with it.
+        index.apply_pod(pod("u2", "shop", "new", "10.1.0.5", 3_000), 8_000);
+        assert_eq!(pod_name(&index, "10.1.0.5", 2_000).as_deref(), Some("old"));
+        assert_eq!(pod_name(&index, "10.1.0.5", 8_000).as_deref(), Some("new"));
+        index.remove_pod("u1", 9_000);
+        assert_eq!(
+            pod_name(&index, "10.1.0.5", 9_500).as_deref(),
+            Some("new"),
+            "the late delete changes nothing"
+        );
+    }
+
+    #[test]
+    fn finished_pods_release_their_address_and_history_is_bounded() {
+        let mut index = IdentityIndex::new(Inventory::default());
+        let mut job = pod("u1", "ci", "job", "10.1.0.9", 0);
+        index.apply_pod(job.clone(), 0);
+        job.finished = true;
+        index.apply_pod(job, 1_000);
+        assert_eq!(pod_name(&index, "10.1.0.9", 500).as_deref(), Some("job"));
+        assert_eq!(pod_name(&index, "10.1.0.9", 1_500), None);
+        for n in 0..100 {
+            let uid = format!("churn-{n}");
+            let now = 2_000 + n * 10;
+            index.apply_pod(pod(&uid, "ci", &uid, "10.1.0.9", now), now);
+            index.remove_pod(&uid, now + 5);
+        }
+        assert!(index.pods_by_ip[&ip("10.1.0.9")].len() <= MAX_TENURES_PER_ADDRESS);
+        // Long after, the released address's history is gone entirely.
+        index.apply_pod(
+            pod("late", "ci", "late", "10.1.0.10", 0),
+            DEFAULT_RETENTION_MS * 3,
+        );
+        index.remove_pod("late", DEFAULT_RETENTION_MS * 3);
+        assert!(
+            !index.pods_by_ip.contains_key(&ip("10.1.0.10"))
+                || index.pods_by_ip[&ip("10.1.0.10")]
+                    .iter()
+                    .all(|t| t.until.is_some())
+        );
+    }
+
+    #[test]
+    fn relisting_removes_what_is_gone_and_keeps_what_stays() {
+        let mut index = IdentityIndex::new(Inventory::default());
+        index.apply_pod(pod("u1", "a", "one", "10.1.0.1", 0), 0);
+        index.apply_pod(pod("u2", "a", "two", "10.1.0.2", 0), 0);
+        index.replace_pods(vec![pod("u2", "a", "two", "10.1.0.2", 0)], 10_000);
+        assert_eq!(pod_name(&index, "10.1.0.1", 20_000), None);
+        assert_eq!(pod_name(&index, "10.1.0.1", 5_000).as_deref(), Some("one"));
+        assert_eq!(pod_name(&index, "10.1.0.2", 20_000).as_deref(), Some("two"));
+        assert_eq!(index.stats().pods, 1);
+    }
+
+    #[test]
+    fn precedence_is_pod_service_node_slice_range_external() {
+        let mut index = IdentityIndex::new(inventory(
+            "cluster: prod\nenvironment: staging\nranges:\n  - {name: corp, kind: internal, cidrs: [10.0.0.0/8]}\n  - {name: acme, kind: customer, customer: Acme, cidrs: [203.0.113.0/24], environment: production}\n",
+        ));
+        index.apply_pod(pod("u1", "shop", "web", "10.1.0.5", 0), 0);
+        index.apply_service(ServiceFacts {
+            namespace: Arc::from("shop"),
+            name: Arc::from("db"),
+            ips: vec![ip("10.96.0.20")],
+            cluster_ips: vec![ip("10.96.0.20")],
+            labels: BTreeMap::new(),
+            tags: Tags::default(),
+        });
+        index.apply_node(NodeFacts {
+            name: Arc::from("node-b"),
+            ips: vec![ip("192.168.1.11")],
+            pod_cidrs: vec!["10.2.0.0/24".parse().expect("cidr")],
+            labels: BTreeMap::new(),
+            tags: Tags::default(),
+        });
+        index.apply_slice(SliceFacts {
+            namespace: Arc::from("shop"),
+            name: Arc::from("db-x"),
+            service: Some(Arc::from("db")),
+            endpoints: vec![SliceEndpoint {
+                ip: ip("10.2.0.7"),
+                pod: Some(Arc::from("db-0")),
+                node: Some(Arc::from("node-b")),
+            }],
+        });
+        index.refresh();
+        let at = 1_000;
+        let web = index.resolve(ip("10.1.0.5"), at);
+        assert_eq!(
+            (web.identity.kind, web.identity.pod.as_deref()),
+            (Kind::Pod, Some("web"))
+        );
+        assert_eq!(web.range.as_ref().map(|range| &*range.range), Some("corp"));
+        assert_eq!(web.identity.environment.as_deref(), Some("staging"));
+        assert_eq!(web.identity.cluster.as_deref(), Some("prod"));
+        let db = index.resolve(ip("10.96.0.20"), at);
+        assert_eq!(
+            (db.identity.kind, db.identity.service.as_deref()),
+            (Kind::Service, Some("db"))
+        );
+        assert_eq!(
+            db.range.as_ref().map(|range| &*range.range),
+            Some("service-network"),
+            "learned beats the wider declared range"
+        );
+        assert_eq!(
+            index.resolve(ip("192.168.1.11"), at).identity.kind,
+            Kind::Node
+        );
+        let remote = index.resolve(ip("10.2.0.7"), at);
+        assert_eq!(
+            (
+                remote.identity.kind,
+                remote.identity.pod.as_deref(),
+                remote.identity.node.as_deref()
+            ),
+            (Kind::Pod, Some("db-0"), Some("node-b"))
+        );
+        let unknown_pod = index.resolve(ip("10.2.0.8"), at);
+        assert_eq!(unknown_pod.identity.kind, Kind::Range);
+        assert_eq!(unknown_pod.identity.node.as_deref(), Some("node-b"));
+        assert_eq!(
+            unknown_pod
+                .range
+                .as_ref()
+                .map(|range| (&*range.range, range.range_kind)),
+            Some(("pod-cidr/node-b", RangeKind::PodNetwork))
+        );
+        assert!(unknown_pod.identity.internal);
+        let customer = index.resolve(ip("203.0.113.9"), at);
+        assert_eq!(customer.identity.customer.as_deref(), Some("Acme"));
+        assert_eq!(customer.identity.environment.as_deref(), Some("production"));
+        assert!(!customer.identity.internal);
+        let outside = index.resolve(ip("198.51.100.1"), at);
+        assert_eq!(outside.identity.kind, Kind::External);
+        assert!(outside.range.is_none());
+        assert_eq!(
+            index
+                .resolve(ip("::ffff:10.1.0.5"), at)
+                .identity
+                .pod
+                .as_deref(),
+            Some("web")
+        );
+    }
+
+    #[test]
+    fn a_declared_range_beats_a_learned_one_of_the_same_network() {
+        let mut index = IdentityIndex::new(inventory(
+            "ranges:\n  - {name: our-pods, kind: pod-network, cidrs: [10.2.0.0/24], owner: net@example.com}\n",
+        ));
+        index.apply_node(NodeFacts {
+            name: Arc::from("node-b"),
+            ips: vec![],
+            pod_cidrs: vec!["10.2.0.0/24".parse().expect("cidr")],
+            labels: BTreeMap::new(),
+            tags: Tags::default(),
+        });
+        index.refresh();
+        let resolved = index.resolve(ip("10.2.0.3"), 0);
+        assert_eq!(
+            resolved.range.as_ref().map(|range| &*range.range),
+            Some("our-pods")
+        );
+        assert_eq!(
+            resolved.identity.tags.get("owner").as_deref(),
+            Some("net@example.com")
+        );
+    }
+
+    #[test]
+    fn tags_come_from_rules_then_namespace_then_the_pod() {
+        let mut index = IdentityIndex::new(inventory(
+            "environment: production\ntagRules:\n  - {namespace: payments, tags: {product: checkout, owner: payments-team@example.com, team: pay}}\n  - {selector: {matchLabels: {app: ledger}}, kinds: [pod], tags: {pci: in-scope}}\n",
+        ));
+        index.apply_namespace(NamespaceFacts {
+            name: Arc::from("payments"),
+            labels: BTreeMap::new(),
+            tags: Tags::from_metadata(&labels(&[("moat.dev/team", "payments-core")])),
+        });
+        let mut ledger = pod("u1", "payments", "ledger-0", "10.1.0.7", 0);
+        ledger.labels = labels(&[("app", "ledger")]);
+        ledger.tags = Tags::from_metadata(&labels(&[("moat.dev/environment", "staging")]));
+        ledger.workload = Some(Workload {
+            kind: Arc::from("StatefulSet"),
+            name: Arc::from("ledger"),
+        });
+        index.apply_pod(ledger, 0);
+        let identity = index.resolve(ip("10.1.0.7"), 1).identity;
+        let tags: Vec<(&str, &str)> = identity.tags.iter().collect();
+        assert_eq!(
+            tags,
+            vec![
+                ("owner", "payments-team@example.com"),
+                ("pci", "in-scope"),
+                ("product", "checkout"),
+                ("team", "payments-core")
+            ]
+        );
+        assert_eq!(
+            identity.environment.as_deref(),
+            Some("staging"),
+            "the pod's own environment label wins"
+        );
+
+        // Relabelling the namespace retags its pods.
+        index.apply_namespace(NamespaceFacts {
+            name: Arc::from("payments"),
+            labels: BTreeMap::new(),
+            tags: Tags::default(),
+        });
+        assert_eq!(
+            index
+                .resolve(ip("10.1.0.7"), 2)
+                .identity
+                .tags
+                .get("team")
+                .as_deref(),
+            Some("pay")
+        );
+    }
+
+    #[test]
+    fn selectors_pick_running_pods_by_labels_and_namespace() {
+        let mut index = IdentityIndex::new(Inventory::default());
+        index.apply_namespace(NamespaceFacts {
+            name: Arc::from("shop"),
+            labels: labels(&[("team", "store")]),
+            tags: Tags::default(),
+        });
+        let mut db = pod("u1", "shop", "db-0", "10.1.0.1", 0);
+        db.labels = labels(&[("app", "db")]);
+        let mut other_db = pod("u2", "lab", "db-0", "10.1.0.2", 0);
+        other_db.labels = labels(&[("app", "db")]);
+        let mut finished = pod("u3", "shop", "db-old", "10.1.0.3", 0);
+        finished.labels = labels(&[("app", "db")]);
+        finished.finished = true;
+        index.apply_pod(db, 0);
+        index.apply_pod(other_db, 0);
+        index.apply_pod(finished, 0);
+        let app_db: LabelSelector =
+            serde_yaml::from_str("matchLabels: {app: db}").expect("selector");
+        assert_eq!(
+            index.pod_ips_matching(Some("shop"), None, Some(&app_db)),
+            vec![ip("10.1.0.1")]
+        );
+        assert_eq!(
+            index.pod_ips_matching(None, None, Some(&app_db)),
+            vec![ip("10.1.0.1"), ip("10.1.0.2")]
+        );
+        let team: LabelSelector =
+            serde_yaml::from_str("matchLabels: {team: store}").expect("selector");
+        assert_eq!(
+            index.pod_ips_matching(None, Some(&team), None),
+            vec![ip("10.1.0.1")]
+        );
+    }
+
+    #[test]
+    fn the_learned_service_network_covers_the_cluster_ips() {
+        let networks = learned_service_networks(
+            [ip("10.96.0.1"), ip("10.96.3.7"), ip("fd00:96::a")].into_iter(),
+        );
+        assert_eq!(
+            networks,
+            vec![
+                "10.96.0.0/16".parse::<IpNetwork>().expect("cidr"),
+                "fd00:96::/112".parse().expect("cidr")
+            ]
+        );
+        let wide = learned_service_networks([ip("10.96.0.1"), ip("10.100.0.1")].into_iter());
+        assert_eq!(
+            wide,
+            vec!["10.96.0.0/13".parse::<IpNetwork>().expect("cidr")]
+        );
+        assert!(learned_service_networks(std::iter::empty()).is_empty());
+    }
+}
