@@ -159,17 +159,7 @@ pub fn parse(text: &str, origin: &Path) -> Result<Inventory, PolicyError> {
     };
     let locations = Locations::of(text);
     let error = |field: String, message: String| {
-        // A missing field has no location of its own: point at the nearest enclosing one.
-        let mut path = field.as_str();
-        let location = loop {
-            if let Some(location) = locations.get(path) {
-                break Some(location);
-            }
-            match path.rfind(['.', '[']) {
-                Some(end) => path = &path[..end],
-                None => break None,
-            }
-        };
+        let location = locations.nearest(&field);
         PolicyError {
             file: origin.to_owned(),
             line: location.map(|(line, _)| line),

@@ -20,4 +20,7 @@ pub mod strategies;
 
 pub use cidr::{CidrError, parse_cidr};
 pub use load::{PolicyError, deserialize_located, load, load_with, parse};
-pub use model::{Action, Identity, Policy, Protocol, RateLimit, Rule, Selector};
+pub use model::{
+    Action, CombineError, Identity, Overlap, PodSelector, Policy, Protocol, RateLimit, Rule,
+    Selector,
+};

@@ -13,8 +13,9 @@ use thiserror::Error;
 use crate::{
     cidr::parse_cidr,
     locate::Locations,
-    model::{Action, Identity, Policy, Protocol, RateLimit, Rule, Selector},
+    model::{Action, Identity, PodSelector, Policy, Protocol, RateLimit, Rule, Selector},
     schema::{ActionSpec, PolicyFile, ProtocolSpec},
+    selector::LabelSelector,
 };
 
 /// What is wrong, and where: `policy.yaml:12:13: rules[0].to: ...`.
@@ -128,7 +129,7 @@ const RESERVED_NAMES: [&str; 2] = ["world", "any"];
 
 impl Validator<'_> {
     fn error(&self, field: String, message: String) -> PolicyError {
-        let location = self.locations.get(&field);
+        let location = self.locations.nearest(&field);
         PolicyError {
             file: self.origin.to_owned(),
             line: location.map(|(line, _)| line),
@@ -218,12 +219,14 @@ impl Validator<'_> {
                         .to_owned(),
                 ));
             }
-            if spec.cidrs.is_empty() {
+            if spec.cidrs.is_empty() && spec.selector.is_none() && spec.namespace_selector.is_none()
+            {
                 return Err(self.error(
                     format!("{field}.cidrs"),
-                    "an identity needs at least one CIDR".to_owned(),
+                    "an identity needs at least one CIDR, a pod `selector` or a `namespaceSelector`".to_owned(),
                 ));
             }
+            let pods = self.pod_selector(&field, spec)?;
             let mut cidrs = Vec::with_capacity(spec.cidrs.len());
             for (position, text) in spec.cidrs.iter().enumerate() {
                 let cidr_field = format!("{field}.cidrs[{position}]");
@@ -243,9 +246,54 @@ impl Validator<'_> {
                 name: name.clone(),
                 cidrs,
                 isolated: false,
+                pods,
             });
         }
         Ok(identities)
+    }
+
+    fn pod_selector(
+        &self,
+        field: &str,
+        spec: &crate::schema::IdentitySpec,
+    ) -> Result<Option<PodSelector>, PolicyError> {
+        if spec.selector.is_none() && spec.namespace_selector.is_none() {
+            return Ok(None);
+        }
+        let mut selector = PodSelector::default();
+        if let Some(namespaces) = &spec.namespace_selector {
+            namespaces.validate().map_err(|(part, message)| {
+                self.error(format!("{field}.namespaceSelector.{part}"), message)
+            })?;
+            selector.namespaces = Some(namespaces.clone());
+        }
+        if let Some(pods) = &spec.selector {
+            if let Some(namespace) = &pods.namespace {
+                let valid = !namespace.is_empty()
+                    && namespace.len() <= 63
+                    && namespace
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    && !namespace.starts_with('-')
+                    && !namespace.ends_with('-');
+                if !valid {
+                    return Err(self.error(
+                        format!("{field}.selector.namespace"),
+                        format!("{namespace:?} is not a namespace name: 1 to 63 lower-case letters, digits and '-'"),
+                    ));
+                }
+            }
+            let labels = LabelSelector {
+                match_labels: pods.match_labels.clone(),
+                match_expressions: pods.match_expressions.clone(),
+            };
+            labels.validate().map_err(|(part, message)| {
+                self.error(format!("{field}.selector.{part}"), message)
+            })?;
+            selector.namespace = pods.namespace.clone();
+            selector.labels = Some(labels);
+        }
+        Ok(Some(selector))
     }
 
     fn blocklist(

@@ -29,6 +29,16 @@ impl Locations {
     pub fn get(&self, path: &str) -> Option<(usize, usize)> {
         self.by_path.get(path).copied()
     }
+
+    /// Where `path` is or, for a field that is missing, where the nearest enclosing value is.
+    pub fn nearest(&self, mut path: &str) -> Option<(usize, usize)> {
+        loop {
+            if let Some(location) = self.get(path) {
+                return Some(location);
+            }
+            path = &path[..path.rfind(['.', '['])?];
+        }
+    }
 }
 
 enum Container {

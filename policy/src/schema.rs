@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+use crate::selector::LabelSelector;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -21,9 +23,24 @@ pub struct PolicyFile {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct IdentitySpec {
+    #[serde(default)]
     pub cidrs: Vec<String>,
+    /// Kubernetes pods by labels, optionally in one namespace.
+    pub selector: Option<PodSelectorSpec>,
+    /// Kubernetes pods of the namespaces whose labels match.
+    pub namespace_selector: Option<LabelSelector>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PodSelectorSpec {
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub match_labels: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub match_expressions: Vec<crate::selector::Requirement>,
 }
 
 #[derive(Debug, Default, Deserialize)]

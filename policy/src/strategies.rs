@@ -85,6 +85,7 @@ pub fn random_policy() -> impl Strategy<Value = Policy> {
                         .filter(|cidr| seen.insert(*cidr))
                         .collect(),
                     isolated,
+                    pods: None,
                 })
                 .collect();
             let rules = rules

@@ -263,3 +263,174 @@ proptest::proptest! {
         }
     }
 }
+
+const SELECTORS: &str = r#"
+identities:
+  frontend: { selector: { namespace: shop, matchLabels: { app: web } } }
+  db:
+    cidrs: ["198.18.3.10/32"]
+    selector:
+      namespace: shop
+      matchExpressions: [{ key: app, operator: In, values: [db, db-replica] }]
+  payments: { namespaceSelector: { matchLabels: { team: payments } } }
+rules:
+  - { name: web-not-to-db, action: deny, from: frontend, to: db, ports: [5432], protocol: tcp }
+"#;
+
+#[test]
+fn identities_may_select_pods_by_labels_and_namespaces() {
+    let policy = load(SELECTORS).expect("selectors are valid");
+    assert!(policy.has_pod_selectors());
+    let db = &policy.identities[0];
+    assert_eq!(db.name, "db");
+    let pods = db.pods.as_ref().expect("db selects pods");
+    assert_eq!(pods.namespace.as_deref(), Some("shop"));
+    assert_eq!(db.cidrs.len(), 1);
+    let payments = policy.identities[2]
+        .pods
+        .as_ref()
+        .expect("payments selects namespaces");
+    assert!(payments.labels.is_none() && payments.namespaces.is_some());
+
+    // The agent resolves the selectors to current pod addresses.
+    let addresses = |selector: &policy::PodSelector| -> Vec<std::net::IpAddr> {
+        match selector.namespace.as_deref() {
+            Some("shop")
+                if selector
+                    .labels
+                    .as_ref()
+                    .is_some_and(|labels| !labels.match_labels.is_empty()) =>
+            {
+                vec![
+                    "198.18.1.5".parse().expect("ip"),
+                    "198.18.3.10".parse().expect("ip"),
+                ]
+            }
+            Some("shop") => vec!["198.18.3.11".parse().expect("ip")],
+            _ => vec!["198.18.1.5".parse().expect("ip")],
+        }
+    };
+    let (resolved, overlaps) = policy.resolve_pods(&addresses);
+    let cidrs = |name: &str| -> Vec<String> {
+        resolved
+            .identities
+            .iter()
+            .find(|identity| identity.name == name)
+            .expect("identity")
+            .cidrs
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    };
+    assert_eq!(cidrs("db"), vec!["198.18.3.10/32", "198.18.3.11/32"]);
+    // 198.18.3.10 is db's by CIDR; 198.18.1.5 went to frontend (first by name) and not payments.
+    assert_eq!(cidrs("frontend"), vec!["198.18.1.5/32"]);
+    assert!(cidrs("payments").is_empty());
+    let overlapping: Vec<(String, String, String)> = overlaps
+        .iter()
+        .map(|overlap| {
+            (
+                overlap.address.to_string(),
+                overlap.kept.clone(),
+                overlap.dropped.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        overlapping,
+        vec![
+            (
+                "198.18.3.10".to_owned(),
+                "db".to_owned(),
+                "frontend".to_owned()
+            ),
+            (
+                "198.18.1.5".to_owned(),
+                "frontend".to_owned(),
+                "payments".to_owned()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn selector_mistakes_name_their_field() {
+    let cases = [
+        (
+            "identities:\n  a: {}\n",
+            "identities.a.cidrs",
+            "at least one CIDR, a pod `selector`",
+        ),
+        (
+            "identities:\n  a: { selector: { namespace: Shop } }\n",
+            "identities.a.selector.namespace",
+            "not a namespace name",
+        ),
+        (
+            "identities:\n  a: { selector: { matchLabels: { app: \"a b\" } } }\n",
+            "identities.a.selector.matchLabels.app",
+            "label value",
+        ),
+        (
+            "identities:\n  a: { namespaceSelector: { matchExpressions: [{ key: t, operator: In }] } }\n",
+            "identities.a.namespaceSelector.matchExpressions[0].values",
+            "at least one value",
+        ),
+        (
+            "identities:\n  a: { selector: { labels: { app: x } } }\n",
+            "identities.a.selector.labels",
+            "unknown field `labels`",
+        ),
+    ];
+    for (text, field, message) in cases {
+        let error = load(text).expect_err(text);
+        assert_eq!(error.field.as_deref(), Some(field), "{error}");
+        assert!(error.message.contains(message), "{error}");
+    }
+}
+
+#[test]
+fn policies_combine_under_their_own_names() {
+    let file = load(EXAMPLE).expect("example");
+    let custom = load(
+        "identities:\n  api: { cidrs: [\"198.18.9.0/24\"] }\nrules:\n  - { name: no-api, action: deny, from: world, to: api }\nrateLimits:\n  - { name: flood, to: world, perSource: { packetsPerSecond: 10, burst: 10 } }\n",
+    )
+    .expect("custom");
+    let combined = Policy::combine(&[(String::new(), &file), ("shop/p1/".to_owned(), &custom)])
+        .expect("combine");
+    let names: Vec<&str> = combined
+        .identities
+        .iter()
+        .map(|identity| identity.name.as_str())
+        .collect();
+    assert_eq!(names, vec!["api", "db", "frontend", "shop/p1/api"]);
+    let rule = combined
+        .rules
+        .iter()
+        .find(|rule| rule.name == "shop/p1/no-api")
+        .expect("renamed rule");
+    assert_eq!(rule.to, Selector::Identity(3));
+    let original = combined
+        .rules
+        .iter()
+        .find(|rule| rule.name == "frontend-not-to-db")
+        .expect("file rule");
+    assert_eq!(
+        (original.from, original.to),
+        (Selector::Identity(2), Selector::Identity(1))
+    );
+    assert!(combined.identities[1].isolated);
+
+    let clash = load("identities:\n  x: { cidrs: [\"198.18.3.10/32\"] }\n").expect("clash");
+    let error = Policy::combine(&[(String::new(), &file), ("shop/p2/".to_owned(), &clash)])
+        .expect_err("same CIDR twice");
+    assert_eq!(error.source_name, "shop/p2/");
+    assert!(error.message.contains("\"db\" already has"), "{error}");
+    let twice = Policy::combine(&[("a/".to_owned(), &custom), ("b/".to_owned(), &load("rateLimits:\n  - { name: f, to: world, perSource: { packetsPerSecond: 1, burst: 1 } }\n").expect("limit"))]);
+    assert!(
+        twice
+            .expect_err("world limited twice")
+            .message
+            .contains("already limits")
+    );
+}
