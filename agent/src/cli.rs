@@ -37,6 +37,9 @@ pub enum Command {
         #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
     },
+    /// Print the CustomResourceDefinition of MoatPolicy (moat.dev/v1alpha1) as YAML, for
+    /// `kubectl apply -f -`. Its schema is the policy file's (docs/policy.md).
+    Crd,
 }
 
 pub const DEFAULT_STATE_DIR: &str = "/sys/fs/bpf/moat";
@@ -96,6 +99,53 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub capture: CaptureArgs,
+
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+}
+
+/// Who is talking: how addresses and processes get names.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Identity")]
+pub struct IdentityArgs {
+    /// Inventory file (YAML; docs/identity.md): cluster name, environment, named address ranges
+    /// (pod, service and node networks, other clusters, partners, customers, scanners) and tag
+    /// rules. Every record names each end by it. Edits are picked up within a second.
+    #[arg(long, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+
+    /// Watch Kubernetes for pods, services, nodes, namespaces and MoatPolicies: `on`, `off`, or
+    /// `auto` (on inside a pod, or when --kubeconfig or $KUBECONFIG is given).
+    #[arg(long, value_enum, default_value_t = KubernetesMode::Auto)]
+    pub kubernetes: KubernetesMode,
+
+    /// Kubeconfig to reach the API server with. Default: in-cluster service account.
+    #[arg(long, env = "KUBECONFIG", value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// This node's name, as Kubernetes knows it (the chart sets it from the downward API).
+    /// Default: the host name.
+    #[arg(long, env = "NODE_NAME", value_name = "NAME")]
+    pub node_name: Option<String>,
+
+    /// Which pods to watch: `cluster` (all: remote pods are named with labels and owner, and
+    /// policy selectors match pods on every node) or `node` (only this node's, for very large
+    /// clusters: remote pods are named from EndpointSlices, and selectors match local pods).
+    #[arg(long, value_enum, default_value_t = PodScopeArg::Cluster)]
+    pub kube_pods: PodScopeArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KubernetesMode {
+    Auto,
+    On,
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PodScopeArg {
+    Cluster,
+    Node,
 }
 
 /// Seeing API calls: which connections are captured and how much of them is kept.

@@ -36,6 +36,20 @@ pub struct Snapshot {
     pub ready: bool,
     /// API call capture, when it runs.
     pub capture: Option<CaptureStats>,
+    /// What the identity index holds.
+    pub identity: identity::index::IndexStats,
+    /// Per Kubernetes resource watched.
+    pub kube: Vec<KubeWatchStats>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct KubeWatchStats {
+    pub resource: &'static str,
+    pub synced: bool,
+    /// How long the watch has been failing (0 while it works).
+    pub stale_seconds: f64,
+    pub errors: u64,
+    pub rejected: u64,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -207,8 +221,74 @@ impl Collector for Metrics {
         if let Some(capture) = &snapshot.capture {
             encode_capture(&mut encoder, capture)?;
         }
+        encode_identity(&mut encoder, &snapshot)?;
         Ok(())
     }
+}
+
+fn encode_identity(
+    encoder: &mut DescriptorEncoder,
+    snapshot: &Snapshot,
+) -> Result<(), std::fmt::Error> {
+    let stats = snapshot.identity;
+    let mut known = encoder.encode_descriptor(
+        "moat_identity_objects",
+        "What the identity index knows, by kind: pods, services, nodes, namespaces, ranges (declared and learned) and pod addresses (with their recent holders).",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (kind, count) in [
+        ("pod", stats.pods),
+        ("service", stats.services),
+        ("node", stats.nodes),
+        ("namespace", stats.namespaces),
+        ("range", stats.ranges),
+        ("pod_address", stats.pod_addresses),
+    ] {
+        ConstGauge::new(count as i64).encode(known.encode_family(&vec![("kind", kind)])?)?;
+    }
+    if snapshot.kube.is_empty() {
+        return Ok(());
+    }
+    let mut synced = encoder.encode_descriptor(
+        "moat_kube_watch_synced",
+        "1 once a Kubernetes watch has listed everything, by resource.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for watch in &snapshot.kube {
+        ConstGauge::new(i64::from(watch.synced))
+            .encode(synced.encode_family(&vec![("resource", watch.resource)])?)?;
+    }
+    let mut stale = encoder.encode_descriptor(
+        "moat_kube_watch_stale_seconds",
+        "How long a Kubernetes watch has been failing (0 while it works): the facts from it are at least this old.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for watch in &snapshot.kube {
+        ConstGauge::new(watch.stale_seconds)
+            .encode(stale.encode_family(&vec![("resource", watch.resource)])?)?;
+    }
+    let series = |value: fn(&KubeWatchStats) -> u64| -> Vec<(Labels<'_>, u64)> {
+        snapshot
+            .kube
+            .iter()
+            .map(|watch| (vec![("resource", watch.resource)], value(watch)))
+            .collect()
+    };
+    counter(
+        encoder,
+        "moat_kube_watch_errors",
+        "Kubernetes watch failures (each followed by a retry with back-off), by resource.",
+        &series(|watch| watch.errors),
+    )?;
+    counter(
+        encoder,
+        "moat_kube_objects_rejected",
+        "Kubernetes objects the agent could not use (missing uid or name), by resource.",
+        &series(|watch| watch.rejected),
+    )
 }
 
 fn gauge(

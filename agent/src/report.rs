@@ -58,17 +58,36 @@ pub enum Record<'a> {
         drop_events_lost: u64,
         drop_events_suppressed: u64,
     },
+    /// A new policy is in force: the policy file and the MoatPolicies it combines, with pod
+    /// selectors resolved.
     #[serde(rename = "policy.applied")]
     PolicyApplied {
-        file: &'a Path,
+        /// The file's path, then `MoatPolicy <namespace>/<name>` for each MoatPolicy.
+        sources: &'a [String],
         identities: usize,
         rules: usize,
         blocklist_entries: usize,
         rate_limits: usize,
+        /// Addresses of pods that identities select.
+        pod_addresses: usize,
+        /// What prompted it: `start`, `file`, `kubernetes` (a MoatPolicy or a watch's first
+        /// list) or `pods` (selected pods changed).
+        reason: &'a str,
     },
-    /// An edit that did not validate; the previous policy stays in force.
+    /// A policy that did not validate or could not join the others; the rest stays in force.
     #[serde(rename = "policy.rejected")]
-    PolicyRejected { file: &'a Path, error: String },
+    PolicyRejected {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        file: Option<&'a Path>,
+        /// `<namespace>/<name>` of a refused MoatPolicy.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        moat_policy: Option<&'a str>,
+        error: String,
+    },
+    /// A Kubernetes watch listed everything (`synced`), started failing (`failing`: its facts
+    /// age from now on; it retries with back-off), or met an object it cannot use (`rejected`).
+    #[serde(rename = "kube.watch")]
+    KubeWatch(&'a crate::identity::WatchEvent),
     /// A packet was dropped: the first of its flow, then at most one a second.
     #[serde(rename = "policy.denied")]
     Denied {
@@ -79,6 +98,9 @@ pub enum Record<'a> {
         rule: &'a str,
         src: IpAddr,
         dst: IpAddr,
+        /// Who the source and destination are.
+        source: &'a crate::identity::PeerIdentity,
+        destination: &'a crate::identity::PeerIdentity,
         src_port: u16,
         dst_port: u16,
         protocol: &'a str,
@@ -471,6 +493,24 @@ mod tests {
 
     #[test]
     fn denied_records_name_rule_and_flow() {
+        use std::sync::Arc;
+
+        let pod = crate::identity::PeerIdentity {
+            identity: Arc::new(identity::Identity {
+                kind: identity::Kind::Pod,
+                namespace: Some("shop".into()),
+                pod: Some("web-1".into()),
+                internal: true,
+                ..identity::Identity::default()
+            }),
+            range: None,
+            container: None,
+        };
+        let outside = crate::identity::PeerIdentity {
+            identity: Arc::new(identity::Identity::external()),
+            range: None,
+            container: None,
+        };
         let mut out = Vec::new();
         let mut reporter = Reporter::new(&mut out, OutputFormat::Jsonl);
         reporter
@@ -480,6 +520,8 @@ mod tests {
                     rule: "frontend-not-to-db",
                     src: "198.18.1.10".parse().unwrap(),
                     dst: "198.18.3.10".parse().unwrap(),
+                    source: &pod,
+                    destination: &pod,
                     src_port: 40000,
                     dst_port: 5432,
                     protocol: "tcp",
@@ -495,6 +537,8 @@ mod tests {
                     rule: "",
                     src: "198.19.66.1".parse().unwrap(),
                     dst: "198.18.3.10".parse().unwrap(),
+                    source: &outside,
+                    destination: &pod,
                     src_port: 0,
                     dst_port: 0,
                     protocol: "icmp",
@@ -507,6 +551,11 @@ mod tests {
         assert_eq!(lines[0]["kind"], "policy.denied");
         assert_eq!(lines[0]["rule"], "frontend-not-to-db");
         assert_eq!(lines[0]["dst_port"], 5432);
+        assert_eq!(lines[0]["source"]["kind"], "pod");
+        assert_eq!(lines[0]["source"]["namespace"], "shop");
+        assert_eq!(lines[0]["destination"]["pod"], "web-1");
+        assert_eq!(lines[1]["source"]["kind"], "external");
+        assert_eq!(lines[1]["source"]["internal"], false);
         assert!(
             lines[1].get("rule").is_none(),
             "no rule name for a blocklist drop"

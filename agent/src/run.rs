@@ -20,12 +20,18 @@ use crate::{
         probes::ProbeConfig,
         record::{CallRecord, Redaction},
     },
-    cli::{Args, CaptureArgs, Command, HookArg, RunArgs, Switch},
+    cli::{
+        Args, CaptureArgs, Command, HookArg, IdentityArgs, KubernetesMode, PodScopeArg, RunArgs,
+        Switch,
+    },
     enforcer::{Enforcer, monotonic_ns},
     events::{self, DropEvents},
+    identity::{NodeIdentity, PeerIdentity, host_addresses, wall_millis},
     interfaces,
+    kubernetes::{self, Change, Update},
     loader::{self, Datapath, Hook},
     metrics::{self, Metrics},
+    policies::{Enforcement, Policies, Refusal},
     policy_source::PolicySource,
     privileges,
     protocol::ip_protocol_name,
@@ -40,6 +46,10 @@ const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
 pub fn main(args: Args) -> anyhow::Result<()> {
     match args.command {
         Some(Command::Cleanup { state_dir }) => cleanup(&state_dir),
+        Some(Command::Crd) => {
+            print!("{}", crate::kubernetes::crd_yaml());
+            Ok(())
+        }
         None => run(args.run),
     }
 }
@@ -82,6 +92,10 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         Some(source) => source.load()?,
         None => Arc::new(Policy::allow_all()),
     };
+    let inventory = match &args.identity.inventory {
+        Some(path) => identity::inventory::load(path)?,
+        None => identity::Inventory::default(),
+    };
     for interface in &args.interfaces {
         loader::ifindex_of(interface)?;
     }
@@ -90,7 +104,43 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(args, source, policy, metrics_addr))
+    runtime.block_on(serve(args, source, policy, inventory, metrics_addr))
+}
+
+/// Whether to watch Kubernetes, per `--kubernetes`.
+fn kubernetes_wanted(args: &IdentityArgs) -> bool {
+    match args.kubernetes {
+        KubernetesMode::On => true,
+        KubernetesMode::Off => false,
+        KubernetesMode::Auto => {
+            args.kubeconfig.is_some() || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+        }
+    }
+}
+
+async fn kubernetes_client(args: &IdentityArgs) -> anyhow::Result<kube::Client> {
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("--kubeconfig {}: cannot read it", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("--kubeconfig {}: not a usable kubeconfig", path.display()))?
+        }
+        None => kube::Config::incluster().context(
+            "--kubernetes: not in a pod (no service account); give --kubeconfig FILE or --kubernetes off",
+        )?,
+    };
+    kube::Client::try_from(config).context("building the Kubernetes client")
+}
+
+/// The host name, the default node name.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 struct Agent {
@@ -100,12 +150,30 @@ struct Agent {
     source: Option<PolicySource>,
     reporter: Reporter<io::BufWriter<io::StdoutLock<'static>>>,
     metrics: Metrics,
+    identity: NodeIdentity,
+    policies: Policies,
+    /// With Kubernetes, the first policy waits for pods, namespaces and MoatPolicies to be
+    /// listed: enforcing before would drop the selectors' pods and the MoatPolicies' rules from
+    /// what the previous agent left in force.
+    awaiting_sync: Vec<&'static str>,
+    /// Standalone: this host's addresses, as last named.
+    host_addresses: Vec<std::net::IpAddr>,
+    kube_client: Option<kube::Client>,
+    kube_events: Option<kubernetes::EventPublisher>,
 }
+
+/// Updates from the Kubernetes watches wait here for the main loop; a full channel holds the
+/// watches back rather than losing an update.
+const KUBE_UPDATE_QUEUE: usize = 1024;
+/// At most this many updates are applied per turn of the loop, so a relist of a large cluster
+/// does not starve capture.
+const KUBE_UPDATES_PER_TURN: usize = 4096;
 
 async fn serve(
     args: RunArgs,
     source: Option<PolicySource>,
     policy: Arc<Policy>,
+    inventory: identity::Inventory,
     metrics_addr: Option<SocketAddr>,
 ) -> anyhow::Result<()> {
     let metrics = Metrics::default();
@@ -121,11 +189,52 @@ async fn serve(
         });
     }
 
+    let kube_client = if kubernetes_wanted(&args.identity) {
+        Some(kubernetes_client(&args.identity).await?)
+    } else {
+        None
+    };
     let mut datapath = Datapath::load(&args.state_dir)?;
     let mut enforcer = Enforcer::adopt(&datapath)?;
-    // The policy is in force before the program runs anywhere new, so no packet on a freshly
-    // attached interface is judged by an empty policy.
-    enforcer.apply(&mut datapath, policy.clone())?;
+    let mut policies = Policies::default();
+    if let Some(source) = &source {
+        policies.set_file(source.path().display().to_string(), policy.clone());
+    }
+    let mut node_identity = NodeIdentity::new(inventory, capture::cgroup2_mount());
+    let awaiting_sync = if kube_client.is_some() {
+        vec!["pods", "namespaces", "moatpolicies"]
+    } else {
+        // The policy is in force before the program runs anywhere new, so no packet on a freshly
+        // attached interface is judged by an empty policy.
+        let (next, _) = policies.next(node_identity.index());
+        if let Some(next) = next {
+            enforcer.apply(&mut datapath, next.policy.clone())?;
+            policies.enforced(next.policy);
+        }
+        Vec::new()
+    };
+    let node_name = args.identity.node_name.clone().unwrap_or_else(host_name);
+    let host = if kube_client.is_none() {
+        let addresses = host_addresses();
+        node_identity.set_host(&node_name, addresses.clone());
+        addresses
+    } else {
+        Vec::new()
+    };
+    let mut kube_updates = kube_client.as_ref().map(|client| {
+        let (sender, receiver) = tokio::sync::mpsc::channel(KUBE_UPDATE_QUEUE);
+        let target = kubernetes::WatchTarget {
+            node_name: Some(node_name.clone()),
+            scope: match args.identity.kube_pods {
+                PodScopeArg::Cluster => kubernetes::Scope::Cluster,
+                PodScopeArg::Node => kubernetes::Scope::Node,
+            },
+            policies: true,
+        };
+        kubernetes::spawn_watches(client.clone(), &target, sender);
+        info!(node = %node_name, "watching Kubernetes");
+        receiver
+    });
     for interface in &args.interfaces {
         datapath.attach(interface, hook_of(&args))?;
     }
@@ -137,6 +246,14 @@ async fn serve(
         enforcer,
         source,
         metrics,
+        identity: node_identity,
+        policies,
+        awaiting_sync,
+        host_addresses: host,
+        kube_events: kube_client
+            .as_ref()
+            .map(|client| kubernetes::EventPublisher::start(client.clone(), &node_name)),
+        kube_client,
     };
     agent.attach_glob_matches(false)?;
     let mut drop_events = DropEvents::open(&mut agent.datapath)?;
@@ -154,10 +271,15 @@ async fn serve(
             .reporter
             .name_interface(attachment.ifindex, &attachment.interface);
     }
-    if let Some(source) = &agent.source {
+    if let Some(source) = &agent.source
+        && agent.awaiting_sync.is_empty()
+    {
         agent
             .reporter
-            .emit(&applied_record(source.path(), &policy), now)
+            .emit(
+                &applied_record(&[source.path().display().to_string()], &policy, 0, "start"),
+                now,
+            )
             .context("writing to standard output")?;
     }
     agent
@@ -202,6 +324,9 @@ async fn serve(
             _ = hangup.recv() => {
                 info!("SIGHUP: reloading the policy");
                 agent.reload()?;
+            }
+            Some(update) = next_update(kube_updates.as_mut()) => {
+                agent.kube_updates(update, kube_updates.as_mut())?;
             }
             batch = drop_events.next_batch() => {
                 for event in batch.context("reading drop events from the kernel")? {
@@ -292,6 +417,14 @@ fn cgroup_id(text: &str) -> anyhow::Result<u64> {
     })
 }
 
+/// The next update from the Kubernetes watches, or never without Kubernetes.
+async fn next_update(updates: Option<&mut tokio::sync::mpsc::Receiver<Update>>) -> Option<Update> {
+    match updates {
+        Some(updates) => updates.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The next completed calls, or never when capture is off.
 async fn next_calls(capture: Option<&mut Capture>, calls: &mut Vec<CallRecord>) -> io::Result<()> {
     match capture {
@@ -308,13 +441,20 @@ fn hook_of(args: &RunArgs) -> Hook {
     }
 }
 
-fn applied_record<'a>(file: &'a Path, policy: &Policy) -> Record<'a> {
+fn applied_record<'a>(
+    sources: &'a [String],
+    policy: &Policy,
+    pod_addresses: usize,
+    reason: &'a str,
+) -> Record<'a> {
     Record::PolicyApplied {
-        file,
+        sources,
         identities: policy.identities.len(),
         rules: policy.rules.len(),
         blocklist_entries: policy.blocklist.len(),
         rate_limits: policy.rate_limits.len(),
+        pod_addresses,
+        reason,
     }
 }
 
@@ -330,7 +470,17 @@ impl Agent {
             return Ok(());
         }
         let now = SystemTime::now();
-        for call in calls.drain(..) {
+        let now_ns = monotonic_ns();
+        let now_ms = wall_millis(now);
+        for mut call in calls.drain(..) {
+            let at = if call.started_ns == 0 {
+                now_ms
+            } else {
+                now_ms - (now_ns.saturating_sub(call.started_ns) / 1_000_000) as i64
+            };
+            for peer in [&mut call.client, &mut call.server] {
+                peer.identity = Some(self.identity.peer(peer.ip, at, peer.process()));
+            }
             self.reporter
                 .write(&Record::Call(&call), now)
                 .context("writing to standard output")?;
@@ -368,6 +518,19 @@ impl Agent {
             self.emit(&record, now)?;
         }
         self.attach_glob_matches(true)?;
+        if self.kube_client.is_none() {
+            let addresses = host_addresses();
+            if addresses != self.host_addresses {
+                let name = self
+                    .args
+                    .identity
+                    .node_name
+                    .clone()
+                    .unwrap_or_else(host_name);
+                self.identity.set_host(&name, addresses.clone());
+                self.host_addresses = addresses;
+            }
+        }
         if self.source.as_mut().is_some_and(PolicySource::changed) {
             info!("policy file changed: reloading");
             self.reload()?;
@@ -431,30 +594,171 @@ impl Agent {
             return Ok(());
         };
         let path = source.path().to_owned();
-        let outcome = source
-            .load()
-            .map_err(|error| error.to_string())
-            .and_then(|policy| {
-                self.enforcer
-                    .apply(&mut self.datapath, policy.clone())
-                    .map(|()| policy)
-                    .map_err(|error| error.to_string())
-            });
-        let now = SystemTime::now();
-        match outcome {
+        match source.load() {
             Ok(policy) => {
-                info!(file = %path.display(), "policy applied");
-                self.metrics
-                    .update(|snapshot| snapshot.reloads_applied += 1);
-                self.emit(&applied_record(&path, &policy), now)
+                self.policies.set_file(path.display().to_string(), policy);
+                self.enforce("file")
             }
             Err(error) => {
                 warn!(%error, "policy rejected; the previous one stays in force");
                 self.metrics
                     .update(|snapshot| snapshot.reloads_rejected += 1);
-                self.emit(&Record::PolicyRejected { file: &path, error }, now)
+                self.emit(
+                    &Record::PolicyRejected {
+                        file: Some(&path),
+                        moat_policy: None,
+                        error: error.to_string(),
+                    },
+                    SystemTime::now(),
+                )
             }
         }
+    }
+
+    /// Puts the combined policy (file, MoatPolicies, selectors resolved) in force if it changed.
+    fn enforce(&mut self, reason: &str) -> anyhow::Result<()> {
+        if !self.awaiting_sync.is_empty() {
+            return Ok(());
+        }
+        let (next, refusals) = self.policies.next(self.identity.index());
+        for refusal in refusals {
+            self.refuse(refusal)?;
+        }
+        let Some(Enforcement {
+            policy,
+            sources,
+            pod_addresses,
+            overlaps,
+        }) = next
+        else {
+            return Ok(());
+        };
+        for overlap in &overlaps {
+            warn!(
+                address = %overlap.address,
+                kept = overlap.kept,
+                dropped = overlap.dropped,
+                "two identities select the same pod; it belongs to the first by name"
+            );
+        }
+        let now = SystemTime::now();
+        match self.enforcer.apply(&mut self.datapath, policy.clone()) {
+            Ok(()) => {
+                info!(?sources, reason, pod_addresses, "policy applied");
+                self.metrics
+                    .update(|snapshot| snapshot.reloads_applied += 1);
+                self.policies.enforced(policy.clone());
+                self.emit(
+                    &applied_record(&sources, &policy, pod_addresses, reason),
+                    now,
+                )
+            }
+            Err(error) => {
+                warn!(%error, "policy rejected; the previous one stays in force");
+                self.metrics
+                    .update(|snapshot| snapshot.reloads_rejected += 1);
+                let file = self.source.as_ref().map(|source| source.path().to_owned());
+                self.emit(
+                    &Record::PolicyRejected {
+                        file: file.as_deref(),
+                        moat_policy: None,
+                        error: error.to_string(),
+                    },
+                    now,
+                )
+            }
+        }
+    }
+
+    /// A MoatPolicy left out: a record, a log line, and a Kubernetes Event on the object, where
+    /// `kubectl describe` shows it.
+    fn refuse(&mut self, refusal: Refusal) -> anyhow::Result<()> {
+        warn!(
+            policy = refusal.policy,
+            error = refusal.error,
+            "MoatPolicy refused; the others stay in force"
+        );
+        self.metrics
+            .update(|snapshot| snapshot.reloads_rejected += 1);
+        if let Some(events) = &self.kube_events {
+            events.refused(&refusal.policy, &refusal.error);
+        }
+        self.emit(
+            &Record::PolicyRejected {
+                file: None,
+                moat_policy: Some(&refusal.policy),
+                error: refusal.error.clone(),
+            },
+            SystemTime::now(),
+        )
+    }
+
+    /// Applies an update from the Kubernetes watches and whatever else is already queued.
+    fn kube_updates(
+        &mut self,
+        first: Update,
+        mut queue: Option<&mut tokio::sync::mpsc::Receiver<Update>>,
+    ) -> anyhow::Result<()> {
+        let mut pods_changed = false;
+        let mut policies_changed = false;
+        let mut pending = Some(first);
+        let mut applied = 0;
+        while let Some(update) = pending.take() {
+            applied += 1;
+            let now = SystemTime::now();
+            match update {
+                Update::Policies(change) => {
+                    policies_changed = true;
+                    let refusals = match change {
+                        Change::Apply(object) => {
+                            let policy = object.policy();
+                            self.policies
+                                .set_custom(object.key(), policy)
+                                .into_iter()
+                                .collect()
+                        }
+                        Change::Delete(key) => {
+                            self.policies.remove_custom(&key);
+                            Vec::new()
+                        }
+                        Change::Replace(objects) => self.policies.replace_custom(
+                            objects
+                                .into_iter()
+                                .map(|object| (object.key(), object.policy()))
+                                .collect(),
+                        ),
+                    };
+                    for refusal in refusals {
+                        self.refuse(refusal)?;
+                    }
+                }
+                Update::Synced { resource } => {
+                    self.awaiting_sync.retain(|waiting| *waiting != resource);
+                    policies_changed = true;
+                    let effect = self.identity.apply(Update::Synced { resource }, now);
+                    if let Some(event) = effect.event {
+                        self.emit(&Record::KubeWatch(&event), now)?;
+                    }
+                }
+                update => {
+                    let effect = self.identity.apply(update, now);
+                    pods_changed |= effect.pods;
+                    if let Some(event) = effect.event {
+                        self.emit(&Record::KubeWatch(&event), now)?;
+                    }
+                }
+            }
+            if applied < KUBE_UPDATES_PER_TURN {
+                pending = queue.as_mut().and_then(|queue| queue.try_recv().ok());
+            }
+        }
+        self.identity.refresh();
+        if policies_changed {
+            self.enforce("kubernetes")?;
+        } else if pods_changed && self.policies.has_pod_selectors() {
+            self.enforce("pods")?;
+        }
+        Ok(())
     }
 
     fn report_drop(&mut self, event: &agent_common::policy::DropEvent) -> anyhow::Result<()> {
@@ -466,11 +770,16 @@ impl Agent {
             .unwrap_or_else(SystemTime::now);
         let interface = self.reporter.interface_name(event.ifindex);
         let protocol = ip_protocol_name(event.flow.protocol);
+        let at = wall_millis(when);
+        let source: PeerIdentity = self.identity.peer(src, at, None);
+        let destination: PeerIdentity = self.identity.peer(dst, at, None);
         let record = Record::Denied {
             reason: cause.reason,
             rule: &cause.rule,
             src,
             dst,
+            source: &source,
+            destination: &destination,
             src_port: event.flow.src_port,
             dst_port: event.flow.dst_port,
             protocol: &protocol,
@@ -487,7 +796,24 @@ impl Agent {
         let xdp = self.datapath.xdp_stats();
         let attachments: Vec<_> = self.datapath.attachments().cloned().collect();
         let timed_blocks = self.enforcer.timed_blocks().count() as u64;
+        let identity = self.identity.stats();
+        let stale: std::collections::HashMap<&str, Duration> =
+            self.identity.staleness().into_iter().collect();
+        let kube: Vec<crate::metrics::KubeWatchStats> = self
+            .identity
+            .health
+            .iter()
+            .map(|(resource, health)| crate::metrics::KubeWatchStats {
+                resource,
+                synced: health.synced,
+                stale_seconds: stale.get(resource).map_or(0.0, Duration::as_secs_f64),
+                errors: health.errors,
+                rejected: health.rejected,
+            })
+            .collect();
         self.metrics.update(|snapshot| {
+            snapshot.identity = identity;
+            snapshot.kube = kube;
             match verdicts {
                 Ok(verdicts) => snapshot.verdicts = verdicts,
                 Err(error) => warn!(%error, "reading verdict counters"),

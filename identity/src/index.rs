@@ -18,11 +18,13 @@ use std::{
 use ipnetwork::IpNetwork;
 use policy::selector::LabelSelector;
 
+pub use crate::ranges::RangeFacts;
+
 use crate::{
     Identity, Kind,
     inventory::{Inventory, RangeKind},
     kubernetes::{Millis, NamespaceFacts, NodeFacts, PodFacts, ServiceFacts, SliceFacts},
-    ranges::{RangeEntry, RangeFacts, RangeTable},
+    ranges::{RangeEntry, RangeTable},
     tags::Tags,
 };
 
@@ -221,7 +223,6 @@ impl IdentityIndex {
         let facts = Arc::new(RangeFacts {
             range: Arc::from(name),
             range_kind: kind,
-            customer: customer.clone(),
         });
         let identity = Arc::new(Identity {
             kind: Kind::Range,

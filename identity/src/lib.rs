@@ -18,7 +18,7 @@ pub mod index;
 pub mod inventory;
 pub mod kubernetes;
 mod model;
-mod ranges;
+pub mod ranges;
 pub mod tags;
 
 pub use index::IdentityIndex;

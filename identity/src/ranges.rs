@@ -13,8 +13,6 @@ use crate::{Identity, inventory::RangeKind};
 pub struct RangeFacts {
     pub range: Arc<str>,
     pub range_kind: RangeKind,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub customer: Option<Arc<str>>,
 }
 
 /// A range: its facts, and the identity of an address that nothing more specific claims.
@@ -103,6 +101,10 @@ impl RangeTable {
     pub fn len(&self) -> usize {
         self.len
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 #[cfg(test)]
@@ -116,7 +118,6 @@ mod tests {
             facts: Arc::new(RangeFacts {
                 range: Arc::from(name),
                 range_kind: RangeKind::Internal,
-                customer: None,
             }),
             identity: Arc::new(Identity::default()),
         }

@@ -13,7 +13,7 @@ pub mod evaluate;
 mod load;
 pub mod locate;
 mod model;
-mod schema;
+pub mod schema;
 pub mod selector;
 #[cfg(feature = "strategies")]
 pub mod strategies;

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::selector::LabelSelector;
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PolicyFile {
     #[serde(default)]
@@ -23,6 +24,7 @@ pub struct PolicyFile {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct IdentitySpec {
     #[serde(default)]
@@ -34,6 +36,7 @@ pub struct IdentitySpec {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PodSelectorSpec {
     pub namespace: Option<String>,
@@ -44,6 +47,7 @@ pub struct PodSelectorSpec {
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BlocklistSpec {
     #[serde(default)]
@@ -53,6 +57,7 @@ pub struct BlocklistSpec {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RuleSpec {
     pub name: String,
@@ -66,6 +71,7 @@ pub struct RuleSpec {
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ActionSpec {
     Allow,
@@ -73,6 +79,7 @@ pub enum ActionSpec {
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ProtocolSpec {
     Tcp,
@@ -83,6 +90,7 @@ pub enum ProtocolSpec {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RateLimitSpec {
     pub name: String,
@@ -91,6 +99,7 @@ pub struct RateLimitSpec {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PerSourceSpec {
     pub packets_per_second: u64,

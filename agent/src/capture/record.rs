@@ -79,6 +79,10 @@ pub struct Peer {
     pub comm: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cgroup_id: Option<u64>,
+    /// Who this end is (pod, service, node, range or external), filled in when the call is
+    /// reported.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<crate::identity::PeerIdentity>,
 }
 
 impl Peer {
@@ -89,7 +93,13 @@ impl Peer {
             pid: task.map(|task| task.tgid),
             comm: task.map(|task| task.comm.clone()),
             cgroup_id: task.map(|task| task.cgroup_id),
+            identity: None,
         }
+    }
+
+    /// (pid, cgroup id) of the process at this end, when it is on this host.
+    pub fn process(&self) -> Option<(u32, u64)> {
+        Some((self.pid?, self.cgroup_id?))
     }
 
     pub fn has_process(&self) -> bool {
@@ -148,6 +158,10 @@ pub struct CallRecord {
     pub flags: Vec<&'static str>,
     /// The ends of the call on this host (whose processes are named): `client`, `server` or both.
     pub seen_at: Vec<&'static str>,
+    /// Monotonic time of the call's first byte (0 when unknown): when its ends are identified,
+    /// since addresses change hands.
+    #[serde(skip)]
+    pub started_ns: u64,
     /// Bodies stay in memory for analysis; never serialized.
     #[serde(skip)]
     pub request_body: Vec<u8>,
@@ -186,6 +200,11 @@ impl CallRecord {
             flags.push("gap");
         }
         let latency_us = call.latency_ns().map(|ns| ns / 1_000);
+        let started_ns = [call.request.first_byte_ns, call.response.first_byte_ns]
+            .into_iter()
+            .filter(|&ns| ns != 0)
+            .min()
+            .unwrap_or(0);
         let (request, request_body) = message(call.request, redaction);
         let (response, response_body) = message(call.response, redaction);
         Self {
@@ -211,6 +230,7 @@ impl CallRecord {
             status: call.status,
             flags,
             seen_at: vec![if at_client { "client" } else { "server" }],
+            started_ns,
             request_body,
             response_body,
         }

@@ -1,0 +1,229 @@
+//! One watch per resource, each a task that feeds [`Update`]s into a bounded channel. The
+//! channel applies back-pressure (a watch waits for the loop) rather than dropping: a lost update
+//! would leave the index wrong until the next relist.
+
+use std::fmt::Debug;
+
+use futures::{StreamExt as _, TryStreamExt as _};
+use identity::kubernetes::{
+    NamespaceFacts, NodeFacts, ObjectError, PodFacts, ServiceFacts, SliceFacts, namespace_facts,
+    node_facts, pod_facts, service_facts, slice_facts,
+};
+use k8s_openapi::{
+    api::{
+        core::v1::{Namespace, Node, Pod, Service},
+        discovery::v1::EndpointSlice,
+    },
+    serde::de::DeserializeOwned,
+};
+use kube::{
+    Api, Client, Resource, ResourceExt as _,
+    runtime::{WatchStreamExt as _, watcher},
+};
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use super::MoatPolicy;
+
+/// Which pods this agent watches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Every pod of the cluster: remote pods are named with labels and owner, and policy
+    /// selectors match pods anywhere. Costs the API server one pod watch per node.
+    Cluster,
+    /// Only this node's pods (a field selector); remote pods are named from EndpointSlices and
+    /// known otherwise by their node's pod CIDR.
+    Node,
+}
+
+/// The same change for every kind of fact.
+#[derive(Debug)]
+pub enum Change<F> {
+    Apply(F),
+    /// The key: a pod's uid, `namespace/name` or a name.
+    Delete(String),
+    /// The complete set after a (re)list.
+    Replace(Vec<F>),
+}
+
+#[derive(Debug)]
+pub enum Update {
+    Pods(Change<PodFacts>),
+    Services(Change<ServiceFacts>),
+    Nodes(Change<NodeFacts>),
+    Namespaces(Change<NamespaceFacts>),
+    Slices(Change<SliceFacts>),
+    Policies(Change<MoatPolicy>),
+    /// An object that cannot be used; the rest of its resource goes on.
+    Rejected {
+        resource: &'static str,
+        error: String,
+    },
+    /// The watch of `resource` has a complete, current view (after a list or relist).
+    Synced {
+        resource: &'static str,
+    },
+    /// The watch of `resource` failed and is retrying; its facts may be stale from now on.
+    Failed {
+        resource: &'static str,
+        error: String,
+    },
+}
+
+/// What to watch.
+#[derive(Clone, Debug)]
+pub struct WatchTarget {
+    pub node_name: Option<String>,
+    pub scope: Scope,
+    pub policies: bool,
+}
+
+/// Starts every watch; they run until the channel's receiver is dropped.
+pub fn spawn_watches(client: Client, target: &WatchTarget, updates: mpsc::Sender<Update>) {
+    let pods_config = match (target.scope, &target.node_name) {
+        (Scope::Node, Some(node)) => {
+            watcher::Config::default().fields(&format!("spec.nodeName={node}"))
+        }
+        _ => watcher::Config::default(),
+    };
+    spawn(
+        Api::<Pod>::all(client.clone()),
+        pods_config,
+        "pods",
+        pod_facts,
+        |pod| pod.metadata.uid.clone().unwrap_or_default(),
+        Update::Pods,
+        updates.clone(),
+    );
+    spawn(
+        Api::<Service>::all(client.clone()),
+        watcher::Config::default(),
+        "services",
+        service_facts,
+        namespaced_key,
+        Update::Services,
+        updates.clone(),
+    );
+    spawn(
+        Api::<Node>::all(client.clone()),
+        watcher::Config::default(),
+        "nodes",
+        node_facts,
+        |node| node.name_any(),
+        Update::Nodes,
+        updates.clone(),
+    );
+    spawn(
+        Api::<Namespace>::all(client.clone()),
+        watcher::Config::default(),
+        "namespaces",
+        namespace_facts,
+        |namespace| namespace.name_any(),
+        Update::Namespaces,
+        updates.clone(),
+    );
+    if target.scope == Scope::Node {
+        spawn(
+            Api::<EndpointSlice>::all(client.clone()),
+            watcher::Config::default(),
+            "endpointslices",
+            slice_facts,
+            namespaced_key,
+            Update::Slices,
+            updates.clone(),
+        );
+    }
+    if target.policies {
+        spawn(
+            Api::<MoatPolicy>::all(client),
+            watcher::Config::default(),
+            "moatpolicies",
+            |policy| Ok(policy.clone()),
+            namespaced_key,
+            Update::Policies,
+            updates,
+        );
+    }
+}
+
+fn namespaced_key<K: Resource>(object: &K) -> String {
+    format!(
+        "{}/{}",
+        object.meta().namespace.as_deref().unwrap_or(""),
+        object.meta().name.as_deref().unwrap_or("")
+    )
+}
+
+fn spawn<K, F>(
+    api: Api<K>,
+    config: watcher::Config,
+    resource: &'static str,
+    facts: fn(&K) -> Result<F, ObjectError>,
+    key: fn(&K) -> String,
+    wrap: fn(Change<F>) -> Update,
+    updates: mpsc::Sender<Update>,
+) where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+    K::DynamicType: Default,
+    F: Send + 'static,
+{
+    tokio::spawn(async move {
+        // Bookmarks are on in kube's default config, so a relist after a reconnect starts from a
+        // recent resourceVersion. Back-off is kube's default: 0.8 s doubling to 30 s with
+        // jitter, reset after two quiet minutes.
+        let mut stream = watcher(api, config).default_backoff().boxed();
+        let mut listing: Vec<F> = Vec::new();
+        loop {
+            let event = match stream.try_next().await {
+                Ok(Some(event)) => event,
+                Ok(None) => return,
+                Err(error) => {
+                    warn!(resource, %error, "Kubernetes watch failed; retrying with back-off");
+                    let failed = Update::Failed {
+                        resource,
+                        error: error.to_string(),
+                    };
+                    if updates.send(failed).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let rejected = |error: ObjectError| Update::Rejected {
+                resource,
+                error: error.to_string(),
+            };
+            let outgoing = match event {
+                watcher::Event::Init => {
+                    listing.clear();
+                    Vec::new()
+                }
+                watcher::Event::InitApply(object) => match facts(&object) {
+                    Ok(facts) => {
+                        listing.push(facts);
+                        Vec::new()
+                    }
+                    Err(error) => vec![rejected(error)],
+                },
+                watcher::Event::InitDone => {
+                    debug!(resource, objects = listing.len(), "listed");
+                    vec![
+                        wrap(Change::Replace(std::mem::take(&mut listing))),
+                        Update::Synced { resource },
+                    ]
+                }
+                watcher::Event::Apply(object) => match facts(&object) {
+                    Ok(facts) => vec![wrap(Change::Apply(facts))],
+                    // An object that became unusable is gone as far as identity goes.
+                    Err(error) => vec![rejected(error), wrap(Change::Delete(key(&object)))],
+                },
+                watcher::Event::Delete(object) => vec![wrap(Change::Delete(key(&object)))],
+            };
+            for update in outgoing {
+                if updates.send(update).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+}
