@@ -13,6 +13,7 @@ use std::{
 };
 
 pub mod capture;
+pub mod cgroup;
 pub mod pcap;
 pub mod traffic;
 

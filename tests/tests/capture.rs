@@ -20,6 +20,7 @@ use moat_e2e::{
     capture::{
         calls_since, capture_agent, flags_of_a_clean_call, grpc_summary, summary, wait_listening,
     },
+    cgroup::TestCgroup,
     pcap::PacketCapture,
     require_root, two_pods,
 };
@@ -879,47 +880,6 @@ fn many_concurrent_connections_give_one_record_per_request() {
     );
 }
 
-/// A cgroup (v2) made for a test and removed after it.
-struct Cgroup {
-    path: PathBuf,
-    root: PathBuf,
-}
-
-impl Cgroup {
-    fn new(label: &str) -> Self {
-        let root = agent::capture::cgroup2_mount().expect("a cgroup v2 hierarchy");
-        let path = root.join(format!("moat-{label}-{}", std::process::id()));
-        std::fs::create_dir(&path).unwrap();
-        assert!(
-            path.join("cgroup.procs").exists(),
-            "{} is a cgroup",
-            path.display()
-        );
-        Self { path, root }
-    }
-
-    /// Its path as /proc/PID/cgroup shows it.
-    fn name(&self) -> String {
-        self.path.file_name().unwrap().to_str().unwrap().to_owned()
-    }
-
-    fn add(&self, pid: u32) {
-        std::fs::write(self.path.join("cgroup.procs"), pid.to_string()).unwrap();
-    }
-}
-
-impl Drop for Cgroup {
-    fn drop(&mut self) {
-        // Processes still inside go back to the root so the directory can be removed.
-        if let Ok(procs) = std::fs::read_to_string(self.path.join("cgroup.procs")) {
-            for pid in procs.lines() {
-                let _ = std::fs::write(self.root.join("cgroup.procs"), pid);
-            }
-        }
-        let _ = std::fs::remove_dir(&self.path);
-    }
-}
-
 #[test]
 fn only_tcp_of_the_chosen_process_or_cgroup_leaves_the_kernel() {
     require_root();
@@ -988,7 +948,7 @@ fn only_tcp_of_the_chosen_process_or_cgroup_leaves_the_kernel() {
     assert_eq!(stats["connections_opened"], 1, "{stats}");
 
     // By cgroup: the server in its own cgroup; only its end is captured.
-    let cgroup = Cgroup::new("capfilter");
+    let cgroup = TestCgroup::create(&format!("moat-capfilter-{}", std::process::id()));
     cgroup.add(server_process.id());
     let cgroup_name = cgroup.name();
     let (calls, stats) = run_noisy_client(&|_| {
@@ -1001,11 +961,6 @@ fn only_tcp_of_the_chosen_process_or_cgroup_leaves_the_kernel() {
     });
     assert_eq!(summary(&calls), [("GET".into(), "/over-tcp".into(), 404)]);
     assert_eq!(calls[0]["seen_at"], serde_json::json!(["server"]));
-    assert_eq!(calls[0]["server"]["cgroup_id"], cgroup_id(&cgroup.path));
+    assert_eq!(calls[0]["server"]["cgroup_id"], cgroup.id());
     assert_eq!(stats["connections_opened"], 1, "{stats}");
-}
-
-fn cgroup_id(path: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).unwrap().ino()
 }
