@@ -86,6 +86,12 @@ pub enum Record<'a> {
     },
     /// A Kubernetes watch listed everything (`synced`), started failing (`failing`: its facts
     /// age from now on; it retries with back-off), or met an object it cannot use (`rejected`).
+    /// The inventory file changed and is in use.
+    #[serde(rename = "identity.inventory_applied")]
+    InventoryApplied { file: &'a Path },
+    /// An inventory edit that did not validate; the previous inventory stays in use.
+    #[serde(rename = "identity.inventory_rejected")]
+    InventoryRejected { file: &'a Path, error: String },
     #[serde(rename = "kube.watch")]
     KubeWatch(&'a crate::identity::WatchEvent),
     /// A packet was dropped: the first of its flow, then at most one a second.

@@ -26,13 +26,13 @@ use crate::{
     },
     enforcer::{Enforcer, monotonic_ns},
     events::{self, DropEvents},
+    file_source::{InventorySource, PolicySource},
     identity::{NodeIdentity, PeerIdentity, host_addresses, wall_millis},
     interfaces,
     kubernetes::{self, Change, Update},
     loader::{self, Datapath, Hook},
     metrics::{self, Metrics},
     policies::{Enforcement, Policies, Refusal},
-    policy_source::PolicySource,
     privileges,
     protocol::ip_protocol_name,
     report::{InterfaceRecord, Record, Reporter},
@@ -92,9 +92,10 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         Some(source) => source.load()?,
         None => Arc::new(Policy::allow_all()),
     };
-    let inventory = match &args.identity.inventory {
-        Some(path) => identity::inventory::load(path)?,
-        None => identity::Inventory::default(),
+    let mut inventory_source = args.identity.inventory.as_deref().map(InventorySource::new);
+    let inventory = match &mut inventory_source {
+        Some(source) => source.load()?,
+        None => Arc::new(identity::Inventory::default()),
     };
     for interface in &args.interfaces {
         loader::ifindex_of(interface)?;
@@ -104,7 +105,13 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(args, source, policy, inventory, metrics_addr))
+    runtime.block_on(serve(
+        args,
+        source,
+        policy,
+        (inventory_source, inventory),
+        metrics_addr,
+    ))
 }
 
 /// Whether to watch Kubernetes, per `--kubernetes`.
@@ -148,6 +155,7 @@ struct Agent {
     datapath: Datapath,
     enforcer: Enforcer,
     source: Option<PolicySource>,
+    inventory_source: Option<InventorySource>,
     reporter: Reporter<io::BufWriter<io::StdoutLock<'static>>>,
     metrics: Metrics,
     identity: NodeIdentity,
@@ -173,7 +181,7 @@ async fn serve(
     args: RunArgs,
     source: Option<PolicySource>,
     policy: Arc<Policy>,
-    inventory: identity::Inventory,
+    (inventory_source, inventory): (Option<InventorySource>, Arc<identity::Inventory>),
     metrics_addr: Option<SocketAddr>,
 ) -> anyhow::Result<()> {
     let metrics = Metrics::default();
@@ -200,7 +208,8 @@ async fn serve(
     if let Some(source) = &source {
         policies.set_file(source.path().display().to_string(), policy.clone());
     }
-    let mut node_identity = NodeIdentity::new(inventory, capture::cgroup2_mount());
+    let mut node_identity =
+        NodeIdentity::new(Arc::unwrap_or_clone(inventory), capture::cgroup2_mount());
     let awaiting_sync = if kube_client.is_some() {
         vec!["pods", "namespaces", "moatpolicies"]
     } else {
@@ -245,6 +254,7 @@ async fn serve(
         datapath,
         enforcer,
         source,
+        inventory_source,
         metrics,
         identity: node_identity,
         policies,
@@ -531,6 +541,13 @@ impl Agent {
                 self.host_addresses = addresses;
             }
         }
+        if self
+            .inventory_source
+            .as_mut()
+            .is_some_and(InventorySource::changed)
+        {
+            self.reload_inventory()?;
+        }
         if self.source.as_mut().is_some_and(PolicySource::changed) {
             info!("policy file changed: reloading");
             self.reload()?;
@@ -610,6 +627,31 @@ impl Agent {
                         error: error.to_string(),
                     },
                     SystemTime::now(),
+                )
+            }
+        }
+    }
+
+    fn reload_inventory(&mut self) -> anyhow::Result<()> {
+        let Some(source) = &mut self.inventory_source else {
+            return Ok(());
+        };
+        let path = source.path().to_owned();
+        let now = SystemTime::now();
+        match source.load() {
+            Ok(inventory) => {
+                info!(file = %path.display(), "inventory applied");
+                self.identity.set_inventory(Arc::unwrap_or_clone(inventory));
+                self.emit(&Record::InventoryApplied { file: &path }, now)
+            }
+            Err(error) => {
+                warn!(%error, "inventory rejected; the previous one stays in use");
+                self.emit(
+                    &Record::InventoryRejected {
+                        file: &path,
+                        error: error.to_string(),
+                    },
+                    now,
                 )
             }
         }

@@ -1,4 +1,5 @@
-//! The policy file on disk: loading it, and noticing when it or a blocklist it names changed.
+//! Files the agent follows on disk (the policy file and the blocklists it names, the inventory):
+//! loading them, and noticing when any file a load read has changed.
 
 use std::{
     cell::RefCell,
@@ -10,11 +11,21 @@ use std::{
     time::SystemTime,
 };
 
+use identity::Inventory;
 use policy::{Policy, PolicyError};
 
-/// A policy file and the fingerprint of what it was last loaded from.
-pub struct PolicySource {
+/// Reads a file (through the given reader, for every file it needs) into a `T`.
+type Loader<T> = fn(&Path, &dyn Fn(&Path) -> std::io::Result<String>) -> Result<T, PolicyError>;
+
+/// The policy file, and the blocklists it names.
+pub type PolicySource = FileSource<Policy>;
+/// The inventory file.
+pub type InventorySource = FileSource<Inventory>;
+
+/// A file and the fingerprint of what it was last loaded from.
+pub struct FileSource<T> {
     path: PathBuf,
+    loader: Loader<T>,
     /// Each file read by the last load attempt (the policy and its blocklists): what stat said
     /// then, and a hash of the contents; None for a file that could not be read.
     fingerprint: BTreeMap<PathBuf, Option<FileState>>,
@@ -47,8 +58,30 @@ impl FileState {
 
 impl PolicySource {
     pub fn new(path: &Path) -> Self {
+        FileSource::with_loader(path, policy::load_with)
+    }
+}
+
+impl InventorySource {
+    pub fn new(path: &Path) -> Self {
+        FileSource::with_loader(path, |path, read| {
+            let text = read(path).map_err(|error| PolicyError {
+                file: path.to_owned(),
+                line: None,
+                column: None,
+                field: None,
+                message: format!("cannot read the inventory file: {error}"),
+            })?;
+            identity::inventory::parse(&text, path)
+        })
+    }
+}
+
+impl<T> FileSource<T> {
+    fn with_loader(path: &Path, loader: Loader<T>) -> Self {
         Self {
             path: path.to_owned(),
+            loader,
             fingerprint: BTreeMap::new(),
         }
     }
@@ -57,8 +90,8 @@ impl PolicySource {
         &self.path
     }
 
-    /// Loads and validates the policy, remembering which files it read.
-    pub fn load(&mut self) -> Result<Arc<Policy>, PolicyError> {
+    /// Loads and validates the file, remembering which files it read.
+    pub fn load(&mut self) -> Result<Arc<T>, PolicyError> {
         let read_files = RefCell::new(BTreeMap::new());
         let read = |path: &Path| {
             let result = std::fs::read_to_string(path);
@@ -69,7 +102,7 @@ impl PolicySource {
             read_files.borrow_mut().insert(path.to_owned(), state);
             result
         };
-        let outcome = policy::load_with(&self.path, &read);
+        let outcome = (self.loader)(&self.path, &read);
         self.fingerprint = read_files.into_inner();
         outcome.map(Arc::new)
     }
@@ -108,6 +141,23 @@ fn hash(text: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inventory_edits_are_noticed_and_invalid_ones_refused() {
+        let directory =
+            std::env::temp_dir().join(format!("moat-inventory-source-{}", std::process::id()));
+        std::fs::create_dir_all(&directory).unwrap();
+        let inventory = directory.join("inventory.yaml");
+        std::fs::write(&inventory, "cluster: a\n").unwrap();
+        let mut source = InventorySource::new(&inventory);
+        assert_eq!(source.load().unwrap().cluster.as_deref(), Some("a"));
+        assert!(!source.changed());
+        std::fs::write(&inventory, "cluster: b\nenvironment: prod\n").unwrap();
+        assert!(source.changed());
+        let error = source.load().unwrap_err();
+        assert_eq!(error.field.as_deref(), Some("environment"));
+        std::fs::remove_dir_all(&directory).unwrap();
+    }
 
     #[test]
     fn edits_to_the_policy_or_its_blocklist_are_noticed() {
