@@ -112,6 +112,11 @@ impl NodeIdentity {
         self.index.refresh();
     }
 
+    /// With Kubernetes: this node's name, so only its pods' containers are kept.
+    pub fn set_local_node(&mut self, name: &str) {
+        self.index.set_local_node(name);
+    }
+
     pub fn set_inventory(&mut self, inventory: Inventory) {
         self.index.set_inventory(inventory);
     }

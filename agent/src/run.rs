@@ -223,6 +223,9 @@ async fn serve(
         Vec::new()
     };
     let node_name = args.identity.node_name.clone().unwrap_or_else(host_name);
+    if kube_client.is_some() {
+        node_identity.set_local_node(&node_name);
+    }
     let host = if kube_client.is_none() {
         let addresses = host_addresses();
         node_identity.set_host(&node_name, addresses.clone());

@@ -9,14 +9,11 @@
 //! pod an EndpointSlice names, then the most specific range (declared before learned), else
 //! external.
 
-use std::{
-    collections::{BTreeMap, HashMap, HashSet},
-    net::IpAddr,
-    sync::Arc,
-};
+use std::{collections::BTreeMap, net::IpAddr, sync::Arc};
 
 use ipnetwork::IpNetwork;
-use policy::selector::LabelSelector;
+use policy::selector::{LabelSelector, Labels};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 pub use crate::ranges::RangeFacts;
 
@@ -25,6 +22,7 @@ use crate::{
     inventory::{Inventory, RangeKind},
     kubernetes::{Millis, NamespaceFacts, NodeFacts, PodFacts, ServiceFacts, SliceFacts},
     ranges::{RangeEntry, RangeTable},
+    stored::{Interner, PodOrigin, StoredPod},
     tags::Tags,
 };
 
@@ -45,6 +43,8 @@ pub struct Resolved {
 /// Sizes, for metrics and the benchmark.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IndexStats {
+    /// Distinct shared strings (namespaces, nodes, workloads, labels).
+    pub strings: usize,
     pub pods: usize,
     pub services: usize,
     pub nodes: usize,
@@ -57,6 +57,8 @@ pub struct IndexStats {
 struct Tenure {
     uid: Arc<str>,
     identity: Arc<Identity>,
+    /// The address's range, looked up once rather than on every resolve.
+    range: Option<Arc<RangeFacts>>,
     from: Millis,
     until: Option<Millis>,
 }
@@ -74,7 +76,10 @@ pub struct IdentityIndex {
     inventory: Inventory,
     retention_ms: Millis,
     namespaces: HashMap<Arc<str>, NamespaceFacts>,
-    pods: HashMap<Arc<str>, Live<PodFacts>>,
+    /// Boxed: a table of 100,000 slots stays small, and growing it moves pointers.
+    pods: HashMap<Arc<str>, Box<Live<StoredPod>>>,
+    strings: Interner,
+    local_node: Option<Arc<str>>,
     pods_by_ip: HashMap<IpAddr, Vec<Tenure>>,
     services: HashMap<NamespacedName, Live<ServiceFacts>>,
     service_by_ip: HashMap<IpAddr, Arc<Identity>>,
@@ -100,21 +105,28 @@ impl IdentityIndex {
         let mut index = Self {
             inventory,
             retention_ms: DEFAULT_RETENTION_MS,
-            namespaces: HashMap::new(),
-            pods: HashMap::new(),
-            pods_by_ip: HashMap::new(),
-            services: HashMap::new(),
-            service_by_ip: HashMap::new(),
-            nodes: HashMap::new(),
-            node_by_ip: HashMap::new(),
-            slices: HashMap::new(),
-            slice_by_ip: HashMap::new(),
+            namespaces: HashMap::default(),
+            pods: HashMap::default(),
+            strings: Interner::default(),
+            local_node: None,
+            pods_by_ip: HashMap::default(),
+            services: HashMap::default(),
+            service_by_ip: HashMap::default(),
+            nodes: HashMap::default(),
+            node_by_ip: HashMap::default(),
+            slices: HashMap::default(),
+            slice_by_ip: HashMap::default(),
             ranges: RangeTable::default(),
             ranges_stale: true,
             external: Arc::new(Identity::external()),
         };
         index.refresh();
         index
+    }
+
+    /// This node's name: only its pods' containers are kept (for naming local processes).
+    pub fn set_local_node(&mut self, name: &str) {
+        self.local_node = Some(Arc::from(name));
     }
 
     pub fn inventory(&self) -> &Inventory {
@@ -131,6 +143,7 @@ impl IdentityIndex {
 
     pub fn stats(&self) -> IndexStats {
         IndexStats {
+            strings: self.strings.len(),
             pods: self.pods.len(),
             services: self.services.len(),
             nodes: self.nodes.len(),
@@ -143,6 +156,7 @@ impl IdentityIndex {
     /// Rebuilds what updates left stale (the learned ranges). Call after a batch of updates and
     /// before resolving; a thousand node updates then cost one rebuild, not a thousand.
     pub fn refresh(&mut self) {
+        self.strings.sweep();
         if !self.ranges_stale {
             return;
         }
@@ -204,6 +218,12 @@ impl IdentityIndex {
         }
         let declared: Vec<_> = declared.collect();
         self.ranges = RangeTable::build(declared.into_iter().chain(learned));
+        for (ip, tenures) in &mut self.pods_by_ip {
+            let range = self.ranges.lookup(*ip).map(|range| range.facts.clone());
+            for tenure in tenures {
+                tenure.range = range.clone();
+            }
+        }
     }
 
     fn range_entry(
@@ -247,7 +267,7 @@ impl IdentityIndex {
         &self,
         kind: Kind,
         namespace: Option<&str>,
-        labels: &BTreeMap<String, String>,
+        labels: &impl Labels,
         own: &Tags,
     ) -> (Tags, Option<Arc<str>>) {
         let mut tags = Tags::default();
@@ -266,20 +286,16 @@ impl IdentityIndex {
         (tags, environment)
     }
 
-    fn pod_identity(&self, facts: &PodFacts) -> Arc<Identity> {
-        let (tags, environment) = self.tags_for(
-            Kind::Pod,
-            Some(&facts.namespace),
-            &facts.labels,
-            &facts.tags,
-        );
+    fn pod_identity(&self, origin: PodOrigin, pod: &StoredPod) -> Arc<Identity> {
+        let (tags, environment) =
+            self.tags_for(Kind::Pod, Some(&origin.namespace), &pod.labels, &pod.tags);
         Arc::new(Identity {
             kind: Kind::Pod,
             cluster: self.inventory.cluster.clone(),
-            namespace: Some(facts.namespace.clone()),
-            workload: facts.workload.clone(),
-            pod: Some(facts.name.clone()),
-            node: facts.node.clone(),
+            namespace: Some(origin.namespace),
+            workload: origin.workload,
+            pod: Some(origin.name),
+            node: origin.node,
             environment,
             tags,
             internal: true,
@@ -353,37 +369,35 @@ impl IdentityIndex {
 
     /// A pod was added or changed at `now`.
     pub fn apply_pod(&mut self, facts: PodFacts, now: Millis) {
-        let identity = self.pod_identity(&facts);
-        let held: HashSet<IpAddr> = if facts.finished {
-            HashSet::new()
-        } else {
-            facts.ips.iter().copied().map(normalize).collect()
-        };
-        let previous = self.pods.get(&facts.uid);
+        let created = facts.created;
+        let (pod, origin) = StoredPod::new(facts, self.local_node.as_deref(), &mut self.strings);
+        let identity = self.pod_identity(origin, &pod);
+        let held: HashSet<IpAddr> = pod.ips.iter().copied().map(normalize).collect();
+        let previous = self.pods.get(&pod.uid);
         let had: HashSet<IpAddr> = previous
-            .map(|live| {
-                if live.facts.finished {
-                    HashSet::new()
-                } else {
-                    live.facts.ips.iter().copied().map(normalize).collect()
-                }
-            })
+            .map(|live| live.facts.ips.iter().copied().map(normalize).collect())
             .unwrap_or_default();
         // First sight (the agent started, or the watch relisted): the pod has held its address
         // since it was created, as far as anyone can tell.
         let since = if previous.is_none() {
-            facts.created.map_or(now, |created| created.min(now))
+            created.map_or(now, |created| created.min(now))
         } else {
             now
         };
         for ip in had.difference(&held) {
-            self.end_tenure(*ip, &facts.uid, now);
+            self.end_tenure(*ip, &pod.uid, now);
         }
         for ip in &held {
-            self.hold(*ip, &facts.uid, &identity, since, now);
+            self.hold(*ip, &pod.uid, &identity, since, now);
         }
-        let uid = facts.uid.clone();
-        self.pods.insert(uid, Live { facts, identity });
+        let uid = pod.uid.clone();
+        self.pods.insert(
+            uid,
+            Box::new(Live {
+                facts: pod,
+                identity,
+            }),
+        );
     }
 
     /// A pod was deleted at `now`.
@@ -421,7 +435,12 @@ impl IdentityIndex {
         now: Millis,
     ) {
         let retention = self.retention_ms;
-        let tenures = self.pods_by_ip.entry(ip).or_default();
+        let range = self.ranges.lookup(ip).map(|range| range.facts.clone());
+        // Most addresses only ever have one holder: a Vec would reserve room for four.
+        let tenures = self
+            .pods_by_ip
+            .entry(ip)
+            .or_insert_with(|| Vec::with_capacity(1));
         tenures.retain(|tenure| tenure.until.is_none_or(|until| until >= now - retention));
         if let Some(current) = tenures
             .iter_mut()
@@ -440,6 +459,7 @@ impl IdentityIndex {
         tenures.push(Tenure {
             uid: uid.clone(),
             identity: identity.clone(),
+            range,
             from,
             until: None,
         });
@@ -644,7 +664,7 @@ impl IdentityIndex {
         let pods: Vec<Arc<str>> = self
             .pods
             .values()
-            .filter(|live| &*live.facts.namespace == namespace)
+            .filter(|live| live.identity.namespace.as_deref() == Some(namespace))
             .map(|live| live.facts.uid.clone())
             .collect();
         self.rebuild_pods(&pods);
@@ -673,7 +693,17 @@ impl IdentityIndex {
             let Some(live) = self.pods.get(uid) else {
                 continue;
             };
-            let identity = self.pod_identity(&live.facts);
+            let origin = PodOrigin {
+                namespace: live
+                    .identity
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| Arc::from("")),
+                name: live.identity.pod.clone().unwrap_or_else(|| Arc::from("")),
+                node: live.identity.node.clone(),
+                workload: live.identity.workload.clone(),
+            };
+            let identity = self.pod_identity(origin, &live.facts);
             for ip in &live.facts.ips {
                 if let Some(tenures) = self.pods_by_ip.get_mut(&normalize(*ip)) {
                     for tenure in tenures
@@ -710,10 +740,16 @@ impl IdentityIndex {
     /// Who `ip` was at `at`.
     pub fn resolve(&self, ip: IpAddr, at: Millis) -> Resolved {
         let ip = normalize(ip);
+        if let Some(tenure) = self.tenure_at(ip, at) {
+            return Resolved {
+                identity: tenure.identity.clone(),
+                range: tenure.range.clone(),
+            };
+        }
         let range = self.ranges.lookup(ip);
         let identity = self
-            .pod_at(ip, at)
-            .or_else(|| self.service_by_ip.get(&ip))
+            .service_by_ip
+            .get(&ip)
             .or_else(|| self.node_by_ip.get(&ip))
             .or_else(|| self.slice_by_ip.get(&ip))
             .or_else(|| range.map(|range| &range.identity))
@@ -725,13 +761,12 @@ impl IdentityIndex {
         }
     }
 
-    fn pod_at(&self, ip: IpAddr, at: Millis) -> Option<&Arc<Identity>> {
+    fn tenure_at(&self, ip: IpAddr, at: Millis) -> Option<&Tenure> {
         self.pods_by_ip
             .get(&ip)?
             .iter()
             .rev()
             .find(|tenure| tenure.from <= at && tenure.until.is_none_or(|until| at < until))
-            .map(|tenure| &tenure.identity)
     }
 
     /// The pod with this uid, as it is now.
@@ -741,7 +776,7 @@ impl IdentityIndex {
 
     /// The name of a pod's container by the runtime's id.
     pub fn container(&self, uid: &str, container_id: &str) -> Option<&Arc<str>> {
-        self.pods.get(uid)?.facts.containers.get(container_id)
+        self.pods.get(uid)?.facts.container(container_id)
     }
 
     /// The current addresses of running pods that a policy selector picks: in `namespace` if
@@ -757,18 +792,18 @@ impl IdentityIndex {
         let mut ips: Vec<IpAddr> = self
             .pods
             .values()
-            .map(|live| &live.facts)
-            .filter(|pod| !pod.finished)
-            .filter(|pod| namespace.is_none_or(|namespace| &*pod.namespace == namespace))
-            .filter(|pod| {
-                namespace_selector.is_none_or(|wanted| {
-                    let labels = self
-                        .namespaces
-                        .get(&pod.namespace)
-                        .map_or(&empty, |namespace| &namespace.labels);
-                    wanted.matches(labels)
-                })
+            .filter(|live| {
+                let pod_namespace = live.identity.namespace.as_deref().unwrap_or("");
+                namespace.is_none_or(|namespace| pod_namespace == namespace)
+                    && namespace_selector.is_none_or(|wanted| {
+                        let labels = self
+                            .namespaces
+                            .get(pod_namespace)
+                            .map_or(&empty, |namespace| &namespace.labels);
+                        wanted.matches(labels)
+                    })
             })
+            .map(|live| &live.facts)
             .filter(|pod| selector.is_none_or(|wanted| wanted.matches(&pod.labels)))
             .flat_map(|pod| pod.ips.iter().copied().map(normalize))
             .collect();

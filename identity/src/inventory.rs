@@ -10,7 +10,12 @@ use std::{
 };
 
 use ipnetwork::IpNetwork;
-use policy::{PolicyError, locate::Locations, parse_cidr, selector::LabelSelector};
+use policy::{
+    PolicyError,
+    locate::Locations,
+    parse_cidr,
+    selector::{LabelSelector, Labels},
+};
 use serde::{Deserialize, Serialize};
 
 use crate::{Kind, tags::Tags};
@@ -78,12 +83,7 @@ pub struct TagRule {
 }
 
 impl TagRule {
-    pub fn applies(
-        &self,
-        kind: Kind,
-        namespace: Option<&str>,
-        labels: &BTreeMap<String, String>,
-    ) -> bool {
+    pub fn applies(&self, kind: Kind, namespace: Option<&str>, labels: &impl Labels) -> bool {
         (self.kinds.is_empty() || self.kinds.contains(&kind))
             && self
                 .namespace

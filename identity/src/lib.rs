@@ -19,6 +19,7 @@ pub mod inventory;
 pub mod kubernetes;
 mod model;
 pub mod ranges;
+mod stored;
 pub mod tags;
 
 pub use index::IdentityIndex;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::{inventory::RangeKind, tags::Tags};
+use crate::tags::Tags;
 
 /// What an address is, most specific first: a pod beats the service network it sits in.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
@@ -44,11 +44,7 @@ pub struct Identity {
     pub service: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<Arc<str>>,
-    /// The most specific declared or learned range holding the address.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub range: Option<Arc<str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub range_kind: Option<RangeKind>,
+    /// The customer a `customer` range names.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub customer: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -1,9 +1,10 @@
 //! Longest-prefix match over the declared and learned ranges: one hash lookup per prefix length
 //! in use, most specific first, so 10,000 ranges of a dozen lengths cost a dozen lookups.
 
-use std::{collections::HashMap, net::IpAddr, sync::Arc};
+use std::{net::IpAddr, sync::Arc};
 
 use ipnetwork::IpNetwork;
+use rustc_hash::FxHashMap as HashMap;
 use serde::Serialize;
 
 use crate::{Identity, inventory::RangeKind};
@@ -50,8 +51,8 @@ impl RangeTable {
     /// Earlier entries win over later ones with the same network: callers pass declared ranges
     /// before learned ones.
     pub fn build(entries: impl IntoIterator<Item = (IpNetwork, RangeEntry)>) -> Self {
-        let mut v4: HashMap<u8, HashMap<u32, RangeEntry>> = HashMap::new();
-        let mut v6: HashMap<u8, HashMap<u128, RangeEntry>> = HashMap::new();
+        let mut v4: HashMap<u8, HashMap<u32, RangeEntry>> = HashMap::default();
+        let mut v6: HashMap<u8, HashMap<u128, RangeEntry>> = HashMap::default();
         let mut len = 0;
         for (network, entry) in entries {
             let inserted = match network {

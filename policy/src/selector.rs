@@ -34,13 +34,24 @@ pub enum Operator {
     DoesNotExist,
 }
 
+/// Anything that holds labels: a map, or a compact index's own form.
+pub trait Labels {
+    fn label(&self, key: &str) -> Option<&str>;
+}
+
+impl Labels for BTreeMap<String, String> {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.get(key).map(String::as_str)
+    }
+}
+
 impl LabelSelector {
     /// As Kubernetes defines it: every label and every expression must hold; an empty selector
     /// matches everything.
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+    pub fn matches(&self, labels: &impl Labels) -> bool {
         self.match_labels
             .iter()
-            .all(|(key, value)| labels.get(key) == Some(value))
+            .all(|(key, value)| labels.label(key) == Some(value.as_str()))
             && self
                 .match_expressions
                 .iter()
@@ -83,11 +94,12 @@ impl LabelSelector {
 }
 
 impl Requirement {
-    fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        let value = labels.get(&self.key);
+    fn matches(&self, labels: &impl Labels) -> bool {
+        let value = labels.label(&self.key);
+        let listed = |value: &str| self.values.iter().any(|listed| listed == value);
         match self.operator {
-            Operator::In => value.is_some_and(|value| self.values.contains(value)),
-            Operator::NotIn => value.is_none_or(|value| !self.values.contains(value)),
+            Operator::In => value.is_some_and(listed),
+            Operator::NotIn => value.is_none_or(|value| !listed(value)),
             Operator::Exists => value.is_some(),
             Operator::DoesNotExist => value.is_none(),
         }

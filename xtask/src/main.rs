@@ -42,10 +42,12 @@ enum Task {
     },
     /// Benchmarks, each against baselines measured in the same run (never part of `test`).
     /// `xdp`: XDP enforcement against a bare XDP program, nftables and iptables. `capture`: API
-    /// call capture, live traffic with and without the agent, and parser throughput. Extra
+    /// call capture, live traffic with and without the agent, and parser throughput. `identity`:
+    /// address lookups with 100k pods and 10k ranges, the index's memory, and pod change to
+    /// enforced kernel maps. Extra
     /// arguments go to moat-bench (`cargo xtask bench capture -- --help`). Needs root.
     Bench {
-        /// Which benchmark: `xdp` or `capture`.
+        /// Which benchmark: `xdp`, `capture` or `identity`.
         name: String,
         /// Arguments for moat-bench.
         #[arg(last = true)]
@@ -83,7 +85,7 @@ fn fuzz(target: &str, seconds: u32) -> anyhow::Result<()> {
     )
 }
 
-const BENCHMARKS: [&str; 2] = ["xdp", "capture"];
+const BENCHMARKS: [&str; 3] = ["xdp", "capture", "identity"];
 
 fn bench(name: &str, args: &[String]) -> anyhow::Result<()> {
     if !BENCHMARKS.contains(&name) {
