@@ -33,6 +33,31 @@ pub struct PeerIdentity {
     pub container: Option<Arc<str>>,
 }
 
+impl PeerIdentity {
+    /// A few words for people: `pod shop/web-1`, `service shop/db`, `node n1`, `range acme`,
+    /// `external`.
+    pub fn short(&self) -> String {
+        let identity = &self.identity;
+        let scoped = |name: &Option<Arc<str>>| {
+            format!(
+                "{}/{}",
+                identity.namespace.as_deref().unwrap_or("?"),
+                name.as_deref().unwrap_or("?")
+            )
+        };
+        match identity.kind {
+            identity::Kind::Pod => format!("pod {}", scoped(&identity.pod)),
+            identity::Kind::Service => format!("service {}", scoped(&identity.service)),
+            identity::Kind::Node => format!("node {}", identity.node.as_deref().unwrap_or("?")),
+            identity::Kind::Range => format!(
+                "range {}",
+                self.range.as_ref().map_or("?", |range| &*range.range)
+            ),
+            identity::Kind::External => "external".to_owned(),
+        }
+    }
+}
+
 /// How many cgroups' pods are remembered; past it the cache starts over (and counts that).
 const MAX_CACHED_CGROUPS: usize = 65_536;
 /// Directories looked at, at most, when searching the cgroup hierarchy for a cgroup id whose
@@ -367,7 +392,9 @@ mod tests {
         let json = serde_json::to_value(&peer).expect("serializes");
         assert_eq!(json["kind"], "node");
         assert_eq!(json["internal"], true);
+        assert_eq!(peer.short(), "node laptop");
         let outside = node.peer("192.0.2.1".parse().expect("ip"), 0, None);
+        assert_eq!(outside.short(), "external");
         assert_eq!(
             serde_json::to_value(&outside).expect("serializes")["kind"],
             "external"

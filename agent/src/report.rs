@@ -342,9 +342,16 @@ fn stats_record(stats: XdpStats) -> Record<'static> {
 /// One call on one line, for people:
 /// `api.call http1 GET 198.18.2.10:8080/users?id=1 -> 200 in 1.2ms, curl[412] 198.18.1.10:40112 -> python3[77] 198.18.2.10:8080`.
 fn call_line(call: &CallRecord) -> String {
-    let peer = |peer: &crate::capture::record::Peer| match (&peer.comm, peer.pid) {
-        (Some(comm), Some(pid)) => format!("{comm}[{pid}] {}:{}", peer.ip, peer.port),
-        _ => format!("{}:{}", peer.ip, peer.port),
+    let peer = |peer: &crate::capture::record::Peer| {
+        let who = peer
+            .identity
+            .as_ref()
+            .map(|identity| format!(" ({})", identity.short()))
+            .unwrap_or_default();
+        match (&peer.comm, peer.pid) {
+            (Some(comm), Some(pid)) => format!("{comm}[{pid}] {}:{}{who}", peer.ip, peer.port),
+            _ => format!("{}:{}{who}", peer.ip, peer.port),
+        }
     };
     let mut line = format!(
         "api.call {} {} {}{}",
@@ -402,6 +409,15 @@ fn text_line(value: &serde_json::Value) -> String {
         }
         match field.as_str() {
             Some(text) => line.push_str(&format!(" {key}={text}")),
+            // Who an end is: its kind and name, not the whole object.
+            None if field.get("kind").is_some() && field.get("internal").is_some() => {
+                let name = ["pod", "service", "node", "range"]
+                    .iter()
+                    .find_map(|part| field.get(*part).and_then(|name| name.as_str()))
+                    .unwrap_or("");
+                let kind = field["kind"].as_str().unwrap_or("");
+                line.push_str(&format!(" {key}={kind}:{name}"));
+            }
             None => line.push_str(&format!(" {key}={field}")),
         }
     }

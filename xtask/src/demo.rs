@@ -32,6 +32,15 @@ rules:
     ports: [5432]
 "#;
 
+const INVENTORY: &str = r#"# The demo's inventory; docs/identity.md explains every field.
+cluster: demo
+environment: dev
+ranges:
+  - { name: web-pods, kind: pod-network, cidrs: [198.18.1.0/24, "fd00:198:18:1::/64"], owner: web-team@example.com }
+  - { name: api-pods, kind: pod-network, cidrs: [198.18.2.0/24, "fd00:198:18:2::/64"], owner: api-team@example.com }
+  - { name: db-pods, kind: pod-network, cidrs: [198.18.3.0/24, "fd00:198:18:3::/64"], owner: dba@example.com }
+"#;
+
 pub fn run() -> anyhow::Result<()> {
     if !is_root() {
         bail!(
@@ -49,6 +58,8 @@ pub fn run() -> anyhow::Result<()> {
     std::fs::create_dir_all(&workdir).context("creating the demo's directory")?;
     let policy = workdir.join("policy.yaml");
     std::fs::write(&policy, POLICY).context("writing the demo policy")?;
+    std::fs::write(workdir.join("inventory.yaml"), INVENTORY)
+        .context("writing the demo inventory")?;
     let state_dir = format!("/sys/fs/bpf/moat-demo-{}", std::process::id());
     let outcome = show(&agent_binary, &policy, &state_dir);
     // Whatever happened, leave nothing enforced and nothing on disk.
@@ -86,6 +97,11 @@ fn show(agent_binary: &Path, policy: &Path, state_dir: &str) -> anyhow::Result<(
         );
     }
     println!("\nThe policy ({}):\n\n{POLICY}", policy.display());
+    let inventory = policy.with_file_name("inventory.yaml");
+    println!(
+        "The inventory ({}), which names the pods' address ranges in every record (in Kubernetes,\nthe agent names pods, services and nodes from the API server):\n\n{INVENTORY}",
+        inventory.display()
+    );
     println!(
         "moat-agent attaches its program to the node side of each pod's veth (TC ingress via TCX), enforces the"
     );
@@ -103,6 +119,9 @@ fn show(agent_binary: &Path, policy: &Path, state_dir: &str) -> anyhow::Result<(
     agent_command
         .arg("--policy")
         .arg(policy)
+        .arg("--inventory")
+        .arg(&inventory)
+        .args(["--kubernetes", "off"])
         .args([
             "--state-dir",
             state_dir,
