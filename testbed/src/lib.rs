@@ -22,5 +22,5 @@ mod node;
 mod process;
 
 pub use command::{CommandError, describe, run};
-pub use node::{Node, Pod, PodSpec, TestbedError};
+pub use node::{Node, Pod, PodSpec, TestbedError, enter_netns};
 pub use process::{Background, spawn};

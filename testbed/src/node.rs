@@ -308,7 +308,12 @@ impl Node {
     }
 }
 
-fn enter_netns<T: Send>(netns: &str, work: impl FnOnce() -> T + Send) -> Result<T, TestbedError> {
+/// Runs `work` on a thread in network namespace `netns` (a name under /run/netns). Sockets it
+/// creates stay in that namespace wherever they are used later.
+pub fn enter_netns<T: Send>(
+    netns: &str,
+    work: impl FnOnce() -> T + Send,
+) -> Result<T, TestbedError> {
     let enter_error = |source| TestbedError::EnterNetns {
         netns: netns.to_owned(),
         source,

@@ -12,6 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub mod apiserver;
 pub mod capture;
 pub mod cgroup;
 pub mod pcap;

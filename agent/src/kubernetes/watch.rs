@@ -2,7 +2,7 @@
 //! channel applies back-pressure (a watch waits for the loop) rather than dropping: a lost update
 //! would leave the index wrong until the next relist.
 
-use std::fmt::Debug;
+use std::{fmt::Debug, time::Duration};
 
 use futures::{StreamExt as _, TryStreamExt as _};
 use identity::kubernetes::{
@@ -16,10 +16,7 @@ use k8s_openapi::{
     },
     serde::de::DeserializeOwned,
 };
-use kube::{
-    Api, Client, Resource, ResourceExt as _,
-    runtime::{WatchStreamExt as _, watcher},
-};
+use kube::{Api, Client, Resource, ResourceExt as _, runtime::watcher};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
@@ -168,62 +165,114 @@ fn spawn<K, F>(
     F: Send + 'static,
 {
     tokio::spawn(async move {
-        // Bookmarks are on in kube's default config, so a relist after a reconnect starts from a
-        // recent resourceVersion. Back-off is kube's default: 0.8 s doubling to 30 s with
-        // jitter, reset after two quiet minutes.
-        let mut stream = watcher(api, config).default_backoff().boxed();
-        let mut listing: Vec<F> = Vec::new();
+        let mut delay = MIN_RETRY;
         loop {
-            let event = match stream.try_next().await {
-                Ok(Some(event)) => event,
-                Ok(None) => return,
-                Err(error) => {
-                    warn!(resource, %error, "Kubernetes watch failed; retrying with back-off");
-                    let failed = Update::Failed {
-                        resource,
-                        error: error.to_string(),
-                    };
-                    if updates.send(failed).await.is_err() {
-                        return;
-                    }
-                    continue;
-                }
-            };
-            let rejected = |error: ObjectError| Update::Rejected {
-                resource,
-                error: error.to_string(),
-            };
-            let outgoing = match event {
-                watcher::Event::Init => {
-                    listing.clear();
-                    Vec::new()
-                }
-                watcher::Event::InitApply(object) => match facts(&object) {
-                    Ok(facts) => {
-                        listing.push(facts);
-                        Vec::new()
-                    }
-                    Err(error) => vec![rejected(error)],
-                },
-                watcher::Event::InitDone => {
-                    debug!(resource, objects = listing.len(), "listed");
-                    vec![
-                        wrap(Change::Replace(std::mem::take(&mut listing))),
-                        Update::Synced { resource },
-                    ]
-                }
-                watcher::Event::Apply(object) => match facts(&object) {
-                    Ok(facts) => vec![wrap(Change::Apply(facts))],
-                    // An object that became unusable is gone as far as identity goes.
-                    Err(error) => vec![rejected(error), wrap(Change::Delete(key(&object)))],
-                },
-                watcher::Event::Delete(object) => vec![wrap(Change::Delete(key(&object)))],
-            };
-            for update in outgoing {
-                if updates.send(update).await.is_err() {
-                    return;
-                }
+            match watch_once(&api, &config, resource, facts, key, wrap, &updates).await {
+                Ended::ReceiverGone => return,
+                Ended::Synced => delay = MIN_RETRY,
+                Ended::Failed => {}
             }
+            tokio::time::sleep(jittered(delay)).await;
+            delay = (delay * 2).min(MAX_RETRY);
         }
     });
+}
+
+/// Retries of a failed watch wait from this, doubling up to [`MAX_RETRY`], with jitter so that
+/// every node's agent does not come back at the same instant.
+const MIN_RETRY: Duration = Duration::from_millis(500);
+const MAX_RETRY: Duration = Duration::from_secs(30);
+
+fn jittered(delay: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.subsec_nanos());
+    // 75% to 125% of the delay.
+    delay.mul_f64(0.75 + f64::from(nanos % 1000) / 2000.0)
+}
+
+enum Ended {
+    /// The watch listed everything, then failed.
+    Synced,
+    /// The watch failed before it listed everything.
+    Failed,
+    ReceiverGone,
+}
+
+/// One watcher from a fresh list to its first failure. After a failure the agent starts over
+/// with a list rather than resuming the watch, so it learns for certain when it is current
+/// again (a resumed watch on a quiet cluster says nothing), and what changed while it was away.
+/// The list is served from the API server's watch cache (resourceVersion 0), which is cheap.
+async fn watch_once<K, F>(
+    api: &Api<K>,
+    config: &watcher::Config,
+    resource: &'static str,
+    facts: fn(&K) -> Result<F, ObjectError>,
+    key: fn(&K) -> String,
+    wrap: fn(Change<F>) -> Update,
+    updates: &mpsc::Sender<Update>,
+) -> Ended
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+    K::DynamicType: Default,
+    F: Send + 'static,
+{
+    // Bookmarks are on in kube's default config: a watch that ends normally resumes from a
+    // recent resourceVersion instead of relisting.
+    let mut stream = watcher(api.clone(), config.clone()).boxed();
+    let mut listing: Vec<F> = Vec::new();
+    let mut synced = false;
+    loop {
+        let event = match stream.try_next().await {
+            Ok(Some(event)) => event,
+            Ok(None) => return Ended::Failed,
+            Err(error) => {
+                warn!(resource, %error, "Kubernetes watch failed; relisting after a back-off");
+                let failed = Update::Failed {
+                    resource,
+                    error: error.to_string(),
+                };
+                if updates.send(failed).await.is_err() {
+                    return Ended::ReceiverGone;
+                }
+                return if synced { Ended::Synced } else { Ended::Failed };
+            }
+        };
+        let rejected = |error: ObjectError| Update::Rejected {
+            resource,
+            error: error.to_string(),
+        };
+        let outgoing = match event {
+            watcher::Event::Init => {
+                listing.clear();
+                Vec::new()
+            }
+            watcher::Event::InitApply(object) => match facts(&object) {
+                Ok(facts) => {
+                    listing.push(facts);
+                    Vec::new()
+                }
+                Err(error) => vec![rejected(error)],
+            },
+            watcher::Event::InitDone => {
+                debug!(resource, objects = listing.len(), "listed");
+                synced = true;
+                vec![
+                    wrap(Change::Replace(std::mem::take(&mut listing))),
+                    Update::Synced { resource },
+                ]
+            }
+            watcher::Event::Apply(object) => match facts(&object) {
+                Ok(facts) => vec![wrap(Change::Apply(facts))],
+                // An object that became unusable is gone as far as identity goes.
+                Err(error) => vec![rejected(error), wrap(Change::Delete(key(&object)))],
+            },
+            watcher::Event::Delete(object) => vec![wrap(Change::Delete(key(&object)))],
+        };
+        for update in outgoing {
+            if updates.send(update).await.is_err() {
+                return Ended::ReceiverGone;
+            }
+        }
+    }
 }
