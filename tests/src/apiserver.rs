@@ -82,6 +82,8 @@ struct State {
     generation: u64,
     /// Bumped to make every open watch end with 410 Gone.
     expiry: u64,
+    /// How long every answer waits before it starts (a slow or overloaded API server).
+    delay: Duration,
 }
 
 struct Shared {
@@ -292,6 +294,11 @@ impl FakeApiServer {
         self.acceptor = Some(spawn_acceptor(listener, self.shared.clone()));
     }
 
+    /// Makes every answer (list, watch, event) start only after `delay`.
+    pub fn set_delay(&self, delay: Duration) {
+        self.state().delay = delay;
+    }
+
     pub fn requests(&self) -> Vec<Request> {
         self.state().requests.clone()
     }
@@ -401,7 +408,12 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
             path: path.to_owned(),
             query,
         };
-        lock(shared).requests.push(request.clone());
+        let delay = {
+            let mut state = lock(shared);
+            state.requests.push(request.clone());
+            state.delay
+        };
+        thread::sleep(delay);
         if request.is_watch() {
             watch(stream, shared, &request);
             return;

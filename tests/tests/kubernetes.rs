@@ -393,14 +393,16 @@ fn a_node_scoped_agent_watches_only_its_pods_and_names_a_process_by_its_pod_cgro
     cgroup.add(server_process.id());
 
     let state = StateDir::new();
+    // Only the server process is captured: its end is the one its cgroup names.
+    let server_pid = server_process.id().to_string();
     let mut agent = cluster.agent(
         &state,
         &[],
         &[
             "--capture",
             "on",
-            "--capture-port",
-            "18632",
+            "--capture-pid",
+            &server_pid,
             "--kube-pods",
             "node",
         ],
@@ -611,7 +613,9 @@ fn api_server_restarts_and_410_gone_relist_and_staleness_is_reported() {
     let calls = calls_since(&mut agent, mark, 1);
     assert_eq!(calls[0]["client"]["pod"], "web-1", "{}", calls[0]);
 
-    // Connections cut mid-watch: the agent watches again and sees what changes next.
+    // Connections cut mid-watch, and a slow API server: the agent watches again and sees what
+    // changes next.
+    cluster.api.set_delay(Duration::from_millis(1500));
     cluster.api.break_watches();
     std::thread::sleep(Duration::from_millis(300));
     cluster.api.delete("Pod", "shop", "web-1");
@@ -620,10 +624,11 @@ fn api_server_restarts_and_410_gone_relist_and_staleness_is_reported() {
             .owner("StatefulSet", "web")
             .build(),
     );
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(Duration::from_secs(4));
     let mark = agent.mark();
     cluster.curl(address);
     let calls = calls_since(&mut agent, mark, 1);
     assert_eq!(calls[0]["client"]["pod"], "web-2", "{}", calls[0]);
+    cluster.api.set_delay(Duration::ZERO);
     agent.stop();
 }

@@ -31,7 +31,7 @@ enum Task {
     /// what the agent saw and stopped. Needs root.
     Demo,
     /// Fuzz a parser with cargo-fuzz (installed if missing): `parse_policy`, `parse_cidr`
-    /// (policy), `http1`, `http2_frames`, `hpack`, `grpc` or `connection` (protocols). Crashes are saved under
+    /// (policy), `parse_inventory`, `kubernetes_objects` (identity), `http1`, `http2_frames`, `hpack`, `grpc` or `connection` (protocols). Crashes are saved under
     /// <crate>/fuzz/artifacts. Not part of `test`.
     Fuzz {
         /// The fuzz target.
@@ -56,9 +56,11 @@ enum Task {
 }
 
 /// (target, crate whose fuzz/ directory holds it).
-const FUZZ_TARGETS: [(&str, &str); 7] = [
+const FUZZ_TARGETS: [(&str, &str); 9] = [
     ("parse_policy", "policy"),
     ("parse_cidr", "policy"),
+    ("parse_inventory", "identity"),
+    ("kubernetes_objects", "identity"),
     ("http1", "protocols"),
     ("http2_frames", "protocols"),
     ("hpack", "protocols"),
