@@ -1,0 +1,138 @@
+//! The gRPC services: Ingest (agents stream batches in, each acknowledged once stored) and Query.
+
+use std::{
+    pin::Pin,
+    sync::{Arc, Mutex},
+};
+
+use moat_api::v1::{
+    ExportRequest, ExportResponse, ListCallsRequest, ListCallsResponse, ingest_server::Ingest,
+    query_server::Query,
+};
+use tokio::sync::mpsc;
+use tokio_stream::{Stream, wrappers::ReceiverStream};
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{debug, warn};
+
+use crate::{
+    store::{Store, StoreError},
+    validate,
+};
+
+pub type SharedStore = Arc<Mutex<Store>>;
+
+fn locked(store: &SharedStore) -> std::sync::MutexGuard<'_, Store> {
+    store
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn internal(error: StoreError) -> Status {
+    Status::internal(error.to_string())
+}
+
+pub struct IngestService {
+    pub store: SharedStore,
+}
+
+/// Acknowledgements waiting to be sent back on one stream; the agent sends a few batches ahead
+/// at most, so a handful suffice.
+const ACK_QUEUE: usize = 16;
+
+#[tonic::async_trait]
+impl Ingest for IngestService {
+    type ExportStream = Pin<Box<dyn Stream<Item = Result<ExportResponse, Status>> + Send>>;
+
+    async fn export(
+        &self,
+        request: Request<Streaming<ExportRequest>>,
+    ) -> Result<Response<Self::ExportStream>, Status> {
+        let mut inbound = request.into_inner();
+        let store = self.store.clone();
+        let (acks, outbound) = mpsc::channel(ACK_QUEUE);
+        tokio::spawn(async move {
+            loop {
+                let batch = match inbound.message().await {
+                    Ok(Some(batch)) => batch,
+                    Ok(None) => return,
+                    Err(status) => {
+                        debug!(%status, "export stream ended");
+                        return;
+                    }
+                };
+                let store = store.clone();
+                let outcome = tokio::task::spawn_blocking(move || store_batch(&store, batch)).await;
+                let reply = match outcome {
+                    Ok(Ok(ack)) => Ok(ack),
+                    Ok(Err(error)) => Err(internal(error)),
+                    Err(error) => Err(Status::internal(format!("storing the batch: {error}"))),
+                };
+                let failed = reply.is_err();
+                if acks.send(reply).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(outbound))))
+    }
+}
+
+fn store_batch(store: &SharedStore, batch: ExportRequest) -> Result<ExportResponse, StoreError> {
+    let mut rejected = 0;
+    let records: Vec<_> = batch
+        .records
+        .into_iter()
+        .filter_map(|record| record.kind)
+        .filter(|record| match validate::check(record) {
+            Ok(()) => true,
+            Err(refusal) => {
+                warn!(?refusal, "record refused");
+                rejected += 1;
+                false
+            }
+        })
+        .collect();
+    let stored = locked(store).insert(&records)?;
+    Ok(ExportResponse {
+        batch: batch.batch,
+        accepted: stored.accepted,
+        duplicates: stored.duplicates,
+        rejected,
+    })
+}
+
+pub struct QueryService {
+    pub store: SharedStore,
+}
+
+#[tonic::async_trait]
+impl Query for QueryService {
+    async fn list_calls(
+        &self,
+        request: Request<ListCallsRequest>,
+    ) -> Result<Response<ListCallsResponse>, Status> {
+        let request = request.into_inner();
+        let store = self.store.clone();
+        let page_size = if request.page_size == 0 {
+            100
+        } else {
+            request.page_size
+        };
+        let outcome = tokio::task::spawn_blocking(move || {
+            locked(&store).list_calls(
+                &request.filter.unwrap_or_default(),
+                page_size,
+                &request.cursor,
+            )
+        })
+        .await
+        .map_err(|error| Status::internal(error.to_string()))?;
+        match outcome {
+            Ok((calls, next_cursor)) => Ok(Response::new(ListCallsResponse { calls, next_cursor })),
+            Err(StoreError::BadCursor(cursor)) => Err(Status::invalid_argument(format!(
+                "cursor {cursor:?} is not one this collector returned"
+            ))),
+            Err(error) => Err(internal(error)),
+        }
+    }
+}

@@ -1,0 +1,430 @@
+//! The embedded store: one SQLite file in WAL mode. Records are kept whole (their protobuf
+//! encoding) next to the columns queries filter on; the record id is the primary key, so a
+//! resent record is counted as a duplicate and stored once.
+
+use std::path::Path;
+
+use moat_api::v1::{ApiCall, CallFilter, record};
+use prost::Message as _;
+use rusqlite::{Connection, params};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store {path}: {source}")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("store: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("cursor {0:?} is not one this collector returned")]
+    BadCursor(String),
+}
+
+/// What storing a batch did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stored {
+    pub accepted: u32,
+    pub duplicates: u32,
+}
+
+pub struct Store {
+    connection: Connection,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS calls (
+    node TEXT NOT NULL,
+    boot INTEGER NOT NULL,
+    sequence INTEGER NOT NULL,
+    time INTEGER NOT NULL,
+    cluster TEXT NOT NULL,
+    namespaces TEXT NOT NULL,
+    workloads TEXT NOT NULL,
+    path TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    tags TEXT NOT NULL,
+    record BLOB NOT NULL,
+    PRIMARY KEY (node, boot, sequence)
+);
+CREATE INDEX IF NOT EXISTS calls_by_time ON calls (time DESC);
+CREATE TABLE IF NOT EXISTS drops (
+    node TEXT NOT NULL,
+    boot INTEGER NOT NULL,
+    sequence INTEGER NOT NULL,
+    time INTEGER NOT NULL,
+    record BLOB NOT NULL,
+    PRIMARY KEY (node, boot, sequence)
+);
+";
+
+/// Values of both ends joined with a separator no Kubernetes name contains, so a filter on
+/// either end is one LIKE.
+const SEPARATOR: char = '\u{1f}';
+
+fn both(client: &str, server: &str) -> String {
+    format!("{SEPARATOR}{client}{SEPARATOR}{server}{SEPARATOR}")
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let open_error = |source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        };
+        let connection = Connection::open(path).map_err(open_error)?;
+        connection
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_error)?;
+        connection
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open_error)?;
+        connection.execute_batch(SCHEMA).map_err(open_error)?;
+        Ok(Self { connection })
+    }
+
+    /// Stores a batch in one transaction: all of it or, on error, none.
+    pub fn insert(&mut self, records: &[record::Kind]) -> Result<Stored, StoreError> {
+        let transaction = self.connection.transaction()?;
+        let mut stored = Stored::default();
+        {
+            let mut call_statement = transaction.prepare_cached(
+                "INSERT OR IGNORE INTO calls (node, boot, sequence, time, cluster, namespaces, workloads, path, status, tags, record)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?;
+            let mut drop_statement = transaction.prepare_cached(
+                "INSERT OR IGNORE INTO drops (node, boot, sequence, time, record) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for record in records {
+                let inserted = match record {
+                    record::Kind::Call(call) => {
+                        let id = call.id.clone().unwrap_or_default();
+                        let identity = |peer: &Option<moat_api::v1::Peer>| {
+                            peer.as_ref()
+                                .and_then(|peer| peer.identity.clone())
+                                .unwrap_or_default()
+                        };
+                        let (client, server) = (identity(&call.client), identity(&call.server));
+                        let cluster = if client.cluster.is_empty() {
+                            &server.cluster
+                        } else {
+                            &client.cluster
+                        };
+                        let tags: String = client
+                            .tags
+                            .iter()
+                            .chain(&server.tags)
+                            .map(|tag| format!("{SEPARATOR}{}={}", tag.name, tag.value))
+                            .collect::<String>()
+                            + &SEPARATOR.to_string();
+                        call_statement.execute(params![
+                            id.node,
+                            id.boot as i64,
+                            id.sequence as i64,
+                            call.time_unix_nanos,
+                            cluster,
+                            both(&client.namespace, &server.namespace),
+                            both(&client.workload_name, &server.workload_name),
+                            call.path,
+                            call.status,
+                            tags,
+                            call.encode_to_vec(),
+                        ])?
+                    }
+                    record::Kind::Drop(drop) => {
+                        let id = drop.id.clone().unwrap_or_default();
+                        drop_statement.execute(params![
+                            id.node,
+                            id.boot as i64,
+                            id.sequence as i64,
+                            drop.time_unix_nanos,
+                            drop.encode_to_vec(),
+                        ])?
+                    }
+                };
+                if inserted == 1 {
+                    stored.accepted += 1;
+                } else {
+                    stored.duplicates += 1;
+                }
+            }
+        }
+        transaction.commit()?;
+        Ok(stored)
+    }
+
+    /// Calls matching `filter`, newest first, `page_size` at most, after `cursor`.
+    pub fn list_calls(
+        &self,
+        filter: &CallFilter,
+        page_size: u32,
+        cursor: &str,
+    ) -> Result<(Vec<ApiCall>, String), StoreError> {
+        // The cursor is the (time, rowid) of the last call returned: keyset pagination, stable
+        // while new calls arrive.
+        let (before_time, before_row) = if cursor.is_empty() {
+            (i64::MAX, i64::MAX)
+        } else {
+            let (time, row) = cursor
+                .split_once(':')
+                .and_then(|(time, row)| Some((time.parse().ok()?, row.parse().ok()?)))
+                .ok_or_else(|| StoreError::BadCursor(cursor.to_owned()))?;
+            (time, row)
+        };
+        let like = |value: &str| format!("%{SEPARATOR}{value}{SEPARATOR}%");
+        let mut statement = self.connection.prepare_cached(
+            "SELECT rowid, time, record FROM calls
+             WHERE (time < ?1 OR (time = ?1 AND rowid < ?2))
+               AND (?3 = 0 OR time >= ?3) AND (?4 = 0 OR time < ?4)
+               AND (?5 = '' OR cluster = ?5)
+               AND (?6 = '' OR namespaces LIKE ?7)
+               AND (?8 = '' OR workloads LIKE ?9)
+               AND (?10 = '' OR substr(path, 1, length(?10)) = ?10)
+               AND status >= ?11
+               AND (?12 = '' OR tags LIKE ?13)
+             ORDER BY time DESC, rowid DESC
+             LIMIT ?14",
+        )?;
+        let limit = page_size.clamp(1, 1000);
+        let rows = statement.query_map(
+            params![
+                before_time,
+                before_row,
+                filter.since_unix_nanos,
+                filter.until_unix_nanos,
+                filter.cluster,
+                filter.namespace,
+                like(&filter.namespace),
+                filter.workload,
+                like(&filter.workload),
+                filter.path_prefix,
+                filter.min_status,
+                filter.tag,
+                like(&filter.tag),
+                limit,
+            ],
+            |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, Vec<u8>>(2)?,
+                ))
+            },
+        )?;
+        let mut calls = Vec::new();
+        let mut last = None;
+        for row in rows {
+            let (rowid, time, bytes) = row?;
+            // Only this collector writes the column; a row that does not decode is skipped.
+            if let Ok(call) = ApiCall::decode(bytes.as_slice()) {
+                calls.push(call);
+            }
+            last = Some((time, rowid));
+        }
+        let next = match last {
+            Some((time, rowid)) if calls.len() == limit as usize => format!("{time}:{rowid}"),
+            _ => String::new(),
+        };
+        Ok((calls, next))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use moat_api::v1::{Identity, Peer, RecordId, Tag};
+
+    use super::*;
+
+    fn call(
+        sequence: u64,
+        time: i64,
+        namespace: &str,
+        workload: &str,
+        path: &str,
+        status: u32,
+    ) -> record::Kind {
+        let peer = |namespace: &str, workload: &str| Peer {
+            identity: Some(Identity {
+                cluster: "prod".into(),
+                namespace: namespace.into(),
+                workload_name: workload.into(),
+                tags: vec![Tag {
+                    name: "team".into(),
+                    value: format!("team-{workload}"),
+                }],
+                ..Identity::default()
+            }),
+            ..Peer::default()
+        };
+        record::Kind::Call(ApiCall {
+            id: Some(RecordId {
+                node: "node-a".into(),
+                boot: 7,
+                sequence,
+            }),
+            time_unix_nanos: time,
+            client: Some(peer("edge", "gateway")),
+            server: Some(peer(namespace, workload)),
+            path: path.into(),
+            status,
+            ..ApiCall::default()
+        })
+    }
+
+    fn store() -> (Store, PathBuf) {
+        let path = std::env::temp_dir().join(format!(
+            "moat-store-{}-{:?}.db",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_file(&path);
+        (Store::open(&path).expect("open"), path)
+    }
+
+    use std::path::PathBuf;
+
+    #[test]
+    fn a_resent_batch_is_counted_as_duplicates_and_stored_once() {
+        let (mut store, path) = store();
+        let batch = vec![
+            call(1, 10, "shop", "db", "/a", 200),
+            call(2, 20, "shop", "db", "/b", 200),
+        ];
+        assert_eq!(
+            store.insert(&batch).expect("insert"),
+            Stored {
+                accepted: 2,
+                duplicates: 0
+            }
+        );
+        assert_eq!(
+            store.insert(&batch).expect("insert"),
+            Stored {
+                accepted: 0,
+                duplicates: 2
+            }
+        );
+        let (calls, next) = store
+            .list_calls(&CallFilter::default(), 10, "")
+            .expect("list");
+        assert_eq!(calls.len(), 2);
+        assert!(next.is_empty());
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn filters_match_either_end_and_pages_follow_the_cursor() {
+        let (mut store, path) = store();
+        let batch: Vec<_> = (1..=25)
+            .map(|n| {
+                call(
+                    n,
+                    n as i64 * 10,
+                    if n % 2 == 0 { "shop" } else { "lab" },
+                    if n % 5 == 0 { "api" } else { "db" },
+                    &format!("/v1/items/{n}"),
+                    if n % 10 == 0 { 503 } else { 200 },
+                )
+            })
+            .collect();
+        store.insert(&batch).expect("insert");
+        let list = |filter: CallFilter| store.list_calls(&filter, 1000, "").expect("list").0;
+        let sequences = |calls: Vec<ApiCall>| -> Vec<u64> {
+            calls
+                .iter()
+                .map(|call| call.id.as_ref().map_or(0, |id| id.sequence))
+                .collect()
+        };
+        assert_eq!(
+            list(CallFilter {
+                namespace: "shop".into(),
+                ..CallFilter::default()
+            })
+            .len(),
+            12
+        );
+        assert_eq!(
+            list(CallFilter {
+                namespace: "edge".into(),
+                ..CallFilter::default()
+            })
+            .len(),
+            25,
+            "the client end counts"
+        );
+        assert_eq!(
+            sequences(list(CallFilter {
+                workload: "api".into(),
+                ..CallFilter::default()
+            })),
+            vec![25, 20, 15, 10, 5]
+        );
+        assert_eq!(
+            sequences(list(CallFilter {
+                min_status: 500,
+                ..CallFilter::default()
+            })),
+            vec![20, 10]
+        );
+        assert_eq!(
+            sequences(list(CallFilter {
+                since_unix_nanos: 200,
+                until_unix_nanos: 230,
+                ..CallFilter::default()
+            })),
+            vec![22, 21, 20]
+        );
+        assert_eq!(
+            list(CallFilter {
+                path_prefix: "/v1/items/1".into(),
+                ..CallFilter::default()
+            })
+            .len(),
+            11
+        );
+        assert_eq!(
+            list(CallFilter {
+                tag: "team=team-api".into(),
+                ..CallFilter::default()
+            })
+            .len(),
+            5
+        );
+        assert_eq!(
+            list(CallFilter {
+                cluster: "staging".into(),
+                ..CallFilter::default()
+            })
+            .len(),
+            0
+        );
+        assert_eq!(
+            list(CallFilter {
+                namespace: "sho".into(),
+                ..CallFilter::default()
+            })
+            .len(),
+            0,
+            "whole names only"
+        );
+
+        let mut seen = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let (calls, next) = store
+                .list_calls(&CallFilter::default(), 10, &cursor)
+                .expect("page");
+            seen.extend(sequences(calls));
+            if next.is_empty() {
+                break;
+            }
+            cursor = next;
+        }
+        assert_eq!(seen, (1..=25).rev().collect::<Vec<u64>>());
+        assert!(matches!(
+            store.list_calls(&CallFilter::default(), 10, "garbage"),
+            Err(StoreError::BadCursor(_))
+        ));
+        let _ = std::fs::remove_file(path);
+    }
+}
