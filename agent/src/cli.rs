@@ -102,6 +102,33 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub identity: IdentityArgs,
+
+    #[command(flatten)]
+    pub export: ExportArgs,
+}
+
+/// Shipping records to a collector.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Export")]
+pub struct ExportArgs {
+    /// The moat-collector to ship API calls and drops to, e.g. `http://collector:7070` (gRPC,
+    /// gzip-compressed, each batch acknowledged). Records still go to standard output too.
+    #[arg(long, value_name = "URL")]
+    pub collector: Option<String>,
+
+    /// Records held in memory while the collector is slow or unreachable; past this the newest
+    /// are dropped, counted (`moat_export_records_total{result="dropped"}`) and the count sent
+    /// to the collector once it is back.
+    #[arg(long, value_name = "RECORDS", default_value_t = 100_000)]
+    pub export_queue_records: usize,
+
+    /// Records per batch at most.
+    #[arg(long, value_name = "RECORDS", default_value_t = 1_000)]
+    pub export_batch_records: usize,
+
+    /// A batch smaller than --export-batch-records leaves after this long.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_interval)]
+    pub export_interval: Duration,
 }
 
 /// Who is talking: how addresses and processes get names.

@@ -5,6 +5,7 @@ pub mod capture;
 pub mod cli;
 pub mod enforcer;
 pub mod events;
+pub mod export;
 pub mod file_source;
 pub mod identity;
 pub mod interfaces;

@@ -40,6 +40,8 @@ pub struct Snapshot {
     pub identity: identity::index::IndexStats,
     /// Per Kubernetes resource watched.
     pub kube: Vec<KubeWatchStats>,
+    /// Shipping to the collector, when there is one.
+    pub export: Option<crate::export::ExportStats>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -222,8 +224,47 @@ impl Collector for Metrics {
             encode_capture(&mut encoder, capture)?;
         }
         encode_identity(&mut encoder, &snapshot)?;
+        if let Some(export) = &snapshot.export {
+            encode_export(&mut encoder, export)?;
+        }
         Ok(())
     }
+}
+
+fn encode_export(
+    encoder: &mut DescriptorEncoder,
+    export: &crate::export::ExportStats,
+) -> Result<(), std::fmt::Error> {
+    counter(
+        encoder,
+        "moat_export_records",
+        "Records for the collector, by result: queued, acknowledged (stored), duplicate (already stored: a resend), rejected (refused by the collector), dropped (the queue was full).",
+        &[
+            (vec![("result", "queued")], export.queued),
+            (vec![("result", "acknowledged")], export.acknowledged),
+            (vec![("result", "duplicate")], export.duplicates),
+            (vec![("result", "rejected")], export.rejected),
+            (vec![("result", "dropped")], export.dropped),
+        ],
+    )?;
+    counter(
+        encoder,
+        "moat_export_reconnects",
+        "Connections to the collector lost or refused (each retried with back-off).",
+        &[(vec![], export.reconnects)],
+    )?;
+    gauge(
+        encoder,
+        "moat_export_queue_depth",
+        "Records waiting for the collector's acknowledgement.",
+        export.depth as i64,
+    )?;
+    gauge(
+        encoder,
+        "moat_export_connected",
+        "1 while the agent has a stream to the collector.",
+        i64::from(export.connected),
+    )
 }
 
 fn encode_identity(

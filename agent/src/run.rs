@@ -26,6 +26,7 @@ use crate::{
     },
     enforcer::{Enforcer, monotonic_ns},
     events::{self, DropEvents},
+    export::{self as export_records, DropFacts, ExportConfig, Exporter},
     file_source::{InventorySource, PolicySource},
     identity::{NodeIdentity, PeerIdentity, host_addresses, wall_millis},
     interfaces,
@@ -168,6 +169,7 @@ struct Agent {
     host_addresses: Vec<std::net::IpAddr>,
     kube_client: Option<kube::Client>,
     kube_events: Option<kubernetes::EventPublisher>,
+    exporter: Option<Exporter>,
 }
 
 /// Updates from the Kubernetes watches wait here for the main loop; a full channel holds the
@@ -233,6 +235,16 @@ async fn serve(
     } else {
         Vec::new()
     };
+    let exporter = args.export.collector.as_ref().map(|url| {
+        info!(collector = url, "shipping records to the collector");
+        Exporter::start(ExportConfig {
+            url: url.clone(),
+            node: node_name.clone(),
+            queue_records: args.export.export_queue_records,
+            batch_records: args.export.export_batch_records.max(1),
+            flush_interval: args.export.export_interval,
+        })
+    });
     let mut kube_updates = kube_client.as_ref().map(|client| {
         let (sender, receiver) = tokio::sync::mpsc::channel(KUBE_UPDATE_QUEUE);
         let target = kubernetes::WatchTarget {
@@ -267,6 +279,7 @@ async fn serve(
             .as_ref()
             .map(|client| kubernetes::EventPublisher::start(client.clone(), &node_name)),
         kube_client,
+        exporter,
     };
     agent.attach_glob_matches(false)?;
     let mut drop_events = DropEvents::open(&mut agent.datapath)?;
@@ -493,6 +506,9 @@ impl Agent {
             };
             for peer in [&mut call.client, &mut call.server] {
                 peer.identity = Some(self.identity.peer(peer.ip, at, peer.process()));
+            }
+            if let Some(exporter) = &self.exporter {
+                exporter.push(export_records::call_record(exporter.next_id(), &call, now));
             }
             self.reporter
                 .write(&Record::Call(&call), now)
@@ -818,6 +834,21 @@ impl Agent {
         let at = wall_millis(when);
         let source: PeerIdentity = self.identity.peer(src, at, None);
         let destination: PeerIdentity = self.identity.peer(dst, at, None);
+        if let Some(exporter) = &self.exporter {
+            let facts = DropFacts {
+                reason: cause.reason,
+                rule: &cause.rule,
+                source: (src, event.flow.src_port, &source),
+                destination: (dst, event.flow.dst_port, &destination),
+                protocol: &protocol,
+                interface: &interface,
+            };
+            exporter.push(export_records::drop_record(
+                exporter.next_id(),
+                &facts,
+                when,
+            ));
+        }
         let record = Record::Denied {
             reason: cause.reason,
             rule: &cause.rule,
@@ -856,7 +887,9 @@ impl Agent {
                 rejected: health.rejected,
             })
             .collect();
+        let export = self.exporter.as_ref().map(Exporter::stats);
         self.metrics.update(|snapshot| {
+            snapshot.export = export;
             snapshot.identity = identity;
             snapshot.kube = kube;
             match verdicts {

@@ -75,9 +75,13 @@ async fn serve(listen: SocketAddr, store: service::SharedStore) -> anyhow::Resul
     tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(IngestServer::new(service::IngestService {
-            store: store.clone(),
-        }))
+        .add_service(
+            IngestServer::new(service::IngestService {
+                store: store.clone(),
+            })
+            .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+            .send_compressed(tonic::codec::CompressionEncoding::Gzip),
+        )
         .add_service(QueryServer::new(service::QueryService { store }))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),

@@ -47,20 +47,24 @@ pub fn agent_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("MOAT_AGENT_BIN") {
         return PathBuf::from(path);
     }
+    built_binary("moat-agent")
+}
+
+/// A binary of this workspace that cargo built next to this test (`moat-collector`, `moat`).
+pub fn built_binary(name: &str) -> PathBuf {
     let test_exe = std::env::current_exe().expect("path of the running test");
-    // target/<profile>/deps/<test> -> target/<profile>/moat-agent
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
     let profile_dir = test_exe
         .parent()
         .and_then(|deps| deps.parent())
         .expect("test binary lives in target/<profile>/deps");
-    let agent = profile_dir.join("moat-agent");
+    let binary = profile_dir.join(name);
     assert!(
-        agent.exists(),
-        "{} does not exist: build it with `cargo build -p agent` (`cargo xtask test` does) or set \
-         MOAT_AGENT_BIN",
-        agent.display()
+        binary.exists(),
+        "{} does not exist: build it with `cargo build --bins` (`cargo xtask test` does)",
+        binary.display()
     );
-    agent
+    binary
 }
 
 /// Fails the test (never skips it) when it cannot run for lack of privileges.

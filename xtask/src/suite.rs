@@ -47,8 +47,17 @@ pub fn run() -> anyhow::Result<()> {
         "-D",
         "warnings",
     ]))?;
-    // End-to-end tests run the agent binary, so build it before the tests start.
-    exec(cargo(None).args(["build", "--package", "agent", "--bins"]))?;
+    // End-to-end tests run the agent, collector and CLI binaries: build them before the tests.
+    exec(cargo(None).args([
+        "build",
+        "--package",
+        "agent",
+        "--package",
+        "collector",
+        "--package",
+        "cli",
+        "--bins",
+    ]))?;
     exec(cargo(None).args(["test", "--workspace", "--exclude", "agent-ebpf"]))?;
     eprintln!("xtask: the whole suite passed");
     Ok(())

@@ -1,0 +1,189 @@
+//! `moat calls`: API calls from the collector, filtered, newest first.
+
+use std::{
+    io::Write as _,
+    time::{Duration, SystemTime},
+};
+
+use moat_api::v1::{ApiCall, CallFilter, ListCallsRequest, Peer, query_client::QueryClient};
+
+use crate::Output;
+
+#[derive(Debug, clap::Args)]
+pub struct CallsArgs {
+    /// Only calls with either end in this namespace.
+    #[arg(long, short = 'n')]
+    namespace: Option<String>,
+    /// Only calls with either end in this workload (a Deployment's, StatefulSet's... name).
+    #[arg(long, short = 'w')]
+    workload: Option<String>,
+    /// Only calls of this cluster (the inventory's `cluster`).
+    #[arg(long)]
+    cluster: Option<String>,
+    /// Only calls whose path starts with this.
+    #[arg(long, value_name = "PREFIX")]
+    path: Option<String>,
+    /// Only calls with this status or higher, e.g. 500 for server errors.
+    #[arg(long, value_name = "STATUS")]
+    min_status: Option<u32>,
+    /// Only calls with this tag on either end, as NAME=VALUE.
+    #[arg(long, value_name = "NAME=VALUE")]
+    tag: Option<String>,
+    /// Only calls from this long ago on, e.g. `15m`, `2h`.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    since: Option<Duration>,
+    /// At most this many calls.
+    #[arg(long, default_value_t = 50)]
+    limit: u32,
+}
+
+pub enum Failure {
+    Unreachable(tonic::transport::Error),
+    Other(anyhow::Error),
+}
+
+impl From<tonic::Status> for Failure {
+    fn from(status: tonic::Status) -> Self {
+        Self::Other(anyhow::anyhow!(
+            "the collector refused the query: {}",
+            status.message()
+        ))
+    }
+}
+
+pub async fn run(collector: &str, output: Output, args: &CallsArgs) -> Result<(), Failure> {
+    let mut client = QueryClient::connect(collector.to_owned())
+        .await
+        .map_err(Failure::Unreachable)?;
+    let since = args
+        .since
+        .and_then(|since| SystemTime::now().checked_sub(since))
+        .and_then(|since| since.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map_or(0, |since| since.as_nanos() as i64);
+    let filter = CallFilter {
+        since_unix_nanos: since,
+        cluster: args.cluster.clone().unwrap_or_default(),
+        namespace: args.namespace.clone().unwrap_or_default(),
+        workload: args.workload.clone().unwrap_or_default(),
+        path_prefix: args.path.clone().unwrap_or_default(),
+        min_status: args.min_status.unwrap_or(0),
+        tag: args.tag.clone().unwrap_or_default(),
+        ..CallFilter::default()
+    };
+    let mut calls = Vec::new();
+    let mut cursor = String::new();
+    while calls.len() < args.limit as usize {
+        let page = client
+            .list_calls(ListCallsRequest {
+                filter: Some(filter.clone()),
+                page_size: (args.limit as usize - calls.len()).min(1000) as u32,
+                cursor: cursor.clone(),
+            })
+            .await?
+            .into_inner();
+        calls.extend(page.calls);
+        if page.next_cursor.is_empty() {
+            break;
+        }
+        cursor = page.next_cursor;
+    }
+    let mut out = std::io::stdout().lock();
+    let written = match output {
+        Output::Json => calls
+            .iter()
+            .try_for_each(|call| writeln!(out, "{}", json(call))),
+        Output::Table => table(&mut out, &calls),
+    };
+    written.map_err(|error| Failure::Other(error.into()))
+}
+
+fn who(peer: &Option<Peer>) -> String {
+    let Some(peer) = peer else {
+        return "?".to_owned();
+    };
+    match &peer.identity {
+        Some(identity) if identity.kind == "pod" => {
+            format!("{}/{}", identity.namespace, identity.pod)
+        }
+        Some(identity) if identity.kind == "service" => {
+            format!("svc {}/{}", identity.namespace, identity.service)
+        }
+        Some(identity) if identity.kind == "node" => format!("node {}", identity.node),
+        Some(identity) if identity.kind == "range" => format!("{} ({})", peer.ip, identity.range),
+        _ => peer.ip.clone(),
+    }
+}
+
+fn time(nanos: i64) -> String {
+    let time = SystemTime::UNIX_EPOCH + Duration::from_nanos(nanos.max(0) as u64);
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
+fn table(out: &mut impl std::io::Write, calls: &[ApiCall]) -> std::io::Result<()> {
+    let rows: Vec<[String; 6]> = calls
+        .iter()
+        .map(|call| {
+            [
+                time(call.time_unix_nanos),
+                format!("{} {}", call.method, call.path),
+                if call.status == 0 {
+                    "-".to_owned()
+                } else {
+                    call.status.to_string()
+                },
+                format!("{:.1}ms", call.latency_us as f64 / 1000.0),
+                who(&call.client),
+                who(&call.server),
+            ]
+        })
+        .collect();
+    let headers = ["TIME", "CALL", "STATUS", "LATENCY", "CLIENT", "SERVER"];
+    let mut widths: Vec<usize> = headers.iter().map(|header| header.len()).collect();
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count()).min(60);
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| {
+                let cell: String = cell.chars().take(*width).collect();
+                format!("{cell:<width$}")
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    writeln!(out, "{}", line(headers.to_vec()))?;
+    for row in &rows {
+        writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
+    }
+    Ok(())
+}
+
+fn json(call: &ApiCall) -> serde_json::Value {
+    let peer = |peer: &Option<Peer>| {
+        let Some(peer) = peer else {
+            return serde_json::Value::Null;
+        };
+        let identity = peer.identity.clone().unwrap_or_default();
+        serde_json::json!({
+            "ip": peer.ip, "port": peer.port, "kind": identity.kind, "namespace": identity.namespace,
+            "pod": identity.pod, "workload": identity.workload_name, "service": identity.service,
+            "node": identity.node, "range": identity.range,
+        })
+    };
+    serde_json::json!({
+        "time": time(call.time_unix_nanos),
+        "protocol": call.protocol,
+        "method": call.method,
+        "path": call.path,
+        "status": call.status,
+        "latency_us": call.latency_us,
+        "client": peer(&call.client),
+        "server": peer(&call.server),
+    })
+}

@@ -1,0 +1,220 @@
+//! Agent to collector to CLI, end to end: the agent ships the calls it captures to a real
+//! moat-collector over gRPC, the collector is killed and restarted mid-stream, and the `moat` CLI
+//! finds every call exactly once.
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use moat_e2e::{
+    RunningAgent, StateDir, built_binary, capture::wait_listening, require_root, two_pods,
+};
+use serde_json::Value;
+use testbed::{Background, Node};
+
+const PYTHON: &str = "/usr/bin/python3";
+const COLLECTOR_PORT: u16 = 17070;
+
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The collector, in the node's network namespace where the agent and the CLI reach it.
+fn start_collector(node: &Node, database: &std::path::Path) -> Background {
+    let mut command = node.command(built_binary("moat-collector"));
+    command
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{COLLECTOR_PORT}"),
+            "--store",
+        ])
+        .arg(format!("sqlite:{}", database.display()))
+        .stdin(Stdio::null());
+    let collector = testbed::spawn(&mut command).expect("start moat-collector");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !node
+        .enter(|| {
+            std::net::TcpStream::connect_timeout(
+                &SocketAddr::from(([127, 0, 0, 1], COLLECTOR_PORT)),
+                Duration::from_millis(200),
+            )
+            .is_ok()
+        })
+        .expect("enter the node")
+    {
+        assert!(Instant::now() < deadline, "moat-collector does not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    collector
+}
+
+/// `moat calls --output json` (with `extra` flags), run in the node.
+fn moat_calls(node: &Node, extra: &[&str]) -> Vec<Value> {
+    let output = node
+        .command(built_binary("moat"))
+        .args([
+            "--collector",
+            &format!("http://127.0.0.1:{COLLECTOR_PORT}"),
+            "calls",
+            "--limit",
+            "1000",
+            "--output",
+            "json",
+        ])
+        .args(extra)
+        .output()
+        .expect("run moat");
+    assert!(
+        output.status.success(),
+        "moat calls failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("moat writes JSON lines"))
+        .collect()
+}
+
+fn wait_for_calls(node: &Node, count: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let calls = moat_calls(node, &["--path", "/item"]);
+        if calls.len() >= count {
+            return calls;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {count} calls at the collector",
+            calls.len()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn every_call_reaches_the_collector_once_across_a_collector_crash() {
+    require_root();
+    let (node, client, server) = two_pods("collect");
+    let scratch =
+        Scratch(std::env::temp_dir().join(format!("moat-collector-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&scratch.0);
+    std::fs::create_dir_all(&scratch.0).expect("scratch directory");
+    let database = scratch.0.join("moat.db");
+    let mut collector = start_collector(&node, &database);
+
+    const PORT: u16 = 18640;
+    let address = SocketAddr::new(server.ipv4.into(), PORT);
+    let _server = server
+        .spawn(
+            PYTHON,
+            &[
+                "-m",
+                "http.server",
+                "--bind",
+                &server.ipv4.to_string(),
+                &PORT.to_string(),
+            ],
+        )
+        .expect("start a web server");
+    wait_listening(&server, address);
+    let state = StateDir::new();
+    let collector_url = format!("http://127.0.0.1:{COLLECTOR_PORT}");
+    let agent = RunningAgent::start(
+        &node,
+        &state,
+        &[],
+        &[
+            "--capture",
+            "on",
+            "--capture-port",
+            "18640",
+            "--kubernetes",
+            "off",
+            "--collector",
+            &collector_url,
+            "--export-interval",
+            "200ms",
+        ],
+    );
+    let curl = |path: &str| {
+        client
+            .run(
+                "curl",
+                &["-sS", "-o", "/dev/null", &format!("http://{address}{path}")],
+            )
+            .expect("curl the server");
+    };
+    for n in 0..5 {
+        curl(&format!("/item/{n}"));
+    }
+    let calls = wait_for_calls(&node, 5);
+    assert_eq!(calls.len(), 5, "{calls:?}");
+    assert!(
+        calls
+            .iter()
+            .all(|call| call["status"] == 404 && call["method"] == "GET"),
+        "{calls:?}"
+    );
+
+    // The collector dies; calls made meanwhile wait in the agent's queue.
+    collector.signal_and_wait(libc::SIGKILL, Duration::from_secs(5));
+    for n in 5..10 {
+        curl(&format!("/item/{n}"));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let _collector = start_collector(&node, &database);
+    let calls = wait_for_calls(&node, 10);
+    std::thread::sleep(Duration::from_secs(2));
+    let calls_after = moat_calls(&node, &["--path", "/item"]);
+    assert_eq!(
+        calls_after.len(),
+        10,
+        "none lost, none twice: {calls_after:?}"
+    );
+    let mut paths: Vec<&str> = calls
+        .iter()
+        .map(|call| call["path"].as_str().unwrap_or(""))
+        .collect();
+    paths.sort_unstable();
+    let expected: Vec<String> = (0..10).map(|n| format!("/item/{n}")).collect();
+    assert_eq!(
+        paths,
+        expected.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+
+    // Filters and the table for people.
+    assert_eq!(moat_calls(&node, &["--path", "/item/7"]).len(), 1);
+    assert!(moat_calls(&node, &["--path", "/item", "--min-status", "500"]).is_empty());
+    let table = node
+        .command(built_binary("moat"))
+        .args(["--collector", &collector_url, "calls", "--path", "/item/3"])
+        .output()
+        .expect("run moat");
+    let table = String::from_utf8_lossy(&table.stdout);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("TIME") && lines[0].contains("STATUS"),
+        "{table}"
+    );
+    assert!(
+        lines[1].contains("GET /item/3") && lines[1].contains("404"),
+        "{table}"
+    );
+
+    // An unreachable collector is exit code 69, for scripts.
+    let unreachable = node
+        .command(built_binary("moat"))
+        .args(["--collector", "http://127.0.0.1:1", "calls"])
+        .output()
+        .expect("run moat");
+    assert_eq!(unreachable.status.code(), Some(69));
+
+    agent.stop();
+}
