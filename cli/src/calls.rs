@@ -39,22 +39,52 @@ pub struct CallsArgs {
 
 pub enum Failure {
     Unreachable(tonic::transport::Error),
+    Refused(String),
     Other(anyhow::Error),
 }
 
 impl From<tonic::Status> for Failure {
     fn from(status: tonic::Status) -> Self {
-        Self::Other(anyhow::anyhow!(
-            "the collector refused the query: {}",
-            status.message()
-        ))
+        match status.code() {
+            tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => {
+                Self::Refused(status.message().to_owned())
+            }
+            _ => Self::Other(anyhow::anyhow!(
+                "the collector refused the query: {}",
+                status.message()
+            )),
+        }
     }
 }
 
-pub async fn run(collector: &str, output: Output, args: &CallsArgs) -> Result<(), Failure> {
-    let mut client = QueryClient::connect(collector.to_owned())
+pub async fn run(
+    collector: &str,
+    token: Option<&str>,
+    output: Output,
+    args: &CallsArgs,
+) -> Result<(), Failure> {
+    let channel = tonic::transport::Endpoint::from_shared(collector.to_owned())
+        .map_err(|error| Failure::Other(anyhow::anyhow!("--collector {collector:?}: {error}")))?
+        .connect()
         .await
         .map_err(Failure::Unreachable)?;
+    let authorization: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> = token
+        .map(|token| format!("Bearer {token}").parse())
+        .transpose()
+        .map_err(|_| {
+            Failure::Other(anyhow::anyhow!(
+                "--token: only printable ASCII fits in a header"
+            ))
+        })?;
+    let mut client =
+        QueryClient::with_interceptor(channel, move |mut request: tonic::Request<()>| {
+            if let Some(value) = &authorization {
+                request
+                    .metadata_mut()
+                    .insert("authorization", value.clone());
+            }
+            Ok(request)
+        });
     let since = args
         .since
         .and_then(|since| SystemTime::now().checked_sub(since))

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 /// Query a Moat collector (moat-collector) for what its agents saw.
 ///
 /// Exit codes: 0 success (even when nothing matched), 2 wrong flags, 69 the collector could not
-/// be reached, 1 any other error (the collector refused the query, ...).
+/// be reached, 77 the collector refused the token (or wants one), 1 any other error.
 #[derive(Debug, Parser)]
 #[command(name = "moat", version)]
 struct Args {
@@ -22,6 +22,15 @@ struct Args {
         global = true
     )]
     collector: String,
+    /// The query token the collector gave you (its --tokens file), sent as a bearer token.
+    #[arg(
+        long,
+        env = "MOAT_TOKEN",
+        value_name = "TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
+    token: Option<String>,
     /// How to print: `table` for people, `json` (one object per line) for scripts.
     #[arg(long, value_enum, default_value_t = Output::Table, global = true)]
     output: Output,
@@ -43,6 +52,8 @@ enum Command {
 
 /// Exit code for "the collector could not be reached" (EX_UNAVAILABLE).
 const UNAVAILABLE: u8 = 69;
+/// Exit code for "the collector refused the token" (EX_NOPERM).
+const NO_PERMISSION: u8 = 77;
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -58,7 +69,9 @@ fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         match &args.command {
-            Command::Calls(calls) => calls::run(&args.collector, args.output, calls).await,
+            Command::Calls(calls) => {
+                calls::run(&args.collector, args.token.as_deref(), args.output, calls).await
+            }
         }
     });
     match outcome {
@@ -69,6 +82,12 @@ fn main() -> ExitCode {
                 args.collector
             );
             ExitCode::from(UNAVAILABLE)
+        }
+        Err(calls::Failure::Refused(message)) => {
+            eprintln!(
+                "moat: error: the collector refused the token: {message} (give one with --token or $MOAT_TOKEN)"
+            );
+            ExitCode::from(NO_PERMISSION)
         }
         Err(calls::Failure::Other(error)) => {
             eprintln!("moat: error: {error:#}");

@@ -1,6 +1,7 @@
 //! moat-collector: receives the records agents ship (gRPC `moat.v1.Ingest`), stores them, and
 //! answers queries (`moat.v1.Query`), with gRPC health and server reflection.
 
+mod access;
 mod service;
 mod store;
 mod validate;
@@ -27,6 +28,11 @@ struct Args {
     /// Where to store: `sqlite:PATH`, one file created if missing (WAL mode).
     #[arg(long, value_name = "URL", default_value = "sqlite:moat.db")]
     store: String,
+    /// Query tokens (YAML: `tokens: [{name, token, role: reader|admin}]`); every query must
+    /// carry one (`authorization: Bearer <token>`). Without this file queries need none, which
+    /// is only allowed when listening on a loopback address.
+    #[arg(long, value_name = "FILE")]
+    tokens: Option<PathBuf>,
     /// Log filter for standard error, e.g. `debug`.
     #[arg(long, env = "MOAT_LOG", value_name = "FILTER", default_value = "info")]
     log_level: String,
@@ -47,16 +53,38 @@ fn main() -> anyhow::Result<()> {
             args.store
         );
     };
+    let access = match &args.tokens {
+        Some(path) => access::Access::load(path)?,
+        None if args.listen.ip().is_loopback() => access::Access::open(),
+        None => bail!(
+            "--listen {}: queries on a non-loopback address need --tokens FILE (no token, no data)",
+            args.listen
+        ),
+    };
     let store = store::Store::open(&PathBuf::from(path))?;
     let store = Arc::new(Mutex::new(store));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(args.listen, store))
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("--listen {}: cannot listen there", args.listen))?;
+        info!(listen = %args.listen, open_queries = access.is_open(), "collector serving");
+        serve(listener, store, Arc::new(access), async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+    })
 }
 
-async fn serve(listen: SocketAddr, store: service::SharedStore) -> anyhow::Result<()> {
+async fn serve(
+    listener: tokio::net::TcpListener,
+    store: service::SharedStore,
+    access: Arc<access::Access>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<IngestServer<service::IngestService>>()
@@ -68,10 +96,7 @@ async fn serve(listen: SocketAddr, store: service::SharedStore) -> anyhow::Resul
         .register_encoded_file_descriptor_set(moat_api::v1::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("building gRPC reflection")?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("--listen {listen}: cannot listen there"))?;
-    info!(%listen, "collector serving");
+    let check = move |request: tonic::Request<()>| access.role(&request).map(|_| request);
     tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
@@ -82,13 +107,270 @@ async fn serve(listen: SocketAddr, store: service::SharedStore) -> anyhow::Resul
             .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
             .send_compressed(tonic::codec::CompressionEncoding::Gzip),
         )
-        .add_service(QueryServer::new(service::QueryService { store }))
+        .add_service(QueryServer::with_interceptor(
+            service::QueryService { store },
+            check,
+        ))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
-            async {
-                let _ = tokio::signal::ctrl_c().await;
-            },
+            shutdown,
         )
         .await
         .context("serving gRPC")
+}
+
+#[cfg(test)]
+mod tests {
+    //! The collector served on a loopback port, driven by real gRPC clients.
+
+    use moat_api::v1::{
+        ApiCall, ExportRequest, ListCallsRequest, Record, RecordId, ingest_client::IngestClient,
+        query_client::QueryClient, record,
+    };
+    use tokio_stream::StreamExt as _;
+
+    use super::*;
+
+    struct Running {
+        address: SocketAddr,
+        stop: Option<tokio::sync::oneshot::Sender<()>>,
+        _database: PathBuf,
+    }
+
+    impl Drop for Running {
+        fn drop(&mut self) {
+            if let Some(stop) = self.stop.take() {
+                let _ = stop.send(());
+            }
+            let _ = std::fs::remove_file(&self._database);
+        }
+    }
+
+    async fn start(label: &str, access: access::Access) -> Running {
+        let database =
+            std::env::temp_dir().join(format!("moat-collector-{label}-{}.db", std::process::id()));
+        let _ = std::fs::remove_file(&database);
+        let store = Arc::new(Mutex::new(
+            store::Store::open(&database).expect("open store"),
+        ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        tokio::spawn(serve(listener, store, Arc::new(access), async {
+            let _ = stopped.await;
+        }));
+        Running {
+            address,
+            stop: Some(stop),
+            _database: database,
+        }
+    }
+
+    fn call(node: &str, sequence: u64) -> Record {
+        Record {
+            kind: Some(record::Kind::Call(ApiCall {
+                id: Some(RecordId {
+                    node: node.into(),
+                    boot: 1,
+                    sequence,
+                }),
+                time_unix_nanos: sequence as i64,
+                path: format!("/{node}/{sequence}"),
+                ..ApiCall::default()
+            })),
+        }
+    }
+
+    async fn export(
+        address: SocketAddr,
+        batches: Vec<ExportRequest>,
+    ) -> Result<Vec<(u32, u32, u32)>, tonic::Status> {
+        let mut client = IngestClient::connect(format!("http://{address}"))
+            .await
+            .expect("connect");
+        let count = batches.len();
+        let mut acks = client
+            .export(tokio_stream::iter(batches))
+            .await?
+            .into_inner();
+        let mut seen = Vec::new();
+        while seen.len() < count {
+            match acks.next().await {
+                Some(Ok(ack)) => seen.push((ack.accepted, ack.duplicates, ack.rejected)),
+                Some(Err(status)) => return Err(status),
+                None => break,
+            }
+        }
+        Ok(seen)
+    }
+
+    async fn count_calls(address: SocketAddr, token: Option<&str>) -> Result<usize, tonic::Status> {
+        let mut client = QueryClient::connect(format!("http://{address}"))
+            .await
+            .expect("connect");
+        let mut request = tonic::Request::new(ListCallsRequest {
+            page_size: 1000,
+            ..ListCallsRequest::default()
+        });
+        if let Some(token) = token {
+            request.metadata_mut().insert(
+                "authorization",
+                format!("Bearer {token}").parse().expect("header"),
+            );
+        }
+        Ok(client.list_calls(request).await?.into_inner().calls.len())
+    }
+
+    #[tokio::test]
+    async fn several_agents_at_once_are_all_stored_and_resends_counted_once() {
+        let collector = start("agents", access::Access::open()).await;
+        let agents = (0..3).map(|agent| {
+            let address = collector.address;
+            tokio::spawn(async move {
+                let node = format!("node-{agent}");
+                let batches = (0..10)
+                    .map(|batch| ExportRequest {
+                        batch: batch + 1,
+                        records: (1..=20).map(|n| call(&node, batch * 20 + n)).collect(),
+                        dropped_by_agent: 0,
+                    })
+                    .collect();
+                export(address, batches).await.expect("export")
+            })
+        });
+        for agent in agents {
+            let acks = agent.await.expect("agent task");
+            assert_eq!(acks.len(), 10);
+            assert!(acks.iter().all(|ack| *ack == (20, 0, 0)), "{acks:?}");
+        }
+        assert_eq!(
+            count_calls(collector.address, None).await.expect("query"),
+            600
+        );
+        // An agent that lost its connection sends a batch again: nothing new is stored.
+        let again = export(
+            collector.address,
+            vec![ExportRequest {
+                batch: 1,
+                records: (1..=20).map(|n| call("node-0", n)).collect(),
+                dropped_by_agent: 0,
+            }],
+        )
+        .await
+        .expect("resend");
+        assert_eq!(again, vec![(0, 20, 0)]);
+        assert_eq!(
+            count_calls(collector.address, None).await.expect("query"),
+            600
+        );
+    }
+
+    #[tokio::test]
+    async fn malformed_and_oversized_batches_are_refused_and_the_collector_carries_on() {
+        let collector = start("malformed", access::Access::open()).await;
+        let mut leaking = call("node-x", 1);
+        if let Some(record::Kind::Call(call)) = &mut leaking.kind {
+            call.request_headers.push(moat_api::v1::Header {
+                name: "Authorization".into(),
+                value: "Bearer secret".into(),
+            });
+        }
+        let without_id = Record {
+            kind: Some(record::Kind::Call(ApiCall::default())),
+        };
+        let acks = export(
+            collector.address,
+            vec![ExportRequest {
+                batch: 1,
+                records: vec![leaking, without_id, call("node-x", 2)],
+                dropped_by_agent: 0,
+            }],
+        )
+        .await
+        .expect("export");
+        assert_eq!(acks, vec![(1, 0, 2)]);
+
+        let huge = ApiCall {
+            path: "x".repeat(5 << 20),
+            id: Some(RecordId {
+                node: "n".into(),
+                boot: 1,
+                sequence: 9,
+            }),
+            ..ApiCall::default()
+        };
+        let refused = export(
+            collector.address,
+            vec![ExportRequest {
+                batch: 1,
+                records: vec![Record {
+                    kind: Some(record::Kind::Call(huge)),
+                }],
+                dropped_by_agent: 0,
+            }],
+        )
+        .await
+        .expect_err("a 5 MiB message is over the limit");
+        assert_eq!(refused.code(), tonic::Code::OutOfRange, "{refused}");
+
+        let acks = export(
+            collector.address,
+            vec![ExportRequest {
+                batch: 1,
+                records: vec![call("node-x", 3)],
+                dropped_by_agent: 0,
+            }],
+        )
+        .await
+        .expect("the collector still serves");
+        assert_eq!(acks, vec![(1, 0, 0)]);
+        assert_eq!(
+            count_calls(collector.address, None).await.expect("query"),
+            2
+        );
+    }
+
+    #[tokio::test]
+    async fn queries_need_a_known_token_when_tokens_are_configured() {
+        let tokens = std::env::temp_dir().join(format!("moat-tokens-{}.yaml", std::process::id()));
+        std::fs::write(
+            &tokens,
+            "tokens:\n  - { name: ci, token: reader-token-0123456789, role: reader }\n",
+        )
+        .expect("write tokens");
+        let collector = start("tokens", access::Access::load(&tokens).expect("tokens")).await;
+        let _ = std::fs::remove_file(&tokens);
+        export(
+            collector.address,
+            vec![ExportRequest {
+                batch: 1,
+                records: vec![call("n", 1)],
+                dropped_by_agent: 0,
+            }],
+        )
+        .await
+        .expect("ingest is not behind query tokens");
+        assert_eq!(
+            count_calls(collector.address, None)
+                .await
+                .expect_err("no token")
+                .code(),
+            tonic::Code::Unauthenticated
+        );
+        assert_eq!(
+            count_calls(collector.address, Some("wrong-token-0123456789"))
+                .await
+                .expect_err("unknown")
+                .code(),
+            tonic::Code::Unauthenticated
+        );
+        assert_eq!(
+            count_calls(collector.address, Some("reader-token-0123456789"))
+                .await
+                .expect("reader"),
+            1
+        );
+    }
 }

@@ -55,8 +55,11 @@ impl Ingest for IngestService {
                 let batch = match inbound.message().await {
                     Ok(Some(batch)) => batch,
                     Ok(None) => return,
+                    // A malformed or oversized message: the agent learns why, the stream
+                    // ends, and the collector carries on.
                     Err(status) => {
                         debug!(%status, "export stream ended");
+                        let _ = acks.send(Err(status)).await;
                         return;
                     }
                 };
