@@ -64,16 +64,7 @@ impl PolicySource {
 
 impl InventorySource {
     pub fn new(path: &Path) -> Self {
-        FileSource::with_loader(path, |path, read| {
-            let text = read(path).map_err(|error| PolicyError {
-                file: path.to_owned(),
-                line: None,
-                column: None,
-                field: None,
-                message: format!("cannot read the inventory file: {error}"),
-            })?;
-            identity::inventory::parse(&text, path)
-        })
+        FileSource::with_loader(path, identity::inventory::load_with)
     }
 }
 

@@ -138,9 +138,13 @@ enum RuleKind {
     Node,
 }
 
-/// Reads and validates the inventory at `path`.
-pub fn load(path: &Path) -> Result<Inventory, PolicyError> {
-    let text = std::fs::read_to_string(path).map_err(|error| PolicyError {
+/// Reads and validates the inventory at `path`, with `read` supplying the file (so a caller can
+/// watch what was read).
+pub fn load_with(
+    path: &Path,
+    read: &dyn Fn(&Path) -> std::io::Result<String>,
+) -> Result<Inventory, PolicyError> {
+    let text = read(path).map_err(|error| PolicyError {
         file: path.to_owned(),
         line: None,
         column: None,

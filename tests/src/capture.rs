@@ -23,6 +23,26 @@ pub fn capture_agent(node: &Node, state: &StateDir, ports: &[u16], extra: &[&str
     RunningAgent::start(node, state, &[], &args)
 }
 
+/// Python's built-in web server on the pod's IPv4 address, once it listens (it answers 404 to
+/// any path but `/`).
+pub fn start_web_server(pod: &Pod, port: u16) -> (testbed::Background, SocketAddr) {
+    let address = SocketAddr::new(pod.ipv4.into(), port);
+    let process = pod
+        .spawn(
+            "/usr/bin/python3",
+            &[
+                "-m",
+                "http.server",
+                "--bind",
+                &pod.ipv4.to_string(),
+                &port.to_string(),
+            ],
+        )
+        .expect("start a web server in the pod");
+    wait_listening(pod, address);
+    (process, address)
+}
+
 /// Waits until a TCP port accepts connections inside a pod.
 pub fn wait_listening(pod: &Pod, address: SocketAddr) {
     let deadline = Instant::now() + Duration::from_secs(15);

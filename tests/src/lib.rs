@@ -67,6 +67,29 @@ pub fn built_binary(name: &str) -> PathBuf {
     binary
 }
 
+/// A scratch directory for one test's files, removed when dropped.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(label: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("moat-{label}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path)
+            .unwrap_or_else(|error| panic!("create {}: {error}", path.display()));
+        Self(path)
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Fails the test (never skips it) when it cannot run for lack of privileges.
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.

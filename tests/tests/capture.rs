@@ -10,13 +10,13 @@ use std::{
     collections::BTreeMap,
     io::{Read as _, Write as _},
     net::{SocketAddr, TcpStream},
-    path::{Path, PathBuf},
+    path::Path,
     process::Command,
     time::Duration,
 };
 
 use moat_e2e::{
-    RunningAgent, StateDir,
+    RunningAgent, Scratch, StateDir,
     capture::{
         calls_since, capture_agent, flags_of_a_clean_call, grpc_summary, summary, wait_listening,
     },
@@ -38,29 +38,6 @@ fn peer_script(name: &str) -> String {
 
 /// Debian's python, which has grpcio; a python earlier on PATH (pyenv) may not.
 const PYTHON: &str = "/usr/bin/python3";
-
-/// A scratch directory removed at the end of the test.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(label: &str) -> Self {
-        let path =
-            std::env::temp_dir().join(format!("moat-capture-{label}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        Self(path)
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn header<'a>(message: &'a Value, name: &str) -> Option<&'a str> {
     message["headers"].as_array()?.iter().find_map(|header| {

@@ -4,27 +4,18 @@
 
 use std::{
     net::SocketAddr,
-    path::PathBuf,
     process::Stdio,
     time::{Duration, Instant},
 };
 
 use moat_e2e::{
-    RunningAgent, StateDir, built_binary, capture::wait_listening, require_root, two_pods,
+    RunningAgent, Scratch, StateDir, built_binary, capture::start_web_server, require_root,
+    two_pods,
 };
 use serde_json::Value;
 use testbed::{Background, Node};
 
-const PYTHON: &str = "/usr/bin/python3";
 const COLLECTOR_PORT: u16 = 17070;
-
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The collector, in the node's network namespace where the agent and the CLI reach it.
 fn start_collector(node: &Node, database: &std::path::Path) -> Background {
@@ -102,28 +93,12 @@ fn wait_for_calls(node: &Node, count: usize) -> Vec<Value> {
 fn every_call_reaches_the_collector_once_across_a_collector_crash() {
     require_root();
     let (node, client, server) = two_pods("collect");
-    let scratch =
-        Scratch(std::env::temp_dir().join(format!("moat-collector-{}", std::process::id())));
-    let _ = std::fs::remove_dir_all(&scratch.0);
-    std::fs::create_dir_all(&scratch.0).expect("scratch directory");
-    let database = scratch.0.join("moat.db");
+    let scratch = Scratch::new("collector");
+    let database = scratch.file("moat.db");
     let mut collector = start_collector(&node, &database);
 
     const PORT: u16 = 18640;
-    let address = SocketAddr::new(server.ipv4.into(), PORT);
-    let _server = server
-        .spawn(
-            PYTHON,
-            &[
-                "-m",
-                "http.server",
-                "--bind",
-                &server.ipv4.to_string(),
-                &PORT.to_string(),
-            ],
-        )
-        .expect("start a web server");
-    wait_listening(&server, address);
+    let (_server, address) = start_web_server(&server, PORT);
     let state = StateDir::new();
     let collector_url = format!("http://127.0.0.1:{COLLECTOR_PORT}");
     let agent = RunningAgent::start(

@@ -1,37 +1,13 @@
 //! Identity end to end without Kubernetes: an inventory file names both ends of every captured
 //! call and every drop, and a process in a kubelet-shaped cgroup is named by its pod.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::time::Duration;
 
 use moat_e2e::{
-    RunningAgent, StateDir,
-    capture::{calls_since, wait_listening},
+    RunningAgent, Scratch, StateDir,
+    capture::{calls_since, start_web_server},
     require_root, two_pods, write_atomically,
 };
-
-const PYTHON: &str = "/usr/bin/python3";
-
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(label: &str) -> Self {
-        let path =
-            std::env::temp_dir().join(format!("moat-identity-{label}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("scratch directory");
-        Self(path)
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 const INVENTORY: &str = "\
 cluster: testbed
@@ -63,20 +39,7 @@ fn the_inventory_names_both_ends_of_calls_and_drops() {
         "identities:\n  partners: { cidrs: [198.18.1.0/24] }\n  servers: { cidrs: [198.18.2.0/24] }\nrules:\n  - { name: no-18621, action: deny, from: partners, to: servers, ports: [18621], protocol: tcp }\n",
     );
     const PORT: u16 = 18620;
-    let address = SocketAddr::new(server.ipv4.into(), PORT);
-    let _http = server
-        .spawn(
-            PYTHON,
-            &[
-                "-m",
-                "http.server",
-                "--bind",
-                &server.ipv4.to_string(),
-                &PORT.to_string(),
-            ],
-        )
-        .expect("start a web server");
-    wait_listening(&server, address);
+    let (_http, address) = start_web_server(&server, PORT);
 
     let state = StateDir::new();
     let inventory_arg = inventory.display().to_string();

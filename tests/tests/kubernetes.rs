@@ -5,43 +5,20 @@
 
 use std::{
     net::{IpAddr, SocketAddr, TcpStream},
-    path::PathBuf,
     time::{Duration, Instant},
 };
 
 use moat_e2e::{
-    RunningAgent, StateDir,
+    RunningAgent, Scratch, StateDir,
     apiserver::FakeApiServer,
-    capture::{calls_since, wait_listening},
+    capture::{calls_since, start_web_server},
     cgroup::TestCgroup,
     require_root, two_pods, write_atomically,
 };
 use serde_json::{Value, json};
 use testbed::{Background, Node, Pod};
 
-const PYTHON: &str = "/usr/bin/python3";
 const NODE_NAME: &str = "node-a";
-
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(label: &str) -> Self {
-        let path = std::env::temp_dir().join(format!("moat-k8s-{label}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("scratch directory");
-        Self(path)
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 // ---- Kubernetes objects, shaped as the API server returns them ----
 
@@ -186,22 +163,7 @@ impl Cluster {
     }
 
     fn web_server(&self, port: u16) -> (Background, SocketAddr) {
-        let address = SocketAddr::new(self.server.ipv4.into(), port);
-        let process = self
-            .server
-            .spawn(
-                PYTHON,
-                &[
-                    "-m",
-                    "http.server",
-                    "--bind",
-                    &self.server.ipv4.to_string(),
-                    &port.to_string(),
-                ],
-            )
-            .expect("start a web server in the server pod");
-        wait_listening(&self.server, address);
-        (process, address)
+        start_web_server(&self.server, port)
     }
 
     fn curl(&self, address: SocketAddr) {
