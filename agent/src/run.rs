@@ -887,6 +887,9 @@ impl Agent {
                 rejected: health.rejected,
             })
             .collect();
+        if let (Some(exporter), Some(Ok(capture))) = (&self.exporter, &capture) {
+            exporter.set_events_lost(capture.events_lost_per_cpu.iter().sum());
+        }
         let export = self.exporter.as_ref().map(Exporter::stats);
         self.metrics.update(|snapshot| {
             snapshot.export = export;

@@ -5,9 +5,9 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use moat_api::v1::{ApiCall, CallFilter, ListCallsRequest, Peer, query_client::QueryClient};
+use moat_api::v1::{ApiCall, CallFilter, ListCallsRequest, Peer};
 
-use crate::Output;
+use crate::{Failure, Output, connect};
 
 #[derive(Debug, clap::Args)]
 pub struct CallsArgs {
@@ -37,54 +37,13 @@ pub struct CallsArgs {
     limit: u32,
 }
 
-pub enum Failure {
-    Unreachable(tonic::transport::Error),
-    Refused(String),
-    Other(anyhow::Error),
-}
-
-impl From<tonic::Status> for Failure {
-    fn from(status: tonic::Status) -> Self {
-        match status.code() {
-            tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => {
-                Self::Refused(status.message().to_owned())
-            }
-            _ => Self::Other(anyhow::anyhow!(
-                "the collector refused the query: {}",
-                status.message()
-            )),
-        }
-    }
-}
-
 pub async fn run(
     collector: &str,
     token: Option<&str>,
     output: Output,
     args: &CallsArgs,
 ) -> Result<(), Failure> {
-    let channel = tonic::transport::Endpoint::from_shared(collector.to_owned())
-        .map_err(|error| Failure::Other(anyhow::anyhow!("--collector {collector:?}: {error}")))?
-        .connect()
-        .await
-        .map_err(Failure::Unreachable)?;
-    let authorization: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> = token
-        .map(|token| format!("Bearer {token}").parse())
-        .transpose()
-        .map_err(|_| {
-            Failure::Other(anyhow::anyhow!(
-                "--token: only printable ASCII fits in a header"
-            ))
-        })?;
-    let mut client =
-        QueryClient::with_interceptor(channel, move |mut request: tonic::Request<()>| {
-            if let Some(value) = &authorization {
-                request
-                    .metadata_mut()
-                    .insert("authorization", value.clone());
-            }
-            Ok(request)
-        });
+    let mut client = connect(collector, token).await?;
     let since = args
         .since
         .and_then(|since| SystemTime::now().checked_sub(since))
@@ -144,7 +103,7 @@ fn who(peer: &Option<Peer>) -> String {
     }
 }
 
-fn time(nanos: i64) -> String {
+pub fn time(nanos: i64) -> String {
     let time = SystemTime::UNIX_EPOCH + Duration::from_nanos(nanos.max(0) as u64);
     humantime::format_rfc3339_seconds(time).to_string()
 }

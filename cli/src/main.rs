@@ -1,5 +1,6 @@
 //! moat: ask a Moat collector what its agents saw.
 
+mod agents;
 mod calls;
 
 use std::process::ExitCode;
@@ -48,6 +49,71 @@ pub enum Output {
 enum Command {
     /// API calls, newest first.
     Calls(calls::CallsArgs),
+    /// The agents that shipped to the collector since it started: version, uptime, whether
+    /// connected, last seen, queue, and what they lost.
+    Agents,
+}
+
+pub enum Failure {
+    Unreachable(tonic::transport::Error),
+    Refused(String),
+    Other(anyhow::Error),
+}
+
+impl From<tonic::Status> for Failure {
+    fn from(status: tonic::Status) -> Self {
+        match status.code() {
+            tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => {
+                Self::Refused(status.message().to_owned())
+            }
+            _ => Self::Other(anyhow::anyhow!(
+                "the collector refused the query: {}",
+                status.message()
+            )),
+        }
+    }
+}
+
+/// Sends the query token, when there is one, with every request.
+#[derive(Clone)]
+pub struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+pub type Client = moat_api::v1::query_client::QueryClient<
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Bearer>,
+>;
+
+pub async fn connect(collector: &str, token: Option<&str>) -> Result<Client, Failure> {
+    let channel = tonic::transport::Endpoint::from_shared(collector.to_owned())
+        .map_err(|error| Failure::Other(anyhow::anyhow!("--collector {collector:?}: {error}")))?
+        .connect()
+        .await
+        .map_err(Failure::Unreachable)?;
+    let bearer = token
+        .map(|token| format!("Bearer {token}").parse())
+        .transpose()
+        .map_err(|_| {
+            Failure::Other(anyhow::anyhow!(
+                "--token: only printable ASCII fits in a header"
+            ))
+        })?;
+    Ok(moat_api::v1::query_client::QueryClient::with_interceptor(
+        channel,
+        Bearer(bearer),
+    ))
 }
 
 /// Exit code for "the collector could not be reached" (EX_UNAVAILABLE).
@@ -72,24 +138,27 @@ fn main() -> ExitCode {
             Command::Calls(calls) => {
                 calls::run(&args.collector, args.token.as_deref(), args.output, calls).await
             }
+            Command::Agents => {
+                agents::run(&args.collector, args.token.as_deref(), args.output).await
+            }
         }
     });
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
-        Err(calls::Failure::Unreachable(error)) => {
+        Err(Failure::Unreachable(error)) => {
             eprintln!(
                 "moat: error: cannot reach the collector at {}: {error}",
                 args.collector
             );
             ExitCode::from(UNAVAILABLE)
         }
-        Err(calls::Failure::Refused(message)) => {
+        Err(Failure::Refused(message)) => {
             eprintln!(
                 "moat: error: the collector refused the token: {message} (give one with --token or $MOAT_TOKEN)"
             );
             ExitCode::from(NO_PERMISSION)
         }
-        Err(calls::Failure::Other(error)) => {
+        Err(Failure::Other(error)) => {
             eprintln!("moat: error: {error:#}");
             ExitCode::FAILURE
         }

@@ -97,18 +97,20 @@ async fn serve(
         .build_v1()
         .context("building gRPC reflection")?;
     let check = move |request: tonic::Request<()>| access.role(&request).map(|_| request);
+    let agents = service::Agents::default();
     tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
         .add_service(
             IngestServer::new(service::IngestService {
                 store: store.clone(),
+                agents: agents.clone(),
             })
             .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
             .send_compressed(tonic::codec::CompressionEncoding::Gzip),
         )
         .add_service(QueryServer::with_interceptor(
-            service::QueryService { store },
+            service::QueryService { store, agents },
             check,
         ))
         .serve_with_incoming_shutdown(
@@ -234,7 +236,7 @@ mod tests {
                     .map(|batch| ExportRequest {
                         batch: batch + 1,
                         records: (1..=20).map(|n| call(&node, batch * 20 + n)).collect(),
-                        dropped_by_agent: 0,
+                        ..ExportRequest::default()
                     })
                     .collect();
                 export(address, batches).await.expect("export")
@@ -255,7 +257,7 @@ mod tests {
             vec![ExportRequest {
                 batch: 1,
                 records: (1..=20).map(|n| call("node-0", n)).collect(),
-                dropped_by_agent: 0,
+                ..ExportRequest::default()
             }],
         )
         .await
@@ -285,7 +287,7 @@ mod tests {
             vec![ExportRequest {
                 batch: 1,
                 records: vec![leaking, without_id, call("node-x", 2)],
-                dropped_by_agent: 0,
+                ..ExportRequest::default()
             }],
         )
         .await
@@ -308,7 +310,7 @@ mod tests {
                 records: vec![Record {
                     kind: Some(record::Kind::Call(huge)),
                 }],
-                dropped_by_agent: 0,
+                ..ExportRequest::default()
             }],
         )
         .await
@@ -320,7 +322,7 @@ mod tests {
             vec![ExportRequest {
                 batch: 1,
                 records: vec![call("node-x", 3)],
-                dropped_by_agent: 0,
+                ..ExportRequest::default()
             }],
         )
         .await
@@ -347,7 +349,7 @@ mod tests {
             vec![ExportRequest {
                 batch: 1,
                 records: vec![call("n", 1)],
-                dropped_by_agent: 0,
+                ..ExportRequest::default()
             }],
         )
         .await

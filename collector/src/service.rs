@@ -1,13 +1,15 @@
 //! The gRPC services: Ingest (agents stream batches in, each acknowledged once stored) and Query.
 
 use std::{
+    collections::BTreeMap,
     pin::Pin,
     sync::{Arc, Mutex},
+    time::SystemTime,
 };
 
 use moat_api::v1::{
-    ExportRequest, ExportResponse, ListCallsRequest, ListCallsResponse, ingest_server::Ingest,
-    query_server::Query,
+    AgentState, ExportRequest, ExportResponse, GetAgentStatusRequest, GetAgentStatusResponse,
+    ListCallsRequest, ListCallsResponse, ingest_server::Ingest, query_server::Query,
 };
 use tokio::sync::mpsc;
 use tokio_stream::{Stream, wrappers::ReceiverStream};
@@ -21,6 +23,16 @@ use crate::{
 
 pub type SharedStore = Arc<Mutex<Store>>;
 
+/// What the collector knows of each agent (node, boot) since it started. One entry per agent
+/// boot: a node's restarts are few, and a restarted agent is worth seeing next to its old self.
+pub type Agents = Arc<Mutex<BTreeMap<(String, u64), AgentState>>>;
+
+fn now_nanos() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos() as i64)
+}
+
 fn locked(store: &SharedStore) -> std::sync::MutexGuard<'_, Store> {
     store
         .lock()
@@ -33,6 +45,7 @@ fn internal(error: StoreError) -> Status {
 
 pub struct IngestService {
     pub store: SharedStore,
+    pub agents: Agents,
 }
 
 /// Acknowledgements waiting to be sent back on one stream; the agent sends a few batches ahead
@@ -49,20 +62,37 @@ impl Ingest for IngestService {
     ) -> Result<Response<Self::ExportStream>, Status> {
         let mut inbound = request.into_inner();
         let store = self.store.clone();
+        let agents = self.agents.clone();
         let (acks, outbound) = mpsc::channel(ACK_QUEUE);
         tokio::spawn(async move {
+            let mut agent: Option<(String, u64)> = None;
+            let disconnect = |agent: &Option<(String, u64)>| {
+                if let Some(key) = agent
+                    && let Some(state) = agents
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .get_mut(key)
+                {
+                    state.connected = false;
+                }
+            };
             loop {
                 let batch = match inbound.message().await {
                     Ok(Some(batch)) => batch,
-                    Ok(None) => return,
+                    Ok(None) => {
+                        disconnect(&agent);
+                        return;
+                    }
                     // A malformed or oversized message: the agent learns why, the stream
                     // ends, and the collector carries on.
                     Err(status) => {
                         debug!(%status, "export stream ended");
+                        disconnect(&agent);
                         let _ = acks.send(Err(status)).await;
                         return;
                     }
                 };
+                let status = batch.status.clone();
                 let store = store.clone();
                 let outcome = tokio::task::spawn_blocking(move || store_batch(&store, batch)).await;
                 let reply = match outcome {
@@ -70,8 +100,21 @@ impl Ingest for IngestService {
                     Ok(Err(error)) => Err(internal(error)),
                     Err(error) => Err(Status::internal(format!("storing the batch: {error}"))),
                 };
+                if let (Some(status), Ok(ack)) = (status, &reply) {
+                    let key = (status.node.clone(), status.boot);
+                    let mut known = agents
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner());
+                    let state = known.entry(key.clone()).or_default();
+                    state.records_stored += u64::from(ack.accepted);
+                    state.last_seen_unix_nanos = now_nanos();
+                    state.connected = true;
+                    state.status = Some(status);
+                    agent = Some(key);
+                }
                 let failed = reply.is_err();
                 if acks.send(reply).await.is_err() || failed {
+                    disconnect(&agent);
                     return;
                 }
             }
@@ -106,6 +149,7 @@ fn store_batch(store: &SharedStore, batch: ExportRequest) -> Result<ExportRespon
 
 pub struct QueryService {
     pub store: SharedStore,
+    pub agents: Agents,
 }
 
 #[tonic::async_trait]
@@ -137,5 +181,19 @@ impl Query for QueryService {
             ))),
             Err(error) => Err(internal(error)),
         }
+    }
+
+    async fn get_agent_status(
+        &self,
+        _request: Request<GetAgentStatusRequest>,
+    ) -> Result<Response<GetAgentStatusResponse>, Status> {
+        let agents = self
+            .agents
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        Ok(Response::new(GetAgentStatusResponse { agents }))
     }
 }

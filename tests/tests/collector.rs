@@ -183,6 +183,25 @@ fn every_call_reaches_the_collector_once_across_a_collector_crash() {
         "{table}"
     );
 
+    // The collector knows the agent: it is connected, and its records are all stored (the
+    // restarted collector counts only what it stored itself).
+    let agents = node
+        .command(built_binary("moat"))
+        .args(["--collector", &collector_url, "agents", "--output", "json"])
+        .output()
+        .expect("run moat");
+    let agents: Vec<Value> = String::from_utf8_lossy(&agents.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("JSON lines"))
+        .collect();
+    assert_eq!(agents.len(), 1, "{agents:?}");
+    assert_eq!(agents[0]["connected"], true, "{agents:?}");
+    assert_eq!(agents[0]["records_dropped"], 0, "{agents:?}");
+    assert!(
+        agents[0]["records_stored"].as_u64().unwrap_or(0) >= 5,
+        "{agents:?}"
+    );
+
     // An unreachable collector is exit code 69, for scripts.
     let unreachable = node
         .command(built_binary("moat"))

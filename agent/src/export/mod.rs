@@ -12,7 +12,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use moat_api::v1::{ExportRequest, Record, RecordId, ingest_client::IngestClient};
+use moat_api::v1::{AgentStatus, ExportRequest, Record, RecordId, ingest_client::IngestClient};
 use tokio::sync::{Notify, mpsc};
 use tonic::codec::CompressionEncoding;
 use tracing::{debug, info, warn};
@@ -50,6 +50,8 @@ struct Queue {
     records: VecDeque<Record>,
     next_sequence: u64,
     stats: ExportStats,
+    /// Capture events lost, as the agent last reported them, for the collector's agent status.
+    events_lost: u64,
 }
 
 pub struct Exporter {
@@ -81,6 +83,7 @@ impl Exporter {
             records: VecDeque::new(),
             next_sequence: 1,
             stats: ExportStats::default(),
+            events_lost: 0,
         }));
         let wake = Arc::new(Notify::new());
         let exporter = Self {
@@ -90,8 +93,13 @@ impl Exporter {
             boot,
             capacity: config.queue_records,
         };
-        tokio::spawn(run(config, queue, wake));
+        tokio::spawn(run(config, boot, queue, wake));
         exporter
+    }
+
+    /// Capture events lost so far, to report with the next batch.
+    pub fn set_events_lost(&self, lost: u64) {
+        lock(&self.queue).events_lost = lost;
     }
 
     /// The id the next record gets.
@@ -134,10 +142,10 @@ fn jittered(delay: Duration) -> Duration {
     delay.mul_f64(0.75 + f64::from(nanos % 1000) / 2000.0)
 }
 
-async fn run(config: ExportConfig, queue: Arc<Mutex<Queue>>, wake: Arc<Notify>) {
+async fn run(config: ExportConfig, boot: u64, queue: Arc<Mutex<Queue>>, wake: Arc<Notify>) {
     let mut delay = MIN_RETRY;
     loop {
-        match session(&config, &queue, &wake).await {
+        match session(&config, boot, &queue, &wake).await {
             Ok(()) => delay = MIN_RETRY,
             Err(error) => {
                 warn!(collector = config.url, %error, "export to the collector interrupted; retrying");
@@ -157,6 +165,7 @@ async fn run(config: ExportConfig, queue: Arc<Mutex<Queue>>, wake: Arc<Notify>) 
 /// acknowledged. Returns when the connection fails.
 async fn session(
     config: &ExportConfig,
+    boot: u64,
     queue: &Mutex<Queue>,
     wake: &Notify,
 ) -> Result<(), tonic::Status> {
@@ -185,7 +194,7 @@ async fn session(
         let unsent = lock(queue).records.len().saturating_sub(sent);
         let can_send = in_flight.len() < IN_FLIGHT_BATCHES;
         if can_send && unsent > 0 {
-            let (records, dropped) = {
+            let (records, status) = {
                 let queue = lock(queue);
                 let records: Vec<Record> = queue
                     .records
@@ -194,7 +203,15 @@ async fn session(
                     .take(config.batch_records)
                     .cloned()
                     .collect();
-                (records, queue.stats.dropped)
+                let status = AgentStatus {
+                    node: config.node.clone(),
+                    boot,
+                    version: env!("CARGO_PKG_VERSION").to_owned(),
+                    queue_depth: queue.records.len() as u64,
+                    records_dropped: queue.stats.dropped,
+                    events_lost: queue.events_lost,
+                };
+                (records, status)
             };
             let full = records.len() >= config.batch_records;
             let due = last_batch.elapsed() >= config.flush_interval;
@@ -203,7 +220,8 @@ async fn session(
                 let request = ExportRequest {
                     batch: next_batch,
                     records,
-                    dropped_by_agent: dropped,
+                    dropped_by_agent: status.records_dropped,
+                    status: Some(status),
                 };
                 if batches.send(request).await.is_err() {
                     return Err(tonic::Status::unavailable("the export stream closed"));

@@ -1,0 +1,66 @@
+//! `moat agents`: what each agent last told the collector.
+
+use std::{io::Write as _, time::Duration};
+
+use moat_api::v1::{AgentState, GetAgentStatusRequest};
+
+use crate::{Failure, Output, calls::time, connect};
+
+pub async fn run(collector: &str, token: Option<&str>, output: Output) -> Result<(), Failure> {
+    let mut client = connect(collector, token).await?;
+    let mut agents = client
+        .get_agent_status(GetAgentStatusRequest {})
+        .await?
+        .into_inner()
+        .agents;
+    agents.sort_by(|a, b| b.last_seen_unix_nanos.cmp(&a.last_seen_unix_nanos));
+    let mut out = std::io::stdout().lock();
+    let written = match output {
+        Output::Json => agents
+            .iter()
+            .try_for_each(|agent| writeln!(out, "{}", json(agent))),
+        Output::Table => table(&mut out, &agents),
+    };
+    written.map_err(|error| Failure::Other(error.into()))
+}
+
+fn uptime(agent: &AgentState) -> String {
+    let boot = agent.status.as_ref().map_or(0, |status| status.boot as i64);
+    let seconds = (agent.last_seen_unix_nanos - boot).max(0) as u64 / 1_000_000_000;
+    humantime::format_duration(Duration::from_secs(seconds)).to_string()
+}
+
+fn json(agent: &AgentState) -> serde_json::Value {
+    let status = agent.status.clone().unwrap_or_default();
+    serde_json::json!({
+        "node": status.node, "version": status.version, "boot": status.boot,
+        "connected": agent.connected, "last_seen": time(agent.last_seen_unix_nanos),
+        "records_stored": agent.records_stored, "queue_depth": status.queue_depth,
+        "records_dropped": status.records_dropped, "events_lost": status.events_lost,
+    })
+}
+
+fn table(out: &mut impl std::io::Write, agents: &[AgentState]) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{:<24} {:<8} {:<12} {:<9} {:<20} {:>9} {:>7} {:>8} {:>6}",
+        "NODE", "VERSION", "UP", "CONNECTED", "LAST SEEN", "STORED", "QUEUE", "DROPPED", "LOST"
+    )?;
+    for agent in agents {
+        let status = agent.status.clone().unwrap_or_default();
+        writeln!(
+            out,
+            "{:<24} {:<8} {:<12} {:<9} {:<20} {:>9} {:>7} {:>8} {:>6}",
+            status.node,
+            status.version,
+            uptime(agent),
+            if agent.connected { "yes" } else { "no" },
+            time(agent.last_seen_unix_nanos),
+            agent.records_stored,
+            status.queue_depth,
+            status.records_dropped,
+            status.events_lost
+        )?;
+    }
+    Ok(())
+}
