@@ -13,7 +13,7 @@ pub async fn run(collector: &str, token: Option<&str>, output: Output) -> Result
         .await?
         .into_inner()
         .agents;
-    agents.sort_by(|a, b| b.last_seen_unix_nanos.cmp(&a.last_seen_unix_nanos));
+    agents.sort_by_key(|agent| std::cmp::Reverse(agent.last_seen_unix_nanos));
     let mut out = std::io::stdout().lock();
     let written = match output {
         Output::Json => agents
