@@ -5,7 +5,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use moat_api::v1::{ApiCall, CallFilter, ListCallsRequest, Peer};
+use moat_api::v1::{ApiCall, CallFilter, ListCallsRequest, Peer, WatchCallsRequest};
 
 use crate::{Failure, Output, connect};
 
@@ -35,6 +35,10 @@ pub struct CallsArgs {
     /// At most this many calls.
     #[arg(long, default_value_t = 50)]
     limit: u32,
+    /// Print the latest calls oldest first, then keep printing new ones as the collector stores
+    /// them, until interrupted.
+    #[arg(long, short = 'f')]
+    follow: bool,
 }
 
 pub async fn run(
@@ -76,14 +80,74 @@ pub async fn run(
         }
         cursor = page.next_cursor;
     }
-    let mut out = std::io::stdout().lock();
-    let written = match output {
-        Output::Json => calls
-            .iter()
-            .try_for_each(|call| writeln!(out, "{}", json(call))),
-        Output::Table => table(&mut out, &calls),
+    if !args.follow {
+        let mut out = std::io::stdout().lock();
+        let written = match output {
+            Output::Json => calls
+                .iter()
+                .try_for_each(|call| writeln!(out, "{}", json(call))),
+            Output::Table => table(&mut out, &calls),
+        };
+        return written.map_err(|error| Failure::Other(error.into()));
+    }
+    // Follow: a stream has no end to size columns by, so they are fixed.
+    let print = |call: &ApiCall| -> std::io::Result<()> {
+        let mut out = std::io::stdout().lock();
+        match output {
+            Output::Json => writeln!(out, "{}", json(call)),
+            Output::Table => writeln!(out, "{}", fixed_line(&cells(call))),
+        }?;
+        out.flush()
     };
-    written.map_err(|error| Failure::Other(error.into()))
+    let io = |error: std::io::Error| Failure::Other(error.into());
+    if output == Output::Table {
+        println!("{}", fixed_line(&HEADERS.map(str::to_owned)));
+    }
+    let mut updates = client
+        .watch_calls(WatchCallsRequest {
+            filter: Some(filter),
+        })
+        .await?
+        .into_inner();
+    for call in calls.iter().rev() {
+        print(call).map_err(io)?;
+    }
+    while let Some(call) = updates.message().await? {
+        print(&call).map_err(io)?;
+    }
+    Ok(())
+}
+
+const HEADERS: [&str; 6] = ["TIME", "CALL", "STATUS", "LATENCY", "CLIENT", "SERVER"];
+const FOLLOW_WIDTHS: [usize; 6] = [20, 40, 6, 9, 32, 32];
+
+fn fixed_line(cells: &[String; 6]) -> String {
+    cells
+        .iter()
+        .zip(FOLLOW_WIDTHS)
+        .map(|(cell, width)| {
+            let cell: String = cell.chars().take(width).collect();
+            format!("{cell:<width$}")
+        })
+        .collect::<Vec<_>>()
+        .join("  ")
+        .trim_end()
+        .to_owned()
+}
+
+fn cells(call: &ApiCall) -> [String; 6] {
+    [
+        time(call.time_unix_nanos),
+        format!("{} {}", call.method, call.path),
+        if call.status == 0 {
+            "-".to_owned()
+        } else {
+            call.status.to_string()
+        },
+        format!("{:.1}ms", call.latency_us as f64 / 1000.0),
+        who(&call.client),
+        who(&call.server),
+    ]
 }
 
 fn who(peer: &Option<Peer>) -> String {
@@ -109,24 +173,8 @@ pub fn time(nanos: i64) -> String {
 }
 
 fn table(out: &mut impl std::io::Write, calls: &[ApiCall]) -> std::io::Result<()> {
-    let rows: Vec<[String; 6]> = calls
-        .iter()
-        .map(|call| {
-            [
-                time(call.time_unix_nanos),
-                format!("{} {}", call.method, call.path),
-                if call.status == 0 {
-                    "-".to_owned()
-                } else {
-                    call.status.to_string()
-                },
-                format!("{:.1}ms", call.latency_us as f64 / 1000.0),
-                who(&call.client),
-                who(&call.server),
-            ]
-        })
-        .collect();
-    let headers = ["TIME", "CALL", "STATUS", "LATENCY", "CLIENT", "SERVER"];
+    let rows: Vec<[String; 6]> = calls.iter().map(cells).collect();
+    let headers = HEADERS;
     let mut widths: Vec<usize> = headers.iter().map(|header| header.len()).collect();
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {

@@ -335,6 +335,65 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_follower_gets_the_matching_calls_stored_after_it_asked() {
+        let collector = start("follow", access::Access::open()).await;
+        export(
+            collector.address,
+            vec![ExportRequest {
+                batch: 1,
+                records: vec![call("old", 1)],
+                ..ExportRequest::default()
+            }],
+        )
+        .await
+        .expect("export");
+        let mut client = QueryClient::connect(format!("http://{}", collector.address))
+            .await
+            .expect("connect");
+        let filter = moat_api::v1::CallFilter {
+            path_prefix: "/wanted".into(),
+            ..Default::default()
+        };
+        let mut follow = client
+            .watch_calls(moat_api::v1::WatchCallsRequest {
+                filter: Some(filter),
+            })
+            .await
+            .expect("watch")
+            .into_inner();
+        let records = (1..=3)
+            .map(|sequence| {
+                let node = if sequence == 2 { "other" } else { "wanted" };
+                call(node, sequence)
+            })
+            .collect();
+        export(
+            collector.address,
+            vec![ExportRequest {
+                batch: 1,
+                records,
+                ..ExportRequest::default()
+            }],
+        )
+        .await
+        .expect("export");
+        let mut paths = Vec::new();
+        while paths.len() < 2 {
+            let call = tokio::time::timeout(std::time::Duration::from_secs(5), follow.message())
+                .await
+                .expect("a call within 5 s")
+                .expect("stream")
+                .expect("a call");
+            paths.push(call.path);
+        }
+        assert_eq!(
+            paths,
+            vec!["/wanted/1", "/wanted/3"],
+            "only new calls, only matching, oldest first"
+        );
+    }
+
+    #[tokio::test]
     async fn queries_need_a_known_token_when_tokens_are_configured() {
         let tokens = std::env::temp_dir().join(format!("moat-tokens-{}.yaml", std::process::id()));
         std::fs::write(

@@ -8,8 +8,9 @@ use std::{
 };
 
 use moat_api::v1::{
-    AgentState, ExportRequest, ExportResponse, GetAgentStatusRequest, GetAgentStatusResponse,
-    ListCallsRequest, ListCallsResponse, ingest_server::Ingest, query_server::Query,
+    AgentState, ApiCall, ExportRequest, ExportResponse, GetAgentStatusRequest,
+    GetAgentStatusResponse, ListCallsRequest, ListCallsResponse, WatchCallsRequest,
+    ingest_server::Ingest, query_server::Query,
 };
 use tokio::sync::mpsc;
 use tokio_stream::{Stream, wrappers::ReceiverStream};
@@ -152,8 +153,64 @@ pub struct QueryService {
     pub agents: Agents,
 }
 
+/// How often a follower looks for new calls: what follow mode adds to a call's delay, at most.
+const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+/// Calls sent to one follower ahead of what it has read; a slow reader is waited for.
+const FOLLOW_QUEUE: usize = 256;
+
 #[tonic::async_trait]
 impl Query for QueryService {
+    type WatchCallsStream = Pin<Box<dyn Stream<Item = Result<ApiCall, Status>> + Send>>;
+
+    async fn watch_calls(
+        &self,
+        request: Request<WatchCallsRequest>,
+    ) -> Result<Response<Self::WatchCallsStream>, Status> {
+        let filter = request.into_inner().filter.unwrap_or_default();
+        let store = self.store.clone();
+        let start = {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || locked(&store).last_row())
+                .await
+                .map_err(|error| Status::internal(error.to_string()))?
+                .map_err(internal)?
+        };
+        let (calls, outbound) = mpsc::channel(FOLLOW_QUEUE);
+        tokio::spawn(async move {
+            let mut after = start;
+            // Until the follower goes away.
+            while !calls.is_closed() {
+                let (store, filter) = (store.clone(), filter.clone());
+                let found = tokio::task::spawn_blocking(move || {
+                    locked(&store).calls_after(&filter, after, FOLLOW_QUEUE as u32)
+                })
+                .await;
+                let found = match found {
+                    Ok(Ok(found)) => found,
+                    Ok(Err(error)) => {
+                        let _ = calls.send(Err(internal(error))).await;
+                        return;
+                    }
+                    Err(error) => {
+                        let _ = calls.send(Err(Status::internal(error.to_string()))).await;
+                        return;
+                    }
+                };
+                let full = found.len() == FOLLOW_QUEUE;
+                for (row, call) in found {
+                    after = row;
+                    if calls.send(Ok(call)).await.is_err() {
+                        return;
+                    }
+                }
+                if !full {
+                    tokio::time::sleep(FOLLOW_POLL).await;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(outbound))))
+    }
+
     async fn list_calls(
         &self,
         request: Request<ListCallsRequest>,

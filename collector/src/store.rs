@@ -171,10 +171,61 @@ impl Store {
                 .ok_or_else(|| StoreError::BadCursor(cursor.to_owned()))?;
             (time, row)
         };
+        let limit = page_size.clamp(1, 1000);
+        let rows = self.select_calls(
+            "(time < ?1 OR (time = ?1 AND rowid < ?2))",
+            "time DESC, rowid DESC",
+            (before_time, before_row),
+            filter,
+            limit,
+        )?;
+        let last = rows.last().map(|(rowid, time, _)| (*time, *rowid));
+        let calls: Vec<ApiCall> = rows.into_iter().map(|(_, _, call)| call).collect();
+        let next = match last {
+            Some((time, rowid)) if calls.len() == limit as usize => format!("{time}:{rowid}"),
+            _ => String::new(),
+        };
+        Ok((calls, next))
+    }
+
+    /// Calls stored after row `after` that match `filter`, oldest first, with their rows: what a
+    /// follower has not seen yet.
+    pub fn calls_after(
+        &self,
+        filter: &CallFilter,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, ApiCall)>, StoreError> {
+        Ok(self
+            .select_calls("rowid > ?2", "rowid ASC", (0, after), filter, limit)?
+            .into_iter()
+            .map(|(rowid, _, call)| (rowid, call))
+            .collect())
+    }
+
+    /// The newest row: a follower starts after it.
+    pub fn last_row(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .connection
+            .query_row("SELECT coalesce(max(rowid), 0) FROM calls", [], |row| {
+                row.get(0)
+            })?)
+    }
+
+    /// (rowid, time, call) of the calls at `position` (over ?1 and ?2, bound to `anchor`) that
+    /// match `filter`, in `order`.
+    fn select_calls(
+        &self,
+        position: &str,
+        order: &str,
+        anchor: (i64, i64),
+        filter: &CallFilter,
+        limit: u32,
+    ) -> Result<Vec<(i64, i64, ApiCall)>, StoreError> {
         let like = |value: &str| format!("%{SEPARATOR}{value}{SEPARATOR}%");
-        let mut statement = self.connection.prepare_cached(
+        let mut statement = self.connection.prepare_cached(&format!(
             "SELECT rowid, time, record FROM calls
-             WHERE (time < ?1 OR (time = ?1 AND rowid < ?2))
+             WHERE {position}
                AND (?3 = 0 OR time >= ?3) AND (?4 = 0 OR time < ?4)
                AND (?5 = '' OR cluster = ?5)
                AND (?6 = '' OR namespaces LIKE ?7)
@@ -182,14 +233,13 @@ impl Store {
                AND (?10 = '' OR substr(path, 1, length(?10)) = ?10)
                AND status >= ?11
                AND (?12 = '' OR tags LIKE ?13)
-             ORDER BY time DESC, rowid DESC
-             LIMIT ?14",
-        )?;
-        let limit = page_size.clamp(1, 1000);
+             ORDER BY {order}
+             LIMIT ?14"
+        ))?;
         let rows = statement.query_map(
             params![
-                before_time,
-                before_row,
+                anchor.0,
+                anchor.1,
                 filter.since_unix_nanos,
                 filter.until_unix_nanos,
                 filter.cluster,
@@ -212,20 +262,14 @@ impl Store {
             },
         )?;
         let mut calls = Vec::new();
-        let mut last = None;
         for row in rows {
             let (rowid, time, bytes) = row?;
             // Only this collector writes the column; a row that does not decode is skipped.
             if let Ok(call) = ApiCall::decode(bytes.as_slice()) {
-                calls.push(call);
+                calls.push((rowid, time, call));
             }
-            last = Some((time, rowid));
         }
-        let next = match last {
-            Some((time, rowid)) if calls.len() == limit as usize => format!("{time}:{rowid}"),
-            _ => String::new(),
-        };
-        Ok((calls, next))
+        Ok(calls)
     }
 }
 

@@ -202,6 +202,44 @@ fn every_call_reaches_the_collector_once_across_a_collector_crash() {
         "{agents:?}"
     );
 
+    // Follow mode prints calls as they are stored.
+    let mut follower = testbed::spawn(
+        node.command(built_binary("moat"))
+            .args([
+                "--collector",
+                &collector_url,
+                "calls",
+                "--follow",
+                "--output",
+                "json",
+                "--path",
+                "/follow",
+            ])
+            .stdout(Stdio::piped()),
+    )
+    .expect("start moat calls --follow");
+    let stdout = follower.child_mut().stdout.take().expect("piped stdout");
+    let (lines, followed) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    curl("/follow/1");
+    let line = followed
+        .recv_timeout(Duration::from_secs(15))
+        .expect("moat calls --follow prints the new call");
+    let call: Value = serde_json::from_str(&line).expect("a JSON line");
+    assert_eq!(call["path"], "/follow/1", "{call}");
+    drop(follower);
+
     // An unreachable collector is exit code 69, for scripts.
     let unreachable = node
         .command(built_binary("moat"))
