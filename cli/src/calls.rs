@@ -224,3 +224,120 @@ fn json(call: &ApiCall) -> serde_json::Value {
         "server": peer(&call.server),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use moat_api::v1::{Identity, RecordId};
+
+    use super::*;
+
+    fn peer(ip: &str, identity: Identity) -> Option<Peer> {
+        Some(Peer {
+            ip: ip.into(),
+            port: 8080,
+            identity: Some(identity),
+            ..Peer::default()
+        })
+    }
+
+    fn sample() -> Vec<ApiCall> {
+        vec![
+            ApiCall {
+                id: Some(RecordId {
+                    node: "n".into(),
+                    boot: 1,
+                    sequence: 2,
+                }),
+                time_unix_nanos: 1_795_000_000_000_000_000,
+                method: "POST".into(),
+                path: "/v1/orders".into(),
+                status: 503,
+                latency_us: 12_345,
+                client: peer(
+                    "10.0.0.5",
+                    Identity {
+                        kind: "pod".into(),
+                        namespace: "shop".into(),
+                        pod: "web-7d9f8-x2k4p".into(),
+                        ..Identity::default()
+                    },
+                ),
+                server: peer(
+                    "10.96.0.10",
+                    Identity {
+                        kind: "service".into(),
+                        namespace: "shop".into(),
+                        service: "orders".into(),
+                        ..Identity::default()
+                    },
+                ),
+                ..ApiCall::default()
+            },
+            ApiCall {
+                id: Some(RecordId {
+                    node: "n".into(),
+                    boot: 1,
+                    sequence: 1,
+                }),
+                time_unix_nanos: 1_794_999_999_000_000_000,
+                method: "GET".into(),
+                path: "/healthz".into(),
+                status: 0,
+                latency_us: 0,
+                client: peer(
+                    "203.0.113.9",
+                    Identity {
+                        kind: "range".into(),
+                        range: "acme".into(),
+                        ..Identity::default()
+                    },
+                ),
+                server: peer(
+                    "192.168.1.10",
+                    Identity {
+                        kind: "node".into(),
+                        node: "node-a".into(),
+                        ..Identity::default()
+                    },
+                ),
+                ..ApiCall::default()
+            },
+        ]
+    }
+
+    #[test]
+    fn the_table_is_aligned_and_names_ends_by_identity() {
+        let mut out = Vec::new();
+        table(&mut out, &sample()).expect("write");
+        let golden = "\
+TIME                  CALL             STATUS  LATENCY  CLIENT                SERVER
+2026-11-18T11:06:40Z  POST /v1/orders  503     12.3ms   shop/web-7d9f8-x2k4p  svc shop/orders
+2026-11-18T11:06:39Z  GET /healthz     -       0.0ms    203.0.113.9 (acme)    node node-a
+";
+        assert_eq!(String::from_utf8(out).expect("utf-8"), golden);
+    }
+
+    #[test]
+    fn json_lines_carry_the_fields_scripts_use() {
+        let line = json(&sample()[0]);
+        assert_eq!(
+            line,
+            serde_json::json!({
+                "time": "2026-11-18T11:06:40Z", "protocol": "", "method": "POST", "path": "/v1/orders",
+                "status": 503, "latency_us": 12345,
+                "client": {"ip": "10.0.0.5", "port": 8080, "kind": "pod", "namespace": "shop", "pod": "web-7d9f8-x2k4p", "workload": "", "service": "", "node": "", "range": ""},
+                "server": {"ip": "10.96.0.10", "port": 8080, "kind": "service", "namespace": "shop", "pod": "", "workload": "", "service": "orders", "node": "", "range": ""},
+            })
+        );
+    }
+
+    #[test]
+    fn follow_lines_keep_fixed_columns() {
+        let line = fixed_line(&cells(&sample()[0]));
+        assert!(
+            line.starts_with("2026-11-18T11:06:40Z  POST /v1/orders"),
+            "{line}"
+        );
+        assert_eq!(line.find("503"), Some(20 + 2 + 40 + 2), "{line}");
+    }
+}
