@@ -126,6 +126,19 @@ pub struct ExportArgs {
     #[arg(long, value_name = "RECORDS", default_value_t = 1_000)]
     pub export_batch_records: usize,
 
+    /// The CA (PEM) that signed the collector's certificate; required for an `https://`
+    /// collector.
+    #[arg(long, value_name = "FILE")]
+    pub collector_ca: Option<PathBuf>,
+
+    /// This agent's client certificate (PEM), for a collector that requires mTLS.
+    #[arg(long, value_name = "FILE", requires = "collector_key")]
+    pub collector_cert: Option<PathBuf>,
+
+    /// The private key of --collector-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "collector_cert")]
+    pub collector_key: Option<PathBuf>,
+
     /// A batch smaller than --export-batch-records leaves after this long.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_interval)]
     pub export_interval: Duration,

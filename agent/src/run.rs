@@ -142,6 +142,39 @@ async fn kubernetes_client(args: &IdentityArgs) -> anyhow::Result<kube::Client> 
     kube::Client::try_from(config).context("building the Kubernetes client")
 }
 
+/// TLS towards an `https://` collector: its CA, and this agent's certificate for mTLS.
+fn collector_tls(
+    args: &crate::cli::ExportArgs,
+) -> anyhow::Result<Option<tonic::transport::ClientTlsConfig>> {
+    if !args
+        .collector
+        .as_deref()
+        .is_some_and(|url| url.starts_with("https://"))
+    {
+        return Ok(None);
+    }
+    let read = |flag: &str, path: &Path| {
+        std::fs::read(path).with_context(|| format!("{flag} {}: cannot read it", path.display()))
+    };
+    let Some(ca) = &args.collector_ca else {
+        bail!(
+            "--collector {}: an https:// collector needs --collector-ca FILE, the CA (PEM) that \
+             signed its certificate",
+            args.collector.as_deref().unwrap_or_default()
+        );
+    };
+    let mut tls = tonic::transport::ClientTlsConfig::new().ca_certificate(
+        tonic::transport::Certificate::from_pem(read("--collector-ca", ca)?),
+    );
+    if let (Some(certificate), Some(key)) = (&args.collector_cert, &args.collector_key) {
+        tls = tls.identity(tonic::transport::Identity::from_pem(
+            read("--collector-cert", certificate)?,
+            read("--collector-key", key)?,
+        ));
+    }
+    Ok(Some(tls))
+}
+
 /// The host name, the default node name.
 fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -235,16 +268,20 @@ async fn serve(
     } else {
         Vec::new()
     };
-    let exporter = args.export.collector.as_ref().map(|url| {
-        info!(collector = url, "shipping records to the collector");
-        Exporter::start(ExportConfig {
-            url: url.clone(),
-            node: node_name.clone(),
-            queue_records: args.export.export_queue_records,
-            batch_records: args.export.export_batch_records.max(1),
-            flush_interval: args.export.export_interval,
-        })
-    });
+    let exporter = match &args.export.collector {
+        Some(url) => {
+            info!(collector = url, "shipping records to the collector");
+            Some(Exporter::start(ExportConfig {
+                url: url.clone(),
+                node: node_name.clone(),
+                queue_records: args.export.export_queue_records,
+                batch_records: args.export.export_batch_records.max(1),
+                flush_interval: args.export.export_interval,
+                tls: collector_tls(&args.export)?,
+            }))
+        }
+        None => None,
+    };
     let mut kube_updates = kube_client.as_ref().map(|client| {
         let (sender, receiver) = tokio::sync::mpsc::channel(KUBE_UPDATE_QUEUE);
         let target = kubernetes::WatchTarget {

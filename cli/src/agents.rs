@@ -6,7 +6,11 @@ use moat_api::v1::{AgentState, GetAgentStatusRequest};
 
 use crate::{Failure, Output, calls::time, connect};
 
-pub async fn run(collector: &str, token: Option<&str>, output: Output) -> Result<(), Failure> {
+pub async fn run(
+    collector: &crate::Collector,
+    token: Option<&str>,
+    output: Output,
+) -> Result<(), Failure> {
     let mut client = connect(collector, token).await?;
     let mut agents = client
         .get_agent_status(GetAgentStatusRequest {})

@@ -42,7 +42,7 @@ pub struct CallsArgs {
 }
 
 pub async fn run(
-    collector: &str,
+    collector: &crate::Collector,
     token: Option<&str>,
     output: Output,
     args: &CallsArgs,

@@ -32,11 +32,29 @@ struct Args {
         hide_env_values = true
     )]
     token: Option<String>,
+    /// The CA (PEM) that signed the collector's certificate, for an `https://` collector.
+    #[arg(long, env = "MOAT_CA", value_name = "FILE", global = true)]
+    ca: Option<std::path::PathBuf>,
     /// How to print: `table` for people, `json` (one object per line) for scripts.
     #[arg(long, value_enum, default_value_t = Output::Table, global = true)]
     output: Output,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Where the collector is and how to reach it.
+pub struct Collector {
+    pub url: String,
+    pub ca: Option<std::path::PathBuf>,
+}
+
+impl Args {
+    fn collector(&self) -> Collector {
+        Collector {
+            url: self.collector.clone(),
+            ca: self.ca.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -96,12 +114,26 @@ pub type Client = moat_api::v1::query_client::QueryClient<
     tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Bearer>,
 >;
 
-pub async fn connect(collector: &str, token: Option<&str>) -> Result<Client, Failure> {
-    let channel = tonic::transport::Endpoint::from_shared(collector.to_owned())
-        .map_err(|error| Failure::Other(anyhow::anyhow!("--collector {collector:?}: {error}")))?
-        .connect()
-        .await
-        .map_err(Failure::Unreachable)?;
+pub async fn connect(collector: &Collector, token: Option<&str>) -> Result<Client, Failure> {
+    let url = &collector.url;
+    let mut endpoint = tonic::transport::Endpoint::from_shared(url.clone())
+        .map_err(|error| Failure::Other(anyhow::anyhow!("--collector {url:?}: {error}")))?;
+    if url.starts_with("https://") {
+        let Some(ca) = &collector.ca else {
+            return Err(Failure::Other(anyhow::anyhow!(
+                "--collector {url}: an https:// collector needs --ca FILE (or $MOAT_CA), the CA that signed its certificate"
+            )));
+        };
+        let pem = std::fs::read(ca)
+            .map_err(|error| Failure::Other(anyhow::anyhow!("--ca {}: {error}", ca.display())))?;
+        endpoint = endpoint
+            .tls_config(
+                tonic::transport::ClientTlsConfig::new()
+                    .ca_certificate(tonic::transport::Certificate::from_pem(pem)),
+            )
+            .map_err(|error| Failure::Other(anyhow::anyhow!("--ca {}: {error}", ca.display())))?;
+    }
+    let channel = endpoint.connect().await.map_err(Failure::Unreachable)?;
     let bearer = token
         .map(|token| format!("Bearer {token}").parse())
         .transpose()
@@ -136,10 +168,10 @@ fn main() -> ExitCode {
     let outcome = runtime.block_on(async {
         match &args.command {
             Command::Calls(calls) => {
-                calls::run(&args.collector, args.token.as_deref(), args.output, calls).await
+                calls::run(&args.collector(), args.token.as_deref(), args.output, calls).await
             }
             Command::Agents => {
-                agents::run(&args.collector, args.token.as_deref(), args.output).await
+                agents::run(&args.collector(), args.token.as_deref(), args.output).await
             }
         }
     });

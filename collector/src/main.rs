@@ -33,6 +33,16 @@ struct Args {
     /// is only allowed when listening on a loopback address.
     #[arg(long, value_name = "FILE")]
     tokens: Option<PathBuf>,
+    /// Serve TLS with this certificate (PEM; with --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Agents must present a client certificate signed by this CA (PEM) to ship records (mTLS);
+    /// query clients may connect without one (their tokens say who they are).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
     /// Log filter for standard error, e.g. `debug`.
     #[arg(long, env = "MOAT_LOG", value_name = "FILTER", default_value = "info")]
     log_level: String,
@@ -61,6 +71,7 @@ fn main() -> anyhow::Result<()> {
             args.listen
         ),
     };
+    let tls = tls_config(&args)?;
     let store = store::Store::open(&PathBuf::from(path))?;
     let store = Arc::new(Mutex::new(store));
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -72,17 +83,44 @@ fn main() -> anyhow::Result<()> {
             .await
             .with_context(|| format!("--listen {}: cannot listen there", args.listen))?;
         info!(listen = %args.listen, open_queries = access.is_open(), "collector serving");
-        serve(listener, store, Arc::new(access), async {
+        serve(listener, store, Arc::new(access), tls, async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await
     })
 }
 
+/// The server's TLS settings from the flags, or None for plain gRPC.
+fn tls_config(args: &Args) -> anyhow::Result<Option<Tls>> {
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        return Ok(None);
+    };
+    let read = |flag: &str, path: &PathBuf| {
+        std::fs::read(path).with_context(|| format!("{flag} {}: cannot read it", path.display()))
+    };
+    Ok(Some(Tls {
+        cert: read("--tls-cert", cert)?,
+        key: read("--tls-key", key)?,
+        client_ca: args
+            .tls_client_ca
+            .as_ref()
+            .map(|path| read("--tls-client-ca", path))
+            .transpose()?,
+    }))
+}
+
+/// PEM contents.
+pub struct Tls {
+    cert: Vec<u8>,
+    key: Vec<u8>,
+    client_ca: Option<Vec<u8>>,
+}
+
 async fn serve(
     listener: tokio::net::TcpListener,
     store: service::SharedStore,
     access: Arc<access::Access>,
+    tls: Option<Tls>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -98,13 +136,30 @@ async fn serve(
         .context("building gRPC reflection")?;
     let check = move |request: tonic::Request<()>| access.role(&request).map(|_| request);
     let agents = service::Agents::default();
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    let require_client_certificates = tls.as_ref().is_some_and(|tls| tls.client_ca.is_some());
+    if let Some(tls) = tls {
+        let mut config = tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(tls.cert, tls.key));
+        if let Some(ca) = tls.client_ca {
+            // Optional at the handshake so that query clients need no certificate; Ingest
+            // refuses a stream without one.
+            config = config
+                .client_ca_root(tonic::transport::Certificate::from_pem(ca))
+                .client_auth_optional(true);
+        }
+        builder = builder
+            .tls_config(config)
+            .context("--tls-cert/--tls-key: not a usable certificate and key")?;
+    }
+    builder
         .add_service(health_service)
         .add_service(reflection)
         .add_service(
             IngestServer::new(service::IngestService {
                 store: store.clone(),
                 agents: agents.clone(),
+                require_client_certificates,
             })
             .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
             .send_compressed(tonic::codec::CompressionEncoding::Gzip),
@@ -149,6 +204,10 @@ mod tests {
     }
 
     async fn start(label: &str, access: access::Access) -> Running {
+        start_with(label, access, None).await
+    }
+
+    async fn start_with(label: &str, access: access::Access, tls: Option<Tls>) -> Running {
         let database =
             std::env::temp_dir().join(format!("moat-collector-{label}-{}.db", std::process::id()));
         let _ = std::fs::remove_file(&database);
@@ -160,7 +219,7 @@ mod tests {
             .expect("bind");
         let address = listener.local_addr().expect("address");
         let (stop, stopped) = tokio::sync::oneshot::channel();
-        tokio::spawn(serve(listener, store, Arc::new(access), async {
+        tokio::spawn(serve(listener, store, Arc::new(access), tls, async {
             let _ = stopped.await;
         }));
         Running {
@@ -390,6 +449,102 @@ mod tests {
             paths,
             vec!["/wanted/1", "/wanted/3"],
             "only new calls, only matching, oldest first"
+        );
+    }
+
+    /// A CA, and certificates it signs (PEM certificate and key).
+    struct Authority {
+        params: rcgen::CertificateParams,
+        key: rcgen::KeyPair,
+        pem: String,
+    }
+
+    impl Authority {
+        fn new() -> Self {
+            let key = rcgen::KeyPair::generate().expect("key");
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            let pem = params.self_signed(&key).expect("CA").pem();
+            Self { params, key, pem }
+        }
+
+        fn issue(&self, name: &str) -> (String, String) {
+            let key = rcgen::KeyPair::generate().expect("key");
+            let params = rcgen::CertificateParams::new(vec![name.to_owned()]).expect("params");
+            let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
+            let certificate = params.signed_by(&key, &issuer).expect("signed");
+            (certificate.pem(), key.serialize_pem())
+        }
+    }
+
+    async fn export_over_tls(
+        address: SocketAddr,
+        ca: &str,
+        client: Option<&(String, String)>,
+    ) -> Result<Vec<u32>, tonic::Status> {
+        let mut tls = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(ca))
+            .domain_name("localhost");
+        if let Some((certificate, key)) = client {
+            tls = tls.identity(tonic::transport::Identity::from_pem(certificate, key));
+        }
+        let channel = tonic::transport::Endpoint::from_shared(format!("https://{address}"))
+            .expect("endpoint")
+            .tls_config(tls)
+            .expect("tls")
+            .connect()
+            .await
+            .map_err(|error| tonic::Status::unavailable(format!("{error:?}")))?;
+        let mut acks = IngestClient::new(channel)
+            .export(tokio_stream::iter(vec![ExportRequest {
+                batch: 1,
+                records: vec![call("tls", 1)],
+                ..ExportRequest::default()
+            }]))
+            .await?
+            .into_inner();
+        let mut accepted = Vec::new();
+        while let Some(ack) = acks.message().await? {
+            accepted.push(ack.accepted);
+        }
+        Ok(accepted)
+    }
+
+    #[tokio::test]
+    async fn with_mtls_only_agents_with_a_certificate_of_the_client_ca_may_ship() {
+        let servers = Authority::new();
+        let agents = Authority::new();
+        let strangers = Authority::new();
+        let (certificate, key) = servers.issue("localhost");
+        let tls = Tls {
+            cert: certificate.into_bytes(),
+            key: key.into_bytes(),
+            client_ca: Some(agents.pem.clone().into_bytes()),
+        };
+        let collector = start_with("mtls", access::Access::open(), Some(tls)).await;
+
+        let agent = agents.issue("node-a");
+        let accepted = export_over_tls(collector.address, &servers.pem, Some(&agent))
+            .await
+            .expect("a known agent ships");
+        assert_eq!(accepted, vec![1]);
+        let refused = export_over_tls(collector.address, &servers.pem, None)
+            .await
+            .expect_err("no certificate");
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused}");
+        let stranger = strangers.issue("node-x");
+        assert!(
+            export_over_tls(collector.address, &servers.pem, Some(&stranger))
+                .await
+                .is_err(),
+            "a certificate from another CA fails the handshake"
+        );
+        let wrong_server = Authority::new();
+        assert!(
+            export_over_tls(collector.address, &wrong_server.pem, Some(&agent))
+                .await
+                .is_err(),
+            "the agent checks the collector's certificate too"
         );
     }
 

@@ -47,6 +47,8 @@ fn internal(error: StoreError) -> Status {
 pub struct IngestService {
     pub store: SharedStore,
     pub agents: Agents,
+    /// mTLS: only agents with a certificate the client CA signed may ship.
+    pub require_client_certificates: bool,
 }
 
 /// Acknowledgements waiting to be sent back on one stream; the agent sends a few batches ahead
@@ -61,6 +63,15 @@ impl Ingest for IngestService {
         &self,
         request: Request<Streaming<ExportRequest>>,
     ) -> Result<Response<Self::ExportStream>, Status> {
+        if self.require_client_certificates
+            && request
+                .peer_certs()
+                .is_none_or(|certificates| certificates.is_empty())
+        {
+            return Err(Status::unauthenticated(
+                "shipping records needs a client certificate signed by the collector's --tls-client-ca",
+            ));
+        }
         let mut inbound = request.into_inner();
         let store = self.store.clone();
         let agents = self.agents.clone();

@@ -29,6 +29,8 @@ pub struct ExportConfig {
     pub batch_records: usize,
     /// A batch smaller than `batch_records` leaves after this long.
     pub flush_interval: Duration,
+    /// For an `https://` collector.
+    pub tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 /// What export did since the agent started.
@@ -169,9 +171,15 @@ async fn session(
     queue: &Mutex<Queue>,
     wake: &Notify,
 ) -> Result<(), tonic::Status> {
-    let channel = tonic::transport::Endpoint::from_shared(config.url.clone())
+    let mut endpoint = tonic::transport::Endpoint::from_shared(config.url.clone())
         .map_err(|error| tonic::Status::invalid_argument(error.to_string()))?
-        .connect_timeout(Duration::from_secs(5))
+        .connect_timeout(Duration::from_secs(5));
+    if let Some(tls) = &config.tls {
+        endpoint = endpoint
+            .tls_config(tls.clone())
+            .map_err(|error| tonic::Status::invalid_argument(error.to_string()))?;
+    }
+    let channel = endpoint
         .connect()
         .await
         .map_err(|error| tonic::Status::unavailable(error.to_string()))?;
