@@ -18,7 +18,7 @@ use testbed::{Background, Node};
 const COLLECTOR_PORT: u16 = 17070;
 
 /// The collector, in the node's network namespace where the agent and the CLI reach it.
-fn start_collector(node: &Node, database: &std::path::Path) -> Background {
+fn start_collector(node: &Node, database: &std::path::Path, extra: &[&str]) -> Background {
     let mut command = node.command(built_binary("moat-collector"));
     command
         .args([
@@ -27,6 +27,7 @@ fn start_collector(node: &Node, database: &std::path::Path) -> Background {
             "--store",
         ])
         .arg(format!("sqlite:{}", database.display()))
+        .args(extra)
         .stdin(Stdio::null());
     let collector = testbed::spawn(&mut command).expect("start moat-collector");
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -95,7 +96,7 @@ fn every_call_reaches_the_collector_once_across_a_collector_crash() {
     let (node, client, server) = two_pods("collect");
     let scratch = Scratch::new("collector");
     let database = scratch.file("moat.db");
-    let mut collector = start_collector(&node, &database);
+    let mut collector = start_collector(&node, &database, &[]);
 
     const PORT: u16 = 18640;
     let (_server, address) = start_web_server(&server, PORT);
@@ -144,7 +145,7 @@ fn every_call_reaches_the_collector_once_across_a_collector_crash() {
         curl(&format!("/item/{n}"));
     }
     std::thread::sleep(Duration::from_secs(3));
-    let _collector = start_collector(&node, &database);
+    let _collector = start_collector(&node, &database, &[]);
     let calls = wait_for_calls(&node, 10);
     std::thread::sleep(Duration::from_secs(2));
     let calls_after = moat_calls(&node, &["--path", "/item"]);
@@ -248,5 +249,116 @@ fn every_call_reaches_the_collector_once_across_a_collector_crash() {
         .expect("run moat");
     assert_eq!(unreachable.status.code(), Some(69));
 
+    agent.stop();
+}
+
+/// Writes a CA and a certificate it signs for `name` into `scratch`: (CA, certificate, key).
+fn issue(scratch: &Scratch, label: &str, name: &str) -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().expect("key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("CA");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
+    let certificate = rcgen::CertificateParams::new(vec![name.to_owned()])
+        .expect("params")
+        .signed_by(&key, &issuer)
+        .expect("signed");
+    let write = |file: &str, text: String| {
+        let path = scratch.file(&format!("{label}-{file}"));
+        std::fs::write(&path, text).expect("write PEM");
+        path.display().to_string()
+    };
+    (
+        write("ca.pem", ca.pem()),
+        write("cert.pem", certificate.pem()),
+        write("key.pem", key.serialize_pem()),
+    )
+}
+
+#[test]
+fn agents_ship_over_mtls_and_the_cli_reads_over_tls() {
+    require_root();
+    let (node, client, server) = two_pods("collecttls");
+    let scratch = Scratch::new("collector-tls");
+    let (server_ca, server_cert, server_key) = issue(&scratch, "server", "localhost");
+    let (agent_ca, agent_cert, agent_key) = issue(&scratch, "agent", "node-a");
+    let database = scratch.file("moat.db");
+    let _collector = start_collector(
+        &node,
+        &database,
+        &[
+            "--tls-cert",
+            &server_cert,
+            "--tls-key",
+            &server_key,
+            "--tls-client-ca",
+            &agent_ca,
+        ],
+    );
+    const PORT: u16 = 18641;
+    let (_server, address) = start_web_server(&server, PORT);
+    let state = StateDir::new();
+    let url = format!("https://localhost:{COLLECTOR_PORT}");
+    let agent = RunningAgent::start(
+        &node,
+        &state,
+        &[],
+        &[
+            "--capture",
+            "on",
+            "--capture-port",
+            "18641",
+            "--kubernetes",
+            "off",
+            "--collector",
+            &url,
+            "--collector-ca",
+            &server_ca,
+            "--collector-cert",
+            &agent_cert,
+            "--collector-key",
+            &agent_key,
+            "--export-interval",
+            "200ms",
+        ],
+    );
+    client
+        .run(
+            "curl",
+            &["-sS", "-o", "/dev/null", &format!("http://{address}/tls/1")],
+        )
+        .expect("curl the server");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let output = node
+            .command(built_binary("moat"))
+            .args([
+                "--collector",
+                &url,
+                "--ca",
+                &server_ca,
+                "calls",
+                "--output",
+                "json",
+                "--path",
+                "/tls",
+            ])
+            .output()
+            .expect("run moat");
+        assert!(
+            output.status.success(),
+            "moat over TLS: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        if String::from_utf8_lossy(&output.stdout).contains("/tls/1") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the call did not reach the collector over mTLS"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     agent.stop();
 }
