@@ -117,14 +117,24 @@ pub struct ExportArgs {
     pub collector: Option<String>,
 
     /// Records held in memory while the collector is slow or unreachable; past this the newest
-    /// are dropped, counted (`moat_export_records_total{result="dropped"}`) and the count sent
-    /// to the collector once it is back.
+    /// go to the spool (--spool-dir) or, without one, are dropped, counted
+    /// (`moat_export_records_total{result="dropped"}`) and the count sent to the collector once
+    /// it is back.
     #[arg(long, value_name = "RECORDS", default_value_t = 100_000)]
     pub export_queue_records: usize,
 
     /// Records per batch at most.
     #[arg(long, value_name = "RECORDS", default_value_t = 1_000)]
     pub export_batch_records: usize,
+
+    /// Where records go when --export-queue-records are already waiting (a long collector
+    /// outage), and where they survive an agent restart. Created if missing.
+    #[arg(long, value_name = "DIR")]
+    pub spool_dir: Option<PathBuf>,
+
+    /// The spool's size cap; past it records are dropped and counted.
+    #[arg(long, value_name = "BYTES", default_value_t = 256 << 20)]
+    pub spool_bytes: u64,
 
     /// The CA (PEM) that signed the collector's certificate; required for an `https://`
     /// collector.

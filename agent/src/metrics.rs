@@ -261,6 +261,12 @@ fn encode_export(
     )?;
     gauge(
         encoder,
+        "moat_export_spooled_records",
+        "Records in the on-disk spool (--spool-dir), waiting for room in the queue.",
+        export.spooled as i64,
+    )?;
+    gauge(
+        encoder,
         "moat_export_connected",
         "1 while the agent has a stream to the collector.",
         i64::from(export.connected),

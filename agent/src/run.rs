@@ -278,7 +278,12 @@ async fn serve(
                 batch_records: args.export.export_batch_records.max(1),
                 flush_interval: args.export.export_interval,
                 tls: collector_tls(&args.export)?,
-            }))
+                spool: args
+                    .export
+                    .spool_dir
+                    .clone()
+                    .map(|dir| (dir, args.export.spool_bytes)),
+            })?)
         }
         None => None,
     };
@@ -408,6 +413,9 @@ async fn serve(
     }
     agent.report_traffic(&mut tracker, true)?;
     agent.report_capture(capture.as_mut())?;
+    if let Some(exporter) = &agent.exporter {
+        exporter.shutdown();
+    }
     info!(
         state_dir = %agent.args.state_dir.display(),
         "stopping; enforcement stays in place (the next agent takes it over; `moat-agent cleanup` removes it)"

@@ -362,3 +362,84 @@ fn agents_ship_over_mtls_and_the_cli_reads_over_tls() {
     }
     agent.stop();
 }
+
+#[test]
+fn the_spool_keeps_records_through_an_outage_and_an_agent_restart() {
+    require_root();
+    let (node, client, server) = two_pods("collectspool");
+    let scratch = Scratch::new("collector-spool");
+    let database = scratch.file("moat.db");
+    let spool = scratch.file("spool").display().to_string();
+    const PORT: u16 = 18642;
+    let (_server, address) = start_web_server(&server, PORT);
+    let collector_url = format!("http://127.0.0.1:{COLLECTOR_PORT}");
+    let agent_args = [
+        "--capture",
+        "on",
+        "--capture-port",
+        "18642",
+        "--kubernetes",
+        "off",
+        "--collector",
+        &collector_url,
+        "--export-interval",
+        "200ms",
+        // Two records in memory: the rest must go to disk.
+        "--export-queue-records",
+        "2",
+        "--spool-dir",
+        &spool,
+    ];
+    let curl = |path: &str| {
+        client
+            .run(
+                "curl",
+                &["-sS", "-o", "/dev/null", &format!("http://{address}{path}")],
+            )
+            .expect("curl the server");
+    };
+
+    // No collector yet: 4 calls, then the agent stops (what is in memory goes to the spool).
+    let state = StateDir::new();
+    let agent = RunningAgent::start(&node, &state, &[], &agent_args);
+    for n in 0..4 {
+        curl(&format!("/spool/{n}"));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    agent.stop();
+    assert!(
+        std::fs::read_dir(&spool).expect("spool directory").count() > 0,
+        "the stopped agent left its records in the spool"
+    );
+
+    // A new agent, still no collector: 4 more calls spool behind the first.
+    let agent = RunningAgent::start(&node, &state, &[], &agent_args);
+    for n in 4..8 {
+        curl(&format!("/spool/{n}"));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+
+    // The collector comes: every call arrives, once.
+    let _collector = start_collector(&node, &database, &[]);
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let calls = moat_calls(&node, &["--path", "/spool"]);
+        if calls.len() >= 8 {
+            let mut paths: Vec<String> = calls
+                .iter()
+                .map(|call| call["path"].as_str().unwrap_or("").to_owned())
+                .collect();
+            paths.sort_unstable();
+            let expected: Vec<String> = (0..8).map(|n| format!("/spool/{n}")).collect();
+            assert_eq!(paths, expected);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of 8 spooled calls arrived",
+            calls.len()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    agent.stop();
+}

@@ -5,6 +5,7 @@
 //! queue drops the newest records and counts them, and the count travels with the next batch.
 
 mod convert;
+mod spool;
 
 use std::{
     collections::VecDeque,
@@ -31,6 +32,8 @@ pub struct ExportConfig {
     pub flush_interval: Duration,
     /// For an `https://` collector.
     pub tls: Option<tonic::transport::ClientTlsConfig>,
+    /// Where records go when the queue is full, and how many bytes it may hold.
+    pub spool: Option<(std::path::PathBuf, u64)>,
 }
 
 /// What export did since the agent started.
@@ -40,8 +43,10 @@ pub struct ExportStats {
     pub acknowledged: u64,
     pub duplicates: u64,
     pub rejected: u64,
-    /// Dropped because the queue was full.
+    /// Dropped because the queue (and the spool, if any) was full.
     pub dropped: u64,
+    /// Records in the on-disk spool now.
+    pub spooled: u64,
     pub reconnects: u64,
     /// Records waiting now.
     pub depth: u64,
@@ -50,6 +55,9 @@ pub struct ExportStats {
 
 struct Queue {
     records: VecDeque<Record>,
+    /// Records past the queue's capacity, in order, when there is a spool.
+    spool: Option<spool::Spool>,
+    capacity: usize,
     next_sequence: u64,
     stats: ExportStats,
     /// Capture events lost, as the agent last reported them, for the collector's agent status.
@@ -61,7 +69,6 @@ pub struct Exporter {
     wake: Arc<Notify>,
     node: String,
     boot: u64,
-    capacity: usize,
 }
 
 fn lock(queue: &Mutex<Queue>) -> std::sync::MutexGuard<'_, Queue> {
@@ -76,13 +83,21 @@ const MIN_RETRY: Duration = Duration::from_millis(200);
 const MAX_RETRY: Duration = Duration::from_secs(30);
 
 impl Exporter {
-    /// Starts the export task on the current runtime.
-    pub fn start(config: ExportConfig) -> Self {
+    /// Starts the export task on the current runtime; fails only when the spool directory
+    /// cannot be used.
+    pub fn start(config: ExportConfig) -> Result<Self, spool::SpoolError> {
         let boot = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |since| since.as_nanos() as u64);
+        let spool = config
+            .spool
+            .as_ref()
+            .map(|(dir, bytes)| spool::Spool::open(dir, *bytes))
+            .transpose()?;
         let queue = Arc::new(Mutex::new(Queue {
             records: VecDeque::new(),
+            spool,
+            capacity: config.queue_records,
             next_sequence: 1,
             stats: ExportStats::default(),
             events_lost: 0,
@@ -93,10 +108,39 @@ impl Exporter {
             wake: wake.clone(),
             node: config.node.clone(),
             boot,
-            capacity: config.queue_records,
         };
         tokio::spawn(run(config, boot, queue, wake));
-        exporter
+        Ok(exporter)
+    }
+
+    /// Before the agent exits: what waits in memory goes to the spool (if there is one), so the
+    /// next agent ships it.
+    pub fn shutdown(&self) {
+        let mut queue = lock(&self.queue);
+        let queue = &mut *queue;
+        let Some(spool) = &mut queue.spool else {
+            return;
+        };
+        // In-memory records are older than spooled ones: they go first, so the spool is
+        // rewritten behind them.
+        let mut ordered: Vec<Record> = queue.records.drain(..).collect();
+        while !spool.is_empty() {
+            match spool.pop_segment() {
+                Ok(records) => ordered.extend(records),
+                Err(error) => {
+                    warn!(%error, "reading the spool at shutdown");
+                    break;
+                }
+            }
+        }
+        for record in &ordered {
+            if !matches!(spool.push(record), Ok(true)) {
+                queue.stats.dropped += 1;
+            }
+        }
+        if let Err(error) = spool.flush() {
+            warn!(%error, "writing the spool at shutdown");
+        }
     }
 
     /// Capture events lost so far, to report with the next batch.
@@ -116,14 +160,25 @@ impl Exporter {
     /// Queues a record built with [`Exporter::next_id`]; never waits.
     pub fn push(&self, record: Record) {
         let mut queue = lock(&self.queue);
+        let queue = &mut *queue;
         queue.next_sequence += 1;
-        if queue.records.len() >= self.capacity {
-            queue.stats.dropped += 1;
-            return;
-        }
-        queue.records.push_back(record);
         queue.stats.queued += 1;
-        drop(queue);
+        // Once records are spooled, newer ones follow them there, so order is kept.
+        let spooling = queue.spool.as_ref().is_some_and(|spool| !spool.is_empty());
+        if queue.records.len() < queue.capacity && !spooling {
+            queue.records.push_back(record);
+        } else {
+            let spooled = match &mut queue.spool {
+                Some(spool) => spool.push(&record).unwrap_or_else(|error| {
+                    warn!(%error, "spooling a record");
+                    false
+                }),
+                None => false,
+            };
+            if !spooled {
+                queue.stats.dropped += 1;
+            }
+        }
         // A stored permit at most: cheap, and the sender decides whether a batch is due.
         self.wake.notify_one();
     }
@@ -132,7 +187,27 @@ impl Exporter {
         let queue = lock(&self.queue);
         ExportStats {
             depth: queue.records.len() as u64,
+            spooled: queue.spool.as_ref().map_or(0, spool::Spool::len),
             ..queue.stats
+        }
+    }
+}
+
+/// Brings spooled records back into memory once half the queue is free.
+fn refill(queue: &mut Queue) {
+    while queue.records.len() <= queue.capacity / 2 {
+        let Some(spool) = &mut queue.spool else {
+            return;
+        };
+        if spool.is_empty() {
+            return;
+        }
+        match spool.pop_segment() {
+            Ok(records) => queue.records.extend(records),
+            Err(error) => {
+                warn!(%error, "reading the spool");
+                return;
+            }
         }
     }
 }
@@ -199,7 +274,11 @@ async fn session(
     let mut last_batch = tokio::time::Instant::now();
     loop {
         let sent: usize = in_flight.iter().map(|(_, count)| count).sum();
-        let unsent = lock(queue).records.len().saturating_sub(sent);
+        let unsent = {
+            let mut queue = lock(queue);
+            refill(&mut queue);
+            queue.records.len().saturating_sub(sent)
+        };
         let can_send = in_flight.len() < IN_FLIGHT_BATCHES;
         if can_send && unsent > 0 {
             let (records, status) = {
@@ -254,6 +333,7 @@ async fn session(
                 let mut queue = lock(queue);
                 let acknowledged = count.min(queue.records.len());
                 queue.records.drain(..acknowledged);
+                refill(&mut queue);
                 queue.stats.acknowledged += u64::from(ack.accepted);
                 queue.stats.duplicates += u64::from(ack.duplicates);
                 queue.stats.rejected += u64::from(ack.rejected);
