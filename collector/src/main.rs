@@ -28,6 +28,12 @@ struct Args {
     /// Where to store: `sqlite:PATH`, one file created if missing (WAL mode).
     #[arg(long, value_name = "URL", default_value = "sqlite:moat.db")]
     store: String,
+    /// Records older than this are deleted (checked every minute), e.g. `7d`, `36h`.
+    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = humantime::parse_duration)]
+    retention: std::time::Duration,
+    /// At most this many calls are kept; the oldest go first.
+    #[arg(long, value_name = "CALLS", default_value_t = 10_000_000)]
+    max_calls: u64,
     /// Query tokens (YAML: `tokens: [{name, token, role: reader|admin}]`); every query must
     /// carry one (`authorization: Bearer <token>`). Without this file queries need none, which
     /// is only allowed when listening on a loopback address.
@@ -83,11 +89,42 @@ fn main() -> anyhow::Result<()> {
             .await
             .with_context(|| format!("--listen {}: cannot listen there", args.listen))?;
         info!(listen = %args.listen, open_queries = access.is_open(), "collector serving");
+        tokio::spawn(retention(store.clone(), args.retention, args.max_calls));
         serve(listener, store, Arc::new(access), tls, async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await
     })
+}
+
+/// How often old records are deleted.
+const RETENTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Deletes records past their age or the count cap, every minute, for as long as the collector
+/// runs.
+async fn retention(store: service::SharedStore, keep: std::time::Duration, max_calls: u64) {
+    let mut ticks = tokio::time::interval(RETENTION_INTERVAL);
+    loop {
+        ticks.tick().await;
+        let oldest = std::time::SystemTime::now()
+            .checked_sub(keep)
+            .and_then(|oldest| oldest.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |oldest| oldest.as_nanos() as i64);
+        let store = store.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            store
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .enforce_retention(oldest, max_calls)
+        })
+        .await;
+        match outcome {
+            Ok(Ok(0)) => {}
+            Ok(Ok(removed)) => info!(removed, "retention: old records deleted"),
+            Ok(Err(error)) => tracing::warn!(%error, "retention failed; retrying in a minute"),
+            Err(error) => tracing::warn!(%error, "retention task failed"),
+        }
+    }
 }
 
 /// The server's TLS settings from the flags, or None for plain gRPC.

@@ -203,6 +203,26 @@ impl Store {
             .collect())
     }
 
+    /// Deletes calls and drops older than `oldest` (Unix nanoseconds), then the oldest calls
+    /// beyond `max_calls`; returns how many records went.
+    pub fn enforce_retention(&mut self, oldest: i64, max_calls: u64) -> Result<u64, StoreError> {
+        let transaction = self.connection.transaction()?;
+        let mut removed =
+            transaction.execute("DELETE FROM calls WHERE time < ?1", [oldest])? as u64;
+        removed += transaction.execute("DELETE FROM drops WHERE time < ?1", [oldest])? as u64;
+        let count: i64 =
+            transaction.query_row("SELECT count(*) FROM calls", [], |row| row.get(0))?;
+        let excess = count - i64::try_from(max_calls).unwrap_or(i64::MAX);
+        if excess > 0 {
+            removed += transaction.execute(
+                "DELETE FROM calls WHERE rowid IN (SELECT rowid FROM calls ORDER BY time ASC, rowid ASC LIMIT ?1)",
+                [excess],
+            )? as u64;
+        }
+        transaction.commit()?;
+        Ok(removed)
+    }
+
     /// The newest row: a follower starts after it.
     pub fn last_row(&self) -> Result<i64, StoreError> {
         Ok(self
@@ -326,6 +346,26 @@ mod tests {
     }
 
     use std::path::PathBuf;
+
+    #[test]
+    fn retention_removes_what_is_too_old_then_the_oldest_past_the_cap() {
+        let (mut store, path) = store();
+        let batch: Vec<_> = (1..=10)
+            .map(|n| call(n, n as i64 * 100, "shop", "db", "/a", 200))
+            .collect();
+        store.insert(&batch).expect("insert");
+        assert_eq!(store.enforce_retention(300, 1000).expect("by age"), 2);
+        assert_eq!(store.enforce_retention(0, 5).expect("by count"), 3);
+        let (calls, _) = store
+            .list_calls(&CallFilter::default(), 100, "")
+            .expect("list");
+        let kept: Vec<u64> = calls
+            .iter()
+            .map(|call| call.id.as_ref().map_or(0, |id| id.sequence))
+            .collect();
+        assert_eq!(kept, vec![10, 9, 8, 7, 6]);
+        let _ = std::fs::remove_file(path);
+    }
 
     #[test]
     fn a_resent_batch_is_counted_as_duplicates_and_stored_once() {
