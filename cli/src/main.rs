@@ -2,6 +2,7 @@
 
 mod agents;
 mod calls;
+mod map;
 
 use std::process::ExitCode;
 
@@ -67,6 +68,8 @@ pub enum Output {
 enum Command {
     /// API calls, newest first.
     Calls(calls::CallsArgs),
+    /// Who calls whom: per caller and callee, calls, failures and latency.
+    Map(map::MapArgs),
     /// The agents that shipped to the collector since it started: version, uptime, whether
     /// connected, last seen, queue, and what they lost.
     Agents,
@@ -169,6 +172,9 @@ fn main() -> ExitCode {
         match &args.command {
             Command::Calls(calls) => {
                 calls::run(&args.collector(), args.token.as_deref(), args.output, calls).await
+            }
+            Command::Map(map) => {
+                map::run(&args.collector(), args.token.as_deref(), args.output, map).await
             }
             Command::Agents => {
                 agents::run(&args.collector(), args.token.as_deref(), args.output).await

@@ -9,8 +9,9 @@ use std::{
 
 use moat_api::v1::{
     AgentState, ApiCall, ExportRequest, ExportResponse, GetAgentStatusRequest,
-    GetAgentStatusResponse, ListCallsRequest, ListCallsResponse, WatchCallsRequest,
-    ingest_server::Ingest, query_server::Query,
+    GetAgentStatusResponse, GetServiceMapRequest, GetServiceMapResponse, ListCallsRequest,
+    ListCallsResponse, ServiceMapEdge, WatchCallsRequest, ingest_server::Ingest,
+    query_server::Query,
 };
 use tokio::sync::mpsc;
 use tokio_stream::{Stream, wrappers::ReceiverStream};
@@ -249,6 +250,35 @@ impl Query for QueryService {
             ))),
             Err(error) => Err(internal(error)),
         }
+    }
+
+    async fn get_service_map(
+        &self,
+        request: Request<GetServiceMapRequest>,
+    ) -> Result<Response<GetServiceMapResponse>, Status> {
+        let request = request.into_inner();
+        let store = self.store.clone();
+        let edges = tokio::task::spawn_blocking(move || {
+            locked(&store).service_map(request.since_unix_nanos, request.until_unix_nanos)
+        })
+        .await
+        .map_err(|error| Status::internal(error.to_string()))?
+        .map_err(internal)?;
+        Ok(Response::new(GetServiceMapResponse {
+            edges: edges
+                .into_iter()
+                .map(|edge| ServiceMapEdge {
+                    client: edge.client,
+                    server: edge.server,
+                    protocols: edge.protocols,
+                    calls: edge.calls,
+                    failed: edge.failed,
+                    mean_latency_us: edge.mean_latency_us,
+                    max_latency_us: edge.max_latency_us,
+                    encrypted: false,
+                })
+                .collect(),
+        }))
     }
 
     async fn get_agent_status(

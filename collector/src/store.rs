@@ -21,6 +21,18 @@ pub enum StoreError {
     BadCursor(String),
 }
 
+/// One edge of the service map.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Edge {
+    pub client: String,
+    pub server: String,
+    pub protocols: Vec<String>,
+    pub calls: u64,
+    pub failed: u64,
+    pub mean_latency_us: u64,
+    pub max_latency_us: u64,
+}
+
 /// What storing a batch did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stored {
@@ -44,6 +56,11 @@ CREATE TABLE IF NOT EXISTS calls (
     path TEXT NOT NULL,
     status INTEGER NOT NULL,
     tags TEXT NOT NULL,
+    client TEXT NOT NULL,
+    server TEXT NOT NULL,
+    protocol TEXT NOT NULL,
+    latency_us INTEGER NOT NULL,
+    failed INTEGER NOT NULL,
     record BLOB NOT NULL,
     PRIMARY KEY (node, boot, sequence)
 );
@@ -61,6 +78,34 @@ CREATE TABLE IF NOT EXISTS drops (
 /// Values of both ends joined with a separator no Kubernetes name contains, so a filter on
 /// either end is one LIKE.
 const SEPARATOR: char = '\u{1f}';
+
+/// A peer as the service map names it: its workload, else its pod, service, node or range,
+/// else its address.
+fn map_name(peer: Option<&moat_api::v1::Peer>) -> String {
+    let Some(peer) = peer else {
+        return String::new();
+    };
+    let identity = peer.identity.clone().unwrap_or_default();
+    let scoped = |name: &str| format!("{}/{name}", identity.namespace);
+    if !identity.workload_name.is_empty() {
+        scoped(&identity.workload_name)
+    } else if !identity.pod.is_empty() {
+        scoped(&identity.pod)
+    } else if !identity.service.is_empty() {
+        format!("service {}", scoped(&identity.service))
+    } else if identity.kind == "node" {
+        format!("node {}", identity.node)
+    } else if !identity.range.is_empty() {
+        format!("range {}", identity.range)
+    } else {
+        peer.ip.clone()
+    }
+}
+
+/// A server error (5xx), a failed gRPC status, or no response at all.
+fn failed(call: &ApiCall) -> bool {
+    call.status >= 500 || call.status == 0 || call.grpc_status > 0
+}
 
 fn both(client: &str, server: &str) -> String {
     format!("{SEPARATOR}{client}{SEPARATOR}{server}{SEPARATOR}")
@@ -89,8 +134,9 @@ impl Store {
         let mut stored = Stored::default();
         {
             let mut call_statement = transaction.prepare_cached(
-                "INSERT OR IGNORE INTO calls (node, boot, sequence, time, cluster, namespaces, workloads, path, status, tags, record)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                "INSERT OR IGNORE INTO calls (node, boot, sequence, time, cluster, namespaces, workloads, path, status, tags,
+                                              client, server, protocol, latency_us, failed, record)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             )?;
             let mut drop_statement = transaction.prepare_cached(
                 "INSERT OR IGNORE INTO drops (node, boot, sequence, time, record) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -128,6 +174,11 @@ impl Store {
                             call.path,
                             call.status,
                             tags,
+                            map_name(call.client.as_ref()),
+                            map_name(call.server.as_ref()),
+                            call.protocol,
+                            call.latency_us as i64,
+                            failed(call),
                             call.encode_to_vec(),
                         ])?
                     }
@@ -221,6 +272,36 @@ impl Store {
         }
         transaction.commit()?;
         Ok(removed)
+    }
+
+    /// Who calls whom between `since` and `until` (Unix nanoseconds; 0: unbounded): one edge
+    /// per (client, server), busiest first.
+    pub fn service_map(&self, since: i64, until: i64) -> Result<Vec<Edge>, StoreError> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT client, server, group_concat(DISTINCT protocol), count(*), sum(failed),
+                    avg(latency_us), max(latency_us)
+             FROM calls
+             WHERE (?1 = 0 OR time >= ?1) AND (?2 = 0 OR time < ?2)
+             GROUP BY client, server
+             ORDER BY count(*) DESC
+             LIMIT 10000",
+        )?;
+        let edges = statement.query_map(params![since, until], |row| {
+            Ok(Edge {
+                client: row.get(0)?,
+                server: row.get(1)?,
+                protocols: row
+                    .get::<_, String>(2)?
+                    .split(',')
+                    .map(str::to_owned)
+                    .collect(),
+                calls: row.get::<_, i64>(3)? as u64,
+                failed: row.get::<_, i64>(4)? as u64,
+                mean_latency_us: row.get::<_, f64>(5)? as u64,
+                max_latency_us: row.get::<_, i64>(6)? as u64,
+            })
+        })?;
+        Ok(edges.collect::<Result<_, _>>()?)
     }
 
     /// The newest row: a follower starts after it.
@@ -346,6 +427,45 @@ mod tests {
     }
 
     use std::path::PathBuf;
+
+    #[test]
+    fn the_service_map_counts_calls_and_failures_per_caller_and_callee() {
+        let (mut store, path) = store();
+        let batch: Vec<_> = (1..=6)
+            .map(|n| {
+                call(
+                    n,
+                    n as i64,
+                    "shop",
+                    if n <= 4 { "db" } else { "api" },
+                    "/a",
+                    if n == 2 { 503 } else { 200 },
+                )
+            })
+            .collect();
+        store.insert(&batch).expect("insert");
+        let edges = store.service_map(0, 0).expect("map");
+        let summary: Vec<(String, String, u64, u64)> = edges
+            .iter()
+            .map(|edge| {
+                (
+                    edge.client.clone(),
+                    edge.server.clone(),
+                    edge.calls,
+                    edge.failed,
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("edge/gateway".to_owned(), "shop/db".to_owned(), 4, 1),
+                ("edge/gateway".to_owned(), "shop/api".to_owned(), 2, 0),
+            ]
+        );
+        assert_eq!(store.service_map(5, 0).expect("since").len(), 1);
+        let _ = std::fs::remove_file(path);
+    }
 
     #[test]
     fn retention_removes_what_is_too_old_then_the_oldest_past_the_cap() {

@@ -203,6 +203,24 @@ fn every_call_reaches_the_collector_once_across_a_collector_crash() {
         "{agents:?}"
     );
 
+    // The service map: one edge from the client pod's address to the server's.
+    let map = node
+        .command(built_binary("moat"))
+        .args(["--collector", &collector_url, "map", "--output", "json"])
+        .output()
+        .expect("run moat map");
+    let edges: Vec<Value> = String::from_utf8_lossy(&map.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("JSON lines"))
+        .collect();
+    assert!(
+        edges.iter().any(|edge| edge["client"] == client.ipv4.to_string()
+            && edge["server"] == server.ipv4.to_string()
+            && edge["calls"].as_u64() >= Some(10)
+            && edge["protocols"] == serde_json::json!(["http1"])),
+        "{edges:?}"
+    );
+
     // Follow mode prints calls as they are stored.
     let mut follower = testbed::spawn(
         node.command(built_binary("moat"))
