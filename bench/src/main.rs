@@ -3,6 +3,7 @@
 //! of the test suite, and nothing here asserts on a wall-clock number.
 
 mod capture;
+mod collector;
 mod identity;
 mod measure;
 mod xdp;
@@ -37,6 +38,9 @@ enum Benchmark {
     /// against a bare hash map, the index's memory, and the time from a pod change to the
     /// kernel's policy maps (that part needs root).
     Identity(identity::Options),
+    /// The collector: records/s stored through moat-collector against bare SQLite inserts, and
+    /// ListCalls latency per filter over what was stored.
+    Collector(collector::Options),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +49,7 @@ fn main() -> ExitCode {
         Benchmark::Xdp(options) => xdp::run(&options),
         Benchmark::Capture(options) => capture::run(&options),
         Benchmark::Identity(options) => identity::run(&options),
+        Benchmark::Collector(options) => collector::run(&options),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -224,7 +224,7 @@ impl Store {
         };
         let limit = page_size.clamp(1, 1000);
         let rows = self.select_calls(
-            "(time < ?1 OR (time = ?1 AND rowid < ?2))",
+            "(time, rowid) < (?1, ?2)",
             "time DESC, rowid DESC",
             (before_time, before_row),
             filter,

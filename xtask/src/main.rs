@@ -44,10 +44,11 @@ enum Task {
     /// `xdp`: XDP enforcement against a bare XDP program, nftables and iptables. `capture`: API
     /// call capture, live traffic with and without the agent, and parser throughput. `identity`:
     /// address lookups with 100k pods and 10k ranges, the index's memory, and pod change to
-    /// enforced kernel maps. Extra
+    /// enforced kernel maps. `collector`: records/s stored against bare SQLite, and query
+    /// latency per filter. Extra
     /// arguments go to moat-bench (`cargo xtask bench capture -- --help`). Needs root.
     Bench {
-        /// Which benchmark: `xdp`, `capture` or `identity`.
+        /// Which benchmark: `xdp`, `capture`, `identity` or `collector`.
         name: String,
         /// Arguments for moat-bench.
         #[arg(last = true)]
@@ -87,7 +88,7 @@ fn fuzz(target: &str, seconds: u32) -> anyhow::Result<()> {
     )
 }
 
-const BENCHMARKS: [&str; 3] = ["xdp", "capture", "identity"];
+const BENCHMARKS: [&str; 4] = ["xdp", "capture", "identity", "collector"];
 
 fn bench(name: &str, args: &[String]) -> anyhow::Result<()> {
     if !BENCHMARKS.contains(&name) {
@@ -96,12 +97,17 @@ fn bench(name: &str, args: &[String]) -> anyhow::Result<()> {
             BENCHMARKS.join(", ")
         );
     }
-    if name == "capture" {
-        // The capture benchmark runs the agent binary itself, which `cargo run` below would
-        // not build.
+    // The capture and collector benchmarks run the agent's and collector's binaries, which
+    // `cargo run` below would not build.
+    let binary = match name {
+        "capture" => Some("agent"),
+        "collector" => Some("collector"),
+        _ => None,
+    };
+    if let Some(package) = binary {
         shell::exec(
             std::process::Command::new("cargo")
-                .args(["build", "--release", "--quiet", "--package", "agent"])
+                .args(["build", "--release", "--quiet", "--package", package])
                 .current_dir(shell::workspace_root()),
         )?;
     }

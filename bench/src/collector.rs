@@ -1,0 +1,287 @@
+//! `moat-bench collector`: what the collector sustains.
+//!
+//! - Ingest: records/s that several concurrent export streams get stored through a real
+//!   moat-collector (gRPC, decoding, validation, SQLite in WAL mode), against the same records
+//!   inserted straight into a bare SQLite table in the same run (the floor any SQLite store
+//!   pays, with no network and no indexes).
+//! - Queries: ListCalls latency (p50, p99) for each filter over everything stored.
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use moat_api::v1::{
+    ApiCall, CallFilter, ExportRequest, Identity, ListCallsRequest, Peer, Record, RecordId, Tag,
+    ingest_client::IngestClient, query_client::QueryClient, record,
+};
+use prost::Message as _;
+
+#[derive(Debug, clap::Args)]
+pub struct Options {
+    /// Records to ingest (and then query over).
+    #[arg(long, default_value_t = 1_000_000)]
+    records: u64,
+    /// Concurrent export streams, as from that many agents.
+    #[arg(long, default_value_t = 4)]
+    streams: u64,
+    /// Records per batch.
+    #[arg(long, default_value_t = 1_000)]
+    batch: u64,
+    /// Queries per filter.
+    #[arg(long, default_value_t = 50)]
+    queries: usize,
+}
+
+const PORT: u16 = 17170;
+
+fn call(stream: u64, sequence: u64) -> ApiCall {
+    let peer = |namespace: &str, workload: String, ip: &str| Peer {
+        ip: ip.into(),
+        port: 8080,
+        identity: Some(Identity {
+            kind: "pod".into(),
+            cluster: "bench".into(),
+            namespace: namespace.into(),
+            workload_kind: "Deployment".into(),
+            workload_name: workload,
+            tags: vec![Tag {
+                name: "team".into(),
+                value: format!("team-{}", sequence % 20),
+            }],
+            ..Identity::default()
+        }),
+        ..Peer::default()
+    };
+    ApiCall {
+        id: Some(RecordId {
+            node: format!("node-{stream}"),
+            boot: 1,
+            sequence,
+        }),
+        time_unix_nanos: 1_790_000_000_000_000_000 + (sequence * 1_000_000) as i64,
+        protocol: "http1".into(),
+        client: Some(peer("edge", "gateway".into(), "10.0.0.1")),
+        server: Some(peer(
+            &format!("ns-{}", sequence % 50),
+            format!("app-{}", sequence % 500),
+            "10.0.1.1",
+        )),
+        method: "GET".into(),
+        path: format!("/v1/items/{}", sequence % 1000),
+        status: if sequence % 97 == 0 { 503 } else { 200 },
+        latency_us: 1_000 + sequence % 5_000,
+        request_bytes: 300,
+        response_bytes: 2_000,
+        ..ApiCall::default()
+    }
+}
+
+fn collector_binary() -> anyhow::Result<PathBuf> {
+    let bench = std::env::current_exe().context("finding moat-bench's own path")?;
+    let collector = bench.with_file_name("moat-collector");
+    if !collector.exists() {
+        bail!(
+            "{} does not exist: build it with `cargo build --release -p collector` (`cargo xtask bench collector` does)",
+            collector.display()
+        );
+    }
+    Ok(collector)
+}
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn run(options: &Options) -> anyhow::Result<()> {
+    let directory =
+        std::env::temp_dir().join(format!("moat-bench-collector-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&directory);
+    std::fs::create_dir_all(&directory)?;
+    let outcome = measure(options, &directory);
+    let _ = std::fs::remove_dir_all(&directory);
+    outcome
+}
+
+fn measure(options: &Options, directory: &std::path::Path) -> anyhow::Result<()> {
+    let per_stream = options.records / options.streams.max(1);
+    let total = per_stream * options.streams.max(1);
+    println!(
+        "collector: {total} records over {} streams, batches of {}",
+        options.streams, options.batch
+    );
+
+    // Floor: the same records, encoded as the collector stores them, into a bare SQLite table.
+    let floor = {
+        let connection = rusqlite::Connection::open(directory.join("floor.db"))?;
+        connection.pragma_update(None, "journal_mode", "WAL")?;
+        connection.pragma_update(None, "synchronous", "NORMAL")?;
+        connection
+            .execute_batch("CREATE TABLE calls (id INTEGER PRIMARY KEY, record BLOB NOT NULL)")?;
+        let started = Instant::now();
+        let mut connection = connection;
+        for chunk_start in (0..total).step_by(options.batch.max(1) as usize) {
+            let transaction = connection.transaction()?;
+            {
+                let mut statement =
+                    transaction.prepare_cached("INSERT INTO calls (record) VALUES (?1)")?;
+                for sequence in chunk_start..(chunk_start + options.batch).min(total) {
+                    statement.execute([call(0, sequence + 1).encode_to_vec()])?;
+                }
+            }
+            transaction.commit()?;
+        }
+        total as f64 / started.elapsed().as_secs_f64()
+    };
+
+    let database = directory.join("moat.db");
+    let _collector = Running(
+        Command::new(collector_binary()?)
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{PORT}"),
+                "--log-level",
+                "warn",
+                "--store",
+            ])
+            .arg(format!("sqlite:{}", database.display()))
+            .stdin(Stdio::null())
+            .spawn()
+            .context("starting moat-collector")?,
+    );
+    let address = SocketAddr::from(([127, 0, 0, 1], PORT));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect_timeout(&address, Duration::from_millis(100)).is_err() {
+        if Instant::now() > deadline {
+            bail!("moat-collector does not listen on {address}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let url = format!("http://{address}");
+    let ingest_rate = runtime.block_on(async {
+        let started = Instant::now();
+        let mut streams = Vec::new();
+        for stream in 0..options.streams.max(1) {
+            let url = url.clone();
+            let batch = options.batch.max(1);
+            streams.push(tokio::spawn(async move {
+                let mut client = IngestClient::connect(url).await?;
+                let batches = (0..per_stream).step_by(batch as usize).enumerate().map(
+                    move |(number, start)| ExportRequest {
+                        batch: number as u64 + 1,
+                        records: (start..(start + batch).min(per_stream))
+                            .map(|sequence| Record {
+                                kind: Some(record::Kind::Call(call(stream, sequence + 1))),
+                            })
+                            .collect(),
+                        ..ExportRequest::default()
+                    },
+                );
+                let expected = per_stream.div_ceil(batch) as usize;
+                let mut acks = client
+                    .export(tokio_stream::iter(batches))
+                    .await?
+                    .into_inner();
+                let mut stored = 0u64;
+                for _ in 0..expected {
+                    match acks.message().await? {
+                        Some(ack) => stored += u64::from(ack.accepted),
+                        None => break,
+                    }
+                }
+                anyhow::Ok(stored)
+            }));
+        }
+        let mut stored = 0;
+        for stream in streams {
+            stored += stream.await??;
+        }
+        if stored != total {
+            bail!("{stored} of {total} records stored");
+        }
+        anyhow::Ok(total as f64 / started.elapsed().as_secs_f64())
+    })?;
+    println!(
+        "  ingest: {:.0} records/s stored through moat-collector; bare SQLite inserts: {:.0}/s (ratio {:.2}; target 100k/s)",
+        ingest_rate,
+        floor,
+        ingest_rate / floor
+    );
+
+    let filters: [(&str, CallFilter); 6] = [
+        ("newest 100", CallFilter::default()),
+        (
+            "namespace",
+            CallFilter {
+                namespace: "ns-7".into(),
+                ..CallFilter::default()
+            },
+        ),
+        (
+            "workload",
+            CallFilter {
+                workload: "app-123".into(),
+                ..CallFilter::default()
+            },
+        ),
+        (
+            "path prefix",
+            CallFilter {
+                path_prefix: "/v1/items/99".into(),
+                ..CallFilter::default()
+            },
+        ),
+        (
+            "status >= 500",
+            CallFilter {
+                min_status: 500,
+                ..CallFilter::default()
+            },
+        ),
+        (
+            "tag",
+            CallFilter {
+                tag: "team=team-3".into(),
+                ..CallFilter::default()
+            },
+        ),
+    ];
+    runtime.block_on(async {
+        let mut client = QueryClient::connect(url).await?;
+        for (name, filter) in filters {
+            let mut times = Vec::with_capacity(options.queries);
+            for _ in 0..options.queries.max(1) {
+                let started = Instant::now();
+                client
+                    .list_calls(ListCallsRequest {
+                        filter: Some(filter.clone()),
+                        page_size: 100,
+                        cursor: String::new(),
+                    })
+                    .await?;
+                times.push(started.elapsed());
+            }
+            times.sort_unstable();
+            let p50 = times[times.len() / 2];
+            let p99 = times[(times.len() * 99 / 100).min(times.len() - 1)];
+            println!(
+                "  ListCalls {name:<14} p50 {:>8.2} ms, p99 {:>8.2} ms over {total} records",
+                p50.as_secs_f64() * 1e3,
+                p99.as_secs_f64() * 1e3
+            );
+        }
+        anyhow::Ok(())
+    })?;
+    Ok(())
+}
