@@ -72,7 +72,11 @@ fn call(stream: u64, sequence: u64) -> ApiCall {
         )),
         method: "GET".into(),
         path: format!("/v1/items/{}", sequence % 1000),
-        status: if sequence % 97 == 0 { 503 } else { 200 },
+        status: if sequence.is_multiple_of(97) {
+            503
+        } else {
+            200
+        },
         latency_us: 1_000 + sequence % 5_000,
         request_bytes: 300,
         response_bytes: 2_000,
