@@ -214,10 +214,12 @@ fn every_call_reaches_the_collector_once_across_a_collector_crash() {
         .map(|line| serde_json::from_str(line).expect("JSON lines"))
         .collect();
     assert!(
-        edges.iter().any(|edge| edge["client"] == client.ipv4.to_string()
-            && edge["server"] == server.ipv4.to_string()
-            && edge["calls"].as_u64() >= Some(10)
-            && edge["protocols"] == serde_json::json!(["http1"])),
+        edges
+            .iter()
+            .any(|edge| edge["client"] == client.ipv4.to_string()
+                && edge["server"] == server.ipv4.to_string()
+                && edge["calls"].as_u64() >= Some(10)
+                && edge["protocols"] == serde_json::json!(["http1"])),
         "{edges:?}"
     );
 
