@@ -56,15 +56,31 @@ CREATE TABLE IF NOT EXISTS calls (
     path TEXT NOT NULL,
     status INTEGER NOT NULL,
     tags TEXT NOT NULL,
-    client TEXT NOT NULL,
-    server TEXT NOT NULL,
-    protocol TEXT NOT NULL,
-    latency_us INTEGER NOT NULL,
-    failed INTEGER NOT NULL,
     record BLOB NOT NULL,
     PRIMARY KEY (node, boot, sequence)
 );
 CREATE INDEX IF NOT EXISTS calls_by_time ON calls (time DESC);
+CREATE TABLE IF NOT EXISTS call_minutes (
+    minute INTEGER NOT NULL,
+    client TEXT NOT NULL,
+    server TEXT NOT NULL,
+    method TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    protocol TEXT NOT NULL,
+    calls INTEGER NOT NULL,
+    client_errors INTEGER NOT NULL,
+    server_errors INTEGER NOT NULL,
+    failed INTEGER NOT NULL,
+    latency_sum_us INTEGER NOT NULL,
+    latency_max_us INTEGER NOT NULL,
+    under_1ms INTEGER NOT NULL,
+    under_10ms INTEGER NOT NULL,
+    under_100ms INTEGER NOT NULL,
+    under_1s INTEGER NOT NULL,
+    request_bytes INTEGER NOT NULL,
+    response_bytes INTEGER NOT NULL,
+    PRIMARY KEY (minute, client, server, method, endpoint, protocol)
+);
 CREATE TABLE IF NOT EXISTS drops (
     node TEXT NOT NULL,
     boot INTEGER NOT NULL,
@@ -102,6 +118,30 @@ fn map_name(peer: Option<&moat_api::v1::Peer>) -> String {
     }
 }
 
+/// A path as an endpoint: segments that are identifiers (numbers, UUIDs, long hex) become
+/// `{id}`, so `/orders/123` and `/orders/456` aggregate together. Issue 7's inventory learns
+/// proper templates; this keeps the per-minute table's cardinality bounded meanwhile.
+fn endpoint(path: &str) -> String {
+    let is_identifier = |segment: &str| {
+        let hex = segment.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+        (!segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()))
+            || (hex && segment.len() >= 16 && segment.bytes().any(|b| b.is_ascii_digit()))
+    };
+    let mut out: String = path
+        .split('/')
+        .map(|segment| {
+            if is_identifier(segment) {
+                "{id}"
+            } else {
+                segment
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/");
+    out.truncate(out.floor_char_boundary(512));
+    out
+}
+
 /// A server error (5xx), a failed gRPC status, or no response at all.
 fn failed(call: &ApiCall) -> bool {
     call.status >= 500 || call.status == 0 || call.grpc_status > 0
@@ -134,9 +174,27 @@ impl Store {
         let mut stored = Stored::default();
         {
             let mut call_statement = transaction.prepare_cached(
-                "INSERT OR IGNORE INTO calls (node, boot, sequence, time, cluster, namespaces, workloads, path, status, tags,
-                                              client, server, protocol, latency_us, failed, record)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                "INSERT OR IGNORE INTO calls (node, boot, sequence, time, cluster, namespaces, workloads, path, status, tags, record)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?;
+            let mut minute_statement = transaction.prepare_cached(
+                "INSERT INTO call_minutes (minute, client, server, method, endpoint, protocol, calls,
+                                           client_errors, server_errors, failed, latency_sum_us, latency_max_us,
+                                           under_1ms, under_10ms, under_100ms, under_1s, request_bytes, response_bytes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+                 ON CONFLICT (minute, client, server, method, endpoint, protocol) DO UPDATE SET
+                     calls = calls + 1,
+                     client_errors = client_errors + excluded.client_errors,
+                     server_errors = server_errors + excluded.server_errors,
+                     failed = failed + excluded.failed,
+                     latency_sum_us = latency_sum_us + excluded.latency_sum_us,
+                     latency_max_us = max(latency_max_us, excluded.latency_max_us),
+                     under_1ms = under_1ms + excluded.under_1ms,
+                     under_10ms = under_10ms + excluded.under_10ms,
+                     under_100ms = under_100ms + excluded.under_100ms,
+                     under_1s = under_1s + excluded.under_1s,
+                     request_bytes = request_bytes + excluded.request_bytes,
+                     response_bytes = response_bytes + excluded.response_bytes",
             )?;
             let mut drop_statement = transaction.prepare_cached(
                 "INSERT OR IGNORE INTO drops (node, boot, sequence, time, record) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -163,7 +221,11 @@ impl Store {
                             .map(|tag| format!("{SEPARATOR}{}={}", tag.name, tag.value))
                             .collect::<String>()
                             + &SEPARATOR.to_string();
-                        call_statement.execute(params![
+                        let (client_name, server_name) = (
+                            map_name(call.client.as_ref()),
+                            map_name(call.server.as_ref()),
+                        );
+                        let inserted = call_statement.execute(params![
                             id.node,
                             id.boot as i64,
                             id.sequence as i64,
@@ -174,13 +236,31 @@ impl Store {
                             call.path,
                             call.status,
                             tags,
-                            map_name(call.client.as_ref()),
-                            map_name(call.server.as_ref()),
-                            call.protocol,
-                            call.latency_us as i64,
-                            failed(call),
                             call.encode_to_vec(),
-                        ])?
+                        ])?;
+                        // A resent call is already in the aggregates.
+                        if inserted == 1 {
+                            let latency = call.latency_us;
+                            minute_statement.execute(params![
+                                call.time_unix_nanos.div_euclid(60_000_000_000),
+                                client_name,
+                                server_name,
+                                call.method,
+                                endpoint(&call.path),
+                                call.protocol,
+                                (400..500).contains(&call.status),
+                                call.status >= 500,
+                                failed(call),
+                                latency as i64,
+                                latency < 1_000,
+                                latency < 10_000,
+                                latency < 100_000,
+                                latency < 1_000_000,
+                                call.request_bytes as i64,
+                                call.response_bytes as i64,
+                            ])?;
+                        }
+                        inserted
                     }
                     record::Kind::Drop(drop) => {
                         let id = drop.id.clone().unwrap_or_default();
@@ -261,6 +341,10 @@ impl Store {
         let mut removed =
             transaction.execute("DELETE FROM calls WHERE time < ?1", [oldest])? as u64;
         removed += transaction.execute("DELETE FROM drops WHERE time < ?1", [oldest])? as u64;
+        transaction.execute(
+            "DELETE FROM call_minutes WHERE minute < ?1",
+            [oldest.div_euclid(60_000_000_000)],
+        )?;
         let count: i64 =
             transaction.query_row("SELECT count(*) FROM calls", [], |row| row.get(0))?;
         let excess = count - i64::try_from(max_calls).unwrap_or(i64::MAX);
@@ -277,16 +361,24 @@ impl Store {
     /// Who calls whom between `since` and `until` (Unix nanoseconds; 0: unbounded): one edge
     /// per (client, server), busiest first.
     pub fn service_map(&self, since: i64, until: i64) -> Result<Vec<Edge>, StoreError> {
+        // From the per-minute aggregates: cheap over any range, whatever the raw calls kept.
+        let minute = |nanos: i64| {
+            if nanos == 0 {
+                0
+            } else {
+                nanos.div_euclid(60_000_000_000)
+            }
+        };
         let mut statement = self.connection.prepare_cached(
-            "SELECT client, server, group_concat(DISTINCT protocol), count(*), sum(failed),
-                    avg(latency_us), max(latency_us)
-             FROM calls
-             WHERE (?1 = 0 OR time >= ?1) AND (?2 = 0 OR time < ?2)
+            "SELECT client, server, group_concat(DISTINCT protocol), sum(calls), sum(failed),
+                    sum(latency_sum_us) / max(sum(calls), 1), max(latency_max_us)
+             FROM call_minutes
+             WHERE (?1 = 0 OR minute >= ?1) AND (?2 = 0 OR minute <= ?2)
              GROUP BY client, server
-             ORDER BY count(*) DESC
+             ORDER BY sum(calls) DESC
              LIMIT 10000",
         )?;
-        let edges = statement.query_map(params![since, until], |row| {
+        let edges = statement.query_map(params![minute(since), minute(until)], |row| {
             Ok(Edge {
                 client: row.get(0)?,
                 server: row.get(1)?,
@@ -297,7 +389,7 @@ impl Store {
                     .collect(),
                 calls: row.get::<_, i64>(3)? as u64,
                 failed: row.get::<_, i64>(4)? as u64,
-                mean_latency_us: row.get::<_, f64>(5)? as u64,
+                mean_latency_us: row.get::<_, i64>(5)? as u64,
                 max_latency_us: row.get::<_, i64>(6)? as u64,
             })
         })?;
@@ -435,7 +527,7 @@ mod tests {
             .map(|n| {
                 call(
                     n,
-                    n as i64,
+                    n as i64 * 60_000_000_000,
                     "shop",
                     if n <= 4 { "db" } else { "api" },
                     "/a",
@@ -463,7 +555,63 @@ mod tests {
                 ("edge/gateway".to_owned(), "shop/api".to_owned(), 2, 0),
             ]
         );
-        assert_eq!(store.service_map(5, 0).expect("since").len(), 1);
+        assert_eq!(
+            store
+                .service_map(5 * 60_000_000_000, 0)
+                .expect("since minute 5")
+                .len(),
+            1
+        );
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn endpoints_fold_identifiers() {
+        assert_eq!(
+            endpoint("/v1/orders/123/items/9"),
+            "/v1/orders/{id}/items/{id}"
+        );
+        assert_eq!(
+            endpoint("/users/3f2b8c1e-4d5a-4b6c-9e7f-0123456789ab"),
+            "/users/{id}"
+        );
+        assert_eq!(endpoint("/blobs/deadbeefcafe0123"), "/blobs/{id}");
+        assert_eq!(endpoint("/v2/catalogue/shoes"), "/v2/catalogue/shoes");
+        assert_eq!(
+            endpoint("/facade"),
+            "/facade",
+            "short hex-looking words stay"
+        );
+        assert_eq!(endpoint(""), "");
+    }
+
+    #[test]
+    fn per_minute_aggregates_count_each_call_once() {
+        let (mut store, path) = store();
+        let minute = 60_000_000_000;
+        let batch: Vec<_> = (1..=4)
+            .map(|n| {
+                call(
+                    n,
+                    minute * 10 + n as i64,
+                    "shop",
+                    "db",
+                    &format!("/orders/{n}"),
+                    if n == 4 { 503 } else { 200 },
+                )
+            })
+            .collect();
+        store.insert(&batch).expect("insert");
+        store.insert(&batch).expect("a resend");
+        let (calls, failed, server_errors, endpoints): (i64, i64, i64, i64) = store
+            .connection
+            .query_row(
+                "SELECT sum(calls), sum(failed), sum(server_errors), count(DISTINCT endpoint) FROM call_minutes",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+            )
+            .expect("aggregates");
+        assert_eq!((calls, failed, server_errors, endpoints), (4, 1, 1, 1));
         let _ = std::fs::remove_file(path);
     }
 
