@@ -111,22 +111,7 @@ fn inventory(ranges: u32) -> Inventory {
 }
 
 fn resident_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("VmRSS:"))
-                .and_then(|value| {
-                    value
-                        .trim()
-                        .trim_end_matches("kB")
-                        .trim()
-                        .parse::<u64>()
-                        .ok()
-                })
-        })
-        .map_or(0, |kib| kib * 1024)
+    crate::measure::proc_status_bytes("self", "VmRSS").unwrap_or(0)
 }
 
 fn build(options: &Options) -> IdentityIndex {

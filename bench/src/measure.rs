@@ -45,3 +45,20 @@ pub fn cost_of<T>(work: impl FnOnce() -> T) -> (T, Cost) {
     let cpu = Duration::from_nanos(busy * 1_000_000_000 / ticks_per_second());
     (result, Cost { wall, cpu })
 }
+
+/// A memory field of /proc/PID/status (`VmRSS`, `VmHWM`, ...) in bytes; `pid` may be `self`.
+pub fn proc_status_bytes(pid: &str, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|value| {
+            value
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .map(|kib| kib * 1024)
+}

@@ -48,11 +48,7 @@ pub async fn run(
     args: &CallsArgs,
 ) -> Result<(), Failure> {
     let mut client = connect(collector, token).await?;
-    let since = args
-        .since
-        .and_then(|since| SystemTime::now().checked_sub(since))
-        .and_then(|since| since.duration_since(SystemTime::UNIX_EPOCH).ok())
-        .map_or(0, |since| since.as_nanos() as i64);
+    let since = crate::since_nanos(args.since);
     let filter = CallFilter {
         since_unix_nanos: since,
         cluster: args.cluster.clone().unwrap_or_default(),

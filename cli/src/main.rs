@@ -151,6 +151,14 @@ pub async fn connect(collector: &Collector, token: Option<&str>) -> Result<Clien
     ))
 }
 
+/// `--since` as Unix nanoseconds (0: from the beginning).
+pub fn since_nanos(since: Option<std::time::Duration>) -> i64 {
+    since
+        .and_then(|since| std::time::SystemTime::now().checked_sub(since))
+        .and_then(|since| since.duration_since(std::time::SystemTime::UNIX_EPOCH).ok())
+        .map_or(0, |since| since.as_nanos() as i64)
+}
+
 /// Exit code for "the collector could not be reached" (EX_UNAVAILABLE).
 const UNAVAILABLE: u8 = 69;
 /// Exit code for "the collector refused the token" (EX_NOPERM).

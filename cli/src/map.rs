@@ -1,6 +1,6 @@
 //! `moat map`: who calls whom.
 
-use std::{io::Write as _, time::Duration, time::SystemTime};
+use std::{io::Write as _, time::Duration};
 
 use moat_api::v1::{GetServiceMapRequest, ServiceMapEdge};
 
@@ -20,11 +20,7 @@ pub async fn run(
     args: &MapArgs,
 ) -> Result<(), Failure> {
     let mut client = connect(collector, token).await?;
-    let since = args
-        .since
-        .and_then(|since| SystemTime::now().checked_sub(since))
-        .and_then(|since| since.duration_since(SystemTime::UNIX_EPOCH).ok())
-        .map_or(0, |since| since.as_nanos() as i64);
+    let since = crate::since_nanos(args.since);
     let edges = client
         .get_service_map(GetServiceMapRequest {
             since_unix_nanos: since,

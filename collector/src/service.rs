@@ -41,8 +41,26 @@ fn locked(store: &SharedStore) -> std::sync::MutexGuard<'_, Store> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn internal(error: StoreError) -> Status {
-    Status::internal(error.to_string())
+/// The gRPC status of a store error: a bad cursor is the caller's mistake, the rest ours.
+fn status_of(error: StoreError) -> Status {
+    match error {
+        StoreError::BadCursor(cursor) => Status::invalid_argument(format!(
+            "cursor {cursor:?} is not one this collector returned"
+        )),
+        error => Status::internal(error.to_string()),
+    }
+}
+
+/// Runs `work` on the store on a blocking thread (SQLite calls block).
+async fn with_store<T: Send + 'static>(
+    store: &SharedStore,
+    work: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, Status> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || work(&mut locked(&store)))
+        .await
+        .map_err(|error| Status::internal(format!("store task: {error}")))?
+        .map_err(status_of)
 }
 
 pub struct IngestService {
@@ -106,13 +124,7 @@ impl Ingest for IngestService {
                     }
                 };
                 let status = batch.status.clone();
-                let store = store.clone();
-                let outcome = tokio::task::spawn_blocking(move || store_batch(&store, batch)).await;
-                let reply = match outcome {
-                    Ok(Ok(ack)) => Ok(ack),
-                    Ok(Err(error)) => Err(internal(error)),
-                    Err(error) => Err(Status::internal(format!("storing the batch: {error}"))),
-                };
+                let reply = with_store(&store, move |store| store_batch(store, batch)).await;
                 if let (Some(status), Ok(ack)) = (status, &reply) {
                     let key = (status.node.clone(), status.boot);
                     let mut known = agents
@@ -136,7 +148,7 @@ impl Ingest for IngestService {
     }
 }
 
-fn store_batch(store: &SharedStore, batch: ExportRequest) -> Result<ExportResponse, StoreError> {
+fn store_batch(store: &mut Store, batch: ExportRequest) -> Result<ExportResponse, StoreError> {
     let mut rejected = 0;
     let records: Vec<_> = batch
         .records
@@ -151,7 +163,7 @@ fn store_batch(store: &SharedStore, batch: ExportRequest) -> Result<ExportRespon
             }
         })
         .collect();
-    let stored = locked(store).insert(&records)?;
+    let stored = store.insert(&records)?;
     Ok(ExportResponse {
         batch: batch.batch,
         accepted: stored.accepted,
@@ -180,31 +192,21 @@ impl Query for QueryService {
     ) -> Result<Response<Self::WatchCallsStream>, Status> {
         let filter = request.into_inner().filter.unwrap_or_default();
         let store = self.store.clone();
-        let start = {
-            let store = store.clone();
-            tokio::task::spawn_blocking(move || locked(&store).last_row())
-                .await
-                .map_err(|error| Status::internal(error.to_string()))?
-                .map_err(internal)?
-        };
+        let start = with_store(&store, |store| store.last_row()).await?;
         let (calls, outbound) = mpsc::channel(FOLLOW_QUEUE);
         tokio::spawn(async move {
             let mut after = start;
             // Until the follower goes away.
             while !calls.is_closed() {
-                let (store, filter) = (store.clone(), filter.clone());
-                let found = tokio::task::spawn_blocking(move || {
-                    locked(&store).calls_after(&filter, after, FOLLOW_QUEUE as u32)
+                let filter = filter.clone();
+                let found = with_store(&store, move |store| {
+                    store.calls_after(&filter, after, FOLLOW_QUEUE as u32)
                 })
                 .await;
                 let found = match found {
-                    Ok(Ok(found)) => found,
-                    Ok(Err(error)) => {
-                        let _ = calls.send(Err(internal(error))).await;
-                        return;
-                    }
-                    Err(error) => {
-                        let _ = calls.send(Err(Status::internal(error.to_string()))).await;
+                    Ok(found) => found,
+                    Err(status) => {
+                        let _ = calls.send(Err(status)).await;
                         return;
                     }
                 };
@@ -228,28 +230,20 @@ impl Query for QueryService {
         request: Request<ListCallsRequest>,
     ) -> Result<Response<ListCallsResponse>, Status> {
         let request = request.into_inner();
-        let store = self.store.clone();
         let page_size = if request.page_size == 0 {
             100
         } else {
             request.page_size
         };
-        let outcome = tokio::task::spawn_blocking(move || {
-            locked(&store).list_calls(
+        let (calls, next_cursor) = with_store(&self.store, move |store| {
+            store.list_calls(
                 &request.filter.unwrap_or_default(),
                 page_size,
                 &request.cursor,
             )
         })
-        .await
-        .map_err(|error| Status::internal(error.to_string()))?;
-        match outcome {
-            Ok((calls, next_cursor)) => Ok(Response::new(ListCallsResponse { calls, next_cursor })),
-            Err(StoreError::BadCursor(cursor)) => Err(Status::invalid_argument(format!(
-                "cursor {cursor:?} is not one this collector returned"
-            ))),
-            Err(error) => Err(internal(error)),
-        }
+        .await?;
+        Ok(Response::new(ListCallsResponse { calls, next_cursor }))
     }
 
     async fn get_service_map(
@@ -257,13 +251,10 @@ impl Query for QueryService {
         request: Request<GetServiceMapRequest>,
     ) -> Result<Response<GetServiceMapResponse>, Status> {
         let request = request.into_inner();
-        let store = self.store.clone();
-        let edges = tokio::task::spawn_blocking(move || {
-            locked(&store).service_map(request.since_unix_nanos, request.until_unix_nanos)
+        let edges = with_store(&self.store, move |store| {
+            store.service_map(request.since_unix_nanos, request.until_unix_nanos)
         })
-        .await
-        .map_err(|error| Status::internal(error.to_string()))?
-        .map_err(internal)?;
+        .await?;
         Ok(Response::new(GetServiceMapResponse {
             edges: edges
                 .into_iter()

@@ -47,31 +47,31 @@ fn start_collector(node: &Node, database: &std::path::Path, extra: &[&str]) -> B
     collector
 }
 
-/// `moat calls --output json` (with `extra` flags), run in the node.
-fn moat_calls(node: &Node, extra: &[&str]) -> Vec<Value> {
+/// `moat <args> --output json` against the plain-HTTP collector, run in the node.
+fn moat_json(node: &Node, args: &[&str]) -> Vec<Value> {
     let output = node
         .command(built_binary("moat"))
-        .args([
-            "--collector",
-            &format!("http://127.0.0.1:{COLLECTOR_PORT}"),
-            "calls",
-            "--limit",
-            "1000",
-            "--output",
-            "json",
-        ])
-        .args(extra)
+        .args(["--collector", &format!("http://127.0.0.1:{COLLECTOR_PORT}")])
+        .args(args)
+        .args(["--output", "json"])
         .output()
         .expect("run moat");
     assert!(
         output.status.success(),
-        "moat calls failed: {}",
+        "moat {args:?} failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .map(|line| serde_json::from_str(line).expect("moat writes JSON lines"))
         .collect()
+}
+
+/// `moat calls --output json` (with `extra` flags), run in the node.
+fn moat_calls(node: &Node, extra: &[&str]) -> Vec<Value> {
+    let mut args = vec!["calls", "--limit", "1000"];
+    args.extend(extra);
+    moat_json(node, &args)
 }
 
 fn wait_for_calls(node: &Node, count: usize) -> Vec<Value> {
@@ -186,15 +186,7 @@ fn every_call_reaches_the_collector_once_across_a_collector_crash() {
 
     // The collector knows the agent: it is connected, and its records are all stored (the
     // restarted collector counts only what it stored itself).
-    let agents = node
-        .command(built_binary("moat"))
-        .args(["--collector", &collector_url, "agents", "--output", "json"])
-        .output()
-        .expect("run moat");
-    let agents: Vec<Value> = String::from_utf8_lossy(&agents.stdout)
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("JSON lines"))
-        .collect();
+    let agents = moat_json(&node, &["agents"]);
     assert_eq!(agents.len(), 1, "{agents:?}");
     assert_eq!(agents[0]["connected"], true, "{agents:?}");
     assert_eq!(agents[0]["records_dropped"], 0, "{agents:?}");
@@ -204,15 +196,7 @@ fn every_call_reaches_the_collector_once_across_a_collector_crash() {
     );
 
     // The service map: one edge from the client pod's address to the server's.
-    let map = node
-        .command(built_binary("moat"))
-        .args(["--collector", &collector_url, "map", "--output", "json"])
-        .output()
-        .expect("run moat map");
-    let edges: Vec<Value> = String::from_utf8_lossy(&map.stdout)
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("JSON lines"))
-        .collect();
+    let edges = moat_json(&node, &["map"]);
     assert!(
         edges
             .iter()

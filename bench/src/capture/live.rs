@@ -450,20 +450,7 @@ fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
 
 /// The most resident memory a process has had (VmHWM), in bytes.
 fn peak_rss(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .with_context(|| format!("reading /proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|value| {
-            value
-                .trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-        .map(|kib| kib * 1024)
+    crate::measure::proc_status_bytes(&pid.to_string(), "VmHWM")
         .with_context(|| format!("no VmHWM in /proc/{pid}/status"))
 }
 
