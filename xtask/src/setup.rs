@@ -38,6 +38,10 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("nghttp2-server", "capture tests' HTTP/2 server (nghttpd)"),
     ("python3-grpcio", "capture tests' gRPC client and server"),
     (
+        "python3-h2",
+        "capture tests' HTTP/1.1 Upgrade to h2c server (nghttpd does not upgrade)",
+    ),
+    (
         "tshark",
         "capture tests compare records with tshark's dissection of the same traffic",
     ),
