@@ -1,0 +1,1 @@
+//! OpenAPI documents inferred from observed calls.
