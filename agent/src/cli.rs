@@ -105,6 +105,48 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub export: ExportArgs,
+
+    #[command(flatten)]
+    pub analysis: AnalysisArgs,
+}
+
+/// The endpoint inventory and its findings (specs are bound in the inventory file's `apis:`).
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "API inventory")]
+pub struct AnalysisArgs {
+    /// `inventory.new_endpoint` findings (severity info) on an endpoint's first call: `detect`
+    /// or `off`.
+    #[arg(long, value_enum, default_value_t = NewsArg::Detect)]
+    pub new_endpoint_findings: NewsArg,
+
+    /// `inventory.new_caller` findings (severity info) on a caller's first call to an endpoint:
+    /// `detect` or `off`.
+    #[arg(long, value_enum, default_value_t = NewsArg::Detect)]
+    pub new_caller_findings: NewsArg,
+
+    /// Endpoints kept per service; calls to further ones are counted in one overflow bucket
+    /// (`{overflow}`), reported once as `inventory.endpoint_overflow`.
+    #[arg(long, value_name = "ENDPOINTS", default_value_t = 2048)]
+    pub max_endpoints_per_service: usize,
+
+    /// Services kept in the inventory; calls to further ones are counted, not inventoried.
+    #[arg(long, value_name = "SERVICES", default_value_t = 1024)]
+    pub max_services: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NewsArg {
+    Detect,
+    Off,
+}
+
+impl NewsArg {
+    pub fn mode(self) -> intelligence::finding::Mode {
+        match self {
+            Self::Detect => intelligence::finding::Mode::Detect,
+            Self::Off => intelligence::finding::Mode::Off,
+        }
+    }
 }
 
 /// Shipping records to a collector.

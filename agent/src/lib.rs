@@ -1,6 +1,7 @@
 //! moat-agent as a library: the binary is a thin `main` over [`run::main`], and the end-to-end
 //! tests drive the enforcement API ([`enforcer::Enforcer`]) directly.
 
+pub mod analysis;
 pub mod capture;
 pub mod cli;
 pub mod enforcer;

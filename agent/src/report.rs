@@ -112,6 +112,31 @@ pub enum Record<'a> {
         protocol: &'a str,
         interface: &'a str,
     },
+    /// Something worth a human's attention about an API call (or, for unused endpoints, the
+    /// absence of calls): docs/api-intelligence.md lists the kinds.
+    #[serde(rename = "api.finding")]
+    Finding(&'a crate::analysis::FindingRecord<'a>),
+    /// An endpoint's counts since it was first seen, when they changed.
+    #[serde(rename = "api.endpoint")]
+    Endpoint(&'a crate::analysis::EndpointRecord<'a>),
+    /// An API's OpenAPI spec is bound; operations the spec defines badly are left out, each
+    /// with a warning.
+    #[serde(rename = "api.spec_loaded")]
+    SpecLoaded {
+        api: &'a str,
+        file: &'a Path,
+        operations: usize,
+        #[serde(skip_serializing_if = "<[String]>::is_empty")]
+        warnings: &'a [String],
+    },
+    /// An API's spec did not load (file, JSON pointer, reason); its previous version, if any,
+    /// stays bound.
+    #[serde(rename = "api.spec_rejected")]
+    SpecRejected {
+        api: &'a str,
+        file: &'a Path,
+        error: &'a str,
+    },
     #[serde(rename = "enforce.timed_block")]
     TimedBlock {
         network: String,

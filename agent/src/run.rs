@@ -9,16 +9,18 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
+use ipnetwork::IpNetwork;
 use policy::Policy;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
 
 use crate::{
+    analysis::{Analysis, EndpointRecord, FindingRecord, SpecOutcome},
     capture::{
         self, Capture,
         connections::TrackerLimits,
         probes::ProbeConfig,
-        record::{CallRecord, Redaction},
+        record::{CallRecord, Peer, Redaction},
     },
     cli::{
         Args, CaptureArgs, Command, HookArg, IdentityArgs, KubernetesMode, PodScopeArg, RunArgs,
@@ -203,6 +205,7 @@ struct Agent {
     kube_client: Option<kube::Client>,
     kube_events: Option<kubernetes::EventPublisher>,
     exporter: Option<Exporter>,
+    analysis: Analysis,
 }
 
 /// Updates from the Kubernetes watches wait here for the main loop; a full channel holds the
@@ -243,6 +246,7 @@ async fn serve(
     if let Some(source) = &source {
         policies.set_file(source.path().display().to_string(), policy.clone());
     }
+    let apis = inventory.apis.clone();
     let mut node_identity =
         NodeIdentity::new(Arc::unwrap_or_clone(inventory), capture::cgroup2_mount());
     let awaiting_sync = if kube_client.is_some() {
@@ -304,6 +308,7 @@ async fn serve(
     for interface in &args.interfaces {
         datapath.attach(interface, hook_of(&args))?;
     }
+    let analysis = Analysis::new(&args.analysis);
     let mut agent = Agent {
         // Buffered, so a burst of calls costs one write; every record outside a burst is flushed.
         reporter: Reporter::new(io::BufWriter::new(io::stdout().lock()), args.output),
@@ -322,7 +327,9 @@ async fn serve(
             .map(|client| kubernetes::EventPublisher::start(client.clone(), &node_name)),
         kube_client,
         exporter,
+        analysis,
     };
+    agent.bind_apis(&apis)?;
     agent.attach_glob_matches(false)?;
     let mut drop_events = DropEvents::open(&mut agent.datapath)?;
     let mut calls = Vec::new();
@@ -377,6 +384,7 @@ async fn serve(
             _ = reports.tick() => {
                 agent.report_traffic(&mut tracker, false)?;
                 agent.report_capture(capture.as_mut())?;
+                agent.report_endpoints()?;
             }
             _ = housekeeping.tick() => {
                 if let Some(capture) = &mut capture {
@@ -552,11 +560,136 @@ impl Agent {
             for peer in [&mut call.client, &mut call.server] {
                 peer.identity = Some(self.identity.peer(peer.ip, at, peer.process()));
             }
+            let judged = self.analysis.observe(&mut call, now);
             if let Some(exporter) = &self.exporter {
                 exporter.push(export_records::call_record(exporter.next_id(), &call, now));
             }
             self.reporter
                 .write(&Record::Call(&call), now)
+                .context("writing to standard output")?;
+            for judged in judged {
+                self.report_finding(&judged.finding, Some(&call.client), Some(&call.server), now)?;
+                if let Some(ttl) = judged.block_for {
+                    self.block_caller(&call, &judged.finding, ttl, now)?;
+                }
+            }
+        }
+        self.reporter.flush().context("writing to standard output")
+    }
+
+    /// Loads the specs the inventory binds and says how that went.
+    fn bind_apis(&mut self, apis: &[identity::apis::ApiBinding]) -> anyhow::Result<()> {
+        let outcomes = self.analysis.bind(apis, SystemTime::now());
+        self.report_specs(&outcomes)
+    }
+
+    fn report_specs(&mut self, outcomes: &[SpecOutcome]) -> anyhow::Result<()> {
+        let now = SystemTime::now();
+        for outcome in outcomes {
+            let record = match outcome {
+                SpecOutcome::Loaded {
+                    api,
+                    file,
+                    operations,
+                    warnings,
+                } => Record::SpecLoaded {
+                    api,
+                    file,
+                    operations: *operations,
+                    warnings,
+                },
+                SpecOutcome::Rejected { api, file, error } => {
+                    Record::SpecRejected { api, file, error }
+                }
+            };
+            self.emit(&record, now)?;
+        }
+        Ok(())
+    }
+
+    fn report_finding(
+        &mut self,
+        finding: &intelligence::Finding,
+        source: Option<&Peer>,
+        destination: Option<&Peer>,
+        now: SystemTime,
+    ) -> anyhow::Result<()> {
+        let record = FindingRecord {
+            finding,
+            source,
+            destination,
+        };
+        self.emit(&Record::Finding(&record), now)
+    }
+
+    /// Drops the caller's packets for `ttl`, unless it is this node itself or already blocked.
+    fn block_caller(
+        &mut self,
+        call: &CallRecord,
+        cause: &intelligence::Finding,
+        ttl: Duration,
+        now: SystemTime,
+    ) -> anyhow::Result<()> {
+        let source = call.client.ip;
+        let network = IpNetwork::from(source);
+        if source.is_loopback() || self.host_addresses.contains(&source) {
+            warn!(%source, finding = cause.kind.as_str(), "not blocking this node's own address");
+            return Ok(());
+        }
+        if self
+            .enforcer
+            .timed_blocks()
+            .any(|block| block.network == network)
+        {
+            return Ok(());
+        }
+        let reason = format!(
+            "{} on {} {} {}",
+            cause.kind.as_str(),
+            cause.service,
+            cause.method,
+            cause.endpoint
+        );
+        match self
+            .enforcer
+            .block(&mut self.datapath, network, ttl, &reason)
+        {
+            Ok(_) => {
+                self.emit(
+                    &Record::TimedBlock {
+                        network: network.to_string(),
+                        reason: &reason,
+                        ttl_seconds: ttl.as_secs(),
+                    },
+                    now,
+                )?;
+                let blocked = intelligence::Finding {
+                    kind: intelligence::FindingKind::SourceBlocked,
+                    severity: intelligence::FindingKind::SourceBlocked.default_severity(),
+                    message: format!(
+                        "{source} is dropped for {} s: the request that prompted it had already reached the server",
+                        ttl.as_secs()
+                    ),
+                    evidence: format!("after {}", cause.kind.as_str()),
+                    spec_pointer: cause.spec_pointer.clone(),
+                    ..cause.clone()
+                };
+                self.report_finding(&blocked, Some(&call.client), Some(&call.server), now)
+            }
+            Err(error) => {
+                warn!(%source, %error, "could not block the source of a finding in block mode");
+                Ok(())
+            }
+        }
+    }
+
+    /// `api.endpoint` records for the endpoints called since the last report.
+    fn report_endpoints(&mut self) -> anyhow::Result<()> {
+        let now = SystemTime::now();
+        for (service, key, stats) in self.analysis.changed_endpoints() {
+            let record = EndpointRecord::new(&service, &key, &stats);
+            self.reporter
+                .write(&Record::Endpoint(&record), now)
                 .context("writing to standard output")?;
         }
         self.reporter.flush().context("writing to standard output")
@@ -615,6 +748,11 @@ impl Agent {
         if self.source.as_mut().is_some_and(PolicySource::changed) {
             info!("policy file changed: reloading");
             self.reload()?;
+        }
+        let outcomes = self.analysis.reload_changed(now);
+        self.report_specs(&outcomes)?;
+        for finding in self.analysis.unused(now) {
+            self.report_finding(&finding, None, None, now)?;
         }
         self.refresh_metrics(capture);
         Ok(())
@@ -705,8 +843,10 @@ impl Agent {
         match source.load() {
             Ok(inventory) => {
                 info!(file = %path.display(), "inventory applied");
+                let apis = inventory.apis.clone();
                 self.identity.set_inventory(Arc::unwrap_or_clone(inventory));
-                self.emit(&Record::InventoryApplied { file: &path }, now)
+                self.emit(&Record::InventoryApplied { file: &path }, now)?;
+                self.bind_apis(&apis)
             }
             Err(error) => {
                 warn!(%error, "inventory rejected; the previous one stays in use");

@@ -107,6 +107,7 @@ fn inventory(ranges: u32) -> Inventory {
             })
             .collect(),
         tag_rules: Vec::new(),
+        apis: Vec::new(),
     }
 }
 

@@ -59,6 +59,8 @@ pub struct Inventory {
     pub ranges: Vec<DeclaredRange>,
     /// In file order; a later rule's tag overrides an earlier one's.
     pub tag_rules: Vec<TagRule>,
+    /// OpenAPI specs bound to the services that serve them.
+    pub apis: Vec<crate::apis::ApiBinding>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,6 +107,8 @@ struct InventoryFile {
     ranges: Vec<RangeSpec>,
     #[serde(default)]
     tag_rules: Vec<TagRuleSpec>,
+    #[serde(default)]
+    apis: Vec<crate::apis::ApiSpec>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -289,17 +293,22 @@ pub fn parse(text: &str, origin: &Path) -> Result<Inventory, PolicyError> {
         });
     }
 
+    let apis = crate::apis::bindings(file.apis, origin, error)?;
     Ok(Inventory {
         cluster: file.cluster.map(Arc::from),
         environment: environment("environment".to_owned(), file.environment)?,
         ranges,
         tag_rules,
+        apis,
     })
 }
 
 #[cfg(test)]
 mod tests {
+    use intelligence::{FindingKind, finding::Mode};
+
     use super::*;
+    use crate::apis::Server;
 
     fn parse_text(text: &str) -> Result<Inventory, PolicyError> {
         parse(text, Path::new("inventory.yaml"))
@@ -357,6 +366,57 @@ tagRules:
         assert_eq!(
             parse_text("  \n").expect("empty is valid"),
             Inventory::default()
+        );
+    }
+
+    #[test]
+    fn apis_bind_specs_to_the_servers_that_serve_them() {
+        let text = "\
+apis:
+  - name: petstore
+    spec: specs/petstore.yaml
+    servers:
+      - {address: 198.18.2.0/24, port: 8080}
+      - {host: pets.example.com}
+      - service: {namespace: shop, name: pets}
+    mode: block
+    kinds: {spec.unused_endpoint: off}
+    severities: {spec.undocumented_endpoint: high}
+    unusedAfter: 2h
+    blockFor: 30s
+";
+        let inventory = parse(text, Path::new("/etc/moat/inventory.yaml")).expect("valid");
+        let api = &inventory.apis[0];
+        assert_eq!(api.spec, Path::new("/etc/moat/specs/petstore.yaml"));
+        assert_eq!(api.mode, Mode::Block);
+        assert_eq!(
+            api.modes.get(&FindingKind::UnusedEndpoint),
+            Some(&Mode::Off)
+        );
+        assert_eq!(
+            api.severities.get(&FindingKind::UndocumentedEndpoint),
+            Some(&intelligence::Severity::High)
+        );
+        assert_eq!(api.unused_after, std::time::Duration::from_secs(7200));
+        assert_eq!(api.block_for, std::time::Duration::from_secs(30));
+        let server = |ip: &str, port: u16, authority: Option<&'static str>, service| Server {
+            ip: ip.parse().expect("address"),
+            port,
+            authority,
+            service,
+        };
+        assert!(api.serves(&server("198.18.2.9", 8080, None, None)));
+        assert!(!api.serves(&server("198.18.2.9", 8081, None, None)));
+        assert!(api.serves(&server("10.0.0.1", 80, Some("PETS.example.com:80"), None)));
+        assert!(!api.serves(&server("10.0.0.1", 80, Some("other.example.com"), None)));
+        assert!(api.serves(&server("10.0.0.1", 80, None, Some(("shop", "pets")))));
+        assert!(!api.serves(&server("10.0.0.1", 80, None, Some(("shop", "cats")))));
+        let defaults =
+            parse_text("apis: [{name: a, spec: a.json, servers: [{port: 1}]}]\n").expect("valid");
+        assert_eq!(defaults.apis[0].mode, Mode::Detect);
+        assert_eq!(
+            defaults.apis[0].block_for,
+            std::time::Duration::from_secs(600)
         );
     }
 
@@ -419,6 +479,41 @@ tagRules:
                 "label value",
             ),
             ("clusters: x\n", "clusters", "unknown field `clusters`"),
+            (
+                "apis:\n  - {name: shop, spec: s.yaml, servers: [{}]}\n",
+                "apis[0].servers[0]",
+                "at least one of address",
+            ),
+            (
+                "apis:\n  - {name: shop, spec: s.yaml, servers: [{port: 80}], kinds: {spec.bogus: off}}\n",
+                "apis[0].kinds.spec.bogus",
+                "not a finding kind",
+            ),
+            (
+                "apis:\n  - {name: shop, spec: s.yaml, servers: [{port: 80}], kinds: {spec.unexpected_status: block}}\n",
+                "apis[0].kinds.spec.unexpected_status",
+                "cannot block",
+            ),
+            (
+                "apis:\n  - {name: shop, spec: s.yaml, servers: [{port: 80}], unusedAfter: soon}\n",
+                "apis[0].unusedAfter",
+                "not a duration",
+            ),
+            (
+                "apis:\n  - {name: shop, spec: s.yaml, servers: [{address: 10.0.0.0/33}]}\n",
+                "apis[0].servers[0].address",
+                "",
+            ),
+            (
+                "apis:\n  - {name: a, spec: s.yaml, servers: [{port: 1}]}\n  - {name: a, spec: t.yaml, servers: [{port: 2}]}\n",
+                "apis[1].name",
+                "already named",
+            ),
+            (
+                "apis:\n  - {name: a, spec: s.yaml, servers: [{port: 1}], mode: enforce}\n",
+                "apis[0].mode",
+                "unknown variant",
+            ),
         ];
         for (text, field, message) in cases {
             let error = parse_text(text).expect_err(text);

@@ -13,6 +13,7 @@
 //!   cgroup v1 and v2, systemd and cgroupfs drivers).
 //! - [`tags`]: tags from `moat.dev/*` labels and annotations and from inventory rules.
 
+pub mod apis;
 pub mod cgroup;
 pub mod index;
 pub mod inventory;

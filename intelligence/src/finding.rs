@@ -53,10 +53,13 @@ pub enum FindingKind {
     InvalidResponseBody,
     #[serde(rename = "spec.unexpected_content_type")]
     UnexpectedContentType,
+    /// A finding in block mode put its source into the kernel's timed blocks.
+    #[serde(rename = "policy.blocked")]
+    SourceBlocked,
 }
 
 impl FindingKind {
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 14] = [
         Self::NewEndpoint,
         Self::NewCaller,
         Self::EndpointOverflow,
@@ -70,6 +73,7 @@ impl FindingKind {
         Self::UnexpectedStatus,
         Self::InvalidResponseBody,
         Self::UnexpectedContentType,
+        Self::SourceBlocked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -87,6 +91,7 @@ impl FindingKind {
             Self::UnexpectedStatus => "spec.unexpected_status",
             Self::InvalidResponseBody => "spec.invalid_response_body",
             Self::UnexpectedContentType => "spec.unexpected_content_type",
+            Self::SourceBlocked => "policy.blocked",
         }
     }
 
@@ -100,9 +105,10 @@ impl FindingKind {
         match self {
             Self::NewEndpoint | Self::NewCaller => Severity::Info,
             Self::EndpointOverflow | Self::UnusedEndpoint | Self::UnexpectedStatus => Severity::Low,
-            Self::UndocumentedEndpoint | Self::MethodNotAllowed | Self::InvalidRequestBody => {
-                Severity::Medium
-            }
+            Self::UndocumentedEndpoint
+            | Self::MethodNotAllowed
+            | Self::InvalidRequestBody
+            | Self::SourceBlocked => Severity::Medium,
             Self::MissingHeader
             | Self::MissingParameter
             | Self::InvalidParameter
@@ -140,6 +146,8 @@ pub enum Mode {
 /// One finding about one call (or, for unused endpoints, about the absence of calls).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
+    /// Serialized as `finding`: records already use `kind` for what record they are.
+    #[serde(rename = "finding")]
     pub kind: FindingKind,
     pub severity: Severity,
     /// The service the call went to (its inventory name).

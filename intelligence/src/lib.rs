@@ -9,6 +9,7 @@
 //! Everything here is a pure function of its inputs: the agent does the I/O (files, clocks) and
 //! hands in [`Exchange`]s; nothing panics or grows without bound on hostile input.
 
+pub mod analyzer;
 pub mod auth;
 pub mod endpoints;
 pub mod exchange;

@@ -11,6 +11,18 @@ use testbed::{Node, Pod};
 
 use crate::{RunningAgent, StateDir};
 
+/// Scripts of the peers (python servers and clients), next to this crate.
+pub fn peer_script(name: &str) -> String {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("peers")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// Debian's python, which has grpcio; a python earlier on PATH (pyenv) may not.
+pub const PYTHON: &str = "/usr/bin/python3";
+
 /// Starts the agent capturing only `ports` (so tests running at once do not see each other's
 /// calls), with `extra` arguments.
 pub fn capture_agent(node: &Node, state: &StateDir, ports: &[u16], extra: &[&str]) -> RunningAgent {

@@ -18,7 +18,8 @@ use std::{
 use moat_e2e::{
     RunningAgent, Scratch, StateDir,
     capture::{
-        calls_since, capture_agent, flags_of_a_clean_call, grpc_summary, summary, wait_listening,
+        PYTHON, calls_since, capture_agent, flags_of_a_clean_call, grpc_summary, peer_script,
+        summary, wait_listening,
     },
     cgroup::TestCgroup,
     pcap::PacketCapture,
@@ -26,18 +27,6 @@ use moat_e2e::{
 };
 use serde_json::Value;
 use testbed::{Background, Pod};
-
-/// Scripts of the peers (python servers and clients), next to this crate.
-fn peer_script(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("peers")
-        .join(name)
-        .display()
-        .to_string()
-}
-
-/// Debian's python, which has grpcio; a python earlier on PATH (pyenv) may not.
-const PYTHON: &str = "/usr/bin/python3";
 
 fn header<'a>(message: &'a Value, name: &str) -> Option<&'a str> {
     message["headers"].as_array()?.iter().find_map(|header| {

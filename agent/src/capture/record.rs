@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::event::Task;
 
 /// Replaces the values of credential headers.
-pub const REDACTED: &str = "[redacted]";
+pub use intelligence::exchange::REDACTED;
 
 /// Headers whose values are credentials whatever the deployment; `--redact-header` adds more.
 pub const DEFAULT_REDACTED_HEADERS: [&str; 5] = [
@@ -25,6 +25,9 @@ pub const DEFAULT_REDACTED_HEADERS: [&str; 5] = [
 #[derive(Debug, Clone)]
 pub struct Redaction {
     names: Vec<String>,
+    /// The names `--redact-header` added: deployment-specific credential headers, API keys
+    /// more often than not, so requests carrying them count as authenticated.
+    custom: Vec<String>,
 }
 
 impl Redaction {
@@ -36,7 +39,8 @@ impl Redaction {
             .collect();
         names.sort();
         names.dedup();
-        Self { names }
+        let custom = extra.iter().map(|name| name.to_ascii_lowercase()).collect();
+        Self { names, custom }
     }
 
     fn redacts(&self, name: &str) -> bool {
@@ -156,6 +160,15 @@ pub struct CallRecord {
     pub response: MessageRecord,
     /// `truncated`, `mid_stream`, `gap`.
     pub flags: Vec<&'static str>,
+    /// How the request authenticated (`none`, `basic`, `bearer_jwt`, ...), judged before its
+    /// credentials were redacted.
+    pub auth: intelligence::auth::AuthScheme,
+    /// The service the call went to (its bound API's name, else its Kubernetes service or
+    /// workload, else the server's address), and the endpoint template it counts under.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
     /// The ends of the call on this host (whose processes are named): `client`, `server` or both.
     pub seen_at: Vec<&'static str>,
     /// Monotonic time of the call's first byte (0 when unknown): when its ends are identified,
@@ -205,6 +218,14 @@ impl CallRecord {
             .filter(|&ns| ns != 0)
             .min()
             .unwrap_or(0);
+        let auth = intelligence::auth::scheme_of(
+            call.request
+                .headers
+                .iter()
+                .map(|header| (header.name.as_str(), header.value.as_str())),
+            call.query.as_deref(),
+            &redaction.custom,
+        );
         let (request, request_body) = message(call.request, redaction);
         let (response, response_body) = message(call.response, redaction);
         Self {
@@ -229,6 +250,9 @@ impl CallRecord {
             query: call.query,
             status: call.status,
             flags,
+            auth,
+            service: None,
+            endpoint: None,
             seen_at: vec![if at_client { "client" } else { "server" }],
             started_ns,
             request_body,

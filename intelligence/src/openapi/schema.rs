@@ -50,7 +50,8 @@ enum Additional {
 
 #[derive(Debug, Default)]
 struct Node {
-    /// Where the schema is, for messages: `document#pointer`.
+    /// Where the schema is, for messages: `#pointer` in the spec's document, `file#pointer` in
+    /// another.
     at: String,
     reference: Option<SchemaId>,
     types: Option<u8>,
@@ -95,7 +96,7 @@ pub enum Direction {
 pub struct Mismatch {
     /// JSON pointer into the value (`/items/3/name`).
     pub instance: String,
-    /// `document#pointer` of the schema rule.
+    /// The schema rule: `#/pointer` in the spec, `file#/pointer` in another document.
     pub schema: String,
     pub message: String,
 }
@@ -156,7 +157,13 @@ impl Schemas {
         source: &mut dyn Source,
         depth: u32,
     ) -> Result<Node, SpecError> {
-        let at = format!("{}#{}", documents.name(location.document), location.pointer);
+        // Pointers into the spec's own document are written as `#/...`, like the spec's own
+        // references; other documents are named.
+        let at = if location.document == 0 {
+            format!("#{}", location.pointer)
+        } else {
+            format!("{}#{}", documents.name(location.document), location.pointer)
+        };
         let map = match value {
             Value::Bool(true) => {
                 return Ok(Node {

@@ -1,0 +1,315 @@
+//! API intelligence end to end: the Swagger Petstore's published spec bound to a server in a
+//! testbed pod by the inventory file, real curl traffic captured by the agent, and the
+//! endpoints and findings it reports; in block mode, the offending client's next connection is
+//! dropped by XDP.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use moat_e2e::{
+    RunningAgent, Scratch, StateDir,
+    capture::{PYTHON, peer_script, wait_listening},
+    require_root, two_pods, write_atomically,
+};
+use serde_json::Value;
+use testbed::{Background, Pod};
+
+fn petstore_spec() -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/corpora/openapi/petstore3.yaml");
+    assert!(
+        path.exists(),
+        "{} is missing: the published specs are test data",
+        path.display()
+    );
+    path
+}
+
+fn start_petstore(server: &Pod, port: u16) -> (Background, SocketAddr) {
+    let address = SocketAddr::new(server.ipv4.into(), port);
+    let process = server
+        .spawn(
+            PYTHON,
+            &[
+                &peer_script("petstore_server.py"),
+                &server.ipv4.to_string(),
+                &port.to_string(),
+            ],
+        )
+        .expect("start the petstore server");
+    wait_listening(server, address);
+    (process, address)
+}
+
+fn inventory(server: &Pod, port: u16, mode: &str) -> String {
+    format!(
+        "apis:\n  - name: petstore\n    spec: {}\n    servers: [{{address: {}/32, port: {port}}}]\n    mode: {mode}\n    unusedAfter: 3s\n    blockFor: 60s\n",
+        petstore_spec().display(),
+        server.ipv4
+    )
+}
+
+fn start_agent(
+    node: &testbed::Node,
+    state: &StateDir,
+    inventory: &std::path::Path,
+    port: u16,
+) -> RunningAgent {
+    let inventory = inventory.display().to_string();
+    let port = port.to_string();
+    RunningAgent::start(
+        node,
+        state,
+        &[],
+        &[
+            "--capture",
+            "on",
+            "--capture-port",
+            &port,
+            "--inventory",
+            &inventory,
+            "--iface-glob",
+            "v*",
+            "--kubernetes",
+            "off",
+        ],
+    )
+}
+
+/// curl from `client`: (status or error).
+fn curl(client: &Pod, args: &[&str]) -> Result<String, String> {
+    let mut all = vec![
+        "-sS",
+        "--max-time",
+        "3",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+    ];
+    all.extend(args);
+    client
+        .run("curl", &all)
+        .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
+        .map_err(|error| error.to_string())
+}
+
+fn findings(records: &[Value]) -> Vec<&Value> {
+    records
+        .iter()
+        .filter(|record| record["kind"] == "api.finding")
+        .collect()
+}
+
+fn of_kind<'a>(records: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    findings(records)
+        .into_iter()
+        .filter(|finding| finding["finding"] == kind)
+        .collect()
+}
+
+#[test]
+fn the_petstore_spec_judges_real_traffic() {
+    require_root();
+    let (node, client, server) = two_pods("spec");
+    const PORT: u16 = 18650;
+    let (_petstore, address) = start_petstore(&server, PORT);
+    let scratch = Scratch::new("spec");
+    let inventory_file = scratch.file("inventory.yaml");
+    write_atomically(&inventory_file, &inventory(&server, PORT, "detect"));
+    let state = StateDir::new();
+    let mut agent = start_agent(&node, &state, &inventory_file, PORT);
+    let loaded = agent.wait_for(Duration::from_secs(10), |record| {
+        record["kind"] == "api.spec_loaded"
+    });
+    assert_eq!(loaded["api"], "petstore", "{loaded}");
+    assert_eq!(loaded["operations"], 19, "{loaded}");
+
+    let base = format!("http://{address}/api/v3");
+    let pet = r#"{"id": 7, "name": "rex", "photoUrls": ["a.png"], "status": "sold"}"#;
+    let mark = agent.mark();
+    for args in [
+        vec!["-H", "api_key: k", &format!("{base}/pet/10") as &str],
+        vec![
+            "-H",
+            "Authorization: Bearer opaque",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            pet,
+            &format!("{base}/pet"),
+        ],
+        vec![
+            "-H",
+            "Authorization: Bearer opaque",
+            &format!("{base}/pet/findByStatus?status=sold"),
+        ],
+    ] {
+        assert_eq!(curl(&client, &args).as_deref(), Ok("200"), "{args:?}");
+    }
+    let endpoint = agent.wait_since(mark, Duration::from_secs(10), |record| {
+        record["kind"] == "api.endpoint" && record["endpoint"] == "/pet/findByStatus"
+    });
+    assert_eq!(endpoint["service"], "petstore", "{endpoint}");
+    assert_eq!(
+        endpoint["documented"], "#/paths/~1pet~1findByStatus/get",
+        "{endpoint}"
+    );
+    assert_eq!(
+        endpoint["auth"],
+        serde_json::json!(["bearer"]),
+        "{endpoint}"
+    );
+    assert_eq!(
+        endpoint["response_content_types"],
+        serde_json::json!(["application/json"])
+    );
+    let conforming = agent.records()[mark..].to_vec();
+    let calls: Vec<&Value> = conforming
+        .iter()
+        .filter(|record| record["kind"] == "api.call")
+        .collect();
+    assert_eq!(calls.len(), 3, "{calls:?}");
+    let mut templates: Vec<&str> = calls
+        .iter()
+        .map(|call| call["endpoint"].as_str().unwrap_or("?"))
+        .collect();
+    templates.sort();
+    assert_eq!(templates, ["/pet", "/pet/findByStatus", "/pet/{petId}"]);
+    let spec_findings: Vec<&Value> = findings(&conforming)
+        .into_iter()
+        .filter(|finding| {
+            finding["finding"]
+                .as_str()
+                .is_some_and(|kind| kind.starts_with("spec.") && kind != "spec.unused_endpoint")
+        })
+        .collect();
+    assert!(
+        spec_findings.is_empty(),
+        "conforming traffic gave {spec_findings:?}"
+    );
+    assert_eq!(of_kind(&conforming, "inventory.new_endpoint").len(), 3);
+
+    let mark = agent.mark();
+    let violations: [(&[&str], &str, &str); 4] = [
+        (
+            &[&format!("{base}/admin/export")],
+            "spec.undocumented_endpoint",
+            "#/paths",
+        ),
+        (
+            &["-H", "api_key: k", &format!("{base}/pet/abc")],
+            "spec.invalid_parameter",
+            "#/paths/~1pet~1{petId}/get/parameters/0",
+        ),
+        (
+            &[&format!("{base}/store/inventory")],
+            "spec.missing_header",
+            "#/paths/~1store~1inventory/get/security",
+        ),
+        (
+            &["-H", "api_key: k", &format!("{base}/pet/666")],
+            "spec.invalid_response_body",
+            "#/components/schemas/Pet/properties/id",
+        ),
+    ];
+    for (args, _, _) in &violations {
+        curl(&client, args).expect("the server answers");
+    }
+    for (_, kind, pointer) in &violations {
+        let found = agent.wait_since(mark, Duration::from_secs(10), |record| {
+            record["finding"] == *kind
+        });
+        assert!(
+            found["spec_pointer"]
+                .as_str()
+                .is_some_and(|got| got.ends_with(pointer)),
+            "{kind}: {found}"
+        );
+        assert_eq!(found["service"], "petstore", "{found}");
+        assert_eq!(found["source"]["ip"], client.ipv4.to_string(), "{found}");
+        assert_eq!(found["mode"], "detect", "{found}");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let after = agent.records()[mark..].to_vec();
+    for (_, kind, _) in &violations {
+        assert_eq!(
+            of_kind(&after, kind).len(),
+            1,
+            "{kind} once per call: {:?}",
+            of_kind(&after, kind)
+        );
+    }
+    let evidence = of_kind(&after, "spec.invalid_parameter")[0]["evidence"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!evidence.contains("abc"), "evidence is masked: {evidence}");
+
+    // Zombie endpoints: documented, never called within unusedAfter.
+    let unused = agent.wait_for(Duration::from_secs(10), |record| {
+        record["finding"] == "spec.unused_endpoint"
+            && record["endpoint"] == "/user/{username}"
+            && record["method"] == "DELETE"
+    });
+    assert_eq!(
+        unused["spec_pointer"], "#/paths/~1user~1{username}/delete",
+        "{unused}"
+    );
+    agent.stop();
+}
+
+#[test]
+fn block_mode_drops_the_offending_source_next_connection() {
+    require_root();
+    let (node, client, server) = two_pods("specblock");
+    const PORT: u16 = 18651;
+    let (_petstore, address) = start_petstore(&server, PORT);
+    let scratch = Scratch::new("specblock");
+    let inventory_file = scratch.file("inventory.yaml");
+    write_atomically(&inventory_file, &inventory(&server, PORT, "block"));
+    let state = StateDir::new();
+    let mut agent = start_agent(&node, &state, &inventory_file, PORT);
+    agent.wait_for(Duration::from_secs(10), |record| {
+        record["kind"] == "api.spec_loaded"
+    });
+    let base = format!("http://{address}/api/v3");
+    assert_eq!(
+        curl(&client, &["-H", "api_key: k", &format!("{base}/pet/1")]).as_deref(),
+        Ok("200")
+    );
+    let mark = agent.mark();
+    // The offending request reaches the server: the finding comes from its captured bytes.
+    assert_eq!(
+        curl(&client, &["-H", "api_key: k", &format!("{base}/pet/abc")]).as_deref(),
+        Ok("404")
+    );
+    let finding = agent.wait_since(mark, Duration::from_secs(10), |record| {
+        record["finding"] == "spec.invalid_parameter"
+    });
+    assert_eq!(finding["mode"], "block", "{finding}");
+    let blocked = agent.wait_since(mark, Duration::from_secs(10), |record| {
+        record["finding"] == "policy.blocked"
+    });
+    assert_eq!(
+        blocked["source"]["ip"],
+        client.ipv4.to_string(),
+        "{blocked}"
+    );
+    let block = agent.wait_since(mark, Duration::from_secs(10), |record| {
+        record["kind"] == "enforce.timed_block"
+    });
+    assert_eq!(block["network"], format!("{}/32", client.ipv4), "{block}");
+    assert_eq!(block["ttl_seconds"], 60, "{block}");
+    let refused = curl(&client, &["-H", "api_key: k", &format!("{base}/pet/1")]);
+    assert!(
+        refused.is_err(),
+        "the blocked client's next connection must fail: {refused:?}"
+    );
+    let denied = agent.wait_since(mark, Duration::from_secs(10), |record| {
+        record["kind"] == "policy.denied"
+    });
+    assert_eq!(denied["reason"], "timed_block", "{denied}");
+    assert_eq!(denied["src"], client.ipv4.to_string(), "{denied}");
+    agent.stop();
+}
