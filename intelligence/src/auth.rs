@@ -54,8 +54,9 @@ impl AuthScheme {
 }
 
 /// Header names that carry API keys in common APIs and gateways.
-const API_KEY_HEADERS: [&str; 7] = [
+const API_KEY_HEADERS: [&str; 8] = [
     "x-api-key",
+    "api_key",
     "api-key",
     "apikey",
     "x-apikey",

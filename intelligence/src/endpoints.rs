@@ -10,7 +10,8 @@ use serde::Serialize;
 use crate::{
     Exchange,
     auth::AuthScheme,
-    template::{self, Learned, Segment, TemplateLimits, TemplateTree},
+    learn::Learned,
+    template::{self, Segment, TemplateLimits, TemplateTree},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +111,8 @@ pub struct EndpointStats {
     pub other_callers_calls: u64,
     /// The bound spec's operation, when it documents this endpoint.
     pub documented: Option<String>,
+    /// Shapes of parameters and bodies, for specs learned from traffic.
+    pub learned: Learned,
     /// The learned template's segments (None for spec templates), to re-template on learning.
     segments: Option<Vec<Segment>>,
     changed: bool,
@@ -131,6 +134,7 @@ impl EndpointStats {
             callers: BTreeMap::new(),
             other_callers_calls: 0,
             documented,
+            learned: Learned::default(),
             segments,
             changed: true,
         }
@@ -143,7 +147,9 @@ impl EndpointStats {
     }
 
     /// Counts the call; says whether its caller is new here.
-    fn count(&mut self, exchange: &Exchange<'_>, limits: &InventoryLimits) -> bool {
+    fn count(&mut self, exchange: &Exchange<'_>, template: &str, limits: &InventoryLimits) -> bool {
+        self.learned
+            .observe(exchange, &placeholder_values(template, exchange.path));
         let time = exchange.time_unix_secs;
         self.first_seen = self.first_seen.min(time);
         self.last_seen = self.last_seen.max(time);
@@ -206,6 +212,7 @@ impl EndpointStats {
             remember(&mut self.response_content_types, Some(media), bound);
         }
         self.auth |= other.auth;
+        self.learned.merge(&other.learned);
         self.other_callers_calls += other.other_callers_calls;
         for (name, theirs) in other.callers {
             if let Some(mine) = self.callers.get_mut(&name) {
@@ -220,6 +227,17 @@ impl EndpointStats {
         }
         self.changed = true;
     }
+}
+
+/// The path's segments where the template has placeholders, in order.
+fn placeholder_values<'a>(template: &str, path: &'a str) -> Vec<&'a str> {
+    template
+        .split('/')
+        .filter(|segment| !segment.is_empty())
+        .zip(path.split('/').filter(|segment| !segment.is_empty()))
+        .filter(|(segment, _)| segment.contains('{'))
+        .map(|(_, value)| value)
+        .collect()
 }
 
 fn remember(set: &mut Vec<String>, value: Option<String>, bound: usize) {
@@ -340,7 +358,7 @@ impl Inventory {
             });
         }
         let stats = inventory.endpoints.get_mut(&key)?;
-        let new_caller = stats.count(exchange, &limits) && !new_endpoint;
+        let new_caller = stats.count(exchange, &key.template, &limits) && !new_endpoint;
         Some(Observed {
             endpoint: key,
             new_endpoint,
@@ -381,7 +399,7 @@ impl Inventory {
 
 impl ServiceInventory {
     /// Folds the endpoints whose templates `learned` changes into their new templates.
-    fn relearn(&mut self, learned: &Learned, limits: &InventoryLimits) {
+    fn relearn(&mut self, learned: &template::Learned, limits: &InventoryLimits) {
         let moved: Vec<(EndpointKey, Vec<Segment>)> = self
             .endpoints
             .iter()

@@ -205,7 +205,7 @@ fn conforming_petstore_traffic_gives_no_violation() {
     assert_eq!(
         documented,
         Some((
-            "/pet/findByStatus".to_owned(),
+            "/api/v3/pet/findByStatus".to_owned(),
             "#/paths/~1pet~1findByStatus/get".to_owned()
         ))
     );

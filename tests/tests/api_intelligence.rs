@@ -148,7 +148,7 @@ fn the_petstore_spec_judges_real_traffic() {
         assert_eq!(curl(&client, &args).as_deref(), Ok("200"), "{args:?}");
     }
     let endpoint = agent.wait_since(mark, Duration::from_secs(10), |record| {
-        record["kind"] == "api.endpoint" && record["endpoint"] == "/pet/findByStatus"
+        record["kind"] == "api.endpoint" && record["endpoint"] == "/api/v3/pet/findByStatus"
     });
     assert_eq!(endpoint["service"], "petstore", "{endpoint}");
     assert_eq!(
@@ -175,7 +175,14 @@ fn the_petstore_spec_judges_real_traffic() {
         .map(|call| call["endpoint"].as_str().unwrap_or("?"))
         .collect();
     templates.sort();
-    assert_eq!(templates, ["/pet", "/pet/findByStatus", "/pet/{petId}"]);
+    assert_eq!(
+        templates,
+        [
+            "/api/v3/pet",
+            "/api/v3/pet/findByStatus",
+            "/api/v3/pet/{petId}"
+        ]
+    );
     let spec_findings: Vec<&Value> = findings(&conforming)
         .into_iter()
         .filter(|finding| {

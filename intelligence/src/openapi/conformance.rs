@@ -27,8 +27,9 @@ pub struct Violation {
 
 #[derive(Debug, Default)]
 pub struct Conformance {
-    /// The spec's path template and the operation's (or, for a method the path lacks, the path
-    /// item's) pointer, when the path is documented.
+    /// The spec's path template with the server's base path (as requests spell it), and the
+    /// operation's (or, for a method the path lacks, the path item's) pointer, when the path is
+    /// documented.
     pub documented: Option<(String, String)>,
     /// Index into [`Spec::operations`], when the operation is documented.
     pub operation: Option<usize>,
@@ -214,7 +215,7 @@ pub fn check(spec: &Spec, exchange: &Exchange<'_>) -> Conformance {
             .flatten()
     });
     let Some(index) = operation else {
-        result.documented = Some((found.template.to_owned(), found.pointer.to_owned()));
+        result.documented = Some((found.full_template(), found.pointer.to_owned()));
         if !preflight {
             let allowed: Vec<&str> = found.methods().collect();
             result.report(
@@ -225,13 +226,13 @@ pub fn check(spec: &Spec, exchange: &Exchange<'_>) -> Conformance {
                     exchange.method,
                     allowed.join(", ")
                 ),
-                format!("{} {}", exchange.method, found.template),
+                format!("{} {}", exchange.method, found.full_template()),
             );
         }
         return result;
     };
     let operation = &spec.operations[index];
-    result.documented = Some((found.template.to_owned(), operation.pointer.clone()));
+    result.documented = Some((found.full_template(), operation.pointer.clone()));
     result.operation = Some(index);
     check_parameters(spec, operation, exchange, &found.parameters, &mut result);
     check_security(spec, operation, exchange, &mut result);

@@ -918,6 +918,23 @@ fn is_date_time(text: &str) -> bool {
         && fields[2] <= "60"
 }
 
+/// The most specific format `text` has, as the validator checks it: what learning from
+/// traffic records, so that a learned format never rejects the value it was learned from.
+pub fn detect_format(text: &str) -> Option<&'static str> {
+    [
+        ("uuid", Format::Uuid),
+        ("date-time", Format::DateTime),
+        ("date", Format::Date),
+        ("ipv4", Format::Ipv4),
+        ("email", Format::Email),
+    ]
+    .into_iter()
+    .find(|(_, format)| string_has_format(text, *format))
+    .map(|(name, _)| name)
+    // Any `word:` passes as a URI; only call it one when it looks like a URL.
+    .or_else(|| (text.contains("://") && string_has_format(text, Format::Uri)).then_some("uri"))
+}
+
 fn string_has_format(text: &str, format: Format) -> bool {
     match format {
         Format::Int32 | Format::Int64 => true,

@@ -129,6 +129,9 @@ pub struct Spec {
 /// The path item a request path falls under.
 #[derive(Debug)]
 pub struct PathMatch<'a> {
+    /// The server's base path the request path began with (`/api/v3`, or `/`).
+    pub base: &'a str,
+    /// The spec's path template, relative to the base.
     pub template: &'a str,
     pub pointer: &'a str,
     /// The raw (percent-encoded) path parameter values, by name.
@@ -137,6 +140,15 @@ pub struct PathMatch<'a> {
 }
 
 impl PathMatch<'_> {
+    /// The template as requests spell it: base path and template (`/api/v3/pet/{petId}`).
+    pub fn full_template(&self) -> String {
+        if self.base == "/" {
+            self.template.to_owned()
+        } else {
+            format!("{}{}", self.base, self.template)
+        }
+    }
+
     /// The operation for `method` (case-insensitive), as an index into [`Spec::operations`].
     pub fn operation(&self, method: &str) -> Option<usize> {
         self.operations
@@ -276,6 +288,7 @@ impl Spec {
         // (path item, its literal segments, its parameters' values)
         type Candidate<'a> = (usize, usize, Vec<(&'a str, String)>);
         let mut best: Option<Candidate<'_>> = None;
+        let mut matched_base = "/";
         for base in &self.base_paths {
             let rest = if base == "/" {
                 path
@@ -298,12 +311,14 @@ impl Spec {
                 }
             }
             if best.is_some() {
+                matched_base = base;
                 break;
             }
         }
         let (index, _, parameters) = best?;
         let item = &self.paths[index];
         Some(PathMatch {
+            base: matched_base,
             template: &item.template,
             pointer: &item.pointer,
             parameters,
