@@ -396,7 +396,10 @@ fn named_template(template: &str) -> (String, Vec<String>) {
 
 /// Schemes a learned spec may require. Keys and cookies are left out: which header or cookie
 /// carried them is not kept, and a guessed name would make the traffic itself non-conforming.
-const SCHEMES: [(AuthScheme, &str, fn() -> Value); 3] = [
+/// A scheme, its name in `components.securitySchemes`, and its definition.
+type SchemeDefinition = (AuthScheme, &'static str, fn() -> Value);
+
+const SCHEMES: [SchemeDefinition; 3] = [
     (
         AuthScheme::Basic,
         "basicAuth",
