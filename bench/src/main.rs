@@ -6,6 +6,7 @@ mod capture;
 mod collector;
 mod identity;
 mod measure;
+mod spec;
 mod xdp;
 
 use std::process::ExitCode;
@@ -41,6 +42,9 @@ enum Benchmark {
     /// The collector: records/s stored through moat-collector against bare SQLite inserts, and
     /// ListCalls latency per filter over what was stored.
     Collector(collector::Options),
+    /// OpenAPI conformance: calls checked per second on one core against the Petstore and
+    /// large published specs, beside parsing the same bodies alone; memory per bound spec.
+    Spec(spec::Options),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
         Benchmark::Capture(options) => capture::run(&options),
         Benchmark::Identity(options) => identity::run(&options),
         Benchmark::Collector(options) => collector::run(&options),
+        Benchmark::Spec(options) => spec::run(&options),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -45,10 +45,11 @@ enum Task {
     /// call capture, live traffic with and without the agent, and parser throughput. `identity`:
     /// address lookups with 100k pods and 10k ranges, the index's memory, and pod change to
     /// enforced kernel maps. `collector`: records/s stored against bare SQLite, and query
-    /// latency per filter. Extra
-    /// arguments go to moat-bench (`cargo xtask bench capture -- --help`). Needs root.
+    /// latency per filter. `spec`: OpenAPI conformance checks per second per core against
+    /// parsing alone, and memory per bound spec. Extra arguments go to moat-bench
+    /// (`cargo xtask bench capture -- --help`). Needs root (except `spec`).
     Bench {
-        /// Which benchmark: `xdp`, `capture`, `identity` or `collector`.
+        /// Which benchmark: `xdp`, `capture`, `identity`, `collector` or `spec`.
         name: String,
         /// Arguments for moat-bench.
         #[arg(last = true)]
@@ -88,7 +89,7 @@ fn fuzz(target: &str, seconds: u32) -> anyhow::Result<()> {
     )
 }
 
-const BENCHMARKS: [&str; 4] = ["xdp", "capture", "identity", "collector"];
+const BENCHMARKS: [&str; 5] = ["xdp", "capture", "identity", "collector", "spec"];
 
 fn bench(name: &str, args: &[String]) -> anyhow::Result<()> {
     if !BENCHMARKS.contains(&name) {
