@@ -658,6 +658,20 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn an_unreachable_postgres_is_named_without_its_password() {
+        let error = open("postgres://moat:s3cret@127.0.0.1:1/moat")
+            .err()
+            .expect("nothing listens on port 1")
+            .to_string();
+        assert!(
+            error.starts_with("store postgres://moat:***@127.0.0.1:1/moat: cannot connect"),
+            "{error}"
+        );
+        assert!(!error.contains("s3cret"), "{error}");
+        assert!(error.contains("pg_hba.conf"), "says what to check: {error}");
+    }
+
     fn per_minute_aggregates_count_each_call_once(backend: &Backend) {
         let store = &*backend.store;
         let minute = 60_000_000_000;

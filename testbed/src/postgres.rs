@@ -5,7 +5,7 @@
 //! PostgreSQL refuses to run as root, so as root the server runs as the `postgres` user the
 //! `postgresql` package creates. Dropping the [`Server`] (also while unwinding from a panic)
 //! stops it and removes the directory; a test process killed outright takes the server with it
-//! (its parent-death signal).
+//! (its parent-death signal), and the next server started removes the directory left behind.
 
 use std::{
     fs::File,
@@ -22,6 +22,8 @@ use crate::{Background, CommandError, TestbedError, run, spawn};
 
 /// Where Debian's `postgresql` package puts each version's server binaries.
 const VERSIONS: &str = "/usr/lib/postgresql";
+/// The start of each server's directory name, before the test process's pid.
+const PREFIX: &str = "moat-postgres-";
 /// How long a new server may take to accept connections.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a fast shutdown may take before the server is killed.
@@ -81,8 +83,9 @@ impl Server {
 
     pub fn start_with(durability: Durability) -> Result<Self, PostgresError> {
         let binaries = binaries()?;
+        remove_abandoned();
         let directory = std::env::temp_dir().join(format!(
-            "moat-postgres-{}-{}",
+            "{PREFIX}{}-{}",
             std::process::id(),
             NEXT_SERVER.fetch_add(1, Ordering::Relaxed)
         ));
@@ -178,6 +181,26 @@ impl Drop for Server {
             process.signal_and_wait(libc::SIGINT, STOP_TIMEOUT);
         }
         let _ = std::fs::remove_dir_all(&self.directory);
+    }
+}
+
+/// Removes the directories of servers whose test process was killed outright.
+fn remove_abandoned() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name();
+        let pid = name
+            .to_str()
+            .and_then(|name| name.strip_prefix(PREFIX))
+            .and_then(|rest| rest.split_once('-'))
+            .map(|(pid, _)| pid);
+        if let Some(pid) = pid
+            && !Path::new("/proc").join(pid).exists()
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 
