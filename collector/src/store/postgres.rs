@@ -23,7 +23,8 @@ use super::{
 
 /// Connections a collector holds at most: ingest streams and queries beyond that wait for one.
 const POOL_SIZE: usize = 8;
-/// How long opening a connection may take before the store reports the server unreachable.
+/// How long opening a connection may take before the store reports the server unreachable,
+/// unless the URL's `connect_timeout` says.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Rows one INSERT statement carries at most; a batch larger than that takes several.
 const ROWS_PER_STATEMENT: usize = 5_000;
@@ -142,7 +143,9 @@ impl Postgres {
             url: shown.clone(),
             source,
         })?;
-        config.connect_timeout(CONNECT_TIMEOUT);
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
         if config.get_application_name().is_none() {
             config.application_name("moat-collector");
         }
