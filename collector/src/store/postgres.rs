@@ -163,6 +163,10 @@ impl Postgres {
             transaction
                 .execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
                 .map_err(|error| store.error(error))?;
+            // Tables already there are the usual case, not news for the log.
+            transaction
+                .batch_execute("SET LOCAL client_min_messages = warning")
+                .map_err(|error| store.error(error))?;
             transaction
                 .batch_execute(SCHEMA)
                 .map_err(|error| store.error(error))?;
