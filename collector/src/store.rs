@@ -271,9 +271,7 @@ struct MinuteCounts {
     response_bytes: i64,
 }
 
-/// The per-minute aggregates of newly stored calls, in key order: a store adds them to its
-/// table in one statement per batch, and always in the same order, so that replicas updating
-/// the same rows at once wait for each other rather than deadlock.
+/// The per-minute aggregates of newly stored calls, one row per key, in key order.
 fn minutes<'a>(calls: impl IntoIterator<Item = &'a ApiCall>) -> BTreeMap<MinuteKey, MinuteCounts> {
     let mut minutes = BTreeMap::<MinuteKey, MinuteCounts>::new();
     for call in calls {
@@ -690,14 +688,31 @@ mod tests {
         store.insert(&batch).expect("insert");
         store.insert(&batch).expect("a resend");
         store.insert(&batch[..2]).expect("a partial resend");
+        let totals = |calls| MinuteTotals {
+            calls,
+            failed: 1,
+            server_errors: 1,
+            endpoints: 1,
+        };
+        assert_eq!(store.minute_totals().expect("aggregates"), totals(4));
+        let later: Vec<_> = (5..=6)
+            .map(|n| call(n, minute * 10 + n as i64, "shop", "db", "/orders/9", 200))
+            .collect();
+        store.insert(&later).expect("insert");
+        assert_eq!(store.minute_totals().expect("aggregates"), totals(6));
+        // Retention also compacts PostgreSQL's aggregates: the same sums, in fewer rows.
+        store.enforce_retention(0, u64::MAX).expect("retention");
+        assert_eq!(store.minute_totals().expect("aggregates"), totals(6));
+        store
+            .insert(&[call(7, minute * 10 + 7, "shop", "db", "/orders/7", 200)])
+            .expect("a late call");
+        store.enforce_retention(0, u64::MAX).expect("retention");
+        assert_eq!(store.minute_totals().expect("aggregates"), totals(7));
+        let edges = store.service_map(0, 0).expect("map");
         assert_eq!(
-            store.minute_totals().expect("aggregates"),
-            MinuteTotals {
-                calls: 4,
-                failed: 1,
-                server_errors: 1,
-                endpoints: 1
-            }
+            (edges.len(), edges[0].calls, edges[0].failed),
+            (1, 7, 1),
+            "{edges:?}"
         );
     }
 

@@ -2,7 +2,13 @@
 //!
 //! Replicas may receive the same record (an agent that reconnects elsewhere resends it), so
 //! every insert is `ON CONFLICT DO NOTHING` on the record id, and only the rows it inserted go
-//! into the per-minute aggregates. Followers read calls in the order their transactions became
+//! into the per-minute aggregates.
+//!
+//! Those aggregates are added, not updated: each batch inserts its own rows, which queries
+//! sum, so replicas storing at once never wait for each other's locks on a busy minute (that
+//! halved ingest). Retention compacts them, every minute, into one row per key and minute.
+//!
+//! Followers read calls in the order their transactions became
 //! visible (see [`Store::calls_after`]), which with concurrent writers is not the order of row
 //! numbers.
 
@@ -28,6 +34,8 @@ const POOL_SIZE: usize = 8;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Rows one INSERT statement carries at most; a batch larger than that takes several.
 const ROWS_PER_STATEMENT: usize = 5_000;
+/// Minutes of aggregates one compaction merges at most; more wait for the next.
+const MINUTES_PER_COMPACTION: i64 = 60;
 /// Advisory lock keys (arbitrary, fixed): one replica at a time creates the schema or enforces
 /// retention.
 const SCHEMA_LOCK: i64 = 0x6d6f_6174_0001;
@@ -71,8 +79,10 @@ CREATE TABLE IF NOT EXISTS call_minutes (
     under_1s BIGINT NOT NULL,
     request_bytes BIGINT NOT NULL,
     response_bytes BIGINT NOT NULL,
-    PRIMARY KEY (minute, client, server, method, endpoint, protocol)
+    compacted BOOLEAN NOT NULL DEFAULT false
 );
+CREATE INDEX IF NOT EXISTS call_minutes_by_minute ON call_minutes (minute);
+CREATE INDEX IF NOT EXISTS call_minutes_to_compact ON call_minutes (minute) WHERE NOT compacted;
 CREATE TABLE IF NOT EXISTS drops (
     node TEXT NOT NULL,
     boot BIGINT NOT NULL,
@@ -397,20 +407,7 @@ impl Store for Postgres {
                                           $5::text[], $6::text[], $7::bigint[], $8::bigint[],
                                           $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[],
                                           $13::bigint[], $14::bigint[], $15::bigint[],
-                                          $16::bigint[], $17::bigint[], $18::bigint[])
-                     ON CONFLICT (minute, client, server, method, endpoint, protocol) DO UPDATE SET
-                         calls = call_minutes.calls + excluded.calls,
-                         client_errors = call_minutes.client_errors + excluded.client_errors,
-                         server_errors = call_minutes.server_errors + excluded.server_errors,
-                         failed = call_minutes.failed + excluded.failed,
-                         latency_sum_us = call_minutes.latency_sum_us + excluded.latency_sum_us,
-                         latency_max_us = greatest(call_minutes.latency_max_us, excluded.latency_max_us),
-                         under_1ms = call_minutes.under_1ms + excluded.under_1ms,
-                         under_10ms = call_minutes.under_10ms + excluded.under_10ms,
-                         under_100ms = call_minutes.under_100ms + excluded.under_100ms,
-                         under_1s = call_minutes.under_1s + excluded.under_1s,
-                         request_bytes = call_minutes.request_bytes + excluded.request_bytes,
-                         response_bytes = call_minutes.response_bytes + excluded.response_bytes",
+                                          $16::bigint[], $17::bigint[], $18::bigint[])",
                     &[
                         &chunk.iter().map(|(key, _)| key.minute).collect::<Vec<_>>(),
                         &key(|key| &key.client),
@@ -516,6 +513,31 @@ impl Store for Postgres {
             .execute(
                 "DELETE FROM call_minutes WHERE minute < $1",
                 &[&oldest.div_euclid(60_000_000_000)],
+            )
+            .map_err(sql)?;
+        // A batch's aggregates that arrive while this runs are not visible to it, so they stay,
+        // uncompacted, for the next round: nothing is counted twice or lost.
+        transaction
+            .execute(
+                "WITH merged AS (
+                     DELETE FROM call_minutes
+                     WHERE minute IN (SELECT DISTINCT minute FROM call_minutes
+                                      WHERE NOT compacted ORDER BY minute LIMIT $1)
+                     RETURNING *
+                 )
+                 INSERT INTO call_minutes (minute, client, server, method, endpoint, protocol,
+                                           calls, client_errors, server_errors, failed,
+                                           latency_sum_us, latency_max_us, under_1ms, under_10ms,
+                                           under_100ms, under_1s, request_bytes, response_bytes,
+                                           compacted)
+                 SELECT minute, client, server, method, endpoint, protocol,
+                        sum(calls), sum(client_errors), sum(server_errors), sum(failed),
+                        sum(latency_sum_us), max(latency_max_us), sum(under_1ms),
+                        sum(under_10ms), sum(under_100ms), sum(under_1s), sum(request_bytes),
+                        sum(response_bytes), true
+                 FROM merged
+                 GROUP BY minute, client, server, method, endpoint, protocol",
+                &[&MINUTES_PER_COMPACTION],
             )
             .map_err(sql)?;
         let count: i64 = transaction
