@@ -1,10 +1,12 @@
 //! `moat-bench collector`: what the collector sustains.
 //!
 //! - Ingest: records/s that several concurrent export streams get stored through a real
-//!   moat-collector (gRPC, decoding, validation, SQLite in WAL mode), against the same records
-//!   inserted straight into a bare SQLite table in the same run (the floor any SQLite store
-//!   pays, with no network and no indexes).
-//! - Queries: ListCalls latency (p50, p99) for each filter over everything stored.
+//!   moat-collector (gRPC, decoding, validation, storing), into SQLite (WAL mode) and into
+//!   PostgreSQL (a throwaway server with its default durability: fsync at each commit), side by
+//!   side; each against the same records inserted straight into a bare table of the same
+//!   database in the same run (the floor any store there pays: one transaction per batch, no
+//!   gRPC, no indexes).
+//! - Queries: ListCalls latency (p50, p99) for each filter over everything stored, per store.
 
 use std::{
     net::SocketAddr,
@@ -123,8 +125,8 @@ fn measure(options: &Options, directory: &std::path::Path) -> anyhow::Result<()>
         options.streams, options.batch
     );
 
-    // Floor: the same records, encoded as the collector stores them, into a bare SQLite table.
-    let floor = {
+    // Floors: the same records, encoded as the collector stores them, into a bare table.
+    let sqlite_floor = {
         let connection = rusqlite::Connection::open(directory.join("floor.db"))?;
         connection.pragma_update(None, "journal_mode", "WAL")?;
         connection.pragma_update(None, "synchronous", "NORMAL")?;
@@ -146,22 +148,97 @@ fn measure(options: &Options, directory: &std::path::Path) -> anyhow::Result<()>
         total as f64 / started.elapsed().as_secs_f64()
     };
 
-    let database = directory.join("moat.db");
+    let postgres = testbed::postgres::Server::start_with(testbed::postgres::Durability::Full)
+        .context("starting PostgreSQL for the collector's PostgreSQL store")?;
+    let postgres_floor = {
+        let mut client = postgres::Client::connect(&postgres.url(), postgres::NoTls)?;
+        client.batch_execute(
+            "CREATE TABLE floor (id BIGINT GENERATED ALWAYS AS IDENTITY, record BYTEA NOT NULL)",
+        )?;
+        let started = Instant::now();
+        for chunk_start in (0..total).step_by(options.batch.max(1) as usize) {
+            let records: Vec<Vec<u8>> = (chunk_start..(chunk_start + options.batch).min(total))
+                .map(|sequence| call(0, sequence + 1).encode_to_vec())
+                .collect();
+            client.execute(
+                "INSERT INTO floor (record) SELECT * FROM unnest($1::bytea[])",
+                &[&records],
+            )?;
+        }
+        total as f64 / started.elapsed().as_secs_f64()
+    };
+
+    let stores = [
+        (
+            "SQLite",
+            format!("sqlite:{}", directory.join("moat.db").display()),
+            sqlite_floor,
+            "100k/s",
+        ),
+        ("PostgreSQL", postgres.url(), postgres_floor, "50k/s"),
+    ];
+    let mut results = Vec::new();
+    for (port, (name, store, floor, target)) in (PORT..).zip(&stores) {
+        let result = through_collector(options, store, port)
+            .with_context(|| format!("the collector storing in {name}"))?;
+        results.push((*name, result, *floor, *target));
+    }
+
+    println!(
+        "  ingest, records/s stored through moat-collector, and bare inserts into the same database:"
+    );
+    for (name, result, floor, target) in &results {
+        println!(
+            "    {name:<10} {:>9.0}/s; bare inserts {floor:>9.0}/s (ratio {:.2}; target {target})",
+            result.ingest_rate,
+            result.ingest_rate / floor
+        );
+    }
+    println!("  ListCalls over {total} records, p50 / p99 in ms:");
+    for (index, (filter, _)) in results[0].1.queries.iter().enumerate() {
+        let line: Vec<String> = results
+            .iter()
+            .map(|(name, result, _, _)| {
+                let (_, (p50, p99)) = result.queries[index];
+                format!(
+                    "{name} {:>7.2} / {:>7.2}",
+                    p50.as_secs_f64() * 1e3,
+                    p99.as_secs_f64() * 1e3
+                )
+            })
+            .collect();
+        println!("    {filter:<14} {}", line.join("   "));
+    }
+    Ok(())
+}
+
+/// What one store sustains through the collector.
+struct Measured {
+    ingest_rate: f64,
+    /// (filter, (p50, p99)) of ListCalls.
+    queries: Vec<(&'static str, (Duration, Duration))>,
+}
+
+/// Ingests `options.records` through a moat-collector storing in `store` (listening on `port`),
+/// then times ListCalls for each filter.
+fn through_collector(options: &Options, store: &str, port: u16) -> anyhow::Result<Measured> {
+    let per_stream = options.records / options.streams.max(1);
+    let total = per_stream * options.streams.max(1);
     let _collector = Running(
         Command::new(collector_binary()?)
             .args([
                 "--listen",
-                &format!("127.0.0.1:{PORT}"),
+                &format!("127.0.0.1:{port}"),
                 "--log-level",
                 "warn",
                 "--store",
             ])
-            .arg(format!("sqlite:{}", database.display()))
+            .arg(store)
             .stdin(Stdio::null())
             .spawn()
             .context("starting moat-collector")?,
     );
-    let address = SocketAddr::from(([127, 0, 0, 1], PORT));
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect_timeout(&address, Duration::from_millis(100)).is_err() {
         if Instant::now() > deadline {
@@ -216,12 +293,6 @@ fn measure(options: &Options, directory: &std::path::Path) -> anyhow::Result<()>
         }
         anyhow::Ok(total as f64 / started.elapsed().as_secs_f64())
     })?;
-    println!(
-        "  ingest: {:.0} records/s stored through moat-collector; bare SQLite inserts: {:.0}/s (ratio {:.2}; target 100k/s)",
-        ingest_rate,
-        floor,
-        ingest_rate / floor
-    );
 
     let filters: [(&str, CallFilter); 6] = [
         ("newest 100", CallFilter::default()),
@@ -261,8 +332,9 @@ fn measure(options: &Options, directory: &std::path::Path) -> anyhow::Result<()>
             },
         ),
     ];
-    runtime.block_on(async {
+    let queries = runtime.block_on(async {
         let mut client = QueryClient::connect(url).await?;
+        let mut queries = Vec::new();
         for (name, filter) in filters {
             let mut times = Vec::with_capacity(options.queries);
             for _ in 0..options.queries.max(1) {
@@ -279,13 +351,12 @@ fn measure(options: &Options, directory: &std::path::Path) -> anyhow::Result<()>
             times.sort_unstable();
             let p50 = times[times.len() / 2];
             let p99 = times[(times.len() * 99 / 100).min(times.len() - 1)];
-            println!(
-                "  ListCalls {name:<14} p50 {:>8.2} ms, p99 {:>8.2} ms over {total} records",
-                p50.as_secs_f64() * 1e3,
-                p99.as_secs_f64() * 1e3
-            );
+            queries.push((name, (p50, p99)));
         }
-        anyhow::Ok(())
+        anyhow::Ok(queries)
     })?;
-    Ok(())
+    Ok(Measured {
+        ingest_rate,
+        queries,
+    })
 }

@@ -39,8 +39,9 @@ enum Benchmark {
     /// against a bare hash map, the index's memory, and the time from a pod change to the
     /// kernel's policy maps (that part needs root).
     Identity(identity::Options),
-    /// The collector: records/s stored through moat-collector against bare SQLite inserts, and
-    /// ListCalls latency per filter over what was stored.
+    /// The collector: records/s stored through moat-collector into SQLite and into PostgreSQL,
+    /// each against bare inserts into the same database, and ListCalls latency per filter over
+    /// what was stored.
     Collector(collector::Options),
     /// OpenAPI conformance: calls checked per second on one core against the Petstore and
     /// large published specs, beside parsing the same bodies alone; memory per bound spec.

@@ -6,11 +6,7 @@ mod service;
 mod store;
 mod validate;
 
-use std::{
-    net::SocketAddr,
-    path::PathBuf,
-    sync::{Arc, Mutex},
-};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
@@ -25,7 +21,9 @@ struct Args {
     /// Address to serve gRPC on.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
     listen: SocketAddr,
-    /// Where to store: `sqlite:PATH`, one file created if missing (WAL mode).
+    /// Where to store: `sqlite:PATH`, one file created if missing (WAL mode); or
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (also `postgresql://`), a PostgreSQL
+    /// database that several collectors may share (its tables are created if missing).
     #[arg(long, value_name = "URL", default_value = "sqlite:moat.db")]
     store: String,
     /// Records older than this are deleted (checked every minute), e.g. `7d`, `36h`.
@@ -63,12 +61,6 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let Some(path) = args.store.strip_prefix("sqlite:") else {
-        bail!(
-            "--store {:?}: give sqlite:PATH (PostgreSQL is not supported yet)",
-            args.store
-        );
-    };
     let access = match &args.tokens {
         Some(path) => access::Access::load(path)?,
         None if args.listen.ip().is_loopback() => access::Access::open(),
@@ -78,8 +70,7 @@ fn main() -> anyhow::Result<()> {
         ),
     };
     let tls = tls_config(&args)?;
-    let store = store::Store::open(&PathBuf::from(path))?;
-    let store = Arc::new(Mutex::new(store));
+    let store = store::open(&args.store)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -88,7 +79,7 @@ fn main() -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("--listen {}: cannot listen there", args.listen))?;
-        info!(listen = %args.listen, open_queries = access.is_open(), "collector serving");
+        info!(listen = %args.listen, store = %store::redacted(&args.store), open_queries = access.is_open(), "collector serving");
         tokio::spawn(retention(store.clone(), args.retention, args.max_calls));
         serve(listener, store, Arc::new(access), tls, async {
             let _ = tokio::signal::ctrl_c().await;
@@ -111,13 +102,8 @@ async fn retention(store: service::SharedStore, keep: std::time::Duration, max_c
             .and_then(|oldest| oldest.duration_since(std::time::UNIX_EPOCH).ok())
             .map_or(0, |oldest| oldest.as_nanos() as i64);
         let store = store.clone();
-        let outcome = tokio::task::spawn_blocking(move || {
-            store
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .enforce_retention(oldest, max_calls)
-        })
-        .await;
+        let outcome =
+            tokio::task::spawn_blocking(move || store.enforce_retention(oldest, max_calls)).await;
         match outcome {
             Ok(Ok(0)) => {}
             Ok(Ok(removed)) => info!(removed, "retention: old records deleted"),
@@ -249,9 +235,7 @@ mod tests {
         let database =
             std::env::temp_dir().join(format!("moat-collector-{label}-{}.db", std::process::id()));
         let _ = std::fs::remove_file(&database);
-        let store = Arc::new(Mutex::new(
-            store::Store::open(&database).expect("open store"),
-        ));
+        let store = store::open(&format!("sqlite:{}", database.display())).expect("open store");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

@@ -23,7 +23,7 @@ use crate::{
     validate,
 };
 
-pub type SharedStore = Arc<Mutex<Store>>;
+pub type SharedStore = Arc<dyn Store>;
 
 /// What the collector knows of each agent (node, boot) since it started. One entry per agent
 /// boot: a node's restarts are few, and a restarted agent is worth seeing next to its old self.
@@ -33,12 +33,6 @@ fn now_nanos() -> i64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |since| since.as_nanos() as i64)
-}
-
-fn locked(store: &SharedStore) -> std::sync::MutexGuard<'_, Store> {
-    store
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The gRPC status of a store error: a bad cursor is the caller's mistake, the rest ours.
@@ -51,13 +45,13 @@ fn status_of(error: StoreError) -> Status {
     }
 }
 
-/// Runs `work` on the store on a blocking thread (SQLite calls block).
+/// Runs `work` on the store on a blocking thread (both stores' calls block).
 async fn with_store<T: Send + 'static>(
     store: &SharedStore,
-    work: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+    work: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, Status> {
     let store = store.clone();
-    tokio::task::spawn_blocking(move || work(&mut locked(&store)))
+    tokio::task::spawn_blocking(move || work(&*store))
         .await
         .map_err(|error| Status::internal(format!("store task: {error}")))?
         .map_err(status_of)
@@ -148,7 +142,7 @@ impl Ingest for IngestService {
     }
 }
 
-fn store_batch(store: &mut Store, batch: ExportRequest) -> Result<ExportResponse, StoreError> {
+fn store_batch(store: &dyn Store, batch: ExportRequest) -> Result<ExportResponse, StoreError> {
     let mut rejected = 0;
     let records: Vec<_> = batch
         .records
@@ -192,7 +186,7 @@ impl Query for QueryService {
     ) -> Result<Response<Self::WatchCallsStream>, Status> {
         let filter = request.into_inner().filter.unwrap_or_default();
         let store = self.store.clone();
-        let start = with_store(&store, |store| store.last_row()).await?;
+        let start = with_store(&store, |store| store.last_position()).await?;
         let (calls, outbound) = mpsc::channel(FOLLOW_QUEUE);
         tokio::spawn(async move {
             let mut after = start;
@@ -211,8 +205,8 @@ impl Query for QueryService {
                     }
                 };
                 let full = found.len() == FOLLOW_QUEUE;
-                for (row, call) in found {
-                    after = row;
+                for (position, call) in found {
+                    after = position;
                     if calls.send(Ok(call)).await.is_err() {
                         return;
                     }

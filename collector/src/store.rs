@@ -1,15 +1,21 @@
-//! The embedded store: one SQLite file in WAL mode. Records are kept whole (their protobuf
-//! encoding) next to the columns queries filter on; the record id is the primary key, so a
-//! resent record is counted as a duplicate and stored once.
+//! Where records are kept: SQLite (one embedded file, the default) or PostgreSQL (shared by
+//! several collector replicas). Both keep records whole (their protobuf encoding) next to the
+//! columns queries filter on, with the record id as primary key, so a resent record is counted
+//! as a duplicate and stored once; both keep the same per-minute aggregates and answer with the
+//! same cursors.
 
-use std::path::Path;
+mod postgres;
+mod sqlite;
 
-use moat_api::v1::{ApiCall, CallFilter, record};
+use std::{collections::BTreeMap, path::Path, sync::Arc};
+
+use moat_api::v1::{ApiCall, CallFilter, Peer, record};
 use prost::Message as _;
-use rusqlite::{Connection, params};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[error("--store {0:?}: give sqlite:PATH or postgres://USER@HOST[:PORT]/DATABASE")]
+    UnknownStore(String),
     #[error("store {path}: {source}")]
     Open {
         path: String,
@@ -17,6 +23,25 @@ pub enum StoreError {
     },
     #[error("store: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("store {url}: not a PostgreSQL URL: {source}")]
+    BadUrl {
+        url: String,
+        source: ::postgres::Error,
+    },
+    #[error(
+        "store {url}: cannot connect ({source}); check that PostgreSQL runs and listens there, \
+         that pg_hba.conf lets this user in from here, that the password is right and that the \
+         database exists"
+    )]
+    Connect {
+        url: String,
+        source: ::postgres::Error,
+    },
+    #[error("store {url}: {source}")]
+    Postgres {
+        url: String,
+        source: ::postgres::Error,
+    },
     #[error("cursor {0:?} is not one this collector returned")]
     BadCursor(String),
 }
@@ -40,64 +65,245 @@ pub struct Stored {
     pub duplicates: u32,
 }
 
-pub struct Store {
-    connection: Connection,
+/// Where a call stands in the order calls became visible: how far a follower has read. SQLite
+/// has one writer, so its row numbers are that order and `transaction` stays 0; PostgreSQL's
+/// replicas commit concurrently, so there it is the writing transaction's id first.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position {
+    pub transaction: i64,
+    pub row: i64,
 }
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS calls (
-    node TEXT NOT NULL,
-    boot INTEGER NOT NULL,
-    sequence INTEGER NOT NULL,
-    time INTEGER NOT NULL,
-    cluster TEXT NOT NULL,
-    namespaces TEXT NOT NULL,
-    workloads TEXT NOT NULL,
-    path TEXT NOT NULL,
-    status INTEGER NOT NULL,
-    tags TEXT NOT NULL,
-    record BLOB NOT NULL,
-    PRIMARY KEY (node, boot, sequence)
-);
-CREATE INDEX IF NOT EXISTS calls_by_time ON calls (time DESC);
-CREATE TABLE IF NOT EXISTS call_minutes (
-    minute INTEGER NOT NULL,
-    client TEXT NOT NULL,
-    server TEXT NOT NULL,
-    method TEXT NOT NULL,
-    endpoint TEXT NOT NULL,
-    protocol TEXT NOT NULL,
-    calls INTEGER NOT NULL,
-    client_errors INTEGER NOT NULL,
-    server_errors INTEGER NOT NULL,
-    failed INTEGER NOT NULL,
-    latency_sum_us INTEGER NOT NULL,
-    latency_max_us INTEGER NOT NULL,
-    under_1ms INTEGER NOT NULL,
-    under_10ms INTEGER NOT NULL,
-    under_100ms INTEGER NOT NULL,
-    under_1s INTEGER NOT NULL,
-    request_bytes INTEGER NOT NULL,
-    response_bytes INTEGER NOT NULL,
-    PRIMARY KEY (minute, client, server, method, endpoint, protocol)
-);
-CREATE TABLE IF NOT EXISTS drops (
-    node TEXT NOT NULL,
-    boot INTEGER NOT NULL,
-    sequence INTEGER NOT NULL,
-    time INTEGER NOT NULL,
-    record BLOB NOT NULL,
-    PRIMARY KEY (node, boot, sequence)
-);
-";
+/// What the collector asks of a store, whichever it is. Calls block; the service makes them
+/// from blocking threads, and a store serialises or pools its connections itself.
+pub trait Store: Send + Sync {
+    /// Stores a batch in one transaction: all of it or, on error, none.
+    fn insert(&self, records: &[record::Kind]) -> Result<Stored, StoreError>;
+
+    /// Calls matching `filter`, newest first, `page_size` at most (1 to 1,000), after `cursor`,
+    /// and the cursor of the next page (empty after the last).
+    fn list_calls(
+        &self,
+        filter: &CallFilter,
+        page_size: u32,
+        cursor: &str,
+    ) -> Result<(Vec<ApiCall>, String), StoreError>;
+
+    /// Calls that became visible after `after` and match `filter`, in that order, with their
+    /// positions: what a follower has not seen yet.
+    fn calls_after(
+        &self,
+        filter: &CallFilter,
+        after: Position,
+        limit: u32,
+    ) -> Result<Vec<(Position, ApiCall)>, StoreError>;
+
+    /// Where a follower starts: after every call visible now.
+    fn last_position(&self) -> Result<Position, StoreError>;
+
+    /// Deletes calls and drops older than `oldest` (Unix nanoseconds), then the oldest calls
+    /// beyond `max_calls`; returns how many records went.
+    fn enforce_retention(&self, oldest: i64, max_calls: u64) -> Result<u64, StoreError>;
+
+    /// Who calls whom between `since` and `until` (Unix nanoseconds; 0: unbounded): one edge
+    /// per (client, server), busiest first.
+    fn service_map(&self, since: i64, until: i64) -> Result<Vec<Edge>, StoreError>;
+
+    /// Sums over every per-minute aggregate, for tests to check what was counted.
+    #[cfg(test)]
+    fn minute_totals(&self) -> Result<MinuteTotals, StoreError>;
+}
+
+/// The store `--store` names: `sqlite:PATH`, or `postgres://...` (also `postgresql://...`).
+pub fn open(store: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if let Some(path) = store.strip_prefix("sqlite:") {
+        Ok(Arc::new(sqlite::Sqlite::open(Path::new(path))?))
+    } else if store.starts_with("postgres://") || store.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::Postgres::open(store)?))
+    } else {
+        Err(StoreError::UnknownStore(redacted(store)))
+    }
+}
+
+/// `url` without its password (and without query parameters, which may hold one), for errors
+/// and logs.
+pub fn redacted(url: &str) -> String {
+    let url = url.split_once('?').map_or(url, |(before, _)| before);
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((user_info, host)) => {
+            let user = user_info
+                .split_once(':')
+                .map_or(user_info, |(user, _)| user);
+            let hidden = if user.len() == user_info.len() {
+                ""
+            } else {
+                ":***"
+            };
+            format!("{scheme}://{user}{hidden}@{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// Sums over the per-minute aggregates.
+#[cfg(test)]
+#[derive(Debug, PartialEq, Eq)]
+pub struct MinuteTotals {
+    pub calls: i64,
+    pub failed: i64,
+    pub server_errors: i64,
+    pub endpoints: i64,
+}
 
 /// Values of both ends joined with a separator no Kubernetes name contains, so a filter on
 /// either end is one LIKE.
 const SEPARATOR: char = '\u{1f}';
 
+/// Rows a list or follow query returns at most.
+const MAX_PAGE: u32 = 1000;
+
+/// Edges the service map returns at most.
+const MAX_EDGES: i64 = 10_000;
+
+/// A call as both stores' `calls` table holds it.
+struct CallRow {
+    node: String,
+    boot: i64,
+    sequence: i64,
+    time: i64,
+    cluster: String,
+    namespaces: String,
+    workloads: String,
+    path: String,
+    status: i64,
+    tags: String,
+    record: Vec<u8>,
+}
+
+impl CallRow {
+    fn new(call: &ApiCall) -> Self {
+        let id = call.id.clone().unwrap_or_default();
+        let identity = |peer: &Option<Peer>| {
+            peer.as_ref()
+                .and_then(|peer| peer.identity.clone())
+                .unwrap_or_default()
+        };
+        let (client, server) = (identity(&call.client), identity(&call.server));
+        let cluster = if client.cluster.is_empty() {
+            server.cluster.clone()
+        } else {
+            client.cluster.clone()
+        };
+        let tags = client
+            .tags
+            .iter()
+            .chain(&server.tags)
+            .map(|tag| format!("{SEPARATOR}{}={}", tag.name, tag.value))
+            .collect::<String>()
+            + &SEPARATOR.to_string();
+        Self {
+            node: id.node,
+            boot: id.boot as i64,
+            sequence: id.sequence as i64,
+            time: call.time_unix_nanos,
+            cluster,
+            namespaces: both(&client.namespace, &server.namespace),
+            workloads: both(&client.workload_name, &server.workload_name),
+            path: call.path.clone(),
+            status: i64::from(call.status),
+            tags,
+            record: call.encode_to_vec(),
+        }
+    }
+}
+
+/// A drop as both stores' `drops` table holds it.
+struct DropRow {
+    node: String,
+    boot: i64,
+    sequence: i64,
+    time: i64,
+    record: Vec<u8>,
+}
+
+impl DropRow {
+    fn new(drop: &moat_api::v1::Drop) -> Self {
+        let id = drop.id.clone().unwrap_or_default();
+        Self {
+            node: id.node,
+            boot: id.boot as i64,
+            sequence: id.sequence as i64,
+            time: drop.time_unix_nanos,
+            record: drop.encode_to_vec(),
+        }
+    }
+}
+
+/// One row of the per-minute aggregates: (minute, client, server, method, endpoint, protocol).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct MinuteKey {
+    minute: i64,
+    client: String,
+    server: String,
+    method: String,
+    endpoint: String,
+    protocol: String,
+}
+
+/// What one minute's row counts.
+#[derive(Clone, Copy, Debug, Default)]
+struct MinuteCounts {
+    calls: i64,
+    client_errors: i64,
+    server_errors: i64,
+    failed: i64,
+    latency_sum_us: i64,
+    latency_max_us: i64,
+    under_1ms: i64,
+    under_10ms: i64,
+    under_100ms: i64,
+    under_1s: i64,
+    request_bytes: i64,
+    response_bytes: i64,
+}
+
+/// The per-minute aggregates of newly stored calls, one row per key, in key order.
+fn minutes<'a>(calls: impl IntoIterator<Item = &'a ApiCall>) -> BTreeMap<MinuteKey, MinuteCounts> {
+    let mut minutes = BTreeMap::<MinuteKey, MinuteCounts>::new();
+    for call in calls {
+        let key = MinuteKey {
+            minute: call.time_unix_nanos.div_euclid(60_000_000_000),
+            client: map_name(call.client.as_ref()),
+            server: map_name(call.server.as_ref()),
+            method: call.method.clone(),
+            endpoint: endpoint(&call.path),
+            protocol: call.protocol.clone(),
+        };
+        let latency = call.latency_us as i64;
+        let counts = minutes.entry(key).or_default();
+        counts.calls += 1;
+        counts.client_errors += i64::from((400..500).contains(&call.status));
+        counts.server_errors += i64::from(call.status >= 500);
+        counts.failed += i64::from(failed(call));
+        counts.latency_sum_us += latency;
+        counts.latency_max_us = counts.latency_max_us.max(latency);
+        counts.under_1ms += i64::from(latency < 1_000);
+        counts.under_10ms += i64::from(latency < 10_000);
+        counts.under_100ms += i64::from(latency < 100_000);
+        counts.under_1s += i64::from(latency < 1_000_000);
+        counts.request_bytes += call.request_bytes as i64;
+        counts.response_bytes += call.response_bytes as i64;
+    }
+    minutes
+}
+
 /// A peer as the service map names it: its workload, else its pod, service, node or range,
 /// else its address.
-fn map_name(peer: Option<&moat_api::v1::Peer>) -> String {
+fn map_name(peer: Option<&Peer>) -> String {
     let Some(peer) = peer else {
         return String::new();
     };
@@ -151,326 +357,181 @@ fn both(client: &str, server: &str) -> String {
     format!("{SEPARATOR}{client}{SEPARATOR}{server}{SEPARATOR}")
 }
 
-impl Store {
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let open_error = |source| StoreError::Open {
-            path: path.display().to_string(),
-            source,
-        };
-        let connection = Connection::open(path).map_err(open_error)?;
-        connection
-            .pragma_update(None, "journal_mode", "WAL")
-            .map_err(open_error)?;
-        connection
-            .pragma_update(None, "synchronous", "NORMAL")
-            .map_err(open_error)?;
-        connection.execute_batch(SCHEMA).map_err(open_error)?;
-        Ok(Self { connection })
+/// A page cursor: the (time, row) of the last call returned, so the next page starts below it
+/// (keyset pagination, stable while calls arrive). No cursor starts above everything.
+fn parse_cursor(cursor: &str) -> Result<(i64, i64), StoreError> {
+    if cursor.is_empty() {
+        return Ok((i64::MAX, i64::MAX));
     }
+    cursor
+        .split_once(':')
+        .and_then(|(time, row)| Some((time.parse().ok()?, row.parse().ok()?)))
+        .ok_or_else(|| StoreError::BadCursor(cursor.to_owned()))
+}
 
-    /// Stores a batch in one transaction: all of it or, on error, none.
-    pub fn insert(&mut self, records: &[record::Kind]) -> Result<Stored, StoreError> {
-        let transaction = self.connection.transaction()?;
-        let mut stored = Stored::default();
-        {
-            let mut call_statement = transaction.prepare_cached(
-                "INSERT OR IGNORE INTO calls (node, boot, sequence, time, cluster, namespaces, workloads, path, status, tags, record)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            )?;
-            let mut minute_statement = transaction.prepare_cached(
-                "INSERT INTO call_minutes (minute, client, server, method, endpoint, protocol, calls,
-                                           client_errors, server_errors, failed, latency_sum_us, latency_max_us,
-                                           under_1ms, under_10ms, under_100ms, under_1s, request_bytes, response_bytes)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
-                 ON CONFLICT (minute, client, server, method, endpoint, protocol) DO UPDATE SET
-                     calls = calls + 1,
-                     client_errors = client_errors + excluded.client_errors,
-                     server_errors = server_errors + excluded.server_errors,
-                     failed = failed + excluded.failed,
-                     latency_sum_us = latency_sum_us + excluded.latency_sum_us,
-                     latency_max_us = max(latency_max_us, excluded.latency_max_us),
-                     under_1ms = under_1ms + excluded.under_1ms,
-                     under_10ms = under_10ms + excluded.under_10ms,
-                     under_100ms = under_100ms + excluded.under_100ms,
-                     under_1s = under_1s + excluded.under_1s,
-                     request_bytes = request_bytes + excluded.request_bytes,
-                     response_bytes = response_bytes + excluded.response_bytes",
-            )?;
-            let mut drop_statement = transaction.prepare_cached(
-                "INSERT OR IGNORE INTO drops (node, boot, sequence, time, record) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            for record in records {
-                let inserted = match record {
-                    record::Kind::Call(call) => {
-                        let id = call.id.clone().unwrap_or_default();
-                        let identity = |peer: &Option<moat_api::v1::Peer>| {
-                            peer.as_ref()
-                                .and_then(|peer| peer.identity.clone())
-                                .unwrap_or_default()
-                        };
-                        let (client, server) = (identity(&call.client), identity(&call.server));
-                        let cluster = if client.cluster.is_empty() {
-                            &server.cluster
-                        } else {
-                            &client.cluster
-                        };
-                        let tags: String = client
-                            .tags
-                            .iter()
-                            .chain(&server.tags)
-                            .map(|tag| format!("{SEPARATOR}{}={}", tag.name, tag.value))
-                            .collect::<String>()
-                            + &SEPARATOR.to_string();
-                        let (client_name, server_name) = (
-                            map_name(call.client.as_ref()),
-                            map_name(call.server.as_ref()),
-                        );
-                        let inserted = call_statement.execute(params![
-                            id.node,
-                            id.boot as i64,
-                            id.sequence as i64,
-                            call.time_unix_nanos,
-                            cluster,
-                            both(&client.namespace, &server.namespace),
-                            both(&client.workload_name, &server.workload_name),
-                            call.path,
-                            call.status,
-                            tags,
-                            call.encode_to_vec(),
-                        ])?;
-                        // A resent call is already in the aggregates.
-                        if inserted == 1 {
-                            let latency = call.latency_us;
-                            minute_statement.execute(params![
-                                call.time_unix_nanos.div_euclid(60_000_000_000),
-                                client_name,
-                                server_name,
-                                call.method,
-                                endpoint(&call.path),
-                                call.protocol,
-                                (400..500).contains(&call.status),
-                                call.status >= 500,
-                                failed(call),
-                                latency as i64,
-                                latency < 1_000,
-                                latency < 10_000,
-                                latency < 100_000,
-                                latency < 1_000_000,
-                                call.request_bytes as i64,
-                                call.response_bytes as i64,
-                            ])?;
-                        }
-                        inserted
-                    }
-                    record::Kind::Drop(drop) => {
-                        let id = drop.id.clone().unwrap_or_default();
-                        drop_statement.execute(params![
-                            id.node,
-                            id.boot as i64,
-                            id.sequence as i64,
-                            drop.time_unix_nanos,
-                            drop.encode_to_vec(),
-                        ])?
-                    }
-                };
-                if inserted == 1 {
-                    stored.accepted += 1;
-                } else {
-                    stored.duplicates += 1;
-                }
-            }
-        }
-        transaction.commit()?;
-        Ok(stored)
+/// The next page's cursor after `rows` (row, time, call), if the page was full.
+fn next_cursor(rows: &[(i64, i64, ApiCall)], limit: u32) -> String {
+    match rows.last() {
+        Some((row, time, _)) if rows.len() == limit as usize => format!("{time}:{row}"),
+        _ => String::new(),
     }
+}
 
-    /// Calls matching `filter`, newest first, `page_size` at most, after `cursor`.
-    pub fn list_calls(
-        &self,
-        filter: &CallFilter,
-        page_size: u32,
-        cursor: &str,
-    ) -> Result<(Vec<ApiCall>, String), StoreError> {
-        // The cursor is the (time, rowid) of the last call returned: keyset pagination, stable
-        // while new calls arrive.
-        let (before_time, before_row) = if cursor.is_empty() {
-            (i64::MAX, i64::MAX)
-        } else {
-            let (time, row) = cursor
-                .split_once(':')
-                .and_then(|(time, row)| Some((time.parse().ok()?, row.parse().ok()?)))
-                .ok_or_else(|| StoreError::BadCursor(cursor.to_owned()))?;
-            (time, row)
-        };
-        let limit = page_size.clamp(1, 1000);
-        let rows = self.select_calls(
-            "(time, rowid) < (?1, ?2)",
-            "time DESC, rowid DESC",
-            (before_time, before_row),
-            filter,
-            limit,
-        )?;
-        let last = rows.last().map(|(rowid, time, _)| (*time, *rowid));
-        let calls: Vec<ApiCall> = rows.into_iter().map(|(_, _, call)| call).collect();
-        let next = match last {
-            Some((time, rowid)) if calls.len() == limit as usize => format!("{time}:{rowid}"),
-            _ => String::new(),
-        };
-        Ok((calls, next))
-    }
-
-    /// Calls stored after row `after` that match `filter`, oldest first, with their rows: what a
-    /// follower has not seen yet.
-    pub fn calls_after(
-        &self,
-        filter: &CallFilter,
-        after: i64,
-        limit: u32,
-    ) -> Result<Vec<(i64, ApiCall)>, StoreError> {
-        Ok(self
-            .select_calls("rowid > ?2", "rowid ASC", (0, after), filter, limit)?
-            .into_iter()
-            .map(|(rowid, _, call)| (rowid, call))
-            .collect())
-    }
-
-    /// Deletes calls and drops older than `oldest` (Unix nanoseconds), then the oldest calls
-    /// beyond `max_calls`; returns how many records went.
-    pub fn enforce_retention(&mut self, oldest: i64, max_calls: u64) -> Result<u64, StoreError> {
-        let transaction = self.connection.transaction()?;
-        let mut removed =
-            transaction.execute("DELETE FROM calls WHERE time < ?1", [oldest])? as u64;
-        removed += transaction.execute("DELETE FROM drops WHERE time < ?1", [oldest])? as u64;
-        transaction.execute(
-            "DELETE FROM call_minutes WHERE minute < ?1",
-            [oldest.div_euclid(60_000_000_000)],
-        )?;
-        let count: i64 =
-            transaction.query_row("SELECT count(*) FROM calls", [], |row| row.get(0))?;
-        let excess = count - i64::try_from(max_calls).unwrap_or(i64::MAX);
-        if excess > 0 {
-            removed += transaction.execute(
-                "DELETE FROM calls WHERE rowid IN (SELECT rowid FROM calls ORDER BY time ASC, rowid ASC LIMIT ?1)",
-                [excess],
-            )? as u64;
-        }
-        transaction.commit()?;
-        Ok(removed)
-    }
-
-    /// Who calls whom between `since` and `until` (Unix nanoseconds; 0: unbounded): one edge
-    /// per (client, server), busiest first.
-    pub fn service_map(&self, since: i64, until: i64) -> Result<Vec<Edge>, StoreError> {
-        // From the per-minute aggregates: cheap over any range, whatever the raw calls kept.
-        let minute = |nanos: i64| {
-            if nanos == 0 {
-                0
+/// The SQL conditions of a [`CallFilter`], the same in both stores. `parameter(n, type)` names
+/// parameter n (3 to 13) in the store's syntax; [`FilterValues`] holds their values in order.
+fn filter_conditions(parameter: impl Fn(usize, &str) -> String) -> String {
+    let p = |n| {
+        parameter(
+            n,
+            if matches!(n, 3 | 4 | 11) {
+                "bigint"
             } else {
-                nanos.div_euclid(60_000_000_000)
-            }
-        };
-        let mut statement = self.connection.prepare_cached(
-            "SELECT client, server, group_concat(DISTINCT protocol), sum(calls), sum(failed),
-                    sum(latency_sum_us) / max(sum(calls), 1), max(latency_max_us)
-             FROM call_minutes
-             WHERE (?1 = 0 OR minute >= ?1) AND (?2 = 0 OR minute <= ?2)
-             GROUP BY client, server
-             ORDER BY sum(calls) DESC
-             LIMIT 10000",
-        )?;
-        let edges = statement.query_map(params![minute(since), minute(until)], |row| {
-            Ok(Edge {
-                client: row.get(0)?,
-                server: row.get(1)?,
-                protocols: row
-                    .get::<_, String>(2)?
-                    .split(',')
-                    .map(str::to_owned)
-                    .collect(),
-                calls: row.get::<_, i64>(3)? as u64,
-                failed: row.get::<_, i64>(4)? as u64,
-                mean_latency_us: row.get::<_, i64>(5)? as u64,
-                max_latency_us: row.get::<_, i64>(6)? as u64,
-            })
-        })?;
-        Ok(edges.collect::<Result<_, _>>()?)
-    }
-
-    /// The newest row: a follower starts after it.
-    pub fn last_row(&self) -> Result<i64, StoreError> {
-        Ok(self
-            .connection
-            .query_row("SELECT coalesce(max(rowid), 0) FROM calls", [], |row| {
-                row.get(0)
-            })?)
-    }
-
-    /// (rowid, time, call) of the calls at `position` (over ?1 and ?2, bound to `anchor`) that
-    /// match `filter`, in `order`.
-    fn select_calls(
-        &self,
-        position: &str,
-        order: &str,
-        anchor: (i64, i64),
-        filter: &CallFilter,
-        limit: u32,
-    ) -> Result<Vec<(i64, i64, ApiCall)>, StoreError> {
-        let like = |value: &str| format!("%{SEPARATOR}{value}{SEPARATOR}%");
-        let mut statement = self.connection.prepare_cached(&format!(
-            "SELECT rowid, time, record FROM calls
-             WHERE {position}
-               AND (?3 = 0 OR time >= ?3) AND (?4 = 0 OR time < ?4)
-               AND (?5 = '' OR cluster = ?5)
-               AND (?6 = '' OR namespaces LIKE ?7)
-               AND (?8 = '' OR workloads LIKE ?9)
-               AND (?10 = '' OR substr(path, 1, length(?10)) = ?10)
-               AND status >= ?11
-               AND (?12 = '' OR tags LIKE ?13)
-             ORDER BY {order}
-             LIMIT ?14"
-        ))?;
-        let rows = statement.query_map(
-            params![
-                anchor.0,
-                anchor.1,
-                filter.since_unix_nanos,
-                filter.until_unix_nanos,
-                filter.cluster,
-                filter.namespace,
-                like(&filter.namespace),
-                filter.workload,
-                like(&filter.workload),
-                filter.path_prefix,
-                filter.min_status,
-                filter.tag,
-                like(&filter.tag),
-                limit,
-            ],
-            |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, i64>(1)?,
-                    row.get::<_, Vec<u8>>(2)?,
-                ))
+                "text"
             },
-        )?;
-        let mut calls = Vec::new();
-        for row in rows {
-            let (rowid, time, bytes) = row?;
-            // Only this collector writes the column; a row that does not decode is skipped.
-            if let Ok(call) = ApiCall::decode(bytes.as_slice()) {
-                calls.push((rowid, time, call));
-            }
+        )
+    };
+    format!(
+        "({since} = 0 OR time >= {since}) AND ({until} = 0 OR time < {until})
+         AND ({cluster} = '' OR cluster = {cluster})
+         AND ({namespace} = '' OR namespaces LIKE {namespace_like} ESCAPE '\\')
+         AND ({workload} = '' OR workloads LIKE {workload_like} ESCAPE '\\')
+         AND ({path} = '' OR substr(path, 1, length({path})) = {path})
+         AND status >= {status}
+         AND ({tag} = '' OR tags LIKE {tag_like} ESCAPE '\\')",
+        since = p(3),
+        until = p(4),
+        cluster = p(5),
+        namespace = p(6),
+        namespace_like = p(7),
+        workload = p(8),
+        workload_like = p(9),
+        path = p(10),
+        status = p(11),
+        tag = p(12),
+        tag_like = p(13),
+    )
+}
+
+/// The values of [`filter_conditions`]' parameters 3 to 13.
+struct FilterValues {
+    since: i64,
+    until: i64,
+    cluster: String,
+    namespace: String,
+    namespace_like: String,
+    workload: String,
+    workload_like: String,
+    path: String,
+    status: i64,
+    tag: String,
+    tag_like: String,
+}
+
+impl FilterValues {
+    fn new(filter: &CallFilter) -> Self {
+        // A whole name between separators, its own `%`, `_` and `\` taken literally.
+        let like = |value: &str| {
+            let escaped: String = value
+                .chars()
+                .flat_map(|c| {
+                    let escape = matches!(c, '%' | '_' | '\\').then_some('\\');
+                    escape.into_iter().chain([c])
+                })
+                .collect();
+            format!("%{SEPARATOR}{escaped}{SEPARATOR}%")
+        };
+        Self {
+            since: filter.since_unix_nanos,
+            until: filter.until_unix_nanos,
+            cluster: filter.cluster.clone(),
+            namespace: filter.namespace.clone(),
+            namespace_like: like(&filter.namespace),
+            workload: filter.workload.clone(),
+            workload_like: like(&filter.workload),
+            path: filter.path_prefix.clone(),
+            status: i64::from(filter.min_status),
+            tag: filter.tag.clone(),
+            tag_like: like(&filter.tag),
         }
-        Ok(calls)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use moat_api::v1::{Identity, Peer, RecordId, Tag};
+    use moat_api::v1::{Identity, RecordId, Tag};
 
     use super::*;
+
+    /// A store of each kind, with what it needs kept alive: a SQLite file, or a throwaway
+    /// PostgreSQL server of its own.
+    struct Backend {
+        store: Arc<dyn Store>,
+        /// What `--store` would say, to open it again.
+        address: String,
+        _server: Option<testbed::postgres::Server>,
+        file: Option<std::path::PathBuf>,
+    }
+
+    impl Backend {
+        fn sqlite(test: &str) -> Self {
+            let path =
+                std::env::temp_dir().join(format!("moat-store-{test}-{}.db", std::process::id()));
+            let _ = std::fs::remove_file(&path);
+            let address = format!("sqlite:{}", path.display());
+            Self {
+                store: open(&address).expect("open SQLite"),
+                address,
+                _server: None,
+                file: Some(path),
+            }
+        }
+
+        fn postgres() -> Self {
+            let server = testbed::postgres::Server::start().expect("start PostgreSQL");
+            let address = server.url();
+            Self {
+                store: open(&address).expect("open PostgreSQL"),
+                address,
+                _server: Some(server),
+                file: None,
+            }
+        }
+    }
+
+    impl Drop for Backend {
+        fn drop(&mut self) {
+            if let Some(file) = &self.file {
+                let _ = std::fs::remove_file(file);
+            }
+        }
+    }
+
+    /// Runs each named test on both stores: `<test>::sqlite` and `<test>::postgres`.
+    macro_rules! on_both_stores {
+        ($($test:ident),* $(,)?) => {$(
+            mod $test {
+                #[test]
+                fn sqlite() {
+                    super::$test(&super::Backend::sqlite(stringify!($test)));
+                }
+
+                #[test]
+                fn postgres() {
+                    super::$test(&super::Backend::postgres());
+                }
+            }
+        )*};
+    }
+
+    on_both_stores!(
+        the_service_map_counts_calls_and_failures_per_caller_and_callee,
+        per_minute_aggregates_count_each_call_once,
+        retention_removes_what_is_too_old_then_the_oldest_past_the_cap,
+        a_resent_batch_is_counted_as_duplicates_and_stored_once,
+        filters_match_either_end_and_pages_follow_the_cursor,
+        followers_get_what_was_stored_after_their_position_in_order,
+        replicas_starting_at_once_share_one_schema,
+    );
 
     fn call(
         sequence: u64,
@@ -508,21 +569,15 @@ mod tests {
         })
     }
 
-    fn store() -> (Store, PathBuf) {
-        let path = std::env::temp_dir().join(format!(
-            "moat-store-{}-{:?}.db",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let _ = std::fs::remove_file(&path);
-        (Store::open(&path).expect("open"), path)
+    fn sequences(calls: &[ApiCall]) -> Vec<u64> {
+        calls
+            .iter()
+            .map(|call| call.id.as_ref().map_or(0, |id| id.sequence))
+            .collect()
     }
 
-    use std::path::PathBuf;
-
-    #[test]
-    fn the_service_map_counts_calls_and_failures_per_caller_and_callee() {
-        let (mut store, path) = store();
+    fn the_service_map_counts_calls_and_failures_per_caller_and_callee(backend: &Backend) {
+        let store = &*backend.store;
         let batch: Vec<_> = (1..=6)
             .map(|n| {
                 call(
@@ -562,7 +617,6 @@ mod tests {
                 .len(),
             1
         );
-        let _ = std::fs::remove_file(path);
     }
 
     #[test]
@@ -586,8 +640,38 @@ mod tests {
     }
 
     #[test]
-    fn per_minute_aggregates_count_each_call_once() {
-        let (mut store, path) = store();
+    fn urls_in_errors_keep_no_password() {
+        assert_eq!(
+            redacted("postgres://moat:s3cret@db.example:5432/moat?password=x"),
+            "postgres://moat:***@db.example:5432/moat"
+        );
+        assert_eq!(
+            redacted("postgresql://moat@db/moat"),
+            "postgresql://moat@db/moat"
+        );
+        assert_eq!(redacted("sqlite:moat.db"), "sqlite:moat.db");
+        assert!(matches!(
+            open("mysql://root:pw@db/moat"),
+            Err(StoreError::UnknownStore(store)) if store == "mysql://root:***@db/moat"
+        ));
+    }
+
+    #[test]
+    fn an_unreachable_postgres_is_named_without_its_password() {
+        let error = open("postgres://moat:s3cret@127.0.0.1:1/moat")
+            .err()
+            .expect("nothing listens on port 1")
+            .to_string();
+        assert!(
+            error.starts_with("store postgres://moat:***@127.0.0.1:1/moat: cannot connect"),
+            "{error}"
+        );
+        assert!(!error.contains("s3cret"), "{error}");
+        assert!(error.contains("pg_hba.conf"), "says what to check: {error}");
+    }
+
+    fn per_minute_aggregates_count_each_call_once(backend: &Backend) {
+        let store = &*backend.store;
         let minute = 60_000_000_000;
         let batch: Vec<_> = (1..=4)
             .map(|n| {
@@ -603,21 +687,37 @@ mod tests {
             .collect();
         store.insert(&batch).expect("insert");
         store.insert(&batch).expect("a resend");
-        let (calls, failed, server_errors, endpoints): (i64, i64, i64, i64) = store
-            .connection
-            .query_row(
-                "SELECT sum(calls), sum(failed), sum(server_errors), count(DISTINCT endpoint) FROM call_minutes",
-                [],
-                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
-            )
-            .expect("aggregates");
-        assert_eq!((calls, failed, server_errors, endpoints), (4, 1, 1, 1));
-        let _ = std::fs::remove_file(path);
+        store.insert(&batch[..2]).expect("a partial resend");
+        let totals = |calls| MinuteTotals {
+            calls,
+            failed: 1,
+            server_errors: 1,
+            endpoints: 1,
+        };
+        assert_eq!(store.minute_totals().expect("aggregates"), totals(4));
+        let later: Vec<_> = (5..=6)
+            .map(|n| call(n, minute * 10 + n as i64, "shop", "db", "/orders/9", 200))
+            .collect();
+        store.insert(&later).expect("insert");
+        assert_eq!(store.minute_totals().expect("aggregates"), totals(6));
+        // Retention also compacts PostgreSQL's aggregates: the same sums, in fewer rows.
+        store.enforce_retention(0, u64::MAX).expect("retention");
+        assert_eq!(store.minute_totals().expect("aggregates"), totals(6));
+        store
+            .insert(&[call(7, minute * 10 + 7, "shop", "db", "/orders/7", 200)])
+            .expect("a late call");
+        store.enforce_retention(0, u64::MAX).expect("retention");
+        assert_eq!(store.minute_totals().expect("aggregates"), totals(7));
+        let edges = store.service_map(0, 0).expect("map");
+        assert_eq!(
+            (edges.len(), edges[0].calls, edges[0].failed),
+            (1, 7, 1),
+            "{edges:?}"
+        );
     }
 
-    #[test]
-    fn retention_removes_what_is_too_old_then_the_oldest_past_the_cap() {
-        let (mut store, path) = store();
+    fn retention_removes_what_is_too_old_then_the_oldest_past_the_cap(backend: &Backend) {
+        let store = &*backend.store;
         let batch: Vec<_> = (1..=10)
             .map(|n| call(n, n as i64 * 100, "shop", "db", "/a", 200))
             .collect();
@@ -627,17 +727,11 @@ mod tests {
         let (calls, _) = store
             .list_calls(&CallFilter::default(), 100, "")
             .expect("list");
-        let kept: Vec<u64> = calls
-            .iter()
-            .map(|call| call.id.as_ref().map_or(0, |id| id.sequence))
-            .collect();
-        assert_eq!(kept, vec![10, 9, 8, 7, 6]);
-        let _ = std::fs::remove_file(path);
+        assert_eq!(sequences(&calls), vec![10, 9, 8, 7, 6]);
     }
 
-    #[test]
-    fn a_resent_batch_is_counted_as_duplicates_and_stored_once() {
-        let (mut store, path) = store();
+    fn a_resent_batch_is_counted_as_duplicates_and_stored_once(backend: &Backend) {
+        let store = &*backend.store;
         let batch = vec![
             call(1, 10, "shop", "db", "/a", 200),
             call(2, 20, "shop", "db", "/b", 200),
@@ -656,17 +750,28 @@ mod tests {
                 duplicates: 2
             }
         );
+        let within = vec![
+            call(3, 30, "shop", "db", "/c", 200),
+            call(3, 30, "shop", "db", "/c", 200),
+            call(2, 20, "shop", "db", "/b", 200),
+        ];
+        assert_eq!(
+            store.insert(&within).expect("insert"),
+            Stored {
+                accepted: 1,
+                duplicates: 2
+            },
+            "the same record twice in one batch"
+        );
         let (calls, next) = store
             .list_calls(&CallFilter::default(), 10, "")
             .expect("list");
-        assert_eq!(calls.len(), 2);
+        assert_eq!(sequences(&calls), vec![3, 2, 1]);
         assert!(next.is_empty());
-        let _ = std::fs::remove_file(path);
     }
 
-    #[test]
-    fn filters_match_either_end_and_pages_follow_the_cursor() {
-        let (mut store, path) = store();
+    fn filters_match_either_end_and_pages_follow_the_cursor(backend: &Backend) {
+        let store = &*backend.store;
         let batch: Vec<_> = (1..=25)
             .map(|n| {
                 call(
@@ -681,12 +786,6 @@ mod tests {
             .collect();
         store.insert(&batch).expect("insert");
         let list = |filter: CallFilter| store.list_calls(&filter, 1000, "").expect("list").0;
-        let sequences = |calls: Vec<ApiCall>| -> Vec<u64> {
-            calls
-                .iter()
-                .map(|call| call.id.as_ref().map_or(0, |id| id.sequence))
-                .collect()
-        };
         assert_eq!(
             list(CallFilter {
                 namespace: "shop".into(),
@@ -705,21 +804,21 @@ mod tests {
             "the client end counts"
         );
         assert_eq!(
-            sequences(list(CallFilter {
+            sequences(&list(CallFilter {
                 workload: "api".into(),
                 ..CallFilter::default()
             })),
             vec![25, 20, 15, 10, 5]
         );
         assert_eq!(
-            sequences(list(CallFilter {
+            sequences(&list(CallFilter {
                 min_status: 500,
                 ..CallFilter::default()
             })),
             vec![20, 10]
         );
         assert_eq!(
-            sequences(list(CallFilter {
+            sequences(&list(CallFilter {
                 since_unix_nanos: 200,
                 until_unix_nanos: 230,
                 ..CallFilter::default()
@@ -759,6 +858,24 @@ mod tests {
             0,
             "whole names only"
         );
+        assert_eq!(
+            list(CallFilter {
+                namespace: "sho_".into(),
+                ..CallFilter::default()
+            })
+            .len(),
+            0,
+            "no wildcards"
+        );
+        assert_eq!(
+            list(CallFilter {
+                tag: "team=%".into(),
+                ..CallFilter::default()
+            })
+            .len(),
+            0,
+            "no wildcards"
+        );
 
         let mut seen = Vec::new();
         let mut cursor = String::new();
@@ -766,7 +883,7 @@ mod tests {
             let (calls, next) = store
                 .list_calls(&CallFilter::default(), 10, &cursor)
                 .expect("page");
-            seen.extend(sequences(calls));
+            seen.extend(sequences(&calls));
             if next.is_empty() {
                 break;
             }
@@ -777,6 +894,62 @@ mod tests {
             store.list_calls(&CallFilter::default(), 10, "garbage"),
             Err(StoreError::BadCursor(_))
         ));
-        let _ = std::fs::remove_file(path);
+    }
+
+    fn followers_get_what_was_stored_after_their_position_in_order(backend: &Backend) {
+        let store = &*backend.store;
+        store
+            .insert(&[call(1, 10, "shop", "db", "/old", 200)])
+            .expect("insert");
+        let start = store.last_position().expect("position");
+        assert!(
+            store
+                .calls_after(&CallFilter::default(), start, 10)
+                .expect("nothing new")
+                .is_empty()
+        );
+        let batch: Vec<_> = (2..=6)
+            .map(|n| call(n, 100 - n as i64, "shop", "db", &format!("/new/{n}"), 200))
+            .collect();
+        store.insert(&batch).expect("insert");
+        store
+            .insert(&[call(7, 1, "lab", "db", "/new/7", 200)])
+            .expect("insert");
+        let shop = CallFilter {
+            namespace: "shop".into(),
+            ..CallFilter::default()
+        };
+        let first = store.calls_after(&shop, start, 3).expect("first read");
+        let calls: Vec<ApiCall> = first.iter().map(|(_, call)| call.clone()).collect();
+        assert_eq!(sequences(&calls), vec![2, 3, 4], "stored order, not time");
+        let rest = store
+            .calls_after(&shop, first[2].0, 10)
+            .expect("second read");
+        let calls: Vec<ApiCall> = rest.iter().map(|(_, call)| call.clone()).collect();
+        assert_eq!(
+            sequences(&calls),
+            vec![5, 6],
+            "matching only, from where it was"
+        );
+    }
+
+    fn replicas_starting_at_once_share_one_schema(backend: &Backend) {
+        backend
+            .store
+            .insert(&[call(1, 10, "shop", "db", "/a", 200)])
+            .expect("insert");
+        let replicas: Vec<_> = (0..4)
+            .map(|_| {
+                let address = backend.address.clone();
+                std::thread::spawn(move || open(&address).expect("open again"))
+            })
+            .collect();
+        for replica in replicas {
+            let replica = replica.join().expect("opening thread");
+            let (calls, _) = replica
+                .list_calls(&CallFilter::default(), 10, "")
+                .expect("list");
+            assert_eq!(sequences(&calls), vec![1], "what the first one stored");
+        }
     }
 }

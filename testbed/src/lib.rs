@@ -16,9 +16,12 @@
 //!
 //! Addresses must come from 198.18.0.0/15 and fd00:198:18::/48, the ranges set aside for
 //! benchmarking, so a testbed can never shadow or reach a real network.
+//!
+//! [`postgres`] starts throwaway PostgreSQL servers, for the collector's tests and benchmark.
 
 mod command;
 mod node;
+pub mod postgres;
 mod process;
 
 pub use command::{CommandError, describe, run};

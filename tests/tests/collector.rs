@@ -1,6 +1,6 @@
 //! Agent to collector to CLI, end to end: the agent ships the calls it captures to a real
 //! moat-collector over gRPC, the collector is killed and restarted mid-stream, and the `moat` CLI
-//! finds every call exactly once.
+//! finds every call exactly once. And two collector replicas sharing one PostgreSQL database.
 
 use std::{
     net::SocketAddr,
@@ -446,4 +446,188 @@ fn the_spool_keeps_records_through_an_outage_and_an_agent_restart() {
         std::thread::sleep(Duration::from_millis(300));
     }
     agent.stop();
+}
+
+/// A moat-collector on the host's loopback, storing in `store`, once it listens.
+fn start_replica(store: &str) -> (Background, SocketAddr) {
+    let address = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port");
+    let collector = testbed::spawn(
+        std::process::Command::new(built_binary("moat-collector"))
+            .args(["--listen", &address.to_string(), "--store", store])
+            .stdin(Stdio::null()),
+    )
+    .expect("start moat-collector");
+    (collector, address)
+}
+
+fn wait_listening(address: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "moat-collector does not listen on {address}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn shipped_call(node: &str, sequence: u64) -> moat_api::v1::Record {
+    use moat_api::v1::{ApiCall, Identity, Peer, RecordId, record};
+    let peer = |workload: &str| Peer {
+        identity: Some(Identity {
+            namespace: "shop".into(),
+            workload_name: workload.into(),
+            ..Identity::default()
+        }),
+        ..Peer::default()
+    };
+    moat_api::v1::Record {
+        kind: Some(record::Kind::Call(ApiCall {
+            id: Some(RecordId {
+                node: node.into(),
+                boot: 1,
+                sequence,
+            }),
+            time_unix_nanos: 1_790_000_000_000_000_000 + sequence as i64,
+            protocol: "http1".into(),
+            client: Some(peer(node)),
+            server: Some(peer("db")),
+            method: "GET".into(),
+            path: format!("/{node}/{sequence}"),
+            status: 200,
+            ..ApiCall::default()
+        })),
+    }
+}
+
+/// Ships `sequences` of `node` to the collector at `address` as one batch; (accepted,
+/// duplicates).
+async fn ship(
+    address: SocketAddr,
+    node: &str,
+    sequences: std::ops::RangeInclusive<u64>,
+) -> (u32, u32) {
+    let mut client =
+        moat_api::v1::ingest_client::IngestClient::connect(format!("http://{address}"))
+            .await
+            .expect("connect to ingest");
+    let batch = moat_api::v1::ExportRequest {
+        batch: 1,
+        records: sequences.map(|n| shipped_call(node, n)).collect(),
+        ..moat_api::v1::ExportRequest::default()
+    };
+    let ack = client
+        .export(tokio_stream::iter([batch]))
+        .await
+        .expect("export")
+        .into_inner()
+        .message()
+        .await
+        .expect("acknowledgement")
+        .expect("one acknowledgement");
+    (ack.accepted, ack.duplicates)
+}
+
+/// Every call's path at the collector at `address`, page by page.
+async fn all_paths(address: SocketAddr) -> Vec<String> {
+    let mut client = moat_api::v1::query_client::QueryClient::connect(format!("http://{address}"))
+        .await
+        .expect("connect to query");
+    let mut paths = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = client
+            .list_calls(moat_api::v1::ListCallsRequest {
+                page_size: 70,
+                cursor,
+                ..moat_api::v1::ListCallsRequest::default()
+            })
+            .await
+            .expect("list calls")
+            .into_inner();
+        paths.extend(page.calls.into_iter().map(|call| call.path));
+        if page.next_cursor.is_empty() {
+            return paths;
+        }
+        cursor = page.next_cursor;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_collectors_sharing_one_postgres_see_every_call_once() {
+    let postgres = testbed::postgres::Server::start().expect("start PostgreSQL");
+    // Both start at once against an empty database: they take turns creating the tables.
+    let (_a, a) = start_replica(&postgres.url());
+    let (_b, b) = start_replica(&postgres.url().replace("postgres://", "postgresql://"));
+    wait_listening(a);
+    wait_listening(b);
+
+    let mut follow = moat_api::v1::query_client::QueryClient::connect(format!("http://{a}"))
+        .await
+        .expect("connect to query")
+        .watch_calls(moat_api::v1::WatchCallsRequest {
+            filter: Some(moat_api::v1::CallFilter {
+                workload: "node-b".into(),
+                ..moat_api::v1::CallFilter::default()
+            }),
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+
+    assert_eq!(ship(a, "node-a", 1..=150).await, (150, 0));
+    assert_eq!(ship(b, "node-b", 1..=100).await, (100, 0));
+    // node-a lost replica a and sends its last batch again, to replica b.
+    assert_eq!(
+        ship(b, "node-a", 101..=160).await,
+        (10, 50),
+        "what replica a stored is a duplicate at replica b"
+    );
+
+    let mut expected: Vec<String> = (1..=160)
+        .map(|n| format!("/node-a/{n}"))
+        .chain((1..=100).map(|n| format!("/node-b/{n}")))
+        .collect();
+    expected.sort_unstable();
+    for replica in [a, b] {
+        let mut paths = all_paths(replica).await;
+        paths.sort_unstable();
+        assert_eq!(paths, expected, "every call once, at replica {replica}");
+    }
+
+    let edges = moat_api::v1::query_client::QueryClient::connect(format!("http://{b}"))
+        .await
+        .expect("connect to query")
+        .get_service_map(moat_api::v1::GetServiceMapRequest::default())
+        .await
+        .expect("service map")
+        .into_inner()
+        .edges;
+    let calls: Vec<(String, u64)> = edges
+        .iter()
+        .map(|edge| (edge.client.clone(), edge.calls))
+        .collect();
+    assert_eq!(
+        calls,
+        vec![
+            ("shop/node-a".to_owned(), 160),
+            ("shop/node-b".to_owned(), 100)
+        ],
+        "the aggregates count each call once"
+    );
+
+    // Replica a's follower sees what replica b stored, in order.
+    let mut followed = Vec::new();
+    while followed.len() < 100 {
+        let call = tokio::time::timeout(Duration::from_secs(10), follow.message())
+            .await
+            .expect("a followed call within 10 s")
+            .expect("follow stream")
+            .expect("a call");
+        followed.push(call.path);
+    }
+    let shipped: Vec<String> = (1..=100).map(|n| format!("/node-b/{n}")).collect();
+    assert_eq!(followed, shipped);
 }

@@ -45,6 +45,10 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
         "tshark",
         "capture tests compare records with tshark's dissection of the same traffic",
     ),
+    (
+        "postgresql",
+        "the collector's PostgreSQL store is tested and benchmarked against throwaway servers",
+    ),
 ];
 
 /// Peers and baselines the benchmarks run against, installed only by `cargo xtask bench`.

@@ -1,0 +1,617 @@
+//! The production store: one PostgreSQL database that several collector replicas share.
+//!
+//! Replicas may receive the same record (an agent that reconnects elsewhere resends it), so
+//! every insert is `ON CONFLICT DO NOTHING` on the record id, and only the rows it inserted go
+//! into the per-minute aggregates.
+//!
+//! Those aggregates are added, not updated: each batch inserts its own rows, which queries
+//! sum, so replicas storing at once never wait for each other's locks on a busy minute (that
+//! halved ingest). Retention compacts them, every minute, into one row per key and minute.
+//!
+//! Followers read calls in the order their transactions became
+//! visible (see [`Store::calls_after`]), which with concurrent writers is not the order of row
+//! numbers.
+
+use std::{
+    collections::HashSet,
+    sync::{Condvar, Mutex},
+    time::Duration,
+};
+
+use moat_api::v1::{ApiCall, CallFilter, record};
+use postgres::{Client, NoTls, types::ToSql};
+use prost::Message as _;
+
+use super::{
+    CallRow, DropRow, Edge, FilterValues, MAX_EDGES, MAX_PAGE, Position, Store, StoreError, Stored,
+    filter_conditions, minutes, next_cursor, parse_cursor, redacted,
+};
+
+/// Connections a collector holds at most: ingest streams and queries beyond that wait for one.
+const POOL_SIZE: usize = 8;
+/// How long opening a connection may take before the store reports the server unreachable,
+/// unless the URL's `connect_timeout` says.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Rows one INSERT statement carries at most; a batch larger than that takes several.
+const ROWS_PER_STATEMENT: usize = 5_000;
+/// Minutes of aggregates one compaction merges at most; more wait for the next.
+const MINUTES_PER_COMPACTION: i64 = 60;
+/// Advisory lock keys (arbitrary, fixed): one replica at a time creates the schema or enforces
+/// retention.
+const SCHEMA_LOCK: i64 = 0x6d6f_6174_0001;
+const RETENTION_LOCK: i64 = 0x6d6f_6174_0002;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS calls (
+    row_id BIGINT GENERATED ALWAYS AS IDENTITY,
+    xact BIGINT NOT NULL,
+    node TEXT NOT NULL,
+    boot BIGINT NOT NULL,
+    sequence BIGINT NOT NULL,
+    time BIGINT NOT NULL,
+    cluster TEXT NOT NULL,
+    namespaces TEXT NOT NULL,
+    workloads TEXT NOT NULL,
+    path TEXT NOT NULL,
+    status BIGINT NOT NULL,
+    tags TEXT NOT NULL,
+    record BYTEA NOT NULL,
+    PRIMARY KEY (node, boot, sequence)
+);
+CREATE INDEX IF NOT EXISTS calls_by_time ON calls (time DESC, row_id DESC);
+CREATE INDEX IF NOT EXISTS calls_by_visibility ON calls (xact, row_id);
+CREATE TABLE IF NOT EXISTS call_minutes (
+    minute BIGINT NOT NULL,
+    client TEXT NOT NULL,
+    server TEXT NOT NULL,
+    method TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    protocol TEXT NOT NULL,
+    calls BIGINT NOT NULL,
+    client_errors BIGINT NOT NULL,
+    server_errors BIGINT NOT NULL,
+    failed BIGINT NOT NULL,
+    latency_sum_us BIGINT NOT NULL,
+    latency_max_us BIGINT NOT NULL,
+    under_1ms BIGINT NOT NULL,
+    under_10ms BIGINT NOT NULL,
+    under_100ms BIGINT NOT NULL,
+    under_1s BIGINT NOT NULL,
+    request_bytes BIGINT NOT NULL,
+    response_bytes BIGINT NOT NULL,
+    compacted BOOLEAN NOT NULL DEFAULT false
+);
+CREATE INDEX IF NOT EXISTS call_minutes_by_minute ON call_minutes (minute);
+CREATE INDEX IF NOT EXISTS call_minutes_to_compact ON call_minutes (minute) WHERE NOT compacted;
+CREATE TABLE IF NOT EXISTS drops (
+    node TEXT NOT NULL,
+    boot BIGINT NOT NULL,
+    sequence BIGINT NOT NULL,
+    time BIGINT NOT NULL,
+    record BYTEA NOT NULL,
+    PRIMARY KEY (node, boot, sequence)
+);
+";
+
+/// The oldest transaction still running: every transaction before it has committed or rolled
+/// back, so no call below it can still appear.
+const VISIBLE_BELOW: &str = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
+
+pub struct Postgres {
+    /// The URL without its password, for errors.
+    url: String,
+    config: postgres::Config,
+    pool: Mutex<Pool>,
+    returned: Condvar,
+}
+
+#[derive(Default)]
+struct Pool {
+    idle: Vec<Client>,
+    /// Connections handed out, and being opened.
+    busy: usize,
+}
+
+/// A connection out of the pool, back into it on drop unless it broke.
+struct Pooled<'a> {
+    client: Option<Client>,
+    store: &'a Postgres,
+}
+
+impl std::ops::Deref for Pooled<'_> {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        self.client.as_ref().expect("present until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Pooled<'_> {
+    fn deref_mut(&mut self) -> &mut Client {
+        self.client.as_mut().expect("present until dropped")
+    }
+}
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        let mut pool = self.store.pool();
+        pool.busy -= 1;
+        if let Some(client) = self.client.take()
+            && !client.is_closed()
+        {
+            pool.idle.push(client);
+        }
+        self.store.returned.notify_one();
+    }
+}
+
+impl Postgres {
+    /// Connects to `url` and creates the tables that are missing.
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        let shown = redacted(url);
+        let mut config: postgres::Config = url.parse().map_err(|source| StoreError::BadUrl {
+            url: shown.clone(),
+            source,
+        })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("moat-collector");
+        }
+        let store = Self {
+            url: shown,
+            config,
+            pool: Mutex::default(),
+            returned: Condvar::new(),
+        };
+        {
+            let mut client = store.client()?;
+            // Replicas starting at once would race to create the same tables (CREATE ... IF
+            // NOT EXISTS is not safe against that); the lock makes them take turns.
+            let mut transaction = client.transaction().map_err(|error| store.error(error))?;
+            transaction
+                .execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+                .map_err(|error| store.error(error))?;
+            // Tables already there are the usual case, not news for the log.
+            transaction
+                .batch_execute("SET LOCAL client_min_messages = warning")
+                .map_err(|error| store.error(error))?;
+            transaction
+                .batch_execute(SCHEMA)
+                .map_err(|error| store.error(error))?;
+            transaction.commit().map_err(|error| store.error(error))?;
+        }
+        Ok(store)
+    }
+
+    fn pool(&self) -> std::sync::MutexGuard<'_, Pool> {
+        self.pool
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// An idle connection, a new one while fewer than [`POOL_SIZE`] are open, or else the
+    /// next one returned.
+    fn client(&self) -> Result<Pooled<'_>, StoreError> {
+        let mut pool = self.pool();
+        loop {
+            if let Some(client) = pool.idle.pop() {
+                // A connection the server closed meanwhile (restart, idle timeout) is dropped.
+                if client.is_closed() {
+                    continue;
+                }
+                pool.busy += 1;
+                return Ok(Pooled {
+                    client: Some(client),
+                    store: self,
+                });
+            }
+            if pool.busy < POOL_SIZE {
+                pool.busy += 1;
+                drop(pool);
+                let mut pooled = Pooled {
+                    client: None,
+                    store: self,
+                };
+                let client = self
+                    .config
+                    .connect(NoTls)
+                    .map_err(|source| StoreError::Connect {
+                        url: self.url.clone(),
+                        source,
+                    })?;
+                pooled.client = Some(client);
+                return Ok(pooled);
+            }
+            pool = self
+                .returned
+                .wait(pool)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+    }
+
+    fn error(&self, source: postgres::Error) -> StoreError {
+        StoreError::Postgres {
+            url: self.url.clone(),
+            source,
+        }
+    }
+
+    /// (row, time or transaction, call) of the calls at `position` (over $1 and $2, bound to
+    /// `anchor`) that match `filter`, in `order`; `first` is the column returned second.
+    fn select_calls(
+        &self,
+        first: &str,
+        position: &str,
+        order: &str,
+        anchor: (i64, i64),
+        filter: &CallFilter,
+        limit: u32,
+    ) -> Result<Vec<(i64, i64, ApiCall)>, StoreError> {
+        let values = FilterValues::new(filter);
+        let limit = i64::from(limit.clamp(1, MAX_PAGE));
+        let parameters: [&(dyn ToSql + Sync); 14] = [
+            &anchor.0,
+            &anchor.1,
+            &values.since,
+            &values.until,
+            &values.cluster,
+            &values.namespace,
+            &values.namespace_like,
+            &values.workload,
+            &values.workload_like,
+            &values.path,
+            &values.status,
+            &values.tag,
+            &values.tag_like,
+            &limit,
+        ];
+        let rows = self
+            .client()?
+            .query(
+                &format!(
+                    "SELECT row_id, {first}, record FROM calls
+                     WHERE {position} AND {}
+                     ORDER BY {order}
+                     LIMIT $14",
+                    filter_conditions(|n, kind| format!("${n}::{kind}"))
+                ),
+                &parameters,
+            )
+            .map_err(|error| self.error(error))?;
+        let mut calls = Vec::with_capacity(rows.len());
+        for row in rows {
+            let bytes: &[u8] = row.get(2);
+            // Only collectors write the column; a row that does not decode is skipped.
+            if let Ok(call) = ApiCall::decode(bytes) {
+                calls.push((row.get(0), row.get(1), call));
+            }
+        }
+        Ok(calls)
+    }
+}
+
+impl Store for Postgres {
+    fn insert(&self, records: &[record::Kind]) -> Result<Stored, StoreError> {
+        let sql = |error| self.error(error);
+        let mut calls: Vec<&ApiCall> = Vec::new();
+        let mut drops = Vec::new();
+        for record in records {
+            match record {
+                record::Kind::Call(call) => calls.push(call),
+                record::Kind::Drop(drop) => drops.push(drop),
+            }
+        }
+        // Rows in id order, so that two replicas storing the same records lock them in the
+        // same order.
+        let id = |id: &Option<moat_api::v1::RecordId>| {
+            id.as_ref()
+                .map(|id| (id.node.clone(), id.boot, id.sequence))
+        };
+        calls.sort_by_key(|call| id(&call.id));
+        drops.sort_by_key(|drop| id(&drop.id));
+
+        let mut client = self.client()?;
+        let mut transaction = client.transaction().map_err(sql)?;
+        // Taking the transaction id first, before any row number, keeps (transaction, row) in
+        // the order followers can see calls in.
+        let xact: i64 = transaction
+            .query_one("SELECT pg_current_xact_id()::text::bigint", &[])
+            .map_err(sql)?
+            .get(0);
+
+        let mut new_calls = Vec::new();
+        for chunk in calls.chunks(ROWS_PER_STATEMENT) {
+            let rows: Vec<CallRow> = chunk.iter().map(|call| CallRow::new(call)).collect();
+            let column = |get: fn(&CallRow) -> &String| rows.iter().map(get).collect::<Vec<_>>();
+            let number = |get: fn(&CallRow) -> i64| rows.iter().map(get).collect::<Vec<_>>();
+            let inserted = transaction
+                .query(
+                    "INSERT INTO calls (xact, node, boot, sequence, time, cluster, namespaces,
+                                        workloads, path, status, tags, record)
+                     SELECT $1, * FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::bigint[],
+                                              $6::text[], $7::text[], $8::text[], $9::text[],
+                                              $10::bigint[], $11::text[], $12::bytea[])
+                     ON CONFLICT DO NOTHING
+                     RETURNING node, boot, sequence",
+                    &[
+                        &xact,
+                        &column(|row| &row.node),
+                        &number(|row| row.boot),
+                        &number(|row| row.sequence),
+                        &number(|row| row.time),
+                        &column(|row| &row.cluster),
+                        &column(|row| &row.namespaces),
+                        &column(|row| &row.workloads),
+                        &column(|row| &row.path),
+                        &number(|row| row.status),
+                        &column(|row| &row.tags),
+                        &rows.iter().map(|row| &row.record).collect::<Vec<_>>(),
+                    ],
+                )
+                .map_err(sql)?;
+            let mut stored: HashSet<(String, i64, i64)> = inserted
+                .iter()
+                .map(|row| (row.get(0), row.get(1), row.get(2)))
+                .collect();
+            // Of several copies of one record in a batch, the first counts as the one stored.
+            for (call, row) in chunk.iter().zip(&rows) {
+                if stored.remove(&(row.node.clone(), row.boot, row.sequence)) {
+                    new_calls.push(*call);
+                }
+            }
+        }
+
+        let mut new_drops = 0;
+        for chunk in drops.chunks(ROWS_PER_STATEMENT) {
+            let rows: Vec<DropRow> = chunk.iter().map(|drop| DropRow::new(drop)).collect();
+            let number = |get: fn(&DropRow) -> i64| rows.iter().map(get).collect::<Vec<_>>();
+            new_drops += transaction
+                .execute(
+                    "INSERT INTO drops (node, boot, sequence, time, record)
+                     SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[],
+                                          $5::bytea[])
+                     ON CONFLICT DO NOTHING",
+                    &[
+                        &rows.iter().map(|row| &row.node).collect::<Vec<_>>(),
+                        &number(|row| row.boot),
+                        &number(|row| row.sequence),
+                        &number(|row| row.time),
+                        &rows.iter().map(|row| &row.record).collect::<Vec<_>>(),
+                    ],
+                )
+                .map_err(sql)? as usize;
+        }
+
+        let stored_calls = new_calls.len();
+        let minutes: Vec<_> = minutes(new_calls).into_iter().collect();
+        for chunk in minutes.chunks(ROWS_PER_STATEMENT) {
+            let key = |get: fn(&super::MinuteKey) -> &String| {
+                chunk.iter().map(|(key, _)| get(key)).collect::<Vec<_>>()
+            };
+            let count = |get: fn(&super::MinuteCounts) -> i64| {
+                chunk
+                    .iter()
+                    .map(|(_, counts)| get(counts))
+                    .collect::<Vec<_>>()
+            };
+            transaction
+                .execute(
+                    "INSERT INTO call_minutes (minute, client, server, method, endpoint, protocol,
+                                               calls, client_errors, server_errors, failed,
+                                               latency_sum_us, latency_max_us, under_1ms,
+                                               under_10ms, under_100ms, under_1s, request_bytes,
+                                               response_bytes)
+                     SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[],
+                                          $5::text[], $6::text[], $7::bigint[], $8::bigint[],
+                                          $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[],
+                                          $13::bigint[], $14::bigint[], $15::bigint[],
+                                          $16::bigint[], $17::bigint[], $18::bigint[])",
+                    &[
+                        &chunk.iter().map(|(key, _)| key.minute).collect::<Vec<_>>(),
+                        &key(|key| &key.client),
+                        &key(|key| &key.server),
+                        &key(|key| &key.method),
+                        &key(|key| &key.endpoint),
+                        &key(|key| &key.protocol),
+                        &count(|counts| counts.calls),
+                        &count(|counts| counts.client_errors),
+                        &count(|counts| counts.server_errors),
+                        &count(|counts| counts.failed),
+                        &count(|counts| counts.latency_sum_us),
+                        &count(|counts| counts.latency_max_us),
+                        &count(|counts| counts.under_1ms),
+                        &count(|counts| counts.under_10ms),
+                        &count(|counts| counts.under_100ms),
+                        &count(|counts| counts.under_1s),
+                        &count(|counts| counts.request_bytes),
+                        &count(|counts| counts.response_bytes),
+                    ],
+                )
+                .map_err(sql)?;
+        }
+        transaction.commit().map_err(sql)?;
+
+        let accepted = stored_calls + new_drops;
+        Ok(Stored {
+            accepted: accepted as u32,
+            duplicates: (records.len() - accepted) as u32,
+        })
+    }
+
+    fn list_calls(
+        &self,
+        filter: &CallFilter,
+        page_size: u32,
+        cursor: &str,
+    ) -> Result<(Vec<ApiCall>, String), StoreError> {
+        let before = parse_cursor(cursor)?;
+        let limit = page_size.clamp(1, MAX_PAGE);
+        let rows = self.select_calls(
+            "time",
+            "(time, row_id) < ($1::bigint, $2::bigint)",
+            "time DESC, row_id DESC",
+            before,
+            filter,
+            limit,
+        )?;
+        let next = next_cursor(&rows, limit);
+        Ok((rows.into_iter().map(|(_, _, call)| call).collect(), next))
+    }
+
+    fn calls_after(
+        &self,
+        filter: &CallFilter,
+        after: Position,
+        limit: u32,
+    ) -> Result<Vec<(Position, ApiCall)>, StoreError> {
+        Ok(self
+            .select_calls(
+                "xact",
+                &format!("(xact, row_id) > ($1::bigint, $2::bigint) AND xact < {VISIBLE_BELOW}"),
+                "xact, row_id",
+                (after.transaction, after.row),
+                filter,
+                limit,
+            )?
+            .into_iter()
+            .map(|(row, transaction, call)| (Position { transaction, row }, call))
+            .collect())
+    }
+
+    fn last_position(&self) -> Result<Position, StoreError> {
+        // Everything below the oldest running transaction is visible now. A call committed by
+        // a younger transaction while an older one still runs is visible too, and a new
+        // follower may see it once more: the cost of a position that misses nothing.
+        let below: i64 = self
+            .client()?
+            .query_one(&format!("SELECT {VISIBLE_BELOW}"), &[])
+            .map_err(|error| self.error(error))?
+            .get(0);
+        Ok(Position {
+            transaction: below - 1,
+            row: i64::MAX,
+        })
+    }
+
+    fn enforce_retention(&self, oldest: i64, max_calls: u64) -> Result<u64, StoreError> {
+        let sql = |error| self.error(error);
+        let mut client = self.client()?;
+        let mut transaction = client.transaction().map_err(sql)?;
+        // Replicas enforcing the cap at once would each delete the excess they counted.
+        transaction
+            .execute("SELECT pg_advisory_xact_lock($1)", &[&RETENTION_LOCK])
+            .map_err(sql)?;
+        let mut removed = transaction
+            .execute("DELETE FROM calls WHERE time < $1", &[&oldest])
+            .map_err(sql)?;
+        removed += transaction
+            .execute("DELETE FROM drops WHERE time < $1", &[&oldest])
+            .map_err(sql)?;
+        transaction
+            .execute(
+                "DELETE FROM call_minutes WHERE minute < $1",
+                &[&oldest.div_euclid(60_000_000_000)],
+            )
+            .map_err(sql)?;
+        // A batch's aggregates that arrive while this runs are not visible to it, so they stay,
+        // uncompacted, for the next round: nothing is counted twice or lost.
+        transaction
+            .execute(
+                "WITH merged AS (
+                     DELETE FROM call_minutes
+                     WHERE minute IN (SELECT DISTINCT minute FROM call_minutes
+                                      WHERE NOT compacted ORDER BY minute LIMIT $1)
+                     RETURNING *
+                 )
+                 INSERT INTO call_minutes (minute, client, server, method, endpoint, protocol,
+                                           calls, client_errors, server_errors, failed,
+                                           latency_sum_us, latency_max_us, under_1ms, under_10ms,
+                                           under_100ms, under_1s, request_bytes, response_bytes,
+                                           compacted)
+                 SELECT minute, client, server, method, endpoint, protocol,
+                        sum(calls), sum(client_errors), sum(server_errors), sum(failed),
+                        sum(latency_sum_us), max(latency_max_us), sum(under_1ms),
+                        sum(under_10ms), sum(under_100ms), sum(under_1s), sum(request_bytes),
+                        sum(response_bytes), true
+                 FROM merged
+                 GROUP BY minute, client, server, method, endpoint, protocol",
+                &[&MINUTES_PER_COMPACTION],
+            )
+            .map_err(sql)?;
+        let count: i64 = transaction
+            .query_one("SELECT count(*) FROM calls", &[])
+            .map_err(sql)?
+            .get(0);
+        let excess = count - i64::try_from(max_calls).unwrap_or(i64::MAX);
+        if excess > 0 {
+            removed += transaction
+                .execute(
+                    "DELETE FROM calls WHERE row_id IN
+                         (SELECT row_id FROM calls ORDER BY time ASC, row_id ASC LIMIT $1)",
+                    &[&excess],
+                )
+                .map_err(sql)?;
+        }
+        transaction.commit().map_err(sql)?;
+        Ok(removed)
+    }
+
+    fn service_map(&self, since: i64, until: i64) -> Result<Vec<Edge>, StoreError> {
+        // From the per-minute aggregates: cheap over any range, whatever the raw calls kept.
+        let minute = |nanos: i64| {
+            if nanos == 0 {
+                0
+            } else {
+                nanos.div_euclid(60_000_000_000)
+            }
+        };
+        let rows = self
+            .client()?
+            .query(
+                "SELECT client, server, array_agg(DISTINCT protocol ORDER BY protocol),
+                        sum(calls)::bigint, sum(failed)::bigint,
+                        div(sum(latency_sum_us), greatest(sum(calls), 1))::bigint,
+                        max(latency_max_us)
+                 FROM call_minutes
+                 WHERE ($1::bigint = 0 OR minute >= $1) AND ($2::bigint = 0 OR minute <= $2)
+                 GROUP BY client, server
+                 ORDER BY sum(calls) DESC, client, server
+                 LIMIT $3",
+                &[&minute(since), &minute(until), &MAX_EDGES],
+            )
+            .map_err(|error| self.error(error))?;
+        Ok(rows
+            .iter()
+            .map(|row| Edge {
+                client: row.get(0),
+                server: row.get(1),
+                protocols: row.get(2),
+                calls: row.get::<_, i64>(3) as u64,
+                failed: row.get::<_, i64>(4) as u64,
+                mean_latency_us: row.get::<_, i64>(5) as u64,
+                max_latency_us: row.get::<_, i64>(6) as u64,
+            })
+            .collect())
+    }
+
+    #[cfg(test)]
+    fn minute_totals(&self) -> Result<super::MinuteTotals, StoreError> {
+        let row = self
+            .client()?
+            .query_one(
+                "SELECT sum(calls)::bigint, sum(failed)::bigint, sum(server_errors)::bigint,
+                        count(DISTINCT endpoint)
+                 FROM call_minutes",
+                &[],
+            )
+            .map_err(|error| self.error(error))?;
+        Ok(super::MinuteTotals {
+            calls: row.get(0),
+            failed: row.get(1),
+            server_errors: row.get(2),
+            endpoints: row.get(3),
+        })
+    }
+}

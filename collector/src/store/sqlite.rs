@@ -1,0 +1,379 @@
+//! The embedded store: one SQLite file in WAL mode, behind one connection (SQLite has one
+//! writer at a time anyway).
+
+use std::{
+    path::Path,
+    sync::{Mutex, MutexGuard},
+};
+
+use moat_api::v1::{ApiCall, CallFilter, record};
+use prost::Message as _;
+use rusqlite::{Connection, params};
+
+use super::{
+    CallRow, DropRow, Edge, FilterValues, MAX_EDGES, MAX_PAGE, Position, Store, StoreError, Stored,
+    filter_conditions, minutes, next_cursor, parse_cursor,
+};
+
+pub struct Sqlite {
+    connection: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS calls (
+    node TEXT NOT NULL,
+    boot INTEGER NOT NULL,
+    sequence INTEGER NOT NULL,
+    time INTEGER NOT NULL,
+    cluster TEXT NOT NULL,
+    namespaces TEXT NOT NULL,
+    workloads TEXT NOT NULL,
+    path TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    tags TEXT NOT NULL,
+    record BLOB NOT NULL,
+    PRIMARY KEY (node, boot, sequence)
+);
+CREATE INDEX IF NOT EXISTS calls_by_time ON calls (time DESC);
+CREATE TABLE IF NOT EXISTS call_minutes (
+    minute INTEGER NOT NULL,
+    client TEXT NOT NULL,
+    server TEXT NOT NULL,
+    method TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    protocol TEXT NOT NULL,
+    calls INTEGER NOT NULL,
+    client_errors INTEGER NOT NULL,
+    server_errors INTEGER NOT NULL,
+    failed INTEGER NOT NULL,
+    latency_sum_us INTEGER NOT NULL,
+    latency_max_us INTEGER NOT NULL,
+    under_1ms INTEGER NOT NULL,
+    under_10ms INTEGER NOT NULL,
+    under_100ms INTEGER NOT NULL,
+    under_1s INTEGER NOT NULL,
+    request_bytes INTEGER NOT NULL,
+    response_bytes INTEGER NOT NULL,
+    PRIMARY KEY (minute, client, server, method, endpoint, protocol)
+);
+CREATE TABLE IF NOT EXISTS drops (
+    node TEXT NOT NULL,
+    boot INTEGER NOT NULL,
+    sequence INTEGER NOT NULL,
+    time INTEGER NOT NULL,
+    record BLOB NOT NULL,
+    PRIMARY KEY (node, boot, sequence)
+);
+";
+
+impl Sqlite {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let open_error = |source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        };
+        let connection = Connection::open(path).map_err(open_error)?;
+        connection
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_error)?;
+        connection
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open_error)?;
+        connection.execute_batch(SCHEMA).map_err(open_error)?;
+        Ok(Self {
+            connection: Mutex::new(connection),
+        })
+    }
+
+    fn connection(&self) -> MutexGuard<'_, Connection> {
+        self.connection
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// (rowid, time, call) of the calls at `position` (over ?1 and ?2, bound to `anchor`) that
+    /// match `filter`, in `order`.
+    fn select_calls(
+        &self,
+        position: &str,
+        order: &str,
+        anchor: (i64, i64),
+        filter: &CallFilter,
+        limit: u32,
+    ) -> Result<Vec<(i64, i64, ApiCall)>, StoreError> {
+        let connection = self.connection();
+        let mut statement = connection.prepare_cached(&format!(
+            "SELECT rowid, time, record FROM calls
+             WHERE {position} AND {}
+             ORDER BY {order}
+             LIMIT ?14",
+            filter_conditions(|n, _| format!("?{n}"))
+        ))?;
+        let values = FilterValues::new(filter);
+        let rows = statement.query_map(
+            params![
+                anchor.0,
+                anchor.1,
+                values.since,
+                values.until,
+                values.cluster,
+                values.namespace,
+                values.namespace_like,
+                values.workload,
+                values.workload_like,
+                values.path,
+                values.status,
+                values.tag,
+                values.tag_like,
+                limit.clamp(1, MAX_PAGE),
+            ],
+            |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, Vec<u8>>(2)?,
+                ))
+            },
+        )?;
+        let mut calls = Vec::new();
+        for row in rows {
+            let (rowid, time, bytes) = row?;
+            // Only this collector writes the column; a row that does not decode is skipped.
+            if let Ok(call) = ApiCall::decode(bytes.as_slice()) {
+                calls.push((rowid, time, call));
+            }
+        }
+        Ok(calls)
+    }
+}
+
+impl Store for Sqlite {
+    fn insert(&self, records: &[record::Kind]) -> Result<Stored, StoreError> {
+        let mut connection = self.connection();
+        let transaction = connection.transaction()?;
+        let mut stored = Stored::default();
+        let mut new_calls = Vec::new();
+        {
+            let mut call_statement = transaction.prepare_cached(
+                "INSERT OR IGNORE INTO calls (node, boot, sequence, time, cluster, namespaces, workloads, path, status, tags, record)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?;
+            let mut drop_statement = transaction.prepare_cached(
+                "INSERT OR IGNORE INTO drops (node, boot, sequence, time, record) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for record in records {
+                let inserted = match record {
+                    record::Kind::Call(call) => {
+                        let row = CallRow::new(call);
+                        let inserted = call_statement.execute(params![
+                            row.node,
+                            row.boot,
+                            row.sequence,
+                            row.time,
+                            row.cluster,
+                            row.namespaces,
+                            row.workloads,
+                            row.path,
+                            row.status,
+                            row.tags,
+                            row.record,
+                        ])? == 1;
+                        // A resent call is already in the aggregates.
+                        if inserted {
+                            new_calls.push(call);
+                        }
+                        inserted
+                    }
+                    record::Kind::Drop(drop) => {
+                        let row = DropRow::new(drop);
+                        drop_statement.execute(params![
+                            row.node,
+                            row.boot,
+                            row.sequence,
+                            row.time,
+                            row.record,
+                        ])? == 1
+                    }
+                };
+                if inserted {
+                    stored.accepted += 1;
+                } else {
+                    stored.duplicates += 1;
+                }
+            }
+            let mut minute_statement = transaction.prepare_cached(
+                "INSERT INTO call_minutes (minute, client, server, method, endpoint, protocol, calls,
+                                           client_errors, server_errors, failed, latency_sum_us, latency_max_us,
+                                           under_1ms, under_10ms, under_100ms, under_1s, request_bytes, response_bytes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+                 ON CONFLICT (minute, client, server, method, endpoint, protocol) DO UPDATE SET
+                     calls = calls + excluded.calls,
+                     client_errors = client_errors + excluded.client_errors,
+                     server_errors = server_errors + excluded.server_errors,
+                     failed = failed + excluded.failed,
+                     latency_sum_us = latency_sum_us + excluded.latency_sum_us,
+                     latency_max_us = max(latency_max_us, excluded.latency_max_us),
+                     under_1ms = under_1ms + excluded.under_1ms,
+                     under_10ms = under_10ms + excluded.under_10ms,
+                     under_100ms = under_100ms + excluded.under_100ms,
+                     under_1s = under_1s + excluded.under_1s,
+                     request_bytes = request_bytes + excluded.request_bytes,
+                     response_bytes = response_bytes + excluded.response_bytes",
+            )?;
+            for (key, counts) in minutes(new_calls) {
+                minute_statement.execute(params![
+                    key.minute,
+                    key.client,
+                    key.server,
+                    key.method,
+                    key.endpoint,
+                    key.protocol,
+                    counts.calls,
+                    counts.client_errors,
+                    counts.server_errors,
+                    counts.failed,
+                    counts.latency_sum_us,
+                    counts.latency_max_us,
+                    counts.under_1ms,
+                    counts.under_10ms,
+                    counts.under_100ms,
+                    counts.under_1s,
+                    counts.request_bytes,
+                    counts.response_bytes,
+                ])?;
+            }
+        }
+        transaction.commit()?;
+        Ok(stored)
+    }
+
+    fn list_calls(
+        &self,
+        filter: &CallFilter,
+        page_size: u32,
+        cursor: &str,
+    ) -> Result<(Vec<ApiCall>, String), StoreError> {
+        let before = parse_cursor(cursor)?;
+        let limit = page_size.clamp(1, MAX_PAGE);
+        let rows = self.select_calls(
+            "(time, rowid) < (?1, ?2)",
+            "time DESC, rowid DESC",
+            before,
+            filter,
+            limit,
+        )?;
+        let next = next_cursor(&rows, limit);
+        Ok((rows.into_iter().map(|(_, _, call)| call).collect(), next))
+    }
+
+    fn calls_after(
+        &self,
+        filter: &CallFilter,
+        after: Position,
+        limit: u32,
+    ) -> Result<Vec<(Position, ApiCall)>, StoreError> {
+        Ok(self
+            .select_calls("rowid > ?2", "rowid ASC", (0, after.row), filter, limit)?
+            .into_iter()
+            .map(|(row, _, call)| {
+                let position = Position {
+                    transaction: 0,
+                    row,
+                };
+                (position, call)
+            })
+            .collect())
+    }
+
+    fn last_position(&self) -> Result<Position, StoreError> {
+        let row = self.connection().query_row(
+            "SELECT coalesce(max(rowid), 0) FROM calls",
+            [],
+            |row| row.get(0),
+        )?;
+        Ok(Position {
+            transaction: 0,
+            row,
+        })
+    }
+
+    fn enforce_retention(&self, oldest: i64, max_calls: u64) -> Result<u64, StoreError> {
+        let mut connection = self.connection();
+        let transaction = connection.transaction()?;
+        let mut removed =
+            transaction.execute("DELETE FROM calls WHERE time < ?1", [oldest])? as u64;
+        removed += transaction.execute("DELETE FROM drops WHERE time < ?1", [oldest])? as u64;
+        transaction.execute(
+            "DELETE FROM call_minutes WHERE minute < ?1",
+            [oldest.div_euclid(60_000_000_000)],
+        )?;
+        let count: i64 =
+            transaction.query_row("SELECT count(*) FROM calls", [], |row| row.get(0))?;
+        let excess = count - i64::try_from(max_calls).unwrap_or(i64::MAX);
+        if excess > 0 {
+            removed += transaction.execute(
+                "DELETE FROM calls WHERE rowid IN (SELECT rowid FROM calls ORDER BY time ASC, rowid ASC LIMIT ?1)",
+                [excess],
+            )? as u64;
+        }
+        transaction.commit()?;
+        Ok(removed)
+    }
+
+    fn service_map(&self, since: i64, until: i64) -> Result<Vec<Edge>, StoreError> {
+        // From the per-minute aggregates: cheap over any range, whatever the raw calls kept.
+        let minute = |nanos: i64| {
+            if nanos == 0 {
+                0
+            } else {
+                nanos.div_euclid(60_000_000_000)
+            }
+        };
+        let connection = self.connection();
+        let mut statement = connection.prepare_cached(
+            "SELECT client, server, group_concat(DISTINCT protocol), sum(calls), sum(failed),
+                    sum(latency_sum_us) / max(sum(calls), 1), max(latency_max_us)
+             FROM call_minutes
+             WHERE (?1 = 0 OR minute >= ?1) AND (?2 = 0 OR minute <= ?2)
+             GROUP BY client, server
+             ORDER BY sum(calls) DESC, client, server
+             LIMIT ?3",
+        )?;
+        let edges =
+            statement.query_map(params![minute(since), minute(until), MAX_EDGES], |row| {
+                let mut protocols: Vec<String> = row
+                    .get::<_, String>(2)?
+                    .split(',')
+                    .map(str::to_owned)
+                    .collect();
+                // group_concat's order is unspecified; PostgreSQL's store sorts them too.
+                protocols.sort_unstable();
+                Ok(Edge {
+                    client: row.get(0)?,
+                    server: row.get(1)?,
+                    protocols,
+                    calls: row.get::<_, i64>(3)? as u64,
+                    failed: row.get::<_, i64>(4)? as u64,
+                    mean_latency_us: row.get::<_, i64>(5)? as u64,
+                    max_latency_us: row.get::<_, i64>(6)? as u64,
+                })
+            })?;
+        Ok(edges.collect::<Result<_, _>>()?)
+    }
+
+    #[cfg(test)]
+    fn minute_totals(&self) -> Result<super::MinuteTotals, StoreError> {
+        Ok(self.connection().query_row(
+            "SELECT sum(calls), sum(failed), sum(server_errors), count(DISTINCT endpoint) FROM call_minutes",
+            [],
+            |row| {
+                Ok(super::MinuteTotals {
+                    calls: row.get(0)?,
+                    failed: row.get(1)?,
+                    server_errors: row.get(2)?,
+                    endpoints: row.get(3)?,
+                })
+            },
+        )?)
+    }
+}
