@@ -111,9 +111,57 @@ const MAX_DEPTH: u32 = 128;
 pub struct Schemas {
     nodes: Vec<Node>,
     by_location: HashMap<Location, SchemaId>,
+    /// Specs repeat their patterns (one per field of a kind); each is compiled once.
+    patterns: HashMap<String, Regex>,
+}
+
+/// An ECMA-262 pattern (what JSON Schema's `pattern` is) in the regex crate's syntax: there,
+/// `\d` and `\w` are ASCII, as they are in JavaScript without the `u` flag; the regex crate's
+/// Unicode classes would accept more and cost hundreds of KiB each.
+fn ecma_to_regex(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len() + 16);
+    let mut in_class = false;
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match (chars.next(), in_class) {
+                (Some('d'), false) => out.push_str("[0-9]"),
+                (Some('d'), true) => out.push_str("0-9"),
+                (Some('w'), false) => out.push_str("[0-9A-Za-z_]"),
+                (Some('w'), true) => out.push_str("0-9A-Za-z_"),
+                (Some(other), _) => {
+                    out.push('\\');
+                    out.push(other);
+                }
+                (None, _) => out.push('\\'),
+            },
+            '[' if !in_class => {
+                in_class = true;
+                out.push(c);
+            }
+            ']' if in_class => {
+                in_class = false;
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 impl Schemas {
+    fn regex(&mut self, pattern: &str) -> Result<Regex, regex::Error> {
+        if let Some(compiled) = self.patterns.get(pattern) {
+            return Ok(compiled.clone());
+        }
+        // The regex crate guarantees linear time, so a hostile value cannot stall a check.
+        let compiled = regex::RegexBuilder::new(&ecma_to_regex(pattern))
+            .size_limit(1 << 20)
+            .build()?;
+        self.patterns.insert(pattern.to_owned(), compiled.clone());
+        Ok(compiled)
+    }
+
     /// Compiles the schema at `location` (and everything it references), once.
     pub fn compile(
         &mut self,
@@ -285,16 +333,12 @@ impl Schemas {
         node.min_length = count("minLength");
         node.max_length = count("maxLength");
         if let Some(pattern) = map.get("pattern").and_then(Value::as_str) {
-            // The regex crate guarantees linear time, so a hostile value cannot stall a check.
-            let compiled = regex::RegexBuilder::new(pattern)
-                .size_limit(1 << 20)
-                .build()
-                .map_err(|error| {
-                    documents.error(
-                        &location.child("pattern"),
-                        format!("pattern is not a usable regular expression: {error}"),
-                    )
-                })?;
+            let compiled = self.regex(pattern).map_err(|error| {
+                documents.error(
+                    &location.child("pattern"),
+                    format!("pattern is not a usable regular expression: {error}"),
+                )
+            })?;
             node.pattern = Some(compiled);
         }
         node.format = map
@@ -984,5 +1028,36 @@ impl Schemas {
             current = node.reference?;
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ecma_classes_are_ascii_inside_and_outside_brackets() {
+        assert_eq!(ecma_to_regex(r"^\w{0,4}$"), "^[0-9A-Za-z_]{0,4}$");
+        assert_eq!(ecma_to_regex(r"[\d\-+]+\.\s"), r"[0-9\-+]+\.\s");
+        let regex = regex::Regex::new(&ecma_to_regex(r"^\w+$")).expect("compiles");
+        assert!(regex.is_match("abc_09"));
+        assert!(!regex.is_match("café"), "ECMA \\w is ASCII");
+    }
+
+    #[test]
+    fn formats_learned_are_formats_checked() {
+        for (text, format) in [
+            ("123e4567-e89b-12d3-a456-426614174000", Some("uuid")),
+            ("2024-03-01T10:00:00Z", Some("date-time")),
+            ("2024-03-01", Some("date")),
+            ("10.1.2.3", Some("ipv4")),
+            ("a@b.example", Some("email")),
+            ("https://example.com/x", Some("uri")),
+            ("mailto:x", None),
+            ("-@.@", None),
+            ("2024-13-01", None),
+        ] {
+            assert_eq!(detect_format(text), format, "{text}");
+        }
     }
 }
