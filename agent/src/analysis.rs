@@ -433,6 +433,9 @@ pub struct EndpointRecord<'a> {
     pub callers: Vec<CallerRecord<'a>>,
     /// Calls from callers past the per-endpoint bound on named callers.
     pub other_callers_calls: u64,
+    /// Shipped to the collector for `moat spec export`; too large for standard output.
+    #[serde(skip)]
+    pub learned: &'a intelligence::learn::Learned,
 }
 
 impl<'a> EndpointRecord<'a> {
@@ -465,6 +468,7 @@ impl<'a> EndpointRecord<'a> {
                 })
                 .collect(),
             other_callers_calls: stats.other_callers_calls,
+            learned: &stats.learned,
         }
     }
 }

@@ -619,6 +619,13 @@ impl Agent {
             source,
             destination,
         };
+        if let Some(exporter) = &self.exporter {
+            exporter.push(export_records::finding_record(
+                exporter.next_id(),
+                &record,
+                now,
+            ));
+        }
         self.emit(&Record::Finding(&record), now)
     }
 
@@ -688,6 +695,13 @@ impl Agent {
         let now = SystemTime::now();
         for (service, key, stats) in self.analysis.changed_endpoints() {
             let record = EndpointRecord::new(&service, &key, &stats);
+            if let Some(exporter) = &self.exporter {
+                exporter.push(export_records::endpoint_record(
+                    exporter.next_id(),
+                    &record,
+                    now,
+                ));
+            }
             self.reporter
                 .write(&Record::Endpoint(&record), now)
                 .context("writing to standard output")?;

@@ -8,10 +8,11 @@ use std::{
 };
 
 use moat_api::v1::{
-    AgentState, ApiCall, ExportRequest, ExportResponse, GetAgentStatusRequest,
+    AgentState, ApiCall, ExportRequest, ExportResponse, Finding, GetAgentStatusRequest,
     GetAgentStatusResponse, GetServiceMapRequest, GetServiceMapResponse, ListCallsRequest,
-    ListCallsResponse, ServiceMapEdge, WatchCallsRequest, ingest_server::Ingest,
-    query_server::Query,
+    ListCallsResponse, ListEndpointsRequest, ListEndpointsResponse, ListFindingsRequest,
+    ListFindingsResponse, ServiceMapEdge, WatchCallsRequest, WatchFindingsRequest,
+    ingest_server::Ingest, query_server::Query,
 };
 use tokio::sync::mpsc;
 use tokio_stream::{Stream, wrappers::ReceiverStream};
@@ -19,7 +20,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, warn};
 
 use crate::{
-    store::{Store, StoreError},
+    store::{Position, Store, StoreError, merge_endpoints},
     validate,
 };
 
@@ -176,6 +177,53 @@ const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 /// Calls sent to one follower ahead of what it has read; a slow reader is waited for.
 const FOLLOW_QUEUE: usize = 256;
 
+/// A page's size as asked, 100 when not.
+fn page_size(asked: u32) -> u32 {
+    if asked == 0 { 100 } else { asked }
+}
+
+/// Follow mode: what `fetch` finds after `start`, then after the last record sent, until the
+/// follower goes away; a slow follower is waited for, a store error ends the stream with it.
+fn follow<M, F>(
+    store: SharedStore,
+    start: Position,
+    fetch: F,
+) -> Pin<Box<dyn Stream<Item = Result<M, Status>> + Send>>
+where
+    M: Send + 'static,
+    F: Fn(&dyn Store, Position) -> Result<Vec<(Position, M)>, StoreError>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    let (records, outbound) = mpsc::channel(FOLLOW_QUEUE);
+    tokio::spawn(async move {
+        let mut after = start;
+        while !records.is_closed() {
+            let fetch = fetch.clone();
+            let found = match with_store(&store, move |store| fetch(store, after)).await {
+                Ok(found) => found,
+                Err(status) => {
+                    let _ = records.send(Err(status)).await;
+                    return;
+                }
+            };
+            let full = found.len() == FOLLOW_QUEUE;
+            for (position, record) in found {
+                after = position;
+                if records.send(Ok(record)).await.is_err() {
+                    return;
+                }
+            }
+            if !full {
+                tokio::time::sleep(FOLLOW_POLL).await;
+            }
+        }
+    });
+    Box::pin(ReceiverStream::new(outbound))
+}
+
 #[tonic::async_trait]
 impl Query for QueryService {
     type WatchCallsStream = Pin<Box<dyn Stream<Item = Result<ApiCall, Status>> + Send>>;
@@ -185,38 +233,58 @@ impl Query for QueryService {
         request: Request<WatchCallsRequest>,
     ) -> Result<Response<Self::WatchCallsStream>, Status> {
         let filter = request.into_inner().filter.unwrap_or_default();
-        let store = self.store.clone();
-        let start = with_store(&store, |store| store.last_position()).await?;
-        let (calls, outbound) = mpsc::channel(FOLLOW_QUEUE);
-        tokio::spawn(async move {
-            let mut after = start;
-            // Until the follower goes away.
-            while !calls.is_closed() {
-                let filter = filter.clone();
-                let found = with_store(&store, move |store| {
-                    store.calls_after(&filter, after, FOLLOW_QUEUE as u32)
-                })
-                .await;
-                let found = match found {
-                    Ok(found) => found,
-                    Err(status) => {
-                        let _ = calls.send(Err(status)).await;
-                        return;
-                    }
-                };
-                let full = found.len() == FOLLOW_QUEUE;
-                for (position, call) in found {
-                    after = position;
-                    if calls.send(Ok(call)).await.is_err() {
-                        return;
-                    }
-                }
-                if !full {
-                    tokio::time::sleep(FOLLOW_POLL).await;
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(outbound))))
+        let start = with_store(&self.store, |store| store.last_position()).await?;
+        Ok(Response::new(follow(
+            self.store.clone(),
+            start,
+            move |store, after| store.calls_after(&filter, after, FOLLOW_QUEUE as u32),
+        )))
+    }
+
+    type WatchFindingsStream = Pin<Box<dyn Stream<Item = Result<Finding, Status>> + Send>>;
+
+    async fn watch_findings(
+        &self,
+        request: Request<WatchFindingsRequest>,
+    ) -> Result<Response<Self::WatchFindingsStream>, Status> {
+        let filter = request.into_inner().filter.unwrap_or_default();
+        let start = with_store(&self.store, |store| store.last_finding_position()).await?;
+        Ok(Response::new(follow(
+            self.store.clone(),
+            start,
+            move |store, after| store.findings_after(&filter, after, FOLLOW_QUEUE as u32),
+        )))
+    }
+
+    async fn list_findings(
+        &self,
+        request: Request<ListFindingsRequest>,
+    ) -> Result<Response<ListFindingsResponse>, Status> {
+        let request = request.into_inner();
+        let page_size = page_size(request.page_size);
+        let (findings, next_cursor) = with_store(&self.store, move |store| {
+            store.list_findings(
+                &request.filter.unwrap_or_default(),
+                page_size,
+                &request.cursor,
+            )
+        })
+        .await?;
+        Ok(Response::new(ListFindingsResponse {
+            findings,
+            next_cursor,
+        }))
+    }
+
+    async fn list_endpoints(
+        &self,
+        request: Request<ListEndpointsRequest>,
+    ) -> Result<Response<ListEndpointsResponse>, Status> {
+        let service = request.into_inner().service;
+        let rows = with_store(&self.store, move |store| store.endpoint_rows(&service)).await?;
+        Ok(Response::new(ListEndpointsResponse {
+            endpoints: merge_endpoints(rows),
+        }))
     }
 
     async fn list_calls(
@@ -224,11 +292,7 @@ impl Query for QueryService {
         request: Request<ListCallsRequest>,
     ) -> Result<Response<ListCallsResponse>, Status> {
         let request = request.into_inner();
-        let page_size = if request.page_size == 0 {
-            100
-        } else {
-            request.page_size
-        };
+        let page_size = page_size(request.page_size);
         let (calls, next_cursor) = with_store(&self.store, move |store| {
             store.list_calls(
                 &request.filter.unwrap_or_default(),

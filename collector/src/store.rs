@@ -9,7 +9,7 @@ mod sqlite;
 
 use std::{collections::BTreeMap, path::Path, sync::Arc};
 
-use moat_api::v1::{ApiCall, CallFilter, Peer, record};
+use moat_api::v1::{ApiCall, CallFilter, Endpoint, Finding, FindingFilter, Peer, record};
 use prost::Message as _;
 
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +108,29 @@ pub trait Store: Send + Sync {
     /// Who calls whom between `since` and `until` (Unix nanoseconds; 0: unbounded): one edge
     /// per (client, server), busiest first.
     fn service_map(&self, since: i64, until: i64) -> Result<Vec<Edge>, StoreError>;
+
+    /// Findings matching `filter`, newest first, as [`Store::list_calls`] pages calls.
+    fn list_findings(
+        &self,
+        filter: &FindingFilter,
+        page_size: u32,
+        cursor: &str,
+    ) -> Result<(Vec<Finding>, String), StoreError>;
+
+    /// Findings that became visible after `after`, as [`Store::calls_after`].
+    fn findings_after(
+        &self,
+        filter: &FindingFilter,
+        after: Position,
+        limit: u32,
+    ) -> Result<Vec<(Position, Finding)>, StoreError>;
+
+    /// Where a findings follower starts.
+    fn last_finding_position(&self) -> Result<Position, StoreError>;
+
+    /// The latest endpoint record of each agent boot, of `service` (empty: all), at most
+    /// [`MAX_ENDPOINT_ROWS`]; [`merge_endpoints`] makes the inventory of them.
+    fn endpoint_rows(&self, service: &str) -> Result<Vec<Endpoint>, StoreError>;
 
     /// Sums over every per-minute aggregate, for tests to check what was counted.
     #[cfg(test)]
@@ -221,6 +244,164 @@ impl CallRow {
     }
 }
 
+/// Endpoint rows one inventory query reads at most (agents x restarts x endpoints).
+pub const MAX_ENDPOINT_ROWS: i64 = 200_000;
+
+/// Severities in order; a finding's rank fills the `status` column, so `min_status` filters
+/// by severity.
+const SEVERITIES: [&str; 5] = ["info", "low", "medium", "high", "critical"];
+
+fn severity_rank(severity: &str) -> i64 {
+    SEVERITIES
+        .iter()
+        .position(|known| *known == severity)
+        .map_or(0, |index| index as i64 + 1)
+}
+
+/// A finding as both stores' `findings` table holds it: the calls' filter columns, with the
+/// endpoint in `path` and the severity's rank in `status` (so one filter serves both tables),
+/// and the columns only findings are filtered by.
+struct FindingRow {
+    call: CallRow,
+    kind: String,
+    service: String,
+    /// The source's address, pod, workload, range and customer, between separators.
+    sources: String,
+}
+
+impl FindingRow {
+    fn new(finding: &Finding) -> Self {
+        let as_call = ApiCall {
+            id: finding.id.clone(),
+            time_unix_nanos: finding.time_unix_nanos,
+            client: finding.source.clone(),
+            server: finding.destination.clone(),
+            path: finding.endpoint.clone(),
+            ..ApiCall::default()
+        };
+        let mut call = CallRow::new(&as_call);
+        call.status = severity_rank(&finding.severity);
+        call.record = finding.encode_to_vec();
+        let source = finding.source.clone().unwrap_or_default();
+        let identity = source.identity.unwrap_or_default();
+        let sources = [
+            source.ip.as_str(),
+            &identity.pod,
+            &identity.workload_name,
+            &identity.range,
+            &identity.customer,
+        ]
+        .iter()
+        .filter(|value| !value.is_empty())
+        .map(|value| format!("{SEPARATOR}{value}"))
+        .collect::<String>()
+            + &SEPARATOR.to_string();
+        Self {
+            call,
+            kind: finding.kind.clone(),
+            service: finding.service.clone(),
+            sources,
+        }
+    }
+}
+
+/// An endpoint record as both stores' `endpoints` table holds it: the latest per agent boot.
+struct EndpointRow {
+    node: String,
+    boot: i64,
+    service: String,
+    method: String,
+    endpoint: String,
+    time: i64,
+    record: Vec<u8>,
+}
+
+impl EndpointRow {
+    fn new(endpoint: &Endpoint) -> Self {
+        let id = endpoint.id.clone().unwrap_or_default();
+        Self {
+            node: id.node,
+            boot: id.boot as i64,
+            service: endpoint.service.clone(),
+            method: endpoint.method.clone(),
+            endpoint: endpoint.endpoint.clone(),
+            time: endpoint.time_unix_nanos,
+            record: endpoint.encode_to_vec(),
+        }
+    }
+}
+
+/// The inventory across agents: one entry per (service, method, endpoint), totals summed over
+/// the agent boots that reported it (each boot's counts are its own), first and last seen over
+/// all, callers and content types united, learned shapes merged; each latency percentile is the
+/// highest an agent reported, since percentiles do not add.
+pub fn merge_endpoints(rows: Vec<Endpoint>) -> Vec<Endpoint> {
+    use intelligence::learn::Learned;
+    let mut merged: BTreeMap<(String, String, String), (Endpoint, Learned)> = BTreeMap::new();
+    for row in rows {
+        let learned: Learned = serde_json::from_str(&row.learned_json).unwrap_or_default();
+        let key = (
+            row.service.clone(),
+            row.endpoint.clone(),
+            row.method.clone(),
+        );
+        let Some((total, total_learned)) = merged.get_mut(&key) else {
+            merged.insert(key, (row, learned));
+            continue;
+        };
+        total_learned.merge(&learned);
+        total.first_seen_unix = total.first_seen_unix.min(row.first_seen_unix);
+        total.last_seen_unix = total.last_seen_unix.max(row.last_seen_unix);
+        total.calls += row.calls;
+        total.client_errors += row.client_errors;
+        total.server_errors += row.server_errors;
+        total.no_response += row.no_response;
+        total.latency_p50_us = total.latency_p50_us.max(row.latency_p50_us);
+        total.latency_p90_us = total.latency_p90_us.max(row.latency_p90_us);
+        total.latency_p99_us = total.latency_p99_us.max(row.latency_p99_us);
+        if total.documented.is_empty() {
+            total.documented = row.documented;
+        }
+        for (mine, theirs) in [
+            (&mut total.request_content_types, row.request_content_types),
+            (
+                &mut total.response_content_types,
+                row.response_content_types,
+            ),
+            (&mut total.auth, row.auth),
+        ] {
+            for value in theirs {
+                if !mine.contains(&value) {
+                    mine.push(value);
+                }
+            }
+        }
+        total.other_callers_calls += row.other_callers_calls;
+        for caller in row.callers {
+            match total
+                .callers
+                .iter_mut()
+                .find(|known| known.caller == caller.caller)
+            {
+                Some(known) => {
+                    known.calls += caller.calls;
+                    known.first_seen_unix = known.first_seen_unix.min(caller.first_seen_unix);
+                    known.last_seen_unix = known.last_seen_unix.max(caller.last_seen_unix);
+                }
+                None => total.callers.push(caller),
+            }
+        }
+    }
+    merged
+        .into_values()
+        .map(|(mut endpoint, learned)| {
+            endpoint.learned_json = serde_json::to_string(&learned).unwrap_or_default();
+            endpoint.id = None;
+            endpoint
+        })
+        .collect()
+}
+
 /// A drop as both stores' `drops` table holds it.
 struct DropRow {
     node: String,
@@ -280,7 +461,12 @@ fn minutes<'a>(calls: impl IntoIterator<Item = &'a ApiCall>) -> BTreeMap<MinuteK
             client: map_name(call.client.as_ref()),
             server: map_name(call.server.as_ref()),
             method: call.method.clone(),
-            endpoint: endpoint(&call.path),
+            // The agent's template (learned or the spec's); older agents send none.
+            endpoint: if call.endpoint.is_empty() {
+                endpoint(&call.path)
+            } else {
+                call.endpoint.clone()
+            },
             protocol: call.protocol.clone(),
         };
         let latency = call.latency_us as i64;
@@ -324,9 +510,9 @@ fn map_name(peer: Option<&Peer>) -> String {
     }
 }
 
-/// A path as an endpoint: segments that are identifiers (numbers, UUIDs, long hex) become
-/// `{id}`, so `/orders/123` and `/orders/456` aggregate together. Issue 7's inventory learns
-/// proper templates; this keeps the per-minute table's cardinality bounded meanwhile.
+/// A path as an endpoint, for calls whose agent sent no template: segments that are
+/// identifiers (numbers, UUIDs, long hex) become `{id}`, so `/orders/123` and `/orders/456`
+/// aggregate together and the per-minute table's cardinality stays bounded.
 fn endpoint(path: &str) -> String {
     let is_identifier = |segment: &str| {
         let hex = segment.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
@@ -370,7 +556,7 @@ fn parse_cursor(cursor: &str) -> Result<(i64, i64), StoreError> {
 }
 
 /// The next page's cursor after `rows` (row, time, call), if the page was full.
-fn next_cursor(rows: &[(i64, i64, ApiCall)], limit: u32) -> String {
+fn next_cursor<M>(rows: &[(i64, i64, M)], limit: u32) -> String {
     match rows.last() {
         Some((row, time, _)) if rows.len() == limit as usize => format!("{time}:{row}"),
         _ => String::new(),
@@ -412,6 +598,67 @@ fn filter_conditions(parameter: impl Fn(usize, &str) -> String) -> String {
     )
 }
 
+/// The conditions only findings have, after [`filter_conditions`]' parameters: 14 (kind, or a
+/// family ending in `.`), 15 (service), 16 (source, as a LIKE pattern), 17 (source).
+fn finding_conditions(parameter: impl Fn(usize, &str) -> String) -> String {
+    let p = |n| parameter(n, "text");
+    format!(
+        "({kind} = '' OR kind = {kind}
+              OR (substr({kind}, length({kind}), 1) = '.' AND substr(kind, 1, length({kind})) = {kind}))
+         AND ({service} = '' OR service = {service})
+         AND ({source} = '' OR sources LIKE {source_like} ESCAPE '\\')",
+        kind = p(14),
+        service = p(15),
+        source_like = p(16),
+        source = p(17),
+    )
+}
+
+/// The values of [`finding_conditions`]' parameters, in order.
+struct FindingValues {
+    kind: String,
+    service: String,
+    source_like: String,
+    source: String,
+}
+
+impl FindingValues {
+    /// The calls' filter values and the findings' own, for a findings filter.
+    fn new(filter: &FindingFilter) -> (FilterValues, Self) {
+        let as_calls = CallFilter {
+            since_unix_nanos: filter.since_unix_nanos,
+            until_unix_nanos: filter.until_unix_nanos,
+            cluster: filter.cluster.clone(),
+            namespace: filter.namespace.clone(),
+            workload: filter.workload.clone(),
+            path_prefix: filter.endpoint.clone(),
+            min_status: severity_rank(&filter.min_severity) as u32,
+            tag: filter.tag.clone(),
+        };
+        let values = FilterValues::new(&as_calls);
+        let own = Self {
+            kind: filter.kind.clone(),
+            service: filter.service.clone(),
+            source_like: like(&filter.source),
+            source: filter.source.clone(),
+        };
+        (values, own)
+    }
+}
+
+/// A LIKE pattern matching `value` as a whole name between separators, its own `%`, `_` and
+/// `\` taken literally.
+fn like(value: &str) -> String {
+    let escaped: String = value
+        .chars()
+        .flat_map(|c| {
+            let escape = matches!(c, '%' | '_' | '\\').then_some('\\');
+            escape.into_iter().chain([c])
+        })
+        .collect();
+    format!("%{SEPARATOR}{escaped}{SEPARATOR}%")
+}
+
 /// The values of [`filter_conditions`]' parameters 3 to 13.
 struct FilterValues {
     since: i64,
@@ -429,17 +676,6 @@ struct FilterValues {
 
 impl FilterValues {
     fn new(filter: &CallFilter) -> Self {
-        // A whole name between separators, its own `%`, `_` and `\` taken literally.
-        let like = |value: &str| {
-            let escaped: String = value
-                .chars()
-                .flat_map(|c| {
-                    let escape = matches!(c, '%' | '_' | '\\').then_some('\\');
-                    escape.into_iter().chain([c])
-                })
-                .collect();
-            format!("%{SEPARATOR}{escaped}{SEPARATOR}%")
-        };
         Self {
             since: filter.since_unix_nanos,
             until: filter.until_unix_nanos,
@@ -531,7 +767,254 @@ mod tests {
         filters_match_either_end_and_pages_follow_the_cursor,
         followers_get_what_was_stored_after_their_position_in_order,
         replicas_starting_at_once_share_one_schema,
+        findings_filter_by_severity_kind_service_source_and_either_end,
+        finding_followers_get_new_findings_in_order,
+        endpoints_keep_each_boots_latest_and_merge_across_agents,
     );
+
+    fn finding(
+        sequence: u64,
+        time: i64,
+        kind: &str,
+        severity: &str,
+        service: &str,
+        source: &str,
+    ) -> record::Kind {
+        let peer = |ip: &str, namespace: &str, workload: &str| Peer {
+            ip: ip.into(),
+            identity: Some(Identity {
+                cluster: "prod".into(),
+                namespace: namespace.into(),
+                workload_name: workload.into(),
+                ..Identity::default()
+            }),
+            ..Peer::default()
+        };
+        record::Kind::Finding(Finding {
+            id: Some(RecordId {
+                node: "node-a".into(),
+                boot: 7,
+                sequence,
+            }),
+            time_unix_nanos: time,
+            kind: kind.into(),
+            severity: severity.into(),
+            service: service.into(),
+            method: "GET".into(),
+            endpoint: "/pets/{id}".into(),
+            source: Some(peer(source, "web", "frontend")),
+            destination: Some(peer("10.0.0.9", "shop", service)),
+            ..Finding::default()
+        })
+    }
+
+    fn finding_sequences(findings: &[Finding]) -> Vec<u64> {
+        findings
+            .iter()
+            .map(|finding| finding.id.as_ref().map_or(0, |id| id.sequence))
+            .collect()
+    }
+
+    fn findings_filter_by_severity_kind_service_source_and_either_end(backend: &Backend) {
+        let store = &*backend.store;
+        let batch = vec![
+            finding(1, 10, "inventory.new_endpoint", "info", "pets", "10.1.0.1"),
+            finding(2, 20, "spec.invalid_parameter", "low", "pets", "10.1.0.2"),
+            finding(
+                3,
+                30,
+                "spec.undocumented_endpoint",
+                "high",
+                "orders",
+                "10.1.0.1",
+            ),
+            finding(4, 40, "policy.blocked", "medium", "pets", "10.1.0_1"),
+        ];
+        assert_eq!(store.insert(&batch).expect("insert").accepted, 4);
+        assert_eq!(store.insert(&batch).expect("resend").duplicates, 4);
+        let list = |filter: FindingFilter| {
+            let (findings, _) = store.list_findings(&filter, 10, "").expect("list");
+            finding_sequences(&findings)
+        };
+        assert_eq!(list(FindingFilter::default()), vec![4, 3, 2, 1]);
+        let at_least = |severity: &str| FindingFilter {
+            min_severity: severity.into(),
+            ..FindingFilter::default()
+        };
+        assert_eq!(list(at_least("medium")), vec![4, 3]);
+        assert_eq!(list(at_least("low")), vec![4, 3, 2]);
+        let kind = |kind: &str| FindingFilter {
+            kind: kind.into(),
+            ..FindingFilter::default()
+        };
+        assert_eq!(list(kind("spec.")), vec![3, 2], "a family ends in a dot");
+        assert_eq!(list(kind("spec.invalid_parameter")), vec![2]);
+        assert_eq!(
+            list(kind("spec")),
+            Vec::<u64>::new(),
+            "not a prefix match without the dot"
+        );
+        let service = FindingFilter {
+            service: "orders".into(),
+            ..FindingFilter::default()
+        };
+        assert_eq!(list(service), vec![3]);
+        let source = |source: &str| FindingFilter {
+            source: source.into(),
+            ..FindingFilter::default()
+        };
+        assert_eq!(
+            list(source("10.1.0.1")),
+            vec![3, 1],
+            "`_` is not a wildcard"
+        );
+        assert_eq!(list(source("frontend")), vec![4, 3, 2, 1]);
+        let namespace = FindingFilter {
+            namespace: "shop".into(),
+            ..FindingFilter::default()
+        };
+        assert_eq!(
+            list(namespace),
+            vec![4, 3, 2, 1],
+            "the destination's namespace"
+        );
+        let endpoint = FindingFilter {
+            endpoint: "/orders".into(),
+            ..FindingFilter::default()
+        };
+        assert_eq!(list(endpoint), Vec::<u64>::new());
+        let (page, next) = store
+            .list_findings(&FindingFilter::default(), 3, "")
+            .expect("page");
+        assert_eq!(finding_sequences(&page), vec![4, 3, 2]);
+        let (rest, last) = store
+            .list_findings(&FindingFilter::default(), 3, &next)
+            .expect("next page");
+        assert_eq!((finding_sequences(&rest), last.as_str()), (vec![1], ""));
+        let removed = store.enforce_retention(25, u64::MAX).expect("retention");
+        assert_eq!(removed, 2);
+        assert_eq!(list(FindingFilter::default()), vec![4, 3]);
+    }
+
+    fn finding_followers_get_new_findings_in_order(backend: &Backend) {
+        let store = &*backend.store;
+        store
+            .insert(&[finding(
+                1,
+                10,
+                "spec.missing_header",
+                "low",
+                "pets",
+                "10.1.0.1",
+            )])
+            .expect("insert");
+        let start = store.last_finding_position().expect("position");
+        store
+            .insert(&[
+                finding(2, 50, "spec.missing_header", "low", "pets", "10.1.0.1"),
+                finding(3, 40, "inventory.new_caller", "info", "pets", "10.1.0.1"),
+                finding(
+                    4,
+                    30,
+                    "spec.invalid_request_body",
+                    "medium",
+                    "pets",
+                    "10.1.0.1",
+                ),
+            ])
+            .expect("insert");
+        let spec = FindingFilter {
+            kind: "spec.".into(),
+            ..FindingFilter::default()
+        };
+        let found: Vec<Finding> = store
+            .findings_after(&spec, start, 10)
+            .expect("follow")
+            .into_iter()
+            .map(|(_, finding)| finding)
+            .collect();
+        assert_eq!(
+            finding_sequences(&found),
+            vec![2, 4],
+            "stored order, matching only"
+        );
+    }
+
+    fn endpoint_record(
+        node: &str,
+        boot: u64,
+        sequence: u64,
+        time: i64,
+        calls: u64,
+        caller: &str,
+    ) -> record::Kind {
+        let mut learned = intelligence::learn::Learned::default();
+        learned.calls = calls;
+        learned
+            .responses
+            .insert(200, intelligence::learn::ResponseShape::default());
+        record::Kind::Endpoint(Endpoint {
+            id: Some(RecordId {
+                node: node.into(),
+                boot,
+                sequence,
+            }),
+            time_unix_nanos: time,
+            service: "pets".into(),
+            method: "GET".into(),
+            endpoint: "/pets/{id}".into(),
+            first_seen_unix: time,
+            last_seen_unix: time,
+            calls,
+            latency_p99_us: calls * 10,
+            auth: vec!["bearer".into()],
+            callers: vec![moat_api::v1::EndpointCaller {
+                caller: caller.into(),
+                calls,
+                first_seen_unix: time,
+                last_seen_unix: time,
+            }],
+            learned_json: serde_json::to_string(&learned).expect("serializes"),
+            ..Endpoint::default()
+        })
+    }
+
+    fn endpoints_keep_each_boots_latest_and_merge_across_agents(backend: &Backend) {
+        let store = &*backend.store;
+        store
+            .insert(&[
+                endpoint_record("node-a", 1, 1, 100, 5, "web"),
+                endpoint_record("node-a", 1, 2, 200, 9, "web"),
+                endpoint_record("node-b", 1, 1, 150, 4, "batch"),
+            ])
+            .expect("insert");
+        // An older record resent after a newer one changes nothing.
+        store
+            .insert(&[endpoint_record("node-a", 1, 1, 100, 5, "web")])
+            .expect("resend");
+        // A restarted agent counts afresh.
+        store
+            .insert(&[endpoint_record("node-a", 2, 1, 300, 1, "web")])
+            .expect("after restart");
+        let rows = store.endpoint_rows("pets").expect("rows");
+        assert_eq!(rows.len(), 3, "one per agent boot");
+        assert!(store.endpoint_rows("other").expect("rows").is_empty());
+        let merged = merge_endpoints(rows);
+        assert_eq!(merged.len(), 1);
+        let total = &merged[0];
+        assert_eq!(total.calls, 9 + 4 + 1);
+        assert_eq!((total.first_seen_unix, total.last_seen_unix), (150, 300));
+        assert_eq!(total.latency_p99_us, 90, "the highest any agent reported");
+        let callers: Vec<(&str, u64)> = total
+            .callers
+            .iter()
+            .map(|caller| (caller.caller.as_str(), caller.calls))
+            .collect();
+        assert_eq!(callers, vec![("web", 10), ("batch", 4)]);
+        let learned: intelligence::learn::Learned =
+            serde_json::from_str(&total.learned_json).expect("learned shapes");
+        assert_eq!(learned.calls, 14);
+    }
 
     fn call(
         sequence: u64,

@@ -4,7 +4,10 @@ use std::time::SystemTime;
 
 use moat_api::v1::{self as api, RecordId};
 
+use intelligence::finding::Mode;
+
 use crate::{
+    analysis::{EndpointRecord, FindingRecord},
     capture::record::{CallRecord, HeaderRecord, Peer},
     identity::PeerIdentity,
 };
@@ -121,6 +124,77 @@ pub fn call_record(id: RecordId, call: &CallRecord, time: SystemTime) -> api::Re
             flags: call.flags.iter().map(|flag| (*flag).to_owned()).collect(),
             request_headers: headers(&call.request.headers),
             response_headers: headers(&call.response.headers),
+            service: call.service.clone().unwrap_or_default(),
+            endpoint: call.endpoint.clone().unwrap_or_default(),
+            auth: call.auth.as_str().to_owned(),
+        })),
+    }
+}
+
+pub fn finding_record(id: RecordId, record: &FindingRecord<'_>, time: SystemTime) -> api::Record {
+    let finding = record.finding;
+    api::Record {
+        kind: Some(api::record::Kind::Finding(api::Finding {
+            id: Some(id),
+            time_unix_nanos: unix_nanos(time),
+            kind: finding.kind.as_str().to_owned(),
+            severity: finding.severity.as_str().to_owned(),
+            service: finding.service.clone(),
+            method: finding.method.clone(),
+            endpoint: finding.endpoint.clone(),
+            spec_pointer: finding.spec_pointer.clone().unwrap_or_default(),
+            message: finding.message.clone(),
+            evidence: finding.evidence.clone(),
+            mode: match finding.mode {
+                Mode::Off => "off",
+                Mode::Detect => "detect",
+                Mode::Block => "block",
+            }
+            .to_owned(),
+            source: record.source.map(peer),
+            destination: record.destination.map(peer),
+        })),
+    }
+}
+
+pub fn endpoint_record(id: RecordId, record: &EndpointRecord<'_>, time: SystemTime) -> api::Record {
+    let seconds = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+    api::Record {
+        kind: Some(api::record::Kind::Endpoint(api::Endpoint {
+            id: Some(id),
+            time_unix_nanos: unix_nanos(time),
+            service: record.service.to_owned(),
+            method: record.method.to_owned(),
+            endpoint: record.endpoint.to_owned(),
+            documented: record.documented.unwrap_or_default().to_owned(),
+            first_seen_unix: seconds(record.first_seen),
+            last_seen_unix: seconds(record.last_seen),
+            calls: record.calls,
+            client_errors: record.client_errors,
+            server_errors: record.server_errors,
+            no_response: record.no_response,
+            latency_p50_us: record.latency_p50_us.unwrap_or(0),
+            latency_p90_us: record.latency_p90_us.unwrap_or(0),
+            latency_p99_us: record.latency_p99_us.unwrap_or(0),
+            request_content_types: record.request_content_types.to_vec(),
+            response_content_types: record.response_content_types.to_vec(),
+            auth: record
+                .auth
+                .iter()
+                .map(|scheme| (*scheme).to_owned())
+                .collect(),
+            callers: record
+                .callers
+                .iter()
+                .map(|caller| api::EndpointCaller {
+                    caller: caller.caller.to_owned(),
+                    calls: caller.calls,
+                    first_seen_unix: seconds(caller.first_seen),
+                    last_seen_unix: seconds(caller.last_seen),
+                })
+                .collect(),
+            other_callers_calls: record.other_callers_calls,
+            learned_json: serde_json::to_string(record.learned).unwrap_or_default(),
         })),
     }
 }

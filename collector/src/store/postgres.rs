@@ -18,13 +18,14 @@ use std::{
     time::Duration,
 };
 
-use moat_api::v1::{ApiCall, CallFilter, record};
+use moat_api::v1::{ApiCall, CallFilter, Endpoint, Finding, FindingFilter, record};
 use postgres::{Client, NoTls, types::ToSql};
-use prost::Message as _;
+use prost::Message;
 
 use super::{
-    CallRow, DropRow, Edge, FilterValues, MAX_EDGES, MAX_PAGE, Position, Store, StoreError, Stored,
-    filter_conditions, minutes, next_cursor, parse_cursor, redacted,
+    CallRow, DropRow, Edge, EndpointRow, FilterValues, FindingRow, FindingValues, MAX_EDGES,
+    MAX_ENDPOINT_ROWS, MAX_PAGE, Position, Store, StoreError, Stored, filter_conditions,
+    finding_conditions, minutes, next_cursor, parse_cursor, redacted,
 };
 
 /// Connections a collector holds at most: ingest streams and queries beyond that wait for one.
@@ -83,6 +84,37 @@ CREATE TABLE IF NOT EXISTS call_minutes (
 );
 CREATE INDEX IF NOT EXISTS call_minutes_by_minute ON call_minutes (minute);
 CREATE INDEX IF NOT EXISTS call_minutes_to_compact ON call_minutes (minute) WHERE NOT compacted;
+CREATE TABLE IF NOT EXISTS findings (
+    row_id BIGINT GENERATED ALWAYS AS IDENTITY,
+    xact BIGINT NOT NULL,
+    node TEXT NOT NULL,
+    boot BIGINT NOT NULL,
+    sequence BIGINT NOT NULL,
+    time BIGINT NOT NULL,
+    cluster TEXT NOT NULL,
+    namespaces TEXT NOT NULL,
+    workloads TEXT NOT NULL,
+    path TEXT NOT NULL,
+    status BIGINT NOT NULL,
+    tags TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    service TEXT NOT NULL,
+    sources TEXT NOT NULL,
+    record BYTEA NOT NULL,
+    PRIMARY KEY (node, boot, sequence)
+);
+CREATE INDEX IF NOT EXISTS findings_by_time ON findings (time DESC, row_id DESC);
+CREATE INDEX IF NOT EXISTS findings_by_visibility ON findings (xact, row_id);
+CREATE TABLE IF NOT EXISTS endpoints (
+    node TEXT NOT NULL,
+    boot BIGINT NOT NULL,
+    service TEXT NOT NULL,
+    method TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    time BIGINT NOT NULL,
+    record BYTEA NOT NULL,
+    PRIMARY KEY (node, boot, service, method, endpoint)
+);
 CREATE TABLE IF NOT EXISTS drops (
     node TEXT NOT NULL,
     boot BIGINT NOT NULL,
@@ -238,20 +270,26 @@ impl Postgres {
         }
     }
 
-    /// (row, time or transaction, call) of the calls at `position` (over $1 and $2, bound to
-    /// `anchor`) that match `filter`, in `order`; `first` is the column returned second.
-    fn select_calls(
+    /// (row, time or transaction, record) of the rows of `table` (`calls` or `findings`) at
+    /// `position` (over $1 and $2, bound to `anchor`) that match the filter, in `order`;
+    /// findings also match `extra`. `first` is the column returned second.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one query's parts, used by four callers"
+    )]
+    fn select<M: Message + Default>(
         &self,
+        table: &str,
         first: &str,
         position: &str,
         order: &str,
         anchor: (i64, i64),
-        filter: &CallFilter,
+        values: &FilterValues,
+        extra: Option<&FindingValues>,
         limit: u32,
-    ) -> Result<Vec<(i64, i64, ApiCall)>, StoreError> {
-        let values = FilterValues::new(filter);
+    ) -> Result<Vec<(i64, i64, M)>, StoreError> {
         let limit = i64::from(limit.clamp(1, MAX_PAGE));
-        let parameters: [&(dyn ToSql + Sync); 14] = [
+        let mut parameters: Vec<&(dyn ToSql + Sync)> = vec![
             &anchor.0,
             &anchor.1,
             &values.since,
@@ -265,30 +303,96 @@ impl Postgres {
             &values.status,
             &values.tag,
             &values.tag_like,
-            &limit,
         ];
+        let own = match extra {
+            Some(extra) => {
+                parameters.extend([
+                    &extra.kind as &(dyn ToSql + Sync),
+                    &extra.service,
+                    &extra.source_like,
+                    &extra.source,
+                ]);
+                finding_conditions(|n, kind| format!("${n}::{kind}"))
+            }
+            None => "TRUE".to_owned(),
+        };
+        parameters.push(&limit);
         let rows = self
             .client()?
             .query(
                 &format!(
-                    "SELECT row_id, {first}, record FROM calls
-                     WHERE {position} AND {}
+                    "SELECT row_id, {first}, record FROM {table}
+                     WHERE {position} AND {} AND {own}
                      ORDER BY {order}
-                     LIMIT $14",
-                    filter_conditions(|n, kind| format!("${n}::{kind}"))
+                     LIMIT ${}",
+                    filter_conditions(|n, kind| format!("${n}::{kind}")),
+                    parameters.len(),
                 ),
                 &parameters,
             )
             .map_err(|error| self.error(error))?;
-        let mut calls = Vec::with_capacity(rows.len());
+        let mut records = Vec::with_capacity(rows.len());
         for row in rows {
             let bytes: &[u8] = row.get(2);
             // Only collectors write the column; a row that does not decode is skipped.
-            if let Ok(call) = ApiCall::decode(bytes) {
-                calls.push((row.get(0), row.get(1), call));
+            if let Ok(record) = M::decode(bytes) {
+                records.push((row.get(0), row.get(1), record));
             }
         }
-        Ok(calls)
+        Ok(records)
+    }
+
+    /// Rows of `table` that became visible after `after`, in that order.
+    fn visible_after<M: Message + Default>(
+        &self,
+        table: &str,
+        after: Position,
+        values: &FilterValues,
+        extra: Option<&FindingValues>,
+        limit: u32,
+    ) -> Result<Vec<(Position, M)>, StoreError> {
+        Ok(self
+            .select(
+                table,
+                "xact",
+                &format!("(xact, row_id) > ($1::bigint, $2::bigint) AND xact < {VISIBLE_BELOW}"),
+                "xact, row_id",
+                (after.transaction, after.row),
+                values,
+                extra,
+                limit,
+            )?
+            .into_iter()
+            .map(|(row, transaction, record)| (Position { transaction, row }, record))
+            .collect())
+    }
+
+    /// Rows of `table` before `cursor`, newest first, and the next page's cursor.
+    fn page<M: Message + Default>(
+        &self,
+        table: &str,
+        cursor: &str,
+        page_size: u32,
+        values: &FilterValues,
+        extra: Option<&FindingValues>,
+    ) -> Result<(Vec<M>, String), StoreError> {
+        let before = parse_cursor(cursor)?;
+        let limit = page_size.clamp(1, MAX_PAGE);
+        let rows = self.select::<M>(
+            table,
+            "time",
+            "(time, row_id) < ($1::bigint, $2::bigint)",
+            "time DESC, row_id DESC",
+            before,
+            values,
+            extra,
+            limit,
+        )?;
+        let next = next_cursor(&rows, limit);
+        Ok((
+            rows.into_iter().map(|(_, _, record)| record).collect(),
+            next,
+        ))
     }
 }
 
@@ -297,10 +401,14 @@ impl Store for Postgres {
         let sql = |error| self.error(error);
         let mut calls: Vec<&ApiCall> = Vec::new();
         let mut drops = Vec::new();
+        let mut findings = Vec::new();
+        let mut endpoints = Vec::new();
         for record in records {
             match record {
                 record::Kind::Call(call) => calls.push(call),
                 record::Kind::Drop(drop) => drops.push(drop),
+                record::Kind::Finding(finding) => findings.push(finding),
+                record::Kind::Endpoint(endpoint) => endpoints.push(endpoint),
             }
         }
         // Rows in id order, so that two replicas storing the same records lock them in the
@@ -311,6 +419,11 @@ impl Store for Postgres {
         };
         calls.sort_by_key(|call| id(&call.id));
         drops.sort_by_key(|drop| id(&drop.id));
+        findings.sort_by_key(|finding| id(&finding.id));
+        endpoints.sort_by_key(|endpoint| {
+            let row = EndpointRow::new(endpoint);
+            (row.node, row.boot, row.service, row.method, row.endpoint)
+        });
 
         let mut client = self.client()?;
         let mut transaction = client.transaction().map_err(sql)?;
@@ -384,6 +497,111 @@ impl Store for Postgres {
                 .map_err(sql)? as usize;
         }
 
+        let mut new_findings = 0;
+        for chunk in findings.chunks(ROWS_PER_STATEMENT) {
+            let rows: Vec<FindingRow> = chunk
+                .iter()
+                .map(|finding| FindingRow::new(finding))
+                .collect();
+            let column = |get: fn(&FindingRow) -> &String| rows.iter().map(get).collect::<Vec<_>>();
+            let number = |get: fn(&FindingRow) -> i64| rows.iter().map(get).collect::<Vec<_>>();
+            new_findings += transaction
+                .execute(
+                    "INSERT INTO findings (xact, node, boot, sequence, time, cluster, namespaces,
+                                           workloads, path, status, tags, kind, service, sources,
+                                           record)
+                     SELECT $1, * FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::bigint[],
+                                              $6::text[], $7::text[], $8::text[], $9::text[],
+                                              $10::bigint[], $11::text[], $12::text[], $13::text[],
+                                              $14::text[], $15::bytea[])
+                     ON CONFLICT DO NOTHING",
+                    &[
+                        &xact,
+                        &column(|row| &row.call.node),
+                        &number(|row| row.call.boot),
+                        &number(|row| row.call.sequence),
+                        &number(|row| row.call.time),
+                        &column(|row| &row.call.cluster),
+                        &column(|row| &row.call.namespaces),
+                        &column(|row| &row.call.workloads),
+                        &column(|row| &row.call.path),
+                        &number(|row| row.call.status),
+                        &column(|row| &row.call.tags),
+                        &column(|row| &row.kind),
+                        &column(|row| &row.service),
+                        &column(|row| &row.sources),
+                        &rows.iter().map(|row| &row.call.record).collect::<Vec<_>>(),
+                    ],
+                )
+                .map_err(sql)? as usize;
+        }
+
+        // The latest record of an agent boot's endpoint wins; an older one resent after a
+        // newer one changes nothing (and counts as a duplicate). One row per key per
+        // statement: ON CONFLICT cannot update a row twice.
+        let mut new_endpoints = 0;
+        let mut endpoint_rows: Vec<EndpointRow> = endpoints
+            .iter()
+            .map(|endpoint| EndpointRow::new(endpoint))
+            .collect();
+        endpoint_rows.sort_by(|one, other| {
+            (
+                &one.node,
+                one.boot,
+                &one.service,
+                &one.method,
+                &one.endpoint,
+                std::cmp::Reverse(one.time),
+            )
+                .cmp(&(
+                    &other.node,
+                    other.boot,
+                    &other.service,
+                    &other.method,
+                    &other.endpoint,
+                    std::cmp::Reverse(other.time),
+                ))
+        });
+        endpoint_rows.dedup_by(|later, kept| {
+            (
+                &later.node,
+                later.boot,
+                &later.service,
+                &later.method,
+                &later.endpoint,
+            ) == (
+                &kept.node,
+                kept.boot,
+                &kept.service,
+                &kept.method,
+                &kept.endpoint,
+            )
+        });
+        for rows in endpoint_rows.chunks(ROWS_PER_STATEMENT) {
+            let column =
+                |get: fn(&EndpointRow) -> &String| rows.iter().map(get).collect::<Vec<_>>();
+            let number = |get: fn(&EndpointRow) -> i64| rows.iter().map(get).collect::<Vec<_>>();
+            new_endpoints += transaction
+                .execute(
+                    "INSERT INTO endpoints (node, boot, service, method, endpoint, time, record)
+                     SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[],
+                                          $5::text[], $6::bigint[], $7::bytea[])
+                     ON CONFLICT (node, boot, service, method, endpoint) DO UPDATE SET
+                         time = excluded.time, record = excluded.record
+                     WHERE excluded.time > endpoints.time",
+                    &[
+                        &column(|row| &row.node),
+                        &number(|row| row.boot),
+                        &column(|row| &row.service),
+                        &column(|row| &row.method),
+                        &column(|row| &row.endpoint),
+                        &number(|row| row.time),
+                        &rows.iter().map(|row| &row.record).collect::<Vec<_>>(),
+                    ],
+                )
+                .map_err(sql)? as usize;
+        }
+
         let stored_calls = new_calls.len();
         let minutes: Vec<_> = minutes(new_calls).into_iter().collect();
         for chunk in minutes.chunks(ROWS_PER_STATEMENT) {
@@ -433,7 +651,7 @@ impl Store for Postgres {
         }
         transaction.commit().map_err(sql)?;
 
-        let accepted = stored_calls + new_drops;
+        let accepted = stored_calls + new_drops + new_findings + new_endpoints;
         Ok(Stored {
             accepted: accepted as u32,
             duplicates: (records.len() - accepted) as u32,
@@ -446,18 +664,7 @@ impl Store for Postgres {
         page_size: u32,
         cursor: &str,
     ) -> Result<(Vec<ApiCall>, String), StoreError> {
-        let before = parse_cursor(cursor)?;
-        let limit = page_size.clamp(1, MAX_PAGE);
-        let rows = self.select_calls(
-            "time",
-            "(time, row_id) < ($1::bigint, $2::bigint)",
-            "time DESC, row_id DESC",
-            before,
-            filter,
-            limit,
-        )?;
-        let next = next_cursor(&rows, limit);
-        Ok((rows.into_iter().map(|(_, _, call)| call).collect(), next))
+        self.page("calls", cursor, page_size, &FilterValues::new(filter), None)
     }
 
     fn calls_after(
@@ -466,17 +673,44 @@ impl Store for Postgres {
         after: Position,
         limit: u32,
     ) -> Result<Vec<(Position, ApiCall)>, StoreError> {
-        Ok(self
-            .select_calls(
-                "xact",
-                &format!("(xact, row_id) > ($1::bigint, $2::bigint) AND xact < {VISIBLE_BELOW}"),
-                "xact, row_id",
-                (after.transaction, after.row),
-                filter,
-                limit,
-            )?
-            .into_iter()
-            .map(|(row, transaction, call)| (Position { transaction, row }, call))
+        self.visible_after("calls", after, &FilterValues::new(filter), None, limit)
+    }
+
+    fn list_findings(
+        &self,
+        filter: &FindingFilter,
+        page_size: u32,
+        cursor: &str,
+    ) -> Result<(Vec<Finding>, String), StoreError> {
+        let (values, own) = FindingValues::new(filter);
+        self.page("findings", cursor, page_size, &values, Some(&own))
+    }
+
+    fn findings_after(
+        &self,
+        filter: &FindingFilter,
+        after: Position,
+        limit: u32,
+    ) -> Result<Vec<(Position, Finding)>, StoreError> {
+        let (values, own) = FindingValues::new(filter);
+        self.visible_after("findings", after, &values, Some(&own), limit)
+    }
+
+    fn last_finding_position(&self) -> Result<Position, StoreError> {
+        self.last_position()
+    }
+
+    fn endpoint_rows(&self, service: &str) -> Result<Vec<Endpoint>, StoreError> {
+        let rows = self
+            .client()?
+            .query(
+                "SELECT record FROM endpoints WHERE ($1::text = '' OR service = $1::text) LIMIT $2",
+                &[&service, &MAX_ENDPOINT_ROWS],
+            )
+            .map_err(|error| self.error(error))?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| Endpoint::decode(row.get::<_, &[u8]>(0)).ok())
             .collect())
     }
 
@@ -506,9 +740,11 @@ impl Store for Postgres {
         let mut removed = transaction
             .execute("DELETE FROM calls WHERE time < $1", &[&oldest])
             .map_err(sql)?;
-        removed += transaction
-            .execute("DELETE FROM drops WHERE time < $1", &[&oldest])
-            .map_err(sql)?;
+        for table in ["drops", "findings", "endpoints"] {
+            removed += transaction
+                .execute(&format!("DELETE FROM {table} WHERE time < $1"), &[&oldest])
+                .map_err(sql)?;
+        }
         transaction
             .execute(
                 "DELETE FROM call_minutes WHERE minute < $1",

@@ -6,13 +6,14 @@ use std::{
     sync::{Mutex, MutexGuard},
 };
 
-use moat_api::v1::{ApiCall, CallFilter, record};
-use prost::Message as _;
-use rusqlite::{Connection, params};
+use moat_api::v1::{ApiCall, CallFilter, Endpoint, Finding, FindingFilter, record};
+use prost::Message;
+use rusqlite::{Connection, ToSql, params};
 
 use super::{
-    CallRow, DropRow, Edge, FilterValues, MAX_EDGES, MAX_PAGE, Position, Store, StoreError, Stored,
-    filter_conditions, minutes, next_cursor, parse_cursor,
+    CallRow, DropRow, Edge, EndpointRow, FilterValues, FindingRow, FindingValues, MAX_EDGES,
+    MAX_ENDPOINT_ROWS, MAX_PAGE, Position, Store, StoreError, Stored, filter_conditions,
+    finding_conditions, minutes, next_cursor, parse_cursor,
 };
 
 pub struct Sqlite {
@@ -56,6 +57,34 @@ CREATE TABLE IF NOT EXISTS call_minutes (
     response_bytes INTEGER NOT NULL,
     PRIMARY KEY (minute, client, server, method, endpoint, protocol)
 );
+CREATE TABLE IF NOT EXISTS findings (
+    node TEXT NOT NULL,
+    boot INTEGER NOT NULL,
+    sequence INTEGER NOT NULL,
+    time INTEGER NOT NULL,
+    cluster TEXT NOT NULL,
+    namespaces TEXT NOT NULL,
+    workloads TEXT NOT NULL,
+    path TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    tags TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    service TEXT NOT NULL,
+    sources TEXT NOT NULL,
+    record BLOB NOT NULL,
+    PRIMARY KEY (node, boot, sequence)
+);
+CREATE INDEX IF NOT EXISTS findings_by_time ON findings (time DESC);
+CREATE TABLE IF NOT EXISTS endpoints (
+    node TEXT NOT NULL,
+    boot INTEGER NOT NULL,
+    service TEXT NOT NULL,
+    method TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    time INTEGER NOT NULL,
+    record BLOB NOT NULL,
+    PRIMARY KEY (node, boot, service, method, endpoint)
+);
 CREATE TABLE IF NOT EXISTS drops (
     node TEXT NOT NULL,
     boot INTEGER NOT NULL,
@@ -91,60 +120,103 @@ impl Sqlite {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// (rowid, time, call) of the calls at `position` (over ?1 and ?2, bound to `anchor`) that
-    /// match `filter`, in `order`.
-    fn select_calls(
+    /// (rowid, time, record) of the rows of `table` (`calls` or `findings`) at `position`
+    /// (over ?1 and ?2, bound to `anchor`) that match the filter, in `order`; findings also
+    /// match `extra`.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one query's parts, used by four callers"
+    )]
+    fn select<M: Message + Default>(
         &self,
+        table: &str,
         position: &str,
         order: &str,
         anchor: (i64, i64),
-        filter: &CallFilter,
+        values: &FilterValues,
+        extra: Option<&FindingValues>,
         limit: u32,
-    ) -> Result<Vec<(i64, i64, ApiCall)>, StoreError> {
+    ) -> Result<Vec<(i64, i64, M)>, StoreError> {
         let connection = self.connection();
+        let limit = i64::from(limit.clamp(1, MAX_PAGE));
+        let mut parameters: Vec<&dyn ToSql> = vec![
+            &anchor.0,
+            &anchor.1,
+            &values.since,
+            &values.until,
+            &values.cluster,
+            &values.namespace,
+            &values.namespace_like,
+            &values.workload,
+            &values.workload_like,
+            &values.path,
+            &values.status,
+            &values.tag,
+            &values.tag_like,
+        ];
+        let own = match extra {
+            Some(extra) => {
+                parameters.extend([
+                    &extra.kind as &dyn ToSql,
+                    &extra.service,
+                    &extra.source_like,
+                    &extra.source,
+                ]);
+                finding_conditions(|n, _| format!("?{n}"))
+            }
+            None => "TRUE".to_owned(),
+        };
+        parameters.push(&limit);
         let mut statement = connection.prepare_cached(&format!(
-            "SELECT rowid, time, record FROM calls
-             WHERE {position} AND {}
+            "SELECT rowid, time, record FROM {table}
+             WHERE {position} AND {} AND {own}
              ORDER BY {order}
-             LIMIT ?14",
-            filter_conditions(|n, _| format!("?{n}"))
+             LIMIT ?{}",
+            filter_conditions(|n, _| format!("?{n}")),
+            parameters.len(),
         ))?;
-        let values = FilterValues::new(filter);
-        let rows = statement.query_map(
-            params![
-                anchor.0,
-                anchor.1,
-                values.since,
-                values.until,
-                values.cluster,
-                values.namespace,
-                values.namespace_like,
-                values.workload,
-                values.workload_like,
-                values.path,
-                values.status,
-                values.tag,
-                values.tag_like,
-                limit.clamp(1, MAX_PAGE),
-            ],
-            |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, i64>(1)?,
-                    row.get::<_, Vec<u8>>(2)?,
-                ))
-            },
-        )?;
-        let mut calls = Vec::new();
+        let rows = statement.query_map(parameters.as_slice(), |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, Vec<u8>>(2)?,
+            ))
+        })?;
+        let mut records = Vec::new();
         for row in rows {
             let (rowid, time, bytes) = row?;
             // Only this collector writes the column; a row that does not decode is skipped.
-            if let Ok(call) = ApiCall::decode(bytes.as_slice()) {
-                calls.push((rowid, time, call));
+            if let Ok(record) = M::decode(bytes.as_slice()) {
+                records.push((rowid, time, record));
             }
         }
-        Ok(calls)
+        Ok(records)
     }
+
+    fn last_row(&self, table: &str) -> Result<Position, StoreError> {
+        let row = self.connection().query_row(
+            &format!("SELECT coalesce(max(rowid), 0) FROM {table}"),
+            [],
+            |row| row.get(0),
+        )?;
+        Ok(Position {
+            transaction: 0,
+            row,
+        })
+    }
+}
+
+/// Rows after `after`, with their positions.
+fn positioned<M>(rows: Vec<(i64, i64, M)>) -> Vec<(Position, M)> {
+    rows.into_iter()
+        .map(|(row, _, record)| {
+            let position = Position {
+                transaction: 0,
+                row,
+            };
+            (position, record)
+        })
+        .collect()
 }
 
 impl Store for Sqlite {
@@ -160,6 +232,19 @@ impl Store for Sqlite {
             )?;
             let mut drop_statement = transaction.prepare_cached(
                 "INSERT OR IGNORE INTO drops (node, boot, sequence, time, record) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            let mut finding_statement = transaction.prepare_cached(
+                "INSERT OR IGNORE INTO findings (node, boot, sequence, time, cluster, namespaces, workloads, path, status, tags, kind, service, sources, record)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            )?;
+            // The latest record of an agent boot's endpoint wins; an older one resent after a
+            // newer one changes nothing (and counts as a duplicate).
+            let mut endpoint_statement = transaction.prepare_cached(
+                "INSERT INTO endpoints (node, boot, service, method, endpoint, time, record)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (node, boot, service, method, endpoint) DO UPDATE SET
+                     time = excluded.time, record = excluded.record
+                 WHERE excluded.time > endpoints.time",
             )?;
             for record in records {
                 let inserted = match record {
@@ -190,6 +275,42 @@ impl Store for Sqlite {
                             row.node,
                             row.boot,
                             row.sequence,
+                            row.time,
+                            row.record,
+                        ])? == 1
+                    }
+                    record::Kind::Finding(finding) => {
+                        let FindingRow {
+                            call: row,
+                            kind,
+                            service,
+                            sources,
+                        } = FindingRow::new(finding);
+                        finding_statement.execute(params![
+                            row.node,
+                            row.boot,
+                            row.sequence,
+                            row.time,
+                            row.cluster,
+                            row.namespaces,
+                            row.workloads,
+                            row.path,
+                            row.status,
+                            row.tags,
+                            kind,
+                            service,
+                            sources,
+                            row.record,
+                        ])? == 1
+                    }
+                    record::Kind::Endpoint(endpoint) => {
+                        let row = EndpointRow::new(endpoint);
+                        endpoint_statement.execute(params![
+                            row.node,
+                            row.boot,
+                            row.service,
+                            row.method,
+                            row.endpoint,
                             row.time,
                             row.record,
                         ])? == 1
@@ -255,11 +376,13 @@ impl Store for Sqlite {
     ) -> Result<(Vec<ApiCall>, String), StoreError> {
         let before = parse_cursor(cursor)?;
         let limit = page_size.clamp(1, MAX_PAGE);
-        let rows = self.select_calls(
+        let rows = self.select::<ApiCall>(
+            "calls",
             "(time, rowid) < (?1, ?2)",
             "time DESC, rowid DESC",
             before,
-            filter,
+            &FilterValues::new(filter),
+            None,
             limit,
         )?;
         let next = next_cursor(&rows, limit);
@@ -272,29 +395,83 @@ impl Store for Sqlite {
         after: Position,
         limit: u32,
     ) -> Result<Vec<(Position, ApiCall)>, StoreError> {
-        Ok(self
-            .select_calls("rowid > ?2", "rowid ASC", (0, after.row), filter, limit)?
-            .into_iter()
-            .map(|(row, _, call)| {
-                let position = Position {
-                    transaction: 0,
-                    row,
-                };
-                (position, call)
-            })
-            .collect())
+        Ok(positioned(self.select(
+            "calls",
+            "rowid > ?2",
+            "rowid ASC",
+            (0, after.row),
+            &FilterValues::new(filter),
+            None,
+            limit,
+        )?))
     }
 
     fn last_position(&self) -> Result<Position, StoreError> {
-        let row = self.connection().query_row(
-            "SELECT coalesce(max(rowid), 0) FROM calls",
-            [],
-            |row| row.get(0),
+        self.last_row("calls")
+    }
+
+    fn list_findings(
+        &self,
+        filter: &FindingFilter,
+        page_size: u32,
+        cursor: &str,
+    ) -> Result<(Vec<Finding>, String), StoreError> {
+        let before = parse_cursor(cursor)?;
+        let limit = page_size.clamp(1, MAX_PAGE);
+        let (values, own) = FindingValues::new(filter);
+        let rows = self.select::<Finding>(
+            "findings",
+            "(time, rowid) < (?1, ?2)",
+            "time DESC, rowid DESC",
+            before,
+            &values,
+            Some(&own),
+            limit,
         )?;
-        Ok(Position {
-            transaction: 0,
-            row,
-        })
+        let next = next_cursor(&rows, limit);
+        Ok((
+            rows.into_iter().map(|(_, _, finding)| finding).collect(),
+            next,
+        ))
+    }
+
+    fn findings_after(
+        &self,
+        filter: &FindingFilter,
+        after: Position,
+        limit: u32,
+    ) -> Result<Vec<(Position, Finding)>, StoreError> {
+        let (values, own) = FindingValues::new(filter);
+        Ok(positioned(self.select(
+            "findings",
+            "rowid > ?2",
+            "rowid ASC",
+            (0, after.row),
+            &values,
+            Some(&own),
+            limit,
+        )?))
+    }
+
+    fn last_finding_position(&self) -> Result<Position, StoreError> {
+        self.last_row("findings")
+    }
+
+    fn endpoint_rows(&self, service: &str) -> Result<Vec<Endpoint>, StoreError> {
+        let connection = self.connection();
+        let mut statement = connection.prepare_cached(
+            "SELECT record FROM endpoints WHERE (?1 = '' OR service = ?1) LIMIT ?2",
+        )?;
+        let rows = statement.query_map(params![service, MAX_ENDPOINT_ROWS], |row| {
+            row.get::<_, Vec<u8>>(0)
+        })?;
+        let mut endpoints = Vec::new();
+        for bytes in rows {
+            if let Ok(endpoint) = Endpoint::decode(bytes?.as_slice()) {
+                endpoints.push(endpoint);
+            }
+        }
+        Ok(endpoints)
     }
 
     fn enforce_retention(&self, oldest: i64, max_calls: u64) -> Result<u64, StoreError> {
@@ -303,6 +480,8 @@ impl Store for Sqlite {
         let mut removed =
             transaction.execute("DELETE FROM calls WHERE time < ?1", [oldest])? as u64;
         removed += transaction.execute("DELETE FROM drops WHERE time < ?1", [oldest])? as u64;
+        removed += transaction.execute("DELETE FROM findings WHERE time < ?1", [oldest])? as u64;
+        removed += transaction.execute("DELETE FROM endpoints WHERE time < ?1", [oldest])? as u64;
         transaction.execute(
             "DELETE FROM call_minutes WHERE minute < ?1",
             [oldest.div_euclid(60_000_000_000)],
