@@ -948,11 +948,11 @@ mod tests {
         calls: u64,
         caller: &str,
     ) -> record::Kind {
-        let mut learned = intelligence::learn::Learned::default();
-        learned.calls = calls;
-        learned
-            .responses
-            .insert(200, intelligence::learn::ResponseShape::default());
+        let learned = intelligence::learn::Learned {
+            calls,
+            responses: [(200, intelligence::learn::ResponseShape::default())].into(),
+            ..Default::default()
+        };
         record::Kind::Endpoint(Endpoint {
             id: Some(RecordId {
                 node: node.into(),
