@@ -1,6 +1,6 @@
 //! `moat agents`: what each agent last told the collector.
 
-use std::{io::Write as _, time::Duration};
+use std::time::Duration;
 
 use moat_api::v1::{AgentState, GetAgentStatusRequest};
 
@@ -19,13 +19,10 @@ pub async fn run(
         .agents;
     agents.sort_by_key(|agent| std::cmp::Reverse(agent.last_seen_unix_nanos));
     let mut out = std::io::stdout().lock();
-    let written = match output {
-        Output::Json => agents
-            .iter()
-            .try_for_each(|agent| writeln!(out, "{}", json(agent))),
-        Output::Table => table(&mut out, &agents),
-    };
-    written.map_err(|error| Failure::Other(error.into()))
+    crate::render::records(&mut out, output, agents.iter().map(json), |out| {
+        table(out, &agents)
+    })
+    .map_err(|error| Failure::Other(error.into()))
 }
 
 fn uptime(agent: &AgentState) -> String {
@@ -44,7 +41,7 @@ fn json(agent: &AgentState) -> serde_json::Value {
     })
 }
 
-fn table(out: &mut impl std::io::Write, agents: &[AgentState]) -> std::io::Result<()> {
+fn table(out: &mut dyn std::io::Write, agents: &[AgentState]) -> std::io::Result<()> {
     writeln!(
         out,
         "{:<24} {:<8} {:<12} {:<9} {:<20} {:>9} {:>7} {:>8} {:>6}",

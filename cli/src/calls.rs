@@ -7,7 +7,7 @@ use std::{
 
 use moat_api::v1::{ApiCall, CallFilter, ListCallsRequest, Peer, WatchCallsRequest};
 
-use crate::{Failure, Output, connect};
+use crate::{Failure, Output, connect, render};
 
 #[derive(Debug, clap::Args)]
 pub struct CallsArgs {
@@ -59,39 +59,35 @@ pub async fn run(
         tag: args.tag.clone().unwrap_or_default(),
         ..CallFilter::default()
     };
-    let mut calls = Vec::new();
-    let mut cursor = String::new();
-    while calls.len() < args.limit as usize {
-        let page = client
-            .list_calls(ListCallsRequest {
-                filter: Some(filter.clone()),
-                page_size: (args.limit as usize - calls.len()).min(1000) as u32,
-                cursor: cursor.clone(),
-            })
-            .await?
-            .into_inner();
-        calls.extend(page.calls);
-        if page.next_cursor.is_empty() {
-            break;
+    let calls = render::pages(args.limit, |cursor, page_size| {
+        let mut client = client.clone();
+        let filter = filter.clone();
+        async move {
+            let page = client
+                .list_calls(ListCallsRequest {
+                    filter: Some(filter),
+                    page_size,
+                    cursor,
+                })
+                .await?
+                .into_inner();
+            Ok((page.calls, page.next_cursor))
         }
-        cursor = page.next_cursor;
-    }
+    })
+    .await?;
     if !args.follow {
         let mut out = std::io::stdout().lock();
-        let written = match output {
-            Output::Json => calls
-                .iter()
-                .try_for_each(|call| writeln!(out, "{}", json(call))),
-            Output::Table => table(&mut out, &calls),
-        };
-        return written.map_err(|error| Failure::Other(error.into()));
+        return render::records(&mut out, output, calls.iter().map(json), |out| {
+            table(out, &calls)
+        })
+        .map_err(|error| Failure::Other(error.into()));
     }
     // Follow: a stream has no end to size columns by, so they are fixed.
     let print = |call: &ApiCall| -> std::io::Result<()> {
         let mut out = std::io::stdout().lock();
         match output {
-            Output::Json => writeln!(out, "{}", json(call)),
             Output::Table => writeln!(out, "{}", fixed_line(&cells(call))),
+            Output::Json | Output::Yaml => render::record(&mut out, output, &json(call)),
         }?;
         out.flush()
     };
@@ -118,17 +114,7 @@ const HEADERS: [&str; 6] = ["TIME", "CALL", "STATUS", "LATENCY", "CLIENT", "SERV
 const FOLLOW_WIDTHS: [usize; 6] = [20, 40, 6, 9, 32, 32];
 
 fn fixed_line(cells: &[String; 6]) -> String {
-    cells
-        .iter()
-        .zip(FOLLOW_WIDTHS)
-        .map(|(cell, width)| {
-            let cell: String = cell.chars().take(width).collect();
-            format!("{cell:<width$}")
-        })
-        .collect::<Vec<_>>()
-        .join("  ")
-        .trim_end()
-        .to_owned()
+    render::fixed_line(cells, &FOLLOW_WIDTHS)
 }
 
 fn cells(call: &ApiCall) -> [String; 6] {
@@ -168,33 +154,9 @@ pub fn time(nanos: i64) -> String {
     humantime::format_rfc3339_seconds(time).to_string()
 }
 
-fn table(out: &mut impl std::io::Write, calls: &[ApiCall]) -> std::io::Result<()> {
-    let rows: Vec<[String; 6]> = calls.iter().map(cells).collect();
-    let headers = HEADERS;
-    let mut widths: Vec<usize> = headers.iter().map(|header| header.len()).collect();
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count()).min(60);
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        cells
-            .iter()
-            .zip(&widths)
-            .map(|(cell, width)| {
-                let cell: String = cell.chars().take(*width).collect();
-                format!("{cell:<width$}")
-            })
-            .collect::<Vec<_>>()
-            .join("  ")
-            .trim_end()
-            .to_owned()
-    };
-    writeln!(out, "{}", line(headers.to_vec()))?;
-    for row in &rows {
-        writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
-    }
-    Ok(())
+fn table(out: &mut dyn std::io::Write, calls: &[ApiCall]) -> std::io::Result<()> {
+    let rows: Vec<Vec<String>> = calls.iter().map(|call| cells(call).to_vec()).collect();
+    crate::render::aligned(out, &HEADERS, &rows)
 }
 
 fn json(call: &ApiCall) -> serde_json::Value {
@@ -216,6 +178,9 @@ fn json(call: &ApiCall) -> serde_json::Value {
         "path": call.path,
         "status": call.status,
         "latency_us": call.latency_us,
+        "service": call.service,
+        "endpoint": call.endpoint,
+        "auth": call.auth,
         "client": peer(&call.client),
         "server": peer(&call.server),
     })
@@ -320,7 +285,7 @@ TIME                  CALL             STATUS  LATENCY  CLIENT                SE
             line,
             serde_json::json!({
                 "time": "2026-11-18T11:06:40Z", "protocol": "", "method": "POST", "path": "/v1/orders",
-                "status": 503, "latency_us": 12345,
+                "status": 503, "latency_us": 12345, "service": "", "endpoint": "", "auth": "",
                 "client": {"ip": "10.0.0.5", "port": 8080, "kind": "pod", "namespace": "shop", "pod": "web-7d9f8-x2k4p", "workload": "", "service": "", "node": "", "range": ""},
                 "server": {"ip": "10.96.0.10", "port": 8080, "kind": "service", "namespace": "shop", "pod": "", "workload": "", "service": "orders", "node": "", "range": ""},
             })

@@ -2,7 +2,11 @@
 
 mod agents;
 mod calls;
+mod endpoints;
+mod findings;
 mod map;
+mod render;
+mod spec;
 
 use std::process::ExitCode;
 
@@ -36,7 +40,8 @@ struct Args {
     /// The CA (PEM) that signed the collector's certificate, for an `https://` collector.
     #[arg(long, env = "MOAT_CA", value_name = "FILE", global = true)]
     ca: Option<std::path::PathBuf>,
-    /// How to print: `table` for people, `json` (one object per line) for scripts.
+    /// How to print: `table` for people, `json` (one object per line) or `yaml` (one document
+    /// per record) for scripts.
     #[arg(long, value_enum, default_value_t = Output::Table, global = true)]
     output: Output,
     #[command(subcommand)]
@@ -62,12 +67,22 @@ impl Args {
 pub enum Output {
     Table,
     Json,
+    Yaml,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// API calls, newest first.
     Calls(calls::CallsArgs),
+    /// Findings about the APIs (spec violations, new endpoints and callers, blocks), newest
+    /// first; `--follow` prints new ones as they arrive.
+    Findings(findings::FindingsArgs),
+    /// The endpoint inventory: each service's endpoints with calls, errors, latency, auth
+    /// schemes, callers and whether the bound spec documents them.
+    Endpoints(endpoints::EndpointsArgs),
+    /// OpenAPI from traffic: `export` a service's learned spec, `diff` traffic against a spec.
+    #[command(subcommand)]
+    Spec(spec::SpecCommand),
     /// Who calls whom: per caller and callee, calls, failures and latency.
     Map(map::MapArgs),
     /// The agents that shipped to the collector since it started: version, uptime, whether
@@ -180,6 +195,33 @@ fn main() -> ExitCode {
         match &args.command {
             Command::Calls(calls) => {
                 calls::run(&args.collector(), args.token.as_deref(), args.output, calls).await
+            }
+            Command::Findings(findings) => {
+                findings::run(
+                    &args.collector(),
+                    args.token.as_deref(),
+                    args.output,
+                    findings,
+                )
+                .await
+            }
+            Command::Endpoints(endpoints) => {
+                endpoints::run(
+                    &args.collector(),
+                    args.token.as_deref(),
+                    args.output,
+                    endpoints,
+                )
+                .await
+            }
+            Command::Spec(command) => {
+                spec::run(
+                    &args.collector(),
+                    args.token.as_deref(),
+                    args.output,
+                    command,
+                )
+                .await
             }
             Command::Map(map) => {
                 map::run(&args.collector(), args.token.as_deref(), args.output, map).await

@@ -1,6 +1,6 @@
 //! `moat map`: who calls whom.
 
-use std::{io::Write as _, time::Duration};
+use std::time::Duration;
 
 use moat_api::v1::{GetServiceMapRequest, ServiceMapEdge};
 
@@ -30,13 +30,10 @@ pub async fn run(
         .into_inner()
         .edges;
     let mut out = std::io::stdout().lock();
-    let written = match output {
-        Output::Json => edges
-            .iter()
-            .try_for_each(|edge| writeln!(out, "{}", json(edge))),
-        Output::Table => table(&mut out, &edges),
-    };
-    written.map_err(|error| Failure::Other(error.into()))
+    crate::render::records(&mut out, output, edges.iter().map(json), |out| {
+        table(out, &edges)
+    })
+    .map_err(|error| Failure::Other(error.into()))
 }
 
 fn json(edge: &ServiceMapEdge) -> serde_json::Value {
@@ -47,7 +44,7 @@ fn json(edge: &ServiceMapEdge) -> serde_json::Value {
     })
 }
 
-fn table(out: &mut impl std::io::Write, edges: &[ServiceMapEdge]) -> std::io::Result<()> {
+fn table(out: &mut dyn std::io::Write, edges: &[ServiceMapEdge]) -> std::io::Result<()> {
     let width = |pick: fn(&ServiceMapEdge) -> &str, header: &str| {
         edges
             .iter()

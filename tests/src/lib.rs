@@ -15,6 +15,7 @@ use std::{
 pub mod apiserver;
 pub mod capture;
 pub mod cgroup;
+pub mod collector;
 pub mod pcap;
 pub mod traffic;
 

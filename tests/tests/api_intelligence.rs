@@ -9,6 +9,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use moat_e2e::{
     RunningAgent, Scratch, StateDir,
     capture::{PYTHON, peer_script, wait_listening},
+    collector::{COLLECTOR_PORT, moat_json, start_collector},
     require_root, two_pods, write_atomically,
 };
 use serde_json::Value;
@@ -318,5 +319,208 @@ fn block_mode_drops_the_offending_source_next_connection() {
     });
     assert_eq!(denied["reason"], "timed_block", "{denied}");
     assert_eq!(denied["src"], client.ipv4.to_string(), "{denied}");
+    agent.stop();
+}
+
+/// Polls `moat <args>` until `done` holds for its records.
+fn wait_for_moat(
+    node: &testbed::Node,
+    args: &[&str],
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let records = moat_json(node, args);
+        if done(&records) {
+            return records;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "moat {args:?} never got there: {records:?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn findings_endpoints_and_a_learned_spec_reach_the_cli_through_the_collector() {
+    require_root();
+    let (node, client, server) = two_pods("speccli");
+    const PORT: u16 = 18652;
+    let (_petstore, address) = start_petstore(&server, PORT);
+    let scratch = Scratch::new("speccli");
+    let database = scratch.file("moat.db");
+    let _collector = start_collector(&node, &database, &[]);
+    let inventory_file = scratch.file("inventory.yaml");
+    write_atomically(&inventory_file, &inventory(&server, PORT, "detect"));
+    let state = StateDir::new();
+    let inventory_arg = inventory_file.display().to_string();
+    let port = PORT.to_string();
+    let collector_url = format!("http://127.0.0.1:{COLLECTOR_PORT}");
+    let mut agent = RunningAgent::start(
+        &node,
+        &state,
+        &[],
+        &[
+            "--capture",
+            "on",
+            "--capture-port",
+            &port,
+            "--inventory",
+            &inventory_arg,
+            "--kubernetes",
+            "off",
+            "--collector",
+            &collector_url,
+            "--export-interval",
+            "200ms",
+        ],
+    );
+    agent.wait_for(Duration::from_secs(10), |record| {
+        record["kind"] == "api.spec_loaded"
+    });
+    let base = format!("http://{address}/api/v3");
+    let pet = r#"{"id": 7, "name": "rex", "photoUrls": ["a.png"], "status": "sold"}"#;
+    let traffic: Vec<Vec<String>> = vec![
+        vec!["-H".into(), "api_key: k".into(), format!("{base}/pet/10")],
+        vec!["-H".into(), "api_key: k".into(), format!("{base}/pet/11")],
+        vec![
+            "-H".into(),
+            "Authorization: Bearer opaque".into(),
+            "-H".into(),
+            "Content-Type: application/json".into(),
+            "-d".into(),
+            pet.into(),
+            format!("{base}/pet"),
+        ],
+        vec![
+            "-H".into(),
+            "Authorization: Bearer opaque".into(),
+            format!("{base}/pet/findByStatus?status=sold"),
+        ],
+    ];
+    let send = |calls: &[Vec<String>]| {
+        for args in calls {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            assert_eq!(curl(&client, &args).as_deref(), Ok("200"), "{args:?}");
+        }
+    };
+    send(&traffic);
+    assert_eq!(
+        curl(&client, &["-H", "api_key: k", &format!("{base}/pet/abc")]).as_deref(),
+        Ok("404")
+    );
+
+    let findings = wait_for_moat(
+        &node,
+        &["findings", "--kind", "spec.invalid_parameter"],
+        |records| !records.is_empty(),
+    );
+    assert_eq!(findings[0]["service"], "petstore", "{findings:?}");
+    assert_eq!(findings[0]["endpoint"], "/api/v3/pet/{petId}");
+    assert_eq!(findings[0]["source"]["ip"], client.ipv4.to_string());
+    assert!(
+        findings[0]["evidence"]
+            .as_str()
+            .is_some_and(|evidence| !evidence.contains("abc"))
+    );
+    let info = moat_json(&node, &["findings", "--severity", "medium"]);
+    assert!(
+        info.iter()
+            .all(|finding| finding["severity"] != "info" && finding["severity"] != "low"),
+        "{info:?}"
+    );
+    let endpoints = wait_for_moat(&node, &["endpoints", "--service", "petstore"], |records| {
+        records
+            .iter()
+            .map(|endpoint| endpoint["calls"].as_u64().unwrap_or(0))
+            .sum::<u64>()
+            >= 5
+    });
+    let pet_endpoint = endpoints
+        .iter()
+        .find(|endpoint| endpoint["endpoint"] == "/api/v3/pet/{petId}")
+        .expect("the documented endpoint");
+    assert_eq!(pet_endpoint["documented"], "#/paths/~1pet~1{petId}/get");
+    assert_eq!(pet_endpoint["calls"], 3);
+
+    // The spec learned from this traffic, bound back in place of the published one, accepts it.
+    let learned = scratch.file("learned.yaml");
+    let learned_arg = learned.display().to_string();
+    let export = node
+        .command(moat_e2e::built_binary("moat"))
+        .args([
+            "--collector",
+            &collector_url,
+            "spec",
+            "export",
+            "--service",
+            "petstore",
+            "--out",
+            &learned_arg,
+        ])
+        .output()
+        .expect("run moat spec export");
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    let document: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&learned).expect("written")).expect("YAML");
+    assert_eq!(document["openapi"], "3.1.0");
+    assert!(
+        document["paths"]["/api/v3/pet/{petId}"]["get"].is_object(),
+        "{document}"
+    );
+    let differences = moat_json(
+        &node,
+        &[
+            "spec",
+            "diff",
+            "--service",
+            "petstore",
+            "--spec",
+            &petstore_spec().display().to_string(),
+        ],
+    );
+    assert!(
+        differences
+            .iter()
+            .any(|difference| difference["kind"] == "unused_endpoint"
+                && difference["endpoint"] == "/user/logout"),
+        "{differences:?}"
+    );
+
+    let mark = agent.mark();
+    write_atomically(
+        &inventory_file,
+        &inventory(&server, PORT, "detect")
+            .replace(&petstore_spec().display().to_string(), &learned_arg),
+    );
+    let rebound = agent.wait_since(mark, Duration::from_secs(10), |record| {
+        record["kind"] == "api.spec_loaded"
+    });
+    assert_eq!(rebound["file"], learned_arg, "{rebound}");
+    let mark = agent.mark();
+    send(&traffic);
+    let calls = agent.wait_since(mark, Duration::from_secs(10), |record| {
+        record["kind"] == "api.call" && record["path"] == "/api/v3/pet/findByStatus"
+    });
+    assert_eq!(calls["endpoint"], "/api/v3/pet/findByStatus");
+    std::thread::sleep(Duration::from_millis(1000));
+    let violations: Vec<&Value> = agent.records()[mark..]
+        .iter()
+        .filter(|record| {
+            record["kind"] == "api.finding"
+                && record["finding"]
+                    .as_str()
+                    .is_some_and(|kind| kind.starts_with("spec.") && kind != "spec.unused_endpoint")
+        })
+        .collect();
+    assert!(
+        violations.is_empty(),
+        "the learned spec refuses its own traffic: {violations:?}"
+    );
     agent.stop();
 }

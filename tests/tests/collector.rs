@@ -9,63 +9,13 @@ use std::{
 };
 
 use moat_e2e::{
-    RunningAgent, Scratch, StateDir, built_binary, capture::start_web_server, require_root,
-    two_pods,
+    RunningAgent, Scratch, StateDir, built_binary,
+    capture::start_web_server,
+    collector::{COLLECTOR_PORT, moat_json, start_collector},
+    require_root, two_pods,
 };
 use serde_json::Value;
 use testbed::{Background, Node};
-
-const COLLECTOR_PORT: u16 = 17070;
-
-/// The collector, in the node's network namespace where the agent and the CLI reach it.
-fn start_collector(node: &Node, database: &std::path::Path, extra: &[&str]) -> Background {
-    let mut command = node.command(built_binary("moat-collector"));
-    command
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{COLLECTOR_PORT}"),
-            "--store",
-        ])
-        .arg(format!("sqlite:{}", database.display()))
-        .args(extra)
-        .stdin(Stdio::null());
-    let collector = testbed::spawn(&mut command).expect("start moat-collector");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !node
-        .enter(|| {
-            std::net::TcpStream::connect_timeout(
-                &SocketAddr::from(([127, 0, 0, 1], COLLECTOR_PORT)),
-                Duration::from_millis(200),
-            )
-            .is_ok()
-        })
-        .expect("enter the node")
-    {
-        assert!(Instant::now() < deadline, "moat-collector does not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    collector
-}
-
-/// `moat <args> --output json` against the plain-HTTP collector, run in the node.
-fn moat_json(node: &Node, args: &[&str]) -> Vec<Value> {
-    let output = node
-        .command(built_binary("moat"))
-        .args(["--collector", &format!("http://127.0.0.1:{COLLECTOR_PORT}")])
-        .args(args)
-        .args(["--output", "json"])
-        .output()
-        .expect("run moat");
-    assert!(
-        output.status.success(),
-        "moat {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("moat writes JSON lines"))
-        .collect()
-}
 
 /// `moat calls --output json` (with `extra` flags), run in the node.
 fn moat_calls(node: &Node, extra: &[&str]) -> Vec<Value> {
