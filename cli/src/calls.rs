@@ -11,34 +11,14 @@ use crate::{Failure, Output, connect, render};
 
 #[derive(Debug, clap::Args)]
 pub struct CallsArgs {
-    /// Only calls with either end in this namespace.
-    #[arg(long, short = 'n')]
-    namespace: Option<String>,
-    /// Only calls with either end in this workload (a Deployment's, StatefulSet's... name).
-    #[arg(long, short = 'w')]
-    workload: Option<String>,
-    /// Only calls of this cluster (the inventory's `cluster`).
-    #[arg(long)]
-    cluster: Option<String>,
     /// Only calls whose path starts with this.
     #[arg(long, value_name = "PREFIX")]
     path: Option<String>,
     /// Only calls with this status or higher, e.g. 500 for server errors.
     #[arg(long, value_name = "STATUS")]
     min_status: Option<u32>,
-    /// Only calls with this tag on either end, as NAME=VALUE.
-    #[arg(long, value_name = "NAME=VALUE")]
-    tag: Option<String>,
-    /// Only calls from this long ago on, e.g. `15m`, `2h`.
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-    since: Option<Duration>,
-    /// At most this many calls.
-    #[arg(long, default_value_t = 50)]
-    limit: u32,
-    /// Print the latest calls oldest first, then keep printing new ones as the collector stores
-    /// them, until interrupted.
-    #[arg(long, short = 'f')]
-    follow: bool,
+    #[command(flatten)]
+    scope: crate::scope::Scope,
 }
 
 pub async fn run(
@@ -48,18 +28,18 @@ pub async fn run(
     args: &CallsArgs,
 ) -> Result<(), Failure> {
     let mut client = connect(collector, token).await?;
-    let since = crate::since_nanos(args.since);
+    let (namespace, workload, cluster, tag) = args.scope.names();
     let filter = CallFilter {
-        since_unix_nanos: since,
-        cluster: args.cluster.clone().unwrap_or_default(),
-        namespace: args.namespace.clone().unwrap_or_default(),
-        workload: args.workload.clone().unwrap_or_default(),
+        since_unix_nanos: crate::since_nanos(args.scope.since),
+        cluster,
+        namespace,
+        workload,
         path_prefix: args.path.clone().unwrap_or_default(),
         min_status: args.min_status.unwrap_or(0),
-        tag: args.tag.clone().unwrap_or_default(),
+        tag,
         ..CallFilter::default()
     };
-    let calls = render::pages(args.limit, |cursor, page_size| {
+    let calls = render::pages(args.scope.limit, |cursor, page_size| {
         let mut client = client.clone();
         let filter = filter.clone();
         async move {
@@ -75,7 +55,7 @@ pub async fn run(
         }
     })
     .await?;
-    if !args.follow {
+    if !args.scope.follow {
         let mut out = std::io::stdout().lock();
         return render::records(&mut out, output, calls.iter().map(json), |out| {
             table(out, &calls)

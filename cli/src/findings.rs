@@ -1,7 +1,7 @@
 //! `moat findings`: what the agents found about the APIs, filtered, newest first; `--follow`
 //! prints new findings as they arrive.
 
-use std::{io::Write as _, time::Duration};
+use std::io::Write as _;
 
 use moat_api::v1::{Finding, FindingFilter, ListFindingsRequest, Peer, WatchFindingsRequest};
 
@@ -24,28 +24,8 @@ pub struct FindingsArgs {
     /// Only findings whose source is this address, pod, workload, range or customer.
     #[arg(long)]
     source: Option<String>,
-    /// Only findings with either end in this namespace.
-    #[arg(long, short = 'n')]
-    namespace: Option<String>,
-    /// Only findings with either end in this workload.
-    #[arg(long, short = 'w')]
-    workload: Option<String>,
-    /// Only findings of this cluster (the inventory's `cluster`).
-    #[arg(long)]
-    cluster: Option<String>,
-    /// Only findings with this tag on either end, as NAME=VALUE.
-    #[arg(long, value_name = "NAME=VALUE")]
-    tag: Option<String>,
-    /// Only findings from this long ago on, e.g. `15m`, `2h`.
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-    since: Option<Duration>,
-    /// At most this many findings.
-    #[arg(long, default_value_t = 50)]
-    limit: u32,
-    /// Print the latest findings oldest first, then keep printing new ones as the collector
-    /// stores them, until interrupted.
-    #[arg(long, short = 'f')]
-    follow: bool,
+    #[command(flatten)]
+    scope: crate::scope::Scope,
 }
 
 pub async fn run(
@@ -55,20 +35,21 @@ pub async fn run(
     args: &FindingsArgs,
 ) -> Result<(), Failure> {
     let client = connect(collector, token).await?;
+    let (namespace, workload, cluster, tag) = args.scope.names();
     let filter = FindingFilter {
-        since_unix_nanos: crate::since_nanos(args.since),
+        since_unix_nanos: crate::since_nanos(args.scope.since),
         min_severity: args.severity.clone().unwrap_or_default(),
         kind: args.kind.clone().unwrap_or_default(),
         service: args.service.clone().unwrap_or_default(),
         endpoint: args.endpoint.clone().unwrap_or_default(),
         source: args.source.clone().unwrap_or_default(),
-        namespace: args.namespace.clone().unwrap_or_default(),
-        workload: args.workload.clone().unwrap_or_default(),
-        cluster: args.cluster.clone().unwrap_or_default(),
-        tag: args.tag.clone().unwrap_or_default(),
+        namespace,
+        workload,
+        cluster,
+        tag,
         ..FindingFilter::default()
     };
-    let findings = render::pages(args.limit, |cursor, page_size| {
+    let findings = render::pages(args.scope.limit, |cursor, page_size| {
         let mut client = client.clone();
         let filter = filter.clone();
         async move {
@@ -85,7 +66,7 @@ pub async fn run(
     })
     .await?;
     let io = |error: std::io::Error| Failure::Other(error.into());
-    if !args.follow {
+    if !args.scope.follow {
         let mut out = std::io::stdout().lock();
         return render::records(&mut out, output, findings.iter().map(json), |out| {
             let rows: Vec<Vec<String>> = findings

@@ -6,6 +6,7 @@ mod endpoints;
 mod findings;
 mod map;
 mod render;
+mod scope;
 mod spec;
 
 use std::process::ExitCode;

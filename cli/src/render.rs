@@ -38,27 +38,16 @@ pub fn aligned(out: &mut dyn Write, headers: &[&str], rows: &[Vec<String>]) -> i
             *width = (*width).max(cell.chars().count()).min(60);
         }
     }
-    let line = |cells: Vec<&str>| {
-        cells
-            .iter()
-            .zip(&widths)
-            .map(|(cell, width)| {
-                let cell: String = cell.chars().take(*width).collect();
-                format!("{cell:<width$}")
-            })
-            .collect::<Vec<_>>()
-            .join("  ")
-            .trim_end()
-            .to_owned()
-    };
-    writeln!(out, "{}", line(headers.to_vec()))?;
+    let headers: Vec<String> = headers.iter().map(|header| (*header).to_owned()).collect();
+    writeln!(out, "{}", fixed_line(&headers, &widths))?;
     for row in rows {
-        writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
+        writeln!(out, "{}", fixed_line(row, &widths))?;
     }
     Ok(())
 }
 
-/// Cells cut or padded to fixed widths: follow mode prints rows before knowing the widest.
+/// Cells cut or padded to `widths`, two spaces apart (follow mode fixes the widths, since it
+/// prints rows before knowing the widest).
 pub fn fixed_line(cells: &[String], widths: &[usize]) -> String {
     cells
         .iter()

@@ -78,26 +78,7 @@ fn join(base: &str, relative: &str) -> String {
 
 /// `~1` and `~0` decoded, and percent-encoding (pointers in URI fragments are encoded).
 fn unescape(token: &str) -> String {
-    let mut bytes = Vec::with_capacity(token.len());
-    let raw = token.as_bytes();
-    let mut index = 0;
-    while index < raw.len() {
-        let hex = |offset: usize| {
-            raw.get(index + offset)
-                .and_then(|byte| (*byte as char).to_digit(16))
-        };
-        match (raw[index], hex(1), hex(2)) {
-            (b'%', Some(high), Some(low)) => {
-                bytes.push((high * 16 + low) as u8);
-                index += 3;
-            }
-            (byte, _, _) => {
-                bytes.push(byte);
-                index += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&bytes)
+    super::conformance::percent_decode(token, false)
         .replace("~1", "/")
         .replace("~0", "~")
 }

@@ -674,25 +674,48 @@ impl Check<'_> {
         Ok(())
     }
 
-    fn string(&self, node: &Node, text: &str, path: &str) -> Result<(), Failure> {
-        let length = || text.chars().count() as u64;
-        if let Some(minimum) = node.min_length
-            && length() < minimum
+    /// A count (of characters, items or properties) within its schema's bounds; `names` are
+    /// the unit and the two keywords, for the message.
+    fn count(
+        &self,
+        node: &Node,
+        path: &str,
+        count: u64,
+        (minimum, maximum): (Option<u64>, Option<u64>),
+        (unit, minimum_keyword, maximum_keyword): (&str, &str, &str),
+    ) -> Result<(), Failure> {
+        if let Some(minimum) = minimum
+            && count < minimum
         {
             return Err(self.fail(
                 node,
                 path,
-                format!("{} characters, fewer than minLength {minimum}", length()),
+                format!("{count} {unit}, fewer than {minimum_keyword} {minimum}"),
             ));
         }
-        if let Some(maximum) = node.max_length
-            && length() > maximum
+        if let Some(maximum) = maximum
+            && count > maximum
         {
             return Err(self.fail(
                 node,
                 path,
-                format!("{} characters, more than maxLength {maximum}", length()),
+                format!("{count} {unit}, more than {maximum_keyword} {maximum}"),
             ));
+        }
+        Ok(())
+    }
+
+    fn string(&self, node: &Node, text: &str, path: &str) -> Result<(), Failure> {
+        if node.min_length.is_some() || node.max_length.is_some() {
+            let length = text.chars().count() as u64;
+            let bounds = (node.min_length, node.max_length);
+            self.count(
+                node,
+                path,
+                length,
+                bounds,
+                ("characters", "minLength", "maxLength"),
+            )?;
         }
         if let Some(pattern) = &node.pattern
             && !pattern.is_match(text)
@@ -767,25 +790,14 @@ impl Check<'_> {
         path: &mut String,
         depth: u32,
     ) -> Result<(), Failure> {
-        let length = items.len() as u64;
-        if let Some(minimum) = node.min_items
-            && length < minimum
-        {
-            return Err(self.fail(
-                node,
-                path,
-                format!("{length} items, fewer than minItems {minimum}"),
-            ));
-        }
-        if let Some(maximum) = node.max_items
-            && length > maximum
-        {
-            return Err(self.fail(
-                node,
-                path,
-                format!("{length} items, more than maxItems {maximum}"),
-            ));
-        }
+        let bounds = (node.min_items, node.max_items);
+        self.count(
+            node,
+            path,
+            items.len() as u64,
+            bounds,
+            ("items", "minItems", "maxItems"),
+        )?;
         if node.unique_items {
             // Quadratic in the worst case; the step budget bounds it.
             for (index, item) in items.iter().enumerate() {
@@ -824,25 +836,9 @@ impl Check<'_> {
         path: &mut String,
         depth: u32,
     ) -> Result<(), Failure> {
-        let count = map.len() as u64;
-        if let Some(minimum) = node.min_properties
-            && count < minimum
-        {
-            return Err(self.fail(
-                node,
-                path,
-                format!("{count} properties, fewer than minProperties {minimum}"),
-            ));
-        }
-        if let Some(maximum) = node.max_properties
-            && count > maximum
-        {
-            return Err(self.fail(
-                node,
-                path,
-                format!("{count} properties, more than maxProperties {maximum}"),
-            ));
-        }
+        let bounds = (node.min_properties, node.max_properties);
+        let names = ("properties", "minProperties", "maxProperties");
+        self.count(node, path, map.len() as u64, bounds, names)?;
         for name in &node.required {
             if map.contains_key(name) {
                 continue;
