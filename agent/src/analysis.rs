@@ -76,8 +76,21 @@ struct Loaded {
     api: ApiBinding,
     /// None while no version of the spec has loaded.
     spec: Option<Arc<Spec>>,
+    /// The last load failed (an earlier version may still be bound).
+    rejected: bool,
     /// The documents the spec was read from, with their modification times.
     files: Vec<(PathBuf, Option<SystemTime>)>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct AnalysisStats {
+    pub services: usize,
+    pub endpoints: usize,
+    /// Calls to services past `--max-services`: counted here, not inventoried.
+    pub calls_not_inventoried: u64,
+    /// APIs with a spec in force, and APIs whose last load failed.
+    pub specs_bound: usize,
+    pub specs_rejected: usize,
 }
 
 /// A finding with what the agent needs to act on it.
@@ -159,6 +172,7 @@ impl Analysis {
             let mut loaded = Loaded {
                 api: api.clone(),
                 spec: kept.as_ref().and_then(|kept| kept.spec.clone()),
+                rejected: kept.as_ref().is_some_and(|kept| kept.rejected),
                 files: kept.map(|kept| kept.files).unwrap_or_default(),
             };
             if loaded.spec.is_none() || loaded.changed() {
@@ -317,8 +331,20 @@ impl Analysis {
         self.analyzer.inventory().take_changed()
     }
 
-    pub fn services_over_bound(&mut self) -> u64 {
-        self.analyzer.inventory().services_overflow_calls
+    /// What the metrics show of the analysis.
+    pub fn stats(&mut self) -> AnalysisStats {
+        let (services, endpoints) = self.analyzer.inventory().size();
+        AnalysisStats {
+            services,
+            endpoints,
+            calls_not_inventoried: self.analyzer.inventory().services_overflow_calls,
+            specs_bound: self
+                .apis
+                .iter()
+                .filter(|loaded| loaded.spec.is_some())
+                .count(),
+            specs_rejected: self.apis.iter().filter(|loaded| loaded.rejected).count(),
+        }
     }
 }
 
@@ -364,6 +390,7 @@ impl Loaded {
                     warn!(api = %api, %warning, "spec operation left out");
                 }
                 self.spec = Some(Arc::new(compiled.spec));
+                self.rejected = false;
                 SpecOutcome::Loaded {
                     api,
                     file,
@@ -373,6 +400,7 @@ impl Loaded {
             }
             Err(error) => {
                 warn!(api = %api, %error, "OpenAPI spec rejected; the API keeps its previous spec, if any");
+                self.rejected = true;
                 SpecOutcome::Rejected { api, file, error }
             }
         }

@@ -42,6 +42,9 @@ pub struct Snapshot {
     pub kube: Vec<KubeWatchStats>,
     /// Shipping to the collector, when there is one.
     pub export: Option<crate::export::ExportStats>,
+    pub analysis: crate::analysis::AnalysisStats,
+    /// Findings reported since start, by kind.
+    pub findings: BTreeMap<&'static str, u64>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -227,8 +230,57 @@ impl Collector for Metrics {
         if let Some(export) = &snapshot.export {
             encode_export(&mut encoder, export)?;
         }
-        Ok(())
+        encode_analysis(&mut encoder, &snapshot)
     }
+}
+
+fn encode_analysis(
+    encoder: &mut DescriptorEncoder,
+    snapshot: &Snapshot,
+) -> Result<(), std::fmt::Error> {
+    let findings: Vec<(Labels<'_>, u64)> = snapshot
+        .findings
+        .iter()
+        .map(|(kind, count)| (vec![("kind", *kind)], *count))
+        .collect();
+    counter(
+        encoder,
+        "moat_api_findings",
+        "Findings reported (api.finding records), by kind: inventory.*, spec.*, policy.blocked.",
+        &findings,
+    )?;
+    let analysis = &snapshot.analysis;
+    gauge(
+        encoder,
+        "moat_api_services",
+        "Services in the endpoint inventory.",
+        analysis.services as i64,
+    )?;
+    gauge(
+        encoder,
+        "moat_api_endpoints",
+        "Endpoints in the inventory, over all services (each bounded by --max-endpoints-per-service).",
+        analysis.endpoints as i64,
+    )?;
+    counter(
+        encoder,
+        "moat_api_calls_not_inventoried",
+        "Calls to services past --max-services: counted, not inventoried or checked.",
+        &[(vec![], analysis.calls_not_inventoried)],
+    )?;
+    let mut specs = encoder.encode_descriptor(
+        "moat_api_specs",
+        "APIs of the inventory's apis: section by spec state: bound (a version is in force), rejected (the last load failed).",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (state, count) in [
+        ("bound", analysis.specs_bound),
+        ("rejected", analysis.specs_rejected),
+    ] {
+        ConstGauge::new(count as i64).encode(specs.encode_family(&[("state", state)])?)?;
+    }
+    Ok(())
 }
 
 fn encode_export(

@@ -614,6 +614,9 @@ impl Agent {
         destination: Option<&Peer>,
         now: SystemTime,
     ) -> anyhow::Result<()> {
+        self.metrics.update(|snapshot| {
+            *snapshot.findings.entry(finding.kind.as_str()).or_default() += 1;
+        });
         let record = FindingRecord {
             finding,
             source,
@@ -1090,8 +1093,10 @@ impl Agent {
             exporter.set_events_lost(capture.events_lost_per_cpu.iter().sum());
         }
         let export = self.exporter.as_ref().map(Exporter::stats);
+        let analysis = self.analysis.stats();
         self.metrics.update(|snapshot| {
             snapshot.export = export;
+            snapshot.analysis = analysis;
             snapshot.identity = identity;
             snapshot.kube = kube;
             match verdicts {

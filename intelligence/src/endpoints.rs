@@ -367,6 +367,16 @@ impl Inventory {
         })
     }
 
+    /// (services, endpoints) inventoried now.
+    pub fn size(&self) -> (usize, usize) {
+        let endpoints = self
+            .services
+            .values()
+            .map(|inventory| inventory.endpoints.len())
+            .sum();
+        (self.services.len(), endpoints)
+    }
+
     pub fn endpoint(&self, service: &str, key: &EndpointKey) -> Option<&EndpointStats> {
         self.services.get(service)?.endpoints.get(key)
     }
