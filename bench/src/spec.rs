@@ -43,7 +43,8 @@ impl Source for Files {
 }
 
 fn load(path: &Path) -> anyhow::Result<Spec> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let compiled = Spec::load(&text, &path.to_string_lossy(), &mut Files)
         .with_context(|| format!("loading {}", path.display()))?;
     Ok(compiled.spec)
@@ -184,12 +185,19 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     let corpus = options.corpus.clone().unwrap_or_else(|| {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpora/openapi")
     });
-    println!("OpenAPI conformance, one core, {:?} per measurement", options.duration);
+    println!(
+        "OpenAPI conformance, one core, {:?} per measurement",
+        options.duration
+    );
     println!(
         "{:<34} {:>10} {:>14} {:>14} {:>9} {:>12}",
         "spec", "operations", "parse only/s", "checked/s", "ratio", "analysed/s"
     );
-    for name in ["petstore3.yaml", "openbanking-account-info.json", "discourse.json"] {
+    for name in [
+        "petstore3.yaml",
+        "openbanking-account-info.json",
+        "discourse.json",
+    ] {
         let path = corpus.join(name);
         let spec = std::sync::Arc::new(load(&path)?);
         let calls = if name == "petstore3.yaml" {
@@ -222,14 +230,26 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
             checked / floor,
         );
     }
-    println!("\n(ratio: calls checked per second over JSON bodies parsed per second: 1.0x means checking costs no more than parsing)");
+    println!(
+        "\n(ratio: calls checked per second over JSON bodies parsed per second: 1.0x means checking costs no more than parsing)"
+    );
 
-    println!("\nmemory per bound spec ({} copies loaded, resident growth)", options.copies);
-    for name in ["petstore3.yaml", "openbanking-account-info.json", "otoroshi.json", "discourse.json"] {
+    println!(
+        "\nmemory per bound spec ({} copies loaded, resident growth)",
+        options.copies
+    );
+    for name in [
+        "petstore3.yaml",
+        "openbanking-account-info.json",
+        "otoroshi.json",
+        "discourse.json",
+    ] {
         let path = corpus.join(name);
         let file_bytes = std::fs::metadata(&path).map_or(0, |metadata| metadata.len());
         let before = resident_bytes();
-        let specs: Vec<Spec> = (0..options.copies).map(|_| load(&path)).collect::<anyhow::Result<_>>()?;
+        let specs: Vec<Spec> = (0..options.copies)
+            .map(|_| load(&path))
+            .collect::<anyhow::Result<_>>()?;
         let grown = resident_bytes().saturating_sub(before);
         black_box(&specs);
         println!(
