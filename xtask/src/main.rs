@@ -31,8 +31,9 @@ enum Task {
     /// what the agent saw and stopped. Needs root.
     Demo,
     /// Fuzz a parser with cargo-fuzz (installed if missing): `parse_policy`, `parse_cidr`
-    /// (policy), `parse_inventory`, `kubernetes_objects` (identity), `http1`, `http2_frames`, `hpack`, `grpc` or `connection` (protocols). Crashes are saved under
-    /// <crate>/fuzz/artifacts. Not part of `test`.
+    /// (policy), `parse_inventory`, `kubernetes_objects` (identity), `http1`, `http2_frames`,
+    /// `hpack`, `grpc`, `connection` (protocols), `load_spec`, `check_call` or `template_path`
+    /// (intelligence). Crashes are saved under <crate>/fuzz/artifacts. Not part of `test`.
     Fuzz {
         /// The fuzz target.
         target: String,
@@ -58,7 +59,7 @@ enum Task {
 }
 
 /// (target, crate whose fuzz/ directory holds it).
-const FUZZ_TARGETS: [(&str, &str); 9] = [
+const FUZZ_TARGETS: [(&str, &str); 12] = [
     ("parse_policy", "policy"),
     ("parse_cidr", "policy"),
     ("parse_inventory", "identity"),
@@ -68,6 +69,9 @@ const FUZZ_TARGETS: [(&str, &str); 9] = [
     ("hpack", "protocols"),
     ("grpc", "protocols"),
     ("connection", "protocols"),
+    ("load_spec", "intelligence"),
+    ("check_call", "intelligence"),
+    ("template_path", "intelligence"),
 ];
 
 fn fuzz(target: &str, seconds: u32) -> anyhow::Result<()> {

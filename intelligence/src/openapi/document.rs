@@ -215,9 +215,11 @@ impl Location {
 
     /// The location of member `token` of this value.
     pub fn child(&self, token: &str) -> Self {
+        // Pointers are read as URI fragments, percent-decoded (that is how `$ref`s write them):
+        // a `%` of the name itself is encoded, or `/a%41` would be looked up as `/aA`.
         Self {
             document: self.document,
-            pointer: format!("{}/{}", self.pointer, escape(token)),
+            pointer: format!("{}/{}", self.pointer, escape(token).replace('%', "%25")),
         }
     }
 }
@@ -297,6 +299,24 @@ mod tests {
             pointer: "/paths/~1pets~1%7Bid%7D/get".into(),
         };
         assert_eq!(documents.get(&encoded), Some(&serde_json::json!(1)));
+    }
+
+    #[test]
+    fn member_names_with_percent_signs_are_found() {
+        let root = parse(
+            r#"{"paths": {"/user/%%%descrip": 1, "/files/%7Bid%7D": 2, "100%": 3}}"#,
+            "x.json",
+        )
+        .expect("JSON");
+        let documents = Documents::new("x.json", root);
+        let paths = Location::root().child("paths");
+        for (name, value) in [("/user/%%%descrip", 1), ("/files/%7Bid%7D", 2), ("100%", 3)] {
+            assert_eq!(
+                documents.get(&paths.child(name)),
+                Some(&serde_json::json!(value)),
+                "{name}"
+            );
+        }
     }
 
     #[test]
