@@ -591,6 +591,37 @@ paths:
         compiled.warnings
     );
     assert_eq!(compiled.spec.operations.len(), 2);
+    let shared_broken = r##"
+openapi: 3.1.0
+info: {title: t, version: "1"}
+paths:
+  /a:
+    post:
+      requestBody: {content: {application/json: {schema: {$ref: "#/components/schemas/Bad"}}}}
+      responses: {"200": {description: ok}}
+  /b:
+    post:
+      requestBody: {content: {application/json: {schema: {$ref: "#/components/schemas/Bad"}}}}
+      responses: {"200": {description: ok}}
+components:
+  schemas:
+    Bad: {type: object, properties: {n: {type: integr}}}
+"##;
+    let compiled = Spec::load(shared_broken, "api.yaml", &mut Files).expect("loads");
+    let pointers: Vec<&str> = compiled
+        .warnings
+        .iter()
+        .map(|warning| warning.pointer.as_str())
+        .collect();
+    assert_eq!(
+        pointers,
+        [
+            "/components/schemas/Bad/properties/n/type",
+            "/components/schemas/Bad/properties/n/type"
+        ],
+        "every operation using a broken schema is left out, not only the first"
+    );
+    assert!(compiled.spec.operations.is_empty());
     let missing_file = r#"{"openapi": "3.0.0", "info": {"title": "t", "version": "1"}, "paths": {"/a": {"$ref": "paths/a.yaml"}}}"#;
     let compiled = Spec::load(missing_file, "/nonexistent/api.json", &mut Files).expect("loads");
     assert_eq!(compiled.warnings.len(), 1);

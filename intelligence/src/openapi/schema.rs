@@ -169,7 +169,16 @@ impl Schemas {
         location: &Location,
         source: &mut dyn Source,
     ) -> Result<SchemaId, SpecError> {
-        self.compile_at(documents, location, source, 0)
+        // Locations are recorded before their schema is compiled, so that recursion finds
+        // them; a failure forgets everything this call made, or a later reference to a broken
+        // schema would find an empty one, which accepts anything.
+        let mark = self.nodes.len();
+        let result = self.compile_at(documents, location, source, 0);
+        if result.is_err() {
+            self.nodes.truncate(mark);
+            self.by_location.retain(|_, id| (id.0 as usize) < mark);
+        }
+        result
     }
 
     fn compile_at(
