@@ -268,12 +268,14 @@ mod tests {
     #[test]
     fn a_config_map_is_held_up_to_its_bound() {
         let big = "x".repeat(MAX_CONFIG_MAP_BYTES - 10);
-        let mut object = ConfigMap::default();
-        object.data = Some(BTreeMap::from([
-            ("a.yaml".to_owned(), big.clone()),
-            ("b.yaml".to_owned(), "0123456789".to_owned()),
-            ("c.yaml".to_owned(), "more".to_owned()),
-        ]));
+        let object = ConfigMap {
+            data: Some(BTreeMap::from([
+                ("a.yaml".to_owned(), big.clone()),
+                ("b.yaml".to_owned(), "0123456789".to_owned()),
+                ("c.yaml".to_owned(), "more".to_owned()),
+            ])),
+            ..ConfigMap::default()
+        };
         let documents = config_map_documents(&object).expect("documents");
         assert_eq!(documents.documents["a.yaml"], Document::Text(big));
         assert_eq!(
