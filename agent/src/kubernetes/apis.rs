@@ -36,6 +36,8 @@ pub enum Document {
 }
 
 /// The text keys of a ConfigMap (`binaryData` is not a spec), within [`MAX_CONFIG_MAP_BYTES`].
+/// Never fails: any ConfigMap reads as documents, and a key that is no spec fails only when a
+/// spec is loaded from it. Fallible because watches take fallible conversions.
 pub fn config_map_documents(config_map: &ConfigMap) -> Result<ConfigMapDocuments, ObjectError> {
     let mut held = 0;
     let documents = config_map

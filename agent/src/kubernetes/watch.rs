@@ -55,7 +55,7 @@ pub enum Update {
     Slices(Change<SliceFacts>),
     Policies(Change<MoatPolicy>),
     /// A ConfigMap a Service's `moat.dev/openapi` annotation names, as it is now: None when it
-    /// does not exist (or is unusable).
+    /// does not exist.
     ConfigMap {
         namespace: String,
         name: String,
