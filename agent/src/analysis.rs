@@ -1,14 +1,16 @@
 //! The agent's side of API intelligence: which service a call went to, the specs the inventory
-//! binds (read from disk and reloaded when they change), and each call handed to the analyzer.
+//! and Services' annotations bind (read from disk or ConfigMaps, and reloaded when they change),
+//! and each call handed to the analyzer.
 
 use std::{
+    collections::{BTreeSet, HashMap},
     net::IpAddr,
     path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, SystemTime},
 };
 
-use identity::apis::{ApiBinding, Server};
+use identity::apis::{ApiBinding, ConfigMapKey, Server, SpecLocation};
 use intelligence::{
     Exchange, Finding,
     analyzer::{Analyzer, AnalyzerConfig, Binding},
@@ -21,6 +23,7 @@ use tracing::{info, warn};
 use crate::{
     capture::record::{CallRecord, HeaderRecord, Peer},
     cli::AnalysisArgs,
+    kubernetes::{ConfigMapDocuments, Document},
 };
 
 /// Spec documents larger than this are refused: a spec is configuration, not data.
@@ -55,21 +58,77 @@ impl Source for Files {
     }
 }
 
+/// Serves a spec's documents from one ConfigMap: the spec is one key, and the relative file
+/// names its `$ref`s give are other keys of the same ConfigMap.
+struct ConfigMapSource<'a> {
+    /// `configmap <namespace>/<name>`, as the ConfigMap's documents are named.
+    config_map: String,
+    /// None: the ConfigMap does not exist.
+    documents: Option<&'a ConfigMapDocuments>,
+}
+
+impl Source for ConfigMapSource<'_> {
+    fn read(&mut self, document: &str) -> Result<String, String> {
+        let key = document
+            .strip_prefix(&self.config_map)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .filter(|key| !key.contains('/'))
+            .ok_or_else(|| {
+                format!(
+                    "only keys of {} are read; put the referenced document in a key of it and \
+                     refer to it by the key's name",
+                    self.config_map
+                )
+            })?;
+        let documents = self
+            .documents
+            .ok_or_else(|| format!("{} does not exist", self.config_map))?;
+        match documents.documents.get(key) {
+            Some(Document::Text(text)) => Ok(text.clone()),
+            Some(Document::TooLarge { bytes }) => Err(format!(
+                "{bytes} bytes that would make {} larger than the {} bytes the agent holds of one \
+                 ConfigMap",
+                self.config_map,
+                crate::kubernetes::MAX_CONFIG_MAP_BYTES
+            )),
+            None => Err(format!("{} has no key {key:?}", self.config_map)),
+        }
+    }
+}
+
+/// The ConfigMaps bound specs are read from, by (namespace, name): None when one does not
+/// exist. One not here yet has not been listed, so its specs wait rather than fail.
+type ConfigMaps = HashMap<(String, String), Option<Arc<ConfigMapDocuments>>>;
+
+fn config_map_of(key: &ConfigMapKey) -> (String, String) {
+    (key.namespace.clone(), key.name.clone())
+}
+
 /// What became of one API's spec.
 #[derive(Debug)]
 pub enum SpecOutcome {
     Loaded {
         api: Arc<str>,
-        file: PathBuf,
+        /// The file, or `configmap <namespace>/<name>/<key>`.
+        file: String,
         operations: usize,
         /// Operations left out, each `document#pointer: reason`.
         warnings: Vec<String>,
     },
     Rejected {
         api: Arc<str>,
-        file: PathBuf,
+        file: String,
         error: String,
     },
+}
+
+/// What a spec was last read from, to notice edits.
+enum Read {
+    Nothing,
+    /// The documents, with their modification times.
+    Files(Vec<(PathBuf, Option<SystemTime>)>),
+    /// The ConfigMap as it was then (None: it did not exist).
+    ConfigMap(Option<Arc<ConfigMapDocuments>>),
 }
 
 struct Loaded {
@@ -78,8 +137,7 @@ struct Loaded {
     spec: Option<Arc<Spec>>,
     /// The last load failed (an earlier version may still be bound).
     rejected: bool,
-    /// The documents the spec was read from, with their modification times.
-    files: Vec<(PathBuf, Option<SystemTime>)>,
+    read: Read,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -104,6 +162,8 @@ pub struct Judged {
 pub struct Analysis {
     analyzer: Analyzer,
     apis: Vec<Loaded>,
+    /// Only those the bound APIs name.
+    config_maps: ConfigMaps,
 }
 
 fn unix_seconds(time: SystemTime) -> u64 {
@@ -156,6 +216,7 @@ impl Analysis {
         Self {
             analyzer: Analyzer::new(config),
             apis: Vec::new(),
+            config_maps: ConfigMaps::new(),
         }
     }
 
@@ -169,28 +230,73 @@ impl Analysis {
                 .iter()
                 .position(|loaded| loaded.api.name == api.name && loaded.api.spec == api.spec)
                 .map(|index| previous.swap_remove(index));
-            let mut loaded = Loaded {
-                api: api.clone(),
-                spec: kept.as_ref().and_then(|kept| kept.spec.clone()),
-                rejected: kept.as_ref().is_some_and(|kept| kept.rejected),
-                files: kept.map(|kept| kept.files).unwrap_or_default(),
+            let mut loaded = match kept {
+                Some(kept) => Loaded {
+                    api: api.clone(),
+                    ..kept
+                },
+                None => Loaded {
+                    api: api.clone(),
+                    spec: None,
+                    rejected: false,
+                    read: Read::Nothing,
+                },
             };
-            if loaded.spec.is_none() || loaded.changed() {
-                outcomes.push(loaded.load());
+            if loaded.due(&self.config_maps) {
+                outcomes.push(loaded.load(&self.config_maps));
             }
             self.apis.push(loaded);
         }
+        let named = self.config_maps();
+        self.config_maps.retain(|key, _| named.contains(key));
         self.rebind(now);
         outcomes
     }
 
-    /// Reloads the specs whose files changed since they were read.
+    /// The ConfigMaps (namespace, name) the bound APIs read their specs from.
+    pub fn config_maps(&self) -> BTreeSet<(String, String)> {
+        self.apis
+            .iter()
+            .filter_map(|loaded| match &loaded.api.spec {
+                SpecLocation::ConfigMap(key) => Some(config_map_of(key)),
+                SpecLocation::File(_) => None,
+            })
+            .collect()
+    }
+
+    /// The ConfigMap `namespace/name` as it is now (None: it does not exist); the specs read
+    /// from it are reloaded if it changed. A ConfigMap no bound API names is ignored.
+    pub fn set_config_map(
+        &mut self,
+        namespace: String,
+        name: String,
+        documents: Option<Arc<ConfigMapDocuments>>,
+        now: SystemTime,
+    ) -> Vec<SpecOutcome> {
+        let key = (namespace, name);
+        if !self.config_maps().contains(&key) {
+            return Vec::new();
+        }
+        let unchanged = self
+            .config_maps
+            .get(&key)
+            .is_some_and(|current| current.as_deref() == documents.as_deref());
+        if unchanged {
+            // A relist of the same text keeps the version the specs were read from.
+            return Vec::new();
+        }
+        self.config_maps.insert(key, documents);
+        self.reload_changed(now)
+    }
+
+    /// Reloads the specs whose files or ConfigMaps changed since they were read.
     pub fn reload_changed(&mut self, now: SystemTime) -> Vec<SpecOutcome> {
+        let config_maps = &self.config_maps;
         let outcomes: Vec<SpecOutcome> = self
             .apis
             .iter_mut()
-            .filter(|loaded| loaded.changed())
-            .map(Loaded::load)
+            .filter(|loaded| loaded.changed(config_maps))
+            .map(|loaded| loaded.load(config_maps))
             .collect();
         if !outcomes.is_empty() {
             self.rebind(now);
@@ -353,39 +459,70 @@ fn socket_name(ip: IpAddr, port: u16) -> String {
 }
 
 impl Loaded {
-    fn changed(&self) -> bool {
-        self.files.is_empty()
-            || self.files.iter().any(|(path, modified)| {
+    /// Whether what the spec was read from changed since. A ConfigMap not listed yet has not.
+    fn changed(&self, config_maps: &ConfigMaps) -> bool {
+        match (&self.api.spec, &self.read) {
+            (SpecLocation::File(_), Read::Files(files)) => files.iter().any(|(path, modified)| {
                 std::fs::metadata(path)
                     .and_then(|metadata| metadata.modified())
                     .ok()
                     != *modified
-            })
+            }),
+            (SpecLocation::ConfigMap(key), read) => config_maps
+                .get(&config_map_of(key))
+                .is_some_and(|current| match read {
+                    Read::ConfigMap(then) => match (then, current) {
+                        (Some(then), Some(current)) => !Arc::ptr_eq(then, current),
+                        (None, None) => false,
+                        _ => true,
+                    },
+                    _ => true,
+                }),
+            (SpecLocation::File(_), _) => true,
+        }
     }
 
-    fn load(&mut self) -> SpecOutcome {
-        let file = self.api.spec.clone();
+    /// Whether binding should (re)load the spec: a file spec that is not loaded is tried again;
+    /// a ConfigMap's is loaded once per version of the ConfigMap.
+    fn due(&self, config_maps: &ConfigMaps) -> bool {
+        match self.api.spec {
+            SpecLocation::File(_) => self.spec.is_none() || self.changed(config_maps),
+            SpecLocation::ConfigMap(_) => self.changed(config_maps),
+        }
+    }
+
+    fn load(&mut self, config_maps: &ConfigMaps) -> SpecOutcome {
+        let file = self.api.spec.to_string();
         let api = self.api.name.clone();
-        let mut files = Files::default();
-        let name = file.to_string_lossy().into_owned();
-        let result = files
-            .read(&name)
-            .map_err(|reason| format!("{name}: cannot read the spec: {reason}"))
-            .and_then(|text| {
-                Spec::load(&text, &name, &mut files).map_err(|error| error.to_string())
-            });
-        // Whatever happened, watch what was read (or the root alone) for the next edit.
-        self.files = if files.read.is_empty() {
-            vec![(file.clone(), modified(&file))]
-        } else {
-            files.read
+        let result = match &self.api.spec {
+            SpecLocation::File(path) => {
+                let mut files = Files::default();
+                let result = compile(&file, &mut files);
+                // Whatever happened, watch what was read (or the root alone) for the next edit.
+                self.read = Read::Files(if files.read.is_empty() {
+                    vec![(path.clone(), modified(path))]
+                } else {
+                    files.read
+                });
+                result
+            }
+            SpecLocation::ConfigMap(key) => {
+                let documents = config_maps.get(&config_map_of(key)).cloned().flatten();
+                let mut source = ConfigMapSource {
+                    config_map: format!("configmap {}/{}", key.namespace, key.name),
+                    documents: documents.as_deref(),
+                };
+                let result = compile(&file, &mut source);
+                self.read = Read::ConfigMap(documents);
+                result
+            }
         };
         match result {
             Ok(compiled) => {
                 let operations = compiled.spec.operations.len();
                 let warnings: Vec<String> =
                     compiled.warnings.iter().map(ToString::to_string).collect();
-                info!(api = %api, file = %file.display(), operations, warnings = warnings.len(), "OpenAPI spec bound");
+                info!(api = %api, file = %file, operations, warnings = warnings.len(), "OpenAPI spec bound");
                 for warning in &warnings {
                     warn!(api = %api, %warning, "spec operation left out");
                 }
@@ -405,6 +542,17 @@ impl Loaded {
             }
         }
     }
+}
+
+/// The spec named `name` and the documents it refers to, read from `source`.
+fn compile(
+    name: &str,
+    source: &mut dyn Source,
+) -> Result<intelligence::openapi::spec::Compiled, String> {
+    let text = source
+        .read(name)
+        .map_err(|reason| format!("{name}: cannot read the spec: {reason}"))?;
+    Spec::load(&text, name, source).map_err(|error| error.to_string())
 }
 
 fn modified(path: &Path) -> Option<SystemTime> {
@@ -498,5 +646,225 @@ impl<'a> EndpointRecord<'a> {
             other_callers_calls: stats.other_callers_calls,
             learned: &stats.learned,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use identity::apis::{AnnotatedApi, annotated};
+
+    use super::*;
+    use crate::cli::NewsArg;
+
+    const SPEC: &str = "\
+openapi: 3.0.3
+info: {title: pets, version: '1'}
+paths:
+  /pets/{id}:
+    get:
+      parameters:
+        - {name: id, in: path, required: true, schema: {type: integer}}
+      responses:
+        '200':
+          description: a pet
+          content:
+            application/json:
+              schema: {$ref: 'schemas.yaml#/Pet'}
+";
+
+    fn analysis() -> Analysis {
+        Analysis::new(&AnalysisArgs {
+            new_endpoint_findings: NewsArg::Off,
+            new_caller_findings: NewsArg::Off,
+            max_endpoints_per_service: 64,
+            max_services: 64,
+        })
+    }
+
+    fn binding(reference: &str) -> ApiBinding {
+        let annotations = BTreeMap::from([(
+            identity::apis::OPENAPI_ANNOTATION.to_owned(),
+            reference.to_owned(),
+        )]);
+        let api: Option<AnnotatedApi> = annotated("shop", "pets", &annotations);
+        api.and_then(|api| api.binding).expect("a binding")
+    }
+
+    fn config_map(keys: &[(&str, &str)]) -> Option<Arc<ConfigMapDocuments>> {
+        Some(Arc::new(ConfigMapDocuments {
+            documents: keys
+                .iter()
+                .map(|(key, text)| ((*key).to_owned(), Document::Text((*text).to_owned())))
+                .collect(),
+        }))
+    }
+
+    fn set(
+        analysis: &mut Analysis,
+        name: &str,
+        documents: Option<Arc<ConfigMapDocuments>>,
+    ) -> Vec<SpecOutcome> {
+        analysis.set_config_map(
+            "shop".to_owned(),
+            name.to_owned(),
+            documents,
+            SystemTime::now(),
+        )
+    }
+
+    fn rejection(outcomes: &[SpecOutcome]) -> &str {
+        match outcomes {
+            [SpecOutcome::Rejected { api, file, error }] => {
+                assert_eq!(&**api, "shop/pets");
+                assert_eq!(file, "configmap shop/specs/openapi.yaml");
+                error
+            }
+            other => panic!("one rejection expected: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_spec_in_a_config_map_loads_with_the_keys_it_refers_to_and_keeps_its_last_good_version() {
+        let mut analysis = analysis();
+        let outcomes = analysis.bind(&[binding("specs/openapi.yaml")], SystemTime::now());
+        assert!(outcomes.is_empty(), "waits for the ConfigMap: {outcomes:?}");
+        assert_eq!(
+            analysis.config_maps(),
+            BTreeSet::from([("shop".to_owned(), "specs".to_owned())])
+        );
+        assert!(
+            set(
+                &mut analysis,
+                "other",
+                config_map(&[("openapi.yaml", SPEC)])
+            )
+            .is_empty(),
+            "a ConfigMap no binding names is ignored"
+        );
+        assert!(analysis.config_maps.is_empty());
+
+        let good = config_map(&[
+            ("openapi.yaml", SPEC),
+            (
+                "schemas.yaml",
+                "Pet: {type: object, properties: {id: {type: integer}}}",
+            ),
+        ]);
+        match set(&mut analysis, "specs", good.clone()).as_slice() {
+            [
+                SpecOutcome::Loaded {
+                    api,
+                    file,
+                    operations,
+                    warnings,
+                },
+            ] => {
+                assert_eq!(&**api, "shop/pets");
+                assert_eq!(file, "configmap shop/specs/openapi.yaml");
+                assert_eq!(*operations, 1);
+                assert!(warnings.is_empty(), "{warnings:?}");
+            }
+            other => panic!("loaded expected: {other:?}"),
+        }
+        let bound = analysis.apis[0].spec.clone().expect("bound");
+        assert!(
+            set(&mut analysis, "specs", good).is_empty(),
+            "a relist of the same text reloads nothing"
+        );
+
+        let broken = rejection(&set(
+            &mut analysis,
+            "specs",
+            config_map(&[("openapi.yaml", "paths: ["), ("schemas.yaml", "Pet: {}")]),
+        ))
+        .to_owned();
+        assert!(
+            broken.starts_with("configmap shop/specs/openapi.yaml#: not valid JSON or YAML"),
+            "{broken}"
+        );
+        let missing_key = rejection(&set(
+            &mut analysis,
+            "specs",
+            config_map(&[("schemas.yaml", "Pet: {}")]),
+        ))
+        .to_owned();
+        assert!(
+            missing_key.ends_with("configmap shop/specs has no key \"openapi.yaml\""),
+            "{missing_key}"
+        );
+        let deleted = rejection(&set(&mut analysis, "specs", None)).to_owned();
+        assert!(
+            deleted.ends_with("configmap shop/specs does not exist"),
+            "{deleted}"
+        );
+        assert!(set(&mut analysis, "specs", None).is_empty(), "said once");
+        assert!(
+            Arc::ptr_eq(analysis.apis[0].spec.as_ref().expect("kept"), &bound),
+            "the last good spec stays bound"
+        );
+
+        // A mode change rebinds without reading the spec again.
+        let mut blocking = binding("specs/openapi.yaml");
+        blocking.mode = intelligence::finding::Mode::Block;
+        assert!(analysis.bind(&[blocking], SystemTime::now()).is_empty());
+        assert!(Arc::ptr_eq(
+            analysis.apis[0].spec.as_ref().expect("kept"),
+            &bound
+        ));
+        // Unbound: its ConfigMap is let go.
+        assert!(analysis.bind(&[], SystemTime::now()).is_empty());
+        assert!(analysis.config_maps.is_empty());
+    }
+
+    #[test]
+    fn a_config_map_spec_reads_only_keys_of_its_own_config_map() {
+        let mut analysis = analysis();
+        analysis.bind(&[binding("specs/openapi.yaml")], SystemTime::now());
+        for (reference, complaint) in [
+            (
+                "../other/schemas.yaml#/Pet",
+                "only keys of configmap shop/specs are read",
+            ),
+            (
+                "https://example.com/schemas.yaml#/Pet",
+                "only keys of configmap shop/specs are read",
+            ),
+            (
+                "missing.yaml#/Pet",
+                "configmap shop/specs has no key \"missing.yaml\"",
+            ),
+        ] {
+            // As with files, an operation whose reference fails is left out with a warning.
+            let spec = SPEC.replace("schemas.yaml#/Pet", reference);
+            match set(
+                &mut analysis,
+                "specs",
+                config_map(&[("openapi.yaml", &spec)]),
+            )
+            .as_slice()
+            {
+                [
+                    SpecOutcome::Loaded {
+                        operations: 0,
+                        warnings,
+                        ..
+                    },
+                ] => assert!(
+                    warnings.len() == 1 && warnings[0].contains(complaint),
+                    "{reference}: {warnings:?}"
+                ),
+                other => panic!("{reference}: loaded without the operation expected: {other:?}"),
+            }
+        }
+        let oversized = Some(Arc::new(ConfigMapDocuments {
+            documents: BTreeMap::from([(
+                "openapi.yaml".to_owned(),
+                Document::TooLarge { bytes: 2 << 20 },
+            )]),
+        }));
+        let error = rejection(&set(&mut analysis, "specs", oversized)).to_owned();
+        assert!(error.contains("larger than the 1048576 bytes"), "{error}");
     }
 }

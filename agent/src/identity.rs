@@ -272,8 +272,9 @@ impl NodeIdentity {
                 }
                 Change::Replace(slices) => self.index.replace_slices(slices),
             },
-            // The agent's enforcement owns policies; nothing here.
-            Update::Policies(_) => {}
+            // The agent's enforcement owns policies, and its analysis the ConfigMaps of specs;
+            // nothing here.
+            Update::Policies(_) | Update::ConfigMap { .. } => {}
             Update::Rejected { resource, error } => {
                 self.health.entry(resource).or_default().rejected += 1;
                 effect.event = Some(WatchEvent {

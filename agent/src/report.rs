@@ -124,7 +124,8 @@ pub enum Record<'a> {
     #[serde(rename = "api.spec_loaded")]
     SpecLoaded {
         api: &'a str,
-        file: &'a Path,
+        /// The file, or `configmap <namespace>/<name>/<key>`.
+        file: &'a str,
         operations: usize,
         #[serde(skip_serializing_if = "<[String]>::is_empty")]
         warnings: &'a [String],
@@ -134,7 +135,8 @@ pub enum Record<'a> {
     #[serde(rename = "api.spec_rejected")]
     SpecRejected {
         api: &'a str,
-        file: &'a Path,
+        /// The file, or `configmap <namespace>/<name>/<key>`.
+        file: &'a str,
         error: &'a str,
     },
     #[serde(rename = "enforce.timed_block")]

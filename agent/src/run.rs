@@ -9,6 +9,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
+use identity::apis::ApiBinding;
 use ipnetwork::IpNetwork;
 use policy::Policy;
 use tokio::signal::unix::{SignalKind, signal};
@@ -204,8 +205,14 @@ struct Agent {
     host_addresses: Vec<std::net::IpAddr>,
     kube_client: Option<kube::Client>,
     kube_events: Option<kubernetes::EventPublisher>,
+    /// With Kubernetes: the ConfigMaps that annotated Services' specs are in.
+    config_map_watches: Option<kubernetes::ConfigMapWatches>,
     exporter: Option<Exporter>,
     analysis: Analysis,
+    /// The inventory file's `apis:`.
+    inventory_apis: Vec<ApiBinding>,
+    /// What Services' `moat.dev/openapi` annotations bind.
+    annotated_apis: kubernetes::AnnotatedApis,
 }
 
 /// Updates from the Kubernetes watches wait here for the main loop; a full channel holds the
@@ -291,8 +298,13 @@ async fn serve(
         }
         None => None,
     };
+    let mut config_map_watches = None;
     let mut kube_updates = kube_client.as_ref().map(|client| {
         let (sender, receiver) = tokio::sync::mpsc::channel(KUBE_UPDATE_QUEUE);
+        config_map_watches = Some(kubernetes::ConfigMapWatches::new(
+            client.clone(),
+            sender.clone(),
+        ));
         let target = kubernetes::WatchTarget {
             node_name: Some(node_name.clone()),
             scope: match args.identity.kube_pods {
@@ -326,10 +338,13 @@ async fn serve(
             .as_ref()
             .map(|client| kubernetes::EventPublisher::start(client.clone(), &node_name)),
         kube_client,
+        config_map_watches,
         exporter,
         analysis,
+        inventory_apis: apis,
+        annotated_apis: kubernetes::AnnotatedApis::default(),
     };
-    agent.bind_apis(&apis)?;
+    agent.bind_apis()?;
     agent.attach_glob_matches(false)?;
     let mut drop_events = DropEvents::open(&mut agent.datapath)?;
     let mut calls = Vec::new();
@@ -577,9 +592,29 @@ impl Agent {
         self.reporter.flush().context("writing to standard output")
     }
 
-    /// Loads the specs the inventory binds and says how that went.
-    fn bind_apis(&mut self, apis: &[identity::apis::ApiBinding]) -> anyhow::Result<()> {
-        let outcomes = self.analysis.bind(apis, SystemTime::now());
+    /// Binds the specs the inventory and Services' annotations name, watches the ConfigMaps
+    /// those are in, and says how loading went.
+    fn bind_apis(&mut self) -> anyhow::Result<()> {
+        let mut apis = self.inventory_apis.clone();
+        for api in self.annotated_apis.bindings() {
+            if self
+                .inventory_apis
+                .iter()
+                .any(|bound| bound.name == api.name)
+            {
+                info!(
+                    api = %api.name,
+                    annotation_spec = %api.spec,
+                    "the inventory binds an API of this name; its binding wins over the Service's moat.dev/openapi annotation"
+                );
+                continue;
+            }
+            apis.push(api.clone());
+        }
+        let outcomes = self.analysis.bind(&apis, SystemTime::now());
+        if let Some(watches) = &mut self.config_map_watches {
+            watches.follow(&self.analysis.config_maps());
+        }
         self.report_specs(&outcomes)
     }
 
@@ -860,10 +895,10 @@ impl Agent {
         match source.load() {
             Ok(inventory) => {
                 info!(file = %path.display(), "inventory applied");
-                let apis = inventory.apis.clone();
+                self.inventory_apis = inventory.apis.clone();
                 self.identity.set_inventory(Arc::unwrap_or_clone(inventory));
                 self.emit(&Record::InventoryApplied { file: &path }, now)?;
-                self.bind_apis(&apis)
+                self.bind_apis()
             }
             Err(error) => {
                 warn!(%error, "inventory rejected; the previous one stays in use");
@@ -964,6 +999,7 @@ impl Agent {
     ) -> anyhow::Result<()> {
         let mut pods_changed = false;
         let mut policies_changed = false;
+        let mut apis_changed = false;
         let mut pending = Some(first);
         let mut applied = 0;
         while let Some(update) = pending.take() {
@@ -995,6 +1031,31 @@ impl Agent {
                         self.refuse(refusal)?;
                     }
                 }
+                Update::Services(change) => {
+                    let noticed = self.annotated_apis.update(&change);
+                    apis_changed |= noticed.changed;
+                    self.identity.apply(Update::Services(change), now);
+                    for error in noticed.refused {
+                        warn!(%error, "Service annotation refused");
+                        let refused = Update::Rejected {
+                            resource: "services",
+                            error,
+                        };
+                        if let Some(event) = self.identity.apply(refused, now).event {
+                            self.emit(&Record::KubeWatch(&event), now)?;
+                        }
+                    }
+                }
+                Update::ConfigMap {
+                    namespace,
+                    name,
+                    documents,
+                } => {
+                    let outcomes = self
+                        .analysis
+                        .set_config_map(namespace, name, documents, now);
+                    self.report_specs(&outcomes)?;
+                }
                 Update::Synced { resource } => {
                     self.awaiting_sync.retain(|waiting| *waiting != resource);
                     policies_changed = true;
@@ -1016,6 +1077,9 @@ impl Agent {
             }
         }
         self.identity.refresh();
+        if apis_changed {
+            self.bind_apis()?;
+        }
         if policies_changed {
             self.enforce("kubernetes")?;
         } else if pods_changed && self.policies.has_pod_selectors() {

@@ -137,6 +137,7 @@ fn build(options: &Options) -> IdentityIndex {
             cluster_ips: vec![ip],
             labels: BTreeMap::new(),
             tags: Tags::default(),
+            api: None,
         });
     }
     // One by one, as watch events arrive: a relist's temporary list would inflate the memory

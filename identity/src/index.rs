@@ -987,6 +987,7 @@ mod tests {
             cluster_ips: vec![ip("10.96.0.20")],
             labels: BTreeMap::new(),
             tags: Tags::default(),
+            api: None,
         });
         index.apply_node(NodeFacts {
             name: Arc::from("node-b"),

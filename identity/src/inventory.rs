@@ -387,7 +387,10 @@ apis:
 ";
         let inventory = parse(text, Path::new("/etc/moat/inventory.yaml")).expect("valid");
         let api = &inventory.apis[0];
-        assert_eq!(api.spec, Path::new("/etc/moat/specs/petstore.yaml"));
+        assert_eq!(
+            api.spec,
+            crate::apis::SpecLocation::File("/etc/moat/specs/petstore.yaml".into())
+        );
         assert_eq!(api.mode, Mode::Block);
         assert_eq!(
             api.modes.get(&FindingKind::UnusedEndpoint),

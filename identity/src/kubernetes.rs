@@ -15,7 +15,11 @@ use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference},
 };
 
-use crate::{Workload, tags::Tags};
+use crate::{
+    Workload,
+    apis::{self, AnnotatedApi},
+    tags::Tags,
+};
 
 /// Milliseconds since the Unix epoch: the clock the index keeps time in.
 pub type Millis = i64;
@@ -59,6 +63,8 @@ pub struct ServiceFacts {
     pub cluster_ips: Vec<IpAddr>,
     pub labels: BTreeMap<String, String>,
     pub tags: Tags,
+    /// What its `moat.dev/openapi*` annotations bind, if it has them.
+    pub api: Option<Arc<AnnotatedApi>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -289,6 +295,11 @@ pub fn service_facts(service: &Service) -> Result<ServiceFacts, ObjectError> {
         cluster_ips,
         tags: metadata_tags(meta),
         labels: meta.labels.clone().unwrap_or_default(),
+        api: meta
+            .annotations
+            .as_ref()
+            .and_then(|annotations| apis::annotated(namespace, name, annotations))
+            .map(Arc::new),
     })
 }
 
@@ -526,6 +537,20 @@ mod tests {
         )
         .expect("a service");
         assert!(service_facts(&headless).expect("valid").ips.is_empty());
+        assert_eq!(facts.api, None);
+        let annotated: Service = serde_json::from_value(json!({"metadata": {
+            "name": "pets", "namespace": "shop",
+            "annotations": {"moat.dev/openapi": "pets-spec/openapi.yaml"}
+        }}))
+        .expect("a service");
+        let api = service_facts(&annotated)
+            .expect("valid")
+            .api
+            .expect("annotated");
+        assert_eq!(
+            api.binding.as_ref().map(|binding| &*binding.name),
+            Some("shop/pets")
+        );
 
         let node: Node = serde_json::from_value(json!({
             "metadata": {"name": "node-a"},

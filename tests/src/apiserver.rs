@@ -24,9 +24,10 @@ use serde_json::{Value, json};
 /// (path segment after the version, kind, apiVersion, namespaced).
 type Resource = (&'static str, &'static str, &'static str, bool);
 
-const RESOURCES: [Resource; 6] = [
+const RESOURCES: [Resource; 7] = [
     ("pods", "Pod", "v1", true),
     ("services", "Service", "v1", true),
+    ("configmaps", "ConfigMap", "v1", true),
     ("nodes", "Node", "v1", false),
     ("namespaces", "Namespace", "v1", false),
     (

@@ -594,3 +594,211 @@ fn api_server_restarts_and_410_gone_relist_and_staleness_is_reported() {
     cluster.api.set_delay(Duration::ZERO);
     agent.stop();
 }
+
+// ---- specs bound by annotation ----
+
+const SPEC: &str = "\
+openapi: 3.0.3
+info: {title: pets, version: '1'}
+paths:
+  /:
+    get:
+      responses:
+        '200':
+          description: the index
+          content:
+            text/html: {schema: {$ref: 'schemas.yaml#/Page'}}
+";
+
+fn spec_config_map(openapi: &str) -> Value {
+    json!({
+        "kind": "ConfigMap", "apiVersion": "v1",
+        "metadata": {"name": "pets-spec", "namespace": "shop"},
+        "data": {"openapi.yaml": openapi, "schemas.yaml": "Page: {type: string}\n"}
+    })
+}
+
+fn annotated_service(annotations: Value) -> Value {
+    json!({
+        "kind": "Service", "apiVersion": "v1",
+        "metadata": {"name": "pets", "namespace": "shop", "annotations": annotations},
+        "spec": {"clusterIP": "10.96.0.30", "clusterIPs": ["10.96.0.30"], "selector": {"app": "pets"},
+                 "ports": [{"port": 80, "protocol": "TCP", "targetPort": 18634}], "type": "ClusterIP"}
+    })
+}
+
+#[test]
+fn a_service_annotation_binds_the_spec_in_a_config_map_and_follows_its_edits() {
+    require_root();
+    let cluster = Cluster::new("k8sspec");
+    let server_ip = IpAddr::V4(cluster.server.ipv4);
+    const PORT: u16 = 18634;
+    cluster.api.apply(annotated_service(
+        json!({"moat.dev/openapi": "pets-spec/openapi.yaml"}),
+    ));
+    // The fake cluster runs the service's pod on another node: this node, watching only its own
+    // pods, knows the pod from the service's EndpointSlice, and so as part of the service.
+    cluster.api.apply(json!({
+        "kind": "EndpointSlice", "apiVersion": "discovery.k8s.io/v1",
+        "metadata": {"name": "pets-x1", "namespace": "shop", "labels": {"kubernetes.io/service-name": "pets"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [server_ip.to_string()], "nodeName": "node-b",
+                       "targetRef": {"kind": "Pod", "name": "pets-0", "namespace": "shop"}}],
+        "ports": [{"port": PORT, "protocol": "TCP"}]
+    }));
+    cluster.api.apply(spec_config_map(SPEC));
+    // A ConfigMap no annotation names: the agent never asks for it.
+    cluster.api.apply(json!({
+        "kind": "ConfigMap", "apiVersion": "v1",
+        "metadata": {"name": "unrelated", "namespace": "shop"}, "data": {"x": "y"}
+    }));
+    let (_server, address) = cluster.web_server(PORT);
+    let state = StateDir::new();
+    let port = PORT.to_string();
+    let mut agent = cluster.agent(
+        &state,
+        &[],
+        &[
+            "--capture",
+            "on",
+            "--capture-port",
+            &port,
+            "--kube-pods",
+            "node",
+        ],
+    );
+    let loaded = agent.wait_for(Duration::from_secs(20), |record| {
+        record["kind"] == "api.spec_loaded"
+    });
+    assert_eq!(loaded["api"], "shop/pets", "{loaded}");
+    assert_eq!(loaded["file"], "configmap shop/pets-spec/openapi.yaml");
+    assert_eq!(loaded["operations"], 1, "{loaded}");
+
+    let get = |path: &str| {
+        cluster
+            .client
+            .run(
+                "curl",
+                &[
+                    "-sS",
+                    "--max-time",
+                    "5",
+                    "-o",
+                    "/dev/null",
+                    &format!("http://{address}{path}"),
+                ],
+            )
+            .expect("curl the server");
+    };
+    let undocumented = |agent: &mut RunningAgent, mark: usize, path: &str| {
+        let finding = agent.wait_since(mark, Duration::from_secs(10), |record| {
+            record["kind"] == "api.finding"
+                && record["finding"] == "spec.undocumented_endpoint"
+                && record["endpoint"] == path
+        });
+        assert_eq!(finding["service"], "shop/pets", "{finding}");
+        assert_eq!(finding["destination"]["service"], "pets", "{finding}");
+        finding
+    };
+    let mark = agent.mark();
+    get("/");
+    get("/admin");
+    undocumented(&mut agent, mark, "/admin");
+    let calls = calls_since(&mut agent, mark, 2);
+    assert!(
+        calls.iter().all(|call| call["service"] == "shop/pets"),
+        "{calls:?}"
+    );
+    let conforming: Vec<&Value> = agent.records()[mark..]
+        .iter()
+        .filter(|record| record["kind"] == "api.finding" && record["endpoint"] == "/")
+        .filter(|record| {
+            record["finding"]
+                .as_str()
+                .is_some_and(|kind| kind.starts_with("spec."))
+        })
+        .collect();
+    assert!(conforming.is_empty(), "GET / conforms: {conforming:?}");
+
+    // An edit that breaks the spec is rejected within seconds; the last good spec judges on.
+    let mark = agent.mark();
+    cluster
+        .api
+        .apply(spec_config_map("openapi: 3.0.3\npaths: {/: [\n"));
+    let rejected = agent.wait_since(mark, Duration::from_secs(5), |record| {
+        record["kind"] == "api.spec_rejected"
+    });
+    assert_eq!(rejected["api"], "shop/pets", "{rejected}");
+    assert_eq!(rejected["file"], "configmap shop/pets-spec/openapi.yaml");
+    assert!(
+        rejected["error"].as_str().is_some_and(|error| error
+            .starts_with("configmap shop/pets-spec/openapi.yaml#: not valid JSON or YAML")),
+        "{rejected}"
+    );
+    get("/secret");
+    undocumented(&mut agent, mark, "/secret");
+
+    // A good edit is in use within seconds: /secret documented now, with a status it never
+    // answers.
+    let mark = agent.mark();
+    let documented = format!(
+        "{SPEC}  /secret:\n    get:\n      responses:\n        '200': {{description: the secret}}\n"
+    );
+    cluster.api.apply(spec_config_map(&documented));
+    let loaded = agent.wait_since(mark, Duration::from_secs(5), |record| {
+        record["kind"] == "api.spec_loaded"
+    });
+    assert_eq!(loaded["operations"], 2, "{loaded}");
+    get("/secret");
+    let finding = agent.wait_since(mark, Duration::from_secs(10), |record| {
+        record["kind"] == "api.finding" && record["endpoint"] == "/secret"
+    });
+    assert_eq!(finding["finding"], "spec.unexpected_status", "{finding}");
+
+    // A wrong mode annotation is refused like any unusable object; detect stays.
+    let mark = agent.mark();
+    cluster.api.apply(annotated_service(json!({
+        "moat.dev/openapi": "pets-spec/openapi.yaml", "moat.dev/openapi-mode": "blok"
+    })));
+    let refused = agent.wait_since(mark, Duration::from_secs(5), |record| {
+        record["kind"] == "kube.watch" && record["state"] == "rejected"
+    });
+    assert_eq!(refused["resource"], "services", "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|error| error.starts_with("Service shop/pets: moat.dev/openapi-mode:")),
+        "{refused}"
+    );
+    // The ConfigMap deleted: rejected again, and the spec still judges.
+    cluster.api.delete("ConfigMap", "shop", "pets-spec");
+    let gone = agent.wait_since(mark, Duration::from_secs(5), |record| {
+        record["kind"] == "api.spec_rejected"
+    });
+    assert!(
+        gone["error"]
+            .as_str()
+            .is_some_and(|error| error.ends_with("configmap shop/pets-spec does not exist")),
+        "{gone}"
+    );
+    get("/hidden");
+    let finding = undocumented(&mut agent, mark, "/hidden");
+    assert_eq!(finding["mode"], "detect", "{finding}");
+
+    // One watch per named ConfigMap, for that name alone.
+    let config_map_requests: Vec<_> = cluster
+        .api
+        .requests()
+        .into_iter()
+        .filter(|request| request.path.ends_with("/configmaps"))
+        .collect();
+    assert!(!config_map_requests.is_empty());
+    assert!(
+        config_map_requests.iter().all(|request| request.path
+            == "/api/v1/namespaces/shop/configmaps"
+            && request.query.get("fieldSelector").map(String::as_str)
+                == Some("metadata.name=pets-spec")),
+        "{config_map_requests:?}"
+    );
+    agent.stop();
+}

@@ -2,7 +2,7 @@
 //! channel applies back-pressure (a watch waits for the loop) rather than dropping: a lost update
 //! would leave the index wrong until the next relist.
 
-use std::{fmt::Debug, time::Duration};
+use std::{collections::BTreeMap, fmt::Debug, sync::Arc, time::Duration};
 
 use futures::{StreamExt as _, TryStreamExt as _};
 use identity::kubernetes::{
@@ -11,16 +11,19 @@ use identity::kubernetes::{
 };
 use k8s_openapi::{
     api::{
-        core::v1::{Namespace, Node, Pod, Service},
+        core::v1::{ConfigMap, Namespace, Node, Pod, Service},
         discovery::v1::EndpointSlice,
     },
     serde::de::DeserializeOwned,
 };
 use kube::{Api, Client, Resource, ResourceExt as _, runtime::watcher};
-use tokio::sync::mpsc;
-use tracing::{debug, warn};
+use tokio::{sync::mpsc, task::AbortHandle};
+use tracing::{debug, info, warn};
 
-use super::MoatPolicy;
+use super::{
+    MoatPolicy,
+    apis::{ConfigMapDocuments, config_map_documents},
+};
 
 /// Which pods this agent watches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +54,13 @@ pub enum Update {
     Namespaces(Change<NamespaceFacts>),
     Slices(Change<SliceFacts>),
     Policies(Change<MoatPolicy>),
+    /// A ConfigMap a Service's `moat.dev/openapi` annotation names, as it is now: None when it
+    /// does not exist.
+    ConfigMap {
+        namespace: String,
+        name: String,
+        documents: Option<Arc<ConfigMapDocuments>>,
+    },
     /// An object that cannot be used; the rest of its resource goes on.
     Rejected {
         resource: &'static str,
@@ -151,23 +161,89 @@ fn namespaced_key<K: Resource>(object: &K) -> String {
     )
 }
 
-fn spawn<K, F>(
+/// One watch per ConfigMap that a Service's annotation names, each for that name alone (a
+/// `metadata.name` field selector, as kubelet watches the ConfigMaps its pods mount): the agent
+/// neither receives nor holds the cluster's other ConfigMaps.
+pub struct ConfigMapWatches {
+    client: Client,
+    updates: mpsc::Sender<Update>,
+    /// (namespace, name) to its watch; as many as there are annotated APIs, which are bounded.
+    running: BTreeMap<(String, String), AbortHandle>,
+}
+
+impl ConfigMapWatches {
+    pub fn new(client: Client, updates: mpsc::Sender<Update>) -> Self {
+        Self {
+            client,
+            updates,
+            running: BTreeMap::new(),
+        }
+    }
+
+    /// Watches exactly the ConfigMaps in `wanted`: starts the missing watches, stops the others.
+    pub fn follow(&mut self, wanted: &std::collections::BTreeSet<(String, String)>) {
+        self.running.retain(|key, watch| {
+            let keep = wanted.contains(key);
+            if !keep {
+                watch.abort();
+            }
+            keep
+        });
+        for key in wanted {
+            if self.running.contains_key(key) {
+                continue;
+            }
+            let (namespace, name) = key.clone();
+            info!(configmap = %format!("{namespace}/{name}"), "watching a ConfigMap an annotation names");
+            let watch = spawn(
+                Api::<ConfigMap>::namespaced(self.client.clone(), &namespace),
+                watcher::Config::default().fields(&format!("metadata.name={name}")),
+                "configmaps",
+                config_map_documents,
+                namespaced_key,
+                move |change| Update::ConfigMap {
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                    documents: match change {
+                        Change::Apply(documents) => Some(Arc::new(documents)),
+                        Change::Delete(_) => None,
+                        Change::Replace(listed) => listed.into_iter().next().map(Arc::new),
+                    },
+                },
+                self.updates.clone(),
+            );
+            self.running.insert(key.clone(), watch);
+        }
+    }
+}
+
+impl Drop for ConfigMapWatches {
+    fn drop(&mut self) {
+        for watch in self.running.values() {
+            watch.abort();
+        }
+    }
+}
+
+fn spawn<K, F, W>(
     api: Api<K>,
     config: watcher::Config,
     resource: &'static str,
     facts: fn(&K) -> Result<F, ObjectError>,
     key: fn(&K) -> String,
-    wrap: fn(Change<F>) -> Update,
+    wrap: W,
     updates: mpsc::Sender<Update>,
-) where
+) -> AbortHandle
+where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
     K::DynamicType: Default,
     F: Send + 'static,
+    W: Fn(Change<F>) -> Update + Send + Sync + 'static,
 {
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let mut delay = MIN_RETRY;
         loop {
-            match watch_once(&api, &config, resource, facts, key, wrap, &updates).await {
+            match watch_once(&api, &config, resource, facts, key, &wrap, &updates).await {
                 Ended::ReceiverGone => return,
                 Ended::Synced => delay = MIN_RETRY,
                 Ended::Failed => {}
@@ -176,6 +252,7 @@ fn spawn<K, F>(
             delay = (delay * 2).min(MAX_RETRY);
         }
     });
+    task.abort_handle()
 }
 
 /// Retries of a failed watch wait from this, doubling up to [`MAX_RETRY`], with jitter so that
@@ -209,7 +286,7 @@ async fn watch_once<K, F>(
     resource: &'static str,
     facts: fn(&K) -> Result<F, ObjectError>,
     key: fn(&K) -> String,
-    wrap: fn(Change<F>) -> Update,
+    wrap: &impl Fn(Change<F>) -> Update,
     updates: &mpsc::Sender<Update>,
 ) -> Ended
 where
