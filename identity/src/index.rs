@@ -40,6 +40,9 @@ pub struct Resolved {
     pub range: Option<Arc<RangeFacts>>,
 }
 
+/// A service's `spec.selector`: labels a pod must all have.
+type Selector = BTreeMap<String, String>;
+
 /// Sizes, for metrics and the benchmark.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IndexStats {
@@ -83,6 +86,8 @@ pub struct IdentityIndex {
     pods_by_ip: HashMap<IpAddr, Vec<Tenure>>,
     services: HashMap<NamespacedName, Live<ServiceFacts>>,
     service_by_ip: HashMap<IpAddr, Arc<Identity>>,
+    /// Per namespace, the services with a selector, by name: what names a pod's service.
+    selectors: HashMap<Arc<str>, BTreeMap<Arc<str>, Selector>>,
     nodes: HashMap<Arc<str>, Live<NodeFacts>>,
     node_by_ip: HashMap<IpAddr, Arc<Identity>>,
     slices: HashMap<NamespacedName, SliceFacts>,
@@ -111,6 +116,7 @@ impl IdentityIndex {
             local_node: None,
             pods_by_ip: HashMap::default(),
             services: HashMap::default(),
+            selectors: HashMap::default(),
             service_by_ip: HashMap::default(),
             nodes: HashMap::default(),
             node_by_ip: HashMap::default(),
@@ -286,12 +292,27 @@ impl IdentityIndex {
         (tags, environment)
     }
 
+    /// The first service (by name) of the pod's namespace whose selector its labels match:
+    /// calls to the pod's address are calls to that service, whatever address they used.
+    fn service_of(&self, namespace: &str, labels: &impl Labels) -> Option<Arc<str>> {
+        self.selectors
+            .get(namespace)?
+            .iter()
+            .find_map(|(name, selector)| {
+                selector
+                    .iter()
+                    .all(|(key, value)| labels.label(key) == Some(value.as_str()))
+                    .then(|| name.clone())
+            })
+    }
+
     fn pod_identity(&self, origin: PodOrigin, pod: &StoredPod) -> Arc<Identity> {
         let (tags, environment) =
             self.tags_for(Kind::Pod, Some(&origin.namespace), &pod.labels, &pod.tags);
         Arc::new(Identity {
             kind: Kind::Pod,
             cluster: self.inventory.cluster.clone(),
+            service: self.service_of(&origin.namespace, &pod.labels),
             namespace: Some(origin.namespace),
             workload: origin.workload,
             pod: Some(origin.name),
@@ -489,8 +510,20 @@ impl IdentityIndex {
     // ---- services, nodes, namespaces, slices ----
 
     pub fn apply_service(&mut self, facts: ServiceFacts) {
+        let namespace = facts.namespace.clone();
+        if self.store_service(facts) {
+            self.rebuild_pods_of(&namespace);
+        }
+    }
+
+    /// Stores the service; says whether the pods it selects changed, so that the caller
+    /// rebuilds their identities (once per namespace, when many services change at once).
+    fn store_service(&mut self, facts: ServiceFacts) -> bool {
         let key = (facts.namespace.clone(), facts.name.clone());
-        self.remove_service(&key.0, &key.1);
+        let selects_differently = match self.drop_service(&key.0, &key.1) {
+            Some(previous) => previous != facts.selector,
+            None => !facts.selector.is_empty(),
+        };
         let identity = self.service_identity(&facts);
         for ip in &facts.ips {
             self.service_by_ip.insert(normalize(*ip), identity.clone());
@@ -498,24 +531,47 @@ impl IdentityIndex {
         if !facts.cluster_ips.is_empty() {
             self.ranges_stale = true;
         }
+        if !facts.selector.is_empty() {
+            self.selectors
+                .entry(key.0.clone())
+                .or_default()
+                .insert(key.1.clone(), facts.selector.clone());
+        }
         self.services.insert(key, Live { facts, identity });
+        selects_differently
     }
 
     pub fn remove_service(&mut self, namespace: &str, name: &str) {
-        let key: NamespacedName = (Arc::from(namespace), Arc::from(name));
-        if let Some(live) = self.services.remove(&key) {
-            for ip in &live.facts.ips {
-                let ip = normalize(*ip);
-                if self
-                    .service_by_ip
-                    .get(&ip)
-                    .is_some_and(|identity| Arc::ptr_eq(identity, &live.identity))
-                {
-                    self.service_by_ip.remove(&ip);
-                }
-            }
-            self.ranges_stale |= !live.facts.cluster_ips.is_empty();
+        if self
+            .drop_service(namespace, name)
+            .is_some_and(|selector| !selector.is_empty())
+        {
+            self.rebuild_pods_of(namespace);
         }
+    }
+
+    /// Forgets the service; returns the selector it had, if it was known.
+    fn drop_service(&mut self, namespace: &str, name: &str) -> Option<Selector> {
+        let key: NamespacedName = (Arc::from(namespace), Arc::from(name));
+        if let Some(selectors) = self.selectors.get_mut(namespace) {
+            selectors.remove(name);
+            if selectors.is_empty() {
+                self.selectors.remove(namespace);
+            }
+        }
+        let live = self.services.remove(&key)?;
+        for ip in &live.facts.ips {
+            let ip = normalize(*ip);
+            if self
+                .service_by_ip
+                .get(&ip)
+                .is_some_and(|identity| Arc::ptr_eq(identity, &live.identity))
+            {
+                self.service_by_ip.remove(&ip);
+            }
+        }
+        self.ranges_stale |= !live.facts.cluster_ips.is_empty();
+        Some(live.facts.selector)
     }
 
     pub fn replace_services(&mut self, services: Vec<ServiceFacts>) {
@@ -529,11 +585,25 @@ impl IdentityIndex {
             .filter(|key| !present.contains(*key))
             .cloned()
             .collect();
+        // A relist of a large cluster changes many services of each namespace: its pods are
+        // rebuilt once, after all of them.
+        let mut changed: HashSet<Arc<str>> = HashSet::default();
         for (namespace, name) in gone {
-            self.remove_service(&namespace, &name);
+            if self
+                .drop_service(&namespace, &name)
+                .is_some_and(|selector| !selector.is_empty())
+            {
+                changed.insert(namespace);
+            }
         }
         for service in services {
-            self.apply_service(service);
+            let namespace = service.namespace.clone();
+            if self.store_service(service) {
+                changed.insert(namespace);
+            }
+        }
+        for namespace in changed {
+            self.rebuild_pods_of(&namespace);
         }
     }
 
@@ -660,7 +730,7 @@ impl IdentityIndex {
         }
     }
 
-    fn rebuild_namespace(&mut self, namespace: &str) {
+    fn rebuild_pods_of(&mut self, namespace: &str) {
         let pods: Vec<Arc<str>> = self
             .pods
             .values()
@@ -668,6 +738,10 @@ impl IdentityIndex {
             .map(|live| live.facts.uid.clone())
             .collect();
         self.rebuild_pods(&pods);
+    }
+
+    fn rebuild_namespace(&mut self, namespace: &str) {
+        self.rebuild_pods_of(namespace);
         let services: Vec<ServiceFacts> = self
             .services
             .values()
@@ -975,6 +1049,72 @@ mod tests {
     }
 
     #[test]
+    fn a_pod_is_named_by_the_service_that_selects_it() {
+        let mut index = IdentityIndex::new(Inventory::default());
+        let mut web = pod("u1", "shop", "web-1", "10.1.0.5", 0);
+        web.labels = labels(&[("app", "web"), ("tier", "front")]);
+        index.apply_pod(web, 0);
+        let mut other = pod("u2", "lab", "web-2", "10.1.0.6", 0);
+        other.labels = labels(&[("app", "web")]);
+        index.apply_pod(other, 0);
+        let service = |name: &str, selector: &[(&str, &str)]| ServiceFacts {
+            namespace: Arc::from("shop"),
+            name: Arc::from(name),
+            ips: Vec::new(),
+            cluster_ips: Vec::new(),
+            labels: BTreeMap::new(),
+            tags: Tags::default(),
+            api: None,
+            selector: labels(selector),
+        };
+        let service_at = |index: &IdentityIndex, address: &str| {
+            index
+                .resolve(ip(address), 1)
+                .identity
+                .service
+                .as_deref()
+                .map(str::to_owned)
+        };
+        assert_eq!(service_at(&index, "10.1.0.5"), None);
+        index.apply_service(service("web", &[("app", "web")]));
+        assert_eq!(service_at(&index, "10.1.0.5").as_deref(), Some("web"));
+        assert_eq!(
+            service_at(&index, "10.1.0.6"),
+            None,
+            "services select in their namespace"
+        );
+        index.apply_service(service("web", &[("app", "web"), ("tier", "back")]));
+        assert_eq!(
+            service_at(&index, "10.1.0.5"),
+            None,
+            "a changed selector is followed"
+        );
+        index.replace_services(vec![
+            service("front", &[("tier", "front")]),
+            service("all", &[("app", "web")]),
+            service("manual", &[]),
+        ]);
+        assert_eq!(
+            service_at(&index, "10.1.0.5").as_deref(),
+            Some("all"),
+            "the first by name"
+        );
+        index.remove_service("shop", "all");
+        assert_eq!(service_at(&index, "10.1.0.5").as_deref(), Some("front"));
+        index.remove_service("shop", "front");
+        assert_eq!(service_at(&index, "10.1.0.5"), None);
+        let mut late = pod("u3", "shop", "web-3", "10.1.0.7", 0);
+        late.labels = labels(&[("tier", "front")]);
+        index.apply_service(service("front", &[("tier", "front")]));
+        index.apply_pod(late, 0);
+        assert_eq!(
+            service_at(&index, "10.1.0.7").as_deref(),
+            Some("front"),
+            "a pod after its service"
+        );
+    }
+
+    #[test]
     fn precedence_is_pod_service_node_slice_range_external() {
         let mut index = IdentityIndex::new(inventory(
             "cluster: prod\nenvironment: staging\nranges:\n  - {name: corp, kind: internal, cidrs: [10.0.0.0/8]}\n  - {name: acme, kind: customer, customer: Acme, cidrs: [203.0.113.0/24], environment: production}\n",
@@ -988,6 +1128,7 @@ mod tests {
             labels: BTreeMap::new(),
             tags: Tags::default(),
             api: None,
+            selector: BTreeMap::new(),
         });
         index.apply_node(NodeFacts {
             name: Arc::from("node-b"),

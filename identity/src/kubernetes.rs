@@ -65,6 +65,9 @@ pub struct ServiceFacts {
     pub tags: Tags,
     /// What its `moat.dev/openapi*` annotations bind, if it has them.
     pub api: Option<Arc<AnnotatedApi>>,
+    /// `spec.selector`: the pods it sends traffic to; empty for a service without one (its
+    /// endpoints are managed by hand), which selects no pod.
+    pub selector: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -289,6 +292,9 @@ pub fn service_facts(service: &Service) -> Result<ServiceFacts, ObjectError> {
     );
     ips.dedup();
     Ok(ServiceFacts {
+        selector: spec
+            .and_then(|spec| spec.selector.clone())
+            .unwrap_or_default(),
         namespace: Arc::from(namespace),
         name: Arc::from(name),
         ips,

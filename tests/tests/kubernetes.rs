@@ -636,16 +636,14 @@ fn a_service_annotation_binds_the_spec_in_a_config_map_and_follows_its_edits() {
     cluster.api.apply(annotated_service(
         json!({"moat.dev/openapi": "pets-spec/openapi.yaml"}),
     ));
-    // The fake cluster runs the service's pod on another node: this node, watching only its own
-    // pods, knows the pod from the service's EndpointSlice, and so as part of the service.
-    cluster.api.apply(json!({
-        "kind": "EndpointSlice", "apiVersion": "discovery.k8s.io/v1",
-        "metadata": {"name": "pets-x1", "namespace": "shop", "labels": {"kubernetes.io/service-name": "pets"}},
-        "addressType": "IPv4",
-        "endpoints": [{"addresses": [server_ip.to_string()], "nodeName": "node-b",
-                       "targetRef": {"kind": "Pod", "name": "pets-0", "namespace": "shop"}}],
-        "ports": [{"port": PORT, "protocol": "TCP"}]
-    }));
+    // The service's pod: the service selects it by its label, so calls to the pod's own
+    // address are calls to the service (the agent watches every pod, the default).
+    cluster.api.apply(
+        PodObject::new("shop", "pets-0", server_ip)
+            .uid("pets-0-uid")
+            .label("app", "pets")
+            .build(),
+    );
     cluster.api.apply(spec_config_map(SPEC));
     // A ConfigMap no annotation names: the agent never asks for it.
     cluster.api.apply(json!({
@@ -655,18 +653,7 @@ fn a_service_annotation_binds_the_spec_in_a_config_map_and_follows_its_edits() {
     let (_server, address) = cluster.web_server(PORT);
     let state = StateDir::new();
     let port = PORT.to_string();
-    let mut agent = cluster.agent(
-        &state,
-        &[],
-        &[
-            "--capture",
-            "on",
-            "--capture-port",
-            &port,
-            "--kube-pods",
-            "node",
-        ],
-    );
+    let mut agent = cluster.agent(&state, &[], &["--capture", "on", "--capture-port", &port]);
     let loaded = agent.wait_for(Duration::from_secs(20), |record| {
         record["kind"] == "api.spec_loaded"
     });
