@@ -3,7 +3,7 @@
 //! and each call handed to the analyzer.
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     net::IpAddr,
     path::{Path, PathBuf},
     sync::Arc,
@@ -179,7 +179,7 @@ fn pairs(headers: &[HeaderRecord]) -> Vec<(&str, &str)> {
 }
 
 /// A name for the caller that outlives its pods: the workload, the service, the node, the
-/// range, or the address.
+/// customer (of a customer range), the range, or the address.
 pub fn caller_label(peer: &Peer) -> String {
     let Some(identity) = &peer.identity else {
         return peer.ip.to_string();
@@ -194,6 +194,9 @@ pub fn caller_label(peer: &Peer) -> String {
     }
     if let Some(node) = &facts.node {
         return format!("node/{node}");
+    }
+    if let Some(customer) = &facts.customer {
+        return format!("customer/{customer}");
     }
     if let Some(range) = &identity.range {
         return format!("range/{}", range.range);
@@ -413,6 +416,11 @@ impl Analysis {
             latency_us: call.latency_us,
         };
         let observation = self.analyzer.observe(&service, &exchange);
+        if let (Some(key), Some(server)) = (&observation.endpoint, &call.server.identity) {
+            self.analyzer
+                .inventory()
+                .tag(&service, key, server.identity.tags.iter());
+        }
         call.endpoint = observation.endpoint.map(|key| key.template);
         call.service = Some(service);
         observation
@@ -609,6 +617,9 @@ pub struct EndpointRecord<'a> {
     pub callers: Vec<CallerRecord<'a>>,
     /// Calls from callers past the per-endpoint bound on named callers.
     pub other_callers_calls: u64,
+    /// The answering servers' tags.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: &'a BTreeMap<String, String>,
     /// Shipped to the collector for `moat spec export`; too large for standard output.
     #[serde(skip)]
     pub learned: &'a intelligence::learn::Learned,
@@ -645,6 +656,7 @@ impl<'a> EndpointRecord<'a> {
                 .collect(),
             other_callers_calls: stats.other_callers_calls,
             learned: &stats.learned,
+            tags: &stats.tags,
         }
     }
 }

@@ -103,6 +103,7 @@ fn json(endpoint: &Endpoint) -> serde_json::Value {
             "caller": caller.caller, "calls": caller.calls,
         })).collect::<Vec<_>>(),
         "other_callers_calls": endpoint.other_callers_calls,
+        "tags": endpoint.tags.iter().map(|tag| (tag.name.clone(), serde_json::Value::from(tag.value.clone()))).collect::<serde_json::Map<_, _>>(),
     })
 }
 

@@ -377,6 +377,12 @@ pub fn merge_endpoints(rows: Vec<Endpoint>) -> Vec<Endpoint> {
             }
         }
         total.other_callers_calls += row.other_callers_calls;
+        for tag in row.tags {
+            match total.tags.iter_mut().find(|known| known.name == tag.name) {
+                Some(known) => known.value = tag.value,
+                None => total.tags.push(tag),
+            }
+        }
         for caller in row.callers {
             match total
                 .callers

@@ -113,6 +113,9 @@ pub struct EndpointStats {
     pub documented: Option<String>,
     /// Shapes of parameters and bodies, for specs learned from traffic.
     pub learned: Learned,
+    /// Tags of the servers that answered (owner, team, product, ...), at most
+    /// [`MAX_ENDPOINT_TAGS`]; a later value of a tag replaces the earlier.
+    pub tags: BTreeMap<String, String>,
     /// The learned template's segments (None for spec templates), to re-template on learning.
     segments: Option<Vec<Segment>>,
     changed: bool,
@@ -135,6 +138,7 @@ impl EndpointStats {
             other_callers_calls: 0,
             documented,
             learned: Learned::default(),
+            tags: BTreeMap::new(),
             segments,
             changed: true,
         }
@@ -213,6 +217,9 @@ impl EndpointStats {
         }
         self.auth |= other.auth;
         self.learned.merge(&other.learned);
+        for (name, value) in other.tags {
+            remember_tag(&mut self.tags, name, value);
+        }
         self.other_callers_calls += other.other_callers_calls;
         for (name, theirs) in other.callers {
             if let Some(mine) = self.callers.get_mut(&name) {
@@ -226,6 +233,15 @@ impl EndpointStats {
             }
         }
         self.changed = true;
+    }
+}
+
+/// Tags kept per endpoint at most.
+pub const MAX_ENDPOINT_TAGS: usize = 16;
+
+fn remember_tag(tags: &mut BTreeMap<String, String>, name: String, value: String) {
+    if tags.len() < MAX_ENDPOINT_TAGS || tags.contains_key(&name) {
+        tags.insert(name, value);
     }
 }
 
@@ -379,6 +395,28 @@ impl Inventory {
 
     pub fn endpoint(&self, service: &str, key: &EndpointKey) -> Option<&EndpointStats> {
         self.services.get(service)?.endpoints.get(key)
+    }
+
+    /// Adds the tags of the server that answered a call of the endpoint.
+    pub fn tag<'a>(
+        &mut self,
+        service: &str,
+        key: &EndpointKey,
+        tags: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) {
+        let Some(stats) = self
+            .services
+            .get_mut(service)
+            .and_then(|inventory| inventory.endpoints.get_mut(key))
+        else {
+            return;
+        };
+        for (name, value) in tags {
+            if stats.tags.get(name).map(String::as_str) != Some(value) {
+                remember_tag(&mut stats.tags, name.to_owned(), value.to_owned());
+                stats.changed = true;
+            }
+        }
     }
 
     /// Every endpoint of every service.
@@ -592,6 +630,35 @@ mod tests {
         assert_eq!(inventory.services_overflow_calls, 1);
         let (_, _, stats) = inventory.endpoints().next().expect("one endpoint");
         assert_eq!((stats.callers.len(), stats.other_callers_calls), (1, 1));
+    }
+
+    #[test]
+    fn endpoints_keep_their_servers_tags_within_a_bound() {
+        let mut inventory = Inventory::new(InventoryLimits::default());
+        let observed = inventory
+            .observe("svc", &exchange("GET", "/", "a", 200), None)
+            .expect("counted");
+        inventory.take_changed();
+        inventory.tag(
+            "svc",
+            &observed.endpoint,
+            [("team", "pets"), ("owner", "a@x")],
+        );
+        inventory.tag("svc", &observed.endpoint, [("team", "cats")]);
+        let names: Vec<String> = (0..40).map(|n| format!("t{n}")).collect();
+        inventory.tag(
+            "svc",
+            &observed.endpoint,
+            names.iter().map(|name| (name.as_str(), "v")),
+        );
+        let stats = inventory
+            .endpoint("svc", &observed.endpoint)
+            .expect("inventoried");
+        assert_eq!(stats.tags.get("team").map(String::as_str), Some("cats"));
+        assert_eq!(stats.tags.len(), MAX_ENDPOINT_TAGS);
+        assert_eq!(inventory.take_changed().len(), 1, "new tags are news");
+        inventory.tag("svc", &observed.endpoint, [("team", "cats")]);
+        assert!(inventory.take_changed().is_empty(), "the same tags are not");
     }
 
     #[test]

@@ -44,7 +44,8 @@ fn start_petstore(server: &Pod, port: u16) -> (Background, SocketAddr) {
 
 fn inventory(server: &Pod, port: u16, mode: &str) -> String {
     format!(
-        "apis:\n  - name: petstore\n    spec: {}\n    servers: [{{address: {}/32, port: {port}}}]\n    mode: {mode}\n    unusedAfter: 3s\n    blockFor: 60s\n",
+        "ranges:\n  - {{name: pets, kind: internal, cidrs: [{}/32], tags: {{team: pets}}}}\napis:\n  - name: petstore\n    spec: {}\n    servers: [{{address: {}/32, port: {port}}}]\n    mode: {mode}\n    unusedAfter: 3s\n    blockFor: 60s\n",
+        server.ipv4,
         petstore_spec().display(),
         server.ipv4
     )
@@ -164,6 +165,10 @@ fn the_petstore_spec_judges_real_traffic() {
     assert_eq!(
         endpoint["response_content_types"],
         serde_json::json!(["application/json"])
+    );
+    assert_eq!(
+        endpoint["tags"]["team"], "pets",
+        "the server's tags: {endpoint}"
     );
     let conforming = agent.records()[mark..].to_vec();
     let calls: Vec<&Value> = conforming

@@ -195,6 +195,14 @@ pub fn endpoint_record(id: RecordId, record: &EndpointRecord<'_>, time: SystemTi
                 .collect(),
             other_callers_calls: record.other_callers_calls,
             learned_json: serde_json::to_string(record.learned).unwrap_or_default(),
+            tags: record
+                .tags
+                .iter()
+                .map(|(name, value)| api::Tag {
+                    name: name.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
         })),
     }
 }
