@@ -32,6 +32,10 @@ struct Args {
     /// At most this many calls are kept; the oldest go first.
     #[arg(long, value_name = "CALLS", default_value_t = 10_000_000)]
     max_calls: u64,
+    /// At most this many bytes of stored calls (their encoded records, estimated from the
+    /// newest thousand; indexes and aggregates come on top), e.g. `20GiB`; the oldest go first.
+    #[arg(long, value_name = "BYTES", default_value = "20GiB", value_parser = parse_bytes)]
+    max_call_bytes: u64,
     /// Query tokens (YAML: `tokens: [{name, token, role: reader|admin}]`); every query must
     /// carry one (`authorization: Bearer <token>`). Without this file queries need none, which
     /// is only allowed when listening on a loopback address.
@@ -80,7 +84,11 @@ fn main() -> anyhow::Result<()> {
             .await
             .with_context(|| format!("--listen {}: cannot listen there", args.listen))?;
         info!(listen = %args.listen, store = %store::redacted(&args.store), open_queries = access.is_open(), "collector serving");
-        tokio::spawn(retention(store.clone(), args.retention, args.max_calls));
+        tokio::spawn(retention(
+            store.clone(),
+            args.retention,
+            (args.max_calls, args.max_call_bytes),
+        ));
         serve(listener, store, Arc::new(access), tls, async {
             let _ = tokio::signal::ctrl_c().await;
         })
@@ -91,9 +99,44 @@ fn main() -> anyhow::Result<()> {
 /// How often old records are deleted.
 const RETENTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Deletes records past their age or the count cap, every minute, for as long as the collector
+/// `20GiB`, `512MB`, `1000000`: a size in bytes (binary units for `Ki`, `Mi`, `Gi`, `Ti`).
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like 20GiB or 500MB"))?;
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
+        other => {
+            return Err(format!(
+                "{other:?} is not a unit; use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB"
+            ));
+        }
+    };
+    number
+        .checked_mul(multiplier)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// Deletes records past their age or the caps, every minute, for as long as the collector
 /// runs.
-async fn retention(store: service::SharedStore, keep: std::time::Duration, max_calls: u64) {
+async fn retention(
+    store: service::SharedStore,
+    keep: std::time::Duration,
+    (max_calls, max_call_bytes): (u64, u64),
+) {
     let mut ticks = tokio::time::interval(RETENTION_INTERVAL);
     loop {
         ticks.tick().await;
@@ -102,8 +145,12 @@ async fn retention(store: service::SharedStore, keep: std::time::Duration, max_c
             .and_then(|oldest| oldest.duration_since(std::time::UNIX_EPOCH).ok())
             .map_or(0, |oldest| oldest.as_nanos() as i64);
         let store = store.clone();
-        let outcome =
-            tokio::task::spawn_blocking(move || store.enforce_retention(oldest, max_calls)).await;
+        let retention = store::Retention {
+            oldest,
+            max_calls,
+            max_call_bytes,
+        };
+        let outcome = tokio::task::spawn_blocking(move || store.enforce_retention(retention)).await;
         match outcome {
             Ok(Ok(0)) => {}
             Ok(Ok(removed)) => info!(removed, "retention: old records deleted"),
@@ -202,6 +249,7 @@ async fn serve(
 
 #[cfg(test)]
 mod tests {
+
     //! The collector served on a loopback port, driven by real gRPC clients.
 
     use moat_api::v1::{
@@ -304,6 +352,16 @@ mod tests {
             );
         }
         Ok(client.list_calls(request).await?.into_inner().calls.len())
+    }
+
+    #[test]
+    fn sizes_take_decimal_and_binary_units() {
+        assert_eq!(super::parse_bytes("20GiB"), Ok(20 << 30));
+        assert_eq!(super::parse_bytes("500 MB"), Ok(500_000_000));
+        assert_eq!(super::parse_bytes("1024"), Ok(1024));
+        assert!(super::parse_bytes("lots").is_err());
+        assert!(super::parse_bytes("5 parsecs").is_err());
+        assert!(super::parse_bytes("99999999999TiB").is_err());
     }
 
     #[tokio::test]

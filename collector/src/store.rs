@@ -46,6 +46,35 @@ pub enum StoreError {
     BadCursor(String),
 }
 
+/// What retention keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// Unix nanoseconds: calls, drops, findings and endpoint totals older than this go.
+    pub oldest: i64,
+    pub max_calls: u64,
+    /// The stored calls' encoded bytes (indexes and aggregates come on top).
+    pub max_call_bytes: u64,
+}
+
+/// Calls sampled, newest first, to estimate their mean size for the byte cap: a sum over
+/// millions of rows every minute would cost more than the estimate is off.
+const SIZE_SAMPLE: i64 = 1000;
+
+impl Retention {
+    /// How many of the oldest calls must go, of `count` calls whose sampled mean size is
+    /// `mean_bytes`.
+    fn excess_calls(&self, count: i64, mean_bytes: f64) -> i64 {
+        let by_count = count - i64::try_from(self.max_calls).unwrap_or(i64::MAX);
+        let by_bytes = if mean_bytes > 0.0 {
+            let excess_bytes = count as f64 * mean_bytes - self.max_call_bytes as f64;
+            (excess_bytes / mean_bytes).ceil() as i64
+        } else {
+            0
+        };
+        by_count.max(by_bytes).clamp(0, count)
+    }
+}
+
 /// One edge of the service map.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Edge {
@@ -101,9 +130,9 @@ pub trait Store: Send + Sync {
     /// Where a follower starts: after every call visible now.
     fn last_position(&self) -> Result<Position, StoreError>;
 
-    /// Deletes calls and drops older than `oldest` (Unix nanoseconds), then the oldest calls
-    /// beyond `max_calls`; returns how many records went.
-    fn enforce_retention(&self, oldest: i64, max_calls: u64) -> Result<u64, StoreError>;
+    /// Deletes records older than the retention's `oldest`, then the oldest calls past its
+    /// caps; returns how many records went.
+    fn enforce_retention(&self, retention: Retention) -> Result<u64, StoreError>;
 
     /// Who calls whom between `since` and `until` (Unix nanoseconds; 0: unbounded): one edge
     /// per (client, server), busiest first.
@@ -897,7 +926,7 @@ mod tests {
             .list_findings(&FindingFilter::default(), 3, &next)
             .expect("next page");
         assert_eq!((finding_sequences(&rest), last.as_str()), (vec![1], ""));
-        let removed = store.enforce_retention(25, u64::MAX).expect("retention");
+        let removed = store.enforce_retention(keep_after(25)).expect("retention");
         assert_eq!(removed, 2);
         assert_eq!(list(FindingFilter::default()), vec![4, 3]);
     }
@@ -1190,12 +1219,12 @@ mod tests {
         store.insert(&later).expect("insert");
         assert_eq!(store.minute_totals().expect("aggregates"), totals(6));
         // Retention also compacts PostgreSQL's aggregates: the same sums, in fewer rows.
-        store.enforce_retention(0, u64::MAX).expect("retention");
+        store.enforce_retention(keep_after(0)).expect("retention");
         assert_eq!(store.minute_totals().expect("aggregates"), totals(6));
         store
             .insert(&[call(7, minute * 10 + 7, "shop", "db", "/orders/7", 200)])
             .expect("a late call");
-        store.enforce_retention(0, u64::MAX).expect("retention");
+        store.enforce_retention(keep_after(0)).expect("retention");
         assert_eq!(store.minute_totals().expect("aggregates"), totals(7));
         let edges = store.service_map(0, 0).expect("map");
         assert_eq!(
@@ -1211,12 +1240,59 @@ mod tests {
             .map(|n| call(n, n as i64 * 100, "shop", "db", "/a", 200))
             .collect();
         store.insert(&batch).expect("insert");
-        assert_eq!(store.enforce_retention(300, 1000).expect("by age"), 2);
-        assert_eq!(store.enforce_retention(0, 5).expect("by count"), 3);
+        assert_eq!(store.enforce_retention(keep_after(300)).expect("by age"), 2);
+        let by_count = Retention {
+            max_calls: 5,
+            ..keep_after(0)
+        };
+        assert_eq!(store.enforce_retention(by_count).expect("by count"), 3);
         let (calls, _) = store
             .list_calls(&CallFilter::default(), 100, "")
             .expect("list");
         assert_eq!(sequences(&calls), vec![10, 9, 8, 7, 6]);
+        // Calls of one size: a cap of three of them keeps the newest three.
+        let size = calls[0].encoded_len() as u64;
+        assert!(calls.iter().all(|call| call.encoded_len() as u64 == size));
+        let by_bytes = Retention {
+            max_call_bytes: size * 3,
+            ..keep_after(0)
+        };
+        assert_eq!(store.enforce_retention(by_bytes).expect("by bytes"), 2);
+        let (calls, _) = store
+            .list_calls(&CallFilter::default(), 100, "")
+            .expect("list");
+        assert_eq!(sequences(&calls), vec![10, 9, 8]);
+    }
+
+    /// Retention by age alone.
+    fn keep_after(oldest: i64) -> Retention {
+        Retention {
+            oldest,
+            max_calls: u64::MAX,
+            max_call_bytes: u64::MAX,
+        }
+    }
+
+    #[test]
+    fn the_byte_cap_takes_enough_of_the_oldest_calls() {
+        let retention = Retention {
+            oldest: 0,
+            max_calls: u64::MAX,
+            max_call_bytes: 1000,
+        };
+        assert_eq!(retention.excess_calls(10, 100.0), 0);
+        assert_eq!(retention.excess_calls(11, 100.0), 1);
+        assert_eq!(
+            retention.excess_calls(20, 150.0),
+            14,
+            "ceil((3000 - 1000) / 150)"
+        );
+        assert_eq!(retention.excess_calls(0, 0.0), 0);
+        let both = Retention {
+            max_calls: 3,
+            ..retention
+        };
+        assert_eq!(both.excess_calls(8, 100.0), 5, "the stricter cap wins");
     }
 
     fn a_resent_batch_is_counted_as_duplicates_and_stored_once(backend: &Backend) {

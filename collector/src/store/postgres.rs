@@ -24,8 +24,8 @@ use prost::Message;
 
 use super::{
     CallRow, DropRow, Edge, EndpointRow, FilterValues, FindingRow, FindingValues, MAX_EDGES,
-    MAX_ENDPOINT_ROWS, MAX_PAGE, Position, Store, StoreError, Stored, filter_conditions,
-    finding_conditions, minutes, next_cursor, parse_cursor, redacted,
+    MAX_ENDPOINT_ROWS, MAX_PAGE, Position, Retention, SIZE_SAMPLE, Store, StoreError, Stored,
+    filter_conditions, finding_conditions, minutes, next_cursor, parse_cursor, redacted,
 };
 
 /// Connections a collector holds at most: ingest streams and queries beyond that wait for one.
@@ -729,7 +729,8 @@ impl Store for Postgres {
         })
     }
 
-    fn enforce_retention(&self, oldest: i64, max_calls: u64) -> Result<u64, StoreError> {
+    fn enforce_retention(&self, retention: Retention) -> Result<u64, StoreError> {
+        let oldest = retention.oldest;
         let sql = |error| self.error(error);
         let mut client = self.client()?;
         let mut transaction = client.transaction().map_err(sql)?;
@@ -776,11 +777,17 @@ impl Store for Postgres {
                 &[&MINUTES_PER_COMPACTION],
             )
             .map_err(sql)?;
-        let count: i64 = transaction
-            .query_one("SELECT count(*) FROM calls", &[])
-            .map_err(sql)?
-            .get(0);
-        let excess = count - i64::try_from(max_calls).unwrap_or(i64::MAX);
+        let sizes = transaction
+            .query_one(
+                "SELECT count(*),
+                        coalesce((SELECT avg(length(record)) FROM
+                                    (SELECT record FROM calls ORDER BY row_id DESC LIMIT $1) AS sample),
+                                 0)::float8
+                 FROM calls",
+                &[&SIZE_SAMPLE],
+            )
+            .map_err(sql)?;
+        let excess = retention.excess_calls(sizes.get(0), sizes.get(1));
         if excess > 0 {
             removed += transaction
                 .execute(

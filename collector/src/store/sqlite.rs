@@ -12,8 +12,8 @@ use rusqlite::{Connection, ToSql, params};
 
 use super::{
     CallRow, DropRow, Edge, EndpointRow, FilterValues, FindingRow, FindingValues, MAX_EDGES,
-    MAX_ENDPOINT_ROWS, MAX_PAGE, Position, Store, StoreError, Stored, filter_conditions,
-    finding_conditions, minutes, next_cursor, parse_cursor,
+    MAX_ENDPOINT_ROWS, MAX_PAGE, Position, Retention, SIZE_SAMPLE, Store, StoreError, Stored,
+    filter_conditions, finding_conditions, minutes, next_cursor, parse_cursor,
 };
 
 pub struct Sqlite {
@@ -474,21 +474,29 @@ impl Store for Sqlite {
         Ok(endpoints)
     }
 
-    fn enforce_retention(&self, oldest: i64, max_calls: u64) -> Result<u64, StoreError> {
+    fn enforce_retention(&self, retention: Retention) -> Result<u64, StoreError> {
+        let oldest = retention.oldest;
         let mut connection = self.connection();
         let transaction = connection.transaction()?;
-        let mut removed =
-            transaction.execute("DELETE FROM calls WHERE time < ?1", [oldest])? as u64;
-        removed += transaction.execute("DELETE FROM drops WHERE time < ?1", [oldest])? as u64;
-        removed += transaction.execute("DELETE FROM findings WHERE time < ?1", [oldest])? as u64;
-        removed += transaction.execute("DELETE FROM endpoints WHERE time < ?1", [oldest])? as u64;
+        let mut removed = 0;
+        for table in ["calls", "drops", "findings", "endpoints"] {
+            removed += transaction
+                .execute(&format!("DELETE FROM {table} WHERE time < ?1"), [oldest])?
+                as u64;
+        }
         transaction.execute(
             "DELETE FROM call_minutes WHERE minute < ?1",
             [oldest.div_euclid(60_000_000_000)],
         )?;
-        let count: i64 =
-            transaction.query_row("SELECT count(*) FROM calls", [], |row| row.get(0))?;
-        let excess = count - i64::try_from(max_calls).unwrap_or(i64::MAX);
+        let (count, mean_bytes): (i64, f64) = transaction.query_row(
+            "SELECT count(*),
+                    coalesce((SELECT avg(length(record)) FROM
+                                (SELECT record FROM calls ORDER BY rowid DESC LIMIT ?1)), 0)
+             FROM calls",
+            [SIZE_SAMPLE],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+        let excess = retention.excess_calls(count, mean_bytes);
         if excess > 0 {
             removed += transaction.execute(
                 "DELETE FROM calls WHERE rowid IN (SELECT rowid FROM calls ORDER BY time ASC, rowid ASC LIMIT ?1)",
