@@ -1,7 +1,14 @@
 //! Who may query: bearer tokens from a file, each with a role. No token, no data; health and
 //! reflection stay open (probes and tools need them). Agents' ingest is not covered by tokens.
+//!
+//! The file is read again when it changes, so tokens rotate without a restart: in Kubernetes,
+//! a Secret mounted as a volume is such a file, and the kubelet swaps it in place.
 
-use std::{collections::HashMap, path::Path};
+use std::{
+    collections::HashMap,
+    path::Path,
+    sync::{PoisonError, RwLock},
+};
 
 use serde::Deserialize;
 use tonic::{Request, Status};
@@ -30,10 +37,13 @@ struct TokenEntry {
     role: Role,
 }
 
+/// Token to (holder, role).
+type Tokens = HashMap<String, (String, Role)>;
+
 /// The tokens, or none: then queries need no token (only allowed on a loopback address).
 #[derive(Debug, Default)]
 pub struct Access {
-    tokens: Option<HashMap<String, (String, Role)>>,
+    tokens: Option<RwLock<Tokens>>,
 }
 
 impl Access {
@@ -42,36 +52,64 @@ impl Access {
     }
 
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
+        let text = read(path)?;
+        let tokens = parse(&text)
             .map_err(|error| anyhow::anyhow!("--tokens {}: {error}", path.display()))?;
-        Self::parse(&text).map_err(|error| anyhow::anyhow!("--tokens {}: {error}", path.display()))
-    }
-
-    fn parse(text: &str) -> anyhow::Result<Self> {
-        let file: TokenFile = serde_yaml::from_str(text)?;
-        let mut tokens = HashMap::new();
-        for entry in file.tokens {
-            if entry.token.len() < 16 {
-                anyhow::bail!(
-                    "the token of {:?} is shorter than 16 characters; use a long random one",
-                    entry.name
-                );
-            }
-            if tokens
-                .insert(entry.token, (entry.name.clone(), entry.role))
-                .is_some()
-            {
-                anyhow::bail!(
-                    "{:?} reuses another entry's token; give each holder its own",
-                    entry.name
-                );
-            }
-        }
         Ok(Self {
-            tokens: Some(tokens),
+            tokens: Some(RwLock::new(tokens)),
         })
     }
 
+    /// Takes the tokens of `text` (the file's new contents) if they are valid; otherwise the
+    /// tokens in force stay, and the error says why. An open collector stays open.
+    pub fn replace(&self, text: &str) -> anyhow::Result<usize> {
+        let Some(current) = &self.tokens else {
+            return Ok(0);
+        };
+        let tokens = parse(text)?;
+        let count = tokens.len();
+        *current.write().unwrap_or_else(PoisonError::into_inner) = tokens;
+        Ok(count)
+    }
+
+    #[cfg(test)]
+    fn parse(text: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            tokens: Some(RwLock::new(parse(text)?)),
+        })
+    }
+}
+
+/// The tokens file's text.
+pub fn read(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path)
+        .map_err(|error| anyhow::anyhow!("--tokens {}: {error}", path.display()))
+}
+
+fn parse(text: &str) -> anyhow::Result<Tokens> {
+    let file: TokenFile = serde_yaml::from_str(text)?;
+    let mut tokens = HashMap::new();
+    for entry in file.tokens {
+        if entry.token.len() < 16 {
+            anyhow::bail!(
+                "the token of {:?} is shorter than 16 characters; use a long random one",
+                entry.name
+            );
+        }
+        if tokens
+            .insert(entry.token, (entry.name.clone(), entry.role))
+            .is_some()
+        {
+            anyhow::bail!(
+                "{:?} reuses another entry's token; give each holder its own",
+                entry.name
+            );
+        }
+    }
+    Ok(tokens)
+}
+
+impl Access {
     pub fn is_open(&self) -> bool {
         self.tokens.is_none()
     }
@@ -81,6 +119,7 @@ impl Access {
         let Some(tokens) = &self.tokens else {
             return Ok(None);
         };
+        let tokens = tokens.read().unwrap_or_else(PoisonError::into_inner);
         let header = request.metadata().get("authorization").ok_or_else(|| {
             Status::unauthenticated("no token: send `authorization: Bearer <token>`")
         })?;
@@ -161,6 +200,34 @@ mod tests {
             );
         }
         assert_eq!(Access::open().role(&request(None)).expect("open"), None);
+    }
+
+    #[test]
+    fn tokens_rotate_and_a_bad_edit_keeps_the_old_ones() {
+        let access =
+            Access::parse("tokens: [{ name: a, token: first-token-0123456789, role: reader }]")
+                .expect("valid");
+        let role = |token: &str| access.role(&request(Some(&format!("Bearer {token}")))).ok();
+        assert_eq!(role("first-token-0123456789"), Some(Some(Role::Reader)));
+        assert_eq!(
+            access
+                .replace("tokens: [{ name: a, token: second-token-0123456789, role: admin }]")
+                .expect("valid edit"),
+            1
+        );
+        assert_eq!(role("first-token-0123456789"), None, "rotated out");
+        assert_eq!(role("second-token-0123456789"), Some(Some(Role::Admin)));
+        assert!(
+            access
+                .replace("tokens: [{ name: a, token: short, role: admin }]")
+                .is_err()
+        );
+        assert_eq!(
+            role("second-token-0123456789"),
+            Some(Some(Role::Admin)),
+            "kept"
+        );
+        assert_eq!(Access::open().replace("tokens: []").expect("ignored"), 0);
     }
 
     #[test]

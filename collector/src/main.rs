@@ -37,8 +37,10 @@ struct Args {
     #[arg(long, value_name = "BYTES", default_value = "20GiB", value_parser = parse_bytes)]
     max_call_bytes: u64,
     /// Query tokens (YAML: `tokens: [{name, token, role: reader|admin}]`); every query must
-    /// carry one (`authorization: Bearer <token>`). Without this file queries need none, which
-    /// is only allowed when listening on a loopback address.
+    /// carry one (`authorization: Bearer <token>`). The file is reread every 2 seconds, so a
+    /// Kubernetes Secret mounted as a volume rotates tokens without a restart; a bad edit is
+    /// refused and the tokens in force stay. Without this file queries need none, which is only
+    /// allowed when listening on a loopback address.
     #[arg(long, value_name = "FILE")]
     tokens: Option<PathBuf>,
     /// Serve TLS with this certificate (PEM; with --tls-key).
@@ -89,11 +91,50 @@ fn main() -> anyhow::Result<()> {
             args.retention,
             (args.max_calls, args.max_call_bytes),
         ));
-        serve(listener, store, Arc::new(access), tls, async {
+        let access = Arc::new(access);
+        if let Some(path) = args.tokens.clone() {
+            tokio::spawn(follow_tokens(access.clone(), path));
+        }
+        serve(listener, store, access, tls, async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await
     })
+}
+
+/// How often the tokens file is read for changes: a rotated token is in force (and the old
+/// one refused) within this.
+const TOKENS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Rereads the tokens file and takes its tokens when it changed and is valid; a bad edit is
+/// logged and the tokens in force stay.
+async fn follow_tokens(access: Arc<access::Access>, path: PathBuf) {
+    let mut last = access::read(&path).ok();
+    let mut ticks = tokio::time::interval(TOKENS_INTERVAL);
+    loop {
+        ticks.tick().await;
+        let text = match access::read(&path) {
+            Ok(text) => text,
+            Err(error) => {
+                if last.take().is_some() {
+                    tracing::warn!(%error, "tokens file unreadable; the tokens in force stay");
+                }
+                continue;
+            }
+        };
+        if last.as_ref() == Some(&text) {
+            continue;
+        }
+        match access.replace(&text) {
+            Ok(count) => info!(file = %path.display(), tokens = count, "tokens reloaded"),
+            Err(error) => tracing::warn!(
+                file = %path.display(),
+                %error,
+                "tokens edit refused; the tokens in force stay"
+            ),
+        }
+        last = Some(text);
+    }
 }
 
 /// How often old records are deleted.

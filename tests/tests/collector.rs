@@ -581,3 +581,56 @@ async fn two_collectors_sharing_one_postgres_see_every_call_once() {
     let shipped: Vec<String> = (1..=100).map(|n| format!("/node-b/{n}")).collect();
     assert_eq!(followed, shipped);
 }
+
+#[test]
+fn rotated_tokens_are_in_force_within_seconds_without_a_restart() {
+    require_root();
+    let (node, _client, _server) = two_pods("tokens");
+    let scratch = Scratch::new("tokens");
+    let tokens = scratch.file("tokens.yaml");
+    let write = |token: &str| {
+        moat_e2e::write_atomically(
+            &tokens,
+            &format!("tokens:\n  - {{ name: ci, token: {token}, role: reader }}\n"),
+        );
+    };
+    write("first-token-0123456789");
+    let tokens_arg = tokens.display().to_string();
+    let _collector = start_collector(&node, &scratch.file("moat.db"), &["--tokens", &tokens_arg]);
+    let status = |token: &str| {
+        node.command(built_binary("moat"))
+            .args(["--collector", &format!("http://127.0.0.1:{COLLECTOR_PORT}")])
+            .args(["--token", token, "agents"])
+            .output()
+            .expect("run moat")
+            .status
+            .code()
+    };
+    assert_eq!(status("first-token-0123456789"), Some(0));
+    assert_eq!(
+        status("second-token-0123456789"),
+        Some(77),
+        "not yet a token"
+    );
+    write("second-token-0123456789");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status("second-token-0123456789") != Some(0) {
+        assert!(
+            Instant::now() < deadline,
+            "the rotated token never took over"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        status("first-token-0123456789"),
+        Some(77),
+        "the old token is out"
+    );
+    // A broken edit keeps the tokens in force.
+    moat_e2e::write_atomically(
+        &tokens,
+        "tokens: [{ name: ci, token: short, role: reader }]\n",
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(status("second-token-0123456789"), Some(0));
+}
