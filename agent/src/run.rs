@@ -213,7 +213,12 @@ struct Agent {
     inventory_apis: Vec<ApiBinding>,
     /// What Services' `moat.dev/openapi` annotations bind.
     annotated_apis: kubernetes::AnnotatedApis,
+    /// The inventory last shipped to the collector, and when it was looked at.
+    inventory_shipped: (Option<moat_api::v1::Inventory>, Option<std::time::Instant>),
 }
+
+/// How often the agent looks whether its inventory (ranges, workloads) changed, to ship it.
+const INVENTORY_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Updates from the Kubernetes watches wait here for the main loop; a full channel holds the
 /// watches back rather than losing an update.
@@ -343,6 +348,7 @@ async fn serve(
         analysis,
         inventory_apis: apis,
         annotated_apis: kubernetes::AnnotatedApis::default(),
+        inventory_shipped: (None, None),
     };
     agent.bind_apis()?;
     agent.attach_glob_matches(false)?;
@@ -592,6 +598,32 @@ impl Agent {
         self.reporter.flush().context("writing to standard output")
     }
 
+    /// Ships what the identity index knows of ranges and workloads when it changed, looking at
+    /// most every [`INVENTORY_INTERVAL`].
+    fn ship_inventory(&mut self, now: SystemTime) {
+        let Some(exporter) = &self.exporter else {
+            return;
+        };
+        let (shipped, looked) = &mut self.inventory_shipped;
+        if looked.is_some_and(|looked| looked.elapsed() < INVENTORY_INTERVAL) {
+            return;
+        }
+        *looked = Some(std::time::Instant::now());
+        let current = export_records::inventory(self.identity.index());
+        if shipped.as_ref() == Some(&current) {
+            return;
+        }
+        let mut record = current.clone();
+        record.id = Some(exporter.next_id());
+        record.time_unix_nanos = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |since| since.as_nanos() as i64);
+        exporter.push(moat_api::v1::Record {
+            kind: Some(moat_api::v1::record::Kind::Inventory(record)),
+        });
+        *shipped = Some(current);
+    }
+
     /// Binds the specs the inventory and Services' annotations name, watches the ConfigMaps
     /// those are in, and says how loading went.
     fn bind_apis(&mut self) -> anyhow::Result<()> {
@@ -803,6 +835,7 @@ impl Agent {
         }
         let outcomes = self.analysis.reload_changed(now);
         self.report_specs(&outcomes)?;
+        self.ship_inventory(now);
         for finding in self.analysis.unused(now) {
             self.report_finding(&finding, None, None, now)?;
         }

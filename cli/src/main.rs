@@ -4,6 +4,7 @@ mod agents;
 mod calls;
 mod endpoints;
 mod findings;
+mod inventory;
 mod map;
 mod render;
 mod scope;
@@ -81,6 +82,8 @@ enum Command {
     /// The endpoint inventory: each service's endpoints with calls, errors, latency, auth
     /// schemes, callers and whether the bound spec documents them.
     Endpoints(endpoints::EndpointsArgs),
+    /// The ranges (declared and learned) and workloads (pods, services) the agents know.
+    Inventory(inventory::InventoryArgs),
     /// OpenAPI from traffic: `export` a service's learned spec, `diff` traffic against a spec.
     #[command(subcommand)]
     Spec(spec::SpecCommand),
@@ -212,6 +215,15 @@ fn main() -> ExitCode {
                     args.token.as_deref(),
                     args.output,
                     endpoints,
+                )
+                .await
+            }
+            Command::Inventory(inventory) => {
+                inventory::run(
+                    &args.collector(),
+                    args.token.as_deref(),
+                    args.output,
+                    inventory,
                 )
                 .await
             }

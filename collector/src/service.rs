@@ -9,10 +9,10 @@ use std::{
 
 use moat_api::v1::{
     AgentState, ApiCall, ExportRequest, ExportResponse, Finding, GetAgentStatusRequest,
-    GetAgentStatusResponse, GetServiceMapRequest, GetServiceMapResponse, ListCallsRequest,
-    ListCallsResponse, ListEndpointsRequest, ListEndpointsResponse, ListFindingsRequest,
-    ListFindingsResponse, ServiceMapEdge, WatchCallsRequest, WatchFindingsRequest,
-    ingest_server::Ingest, query_server::Query,
+    GetAgentStatusResponse, GetInventoryRequest, GetInventoryResponse, GetServiceMapRequest,
+    GetServiceMapResponse, ListCallsRequest, ListCallsResponse, ListEndpointsRequest,
+    ListEndpointsResponse, ListFindingsRequest, ListFindingsResponse, ServiceMapEdge,
+    WatchCallsRequest, WatchFindingsRequest, ingest_server::Ingest, query_server::Query,
 };
 use tokio::sync::mpsc;
 use tokio_stream::{Stream, wrappers::ReceiverStream};
@@ -20,7 +20,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, warn};
 
 use crate::{
-    store::{Position, Store, StoreError, merge_endpoints},
+    store::{Position, Store, StoreError, merge_endpoints, merge_inventories},
     validate,
 };
 
@@ -274,6 +274,15 @@ impl Query for QueryService {
             findings,
             next_cursor,
         }))
+    }
+
+    async fn get_inventory(
+        &self,
+        request: Request<GetInventoryRequest>,
+    ) -> Result<Response<GetInventoryResponse>, Status> {
+        let namespace = request.into_inner().namespace;
+        let inventories = with_store(&self.store, |store| store.inventories()).await?;
+        Ok(Response::new(merge_inventories(inventories, &namespace)))
     }
 
     async fn list_endpoints(

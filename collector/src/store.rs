@@ -9,7 +9,9 @@ mod sqlite;
 
 use std::{collections::BTreeMap, path::Path, sync::Arc};
 
-use moat_api::v1::{ApiCall, CallFilter, Endpoint, Finding, FindingFilter, Peer, record};
+use moat_api::v1::{
+    ApiCall, CallFilter, Endpoint, Finding, FindingFilter, Inventory, Peer, record,
+};
 use prost::Message as _;
 
 #[derive(Debug, thiserror::Error)]
@@ -160,6 +162,9 @@ pub trait Store: Send + Sync {
     /// The latest endpoint record of each agent boot, of `service` (empty: all), at most
     /// [`MAX_ENDPOINT_ROWS`]; [`merge_endpoints`] makes the inventory of them.
     fn endpoint_rows(&self, service: &str) -> Result<Vec<Endpoint>, StoreError>;
+
+    /// Each node's latest inventory, with the node.
+    fn inventories(&self) -> Result<Vec<(String, Inventory)>, StoreError>;
 
     /// Sums over every per-minute aggregate, for tests to check what was counted.
     #[cfg(test)]
@@ -435,6 +440,90 @@ pub fn merge_endpoints(rows: Vec<Endpoint>) -> Vec<Endpoint> {
             endpoint
         })
         .collect()
+}
+
+/// The latest inventory of a node, as both stores' `inventories` table holds it.
+struct InventoryRow {
+    node: String,
+    time: i64,
+    record: Vec<u8>,
+}
+
+impl InventoryRow {
+    fn new(inventory: &Inventory) -> Self {
+        Self {
+            node: inventory
+                .id
+                .as_ref()
+                .map(|id| id.node.clone())
+                .unwrap_or_default(),
+            time: inventory.time_unix_nanos,
+            record: inventory.encode_to_vec(),
+        }
+    }
+}
+
+/// The cluster's inventory from the nodes': ranges by name (CIDRs united), workloads by
+/// namespace, kind and name (pods summed: each agent reports its node's), services united.
+pub fn merge_inventories(
+    inventories: Vec<(String, Inventory)>,
+    namespace: &str,
+) -> moat_api::v1::GetInventoryResponse {
+    use moat_api::v1::{InventoryNode, InventoryRange, InventoryWorkload};
+    let mut ranges: BTreeMap<String, InventoryRange> = BTreeMap::new();
+    let mut workloads: BTreeMap<(String, String, String), InventoryWorkload> = BTreeMap::new();
+    let mut nodes = Vec::new();
+    for (node, inventory) in inventories {
+        nodes.push(InventoryNode {
+            node,
+            cluster: inventory.cluster.clone(),
+            reported_unix_nanos: inventory.time_unix_nanos,
+        });
+        for range in inventory.ranges {
+            let merged = ranges
+                .entry(range.name.clone())
+                .or_insert_with(|| InventoryRange {
+                    cidrs: Vec::new(),
+                    ..range.clone()
+                });
+            for cidr in range.cidrs {
+                if !merged.cidrs.contains(&cidr) {
+                    merged.cidrs.push(cidr);
+                }
+            }
+            merged.cidrs.sort();
+        }
+        for workload in inventory.workloads {
+            if !namespace.is_empty() && workload.namespace != namespace {
+                continue;
+            }
+            let key = (
+                workload.namespace.clone(),
+                workload.kind.clone(),
+                workload.name.clone(),
+            );
+            match workloads.get_mut(&key) {
+                Some(merged) => {
+                    merged.pods += workload.pods;
+                    for service in workload.services {
+                        if !merged.services.contains(&service) {
+                            merged.services.push(service);
+                        }
+                    }
+                    merged.services.sort();
+                }
+                None => {
+                    workloads.insert(key, workload);
+                }
+            }
+        }
+    }
+    nodes.sort_by(|one, other| one.node.cmp(&other.node));
+    moat_api::v1::GetInventoryResponse {
+        ranges: ranges.into_values().collect(),
+        workloads: workloads.into_values().collect(),
+        nodes,
+    }
 }
 
 /// A drop as both stores' `drops` table holds it.
@@ -805,7 +894,67 @@ mod tests {
         findings_filter_by_severity_kind_service_source_and_either_end,
         finding_followers_get_new_findings_in_order,
         endpoints_keep_each_boots_latest_and_merge_across_agents,
+        the_inventory_is_each_nodes_latest_merged,
     );
+
+    fn inventory_record(node: &str, time: i64, pods: u32, cidr: &str) -> record::Kind {
+        record::Kind::Inventory(Inventory {
+            id: Some(RecordId {
+                node: node.into(),
+                boot: 1,
+                sequence: time as u64,
+            }),
+            time_unix_nanos: time,
+            cluster: "prod".into(),
+            ranges: vec![moat_api::v1::InventoryRange {
+                name: "pods".into(),
+                kind: "pod-network".into(),
+                cidrs: vec![cidr.into()],
+                learned: true,
+            }],
+            workloads: vec![moat_api::v1::InventoryWorkload {
+                namespace: "shop".into(),
+                kind: "Deployment".into(),
+                name: "web".into(),
+                pods,
+                services: vec![format!("web-{node}")],
+            }],
+        })
+    }
+
+    fn the_inventory_is_each_nodes_latest_merged(backend: &Backend) {
+        let store = &*backend.store;
+        store
+            .insert(&[
+                inventory_record("node-a", 10, 1, "10.1.0.0/24"),
+                inventory_record("node-a", 20, 2, "10.1.0.0/24"),
+                inventory_record("node-b", 15, 3, "10.2.0.0/24"),
+            ])
+            .expect("insert");
+        store
+            .insert(&[inventory_record("node-a", 5, 9, "10.9.0.0/24")])
+            .expect("an older one resent");
+        let merged = merge_inventories(store.inventories().expect("read"), "");
+        let nodes: Vec<(&str, i64)> = merged
+            .nodes
+            .iter()
+            .map(|node| (node.node.as_str(), node.reported_unix_nanos))
+            .collect();
+        assert_eq!(nodes, vec![("node-a", 20), ("node-b", 15)]);
+        assert_eq!(merged.ranges.len(), 1);
+        assert_eq!(merged.ranges[0].cidrs, vec!["10.1.0.0/24", "10.2.0.0/24"]);
+        assert_eq!(merged.workloads.len(), 1);
+        assert_eq!(merged.workloads[0].pods, 5, "each node's pods, summed");
+        assert_eq!(
+            merged.workloads[0].services,
+            vec!["web-node-a", "web-node-b"]
+        );
+        assert!(
+            merge_inventories(store.inventories().expect("read"), "lab")
+                .workloads
+                .is_empty()
+        );
+    }
 
     fn finding(
         sequence: u64,

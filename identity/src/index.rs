@@ -40,6 +40,29 @@ pub struct Resolved {
     pub range: Option<Arc<RangeFacts>>,
 }
 
+/// A range as the inventory summary lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RangeSummary {
+    pub name: Arc<str>,
+    pub kind: RangeKind,
+    /// Sorted.
+    pub cidrs: Vec<IpNetwork>,
+    /// Learned from the cluster (nodes' pod CIDRs, the service network), not declared.
+    pub learned: bool,
+}
+
+/// A workload with pods on this node.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct WorkloadSummary {
+    pub namespace: Arc<str>,
+    /// `Deployment`, `StatefulSet`, ...; `Pod` for a pod without a controller.
+    pub kind: Arc<str>,
+    pub name: Arc<str>,
+    pub pods: u32,
+    /// The services selecting its pods, sorted.
+    pub services: Vec<Arc<str>>,
+}
+
 /// A service's `spec.selector`: labels a pod must all have.
 type Selector = BTreeMap<String, String>;
 
@@ -157,6 +180,76 @@ impl IdentityIndex {
             ranges: self.ranges.len(),
             pod_addresses: self.pods_by_ip.len(),
         }
+    }
+
+    /// The ranges in force (declared and learned), by name.
+    pub fn range_summary(&self) -> Vec<RangeSummary> {
+        let declared: HashSet<&str> = self
+            .inventory
+            .ranges
+            .iter()
+            .map(|range| &*range.name)
+            .collect();
+        let mut by_name: BTreeMap<Arc<str>, RangeSummary> = BTreeMap::new();
+        for (network, entry) in self.ranges.networks() {
+            let facts = &entry.facts;
+            by_name
+                .entry(facts.range.clone())
+                .or_insert_with(|| RangeSummary {
+                    name: facts.range.clone(),
+                    kind: facts.range_kind,
+                    cidrs: Vec::new(),
+                    learned: !declared.contains(&*facts.range),
+                })
+                .cidrs
+                .push(network);
+        }
+        by_name
+            .into_values()
+            .map(|mut summary| {
+                summary.cidrs.sort();
+                summary
+            })
+            .collect()
+    }
+
+    /// The workloads with running pods on this node (every pod, when no node is set), with
+    /// how many and the services that select them.
+    pub fn workload_summary(&self) -> Vec<WorkloadSummary> {
+        let mut workloads: BTreeMap<(Arc<str>, Arc<str>, Arc<str>), WorkloadSummary> =
+            BTreeMap::new();
+        for live in self.pods.values() {
+            let identity = &live.identity;
+            let here = self.local_node.is_none() || identity.node == self.local_node;
+            if !here || live.facts.ips.is_empty() {
+                continue;
+            }
+            let namespace = identity.namespace.clone().unwrap_or_else(|| Arc::from(""));
+            let (kind, name) = match &identity.workload {
+                Some(workload) => (workload.kind.clone(), workload.name.clone()),
+                None => (
+                    Arc::from("Pod"),
+                    identity.pod.clone().unwrap_or_else(|| Arc::from("")),
+                ),
+            };
+            let summary = workloads
+                .entry((namespace.clone(), kind.clone(), name.clone()))
+                .or_insert_with(|| WorkloadSummary {
+                    namespace,
+                    kind,
+                    name,
+                    pods: 0,
+                    services: Vec::new(),
+                });
+            summary.pods += 1;
+            if let Some(service) = &identity.service
+                && !summary.services.contains(service)
+            {
+                summary.services.push(service.clone());
+                summary.services.sort();
+            }
+        }
+        workloads.into_values().collect()
     }
 
     /// Rebuilds what updates left stale (the learned ranges). Call after a batch of updates and
@@ -1046,6 +1139,76 @@ mod tests {
         assert_eq!(pod_name(&index, "10.1.0.1", 5_000).as_deref(), Some("one"));
         assert_eq!(pod_name(&index, "10.1.0.2", 20_000).as_deref(), Some("two"));
         assert_eq!(index.stats().pods, 1);
+    }
+
+    #[test]
+    fn summaries_list_ranges_and_this_nodes_workloads() {
+        let mut index = IdentityIndex::new(inventory(
+            "ranges:\n  - {name: acme, kind: customer, customer: Acme, cidrs: [203.0.113.0/24, \"2001:db8::/32\"]}\n",
+        ));
+        index.set_local_node("node-a");
+        index.apply_node(NodeFacts {
+            name: Arc::from("node-b"),
+            ips: vec![ip("192.168.1.11")],
+            pod_cidrs: vec!["10.2.0.0/24".parse().expect("cidr")],
+            labels: BTreeMap::new(),
+            tags: Tags::default(),
+        });
+        let mut web = |uid: &str, address: &str, node: &str| {
+            let mut facts = pod(uid, "shop", &format!("web-{uid}"), address, 0);
+            facts.node = Some(Arc::from(node));
+            facts.workload = Some(Workload {
+                kind: Arc::from("Deployment"),
+                name: Arc::from("web"),
+            });
+            facts.labels = labels(&[("app", "web")]);
+            index.apply_pod(facts, 0);
+        };
+        web("a", "10.1.0.5", "node-a");
+        web("b", "10.1.0.6", "node-a");
+        web("c", "10.2.0.7", "node-b");
+        index.apply_service(ServiceFacts {
+            namespace: Arc::from("shop"),
+            name: Arc::from("web"),
+            ips: Vec::new(),
+            cluster_ips: Vec::new(),
+            labels: BTreeMap::new(),
+            tags: Tags::default(),
+            api: None,
+            selector: labels(&[("app", "web")]),
+        });
+        index.refresh();
+        let ranges: Vec<(String, Vec<String>, bool)> = index
+            .range_summary()
+            .into_iter()
+            .map(|range| {
+                let cidrs = range.cidrs.iter().map(ToString::to_string).collect();
+                (range.name.to_string(), cidrs, range.learned)
+            })
+            .collect();
+        assert_eq!(
+            ranges,
+            [
+                (
+                    "acme".to_owned(),
+                    vec!["203.0.113.0/24".to_owned(), "2001:db8::/32".to_owned()],
+                    false
+                ),
+                (
+                    "pod-cidr/node-b".to_owned(),
+                    vec!["10.2.0.0/24".to_owned()],
+                    true
+                ),
+            ]
+        );
+        let workloads = index.workload_summary();
+        assert_eq!(workloads.len(), 1, "{workloads:?}");
+        assert_eq!(
+            (&*workloads[0].name, workloads[0].pods),
+            ("web", 2),
+            "this node's pods only"
+        );
+        assert_eq!(workloads[0].services, [Arc::<str>::from("web")]);
     }
 
     #[test]

@@ -99,6 +99,23 @@ impl RangeTable {
         }
     }
 
+    /// Every network with its range, longest prefixes first.
+    pub fn networks(&self) -> impl Iterator<Item = (IpNetwork, &RangeEntry)> {
+        let v4 = self.v4.iter().flat_map(|(prefix, table)| {
+            table.iter().filter_map(|(bits, entry)| {
+                let network = ipnetwork::Ipv4Network::new((*bits).into(), *prefix).ok()?;
+                Some((IpNetwork::V4(network), entry))
+            })
+        });
+        let v6 = self.v6.iter().flat_map(|(prefix, table)| {
+            table.iter().filter_map(|(bits, entry)| {
+                let network = ipnetwork::Ipv6Network::new((*bits).into(), *prefix).ok()?;
+                Some((IpNetwork::V6(network), entry))
+            })
+        });
+        v4.chain(v6)
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }

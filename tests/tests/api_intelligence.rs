@@ -449,6 +449,17 @@ fn findings_endpoints_and_a_learned_spec_reach_the_cli_through_the_collector() {
     assert_eq!(pet_endpoint["documented"], "#/paths/~1pet~1{petId}/get");
     assert_eq!(pet_endpoint["calls"], 3);
 
+    // The agent's inventory reached the collector too: its declared range, this node.
+    let known = wait_for_moat(&node, &["inventory"], |records| {
+        records
+            .iter()
+            .any(|record| record["type"] == "range" && record["name"] == "pets")
+    });
+    assert!(
+        known.iter().any(|record| record["type"] == "node"),
+        "{known:?}"
+    );
+
     // The spec learned from this traffic, bound back in place of the published one, accepts it.
     let learned = scratch.file("learned.yaml");
     let learned_arg = learned.display().to_string();

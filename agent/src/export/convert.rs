@@ -17,6 +17,14 @@ fn unix_nanos(time: SystemTime) -> i64 {
         .map_or(0, |since| since.as_nanos() as i64)
 }
 
+/// An enum's name as records spell it (its serde name).
+fn serde_name(value: impl serde::Serialize) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|value| value.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
 fn text(value: &Option<std::sync::Arc<str>>) -> String {
     value.as_deref().unwrap_or_default().to_owned()
 }
@@ -25,10 +33,7 @@ fn identity(who: Option<&PeerIdentity>) -> Option<api::Identity> {
     let who = who?;
     let identity = &who.identity;
     Some(api::Identity {
-        kind: serde_json::to_value(identity.kind)
-            .ok()
-            .and_then(|kind| kind.as_str().map(str::to_owned))
-            .unwrap_or_default(),
+        kind: serde_name(identity.kind),
         cluster: text(&identity.cluster),
         namespace: text(&identity.namespace),
         workload_kind: identity
@@ -53,8 +58,7 @@ fn identity(who: Option<&PeerIdentity>) -> Option<api::Identity> {
         range_kind: who
             .range
             .as_ref()
-            .and_then(|range| serde_json::to_value(range.range_kind).ok())
-            .and_then(|kind| kind.as_str().map(str::to_owned))
+            .map(|range| serde_name(range.range_kind))
             .unwrap_or_default(),
         customer: text(&identity.customer),
         environment: text(&identity.environment),
@@ -235,5 +239,36 @@ pub fn drop_record(id: RecordId, facts: &DropFacts<'_>, time: SystemTime) -> api
             protocol: facts.protocol.to_owned(),
             interface: facts.interface.to_owned(),
         })),
+    }
+}
+
+/// The ranges and workloads the identity index knows, as an inventory record's body (no id or
+/// time yet: the agent ships it only when it differs from the last one shipped).
+pub fn inventory(index: &identity::IdentityIndex) -> api::Inventory {
+    api::Inventory {
+        id: None,
+        time_unix_nanos: 0,
+        cluster: text(&index.inventory().cluster),
+        ranges: index
+            .range_summary()
+            .into_iter()
+            .map(|range| api::InventoryRange {
+                name: range.name.to_string(),
+                kind: serde_name(range.kind),
+                cidrs: range.cidrs.iter().map(ToString::to_string).collect(),
+                learned: range.learned,
+            })
+            .collect(),
+        workloads: index
+            .workload_summary()
+            .into_iter()
+            .map(|workload| api::InventoryWorkload {
+                namespace: workload.namespace.to_string(),
+                kind: workload.kind.to_string(),
+                name: workload.name.to_string(),
+                pods: workload.pods,
+                services: workload.services.iter().map(ToString::to_string).collect(),
+            })
+            .collect(),
     }
 }

@@ -18,7 +18,9 @@ use tokio::sync::{Notify, mpsc};
 use tonic::codec::CompressionEncoding;
 use tracing::{debug, info, warn};
 
-pub use convert::{DropFacts, call_record, drop_record, endpoint_record, finding_record};
+pub use convert::{
+    DropFacts, call_record, drop_record, endpoint_record, finding_record, inventory,
+};
 
 #[derive(Clone, Debug)]
 pub struct ExportConfig {

@@ -18,14 +18,14 @@ use std::{
     time::Duration,
 };
 
-use moat_api::v1::{ApiCall, CallFilter, Endpoint, Finding, FindingFilter, record};
+use moat_api::v1::{ApiCall, CallFilter, Endpoint, Finding, FindingFilter, Inventory, record};
 use postgres::{Client, NoTls, types::ToSql};
 use prost::Message;
 
 use super::{
-    CallRow, DropRow, Edge, EndpointRow, FilterValues, FindingRow, FindingValues, MAX_EDGES,
-    MAX_ENDPOINT_ROWS, MAX_PAGE, Position, Retention, SIZE_SAMPLE, Store, StoreError, Stored,
-    filter_conditions, finding_conditions, minutes, next_cursor, parse_cursor, redacted,
+    CallRow, DropRow, Edge, EndpointRow, FilterValues, FindingRow, FindingValues, InventoryRow,
+    MAX_EDGES, MAX_ENDPOINT_ROWS, MAX_PAGE, Position, Retention, SIZE_SAMPLE, Store, StoreError,
+    Stored, filter_conditions, finding_conditions, minutes, next_cursor, parse_cursor, redacted,
 };
 
 /// Connections a collector holds at most: ingest streams and queries beyond that wait for one.
@@ -114,6 +114,11 @@ CREATE TABLE IF NOT EXISTS endpoints (
     time BIGINT NOT NULL,
     record BYTEA NOT NULL,
     PRIMARY KEY (node, boot, service, method, endpoint)
+);
+CREATE TABLE IF NOT EXISTS inventories (
+    node TEXT PRIMARY KEY,
+    time BIGINT NOT NULL,
+    record BYTEA NOT NULL
 );
 CREATE TABLE IF NOT EXISTS drops (
     node TEXT NOT NULL,
@@ -403,12 +408,16 @@ impl Store for Postgres {
         let mut drops = Vec::new();
         let mut findings = Vec::new();
         let mut endpoints = Vec::new();
+        let mut inventories = Vec::new();
         for record in records {
             match record {
                 record::Kind::Call(call) => calls.push(call),
                 record::Kind::Drop(drop) => drops.push(drop),
                 record::Kind::Finding(finding) => findings.push(finding),
                 record::Kind::Endpoint(endpoint) => endpoints.push(endpoint),
+                record::Kind::Inventory(inventory) => {
+                    inventories.push(InventoryRow::new(inventory))
+                }
             }
         }
         // Rows in id order, so that two replicas storing the same records lock them in the
@@ -602,6 +611,24 @@ impl Store for Postgres {
                 .map_err(sql)? as usize;
         }
 
+        // One per node is kept: the newest of a batch, then only if newer than the stored one.
+        inventories.sort_by(|one, other| {
+            (&one.node, std::cmp::Reverse(one.time))
+                .cmp(&(&other.node, std::cmp::Reverse(other.time)))
+        });
+        inventories.dedup_by(|later, kept| later.node == kept.node);
+        let mut new_inventories = 0;
+        for row in &inventories {
+            new_inventories += transaction
+                .execute(
+                    "INSERT INTO inventories (node, time, record) VALUES ($1, $2, $3)
+                     ON CONFLICT (node) DO UPDATE SET time = excluded.time, record = excluded.record
+                     WHERE excluded.time > inventories.time",
+                    &[&row.node, &row.time, &row.record],
+                )
+                .map_err(sql)? as usize;
+        }
+
         let stored_calls = new_calls.len();
         let minutes: Vec<_> = minutes(new_calls).into_iter().collect();
         for chunk in minutes.chunks(ROWS_PER_STATEMENT) {
@@ -651,7 +678,7 @@ impl Store for Postgres {
         }
         transaction.commit().map_err(sql)?;
 
-        let accepted = stored_calls + new_drops + new_findings + new_endpoints;
+        let accepted = stored_calls + new_drops + new_findings + new_endpoints + new_inventories;
         Ok(Stored {
             accepted: accepted as u32,
             duplicates: (records.len() - accepted) as u32,
@@ -729,6 +756,20 @@ impl Store for Postgres {
         })
     }
 
+    fn inventories(&self) -> Result<Vec<(String, Inventory)>, StoreError> {
+        let rows = self
+            .client()?
+            .query("SELECT node, record FROM inventories", &[])
+            .map_err(|error| self.error(error))?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| {
+                let inventory = Inventory::decode(row.get::<_, &[u8]>(1)).ok()?;
+                Some((row.get(0), inventory))
+            })
+            .collect())
+    }
+
     fn enforce_retention(&self, retention: Retention) -> Result<u64, StoreError> {
         let oldest = retention.oldest;
         let sql = |error| self.error(error);
@@ -741,7 +782,7 @@ impl Store for Postgres {
         let mut removed = transaction
             .execute("DELETE FROM calls WHERE time < $1", &[&oldest])
             .map_err(sql)?;
-        for table in ["drops", "findings", "endpoints"] {
+        for table in ["drops", "findings", "endpoints", "inventories"] {
             removed += transaction
                 .execute(&format!("DELETE FROM {table} WHERE time < $1"), &[&oldest])
                 .map_err(sql)?;

@@ -6,14 +6,14 @@ use std::{
     sync::{Mutex, MutexGuard},
 };
 
-use moat_api::v1::{ApiCall, CallFilter, Endpoint, Finding, FindingFilter, record};
+use moat_api::v1::{ApiCall, CallFilter, Endpoint, Finding, FindingFilter, Inventory, record};
 use prost::Message;
 use rusqlite::{Connection, ToSql, params};
 
 use super::{
-    CallRow, DropRow, Edge, EndpointRow, FilterValues, FindingRow, FindingValues, MAX_EDGES,
-    MAX_ENDPOINT_ROWS, MAX_PAGE, Position, Retention, SIZE_SAMPLE, Store, StoreError, Stored,
-    filter_conditions, finding_conditions, minutes, next_cursor, parse_cursor,
+    CallRow, DropRow, Edge, EndpointRow, FilterValues, FindingRow, FindingValues, InventoryRow,
+    MAX_EDGES, MAX_ENDPOINT_ROWS, MAX_PAGE, Position, Retention, SIZE_SAMPLE, Store, StoreError,
+    Stored, filter_conditions, finding_conditions, minutes, next_cursor, parse_cursor,
 };
 
 pub struct Sqlite {
@@ -84,6 +84,11 @@ CREATE TABLE IF NOT EXISTS endpoints (
     time INTEGER NOT NULL,
     record BLOB NOT NULL,
     PRIMARY KEY (node, boot, service, method, endpoint)
+);
+CREATE TABLE IF NOT EXISTS inventories (
+    node TEXT PRIMARY KEY,
+    time INTEGER NOT NULL,
+    record BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS drops (
     node TEXT NOT NULL,
@@ -239,6 +244,11 @@ impl Store for Sqlite {
             )?;
             // The latest record of an agent boot's endpoint wins; an older one resent after a
             // newer one changes nothing (and counts as a duplicate).
+            let mut inventory_statement = transaction.prepare_cached(
+                "INSERT INTO inventories (node, time, record) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (node) DO UPDATE SET time = excluded.time, record = excluded.record
+                 WHERE excluded.time > inventories.time",
+            )?;
             let mut endpoint_statement = transaction.prepare_cached(
                 "INSERT INTO endpoints (node, boot, service, method, endpoint, time, record)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
@@ -302,6 +312,10 @@ impl Store for Sqlite {
                             sources,
                             row.record,
                         ])? == 1
+                    }
+                    record::Kind::Inventory(inventory) => {
+                        let row = InventoryRow::new(inventory);
+                        inventory_statement.execute(params![row.node, row.time, row.record])? == 1
                     }
                     record::Kind::Endpoint(endpoint) => {
                         let row = EndpointRow::new(endpoint);
@@ -474,12 +488,28 @@ impl Store for Sqlite {
         Ok(endpoints)
     }
 
+    fn inventories(&self) -> Result<Vec<(String, Inventory)>, StoreError> {
+        let connection = self.connection();
+        let mut statement = connection.prepare_cached("SELECT node, record FROM inventories")?;
+        let rows = statement.query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?))
+        })?;
+        let mut inventories = Vec::new();
+        for row in rows {
+            let (node, bytes) = row?;
+            if let Ok(inventory) = Inventory::decode(bytes.as_slice()) {
+                inventories.push((node, inventory));
+            }
+        }
+        Ok(inventories)
+    }
+
     fn enforce_retention(&self, retention: Retention) -> Result<u64, StoreError> {
         let oldest = retention.oldest;
         let mut connection = self.connection();
         let transaction = connection.transaction()?;
         let mut removed = 0;
-        for table in ["calls", "drops", "findings", "endpoints"] {
+        for table in ["calls", "drops", "findings", "endpoints", "inventories"] {
             removed += transaction
                 .execute(&format!("DELETE FROM {table} WHERE time < ?1"), [oldest])?
                 as u64;
