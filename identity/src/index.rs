@@ -216,8 +216,9 @@ impl IdentityIndex {
     /// The workloads with running pods on this node (every pod, when no node is set), with
     /// how many and the services that select them.
     pub fn workload_summary(&self) -> Vec<WorkloadSummary> {
-        let mut workloads: BTreeMap<(Arc<str>, Arc<str>, Arc<str>), WorkloadSummary> =
-            BTreeMap::new();
+        // (namespace, kind, name)
+        type WorkloadKey = (Arc<str>, Arc<str>, Arc<str>);
+        let mut workloads: BTreeMap<WorkloadKey, WorkloadSummary> = BTreeMap::new();
         for live in self.pods.values() {
             let identity = &live.identity;
             let here = self.local_node.is_none() || identity.node == self.local_node;
