@@ -1,18 +1,18 @@
 //! The gRPC services: Ingest (agents stream batches in, each acknowledged once stored) and Query.
 
 use std::{
-    collections::BTreeMap,
+    collections::BTreeSet,
     pin::Pin,
     sync::{Arc, Mutex},
     time::SystemTime,
 };
 
 use moat_api::v1::{
-    AgentState, ApiCall, ExportRequest, ExportResponse, Finding, GetAgentStatusRequest,
-    GetAgentStatusResponse, GetInventoryRequest, GetInventoryResponse, GetServiceMapRequest,
-    GetServiceMapResponse, ListCallsRequest, ListCallsResponse, ListEndpointsRequest,
-    ListEndpointsResponse, ListFindingsRequest, ListFindingsResponse, ServiceMapEdge,
-    WatchCallsRequest, WatchFindingsRequest, ingest_server::Ingest, query_server::Query,
+    ApiCall, ExportRequest, ExportResponse, Finding, GetAgentStatusRequest, GetAgentStatusResponse,
+    GetInventoryRequest, GetInventoryResponse, GetServiceMapRequest, GetServiceMapResponse,
+    ListCallsRequest, ListCallsResponse, ListEndpointsRequest, ListEndpointsResponse,
+    ListFindingsRequest, ListFindingsResponse, ServiceMapEdge, WatchCallsRequest,
+    WatchFindingsRequest, ingest_server::Ingest, query_server::Query,
 };
 use tokio::sync::mpsc;
 use tokio_stream::{Stream, wrappers::ReceiverStream};
@@ -26,9 +26,9 @@ use crate::{
 
 pub type SharedStore = Arc<dyn Store>;
 
-/// What the collector knows of each agent (node, boot) since it started. One entry per agent
-/// boot: a node's restarts are few, and a restarted agent is worth seeing next to its old self.
-pub type Agents = Arc<Mutex<BTreeMap<(String, u64), AgentState>>>;
+/// The agents (node, boot) with an export stream open on this collector; what else is known of
+/// agents is in the store, shared by replicas.
+pub type Agents = Arc<Mutex<BTreeSet<(String, u64)>>>;
 
 fn now_nanos() -> i64 {
     SystemTime::now()
@@ -93,13 +93,11 @@ impl Ingest for IngestService {
         tokio::spawn(async move {
             let mut agent: Option<(String, u64)> = None;
             let disconnect = |agent: &Option<(String, u64)>| {
-                if let Some(key) = agent
-                    && let Some(state) = agents
+                if let Some(key) = agent {
+                    agents
                         .lock()
                         .unwrap_or_else(|poisoned| poisoned.into_inner())
-                        .get_mut(key)
-                {
-                    state.connected = false;
+                        .remove(key);
                 }
             };
             loop {
@@ -119,17 +117,21 @@ impl Ingest for IngestService {
                     }
                 };
                 let status = batch.status.clone();
-                let reply = with_store(&store, move |store| store_batch(store, batch)).await;
-                if let (Some(status), Ok(ack)) = (status, &reply) {
+                let reply = with_store(&store, move |store| {
+                    let status = batch.status.clone();
+                    let reply = store_batch(store, batch)?;
+                    if let Some(status) = &status {
+                        store.note_agent(status, u64::from(reply.accepted), now_nanos())?;
+                    }
+                    Ok(reply)
+                })
+                .await;
+                if let (Some(status), Ok(_)) = (status, &reply) {
                     let key = (status.node.clone(), status.boot);
-                    let mut known = agents
+                    agents
                         .lock()
-                        .unwrap_or_else(|poisoned| poisoned.into_inner());
-                    let state = known.entry(key.clone()).or_default();
-                    state.records_stored += u64::from(ack.accepted);
-                    state.last_seen_unix_nanos = now_nanos();
-                    state.connected = true;
-                    state.status = Some(status);
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .insert(key.clone());
                     agent = Some(key);
                 }
                 let failed = reply.is_err();
@@ -176,6 +178,10 @@ pub struct QueryService {
 const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 /// Calls sent to one follower ahead of what it has read; a slow reader is waited for.
 const FOLLOW_QUEUE: usize = 256;
+
+/// An agent that shipped a batch to any replica this recently counts as connected: its stream
+/// may be open on another replica.
+const RECENTLY_SEEN: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A page's size as asked, 100 when not.
 fn page_size(asked: u32) -> u32 {
@@ -343,13 +349,21 @@ impl Query for QueryService {
         &self,
         _request: Request<GetAgentStatusRequest>,
     ) -> Result<Response<GetAgentStatusResponse>, Status> {
-        let agents = self
+        let mut agents = with_store(&self.store, |store| store.agents()).await?;
+        let open = self
             .agents
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .values()
-            .cloned()
-            .collect();
+            .clone();
+        let recent = now_nanos() - RECENTLY_SEEN.as_nanos() as i64;
+        for agent in &mut agents {
+            let key = agent
+                .status
+                .as_ref()
+                .map(|status| (status.node.clone(), status.boot))
+                .unwrap_or_default();
+            agent.connected = open.contains(&key) || agent.last_seen_unix_nanos >= recent;
+        }
         Ok(Response::new(GetAgentStatusResponse { agents }))
     }
 }

@@ -10,7 +10,8 @@ mod sqlite;
 use std::{collections::BTreeMap, path::Path, sync::Arc};
 
 use moat_api::v1::{
-    ApiCall, CallFilter, Endpoint, Finding, FindingFilter, Inventory, Peer, record,
+    AgentState, AgentStatus, ApiCall, CallFilter, Endpoint, Finding, FindingFilter, Inventory,
+    Peer, record,
 };
 use prost::Message as _;
 
@@ -165,6 +166,14 @@ pub trait Store: Send + Sync {
 
     /// Each node's latest inventory, with the node.
     fn inventories(&self) -> Result<Vec<(String, Inventory)>, StoreError>;
+
+    /// Notes that a batch from the agent `status` describes arrived at `seen` (Unix
+    /// nanoseconds) and `stored` of its records were new: every replica sees every agent.
+    fn note_agent(&self, status: &AgentStatus, stored: u64, seen: i64) -> Result<(), StoreError>;
+
+    /// Every agent (node, boot) heard from, with its latest status; `connected` is left false
+    /// (whether a stream is open is the replica's to say).
+    fn agents(&self) -> Result<Vec<AgentState>, StoreError>;
 
     /// Sums over every per-minute aggregate, for tests to check what was counted.
     #[cfg(test)]
@@ -440,6 +449,36 @@ pub fn merge_endpoints(rows: Vec<Endpoint>) -> Vec<Endpoint> {
             endpoint
         })
         .collect()
+}
+
+/// SQL both stores use to keep one row per agent boot: the newest status, records counted by
+/// every replica added up. `parameter(n)` names parameter n in the store's syntax; `greatest`
+/// is its two-argument maximum.
+fn note_agent_sql(parameter: impl Fn(usize) -> String, greatest: &str) -> String {
+    format!(
+        "INSERT INTO agents (node, boot, last_seen, records_stored, status)
+         VALUES ({}, {}, {}, {}, {})
+         ON CONFLICT (node, boot) DO UPDATE SET
+             last_seen = {greatest}(agents.last_seen, excluded.last_seen),
+             records_stored = agents.records_stored + excluded.records_stored,
+             status = CASE WHEN excluded.last_seen >= agents.last_seen
+                           THEN excluded.status ELSE agents.status END",
+        parameter(1),
+        parameter(2),
+        parameter(3),
+        parameter(4),
+        parameter(5),
+    )
+}
+
+/// An agent row's state.
+fn agent_state(last_seen: i64, records_stored: i64, status: &[u8]) -> Option<AgentState> {
+    Some(AgentState {
+        status: Some(AgentStatus::decode(status).ok()?),
+        last_seen_unix_nanos: last_seen,
+        records_stored: records_stored.max(0) as u64,
+        connected: false,
+    })
 }
 
 /// The latest inventory of a node, as both stores' `inventories` table holds it.
@@ -895,7 +934,47 @@ mod tests {
         finding_followers_get_new_findings_in_order,
         endpoints_keep_each_boots_latest_and_merge_across_agents,
         the_inventory_is_each_nodes_latest_merged,
+        agents_are_kept_per_boot_with_their_latest_status,
     );
+
+    fn agents_are_kept_per_boot_with_their_latest_status(backend: &Backend) {
+        let store = &*backend.store;
+        let status = |boot: u64, depth: u64| AgentStatus {
+            node: "node-a".into(),
+            boot,
+            version: "0.1.0".into(),
+            queue_depth: depth,
+            ..AgentStatus::default()
+        };
+        store.note_agent(&status(1, 5), 10, 100).expect("note");
+        store.note_agent(&status(1, 7), 3, 200).expect("note");
+        store
+            .note_agent(&status(1, 9), 2, 150)
+            .expect("a late batch from another replica");
+        store
+            .note_agent(&status(2, 0), 1, 300)
+            .expect("a restarted agent");
+        let mut agents = store.agents().expect("agents");
+        agents.sort_by_key(|agent| agent.status.as_ref().map(|status| status.boot));
+        let summary: Vec<(u64, i64, u64, u64)> = agents
+            .iter()
+            .map(|agent| {
+                let status = agent.status.clone().unwrap_or_default();
+                (
+                    status.boot,
+                    agent.last_seen_unix_nanos,
+                    agent.records_stored,
+                    status.queue_depth,
+                )
+            })
+            .collect();
+        assert_eq!(summary, vec![(1, 200, 15, 7), (2, 300, 1, 0)]);
+        assert_eq!(
+            store.enforce_retention(keep_after(250)).expect("retention"),
+            1
+        );
+        assert_eq!(store.agents().expect("agents").len(), 1);
+    }
 
     fn inventory_record(node: &str, time: i64, pods: u32, cidr: &str) -> record::Kind {
         record::Kind::Inventory(Inventory {

@@ -466,6 +466,12 @@ async fn ship(
     let batch = moat_api::v1::ExportRequest {
         batch: 1,
         records: sequences.map(|n| shipped_call(node, n)).collect(),
+        status: Some(moat_api::v1::AgentStatus {
+            node: node.to_owned(),
+            boot: 1,
+            version: "test".to_owned(),
+            ..moat_api::v1::AgentStatus::default()
+        }),
         ..moat_api::v1::ExportRequest::default()
     };
     let ack = client
@@ -566,6 +572,29 @@ async fn two_collectors_sharing_one_postgres_see_every_call_once() {
             ("shop/node-b".to_owned(), 100)
         ],
         "the aggregates count each call once"
+    );
+
+    // Either replica knows every agent, and what all replicas stored of it.
+    let agents = moat_api::v1::query_client::QueryClient::connect(format!("http://{a}"))
+        .await
+        .expect("connect to query")
+        .get_agent_status(moat_api::v1::GetAgentStatusRequest {})
+        .await
+        .expect("agent status")
+        .into_inner()
+        .agents;
+    let mut stored: Vec<(String, u64)> = agents
+        .iter()
+        .map(|agent| {
+            let node = agent.status.as_ref().map(|status| status.node.clone());
+            (node.unwrap_or_default(), agent.records_stored)
+        })
+        .collect();
+    stored.sort();
+    assert_eq!(
+        stored,
+        vec![("node-a".to_owned(), 160), ("node-b".to_owned(), 100)],
+        "node-b only ever shipped to replica b"
     );
 
     // Replica a's follower sees what replica b stored, in order.

@@ -18,14 +18,18 @@ use std::{
     time::Duration,
 };
 
-use moat_api::v1::{ApiCall, CallFilter, Endpoint, Finding, FindingFilter, Inventory, record};
+use moat_api::v1::{
+    AgentState, AgentStatus, ApiCall, CallFilter, Endpoint, Finding, FindingFilter, Inventory,
+    record,
+};
 use postgres::{Client, NoTls, types::ToSql};
 use prost::Message;
 
 use super::{
     CallRow, DropRow, Edge, EndpointRow, FilterValues, FindingRow, FindingValues, InventoryRow,
     MAX_EDGES, MAX_ENDPOINT_ROWS, MAX_PAGE, Position, Retention, SIZE_SAMPLE, Store, StoreError,
-    Stored, filter_conditions, finding_conditions, minutes, next_cursor, parse_cursor, redacted,
+    Stored, agent_state, filter_conditions, finding_conditions, minutes, next_cursor,
+    note_agent_sql, parse_cursor, redacted,
 };
 
 /// Connections a collector holds at most: ingest streams and queries beyond that wait for one.
@@ -114,6 +118,14 @@ CREATE TABLE IF NOT EXISTS endpoints (
     time BIGINT NOT NULL,
     record BYTEA NOT NULL,
     PRIMARY KEY (node, boot, service, method, endpoint)
+);
+CREATE TABLE IF NOT EXISTS agents (
+    node TEXT NOT NULL,
+    boot BIGINT NOT NULL,
+    last_seen BIGINT NOT NULL,
+    records_stored BIGINT NOT NULL,
+    status BYTEA NOT NULL,
+    PRIMARY KEY (node, boot)
 );
 CREATE TABLE IF NOT EXISTS inventories (
     node TEXT PRIMARY KEY,
@@ -756,6 +768,33 @@ impl Store for Postgres {
         })
     }
 
+    fn note_agent(&self, status: &AgentStatus, stored: u64, seen: i64) -> Result<(), StoreError> {
+        self.client()?
+            .execute(
+                &note_agent_sql(|n| format!("${n}"), "GREATEST"),
+                &[
+                    &status.node,
+                    &(status.boot as i64),
+                    &seen,
+                    &(stored as i64),
+                    &status.encode_to_vec(),
+                ],
+            )
+            .map_err(|error| self.error(error))?;
+        Ok(())
+    }
+
+    fn agents(&self) -> Result<Vec<AgentState>, StoreError> {
+        let rows = self
+            .client()?
+            .query("SELECT last_seen, records_stored, status FROM agents", &[])
+            .map_err(|error| self.error(error))?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| agent_state(row.get(0), row.get(1), row.get::<_, &[u8]>(2)))
+            .collect())
+    }
+
     fn inventories(&self) -> Result<Vec<(String, Inventory)>, StoreError> {
         let rows = self
             .client()?
@@ -787,6 +826,9 @@ impl Store for Postgres {
                 .execute(&format!("DELETE FROM {table} WHERE time < $1"), &[&oldest])
                 .map_err(sql)?;
         }
+        removed += transaction
+            .execute("DELETE FROM agents WHERE last_seen < $1", &[&oldest])
+            .map_err(sql)?;
         transaction
             .execute(
                 "DELETE FROM call_minutes WHERE minute < $1",

@@ -6,14 +6,18 @@ use std::{
     sync::{Mutex, MutexGuard},
 };
 
-use moat_api::v1::{ApiCall, CallFilter, Endpoint, Finding, FindingFilter, Inventory, record};
+use moat_api::v1::{
+    AgentState, AgentStatus, ApiCall, CallFilter, Endpoint, Finding, FindingFilter, Inventory,
+    record,
+};
 use prost::Message;
 use rusqlite::{Connection, ToSql, params};
 
 use super::{
     CallRow, DropRow, Edge, EndpointRow, FilterValues, FindingRow, FindingValues, InventoryRow,
     MAX_EDGES, MAX_ENDPOINT_ROWS, MAX_PAGE, Position, Retention, SIZE_SAMPLE, Store, StoreError,
-    Stored, filter_conditions, finding_conditions, minutes, next_cursor, parse_cursor,
+    Stored, agent_state, filter_conditions, finding_conditions, minutes, next_cursor,
+    note_agent_sql, parse_cursor,
 };
 
 pub struct Sqlite {
@@ -84,6 +88,14 @@ CREATE TABLE IF NOT EXISTS endpoints (
     time INTEGER NOT NULL,
     record BLOB NOT NULL,
     PRIMARY KEY (node, boot, service, method, endpoint)
+);
+CREATE TABLE IF NOT EXISTS agents (
+    node TEXT NOT NULL,
+    boot INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    records_stored INTEGER NOT NULL,
+    status BLOB NOT NULL,
+    PRIMARY KEY (node, boot)
 );
 CREATE TABLE IF NOT EXISTS inventories (
     node TEXT PRIMARY KEY,
@@ -488,6 +500,39 @@ impl Store for Sqlite {
         Ok(endpoints)
     }
 
+    fn note_agent(&self, status: &AgentStatus, stored: u64, seen: i64) -> Result<(), StoreError> {
+        let connection = self.connection();
+        let mut statement =
+            connection.prepare_cached(&note_agent_sql(|n| format!("?{n}"), "max"))?;
+        statement.execute(params![
+            status.node,
+            status.boot as i64,
+            seen,
+            stored as i64,
+            status.encode_to_vec(),
+        ])?;
+        Ok(())
+    }
+
+    fn agents(&self) -> Result<Vec<AgentState>, StoreError> {
+        let connection = self.connection();
+        let mut statement =
+            connection.prepare_cached("SELECT last_seen, records_stored, status FROM agents")?;
+        let rows = statement.query_map([], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, Vec<u8>>(2)?,
+            ))
+        })?;
+        let mut agents = Vec::new();
+        for row in rows {
+            let (last_seen, stored, status) = row?;
+            agents.extend(agent_state(last_seen, stored, &status));
+        }
+        Ok(agents)
+    }
+
     fn inventories(&self) -> Result<Vec<(String, Inventory)>, StoreError> {
         let connection = self.connection();
         let mut statement = connection.prepare_cached("SELECT node, record FROM inventories")?;
@@ -514,6 +559,7 @@ impl Store for Sqlite {
                 .execute(&format!("DELETE FROM {table} WHERE time < ?1"), [oldest])?
                 as u64;
         }
+        removed += transaction.execute("DELETE FROM agents WHERE last_seen < ?1", [oldest])? as u64;
         transaction.execute(
             "DELETE FROM call_minutes WHERE minute < ?1",
             [oldest.div_euclid(60_000_000_000)],
