@@ -7,6 +7,8 @@
 //!   database in the same run (the floor any store there pays: one transaction per batch, no
 //!   gRPC, no indexes).
 //! - Queries: ListCalls latency (p50, p99) for each filter over everything stored, per store.
+//! - Agent export: CPU the agent's exporter takes per 10k records/s shipped to a real collector,
+//!   against the same paced loop making the records without shipping them.
 
 use std::{
     net::SocketAddr,
@@ -36,6 +38,12 @@ pub struct Options {
     /// Queries per filter.
     #[arg(long, default_value_t = 50)]
     queries: usize,
+    /// Records/s the agent's exporter ships for the export CPU measure.
+    #[arg(long, default_value_t = 10_000)]
+    export_rate: u64,
+    /// How long the export CPU measure runs, in seconds.
+    #[arg(long, default_value_t = 10)]
+    export_seconds: u64,
 }
 
 const PORT: u16 = 17170;
@@ -209,22 +217,26 @@ fn measure(options: &Options, directory: &std::path::Path) -> anyhow::Result<()>
             .collect();
         println!("    {filter:<14} {}", line.join("   "));
     }
+
+    let rate = options.export_rate;
+    let (exporting, floor) =
+        agent_export_cost(&stores[0].1, PORT + 10, rate, options.export_seconds)
+            .context("the agent's export")?;
+    let per_10k = |cpu: Duration| cpu.as_secs_f64() * 1e3 * 10_000.0 / rate as f64;
+    println!(
+        "  agent export at {rate} records/s: {:.1} ms CPU per second per 10k records/s \
+         ({:.1}% of a core); making the records alone {:.1} ms (ratio {:.2})",
+        per_10k(exporting),
+        per_10k(exporting) / 10.0,
+        per_10k(floor),
+        exporting.as_secs_f64() / floor.as_secs_f64().max(1e-9),
+    );
     Ok(())
 }
 
-/// What one store sustains through the collector.
-struct Measured {
-    ingest_rate: f64,
-    /// (filter, (p50, p99)) of ListCalls.
-    queries: Vec<(&'static str, (Duration, Duration))>,
-}
-
-/// Ingests `options.records` through a moat-collector storing in `store` (listening on `port`),
-/// then times ListCalls for each filter.
-fn through_collector(options: &Options, store: &str, port: u16) -> anyhow::Result<Measured> {
-    let per_stream = options.records / options.streams.max(1);
-    let total = per_stream * options.streams.max(1);
-    let _collector = Running(
+/// A moat-collector storing in `store`, listening on loopback `port` once this returns.
+fn start_collector(store: &str, port: u16) -> anyhow::Result<(Running, SocketAddr)> {
+    let collector = Running(
         Command::new(collector_binary()?)
             .args([
                 "--listen",
@@ -246,6 +258,102 @@ fn through_collector(options: &Options, store: &str, port: u16) -> anyhow::Resul
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    Ok((collector, address))
+}
+
+/// This process's CPU time (user and system) so far.
+fn own_cpu() -> Duration {
+    // SAFETY: getrusage writes into the struct we pass and nothing else.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let time = |value: libc::timeval| {
+        Duration::from_secs(value.tv_sec as u64) + Duration::from_micros(value.tv_usec as u64)
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+/// The agent's side of shipping: CPU the agent's exporter (batching, encoding, compression,
+/// gRPC, acknowledgements) takes for `rate` records/s for `seconds` into a real collector,
+/// against the same loop making the same records without shipping them. Returns (exporting,
+/// floor) CPU per second of wall time.
+fn agent_export_cost(
+    store: &str,
+    port: u16,
+    rate: u64,
+    seconds: u64,
+) -> anyhow::Result<(Duration, Duration)> {
+    let (_collector, address) = start_collector(store, port)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let paced = |ship: &mut dyn FnMut(Record)| {
+        let started = Instant::now();
+        let cpu = own_cpu();
+        let tick = Duration::from_millis(10);
+        let per_tick = rate * tick.as_millis() as u64 / 1000;
+        let mut sequence = 0;
+        for step in 0..seconds * 100 {
+            for _ in 0..per_tick {
+                sequence += 1;
+                ship(Record {
+                    kind: Some(record::Kind::Call(call(0, sequence))),
+                });
+            }
+            let due = started + tick * (step as u32 + 1);
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        }
+        (own_cpu() - cpu).div_f64(started.elapsed().as_secs_f64())
+    };
+    let floor = paced(&mut |record| drop(std::hint::black_box(record)));
+    let exporter = runtime.block_on(async {
+        agent::export::Exporter::start(agent::export::ExportConfig {
+            url: format!("http://{address}"),
+            node: "bench".to_owned(),
+            queue_records: 100_000,
+            batch_records: 1_000,
+            flush_interval: Duration::from_millis(500),
+            tls: None,
+            spool: None,
+        })
+    })?;
+    let _guard = runtime.enter();
+    let exporting = paced(&mut |record| exporter.push(record));
+    // Everything shipped must have been stored, or the measure flatters the exporter.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let stats = exporter.stats();
+        if stats.acknowledged + stats.duplicates >= rate * seconds {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the collector acknowledged {} of {} records",
+                stats.acknowledged,
+                rate * seconds
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok((exporting, floor))
+}
+
+/// What one store sustains through the collector.
+struct Measured {
+    ingest_rate: f64,
+    /// (filter, (p50, p99)) of ListCalls.
+    queries: Vec<(&'static str, (Duration, Duration))>,
+}
+
+/// Ingests `options.records` through a moat-collector storing in `store` (listening on `port`),
+/// then times ListCalls for each filter.
+fn through_collector(options: &Options, store: &str, port: u16) -> anyhow::Result<Measured> {
+    let per_stream = options.records / options.streams.max(1);
+    let total = per_stream * options.streams.max(1);
+    let (_collector, address) = start_collector(store, port)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
