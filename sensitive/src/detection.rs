@@ -167,6 +167,10 @@ pub struct Detection {
     pub direction: Direction,
     pub location: Location,
     pub evidence: Evidence,
+    /// What a human needs beyond the kind: the claim that carried PII, the scopes that were too
+    /// broad. Never a value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 #[cfg(test)]

@@ -412,7 +412,7 @@ pub fn phone(text: &str, contextual: bool) -> bool {
     let national = digits.first() == Some(&0)
         && digits.get(1) != Some(&0)
         && (10..=11).contains(&digits.len())
-        && groups.iter().all(|g| (2..=5).contains(&g.len()))
+        && groups.iter().all(|g| (2..=8).contains(&g.len()))
         && !text.contains('.')
         || digits.first() == Some(&0)
             && text.contains('.')
