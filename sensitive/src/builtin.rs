@@ -13,7 +13,7 @@ use crate::validate;
 /// matches wins, so a grouped card number is not read as a phone number.
 const CANDIDATES: &str = r"(?x-u)
     -----BEGIN\x20(?:[A-Z0-9]+\x20){0,3}PRIVATE\x20KEY(?:\x20BLOCK)?-----
-  | eyJ[A-Za-z0-9_-]{2,4096}\.eyJ[A-Za-z0-9_-]{2,8192}\.[A-Za-z0-9_-]{0,1024}
+  | eyJ[A-Za-z0-9_-]{2,4096}\.e[A-Za-z0-9_-]{2,8192}\.[A-Za-z0-9_-]{0,1024}
   | (?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|ABIA|ACCA)[A-Z0-9]{16}
   | gh[pousr]_[A-Za-z0-9]{36,251}
   | github_pat_[A-Za-z0-9_]{22,244}

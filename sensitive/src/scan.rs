@@ -76,9 +76,6 @@ impl Scanner {
             (Direction::Request, &exchange.request),
             (Direction::Response, &exchange.response),
         ] {
-            if !side.seen {
-                continue;
-            }
             let token_use = TokenUse {
                 status: exchange.status,
                 now_unix_secs: exchange.time_unix_secs,
@@ -91,11 +88,14 @@ impl Scanner {
                 token_use,
                 out: &mut out,
             };
-            pass.headers(side);
+            // The request target is known whenever the call is, even with its message unkept.
             if direction == Direction::Request {
                 pass.url(exchange.path, exchange.query);
             }
-            pass.body(side);
+            if side.seen {
+                pass.headers(side);
+                pass.body(side);
+            }
         }
         out.truncate(MAX_DETECTIONS);
         out
