@@ -208,10 +208,11 @@ impl Builtin {
             ("rk_live_", "data.stripe_key", Severity::Critical),
             ("AIza", "data.google_api_key", Severity::High),
         ] {
-            if candidate.starts_with(prefix) && candidate.get(prefix.len()..).is_some() {
-                if let Some(found) = token(prefix, kind, severity) {
-                    return Some(found);
-                }
+            if candidate.starts_with(prefix)
+                && candidate.get(prefix.len()..).is_some()
+                && let Some(found) = token(prefix, kind, severity)
+            {
+                return Some(found);
             }
         }
         if let Some(value) = password_assignment(candidate) {
@@ -376,18 +377,17 @@ impl Builtin {
         if digits.len() == 9 {
             let ssn_written = candidate.len() == 11
                 && (candidate.as_bytes()[3], candidate.as_bytes()[6]) != (b' ', b'-');
-            if (ssn_written && !grouped_by(&['.', '/']))
-                || (!grouped_by(&['-', ' ']) && near(SSN_KEYWORDS))
+            if ((ssn_written && !grouped_by(&['.', '/']))
+                || (!grouped_by(&['-', ' ']) && near(SSN_KEYWORDS)))
+                && validate::us_ssn(&digits)
             {
-                if validate::us_ssn(&digits) {
-                    return Some(hit(
-                        "data.us_ssn",
-                        DataClass::Pii,
-                        Severity::High,
-                        normalized(),
-                        0,
-                    ));
-                }
+                return Some(hit(
+                    "data.us_ssn",
+                    DataClass::Pii,
+                    Severity::High,
+                    normalized(),
+                    0,
+                ));
             }
             if near(BSN_KEYWORDS) && validate::dutch_bsn(&digits) {
                 return Some(hit(

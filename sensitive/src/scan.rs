@@ -233,11 +233,11 @@ impl Pass<'_, '_> {
             .iter()
             .find(|b| !b.is_ascii_whitespace())
             .is_some_and(|b| matches!(b, b'{' | b'['));
-        if media.contains("json") || (media.is_empty() && looks_json) {
-            if let Ok(json) = serde_json::from_slice::<Value>(body) {
-                self.json(&json, "");
-                return;
-            }
+        if (media.contains("json") || (media.is_empty() && looks_json))
+            && let Ok(json) = serde_json::from_slice::<Value>(body)
+        {
+            self.json(&json, "");
+            return;
         }
         if media == "application/x-www-form-urlencoded" {
             let text = String::from_utf8_lossy(body);
