@@ -1,0 +1,26 @@
+//! Sensitive data in API calls: what a call carries that should not travel, and what its tokens
+//! say about themselves.
+//!
+//! - [`builtin`]: validated detectors (cards, IBANs, national ids, contact data, provider keys,
+//!   passwords, JWTs) found in one automaton pass per value;
+//! - [`validate`]: the check digits, ranges and prefixes behind them;
+//! - [`config`]: custom detectors and declared-masked fields a team configures;
+//! - [`masking`]: whether declared-masked fields really are;
+//! - [`jwt`]: tokens decoded without trust and checked for hygiene;
+//! - [`scan`]: one observed call taken apart into named values, every detector run over each;
+//! - [`detection`]: what is reported, with evidence that never carries the value.
+//!
+//! Everything here is a pure function of its inputs: the agent supplies the call, the clock
+//! (in the call) and the hash key; nothing panics or grows without bound on hostile bytes.
+
+pub mod builtin;
+pub mod config;
+pub mod detection;
+pub mod jwt;
+pub mod masking;
+pub mod scan;
+pub mod validate;
+
+pub use config::{Config, ConfigError};
+pub use detection::{DataClass, Detection, Direction, Evidence, HashKey, Location};
+pub use scan::Scanner;
