@@ -29,7 +29,10 @@ pub fn variants(value: &str) -> Vec<String> {
         layers.push(next.clone());
         current = next;
     }
-    let base64: Vec<String> = layers.iter().filter_map(|layer| base64_payload(layer)).collect();
+    let base64: Vec<String> = layers
+        .iter()
+        .filter_map(|layer| base64_payload(layer))
+        .collect();
     for text in base64 {
         let decoded = decode_once(&text);
         layers.push(text);
@@ -356,16 +359,29 @@ mod tests {
         assert_eq!(percent_decode("a+b", false), "a+b");
         assert_eq!(html_entities("&lt;img&#32;src&#x3D;x&gt"), "<img src=x>");
         assert_eq!(html_entities("AT&T &unknown; &#"), "AT&T &unknown; &#");
-        assert_eq!(backslash_escapes(r#"\u003cscript\x3e \"q\" \d"#), "<script> \"q\" \\d");
-        assert_eq!(sql_fold("UNION/**/SELECT/*!50000 user*/()"), "UNION SELECT user ()");
+        assert_eq!(
+            backslash_escapes(r#"\u003cscript\x3e \"q\" \d"#),
+            "<script> \"q\" \\d"
+        );
+        assert_eq!(
+            sql_fold("UNION/**/SELECT/*!50000 user*/()"),
+            "UNION SELECT user ()"
+        );
     }
 
     #[test]
     fn base64_only_when_obviously_a_payload() {
         // "<script>alert(1)</script>"
         let encoded = "PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==";
-        assert_eq!(base64_payload(encoded).as_deref(), Some("<script>alert(1)</script>"));
-        assert!(variants(&format!("token={encoded}")).iter().any(|v| v.contains("<script>")));
+        assert_eq!(
+            base64_payload(encoded).as_deref(),
+            Some("<script>alert(1)</script>")
+        );
+        assert!(
+            variants(&format!("token={encoded}"))
+                .iter()
+                .any(|v| v.contains("<script>"))
+        );
         // A long identifier is valid base64 but decodes to binary.
         assert_eq!(base64_payload("customerAccountIdentifier"), None);
         assert_eq!(base64_payload("short"), None);
