@@ -530,7 +530,7 @@ fn sample(spec: &Value, schema: &Value, name: &str, seed: &mut u64, depth: usize
         ),
         "integer" => json!(next(seed) % 5000),
         "number" => json!((next(seed) % 100_000) as f64 / 100.0),
-        "boolean" => json!(next(seed) % 2 == 0),
+        "boolean" => json!(next(seed).is_multiple_of(2)),
         _ => {
             let text = if lower.contains("email") {
                 format!("user{}@example.com", next(seed) % 1000)

@@ -150,7 +150,7 @@ impl Leaks {
         let lower = text.to_ascii_lowercase();
         self.names
             .find(&lower)
-            .is_some_and(|m| !matches!(ssrf::check(&format!("http://{}/", m.as_str())), None))
+            .is_some_and(|m| ssrf::check(&format!("http://{}/", m.as_str())).is_some())
             .then_some("address.internal_name")
     }
 }

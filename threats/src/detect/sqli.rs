@@ -38,9 +38,8 @@ fn lex(text: &str) -> Vec<Token<'_>> {
                 i += 1;
                 let mut closed = false;
                 while i < bytes.len() {
-                    if bytes[i] == b'\\' {
-                        i += 2;
-                    } else if bytes[i] == byte && bytes.get(i + 1) == Some(&byte) {
+                    // A backslash escape or a doubled quote stays inside the literal.
+                    if bytes[i] == b'\\' || (bytes[i] == byte && bytes.get(i + 1) == Some(&byte)) {
                         i += 2;
                     } else if bytes[i] == byte {
                         i += 1;
