@@ -34,6 +34,16 @@ fn side<'a>(headers: &'a [(&'a str, &'a str)], body: &'a [u8]) -> Side<'a> {
     }
 }
 
+/// (path, query, headers, body, expected kind, expected location).
+type RequestCase<'a> = (
+    &'a str,
+    Option<&'a str>,
+    &'a [(&'a str, &'a str)],
+    &'a [u8],
+    ThreatKind,
+    &'a str,
+);
+
 fn kinds(threats: &[Threat]) -> Vec<ThreatKind> {
     threats.iter().map(|t| t.kind).collect()
 }
@@ -43,7 +53,7 @@ fn each_request_detector_fires_where_its_payload_sits() {
     let detector = Detector::new();
     let json = [("Content-Type", "application/json")];
     let form = [("Content-Type", "application/x-www-form-urlencoded")];
-    let cases: [(&str, Option<&str>, &[(&str, &str)], &[u8], ThreatKind, &str); 9] = [
+    let cases: [RequestCase<'_>; 9] = [
         (
             "/items",
             Some("id=1%27%20or%20%271%27%3D%271"),
