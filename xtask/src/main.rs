@@ -1,6 +1,7 @@
-//! Moat's developer tasks: `cargo xtask setup | test | demo`.
+//! Moat's developer tasks: `cargo xtask setup | test | demo | fuzz | bench | eval`.
 
 mod demo;
+mod eval;
 mod setup;
 mod shell;
 mod suite;
@@ -55,6 +56,15 @@ enum Task {
         /// Arguments for moat-bench.
         #[arg(last = true)]
         args: Vec<String>,
+    },
+    /// Evaluations of Moat's judgement against labelled corpora and baselines from the same run.
+    /// `detect`: the threat detectors on the CRS regression attacks and a benign set generated
+    /// from ../shared/corpora/openapi, beside nginx with ModSecurity and the Core Rule Set
+    /// (paranoia level 1) on loopback; prints precision and recall per kind. Installs nginx's
+    /// ModSecurity module and the CRS (needs root for that); never part of `test`.
+    Eval {
+        /// Which evaluation: `detect`.
+        name: String,
     },
 }
 
@@ -132,6 +142,14 @@ fn bench(name: &str, args: &[String]) -> anyhow::Result<()> {
     )
 }
 
+fn evaluate(name: &str) -> anyhow::Result<()> {
+    match name {
+        // Pure code and loopback only: the build and kernel set-up are not needed.
+        "detect" => setup::eval_packages().and_then(|()| eval::detect()),
+        _ => anyhow::bail!("no evaluation named {name:?}; the evaluations are: detect"),
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let outcome = match args.task {
@@ -144,6 +162,7 @@ fn main() -> ExitCode {
         Task::Bench { name, args } => setup::run()
             .and_then(|()| setup::bench_packages())
             .and_then(|()| bench(&name, &args)),
+        Task::Eval { name } => evaluate(&name),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -64,6 +64,19 @@ const BENCH_PACKAGES: &[(&str, &str)] = &[
     ("wrk", "the capture benchmark's HTTP/1.1 load generator"),
 ];
 
+/// The baseline the evaluations compare with, installed only by `cargo xtask eval`.
+const EVAL_PACKAGES: &[(&str, &str)] = &[
+    ("nginx", "serves the ModSecurity baseline on loopback"),
+    (
+        "libnginx-mod-http-modsecurity",
+        "ModSecurity v3 in nginx, the detection baseline",
+    ),
+    (
+        "modsecurity-crs",
+        "the OWASP Core Rule Set the baseline runs at paranoia level 1",
+    ),
+];
+
 struct Step {
     name: &'static str,
     action: fn() -> anyhow::Result<Outcome>,
@@ -135,6 +148,17 @@ pub fn bench_packages() -> anyhow::Result<()> {
     match outcome {
         Outcome::AlreadyDone(what) => eprintln!("setup: benchmark packages: ok ({what})"),
         Outcome::Done(what) => eprintln!("setup: benchmark packages: {what}"),
+    }
+    Ok(())
+}
+
+/// Installs what the evaluations compare with, as `setup` does for building and testing.
+pub fn eval_packages() -> anyhow::Result<()> {
+    let outcome =
+        install_missing(EVAL_PACKAGES).context("set-up step `evaluation packages` failed")?;
+    match outcome {
+        Outcome::AlreadyDone(what) => eprintln!("setup: evaluation packages: ok ({what})"),
+        Outcome::Done(what) => eprintln!("setup: evaluation packages: {what}"),
     }
     Ok(())
 }

@@ -1,0 +1,415 @@
+//! Normalisation of one value into the forms an attacker may have hidden a payload behind.
+//!
+//! Attackers encode so that a filter matching the raw bytes misses what the application will
+//! finally see; each layer an application may peel (URL decoding, twice; HTML entities; `\u`
+//! escapes in JSON or JavaScript; base64) is peeled here too, and the detectors look at every
+//! layer. Every function is bounded: no output is longer than three times its input (a
+//! replacement character for each invalid byte), and no value is read past [`MAX_VALUE_BYTES`].
+
+/// Longer values are judged on their first bytes: payloads sit near the start and the cost of a
+/// call must not grow with what a client chooses to send.
+pub const MAX_VALUE_BYTES: usize = 16 * 1024;
+/// Decoding rounds: enough for double and triple encoding, few enough to bound the work.
+const MAX_ROUNDS: usize = 3;
+/// Base64 shorter than this is as likely an identifier as a payload.
+const MIN_BASE64: usize = 16;
+
+/// The distinct forms of `value` to match, lower-cased (matching is case-insensitive): the
+/// value itself, each decoding layer that changed it, a base64 payload's text and the SQL form
+/// with comments folded. At most `2 * MAX_ROUNDS + 3` variants, each at most three times the
+/// (capped) input's length.
+pub fn variants(value: &str) -> Vec<String> {
+    let mut current = truncate(value).to_owned();
+    let mut layers = vec![current.clone()];
+    for _ in 0..MAX_ROUNDS {
+        let next = decode_once(&current);
+        if next == current {
+            break;
+        }
+        layers.push(next.clone());
+        current = next;
+    }
+    let base64: Vec<String> = layers
+        .iter()
+        .filter_map(|layer| base64_payload(layer))
+        .collect();
+    for text in base64 {
+        let decoded = decode_once(&text);
+        layers.push(text);
+        layers.push(decoded);
+    }
+    if let Some(folded) = layers.iter().rev().find(|layer| layer.contains("/*")) {
+        layers.push(sql_fold(folded));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(layers.len());
+    for layer in layers {
+        let lower = layer.to_lowercase();
+        if !out.contains(&lower) {
+            out.push(lower);
+        }
+    }
+    out
+}
+
+/// `value` cut to at most [`MAX_VALUE_BYTES`], on a character boundary.
+pub fn truncate(value: &str) -> &str {
+    if value.len() <= MAX_VALUE_BYTES {
+        return value;
+    }
+    let mut end = MAX_VALUE_BYTES;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    &value[..end]
+}
+
+/// One layer of everything a server or browser may decode: percent-encoding (with `+` as a
+/// space and IIS's `%uXXXX`), then HTML entities, then backslash escapes.
+pub fn decode_once(value: &str) -> String {
+    backslash_escapes(&html_entities(&percent_decode(value, true)))
+}
+
+/// Percent-decoding. Overlong UTF-8 forms of ASCII (`%c0%ae` for `.`), which some servers
+/// accept, become that ASCII; other invalid bytes become replacement characters.
+pub fn percent_decode(value: &str, plus_as_space: bool) -> String {
+    let bytes = value.as_bytes();
+    let mut out: Vec<u8> = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                if let Some(byte) = hex_pair(bytes.get(i + 1..i + 3)) {
+                    out.push(byte);
+                    i += 3;
+                    continue;
+                }
+                if matches!(bytes.get(i + 1), Some(b'u' | b'U'))
+                    && let Some(c) = hex_char(bytes.get(i + 2..i + 6))
+                {
+                    let mut buffer = [0; 4];
+                    out.extend_from_slice(c.encode_utf8(&mut buffer).as_bytes());
+                    i += 6;
+                    continue;
+                }
+                out.push(b'%');
+            }
+            b'+' if plus_as_space => out.push(b' '),
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    fold_overlong(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Rewrites two-byte overlong encodings of ASCII (`C0 AE`, `C1 9C`) in place as their ASCII.
+fn fold_overlong(bytes: &mut Vec<u8>) {
+    let mut read = 0;
+    let mut write = 0;
+    while read < bytes.len() {
+        let byte = bytes[read];
+        if (byte == 0xc0 || byte == 0xc1)
+            && let Some(&next) = bytes.get(read + 1)
+            && next & 0xc0 == 0x80
+        {
+            bytes[write] = ((byte & 0x01) << 6) | (next & 0x3f);
+            read += 2;
+        } else {
+            bytes[write] = byte;
+            read += 1;
+        }
+        write += 1;
+    }
+    bytes.truncate(write);
+}
+
+fn hex_pair(digits: Option<&[u8]>) -> Option<u8> {
+    let digits = digits?;
+    let text = std::str::from_utf8(digits).ok()?;
+    (digits.len() == 2 && digits.iter().all(u8::is_ascii_hexdigit))
+        .then(|| u8::from_str_radix(text, 16).ok())
+        .flatten()
+}
+
+fn hex_char(digits: Option<&[u8]>) -> Option<char> {
+    let digits = digits?;
+    if !digits.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    let code = u32::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()?;
+    char::from_u32(code)
+}
+
+/// Named entities that matter for markup and scripts; the rest of HTML's two thousand names
+/// spell letters no payload needs.
+const NAMED_ENTITIES: &[(&str, char)] = &[
+    ("lt", '<'),
+    ("gt", '>'),
+    ("amp", '&'),
+    ("quot", '"'),
+    ("apos", '\''),
+    ("sol", '/'),
+    ("bsol", '\\'),
+    ("colon", ':'),
+    ("semi", ';'),
+    ("lpar", '('),
+    ("rpar", ')'),
+    ("equals", '='),
+    ("period", '.'),
+    ("comma", ','),
+    ("tab", '\t'),
+    ("newline", '\n'),
+    ("nbsp", ' '),
+    ("grave", '`'),
+    ("dollar", '$'),
+    ("num", '#'),
+    ("excl", '!'),
+    ("lbrace", '{'),
+    ("rbrace", '}'),
+    ("lsqb", '['),
+    ("rsqb", ']'),
+    ("vert", '|'),
+    ("percnt", '%'),
+    ("plus", '+'),
+    ("ast", '*'),
+];
+
+/// HTML character references: named (from [`NAMED_ENTITIES`]), decimal and hex, with or
+/// without the closing `;` (browsers accept both).
+pub fn html_entities(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        match entity(rest) {
+            Some((c, used)) => {
+                out.push(c);
+                rest = &rest[used..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The character `text` (starting at `&`) references and how many bytes the reference takes.
+fn entity(text: &str) -> Option<(char, usize)> {
+    let body = &text[1..];
+    let (c, used) = if let Some(number) = body.strip_prefix('#') {
+        let (radix, digits_from) = match number.as_bytes().first() {
+            Some(b'x' | b'X') => (16, 1),
+            _ => (10, 0),
+        };
+        let digits: &str = &number[digits_from..];
+        let count = digits
+            .bytes()
+            .take_while(|b| (radix == 16 && b.is_ascii_hexdigit()) || b.is_ascii_digit())
+            .count()
+            .min(8);
+        if count == 0 {
+            return None;
+        }
+        let code = u32::from_str_radix(&digits[..count], radix).ok()?;
+        (char::from_u32(code)?, 2 + digits_from + count)
+    } else {
+        let name_len = body.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let name = &body[..name_len];
+        let (_, c) = NAMED_ENTITIES
+            .iter()
+            .find(|(known, _)| known.eq_ignore_ascii_case(name))?;
+        (*c, 1 + name_len)
+    };
+    let used = if text[used..].starts_with(';') {
+        used + 1
+    } else {
+        used
+    };
+    Some((c, used))
+}
+
+/// Backslash escapes as JSON, JavaScript and C-like languages read them: `\uXXXX`, `\xXX`,
+/// `\n`, `\t`, `\r`, `\/`, `\"`, `\'` and `\\`. Unknown escapes are kept, backslash and all.
+pub fn backslash_escapes(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut chars = value.char_indices().peekable();
+    while let Some((at, c)) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        let bytes = value.as_bytes();
+        let decoded = match bytes.get(at + 1) {
+            Some(b'u') => hex_char(bytes.get(at + 2..at + 6)).map(|c| (c, 5)),
+            Some(b'x') => hex_pair(bytes.get(at + 2..at + 4)).map(|b| (char::from(b), 3)),
+            Some(b'n') => Some(('\n', 1)),
+            Some(b't') => Some(('\t', 1)),
+            Some(b'r') => Some(('\r', 1)),
+            Some(&b @ (b'/' | b'"' | b'\'' | b'\\')) => Some((char::from(b), 1)),
+            _ => None,
+        };
+        match decoded {
+            Some((c, skip)) => {
+                out.push(c);
+                for _ in 0..skip {
+                    chars.next();
+                }
+            }
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+/// The text of the first base64 run in `value` that is obviously a payload: long enough, in
+/// the base64 alphabet, and decoding to mostly printable text (an encoded image or key decodes
+/// to binary and is left alone).
+pub fn base64_payload(value: &str) -> Option<String> {
+    value
+        .split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '-' | '_')))
+        .filter(|run| run.len() >= MIN_BASE64)
+        .find_map(|run| {
+            let bytes = base64_decode(run)?;
+            let printable = bytes
+                .iter()
+                .filter(|b| b.is_ascii_graphic() || b.is_ascii_whitespace())
+                .count();
+            // Letters alone also decode from a base64-looking word (a long identifier);
+            // payloads carry punctuation.
+            let punctuation = bytes.iter().filter(|b| b.is_ascii_punctuation()).count();
+            (printable * 10 >= bytes.len() * 9 && punctuation > 0)
+                .then(|| String::from_utf8_lossy(&bytes).into_owned())
+        })
+}
+
+/// Standard or URL-safe base64, padded or not; None on anything else.
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim_end_matches('=');
+    if text.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let mut buffer: u32 = 0;
+    let mut bits = 0;
+    for byte in text.bytes() {
+        let value = match byte {
+            b'A'..=b'Z' => byte - b'A',
+            b'a'..=b'z' => byte - b'a' + 26,
+            b'0'..=b'9' => byte - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        };
+        buffer = (buffer << 6) | u32::from(value);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buffer >> bits) as u8);
+            buffer &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+/// SQL with comments folded the way MySQL reads them: `/* ... */` is a space and the body of a
+/// version comment (`/*!50000 select*/`) is code; runs of whitespace become one space.
+pub fn sql_fold(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(open) = rest.find("/*") {
+        out.push_str(&rest[..open]);
+        let inner = &rest[open + 2..];
+        let (body, after) = match inner.find("*/") {
+            Some(close) => (&inner[..close], &inner[close + 2..]),
+            None => (inner, ""),
+        };
+        out.push(' ');
+        if let Some(code) = body.strip_prefix('!') {
+            out.push_str(code.trim_start_matches(|c: char| c.is_ascii_digit()));
+            out.push(' ');
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn layers_are_peeled_one_by_one() {
+        let v = variants("%253Cscript%253E");
+        assert_eq!(v, ["%253cscript%253e", "%3cscript%3e", "<script>"]);
+        assert!(variants("a+b%20c").contains(&"a b c".to_owned()));
+    }
+
+    #[test]
+    fn each_decoder_handles_its_forms() {
+        assert_eq!(percent_decode("%u003cb%3E", false), "<b>");
+        assert_eq!(percent_decode("%c0%ae%c0%ae/", false), "../");
+        assert_eq!(percent_decode("100%", false), "100%");
+        assert_eq!(percent_decode("a+b", false), "a+b");
+        assert_eq!(html_entities("&lt;img&#32;src&#x3D;x&gt"), "<img src=x>");
+        assert_eq!(html_entities("AT&T &unknown; &#"), "AT&T &unknown; &#");
+        assert_eq!(
+            backslash_escapes(r#"\u003cscript\x3e \"q\" \d"#),
+            "<script> \"q\" \\d"
+        );
+        assert_eq!(
+            sql_fold("UNION/**/SELECT/*!50000 user*/()"),
+            "UNION SELECT user ()"
+        );
+    }
+
+    #[test]
+    fn base64_only_when_obviously_a_payload() {
+        // "<script>alert(1)</script>"
+        let encoded = "PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==";
+        assert_eq!(
+            base64_payload(encoded).as_deref(),
+            Some("<script>alert(1)</script>")
+        );
+        assert!(
+            variants(&format!("token={encoded}"))
+                .iter()
+                .any(|v| v.contains("<script>"))
+        );
+        // A long identifier is valid base64 but decodes to binary.
+        assert_eq!(base64_payload("customerAccountIdentifier"), None);
+        assert_eq!(base64_payload("short"), None);
+    }
+
+    #[test]
+    fn long_values_are_cut_on_a_character_boundary() {
+        let long = "é".repeat(MAX_VALUE_BYTES);
+        assert!(truncate(&long).len() <= MAX_VALUE_BYTES);
+        assert!(variants(&long).iter().all(|v| v.len() <= MAX_VALUE_BYTES));
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_and_stays_bounded(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let value = String::from_utf8_lossy(&bytes);
+            let out = variants(&value);
+            prop_assert!(out.len() <= 2 * MAX_ROUNDS + 3);
+            for variant in &out {
+                prop_assert!(variant.len() <= 3 * value.len().max(1));
+            }
+        }
+
+        #[test]
+        fn encoded_text_is_recovered(text in "[ -~]{0,64}") {
+            let encoded: String = text.bytes().map(|b| format!("%{b:02x}")).collect();
+            let once = backslash_escapes(&html_entities(&text)).to_lowercase();
+            prop_assert!(variants(&encoded).contains(&once));
+        }
+    }
+}

@@ -1,0 +1,641 @@
+//! The detectors, run over every value of a call.
+//!
+//! A request is cut into values (path, each query and form parameter name and value, each
+//! header worth reading, each JSON key and string); each value is decoded into its variants
+//! ([`crate::decode::variants`]); one Aho-Corasick pass over a variant tells which detectors
+//! have something to look at, and only those run. A response's body and headers are checked for
+//! leaks and header mistakes.
+
+mod command;
+mod headers;
+mod java;
+mod leak;
+mod nosqli;
+mod scanner;
+mod sqli;
+mod ssrf;
+mod traversal;
+mod xss;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use intelligence::finding::mask;
+use intelligence::{Exchange, Severity};
+use serde::Serialize;
+
+use crate::decode;
+
+/// Values judged per request; the rest of a huge form or JSON document is skipped.
+const MAX_INPUTS: usize = 256;
+/// Body bytes read, request or response.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Depth of JSON walked.
+const MAX_JSON_DEPTH: usize = 32;
+/// Characters of a parameter name kept in a location (names can be payloads too).
+const MAX_NAME_CHARS: usize = 32;
+/// Characters shown of a value as evidence.
+const EVIDENCE_CHARS: usize = 8;
+/// Headers whose values are protocol plumbing, never application input.
+const PLUMBING_HEADERS: &[&str] = &[
+    "host",
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "content-length",
+    "content-type",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "authorization",
+    "te",
+    "transfer-encoding",
+    "upgrade-insecure-requests",
+    "cache-control",
+    "pragma",
+    "if-none-match",
+    "if-modified-since",
+];
+
+/// Every kind of threat or leak, named as records and queries name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum ThreatKind {
+    #[serde(rename = "threat.sqli")]
+    Sqli,
+    #[serde(rename = "threat.xss")]
+    Xss,
+    #[serde(rename = "threat.path_traversal")]
+    PathTraversal,
+    #[serde(rename = "threat.command_injection")]
+    CommandInjection,
+    #[serde(rename = "threat.ssrf")]
+    Ssrf,
+    /// JNDI lookups and the other Java code-execution vectors (OGNL, SpEL, deserialization).
+    #[serde(rename = "threat.jndi")]
+    Jndi,
+    #[serde(rename = "threat.nosqli")]
+    Nosqli,
+    #[serde(rename = "threat.scanner")]
+    Scanner,
+    #[serde(rename = "leak.stack_trace")]
+    StackTrace,
+    /// Framework debug pages and database error messages.
+    #[serde(rename = "leak.debug_page")]
+    DebugPage,
+    #[serde(rename = "leak.internal_address")]
+    InternalAddress,
+    #[serde(rename = "headers.missing_security_headers")]
+    MissingSecurityHeaders,
+    #[serde(rename = "headers.cors_misconfigured")]
+    CorsMisconfigured,
+}
+
+impl ThreatKind {
+    pub const ALL: [Self; 13] = [
+        Self::Sqli,
+        Self::Xss,
+        Self::PathTraversal,
+        Self::CommandInjection,
+        Self::Ssrf,
+        Self::Jndi,
+        Self::Nosqli,
+        Self::Scanner,
+        Self::StackTrace,
+        Self::DebugPage,
+        Self::InternalAddress,
+        Self::MissingSecurityHeaders,
+        Self::CorsMisconfigured,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sqli => "threat.sqli",
+            Self::Xss => "threat.xss",
+            Self::PathTraversal => "threat.path_traversal",
+            Self::CommandInjection => "threat.command_injection",
+            Self::Ssrf => "threat.ssrf",
+            Self::Jndi => "threat.jndi",
+            Self::Nosqli => "threat.nosqli",
+            Self::Scanner => "threat.scanner",
+            Self::StackTrace => "leak.stack_trace",
+            Self::DebugPage => "leak.debug_page",
+            Self::InternalAddress => "leak.internal_address",
+            Self::MissingSecurityHeaders => "headers.missing_security_headers",
+            Self::CorsMisconfigured => "headers.cors_misconfigured",
+        }
+    }
+}
+
+/// One detection in one call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Threat {
+    pub kind: ThreatKind,
+    pub severity: Severity,
+    /// Which detector rule fired (`sqli.tautology`, `trace.java`, ...).
+    pub rule: &'static str,
+    /// Where: `path`, `query.<name>`, `header.<name>`, `body/<json pointer>`, `body.<form name>`,
+    /// `response.body`, `response.header.<name>`.
+    pub location: String,
+    /// A masked glimpse of the value ([`mask`]).
+    pub evidence: String,
+}
+
+/// One request value to judge.
+struct Input {
+    location: String,
+    text: String,
+    is_key: bool,
+}
+
+/// The request detectors a prefilter hit can wake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    Sqli,
+    Xss,
+    Traversal,
+    Command,
+    Ssrf,
+    Java,
+    Nosqli,
+}
+
+impl Check {
+    const ALL: [Self; 7] = [
+        Self::Sqli,
+        Self::Xss,
+        Self::Traversal,
+        Self::Command,
+        Self::Ssrf,
+        Self::Java,
+        Self::Nosqli,
+    ];
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+
+    /// Substrings at least one of which a value must hold for the detector to have anything
+    /// to find: the prefilter's patterns.
+    fn triggers(self) -> &'static [&'static str] {
+        match self {
+            Self::Sqli => &[
+                "'",
+                "\"",
+                "--",
+                "#",
+                "/*",
+                ";",
+                "(",
+                "=",
+                "@@",
+                "union",
+                "or ",
+                "and ",
+                "xor",
+                "||",
+                "&&",
+                "waitfor",
+                "select",
+                "information_schema",
+                "into",
+                "<>",
+            ],
+            Self::Xss => &[
+                "<",
+                "javascript",
+                "vbscript",
+                "livescript",
+                "data:",
+                "on",
+                "expression",
+                "-moz-binding",
+                "behavior",
+                "alert",
+                "prompt",
+                "confirm",
+                "eval",
+                "settimeout",
+                "setinterval",
+                "document",
+                "innerhtml",
+                "location",
+            ],
+            Self::Traversal => &[
+                "..",
+                "etc/",
+                "proc/",
+                "win",
+                ".ht",
+                "web.config",
+                ".git",
+                ".svn",
+                ".hg",
+                ".env",
+                "id_rsa",
+                ".ssh",
+                "wp-config",
+                "var/",
+                ".bash_history",
+                "applicationhost",
+                "web-inf",
+                "meta-inf",
+                ".aws",
+                ".docker",
+                ".kube",
+                "%2e",
+                "%c0",
+                "%c1",
+                "%u",
+                "%25",
+            ],
+            Self::Command => &[
+                ";",
+                "|",
+                "&",
+                "`",
+                "\n",
+                "$(",
+                "<?",
+                "php://",
+                "phar://",
+                "child_process",
+                "process.",
+                "constructor",
+                "(",
+            ],
+            Self::Ssrf => &["://"],
+            Self::Java => &[
+                "${",
+                "java",
+                "runtime",
+                "processbuilder",
+                "classloader",
+                "#_memberaccess",
+                "ognl",
+                "t(",
+                "ro0ab",
+                "aced0005",
+                "xwork",
+            ],
+            Self::Nosqli => &["$"],
+        }
+    }
+}
+
+/// The detectors, compiled once and shared by every call.
+pub struct Detector {
+    prefilter: AhoCorasick,
+    /// For each prefilter pattern, the detectors it wakes.
+    wakes: Vec<u8>,
+    xss: xss::Xss,
+    leaks: leak::Leaks,
+}
+
+impl Default for Detector {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Detector {
+    pub fn new() -> Self {
+        let mut patterns: Vec<&str> = Vec::new();
+        let mut wakes: Vec<u8> = Vec::new();
+        for check in Check::ALL {
+            for trigger in check.triggers() {
+                match patterns.iter().position(|p| p == trigger) {
+                    Some(at) => wakes[at] |= check.bit(),
+                    None => {
+                        patterns.push(trigger);
+                        wakes.push(check.bit());
+                    }
+                }
+            }
+        }
+        let prefilter = AhoCorasickBuilder::new()
+            .match_kind(MatchKind::Standard)
+            .build(&patterns)
+            .expect("prefilter patterns compile");
+        Self {
+            prefilter,
+            wakes,
+            xss: xss::Xss::new(),
+            leaks: leak::Leaks::new(),
+        }
+    }
+
+    /// Threats in the request: at most one per detector and value.
+    pub fn request(&self, exchange: &Exchange<'_>) -> Vec<Threat> {
+        let mut threats = Vec::new();
+        let request = &exchange.request;
+        for (name, value) in request.headers {
+            if let Some(rule) = scanner::check_header_name(name) {
+                push(
+                    &mut threats,
+                    ThreatKind::Scanner,
+                    Severity::Medium,
+                    rule,
+                    format!("header.{}", name.to_ascii_lowercase()),
+                    name,
+                );
+            }
+            if name.eq_ignore_ascii_case("user-agent")
+                && let Some(rule) = scanner::check_user_agent(value)
+            {
+                push(
+                    &mut threats,
+                    ThreatKind::Scanner,
+                    Severity::Medium,
+                    rule,
+                    "header.user-agent".to_owned(),
+                    value,
+                );
+            }
+        }
+        for input in inputs(exchange) {
+            self.judge(&input, &mut threats);
+        }
+        threats
+    }
+
+    fn judge(&self, input: &Input, threats: &mut Vec<Threat>) {
+        let variants = decode::variants(&input.text);
+        let mut done = 0u8;
+        for variant in &variants {
+            let woken = self
+                .prefilter
+                .find_overlapping_iter(variant.as_str())
+                .fold(0u8, |bits, hit| bits | self.wakes[hit.pattern().as_usize()]);
+            for check in Check::ALL {
+                if woken & check.bit() == 0 || done & check.bit() != 0 {
+                    continue;
+                }
+                if let Some((kind, severity, rule)) = self.run(check, variant, input) {
+                    done |= check.bit();
+                    push(
+                        threats,
+                        kind,
+                        severity,
+                        rule,
+                        input.location.clone(),
+                        &input.text,
+                    );
+                }
+            }
+        }
+    }
+
+    fn run(
+        &self,
+        check: Check,
+        variant: &str,
+        input: &Input,
+    ) -> Option<(ThreatKind, Severity, &'static str)> {
+        match check {
+            Check::Sqli => {
+                sqli::check(variant).map(|rule| (ThreatKind::Sqli, Severity::High, rule))
+            }
+            Check::Xss => self
+                .xss
+                .check(variant)
+                .map(|rule| (ThreatKind::Xss, Severity::High, rule)),
+            Check::Traversal => traversal::check(variant, &input.text)
+                .map(|rule| (ThreatKind::PathTraversal, Severity::High, rule)),
+            Check::Command => command::check(variant)
+                .map(|rule| (ThreatKind::CommandInjection, Severity::Critical, rule)),
+            Check::Ssrf => ssrf::check(variant).map(|target| match target {
+                ssrf::Target::Metadata => {
+                    (ThreatKind::Ssrf, Severity::Critical, "ssrf.cloud_metadata")
+                }
+                ssrf::Target::Internal => {
+                    (ThreatKind::Ssrf, Severity::High, "ssrf.internal_address")
+                }
+                ssrf::Target::Scheme => (ThreatKind::Ssrf, Severity::High, "ssrf.dangerous_scheme"),
+                ssrf::Target::RemoteInclude => {
+                    (ThreatKind::Ssrf, Severity::Medium, "ssrf.remote_include")
+                }
+            }),
+            Check::Java => {
+                java::check(variant).map(|rule| (ThreatKind::Jndi, Severity::Critical, rule))
+            }
+            Check::Nosqli => nosqli::check(variant, input.is_key)
+                .map(|rule| (ThreatKind::Nosqli, Severity::High, rule)),
+        }
+    }
+
+    /// Leaks and header mistakes in the response (nothing when no response was seen).
+    pub fn response(&self, exchange: &Exchange<'_>) -> Vec<Threat> {
+        let response = &exchange.response;
+        let mut threats = Vec::new();
+        if !response.seen {
+            return threats;
+        }
+        let missing = headers::missing_security_headers(response);
+        if !missing.is_empty() {
+            let list = missing.join(", ");
+            threats.push(Threat {
+                kind: ThreatKind::MissingSecurityHeaders,
+                severity: Severity::Low,
+                rule: "headers.security_headers",
+                location: "response.headers".to_owned(),
+                evidence: format!("missing: {list}"),
+            });
+        }
+        if let Some(rule) = headers::cors(&exchange.request, response) {
+            let allowed = response
+                .header("access-control-allow-origin")
+                .unwrap_or_default();
+            push(
+                &mut threats,
+                ThreatKind::CorsMisconfigured,
+                Severity::High,
+                rule,
+                "response.header.access-control-allow-origin".to_owned(),
+                allowed,
+            );
+        }
+        for (name, value) in response.headers {
+            if let Some(rule) = self.leaks.internal_address(value) {
+                push(
+                    &mut threats,
+                    ThreatKind::InternalAddress,
+                    Severity::Low,
+                    rule,
+                    format!("response.header.{}", name.to_ascii_lowercase()),
+                    value,
+                );
+            }
+        }
+        let Some(body) = response.plain_body() else {
+            return threats;
+        };
+        let body = String::from_utf8_lossy(&body[..body.len().min(MAX_BODY_BYTES)]);
+        // JSON error bodies carry traces as escaped strings: `"trace":"at x\n\tat y"`.
+        let body = if response.media_type().is_some_and(|m| m.contains("json")) {
+            decode::backslash_escapes(&body)
+        } else {
+            body.into_owned()
+        };
+        let checks: [(ThreatKind, Severity, Option<&'static str>); 3] = [
+            (
+                ThreatKind::StackTrace,
+                Severity::Medium,
+                self.leaks.stack_trace(&body),
+            ),
+            (
+                ThreatKind::DebugPage,
+                Severity::Medium,
+                self.leaks.debug_page(&body),
+            ),
+            (
+                ThreatKind::InternalAddress,
+                Severity::Low,
+                self.leaks.internal_address(&body),
+            ),
+        ];
+        for (kind, severity, rule) in checks {
+            if let Some(rule) = rule {
+                push(
+                    &mut threats,
+                    kind,
+                    severity,
+                    rule,
+                    "response.body".to_owned(),
+                    &body,
+                );
+            }
+        }
+        threats
+    }
+}
+
+fn push(
+    threats: &mut Vec<Threat>,
+    kind: ThreatKind,
+    severity: Severity,
+    rule: &'static str,
+    location: String,
+    value: &str,
+) {
+    threats.push(Threat {
+        kind,
+        severity,
+        rule,
+        location,
+        evidence: mask(value, EVIDENCE_CHARS),
+    });
+}
+
+fn short_name(name: &str) -> String {
+    name.chars().take(MAX_NAME_CHARS).collect()
+}
+
+/// The request's values, in the order an attacker is most likely to use them, capped at
+/// [`MAX_INPUTS`].
+fn inputs(exchange: &Exchange<'_>) -> Vec<Input> {
+    let mut inputs = vec![Input {
+        location: "path".to_owned(),
+        text: exchange.path.to_owned(),
+        is_key: false,
+    }];
+    if let Some(query) = exchange.query {
+        pairs(query, '&', "query", &mut inputs);
+    }
+    let request = &exchange.request;
+    for (name, value) in request.headers {
+        let lower = name.to_ascii_lowercase();
+        if PLUMBING_HEADERS.contains(&lower.as_str()) {
+            continue;
+        }
+        if lower == "cookie" {
+            pairs(value, ';', "cookie", &mut inputs);
+        } else {
+            inputs.push(Input {
+                location: format!("header.{lower}"),
+                text: (*value).to_owned(),
+                is_key: false,
+            });
+        }
+    }
+    if let Some(body) = request.plain_body().filter(|b| !b.is_empty()) {
+        let text = String::from_utf8_lossy(&body[..body.len().min(MAX_BODY_BYTES)]).into_owned();
+        let media = request.media_type().unwrap_or_default();
+        let trimmed = text.trim_start();
+        let json = (media.contains("json") || trimmed.starts_with(['{', '[']))
+            .then(|| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .flatten();
+        if let Some(json) = json {
+            walk_json(&json, "body".to_owned(), 0, &mut inputs);
+        } else if media == "application/x-www-form-urlencoded"
+            || (media.is_empty() && !text.contains('\n') && text.contains('='))
+        {
+            pairs(&text, '&', "body", &mut inputs);
+        } else {
+            inputs.push(Input {
+                location: "body".to_owned(),
+                text,
+                is_key: false,
+            });
+        }
+    }
+    inputs.truncate(MAX_INPUTS);
+    inputs
+}
+
+/// `a=1&b=2` (or cookies' `a=1; b=2`): names and values both, since either can carry a payload.
+fn pairs(text: &str, separator: char, prefix: &str, inputs: &mut Vec<Input>) {
+    for pair in text.split(separator).filter(|p| !p.trim().is_empty()) {
+        if inputs.len() >= MAX_INPUTS {
+            return;
+        }
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let name = name.trim();
+        let location = format!(
+            "{prefix}.{}",
+            short_name(&decode::percent_decode(name, true))
+        );
+        inputs.push(Input {
+            location: location.clone(),
+            text: name.to_owned(),
+            is_key: true,
+        });
+        if !value.is_empty() {
+            inputs.push(Input {
+                location,
+                text: value.to_owned(),
+                is_key: false,
+            });
+        }
+    }
+}
+
+fn walk_json(value: &serde_json::Value, pointer: String, depth: usize, inputs: &mut Vec<Input>) {
+    if depth > MAX_JSON_DEPTH || inputs.len() >= MAX_INPUTS {
+        return;
+    }
+    match value {
+        serde_json::Value::String(text) => inputs.push(Input {
+            location: pointer,
+            text: text.clone(),
+            is_key: false,
+        }),
+        serde_json::Value::Array(items) => {
+            for (index, item) in items.iter().enumerate() {
+                walk_json(item, format!("{pointer}/{index}"), depth + 1, inputs);
+            }
+        }
+        serde_json::Value::Object(fields) => {
+            for (key, item) in fields {
+                let child = format!("{pointer}/{}", short_name(key));
+                inputs.push(Input {
+                    location: child.clone(),
+                    text: key.clone(),
+                    is_key: true,
+                });
+                walk_json(item, child, depth + 1, inputs);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,222 @@
+//! What responses give away: stack traces per language, framework debug and database error
+//! pages, and addresses of the internal network.
+
+use regex::{Regex, RegexSet};
+
+use crate::detect::ssrf;
+
+/// (rule, pattern), grouped by kind; each pattern is specific to one runtime's output format.
+const TRACES: &[(&str, &str)] = &[
+    (
+        "trace.java",
+        r"(?m)^\s*at [\w$]+(?:\.[\w$<>]+)+\((?:[\w$]+\.java:\d+|Native Method|Unknown Source)\)",
+    ),
+    (
+        "trace.java",
+        r"\b(?:java|javax|jakarta|org\.springframework|org\.hibernate|org\.apache)\.[\w.$]*(?:Exception|Error)\b(?::|\s+at\b|\r?\n)",
+    ),
+    ("trace.java", r#"Exception in thread "[^"]*" [\w.$]+"#),
+    ("trace.python", r"Traceback \(most recent call last\):"),
+    ("trace.python", r#"File "[^"]+\.py", line \d+, in "#),
+    ("trace.go", r"goroutine \d+ \[[a-z ]+\]:"),
+    ("trace.go", r"(?m)^panic: .+\n"),
+    ("trace.go", r"\.go:\d+ \+0x[0-9a-f]+"),
+    (
+        "trace.node",
+        r"(?m)^\s*at (?:[\w$.<>\[\] ]+ \()?(?:/|[A-Za-z]:\\|node:|file://)[^()\n]*\.(?:m?js|ts|cjs):\d+:\d+\)?$",
+    ),
+    (
+        "trace.dotnet",
+        r"(?m)^\s*at [\w.`<>\[\],]+\([^)]*\)(?: in [^\n]+:line \d+)?\s*$",
+    ),
+    (
+        "trace.dotnet",
+        r"\bSystem\.(?:[\w.]+\.)?\w*Exception\b(?::|\s+at\b| was unhandled)",
+    ),
+    (
+        "trace.php",
+        r"(?:Fatal error|Parse error|Warning|Notice|Deprecated)</b>?:\s.*? in <b>?[^<\n]+\.php</b>? on line <b>?\d+",
+    ),
+    (
+        "trace.php",
+        r"(?:PHP )?(?:Fatal error|Parse error|Warning|Notice): .*? in [^\s]+\.php(?::| on line )\d+",
+    ),
+    ("trace.php", r"(?m)^#\d+ [^\n]+\.php\(\d+\): "),
+    ("trace.ruby", r"\.rb:\d+:in [`'][^'`]+'"),
+    (
+        "trace.ruby",
+        r"\b(?:ActionController|ActiveRecord|ActionView|ActiveSupport)::[A-Z]\w+",
+    ),
+    (
+        "trace.ruby",
+        r"\b(?:NoMethodError|NameError|ArgumentError|LoadError|SyntaxError): (?:undefined|uninitialized|wrong number|cannot load)",
+    ),
+];
+const DEBUG_PAGES: &[(&str, &str)] = &[
+    (
+        "debug.django",
+        r"You're seeing this error because you have <code>DEBUG = True</code>|DEBUG = True</code> in your Django settings",
+    ),
+    (
+        "debug.werkzeug",
+        r"Werkzeug Debugger|__debugger__=yes|The debugger caught an exception in your WSGI application",
+    ),
+    (
+        "debug.rails",
+        r"Action Controller: Exception caught|<title>Action Controller: Exception",
+    ),
+    (
+        "debug.laravel",
+        r"Whoops! There was an error\.|<title>Whoops!|Illuminate\\[A-Za-z\\]+Exception|ignition-|Facade\\Ignition",
+    ),
+    (
+        "debug.symfony",
+        r"sf-toolbar|Symfony\\Component\\[A-Za-z\\]+Exception|<title>Symfony Exception",
+    ),
+    ("debug.spring", r"Whitelabel Error Page"),
+    (
+        "debug.aspnet",
+        r"Server Error in '[^']*' Application|<b> ?Exception Details: ?</b>|\[HttpException \(0x[0-9a-fA-F]+\)\]|ASP\.NET is configured to show verbose error messages",
+    ),
+    (
+        "debug.iis",
+        r"<title>IIS [\d.]+ Detailed Error|Internet Information Services|HTTP Error \d{3}\.\d+ - |Microsoft OLE DB Provider|ODBC Drivers error",
+    ),
+    (
+        "debug.phpinfo",
+        r"<title>phpinfo\(\)</title>|PHP Version \d+\.\d+\.\d+</h1>|PHP Credits</h1>",
+    ),
+    (
+        "debug.tomcat",
+        r"Apache Tomcat/[\d.]+ - Error report|<h3>Apache Tomcat/",
+    ),
+    (
+        "debug.express",
+        r"<pre>(?:TypeError|ReferenceError|SyntaxError|Error): [^<]+<br> &nbsp; &nbsp;at ",
+    ),
+    (
+        "debug.sql_error",
+        r"(?i)you have an error in your sql syntax|warning: (?:mysql|mysqli|pg|sqlite|oci|mssql|odbc)_\w+\(|unclosed quotation mark after the character string|quoted string not properly terminated|\bORA-\d{5}\b|PostgreSQL query failed|\bPSQLException\b|SQLSTATE\[\w+\]|SQLite(?:3)?::(?:SQLException|query)|sqlite3\.OperationalError|Microsoft SQL Server.*Driver|\[Microsoft\]\[ODBC|Syntax error in string in query expression|Dynamic SQL Error|DB2 SQL error|Sybase message|com\.mysql\.jdbc|org\.postgresql\.util|valid MySQL result|MySqlClient\.|System\.Data\.SqlClient|Npgsql\.|java\.sql\.SQLException|supplied argument is not a valid (?:MySQL|PostgreSQL)|Column count doesn't match value count|pg_query\(\)|mysql_fetch_\w+\(\)|Unknown column '[^']+' in 'field list'|near \S+: syntax error",
+    ),
+];
+/// Internal host names a response should not mention.
+const INTERNAL_NAMES: &str = r"\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:svc\.cluster\.local|ec2\.internal|compute\.internal|c\.[a-z0-9-]+\.internal)\b";
+
+pub struct Leaks {
+    traces: RegexSet,
+    debug: RegexSet,
+    ipv4: Regex,
+    names: Regex,
+}
+
+impl Leaks {
+    pub fn new() -> Self {
+        let set = |rules: &[(&str, &str)]| {
+            RegexSet::new(rules.iter().map(|(_, p)| *p)).expect("leak patterns compile")
+        };
+        Self {
+            traces: set(TRACES),
+            debug: set(DEBUG_PAGES),
+            ipv4: Regex::new(
+                r"(?:^|[^\d.])(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})(?:$|[^\d.]|\.(?:$|[^\d]))",
+            )
+            .expect("address pattern compiles"),
+            names: Regex::new(INTERNAL_NAMES).expect("name pattern compiles"),
+        }
+    }
+
+    pub fn stack_trace(&self, body: &str) -> Option<&'static str> {
+        self.traces.matches(body).iter().next().map(|i| TRACES[i].0)
+    }
+
+    pub fn debug_page(&self, body: &str) -> Option<&'static str> {
+        self.debug
+            .matches(body)
+            .iter()
+            .next()
+            .map(|i| DEBUG_PAGES[i].0)
+    }
+
+    /// A private (RFC 1918), loopback-free address or an internal DNS name.
+    pub fn internal_address(&self, text: &str) -> Option<&'static str> {
+        let private = self.ipv4.captures_iter(text).any(|c| {
+            c.get(1)
+                .and_then(|m| m.as_str().parse::<std::net::Ipv4Addr>().ok())
+                .is_some_and(|ip| ip.is_private())
+        });
+        if private {
+            return Some("address.private_ipv4");
+        }
+        let lower = text.to_ascii_lowercase();
+        self.names
+            .find(&lower)
+            .is_some_and(|m| ssrf::check(&format!("http://{}/", m.as_str())).is_some())
+            .then_some("address.internal_name")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Leaks;
+
+    #[test]
+    fn traces_pages_and_addresses() {
+        let leaks = Leaks::new();
+        for (body, rule) in [
+            (
+                "java.lang.NullPointerException: x\n\tat com.acme.Api.get(Api.java:42)\n",
+                "trace.java",
+            ),
+            (
+                "Traceback (most recent call last):\n  File \"/app/x.py\", line 3, in <module>\n",
+                "trace.python",
+            ),
+            (
+                "panic: runtime error: index out of range\n\ngoroutine 1 [running]:\n",
+                "trace.go",
+            ),
+            (
+                "TypeError: x is undefined\n    at handler (/srv/app/index.js:10:5)\n",
+                "trace.node",
+            ),
+            ("app/models/user.rb:12:in `find'", "trace.ruby"),
+            (
+                "PHP Fatal error:  Uncaught Error: x in /var/www/index.php:3",
+                "trace.php",
+            ),
+        ] {
+            assert_eq!(leaks.stack_trace(body), Some(rule), "{body}");
+        }
+        assert_eq!(
+            leaks.debug_page("<h1>Whitelabel Error Page</h1>"),
+            Some("debug.spring")
+        );
+        assert_eq!(
+            leaks.debug_page("You have an error in your SQL syntax; check the manual"),
+            Some("debug.sql_error")
+        );
+        assert_eq!(
+            leaks.internal_address("upstream 10.12.0.7:8080 failed"),
+            Some("address.private_ipv4")
+        );
+        assert_eq!(
+            leaks.internal_address("call orders.shop.svc.cluster.local"),
+            Some("address.internal_name")
+        );
+        for body in [
+            "{\"error\":\"not found\",\"at\":\"the database\"}",
+            "version 10.2.3.4.5",
+            "served by 8.8.8.8",
+            "Exception handling is described in chapter 3",
+        ] {
+            assert_eq!(
+                leaks
+                    .stack_trace(body)
+                    .or(leaks.debug_page(body))
+                    .or(leaks.internal_address(body)),
+                None,
+                "{body}"
+            );
+        }
+    }
+}

