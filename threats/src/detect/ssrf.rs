@@ -31,9 +31,12 @@ pub fn check(value: &str) -> Option<Target> {
     let mut worst = None;
     let mut rest = value;
     while let Some(at) = rest.find("://") {
+        // After the last character that cannot be in a scheme (which may be several bytes).
         let scheme_start = rest[..at]
-            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '+' || c == '.' || c == '-'))
-            .map_or(0, |i| i + 1);
+            .char_indices()
+            .rev()
+            .find(|(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '.' | '-')))
+            .map_or(0, |(index, c)| index + c.len_utf8());
         let scheme = &rest[scheme_start..at];
         let after = &rest[at + 3..];
         let at_value_start = value.len() - rest.len() + scheme_start == 0;
@@ -174,6 +177,15 @@ pub fn parse_ipv4(host: &str) -> Option<Ipv4Addr> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_multibyte_character_before_a_scheme_is_not_cut() {
+        assert_eq!(
+            super::check("¥http://169.254.169.254/"),
+            Some(super::Target::Metadata)
+        );
+        assert_eq!(super::check("é://x"), None);
+    }
+
     use super::*;
 
     #[test]
