@@ -1,6 +1,6 @@
 //! `cargo xtask demo`: Moat on a namespace testbed, as a newcomer's first look: three pods talk,
-//! their API calls are seen from the kernel, a policy stops what it denies, an edit changes the
-//! verdict live, and the counters show it all.
+//! their API calls are seen from the kernel and checked against a spec, a policy stops what it
+//! denies, an edit changes the verdict live, and the counters show it all.
 
 use std::{
     path::Path,
@@ -39,6 +39,23 @@ ranges:
   - { name: web-pods, kind: pod-network, cidrs: [198.18.1.0/24, "fd00:198:18:1::/64"], owner: web-team@example.com }
   - { name: api-pods, kind: pod-network, cidrs: [198.18.2.0/24, "fd00:198:18:2::/64"], owner: api-team@example.com }
   - { name: db-pods, kind: pod-network, cidrs: [198.18.3.0/24, "fd00:198:18:3::/64"], owner: dba@example.com }
+apis:                    # docs/api-intelligence.md: calls to these servers are checked against the spec
+  - name: api
+    spec: api-spec.yaml
+    servers: [{address: 198.18.2.10/32, port: 8080}, {address: "fd00:198:18:2::10/128", port: 8080}]
+"#;
+
+const SPEC: &str = r#"# The api pod's OpenAPI spec: it serves its index page, nothing else.
+openapi: 3.0.3
+info: {title: api, version: "1"}
+paths:
+  /:
+    get:
+      responses:
+        "200":
+          description: the index page
+          content:
+            text/html: {schema: {type: string}}
 "#;
 
 pub fn run() -> anyhow::Result<()> {
@@ -60,6 +77,7 @@ pub fn run() -> anyhow::Result<()> {
     std::fs::write(&policy, POLICY).context("writing the demo policy")?;
     std::fs::write(workdir.join("inventory.yaml"), INVENTORY)
         .context("writing the demo inventory")?;
+    std::fs::write(workdir.join("api-spec.yaml"), SPEC).context("writing the demo spec")?;
     let state_dir = format!("/sys/fs/bpf/moat-demo-{}", std::process::id());
     let outcome = show(&agent_binary, &policy, &state_dir);
     // Whatever happened, leave nothing enforced and nothing on disk.
@@ -103,13 +121,20 @@ fn show(agent_binary: &Path, policy: &Path, state_dir: &str) -> anyhow::Result<(
         inventory.display()
     );
     println!(
+        "The api pod's OpenAPI spec ({}), which the inventory binds to it:\n\n{SPEC}",
+        inventory.with_file_name("api-spec.yaml").display()
+    );
+    println!(
         "moat-agent attaches its program to the node side of each pod's veth (TC ingress via TCX), enforces the"
     );
     println!(
         "policy there, and prints what it drops and, every 3 seconds, who sent what. It also captures the pods'"
     );
     println!(
-        "HTTP calls from the kernel's syscalls (here only ports {HTTP_PORT} and {DB_PORT}) and prints each call once:\n"
+        "HTTP calls from the kernel's syscalls (here only ports {HTTP_PORT} and {DB_PORT}), prints each call once,"
+    );
+    println!(
+        "counts it in the endpoint inventory (api.endpoint every 3 seconds) and checks calls to api against its spec:\n"
     );
 
     let mut agent_command = node.command(agent_binary);
@@ -156,6 +181,10 @@ fn show(agent_binary: &Path, policy: &Path, state_dir: &str) -> anyhow::Result<(
             curl(web, &format!("http://{address}:{HTTP_PORT}/"))?;
         }
     }
+    say(
+        "web probes api for /admin, which api's spec does not have: a shadow endpoint (spec.undocumented_endpoint), reported with the spec's pointer",
+    );
+    curl(web, &format!("http://{}:{HTTP_PORT}/admin", api.ipv4))?;
     say("api calls db on 5432: allowed by rule api-to-db");
     curl(api, &format!("http://{}:{DB_PORT}/", db.ipv4))?;
     say(
