@@ -342,10 +342,10 @@ impl Analysis {
             .find(|api| api.serves(&server))
     }
 
-    /// The service a call went to: its bound API's name, else the Kubernetes service or
-    /// workload, else the node or address, with the port.
-    pub fn service_of(&self, call: &CallRecord) -> String {
-        if let Some(api) = self.api_of(call) {
+    /// The service a call went to: its bound API's (`api`, what [`Self::api_of`] found) name,
+    /// else the Kubernetes service or workload, else the node or address, with the port.
+    fn service_of(call: &CallRecord, api: Option<&ApiBinding>) -> String {
+        if let Some(api) = api {
             return api.name.to_string();
         }
         let server = &call.server;
@@ -385,8 +385,10 @@ impl Analysis {
         let (Some(method), Some(path)) = (call.method.as_deref(), call.path.as_deref()) else {
             return Vec::new();
         };
-        let service = self.service_of(call);
-        let block_for = self.api_of(call).map(|api| api.block_for);
+        // Matching the bound APIs' servers is the per-call cost of binding: done once.
+        let api = self.api_of(call);
+        let service = Self::service_of(call, api);
+        let block_for = api.map(|api| api.block_for);
         let request_headers = pairs(&call.request.headers);
         let response_headers = pairs(&call.response.headers);
         let caller = caller_label(&call.client);
