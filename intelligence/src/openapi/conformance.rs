@@ -234,22 +234,37 @@ pub fn check(spec: &Spec, exchange: &Exchange<'_>) -> Conformance {
     let operation = &spec.operations[index];
     result.documented = Some((found.full_template(), operation.pointer.clone()));
     result.operation = Some(index);
-    check_parameters(spec, operation, exchange, &found.parameters, &mut result);
-    check_security(spec, operation, exchange, &mut result);
+    // Parsed once: both parameters and security requirements look at them.
+    let query = exchange.query.map(form_pairs).unwrap_or_default();
+    let cookies = cookie_names(&exchange.request);
+    let request = Request {
+        exchange,
+        query: &query,
+        cookies: cookies.as_deref(),
+    };
+    check_parameters(spec, operation, &request, &found.parameters, &mut result);
+    check_security(spec, operation, &request, &mut result);
     check_request_body(spec, operation, exchange, &mut result);
     check_response(spec, operation, exchange, &mut result);
     result
 }
 
+/// The request, with its query and cookie names parsed.
+struct Request<'a> {
+    exchange: &'a Exchange<'a>,
+    query: &'a [(String, String)],
+    /// None without a Cookie header.
+    cookies: Option<&'a [String]>,
+}
+
 fn check_parameters(
     spec: &Spec,
     operation: &Operation,
-    exchange: &Exchange<'_>,
+    request: &Request<'_>,
     path_values: &[(&str, String)],
     result: &mut Conformance,
 ) {
-    let query = exchange.query.map(form_pairs).unwrap_or_default();
-    let cookies = cookie_names(&exchange.request);
+    let (exchange, query, cookies) = (request.exchange, request.query, request.cookies);
     for parameter in &operation.parameters {
         let name = parameter.name.as_str();
         let occurrences: Vec<String> = match parameter.location {
@@ -271,7 +286,7 @@ fn check_parameters(
                 .map(|(_, value)| (*value).to_owned())
                 .collect(),
             // Cookie values are credentials the agent redacts: only their presence is known.
-            ParameterIn::Cookie => match &cookies {
+            ParameterIn::Cookie => match cookies {
                 Some(names) if names.iter().any(|cookie| cookie == name) => {
                     vec![REDACTED.to_owned()]
                 }
@@ -324,14 +339,14 @@ fn check_parameters(
 fn check_security(
     spec: &Spec,
     operation: &Operation,
-    exchange: &Exchange<'_>,
+    request: &Request<'_>,
     result: &mut Conformance,
 ) {
     if operation.security.is_empty() {
         return;
     }
-    let query = exchange.query.map(form_pairs).unwrap_or_default();
-    let cookies = cookie_names(&exchange.request).unwrap_or_default();
+    let (exchange, query) = (request.exchange, request.query);
+    let cookies = request.cookies.unwrap_or_default();
     let satisfied = |scheme: &str| match spec.security_schemes.get(scheme) {
         // A requirement naming an undeclared scheme cannot be checked.
         None | Some(SecurityScheme::Unverifiable) => true,
