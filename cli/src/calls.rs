@@ -1,9 +1,6 @@
 //! `moat calls`: API calls from the collector, filtered, newest first.
 
-use std::{
-    io::Write as _,
-    time::{Duration, SystemTime},
-};
+use std::time::{Duration, SystemTime};
 
 use moat_api::v1::{ApiCall, CallFilter, ListCallsRequest, Peer, WatchCallsRequest};
 
@@ -63,39 +60,24 @@ pub async fn run(
         .map_err(|error| Failure::Other(error.into()));
     }
     // Follow: a stream has no end to size columns by, so they are fixed.
-    let print = |call: &ApiCall| -> std::io::Result<()> {
-        let mut out = std::io::stdout().lock();
-        match output {
-            Output::Table => writeln!(out, "{}", fixed_line(&cells(call))),
-            Output::Json | Output::Yaml => render::record(&mut out, output, &json(call)),
-        }?;
-        out.flush()
-    };
-    let io = |error: std::io::Error| Failure::Other(error.into());
-    if output == Output::Table {
-        println!("{}", fixed_line(&HEADERS.map(str::to_owned)));
-    }
-    let mut updates = client
+    let updates = client
         .watch_calls(WatchCallsRequest {
             filter: Some(filter),
         })
         .await?
         .into_inner();
-    for call in calls.iter().rev() {
-        print(call).map_err(io)?;
+    render::Follow {
+        headers: &HEADERS,
+        widths: &FOLLOW_WIDTHS,
+        cells: |call| cells(call).to_vec(),
+        json,
     }
-    while let Some(call) = updates.message().await? {
-        print(&call).map_err(io)?;
-    }
-    Ok(())
+    .run(output, &calls, updates)
+    .await
 }
 
 const HEADERS: [&str; 6] = ["TIME", "CALL", "STATUS", "LATENCY", "CLIENT", "SERVER"];
 const FOLLOW_WIDTHS: [usize; 6] = [20, 40, 6, 9, 32, 32];
-
-fn fixed_line(cells: &[String; 6]) -> String {
-    render::fixed_line(cells, &FOLLOW_WIDTHS)
-}
 
 fn cells(call: &ApiCall) -> [String; 6] {
     [
@@ -274,7 +256,7 @@ TIME                  CALL             STATUS  LATENCY  CLIENT                SE
 
     #[test]
     fn follow_lines_keep_fixed_columns() {
-        let line = fixed_line(&cells(&sample()[0]));
+        let line = render::fixed_line(&cells(&sample()[0]), &FOLLOW_WIDTHS);
         assert!(
             line.starts_with("2026-11-18T11:06:40Z  POST /v1/orders"),
             "{line}"

@@ -1,8 +1,6 @@
 //! `moat findings`: what the agents found about the APIs, filtered, newest first; `--follow`
 //! prints new findings as they arrive.
 
-use std::io::Write as _;
-
 use moat_api::v1::{Finding, FindingFilter, ListFindingsRequest, Peer, WatchFindingsRequest};
 
 use crate::{Failure, Output, calls::time, connect, render};
@@ -77,38 +75,21 @@ pub async fn run(
         })
         .map_err(io);
     }
-    let print = |finding: &Finding| -> std::io::Result<()> {
-        let mut out = std::io::stdout().lock();
-        match output {
-            Output::Table => writeln!(
-                out,
-                "{}",
-                render::fixed_line(&cells(finding), &FOLLOW_WIDTHS)
-            ),
-            Output::Json | Output::Yaml => render::record(&mut out, output, &json(finding)),
-        }?;
-        out.flush()
-    };
-    if output == Output::Table {
-        println!(
-            "{}",
-            render::fixed_line(&HEADERS.map(str::to_owned), &FOLLOW_WIDTHS)
-        );
-    }
-    let mut updates = client
+    let updates = client
         .clone()
         .watch_findings(WatchFindingsRequest {
             filter: Some(filter),
         })
         .await?
         .into_inner();
-    for finding in findings.iter().rev() {
-        print(finding).map_err(io)?;
+    render::Follow {
+        headers: &HEADERS,
+        widths: &FOLLOW_WIDTHS,
+        cells: |finding| cells(finding).to_vec(),
+        json,
     }
-    while let Some(finding) = updates.message().await? {
-        print(&finding).map_err(io)?;
-    }
-    Ok(())
+    .run(output, &findings, updates)
+    .await
 }
 
 const HEADERS: [&str; 7] = [

@@ -82,3 +82,49 @@ where
     }
     Ok(records)
 }
+
+/// How follow mode prints one kind of record: fixed-width table cells, or the record as JSON.
+pub struct Follow<'a, T> {
+    pub headers: &'a [&'a str],
+    pub widths: &'a [usize],
+    pub cells: fn(&T) -> Vec<String>,
+    pub json: fn(&T) -> serde_json::Value,
+}
+
+impl<T> Follow<'_, T> {
+    /// Prints `backlog` (newest first, as lists return it) oldest first, then every record
+    /// `updates` brings, until the stream ends or the reader goes away.
+    pub async fn run(
+        &self,
+        output: Output,
+        backlog: &[T],
+        mut updates: tonic::Streaming<T>,
+    ) -> Result<(), crate::Failure> {
+        let print = |item: &T| -> io::Result<()> {
+            let mut out = io::stdout().lock();
+            match output {
+                Output::Table => {
+                    writeln!(out, "{}", fixed_line(&(self.cells)(item), self.widths))
+                }
+                Output::Json | Output::Yaml => record(&mut out, output, &(self.json)(item)),
+            }?;
+            out.flush()
+        };
+        let failed = |error: io::Error| crate::Failure::Other(error.into());
+        if output == Output::Table {
+            let headers: Vec<String> = self
+                .headers
+                .iter()
+                .map(|header| (*header).to_owned())
+                .collect();
+            println!("{}", fixed_line(&headers, self.widths));
+        }
+        for item in backlog.iter().rev() {
+            print(item).map_err(failed)?;
+        }
+        while let Some(item) = updates.message().await? {
+            print(&item).map_err(failed)?;
+        }
+        Ok(())
+    }
+}
