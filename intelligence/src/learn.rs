@@ -247,6 +247,12 @@ pub struct Learned {
     /// Bits of [`AuthScheme::bit`] seen; `unauthenticated` calls counted apart.
     pub auth: u16,
     pub unauthenticated: u64,
+    /// Calls whose status, and query parameters whose name, came past the bounds on statuses
+    /// and parameters: not learned, but counted, so the spec still admits them.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub other_statuses: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub other_parameters: u64,
 }
 
 /// Calls per endpoint learned in full; after that, one in [`LEARN_EVERY`].
@@ -284,6 +290,7 @@ impl Learned {
         if let Some(query) = exchange.query {
             for (name, value) in form_pairs(query) {
                 if !self.query.contains_key(&name) && self.query.len() >= MAX_PARAMETERS {
+                    self.other_parameters += 1;
                     continue;
                 }
                 self.query.entry(name).or_default().observe(&typed(&value));
@@ -311,6 +318,7 @@ impl Learned {
         }
         if let Some(status) = exchange.status {
             if !self.responses.contains_key(&status) && self.responses.len() >= MAX_STATUSES {
+                self.other_statuses += 1;
                 return;
             }
             let response = self.responses.entry(status).or_default();
@@ -333,7 +341,14 @@ impl Learned {
         self.without_body += other.without_body;
         self.auth |= other.auth;
         self.unauthenticated += other.unauthenticated;
+        self.other_statuses += other.other_statuses;
+        self.other_parameters += other.other_parameters;
+        // The bounds hold across agents too: what one agent learned past them is counted.
         for (name, shape) in &other.query {
+            if !self.query.contains_key(name) && self.query.len() >= MAX_PARAMETERS {
+                self.other_parameters += shape.samples;
+                continue;
+            }
             self.query.entry(name.clone()).or_default().merge(shape);
         }
         if self.path.len() < other.path.len() {
@@ -346,6 +361,10 @@ impl Learned {
             self.request.entry(media.clone()).or_default().merge(shape);
         }
         for (status, response) in &other.responses {
+            if !self.responses.contains_key(status) && self.responses.len() >= MAX_STATUSES {
+                self.other_statuses += 1;
+                continue;
+            }
             let mine = self.responses.entry(*status).or_default();
             for (media, shape) in &response.content {
                 mine.content.entry(media.clone()).or_default().merge(shape);
@@ -478,7 +497,15 @@ pub fn openapi(service: &str, endpoints: &[LearnedEndpoint<'_>]) -> Value {
             }
             responses.insert(status.to_string(), Value::Object(declared));
         }
-        if responses.is_empty() {
+        if learned.other_statuses > 0 {
+            responses.insert(
+                "default".into(),
+                json!({"description": format!(
+                    "{} calls answered with statuses past the {MAX_STATUSES} learned",
+                    learned.other_statuses
+                )}),
+            );
+        } else if responses.is_empty() {
             responses.insert(
                 "default".into(),
                 json!({"description": "No response was seen"}),

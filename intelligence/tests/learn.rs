@@ -237,6 +237,49 @@ fn a_learned_spec_accepts_the_traffic_it_was_learned_from() {
     }
 }
 
+#[test]
+fn statuses_past_the_bound_are_counted_and_still_admitted() {
+    let mut learned = learn::Learned::default();
+    let statuses: Vec<u16> = (200..220).collect();
+    let samples: Vec<Sample> = statuses
+        .iter()
+        .map(|status| Sample {
+            method: "GET",
+            path: "/things".to_owned(),
+            query: None,
+            request: None,
+            status: *status,
+            response: None,
+            auth: AuthScheme::None,
+        })
+        .collect();
+    for sample in &samples {
+        learned.observe(&exchange(sample, b"", b""), &[]);
+    }
+    assert_eq!((learned.responses.len(), learned.other_statuses), (16, 4));
+    let document = learn::openapi(
+        "things",
+        &[LearnedEndpoint {
+            method: "GET",
+            template: "/things",
+            learned: &learned,
+        }],
+    );
+    let text = serde_json::to_string(&document).expect("serializes");
+    let spec = Spec::load(&text, "learned.json", &mut NoFiles)
+        .expect("loads")
+        .spec;
+    for sample in &samples {
+        let result = check(&spec, &exchange(sample, b"", b""));
+        assert!(
+            result.violations.is_empty(),
+            "status {}: {:?}",
+            sample.status,
+            result.violations
+        );
+    }
+}
+
 fn json_value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
