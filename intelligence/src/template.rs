@@ -95,27 +95,22 @@ fn is_opaque_id(bytes: &[u8]) -> bool {
         b'-' | b'_' | b'+' | b'=' | b'~' => Some(Class::Symbol),
         _ => None,
     };
-    let Some(classes) = bytes
-        .iter()
-        .map(|&byte| class(byte))
-        .collect::<Option<Vec<_>>>()
-    else {
-        return false;
-    };
-    let digits = classes.iter().filter(|&&c| c == Class::Digit).count();
-    let letters = classes
-        .iter()
-        .filter(|&&c| c == Class::Lower || c == Class::Upper)
-        .count();
-    // Separators do not count: kebab and snake case change class at every one.
-    let alphanumeric: Vec<Class> = classes
-        .into_iter()
-        .filter(|&c| c != Class::Symbol)
-        .collect();
-    let changes = alphanumeric
-        .windows(2)
-        .filter(|pair| pair[0] != pair[1])
-        .count();
+    // One pass, no allocation: every path segment of every call comes through here.
+    let (mut digits, mut letters, mut changes) = (0, 0, 0);
+    let mut previous = None;
+    for &byte in bytes {
+        let Some(current) = class(byte) else {
+            return false;
+        };
+        match current {
+            Class::Digit => digits += 1,
+            Class::Lower | Class::Upper => letters += 1,
+            // Separators do not count: kebab and snake case change class at every one.
+            Class::Symbol => continue,
+        }
+        changes += usize::from(previous.is_some_and(|previous| previous != current));
+        previous = Some(current);
+    }
     digits > 0 && letters > 0 && changes * 4 >= bytes.len()
 }
 
