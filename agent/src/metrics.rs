@@ -45,6 +45,8 @@ pub struct Snapshot {
     pub analysis: crate::analysis::AnalysisStats,
     /// Findings reported since start, by kind.
     pub findings: BTreeMap<&'static str, u64>,
+    /// Block mode findings whose source was not blocked, by reason.
+    pub blocks_not_made: BTreeMap<&'static str, u64>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -248,6 +250,19 @@ fn encode_analysis(
         "moat_api_findings",
         "Findings reported (api.finding records), by kind: inventory.*, spec.*, policy.blocked.",
         &findings,
+    )?;
+    let unmade: Vec<(Labels<'_>, u64)> = ["own_address", "table_full", "error"]
+        .into_iter()
+        .map(|reason| {
+            let count = snapshot.blocks_not_made.get(reason).copied().unwrap_or(0);
+            (vec![("reason", reason)], count)
+        })
+        .collect();
+    counter(
+        encoder,
+        "moat_api_blocks_not_made",
+        "Block mode findings whose source was not blocked, by reason: own_address (this node's or loopback), table_full (the timed block table), error.",
+        &unmade,
     )?;
     let analysis = &snapshot.analysis;
     gauge(

@@ -711,6 +711,7 @@ impl Agent {
         let network = IpNetwork::from(source);
         if source.is_loopback() || self.host_addresses.contains(&source) {
             warn!(%source, finding = cause.kind.as_str(), "not blocking this node's own address");
+            self.count_unmade_block("own_address");
             return Ok(());
         }
         if self
@@ -755,9 +756,21 @@ impl Agent {
             }
             Err(error) => {
                 warn!(%source, %error, "could not block the source of a finding in block mode");
+                self.count_unmade_block(match error {
+                    crate::enforcer::EnforceError::TooManyTimedBlocks { .. } => "table_full",
+                    _ => "error",
+                });
                 Ok(())
             }
         }
+    }
+
+    /// A block mode finding whose source was not blocked, by why: loss is counted, not only
+    /// logged.
+    fn count_unmade_block(&self, reason: &'static str) {
+        self.metrics.update(|snapshot| {
+            *snapshot.blocks_not_made.entry(reason).or_default() += 1;
+        });
     }
 
     /// `api.endpoint` records for the endpoints called since the last report.
