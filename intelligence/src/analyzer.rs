@@ -157,7 +157,8 @@ impl Analyzer {
                        pointer: Option<String>,
                        message: String,
                        evidence: String| Finding {
-            kind,
+            kind: kind.as_str().into(),
+            rule: "".into(),
             severity,
             service: service.to_owned(),
             method: method.clone(),
@@ -199,7 +200,44 @@ impl Analyzer {
                 ));
             }
         }
-        if let (Some(result), Some(bound)) = (conformance, self.bound.get(service)) {
+        let bound = self.bound.get(service);
+        let unauthenticated_success = !exchange.auth.is_authenticated()
+            && exchange
+                .status
+                .is_some_and(|status| (200..300).contains(&status));
+        let documented_security = conformance.as_ref().and_then(|result| {
+            result
+                .violations
+                .iter()
+                .find(|violation| violation.pointer.ends_with("/security"))
+                .map(|violation| violation.pointer.clone())
+        });
+        if unauthenticated_success && (observed.was_authenticated || documented_security.is_some())
+        {
+            let kind = FindingKind::AuthMissing;
+            let (mode, severity) = bound.map_or((Mode::Detect, kind.default_severity()), |bound| {
+                (bound.binding.mode_of(kind), bound.binding.severity_of(kind))
+            });
+            if mode != Mode::Off {
+                let why = if documented_security.is_some() {
+                    "the spec requires credentials"
+                } else {
+                    "every earlier successful call carried credentials"
+                };
+                findings.push(finding(
+                    kind,
+                    severity,
+                    mode,
+                    documented_security,
+                    format!(
+                        "answered {} to a call without credentials; {why}",
+                        exchange.status.unwrap_or_default()
+                    ),
+                    format!("caller {}", exchange.caller),
+                ));
+            }
+        }
+        if let (Some(result), Some(bound)) = (conformance, bound) {
             for violation in result.violations {
                 let mode = bound.binding.mode_of(violation.kind);
                 if mode == Mode::Off {
@@ -238,7 +276,8 @@ impl Analyzer {
                 }
                 bound.reported_unused[index] = true;
                 findings.push(Finding {
-                    kind: FindingKind::UnusedEndpoint,
+                    kind: FindingKind::UnusedEndpoint.as_str().into(),
+                    rule: "".into(),
                     severity: binding.severity_of(FindingKind::UnusedEndpoint),
                     service: binding.service.clone(),
                     method: operation.method.clone(),
@@ -323,10 +362,10 @@ paths:
         }
     }
 
-    fn kinds(findings: &[Finding]) -> Vec<(FindingKind, Mode)> {
+    fn kinds(findings: &[Finding]) -> Vec<(Option<FindingKind>, Mode)> {
         findings
             .iter()
-            .map(|finding| (finding.kind, finding.mode))
+            .map(|finding| (FindingKind::parse(&finding.kind), finding.mode))
             .collect()
     }
 
@@ -337,7 +376,10 @@ paths:
         let first = analyzer
             .observe("items", &call("/items/1", "web", 200, 1))
             .findings;
-        assert_eq!(kinds(&first), [(FindingKind::NewEndpoint, Mode::Detect)]);
+        assert_eq!(
+            kinds(&first),
+            [(Some(FindingKind::NewEndpoint), Mode::Detect)]
+        );
         assert_eq!(first[0].endpoint, "/items/{id}");
         assert!(
             analyzer
@@ -351,10 +393,10 @@ paths:
         assert_eq!(
             kinds(&bad),
             [
-                (FindingKind::NewCaller, Mode::Detect),
-                (FindingKind::InvalidParameter, Mode::Block),
+                (Some(FindingKind::NewCaller), Mode::Detect),
+                (Some(FindingKind::InvalidParameter), Mode::Block),
                 // Configured to block, but a status is the server's doing.
-                (FindingKind::UnexpectedStatus, Mode::Detect),
+                (Some(FindingKind::UnexpectedStatus), Mode::Detect),
             ]
         );
         assert_eq!(bad[1].severity, Severity::High);
@@ -364,9 +406,93 @@ paths:
         assert_eq!(
             kinds(&shadow),
             [
-                (FindingKind::NewEndpoint, Mode::Detect),
-                (FindingKind::UndocumentedEndpoint, Mode::Block)
+                (Some(FindingKind::NewEndpoint), Mode::Detect),
+                (Some(FindingKind::UndocumentedEndpoint), Mode::Block)
             ]
+        );
+    }
+
+    #[test]
+    fn an_endpoint_answering_without_credentials_after_always_requiring_them_is_reported() {
+        let mut analyzer = Analyzer::new(AnalyzerConfig::default());
+        let authenticated = |time| Exchange {
+            auth: AuthScheme::BearerJwt,
+            ..call("/orders/1", "web", 200, time)
+        };
+        // Refusals without credentials are what an authenticated endpoint should answer.
+        analyzer.observe("shop", &call("/orders/1", "web", 401, 0));
+        for time in 1..crate::endpoints::MIN_AUTHENTICATED_SUCCESSES {
+            analyzer.observe("shop", &authenticated(time));
+        }
+        let too_early = analyzer.observe("shop", &call("/orders/1", "bot", 200, 20));
+        assert!(
+            kinds(&too_early.findings)
+                .iter()
+                .all(|(kind, _)| *kind != Some(FindingKind::AuthMissing)),
+            "nine authenticated successes are not yet a pattern"
+        );
+
+        let mut analyzer = Analyzer::new(AnalyzerConfig::default());
+        for time in 0..crate::endpoints::MIN_AUTHENTICATED_SUCCESSES {
+            analyzer.observe("shop", &authenticated(time));
+        }
+        let open = analyzer.observe("shop", &call("/orders/1", "bot", 200, 20));
+        let missing = open
+            .findings
+            .iter()
+            .find(|finding| finding.kind == FindingKind::AuthMissing.as_str())
+            .expect("auth.missing");
+        assert_eq!(missing.severity, Severity::High);
+        assert!(missing.evidence.contains("bot"), "{}", missing.evidence);
+        // Said once: from now on the endpoint is one that answers without credentials.
+        let again = analyzer.observe("shop", &call("/orders/1", "bot", 200, 21));
+        assert!(again.findings.is_empty(), "{:?}", again.findings);
+    }
+
+    #[test]
+    fn a_documented_security_requirement_makes_an_unauthenticated_success_auth_missing() {
+        let spec = Spec::load(
+            r#"
+openapi: 3.0.3
+info: {title: t, version: "1"}
+components: {securitySchemes: {token: {type: http, scheme: bearer}}}
+security: [{token: []}]
+paths:
+  /me: {get: {responses: {"200": {description: ok}, "401": {description: no}}}}
+"#,
+            "spec.yaml",
+            &mut NoFiles,
+        )
+        .expect("spec loads")
+        .spec;
+        let mut analyzer = Analyzer::new(AnalyzerConfig::default());
+        analyzer.bind(
+            vec![Binding {
+                service: "me".into(),
+                spec: Arc::new(spec),
+                mode: Mode::Detect,
+                modes: HashMap::new(),
+                severities: HashMap::new(),
+                unused_after_secs: 60,
+            }],
+            0,
+        );
+        let refused = analyzer.observe("me", &call("/me", "web", 401, 1));
+        assert!(
+            refused
+                .findings
+                .iter()
+                .all(|finding| finding.kind != FindingKind::AuthMissing.as_str())
+        );
+        let open = analyzer.observe("me", &call("/me", "web", 200, 2));
+        let missing = open
+            .findings
+            .iter()
+            .find(|finding| finding.kind == FindingKind::AuthMissing.as_str())
+            .expect("auth.missing");
+        assert_eq!(
+            missing.spec_pointer.as_deref(),
+            Some("#/paths/~1me/get/security")
         );
     }
 

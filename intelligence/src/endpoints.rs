@@ -106,6 +106,10 @@ pub struct EndpointStats {
     pub response_content_types: Vec<String>,
     /// Bits of [`AuthScheme::bit`].
     pub auth: u16,
+    /// Successful (2xx) calls that carried credentials, and that carried none: an endpoint
+    /// only ever answered with credentials is one that needs them.
+    pub authenticated_successes: u64,
+    pub unauthenticated_successes: u64,
     pub callers: BTreeMap<String, CallerStats>,
     /// Calls from callers beyond the per-endpoint bound.
     pub other_callers_calls: u64,
@@ -134,6 +138,8 @@ impl EndpointStats {
             request_content_types: Vec::new(),
             response_content_types: Vec::new(),
             auth: 0,
+            authenticated_successes: 0,
+            unauthenticated_successes: 0,
             callers: BTreeMap::new(),
             other_callers_calls: 0,
             documented,
@@ -148,6 +154,13 @@ impl EndpointStats {
         AuthScheme::ALL
             .into_iter()
             .filter(|scheme| self.auth & scheme.bit() != 0)
+    }
+
+    /// Whether enough successful calls all carried credentials to call the endpoint an
+    /// authenticated one.
+    pub fn observed_authenticated(&self) -> bool {
+        self.authenticated_successes >= MIN_AUTHENTICATED_SUCCESSES
+            && self.unauthenticated_successes == 0
     }
 
     /// Counts the call; says whether its caller is new here.
@@ -179,6 +192,16 @@ impl EndpointStats {
             bound,
         );
         self.auth |= exchange.auth.bit();
+        if exchange
+            .status
+            .is_some_and(|status| (200..300).contains(&status))
+        {
+            if exchange.auth.is_authenticated() {
+                self.authenticated_successes += 1;
+            } else {
+                self.unauthenticated_successes += 1;
+            }
+        }
         self.changed = true;
         if let Some(caller) = self.callers.get_mut(exchange.caller) {
             caller.calls += 1;
@@ -216,6 +239,8 @@ impl EndpointStats {
             remember(&mut self.response_content_types, Some(media), bound);
         }
         self.auth |= other.auth;
+        self.authenticated_successes += other.authenticated_successes;
+        self.unauthenticated_successes += other.unauthenticated_successes;
         self.learned.merge(&other.learned);
         for (name, value) in other.tags {
             remember_tag(&mut self.tags, name, value);
@@ -238,6 +263,9 @@ impl EndpointStats {
 
 /// Tags kept per endpoint at most.
 pub const MAX_ENDPOINT_TAGS: usize = 16;
+/// Successful calls, all with credentials, before an endpoint counts as authenticated: a few
+/// calls from one client that happened to send a token prove little.
+pub const MIN_AUTHENTICATED_SUCCESSES: u64 = 10;
 
 fn remember_tag(tags: &mut BTreeMap<String, String>, name: String, value: String) {
     if tags.len() < MAX_ENDPOINT_TAGS || tags.contains_key(&name) {
@@ -291,6 +319,8 @@ pub struct Observed {
     pub new_caller: bool,
     /// The call was counted in the service's overflow bucket, which it opened.
     pub overflow_opened: bool,
+    /// Before this call, the endpoint was [`EndpointStats::observed_authenticated`].
+    pub was_authenticated: bool,
 }
 
 #[derive(Debug)]
@@ -374,12 +404,14 @@ impl Inventory {
             });
         }
         let stats = inventory.endpoints.get_mut(&key)?;
+        let was_authenticated = stats.observed_authenticated();
         let new_caller = stats.count(exchange, &key.template, &limits) && !new_endpoint;
         Some(Observed {
             endpoint: key,
             new_endpoint,
             new_caller,
             overflow_opened,
+            was_authenticated,
         })
     }
 

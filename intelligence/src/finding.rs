@@ -1,5 +1,7 @@
 //! Findings: what the analysis tells a human, each with a kind, a severity and masked evidence.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -24,7 +26,9 @@ impl Severity {
     }
 }
 
-/// Every kind of finding, named as records and queries name them.
+/// The kinds of finding the inventory and spec conformance report, named as records and
+/// queries name them. Detectors elsewhere (sensitive data, threats) name theirs as strings in
+/// the same dotted form (`threat.sqli`, `data.email`, or a team's own `data.customer_id`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum FindingKind {
     #[serde(rename = "inventory.new_endpoint")]
@@ -56,10 +60,13 @@ pub enum FindingKind {
     /// A finding in block mode put its source into the kernel's timed blocks.
     #[serde(rename = "policy.blocked")]
     SourceBlocked,
+    /// A 2xx without credentials from an endpoint documented or observed as authenticated.
+    #[serde(rename = "auth.missing")]
+    AuthMissing,
 }
 
 impl FindingKind {
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 15] = [
         Self::NewEndpoint,
         Self::NewCaller,
         Self::EndpointOverflow,
@@ -74,6 +81,7 @@ impl FindingKind {
         Self::InvalidResponseBody,
         Self::UnexpectedContentType,
         Self::SourceBlocked,
+        Self::AuthMissing,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -92,6 +100,7 @@ impl FindingKind {
             Self::InvalidResponseBody => "spec.invalid_response_body",
             Self::UnexpectedContentType => "spec.unexpected_content_type",
             Self::SourceBlocked => "policy.blocked",
+            Self::AuthMissing => "auth.missing",
         }
     }
 
@@ -105,6 +114,7 @@ impl FindingKind {
         match self {
             Self::NewEndpoint | Self::NewCaller => Severity::Info,
             Self::EndpointOverflow | Self::UnusedEndpoint | Self::UnexpectedStatus => Severity::Low,
+            Self::AuthMissing => Severity::High,
             Self::UndocumentedEndpoint
             | Self::MethodNotAllowed
             | Self::InvalidRequestBody
@@ -146,9 +156,14 @@ pub enum Mode {
 /// One finding about one call (or, for unused endpoints, about the absence of calls).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
-    /// Serialized as `finding`: records already use `kind` for what record they are.
+    /// `spec.invalid_parameter`, `threat.sqli`, `data.email`... Serialized as `finding`:
+    /// records already use `kind` for what record they are.
     #[serde(rename = "finding")]
-    pub kind: FindingKind,
+    pub kind: Cow<'static, str>,
+    /// Which rule of the kind's detector fired (`sqli.union`, `trace.java`); empty where the
+    /// kind says it all (spec findings name their rule by `spec_pointer`).
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub rule: Cow<'static, str>,
     pub severity: Severity,
     /// The service the call went to (its inventory name).
     pub service: String,
