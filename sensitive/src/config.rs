@@ -16,7 +16,7 @@ pub const MAX_WINDOW: usize = 1024;
 const DEFAULT_WINDOW: usize = 64;
 
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Config {
     #[serde(default)]
     pub detectors: Vec<DetectorConfig>,
@@ -100,7 +100,7 @@ pub enum ConfigError {
         name: String,
         message: String,
     },
-    #[error("masked_fields[{index}]: field {field:?} is neither a JSON pointer nor a field name")]
+    #[error("maskedFields[{index}]: field {field:?} is neither a JSON pointer nor a field name")]
     BadMaskedField { index: usize, field: String },
 }
 

@@ -22,5 +22,37 @@ pub mod scan;
 pub mod validate;
 
 pub use config::{Config, ConfigError};
+
+/// Every kind the built-in detectors and token checks report; configured detectors add
+/// `data.<name>`.
+pub const KINDS: [&str; 27] = [
+    "data.aws_access_key",
+    "data.aws_secret_key",
+    "data.date_of_birth",
+    "data.email",
+    "data.es_dni",
+    "data.fr_nir",
+    "data.github_token",
+    "data.google_api_key",
+    "data.iban",
+    "data.internal_ip",
+    "data.jwt",
+    "data.masking_ineffective",
+    "data.nl_bsn",
+    "data.password",
+    "data.payment_card",
+    "data.phone",
+    "data.private_key",
+    "data.secret",
+    "data.slack_token",
+    "data.stripe_key",
+    "data.uk_nino",
+    "data.us_ssn",
+    "auth.credentials_in_url",
+    "auth.jwt_alg_none",
+    "auth.jwt_expired_accepted",
+    "auth.jwt_pii_claims",
+    "auth.token_overbroad",
+];
 pub use detection::{DataClass, Detection, Direction, Evidence, HashKey, Location};
 pub use scan::Scanner;

@@ -101,6 +101,40 @@ impl Scanner {
         out
     }
 
+    /// Hygiene of the tokens a request presented in its credential headers (`Authorization:
+    /// Bearer`, JWTs in cookies), for headers the agent keeps apart from the call it reports.
+    /// A token where a token belongs is not a leak: only its problems are reported, and PII
+    /// in its claims.
+    pub fn presented_tokens(
+        &self,
+        credentials: &[(&str, &str)],
+        exchange: &Exchange<'_>,
+        service: &str,
+    ) -> Vec<Detection> {
+        let mut out = Vec::new();
+        let mut pass = Pass {
+            scanner: self,
+            direction: Direction::Request,
+            token_use: TokenUse {
+                status: exchange.status,
+                now_unix_secs: exchange.time_unix_secs,
+                service,
+                presented: true,
+            },
+            out: &mut out,
+        };
+        for (name, value) in credentials {
+            let location = Location::Header {
+                name: (*name).to_owned(),
+            };
+            for token in presented_jwts(name, value) {
+                pass.token(token, &location);
+            }
+        }
+        out.truncate(MAX_DETECTIONS);
+        out
+    }
+
     /// Everything sensitive in one value found under `key`, for callers that take messages
     /// apart themselves (and for JWT claims).
     pub fn scan_value(
@@ -126,6 +160,27 @@ impl Scanner {
         }
         .value(value.as_bytes(), key, &location);
         out
+    }
+}
+
+/// The JWTs a credential header carries: a bearer token, or cookie values shaped like one.
+fn presented_jwts<'v>(name: &str, value: &'v str) -> Vec<&'v str> {
+    let looks_like_jwt = |text: &str| text.starts_with("eyJ") && text.matches('.').count() == 2;
+    if name.eq_ignore_ascii_case("cookie") {
+        return value
+            .split(';')
+            .filter_map(|pair| pair.split_once('=').map(|(_, value)| value.trim()))
+            .filter(|value| looks_like_jwt(value))
+            .collect();
+    }
+    let token = match value.trim().split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+        _ => value.trim(),
+    };
+    if looks_like_jwt(token) {
+        vec![token]
+    } else {
+        Vec::new()
     }
 }
 

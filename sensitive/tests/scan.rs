@@ -38,7 +38,23 @@ fn exchange<'a>(query: Option<&'a str>, request: Side<'a>, response: Side<'a>) -
     }
 }
 
+/// Kinds the tests' configured detectors add to the built-in ones.
+const CONFIGURED_KINDS: [&str; 4] = [
+    "data.customer_id",
+    "data.diagnosis",
+    "data.account",
+    "data.c",
+];
+
 fn found(detections: &[Detection]) -> Vec<(String, Location)> {
+    for detection in detections {
+        assert!(
+            sensitive::KINDS.contains(&&*detection.kind)
+                || CONFIGURED_KINDS.contains(&&*detection.kind),
+            "{} is missing from sensitive::KINDS",
+            detection.kind
+        );
+    }
     detections
         .iter()
         .map(|d| (d.kind.to_string(), d.location.clone()))
@@ -142,9 +158,8 @@ fn custom_detectors_teach_new_kinds() {
 
 #[test]
 fn declared_masks_that_do_not_mask_are_reported() {
-    let scanner = scanner(
-        serde_json::json!({"masked_fields": [{"field": "/cards/*/pan", "style": "last4"}]}),
-    );
+    let scanner =
+        scanner(serde_json::json!({"maskedFields": [{"field": "/cards/*/pan", "style": "last4"}]}));
     let body = br#"{"cards":[{"pan":"************1111"},{"pan":"5555555555554444"}]}"#;
     let json = [("content-type", "application/json")];
     let call = exchange(None, Side::default(), side(&json, body));
@@ -252,4 +267,43 @@ proptest! {
             prop_assert!(detection.evidence.shown.chars().count() <= sensitive::Evidence::MAX_SHOWN);
         }
     }
+}
+
+#[test]
+fn presented_tokens_report_their_problems_but_not_themselves() {
+    let encode = |json: &str| URL_SAFE_NO_PAD.encode(json);
+    let unsigned = format!(
+        "{}.{}.",
+        encode(r#"{"alg":"none"}"#),
+        encode(r#"{"sub":"u1","email":"ann@example.com","exp":1000}"#)
+    );
+    let bearer = format!("Bearer {unsigned}");
+    let cookie = format!("theme=dark; session={unsigned}");
+    let call = exchange(None, Side::default(), Side::default());
+    let scanner = scanner(serde_json::json!({}));
+    for (name, value) in [
+        ("Authorization", bearer.as_str()),
+        ("Cookie", cookie.as_str()),
+    ] {
+        let mut kinds: Vec<String> = scanner
+            .presented_tokens(&[(name, value)], &call, "orders")
+            .iter()
+            .map(|detection| detection.kind.to_string())
+            .collect();
+        kinds.sort();
+        assert_eq!(
+            kinds,
+            [
+                "auth.jwt_alg_none",
+                "auth.jwt_expired_accepted",
+                "auth.jwt_pii_claims"
+            ],
+            "{name}"
+        );
+    }
+    let opaque = scanner.presented_tokens(&[("Authorization", "Bearer 8f1c2d")], &call, "orders");
+    assert!(opaque.is_empty(), "{opaque:?}");
+    let basic =
+        scanner.presented_tokens(&[("Authorization", "Basic dXNlcjpwYXNz")], &call, "orders");
+    assert!(basic.is_empty(), "{basic:?}");
 }
