@@ -18,11 +18,13 @@ use intelligence::{
     exchange::Side,
     openapi::{Source, Spec},
 };
+use sensitive::HashKey;
 use tracing::{info, warn};
 
 use crate::{
     capture::record::{CallRecord, HeaderRecord, Peer},
     cli::AnalysisArgs,
+    detection::{CallContext, DetectionConfig, DetectionStats, Detectors},
     kubernetes::{ConfigMapDocuments, Document},
 };
 
@@ -149,6 +151,7 @@ pub struct AnalysisStats {
     /// APIs with a spec in force, and APIs whose last load failed.
     pub specs_bound: usize,
     pub specs_rejected: usize,
+    pub detection: DetectionStats,
 }
 
 /// A finding with what the agent needs to act on it.
@@ -161,6 +164,9 @@ pub struct Judged {
 
 pub struct Analysis {
     analyzer: Analyzer,
+    detectors: Detectors,
+    /// Keys evidence hashes; kept to build the detectors again when their file changes.
+    hash_key: HashKey,
     apis: Vec<Loaded>,
     /// Only those the bound APIs name.
     config_maps: ConfigMaps,
@@ -205,7 +211,7 @@ pub fn caller_label(peer: &Peer) -> String {
 }
 
 impl Analysis {
-    pub fn new(args: &AnalysisArgs) -> Self {
+    pub fn new(args: &AnalysisArgs, hash_key: HashKey) -> Self {
         let defaults = InventoryLimits::default();
         let config = AnalyzerConfig {
             limits: InventoryLimits {
@@ -218,6 +224,8 @@ impl Analysis {
         };
         Self {
             analyzer: Analyzer::new(config),
+            detectors: Detectors::new(Arc::new(DetectionConfig::default()), hash_key.clone()),
+            hash_key,
             apis: Vec::new(),
             config_maps: ConfigMaps::new(),
         }
@@ -254,6 +262,11 @@ impl Analysis {
         self.config_maps.retain(|key, _| named.contains(key));
         self.rebind(now);
         outcomes
+    }
+
+    /// Puts a (validated) detection file in force.
+    pub fn set_detection(&mut self, config: Arc<DetectionConfig>) {
+        self.detectors = Detectors::new(config, self.hash_key.clone());
     }
 
     /// The ConfigMaps (namespace, name) the bound APIs read their specs from.
@@ -423,18 +436,44 @@ impl Analysis {
                 .inventory()
                 .tag(&service, key, server.identity.tags.iter());
         }
-        call.endpoint = observation.endpoint.map(|key| key.template);
-        call.service = Some(service);
-        observation
+        let credentials = pairs(&call.credentials);
+        let endpoint = observation
+            .endpoint
+            .as_ref()
+            .map_or(path, |key| key.template.as_str());
+        let detected = self.detectors.judge(&CallContext {
+            exchange: &exchange,
+            service: &service,
+            endpoint,
+            credentials: &credentials,
+            // Both ends named by a process here: the bytes never left this node.
+            crosses_node: !(call.client.has_process() && call.server.has_process()),
+            // The socket capture reads what applications write: a TLS connection's calls
+            // never parse, so every call seen here travelled in plaintext.
+            encrypted: false,
+        });
+        let detection_block_for = self.detectors.config().block_for;
+        let blocking = |finding: Finding, block_for: Option<Duration>| Judged {
+            block_for: (finding.mode == intelligence::finding::Mode::Block)
+                .then_some(block_for)
+                .flatten(),
+            finding,
+        };
+        let judged = observation
             .findings
             .into_iter()
-            .map(|finding| Judged {
-                block_for: (finding.mode == intelligence::finding::Mode::Block)
-                    .then_some(block_for)
-                    .flatten(),
-                finding,
-            })
-            .collect()
+            .map(|finding| blocking(finding, block_for))
+            .chain(
+                detected
+                    .into_iter()
+                    .map(|finding| blocking(finding, Some(detection_block_for))),
+            )
+            .collect();
+        call.endpoint = observation.endpoint.map(|key| key.template);
+        call.service = Some(service);
+        // Credentials have served the judging; they must not outlive it.
+        call.credentials = Vec::new();
+        judged
     }
 
     /// Documented operations that fell silent.
@@ -460,6 +499,7 @@ impl Analysis {
                 .filter(|loaded| loaded.spec.is_some())
                 .count(),
             specs_rejected: self.apis.iter().filter(|loaded| loaded.rejected).count(),
+            detection: self.detectors.stats(),
         }
     }
 }
@@ -689,12 +729,17 @@ paths:
 ";
 
     fn analysis() -> Analysis {
-        Analysis::new(&AnalysisArgs {
-            new_endpoint_findings: NewsArg::Off,
-            new_caller_findings: NewsArg::Off,
-            max_endpoints_per_service: 64,
-            max_services: 64,
-        })
+        Analysis::new(
+            &AnalysisArgs {
+                new_endpoint_findings: NewsArg::Off,
+                new_caller_findings: NewsArg::Off,
+                max_endpoints_per_service: 64,
+                max_services: 64,
+                detection: None,
+                hash_key_file: None,
+            },
+            HashKey::new([1; 32]),
+        )
     }
 
     fn binding(reference: &str) -> ApiBinding {

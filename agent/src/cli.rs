@@ -132,6 +132,20 @@ pub struct AnalysisArgs {
     /// Services kept in the inventory; calls to further ones are counted, not inventoried.
     #[arg(long, value_name = "SERVICES", default_value_t = 1024)]
     pub max_services: usize,
+
+    /// The detection file: off, detect or block per finding kind or family (threat.*, data.*,
+    /// auth.*, leak.*, headers.*), severities, how long block mode drops a source, and the
+    /// team's own sensitive-data detectors (docs/threats.md). Reloaded when it changes; an
+    /// invalid edit is refused and the last good file stays in force. Without it every
+    /// detector runs in detect mode.
+    #[arg(long, value_name = "FILE")]
+    pub detection: Option<PathBuf>,
+
+    /// A file of at least 16 random bytes (a Kubernetes Secret, say) that keys the hashes in
+    /// findings' evidence, so that agents sharing it correlate the same value across nodes and
+    /// restarts. Without it each agent start draws its own key.
+    #[arg(long, value_name = "FILE")]
+    pub hash_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

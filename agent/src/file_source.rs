@@ -12,6 +12,8 @@ use std::{
 };
 
 use identity::Inventory;
+
+use crate::detection::DetectionConfig;
 use policy::{Policy, PolicyError};
 
 /// Reads a file (through the given reader, for every file it needs) into a `T`.
@@ -21,6 +23,8 @@ type Loader<T> = fn(&Path, &dyn Fn(&Path) -> std::io::Result<String>) -> Result<
 pub type PolicySource = FileSource<Policy>;
 /// The inventory file.
 pub type InventorySource = FileSource<Inventory>;
+/// The `--detection` file.
+pub type DetectionSource = FileSource<DetectionConfig>;
 
 /// A file and the fingerprint of what it was last loaded from.
 pub struct FileSource<T> {
@@ -65,6 +69,12 @@ impl PolicySource {
 impl InventorySource {
     pub fn new(path: &Path) -> Self {
         FileSource::with_loader(path, identity::inventory::load_with)
+    }
+}
+
+impl DetectionSource {
+    pub fn new(path: &Path) -> Self {
+        FileSource::with_loader(path, crate::detection::load_with)
     }
 }
 

@@ -43,8 +43,9 @@ pub struct Snapshot {
     /// Shipping to the collector, when there is one.
     pub export: Option<crate::export::ExportStats>,
     pub analysis: crate::analysis::AnalysisStats,
-    /// Findings reported since start, by kind.
-    pub findings: BTreeMap<&'static str, u64>,
+    /// Findings reported since start, by kind (configured detectors name their own kinds, so
+    /// the set is bounded by the detection file, not fixed).
+    pub findings: BTreeMap<String, u64>,
     /// Block mode findings whose source was not blocked, by reason.
     pub blocks_not_made: BTreeMap<&'static str, u64>,
 }
@@ -243,13 +244,26 @@ fn encode_analysis(
     let findings: Vec<(Labels<'_>, u64)> = snapshot
         .findings
         .iter()
-        .map(|(kind, count)| (vec![("kind", *kind)], *count))
+        .map(|(kind, count)| (vec![("kind", kind.as_str())], *count))
         .collect();
     counter(
         encoder,
         "moat_api_findings",
-        "Findings reported (api.finding records), by kind: inventory.*, spec.*, policy.blocked.",
+        "Findings reported (api.finding records), by kind: inventory.*, spec.*, auth.*, data.*, threat.*, leak.*, headers.*, policy.blocked.",
         &findings,
+    )?;
+    let detection = &snapshot.analysis.detection;
+    counter(
+        encoder,
+        "moat_detection_repeats_suppressed",
+        "Findings about a server's side (data it returns, leaks, headers) not reported again within the detection file's repeatAfter.",
+        &[(vec![], detection.repeats_suppressed)],
+    )?;
+    counter(
+        encoder,
+        "moat_detection_memory_resets",
+        "Times the memory of reported findings was full and cleared; each clears lets repeats through early once.",
+        &[(vec![], detection.memory_resets)],
     )?;
     let unmade: Vec<(Labels<'_>, u64)> = ["own_address", "table_full", "error"]
         .into_iter()

@@ -92,6 +92,12 @@ pub enum Record<'a> {
     /// An inventory edit that did not validate; the previous inventory stays in use.
     #[serde(rename = "identity.inventory_rejected")]
     InventoryRejected { file: &'a Path, error: String },
+    /// The detection file (re)loaded and in force.
+    #[serde(rename = "detection.applied")]
+    DetectionApplied { file: &'a Path },
+    /// A detection file edit that did not validate; the previous one stays in force.
+    #[serde(rename = "detection.rejected")]
+    DetectionRejected { file: &'a Path, error: String },
     #[serde(rename = "kube.watch")]
     KubeWatch(&'a crate::identity::WatchEvent),
     /// A packet was dropped: the first of its flow, then at most one a second.

@@ -27,10 +27,11 @@ use crate::{
         Args, CaptureArgs, Command, HookArg, IdentityArgs, KubernetesMode, PodScopeArg, RunArgs,
         Switch,
     },
+    detection,
     enforcer::{Enforcer, monotonic_ns},
     events::{self, DropEvents},
     export::{self as export_records, DropFacts, ExportConfig, Exporter},
-    file_source::{InventorySource, PolicySource},
+    file_source::{DetectionSource, InventorySource, PolicySource},
     identity::{NodeIdentity, PeerIdentity, host_addresses, wall_millis},
     interfaces,
     kubernetes::{self, Change, Update},
@@ -101,6 +102,14 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         Some(source) => source.load()?,
         None => Arc::new(identity::Inventory::default()),
     };
+    let mut analysis = Analysis::new(
+        &args.analysis,
+        detection::hash_key(args.analysis.hash_key_file.as_deref())?,
+    );
+    let mut detection_source = args.analysis.detection.as_deref().map(DetectionSource::new);
+    if let Some(source) = &mut detection_source {
+        analysis.set_detection(source.load()?);
+    }
     for interface in &args.interfaces {
         loader::ifindex_of(interface)?;
     }
@@ -114,6 +123,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         source,
         policy,
         (inventory_source, inventory),
+        (detection_source, analysis),
         metrics_addr,
     ))
 }
@@ -193,6 +203,7 @@ struct Agent {
     enforcer: Enforcer,
     source: Option<PolicySource>,
     inventory_source: Option<InventorySource>,
+    detection_source: Option<DetectionSource>,
     reporter: Reporter<io::BufWriter<io::StdoutLock<'static>>>,
     metrics: Metrics,
     identity: NodeIdentity,
@@ -232,6 +243,7 @@ async fn serve(
     source: Option<PolicySource>,
     policy: Arc<Policy>,
     (inventory_source, inventory): (Option<InventorySource>, Arc<identity::Inventory>),
+    (detection_source, analysis): (Option<DetectionSource>, Analysis),
     metrics_addr: Option<SocketAddr>,
 ) -> anyhow::Result<()> {
     let metrics = Metrics::default();
@@ -325,7 +337,6 @@ async fn serve(
     for interface in &args.interfaces {
         datapath.attach(interface, hook_of(&args))?;
     }
-    let analysis = Analysis::new(&args.analysis);
     let mut agent = Agent {
         // Buffered, so a burst of calls costs one write; every record outside a burst is flushed.
         reporter: Reporter::new(io::BufWriter::new(io::stdout().lock()), args.output),
@@ -334,6 +345,7 @@ async fn serve(
         enforcer,
         source,
         inventory_source,
+        detection_source,
         metrics,
         identity: node_identity,
         policies,
@@ -682,7 +694,10 @@ impl Agent {
         now: SystemTime,
     ) -> anyhow::Result<()> {
         self.metrics.update(|snapshot| {
-            *snapshot.findings.entry(finding.kind.as_str()).or_default() += 1;
+            *snapshot
+                .findings
+                .entry(finding.kind.to_string())
+                .or_default() += 1;
         });
         let record = FindingRecord {
             finding,
@@ -710,7 +725,7 @@ impl Agent {
         let source = call.client.ip;
         let network = IpNetwork::from(source);
         if source.is_loopback() || self.host_addresses.contains(&source) {
-            warn!(%source, finding = cause.kind.as_str(), "not blocking this node's own address");
+            warn!(%source, finding = %cause.kind, "not blocking this node's own address");
             self.count_unmade_block("own_address");
             return Ok(());
         }
@@ -723,10 +738,7 @@ impl Agent {
         }
         let reason = format!(
             "{} on {} {} {}",
-            cause.kind.as_str(),
-            cause.service,
-            cause.method,
-            cause.endpoint
+            cause.kind, cause.service, cause.method, cause.endpoint
         );
         match self
             .enforcer
@@ -742,13 +754,14 @@ impl Agent {
                     now,
                 )?;
                 let blocked = intelligence::Finding {
-                    kind: intelligence::FindingKind::SourceBlocked,
+                    kind: intelligence::FindingKind::SourceBlocked.as_str().into(),
+                    rule: cause.kind.clone(),
                     severity: intelligence::FindingKind::SourceBlocked.default_severity(),
                     message: format!(
                         "{source} is dropped for {} s: the request that prompted it had already reached the server",
                         ttl.as_secs()
                     ),
-                    evidence: format!("after {}", cause.kind.as_str()),
+                    evidence: format!("after {}", cause.kind),
                     spec_pointer: cause.spec_pointer.clone(),
                     ..cause.clone()
                 };
@@ -841,6 +854,13 @@ impl Agent {
             .is_some_and(InventorySource::changed)
         {
             self.reload_inventory()?;
+        }
+        if self
+            .detection_source
+            .as_mut()
+            .is_some_and(DetectionSource::changed)
+        {
+            self.reload_detection()?;
         }
         if self.source.as_mut().is_some_and(PolicySource::changed) {
             info!("policy file changed: reloading");
@@ -950,6 +970,31 @@ impl Agent {
                 warn!(%error, "inventory rejected; the previous one stays in use");
                 self.emit(
                     &Record::InventoryRejected {
+                        file: &path,
+                        error: error.to_string(),
+                    },
+                    now,
+                )
+            }
+        }
+    }
+
+    fn reload_detection(&mut self) -> anyhow::Result<()> {
+        let Some(source) = &mut self.detection_source else {
+            return Ok(());
+        };
+        let path = source.path().to_owned();
+        let now = SystemTime::now();
+        match source.load() {
+            Ok(config) => {
+                info!(file = %path.display(), "detection file applied");
+                self.analysis.set_detection(config);
+                self.emit(&Record::DetectionApplied { file: &path }, now)
+            }
+            Err(error) => {
+                warn!(%error, "detection file rejected; the previous one stays in use");
+                self.emit(
+                    &Record::DetectionRejected {
                         file: &path,
                         error: error.to_string(),
                     },

@@ -49,17 +49,31 @@ impl Redaction {
             .any(|redacted| redacted.eq_ignore_ascii_case(name))
     }
 
-    /// The headers as records, taking their strings rather than copying them.
-    fn headers(&self, headers: Vec<Header>) -> Vec<HeaderRecord> {
+    /// The headers as records, taking their strings rather than copying them; the values
+    /// replaced go to `credentials`.
+    fn headers(
+        &self,
+        headers: Vec<Header>,
+        credentials: &mut Vec<HeaderRecord>,
+    ) -> Vec<HeaderRecord> {
         headers
             .into_iter()
-            .map(|header| HeaderRecord {
-                value: if self.redacts(&header.name) {
-                    REDACTED.to_owned()
+            .map(|header| {
+                if self.redacts(&header.name) {
+                    credentials.push(HeaderRecord {
+                        name: header.name.clone(),
+                        value: header.value,
+                    });
+                    HeaderRecord {
+                        name: header.name,
+                        value: REDACTED.to_owned(),
+                    }
                 } else {
-                    header.value
-                },
-                name: header.name,
+                    HeaderRecord {
+                        name: header.name,
+                        value: header.value,
+                    }
+                }
             })
             .collect()
     }
@@ -180,16 +194,25 @@ pub struct CallRecord {
     pub request_body: Vec<u8>,
     #[serde(skip)]
     pub response_body: Vec<u8>,
+    /// The request's credential headers as sent, before redaction: token hygiene and the
+    /// caller's customer and end user are judged from them in the agent; never serialized.
+    #[serde(skip)]
+    pub credentials: Vec<HeaderRecord>,
 }
 
-/// The message as a record, and its kept body (kept for analysis, never serialized).
-fn message(message: Message, redaction: &Redaction) -> (MessageRecord, Vec<u8>) {
+/// The message as a record, and its kept body (kept for analysis, never serialized); the
+/// credential values redacted go to `credentials`.
+fn message(
+    message: Message,
+    redaction: &Redaction,
+    credentials: &mut Vec<HeaderRecord>,
+) -> (MessageRecord, Vec<u8>) {
     let record = MessageRecord {
         bytes: message.wire_bytes,
         body_bytes: message.body_bytes,
         complete: message.complete,
-        headers: redaction.headers(message.headers),
-        trailers: redaction.headers(message.trailers),
+        headers: redaction.headers(message.headers, credentials),
+        trailers: redaction.headers(message.trailers, credentials),
     };
     (record, message.body)
 }
@@ -226,8 +249,10 @@ impl CallRecord {
             call.query.as_deref(),
             &redaction.custom,
         );
-        let (request, request_body) = message(call.request, redaction);
-        let (response, response_body) = message(call.response, redaction);
+        let mut credentials = Vec::new();
+        let (request, request_body) = message(call.request, redaction, &mut credentials);
+        // What a server sets (cookies) is the client's secret, not the caller's credential.
+        let (response, response_body) = message(call.response, redaction, &mut Vec::new());
         Self {
             protocol: call.protocol.as_str(),
             client,
@@ -257,6 +282,7 @@ impl CallRecord {
             started_ns,
             request_body,
             response_body,
+            credentials,
         }
     }
 

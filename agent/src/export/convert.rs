@@ -141,7 +141,8 @@ pub fn finding_record(id: RecordId, record: &FindingRecord<'_>, time: SystemTime
         kind: Some(api::record::Kind::Finding(api::Finding {
             id: Some(id),
             time_unix_nanos: unix_nanos(time),
-            kind: finding.kind.as_str().to_owned(),
+            kind: finding.kind.to_string(),
+            rule: finding.rule.to_string(),
             severity: finding.severity.as_str().to_owned(),
             service: finding.service.clone(),
             method: finding.method.clone(),

@@ -1,0 +1,576 @@
+//! The detectors that judge each call beyond its API's spec: sensitive data and token hygiene
+//! (the `sensitive` crate), attacks and leaks (the `threats` crate) and credentials sent in
+//! clear across the node's boundary. What they report, and how loudly, is set by the
+//! `--detection` file (docs/threats.md, docs/sensitive-data.md).
+
+use std::{
+    borrow::Cow,
+    collections::{BTreeMap, HashMap},
+    hash::{DefaultHasher, Hash, Hasher},
+    path::Path,
+    sync::Arc,
+    time::Duration,
+};
+
+use intelligence::{Exchange, Finding, Severity, finding::Mode};
+use policy::{PolicyError, locate::Locations};
+use sensitive::{Detection, Direction, HashKey, Scanner};
+use serde::Deserialize;
+use threats::{Threat, ThreatKind};
+
+/// How long a source is dropped when a detector in block mode fires, unless the file says.
+pub const DEFAULT_BLOCK_FOR: Duration = Duration::from_secs(10 * 60);
+/// How long a finding about the server's side (data it returns, its headers, its leaks) stays
+/// said before the same one is reported again.
+pub const DEFAULT_REPEAT_AFTER: Duration = Duration::from_secs(60 * 60);
+/// Findings remembered as said, across all services: bounds the memory of repeats.
+const MAX_REMEMBERED: usize = 65_536;
+/// Locations listed in one finding about many values of one kind.
+const LOCATIONS_SHOWN: usize = 3;
+/// Credentials over a plaintext connection, a kind of its own (neither detector crate sees
+/// the connection).
+pub const PLAINTEXT_CREDENTIALS: &str = "auth.plaintext_credentials";
+/// Kinds a request alone shows and that a hostile client sends on purpose: the only ones whose
+/// source is worth dropping. Data a client sends, or a server's answer, are not the client's
+/// attack.
+const BLOCKABLE: [&str; 2] = ["threat.", "auth.jwt_alg_none"];
+
+/// The `--detection` file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct DetectionFile {
+    /// Kind (`threat.sqli`), family (`data.*`) or `*`, to `off`, `detect` or `block`.
+    #[serde(default)]
+    modes: BTreeMap<String, Mode>,
+    /// Kind to severity, replacing the detector's own.
+    #[serde(default)]
+    severities: BTreeMap<String, Severity>,
+    block_for: Option<String>,
+    repeat_after: Option<String>,
+    #[serde(default)]
+    sensitive: sensitive::Config,
+}
+
+/// Which kinds a mode applies to; the most specific pattern wins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Pattern {
+    Kind(String),
+    /// `data.*`: the prefix with its dot.
+    Family(String),
+    Everything,
+}
+
+impl Pattern {
+    fn parse(text: &str) -> Self {
+        match text {
+            "*" => Self::Everything,
+            _ => match text.strip_suffix('*') {
+                Some(prefix) => Self::Family(prefix.to_owned()),
+                None => Self::Kind(text.to_owned()),
+            },
+        }
+    }
+
+    /// How specifically it matches `kind`: None when it does not.
+    fn specificity(&self, kind: &str) -> Option<usize> {
+        match self {
+            Self::Kind(name) => (name == kind).then_some(usize::MAX),
+            Self::Family(prefix) => kind.starts_with(prefix.as_str()).then_some(prefix.len()),
+            Self::Everything => Some(0),
+        }
+    }
+}
+
+/// The `--detection` file, validated.
+#[derive(Debug, Clone)]
+pub struct DetectionConfig {
+    modes: Vec<(Pattern, Mode)>,
+    severities: HashMap<String, Severity>,
+    pub block_for: Duration,
+    pub repeat_after: Duration,
+    sensitive: sensitive::Config,
+}
+
+impl Default for DetectionConfig {
+    fn default() -> Self {
+        Self {
+            modes: Vec::new(),
+            severities: HashMap::new(),
+            block_for: DEFAULT_BLOCK_FOR,
+            repeat_after: DEFAULT_REPEAT_AFTER,
+            sensitive: sensitive::Config::default(),
+        }
+    }
+}
+
+fn blockable(kind: &str) -> bool {
+    BLOCKABLE.iter().any(|prefix| kind.starts_with(prefix))
+}
+
+impl DetectionConfig {
+    /// The mode of `kind`: the most specific pattern's, `detect` when none names it. A family
+    /// or `*` set to block blocks only the kinds that can; the rest of it detects.
+    pub fn mode_of(&self, kind: &str) -> Mode {
+        let mode = self
+            .modes
+            .iter()
+            .filter_map(|(pattern, mode)| Some((pattern.specificity(kind)?, *mode)))
+            .max_by_key(|(specificity, _)| *specificity)
+            .map_or(Mode::Detect, |(_, mode)| mode);
+        if mode == Mode::Block && !blockable(kind) {
+            Mode::Detect
+        } else {
+            mode
+        }
+    }
+
+    fn severity_of(&self, kind: &str, detected: Severity) -> Severity {
+        self.severities.get(kind).copied().unwrap_or(detected)
+    }
+}
+
+/// Every kind the detectors can report, with the configured detectors' `data.<name>`.
+fn known_kinds(sensitive: &sensitive::Config) -> Vec<String> {
+    ThreatKind::ALL
+        .iter()
+        .map(|kind| kind.as_str().to_owned())
+        .chain(sensitive::KINDS.iter().map(|kind| (*kind).to_owned()))
+        .chain(std::iter::once(PLAINTEXT_CREDENTIALS.to_owned()))
+        .chain(
+            sensitive
+                .detectors
+                .iter()
+                .map(|detector| format!("data.{}", detector.name)),
+        )
+        .collect()
+}
+
+/// Reads and validates the detection file at `path` (through `read`, so that its changes are
+/// followed like the policy's).
+pub fn load_with(
+    path: &Path,
+    read: &dyn Fn(&Path) -> std::io::Result<String>,
+) -> Result<DetectionConfig, PolicyError> {
+    let text = read(path).map_err(|error| PolicyError {
+        file: path.to_owned(),
+        line: None,
+        column: None,
+        field: None,
+        message: format!("cannot read the detection file: {error}"),
+    })?;
+    parse(&text, path)
+}
+
+fn parse(text: &str, origin: &Path) -> Result<DetectionConfig, PolicyError> {
+    let file: DetectionFile = if text.trim().is_empty() {
+        DetectionFile::default()
+    } else {
+        policy::deserialize_located(text, origin)?
+    };
+    let locations = Locations::of(text);
+    let error = |field: String, message: String| {
+        let (line, column) = locations.nearest(&field).unzip();
+        PolicyError {
+            file: origin.to_owned(),
+            line,
+            column,
+            field: Some(field),
+            message,
+        }
+    };
+    // Compiling the configured detectors is the only way to know they are valid.
+    Scanner::new(&file.sensitive, HashKey::new([0; 32]))
+        .map_err(|problem| error("sensitive".to_owned(), problem.to_string()))?;
+    let kinds = known_kinds(&file.sensitive);
+    let known = |field: String, name: &str| match Pattern::parse(name) {
+        Pattern::Kind(kind) if !kinds.contains(&kind) => Err(error(
+            field,
+            format!(
+                "no detector reports {kind:?}; name a kind (threat.sqli, data.email, ...), a family (threat.*, data.*, auth.*, leak.*, headers.*) or *"
+            ),
+        )),
+        Pattern::Family(prefix)
+            if !kinds.iter().any(|kind| kind.starts_with(&prefix)) || !prefix.ends_with('.') =>
+        {
+            Err(error(
+                field,
+                format!(
+                    "{name:?} is no family of kinds; families are threat.*, data.*, auth.*, leak.* and headers.*"
+                ),
+            ))
+        }
+        pattern => Ok(pattern),
+    };
+    let mut modes = Vec::new();
+    for (name, mode) in file.modes {
+        let field = format!("modes.{name}");
+        let pattern = known(field.clone(), &name)?;
+        if let (Pattern::Kind(kind), Mode::Block) = (&pattern, mode)
+            && !blockable(kind)
+        {
+            return Err(error(
+                field,
+                format!(
+                    "block drops the caller's packets, which only fits kinds a hostile request shows (threat.*, auth.jwt_alg_none); set {kind} to detect"
+                ),
+            ));
+        }
+        modes.push((pattern, mode));
+    }
+    let mut severities = HashMap::new();
+    for (name, severity) in file.severities {
+        let field = format!("severities.{name}");
+        match known(field.clone(), &name)? {
+            Pattern::Kind(kind) => {
+                severities.insert(kind, severity);
+            }
+            _ => {
+                return Err(error(
+                    field,
+                    "a severity is set per kind (threat.sqli), not per family".to_owned(),
+                ));
+            }
+        }
+    }
+    let duration = |field: &str, text: Option<String>, default: Duration| match text {
+        None => Ok(default),
+        Some(text) => match humantime::parse_duration(&text) {
+            Ok(duration) if duration >= Duration::from_secs(1) => Ok(duration),
+            Ok(_) => Err(error(
+                field.to_owned(),
+                format!("{text:?} is under a second"),
+            )),
+            Err(problem) => Err(error(
+                field.to_owned(),
+                format!("{text:?} is not a duration like 10m or 1h: {problem}"),
+            )),
+        },
+    };
+    Ok(DetectionConfig {
+        modes,
+        severities,
+        block_for: duration("blockFor", file.block_for, DEFAULT_BLOCK_FOR)?,
+        repeat_after: duration("repeatAfter", file.repeat_after, DEFAULT_REPEAT_AFTER)?,
+        sensitive: file.sensitive,
+    })
+}
+
+/// One call as the detectors see it: the exchange the spec analysis judged, and what the
+/// agent knows beyond it.
+#[derive(Debug, Clone, Copy)]
+pub struct CallContext<'a> {
+    pub exchange: &'a Exchange<'a>,
+    pub service: &'a str,
+    /// The endpoint template the inventory counted the call under (the path when none).
+    pub endpoint: &'a str,
+    /// The request's credential headers as sent (the record carries them redacted).
+    pub credentials: &'a [(&'a str, &'a str)],
+    /// The connection's bytes crossed this node's boundary: one end is not a process here.
+    pub crosses_node: bool,
+    /// The call travelled encrypted (so far, captured calls are all from plaintext
+    /// connections: TLS would have hidden them from the socket capture).
+    pub encrypted: bool,
+}
+
+/// What the detectors did that the metrics show.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DetectionStats {
+    /// Findings about the server's side not reported again within `repeatAfter`.
+    pub repeats_suppressed: u64,
+    /// Times the memory of said findings was full and forgotten (each may repeat once early).
+    pub memory_resets: u64,
+}
+
+/// The detectors, compiled, with the memory of which server-side findings were said.
+pub struct Detectors {
+    config: Arc<DetectionConfig>,
+    threats: threats::Detector,
+    scanner: Scanner,
+    /// Hash of a finding's identity → when it was last reported (Unix seconds).
+    said: HashMap<u64, u64>,
+    stats: DetectionStats,
+}
+
+impl Detectors {
+    /// `config` was validated when loaded, so compiling it again cannot fail; `key` keys the
+    /// evidence hashes.
+    pub fn new(config: Arc<DetectionConfig>, key: HashKey) -> Self {
+        let scanner = Scanner::new(&config.sensitive, key)
+            .unwrap_or_else(|_| unreachable!("a loaded detection config compiles"));
+        Self {
+            config,
+            threats: threats::Detector::new(),
+            scanner,
+            said: HashMap::new(),
+            stats: DetectionStats::default(),
+        }
+    }
+
+    pub fn config(&self) -> &DetectionConfig {
+        &self.config
+    }
+
+    pub fn stats(&self) -> DetectionStats {
+        self.stats
+    }
+
+    /// Everything the detectors find in one call, as findings with their modes.
+    pub fn judge(&mut self, call: &CallContext<'_>) -> Vec<Finding> {
+        let exchange = call.exchange;
+        let mut found: Vec<(Finding, Option<u64>)> = Vec::new();
+        for threat in self.threats.request(exchange) {
+            found.push((self.threat_finding(call, &threat), None));
+        }
+        for threat in self.threats.response(exchange) {
+            let said = said_key(call, threat.kind.as_str(), threat.rule, "");
+            found.push((self.threat_finding(call, &threat), Some(said)));
+        }
+        let mut detections = self.scanner.scan(exchange, call.service);
+        detections.extend(
+            self.scanner
+                .presented_tokens(call.credentials, exchange, call.service),
+        );
+        for (finding, said) in self.data_findings(call, &detections) {
+            found.push((finding, Some(said)));
+        }
+        if exchange.auth.is_authenticated() && call.crosses_node && !call.encrypted {
+            let finding = self.finding(
+                call,
+                PLAINTEXT_CREDENTIALS,
+                "",
+                Severity::High,
+                format!(
+                    "{} credentials crossed the node unencrypted",
+                    exchange.auth.as_str()
+                ),
+                format!("caller {}", exchange.caller),
+            );
+            found.push((
+                finding,
+                Some(said_key(call, PLAINTEXT_CREDENTIALS, "", exchange.caller)),
+            ));
+        }
+        let now = exchange.time_unix_secs;
+        found
+            .into_iter()
+            .filter(|(finding, _)| finding.mode != Mode::Off)
+            .filter(|(_, said)| said.is_none_or(|said| self.first_saying(said, now)))
+            .map(|(finding, _)| finding)
+            .collect()
+    }
+
+    /// Whether a server-side finding is news: not said within `repeatAfter`.
+    fn first_saying(&mut self, said: u64, now: u64) -> bool {
+        let repeat_after = self.config.repeat_after.as_secs();
+        if let Some(last) = self.said.get_mut(&said) {
+            if now.saturating_sub(*last) < repeat_after {
+                self.stats.repeats_suppressed += 1;
+                return false;
+            }
+            *last = now;
+            return true;
+        }
+        if self.said.len() >= MAX_REMEMBERED {
+            self.said
+                .retain(|_, last| now.saturating_sub(*last) < repeat_after);
+            if self.said.len() >= MAX_REMEMBERED {
+                self.said.clear();
+                self.stats.memory_resets += 1;
+            }
+        }
+        self.said.insert(said, now);
+        true
+    }
+
+    fn finding(
+        &self,
+        call: &CallContext<'_>,
+        kind: impl Into<Cow<'static, str>>,
+        rule: impl Into<Cow<'static, str>>,
+        severity: Severity,
+        message: String,
+        evidence: String,
+    ) -> Finding {
+        let kind = kind.into();
+        Finding {
+            severity: self.config.severity_of(&kind, severity),
+            mode: self.config.mode_of(&kind),
+            kind,
+            rule: rule.into(),
+            service: call.service.to_owned(),
+            method: call.exchange.method.to_owned(),
+            endpoint: call.endpoint.to_owned(),
+            spec_pointer: None,
+            message,
+            evidence,
+        }
+    }
+
+    fn threat_finding(&self, call: &CallContext<'_>, threat: &Threat) -> Finding {
+        self.finding(
+            call,
+            threat.kind.as_str(),
+            threat.rule,
+            threat.severity,
+            format!("{} in {}", describe(threat.kind), threat.location),
+            format!("{}: {}", threat.location, threat.evidence),
+        )
+    }
+
+    /// One finding per kind and message side of the call, however many values showed it (a
+    /// list of a hundred customers is one finding that the response carries emails).
+    fn data_findings(
+        &self,
+        call: &CallContext<'_>,
+        detections: &[Detection],
+    ) -> Vec<(Finding, u64)> {
+        let mut groups: BTreeMap<(&str, Direction), Vec<&Detection>> = BTreeMap::new();
+        for detection in detections {
+            groups
+                .entry((&detection.kind, detection.direction))
+                .or_default()
+                .push(detection);
+        }
+        groups
+            .into_iter()
+            .map(|((kind, direction), group)| {
+                let first = group[0];
+                let side = match direction {
+                    Direction::Request => "request",
+                    Direction::Response => "response",
+                };
+                let locations: Vec<String> = group
+                    .iter()
+                    .take(LOCATIONS_SHOWN)
+                    .map(|detection| detection.location.to_string())
+                    .collect();
+                let more = group.len().saturating_sub(LOCATIONS_SHOWN);
+                let mut message = format!(
+                    "{} {} value{} in the {side}",
+                    group.len(),
+                    first.evidence.class.as_str(),
+                    if group.len() == 1 { "" } else { "s" },
+                );
+                if let Some(detail) = &first.detail {
+                    message.push_str(&format!(" ({detail})"));
+                }
+                let mut evidence = format!("{}: {}", locations.join(", "), first.evidence);
+                if more > 0 {
+                    evidence.push_str(&format!(" and {more} more"));
+                }
+                let severity = group
+                    .iter()
+                    .map(|detection| detection.severity)
+                    .max()
+                    .unwrap_or(first.severity);
+                // A token is judged per token, data per place it appears.
+                let identity = if kind.starts_with("auth.") {
+                    first.evidence.hash.clone()
+                } else {
+                    format!("{side} {}", normalized_locations(&group))
+                };
+                let said = said_key(call, kind, "", &identity);
+                let finding = self.finding(
+                    call,
+                    Cow::Owned(kind.to_owned()),
+                    "",
+                    severity,
+                    message,
+                    evidence,
+                );
+                (finding, said)
+            })
+            .collect()
+    }
+}
+
+/// Where a group of detections sat, with array indices folded (`/items/7/email` and
+/// `/items/8/email` are one place).
+fn normalized_locations(group: &[&Detection]) -> String {
+    let mut places: Vec<String> = group
+        .iter()
+        .map(|detection| {
+            detection
+                .location
+                .to_string()
+                .split('/')
+                .map(|segment| {
+                    if !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()) {
+                        "*"
+                    } else {
+                        segment
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("/")
+        })
+        .collect();
+    places.sort();
+    places.dedup();
+    places.join(",")
+}
+
+/// A finding's identity for the memory of what was said: where, what, and `detail`.
+fn said_key(call: &CallContext<'_>, kind: &str, rule: &str, detail: &str) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    (
+        call.service,
+        call.exchange.method,
+        call.endpoint,
+        kind,
+        rule,
+        detail,
+    )
+        .hash(&mut hasher);
+    hasher.finish()
+}
+
+/// The kind in words, for the finding's message.
+fn describe(kind: ThreatKind) -> &'static str {
+    match kind {
+        ThreatKind::Sqli => "SQL injection",
+        ThreatKind::Xss => "cross-site scripting",
+        ThreatKind::PathTraversal => "path traversal",
+        ThreatKind::CommandInjection => "command injection",
+        ThreatKind::Ssrf => "server-side request forgery",
+        ThreatKind::Jndi => "JNDI lookup or Java code injection",
+        ThreatKind::Nosqli => "NoSQL injection",
+        ThreatKind::Scanner => "a vulnerability scanner's fingerprint",
+        ThreatKind::StackTrace => "a stack trace",
+        ThreatKind::DebugPage => "a debug page or database error",
+        ThreatKind::InternalAddress => "an internal address",
+        ThreatKind::MissingSecurityHeaders => "security headers missing",
+        ThreatKind::CorsMisconfigured => "a CORS policy open to any origin with credentials",
+    }
+}
+
+/// The key that makes evidence hashes correlatable across this deployment's agents: the
+/// SHA-256 of `--hash-key-file`'s contents, or random per process when no file is given.
+pub fn hash_key(file: Option<&Path>) -> anyhow::Result<HashKey> {
+    use anyhow::Context as _;
+    use sha2::Digest as _;
+    let bytes = match file {
+        Some(file) => {
+            let secret = std::fs::read(file)
+                .with_context(|| format!("reading --hash-key-file {}", file.display()))?;
+            anyhow::ensure!(
+                secret.len() >= 16,
+                "--hash-key-file {} holds {} bytes; a key needs at least 16 random bytes",
+                file.display(),
+                secret.len()
+            );
+            secret
+        }
+        None => {
+            let mut random = vec![0; 32];
+            std::fs::File::open("/dev/urandom")
+                .and_then(|mut urandom| std::io::Read::read_exact(&mut urandom, &mut random))
+                .context("reading /dev/urandom for an evidence hash key")?;
+            random
+        }
+    };
+    Ok(HashKey::new(sha2::Sha256::digest(&bytes).into()))
+}
+
+#[cfg(test)]
+mod tests;

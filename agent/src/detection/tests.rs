@@ -1,0 +1,229 @@
+use std::path::PathBuf;
+
+use base64::Engine as _;
+use intelligence::{auth::AuthScheme, exchange::Side};
+
+use super::*;
+
+fn config(text: &str) -> Result<DetectionConfig, PolicyError> {
+    parse(text, &PathBuf::from("detection.yaml"))
+}
+
+fn detectors(text: &str) -> Detectors {
+    Detectors::new(
+        Arc::new(config(text).expect("config is valid")),
+        HashKey::new([9; 32]),
+    )
+}
+
+const JSON: [(&str, &str); 1] = [("content-type", "application/json")];
+
+fn exchange<'a>(
+    path: &'a str,
+    query: Option<&'a str>,
+    response_body: &'a [u8],
+    time: u64,
+) -> Exchange<'a> {
+    Exchange {
+        method: "GET",
+        path,
+        query,
+        status: Some(200),
+        request: Side {
+            seen: true,
+            body_complete: true,
+            ..Side::default()
+        },
+        response: Side {
+            headers: &JSON,
+            body: response_body,
+            body_complete: true,
+            seen: true,
+        },
+        caller: "shop/web",
+        auth: AuthScheme::None,
+        time_unix_secs: time,
+        latency_us: Some(100),
+    }
+}
+
+fn context<'a>(
+    exchange: &'a Exchange<'a>,
+    credentials: &'a [(&'a str, &'a str)],
+) -> CallContext<'a> {
+    CallContext {
+        exchange,
+        service: "shop/orders",
+        endpoint: "/orders",
+        credentials,
+        crosses_node: true,
+        encrypted: false,
+    }
+}
+
+fn kinds(findings: &[Finding]) -> Vec<(String, Mode)> {
+    let mut kinds: Vec<(String, Mode)> = findings
+        .iter()
+        .map(|finding| (finding.kind.to_string(), finding.mode))
+        .collect();
+    kinds.sort_by(|a, b| a.0.cmp(&b.0));
+    kinds
+}
+
+#[test]
+fn the_most_specific_mode_wins_and_only_hostile_requests_block() {
+    let config = config(
+        "modes:\n  '*': block\n  data.*: off\n  data.payment_card: detect\n  threat.scanner: detect\n",
+    )
+    .expect("valid");
+    assert_eq!(config.mode_of("threat.sqli"), Mode::Block);
+    assert_eq!(config.mode_of("threat.scanner"), Mode::Detect);
+    assert_eq!(config.mode_of("auth.jwt_alg_none"), Mode::Block);
+    assert_eq!(config.mode_of("data.email"), Mode::Off);
+    assert_eq!(config.mode_of("data.payment_card"), Mode::Detect);
+    assert_eq!(
+        config.mode_of("leak.stack_trace"),
+        Mode::Detect,
+        "a server's leak is not the client's attack"
+    );
+    assert_eq!(
+        DetectionConfig::default().mode_of("threat.xss"),
+        Mode::Detect
+    );
+}
+
+#[test]
+fn bad_files_are_refused_with_line_field_and_the_right_form() {
+    let unknown = config("blockFor: 5m\nmodes:\n  threat.sqly: block\n").unwrap_err();
+    assert_eq!(unknown.field.as_deref(), Some("modes.threat.sqly"));
+    assert_eq!(unknown.line, Some(3));
+    assert!(unknown.message.contains("threat.sqli"), "{unknown}");
+
+    let block_data = config("modes:\n  data.email: block\n").unwrap_err();
+    assert_eq!(block_data.field.as_deref(), Some("modes.data.email"));
+    assert!(block_data.message.contains("detect"), "{block_data}");
+
+    let family = config("modes:\n  thr*: off\n").unwrap_err();
+    assert!(family.message.contains("threat.*"), "{family}");
+
+    let duration = config("repeatAfter: soon\n").unwrap_err();
+    assert_eq!(duration.field.as_deref(), Some("repeatAfter"));
+    assert_eq!(duration.line, Some(1));
+
+    let detector = config(
+        "sensitive:\n  detectors:\n    - {name: Bad Name, class: pii, severity: low, regex: x}\n",
+    )
+    .unwrap_err();
+    assert_eq!(detector.field.as_deref(), Some("sensitive"));
+    assert!(detector.message.contains("detectors[0]"), "{detector}");
+
+    let typo = config("mode:\n  threat.sqli: off\n").unwrap_err();
+    assert_eq!(typo.line, Some(1), "{typo}");
+
+    let custom = config(
+        "sensitive:\n  detectors:\n    - {name: customer_id, class: business, severity: medium, regex: 'CUST-[0-9]{6}'}\nmodes:\n  data.customer_id: off\nseverities:\n  threat.sqli: critical\n",
+    )
+    .expect("a configured detector's kind can be set");
+    assert_eq!(custom.mode_of("data.customer_id"), Mode::Off);
+    assert!(config("").is_ok(), "an empty file is the defaults");
+}
+
+#[test]
+fn attacks_are_reported_per_call_with_their_rule() {
+    let mut detectors =
+        detectors("modes:\n  threat.sqli: block\nseverities:\n  threat.sqli: critical\n");
+    for time in [1, 2] {
+        let call = exchange(
+            "/orders",
+            Some("id=1%27%20UNION%20SELECT%20password%20FROM%20users--"),
+            b"[]",
+            time,
+        );
+        let findings = detectors.judge(&context(&call, &[]));
+        let sqli = findings
+            .iter()
+            .find(|finding| finding.kind == "threat.sqli")
+            .expect("SQL injection found");
+        assert_eq!(sqli.mode, Mode::Block);
+        assert_eq!(sqli.severity, Severity::Critical);
+        assert!(!sqli.rule.is_empty());
+        assert_eq!(sqli.endpoint, "/orders");
+        assert!(sqli.evidence.starts_with("query.id"), "{}", sqli.evidence);
+        assert!(
+            !sqli.evidence.contains("password FROM"),
+            "evidence is masked: {}",
+            sqli.evidence
+        );
+    }
+}
+
+#[test]
+fn data_in_responses_is_one_finding_per_kind_said_again_only_after_repeat_after() {
+    let mut detectors = detectors("repeatAfter: 1h\nmodes:\n  data.phone: off\n");
+    let body = br#"[{"email":"ann@example.com","phone":"+14155550132"},{"email":"bob@example.org","phone":"+14155550133"}]"#;
+    let first = exchange("/customers", None, body, 100);
+    let findings = detectors.judge(&context(&first, &[]));
+    assert_eq!(
+        kinds(&findings),
+        [("data.email".to_owned(), Mode::Detect)],
+        "phone numbers are off; an unauthenticated call sends no credentials"
+    );
+    let email = &findings[0];
+    assert!(
+        email.message.starts_with("2 pii values in the response"),
+        "{}",
+        email.message
+    );
+    assert!(
+        email.evidence.contains("json /0/email"),
+        "{}",
+        email.evidence
+    );
+    assert!(!email.evidence.contains("ann@"), "{}", email.evidence);
+
+    let soon = exchange("/customers", None, body, 200);
+    assert!(detectors.judge(&context(&soon, &[])).is_empty());
+    assert_eq!(detectors.stats().repeats_suppressed, 1);
+    let later = exchange("/customers", None, body, 100 + 3600);
+    assert_eq!(kinds(&detectors.judge(&context(&later, &[]))).len(), 1);
+}
+
+#[test]
+fn presented_tokens_and_clear_credentials_are_judged_from_the_unredacted_headers() {
+    let mut detectors = detectors("");
+    let encode = |json: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
+    let token = format!(
+        "Bearer {}.{}.",
+        encode(r#"{"alg":"none"}"#),
+        encode(r#"{"sub":"u1","exp":1000}"#)
+    );
+    let mut call = exchange("/orders", None, b"[]", 2_000_000_000);
+    call.auth = AuthScheme::BearerJwt;
+    let credentials = [("Authorization", token.as_str())];
+    let findings = detectors.judge(&context(&call, &credentials));
+    assert_eq!(
+        kinds(&findings),
+        [
+            ("auth.jwt_alg_none".to_owned(), Mode::Detect),
+            ("auth.jwt_expired_accepted".to_owned(), Mode::Detect),
+            (PLAINTEXT_CREDENTIALS.to_owned(), Mode::Detect),
+        ]
+    );
+    assert!(
+        findings.iter().all(|finding| finding.kind != "data.jwt"),
+        "a token where a token belongs is no leak"
+    );
+    let local = CallContext {
+        crosses_node: false,
+        ..context(&call, &credentials)
+    };
+    let mut detectors =
+        super::Detectors::new(Arc::new(DetectionConfig::default()), HashKey::new([9; 32]));
+    assert!(
+        detectors
+            .judge(&local)
+            .iter()
+            .all(|finding| finding.kind != PLAINTEXT_CREDENTIALS),
+        "credentials between two processes of this node never crossed a wire"
+    );
+}
