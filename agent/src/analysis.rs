@@ -24,7 +24,7 @@ use tracing::{info, warn};
 use crate::{
     capture::record::{CallRecord, HeaderRecord, Peer},
     cli::AnalysisArgs,
-    detection::{CallContext, DetectionConfig, DetectionStats, Detectors},
+    detection::{CallContext, ClientFacts, DetectionConfig, DetectionStats, Detectors},
     kubernetes::{ConfigMapDocuments, Document},
 };
 
@@ -404,7 +404,23 @@ impl Analysis {
         let block_for = api.map(|api| api.block_for);
         let request_headers = pairs(&call.request.headers);
         let response_headers = pairs(&call.response.headers);
-        let caller = caller_label(&call.client);
+        let credentials = pairs(&call.credentials);
+        let peer = caller_label(&call.client);
+        let caller = self.detectors.caller(&ClientFacts {
+            peer: &peer,
+            range_customer: call
+                .client
+                .identity
+                .as_ref()
+                .and_then(|client| client.identity.customer.as_deref()),
+            user_agent: call
+                .request
+                .headers
+                .iter()
+                .find(|header| header.name.eq_ignore_ascii_case("user-agent"))
+                .map(|header| header.value.as_str()),
+            credentials: &credentials,
+        });
         let whole = |record: &crate::capture::record::MessageRecord, body: &[u8]| {
             record.complete && body.len() as u64 == record.body_bytes
         };
@@ -436,7 +452,6 @@ impl Analysis {
                 .inventory()
                 .tag(&service, key, server.identity.tags.iter());
         }
-        let credentials = pairs(&call.credentials);
         let endpoint = observation
             .endpoint
             .as_ref()
@@ -471,6 +486,7 @@ impl Analysis {
             .collect();
         call.endpoint = observation.endpoint.map(|key| key.template);
         call.service = Some(service);
+        call.caller = Some(caller);
         // Credentials have served the judging; they must not outlive it.
         call.credentials = Vec::new();
         judged
@@ -621,11 +637,23 @@ pub struct FindingRecord<'a> {
     pub source: Option<&'a Peer>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub destination: Option<&'a Peer>,
+    /// The caller beyond its address (application, customer, end user).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caller: Option<&'a intelligence::Caller>,
 }
 
 #[derive(Debug, serde::Serialize)]
 pub struct CallerRecord<'a> {
+    /// The workload, service, node, range or address.
     pub caller: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub application: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub customer: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<&'a str>,
     pub calls: u64,
     pub first_seen: u64,
     pub last_seen: u64,
@@ -690,7 +718,11 @@ impl<'a> EndpointRecord<'a> {
                 .callers
                 .iter()
                 .map(|(caller, counts)| CallerRecord {
-                    caller,
+                    caller: &caller.peer,
+                    application: caller.application.as_deref(),
+                    api_key: caller.api_key.as_deref(),
+                    customer: caller.customer.as_deref(),
+                    user: caller.user.as_deref(),
                     calls: counts.calls,
                     first_seen: counts.first_seen,
                     last_seen: counts.last_seen,

@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use intelligence::{Exchange, Finding, Severity, finding::Mode};
+use intelligence::{Caller, Exchange, Finding, Severity, finding::Mode};
 use policy::{PolicyError, locate::Locations};
 use sensitive::{Detection, Direction, HashKey, Scanner};
 use serde::Deserialize;
@@ -49,7 +49,78 @@ struct DetectionFile {
     repeat_after: Option<String>,
     #[serde(default)]
     sensitive: sensitive::Config,
+    #[serde(default)]
+    callers: CallersFile,
 }
+
+/// How callers are named beyond their address.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CallersFile {
+    /// Token claims naming the customer or tenant, the first present wins.
+    customer_claims: Option<Vec<String>>,
+    /// The token claim naming the end user.
+    user_claim: Option<String>,
+    /// API keys, by the SHA-256 of the key, to the customer and application they belong to.
+    #[serde(default)]
+    api_keys: Vec<ApiKeyFile>,
+    /// Levels shown in clear; the others are keyed hashes.
+    #[serde(default)]
+    clear_text: Vec<CallerLevel>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ApiKeyFile {
+    sha256: String,
+    customer: Option<String>,
+    application: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+enum CallerLevel {
+    Customer,
+    User,
+}
+
+/// What a configured API key says of its holder.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct KeyHolder {
+    customer: Option<String>,
+    application: Option<String>,
+}
+
+/// How callers are named, validated.
+#[derive(Debug, Clone)]
+struct Callers {
+    customer_claims: Vec<String>,
+    user_claim: String,
+    /// SHA-256 of the key (lower-case hex) to its holder.
+    api_keys: HashMap<String, KeyHolder>,
+    clear_customer: bool,
+    clear_user: bool,
+}
+
+impl Default for Callers {
+    fn default() -> Self {
+        Self {
+            customer_claims: DEFAULT_CUSTOMER_CLAIMS
+                .iter()
+                .map(|claim| (*claim).to_owned())
+                .collect(),
+            user_claim: "sub".to_owned(),
+            api_keys: HashMap::new(),
+            clear_customer: false,
+            clear_user: false,
+        }
+    }
+}
+
+/// Claims that name a tenant in common identity providers' tokens.
+const DEFAULT_CUSTOMER_CLAIMS: [&str; 5] = ["tenant", "tenant_id", "tid", "org", "org_id"];
+/// Longest application name taken from a User-Agent.
+const MAX_APPLICATION_CHARS: usize = 32;
 
 /// Which kinds a mode applies to; the most specific pattern wins.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +160,7 @@ pub struct DetectionConfig {
     pub block_for: Duration,
     pub repeat_after: Duration,
     sensitive: sensitive::Config,
+    callers: Callers,
 }
 
 impl Default for DetectionConfig {
@@ -99,6 +171,7 @@ impl Default for DetectionConfig {
             block_for: DEFAULT_BLOCK_FOR,
             repeat_after: DEFAULT_REPEAT_AFTER,
             sensitive: sensitive::Config::default(),
+            callers: Callers::default(),
         }
     }
 }
@@ -246,13 +319,56 @@ fn parse(text: &str, origin: &Path) -> Result<DetectionConfig, PolicyError> {
             )),
         },
     };
+    let defaults = Callers::default();
+    let mut api_keys = HashMap::new();
+    for (index, key) in file.callers.api_keys.into_iter().enumerate() {
+        let field = format!("callers.apiKeys[{index}].sha256");
+        let digest = key.sha256.to_ascii_lowercase();
+        if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(error(
+                field,
+                "not a SHA-256 in hex (64 characters); write the key's: printf %s \"$KEY\" | sha256sum".to_owned(),
+            ));
+        }
+        let holder = KeyHolder {
+            customer: key.customer,
+            application: key.application,
+        };
+        if api_keys.insert(digest, holder).is_some() {
+            return Err(error(field, "this key is listed twice".to_owned()));
+        }
+    }
+    let clear = &file.callers.clear_text;
+    let callers = Callers {
+        customer_claims: file
+            .callers
+            .customer_claims
+            .unwrap_or(defaults.customer_claims),
+        user_claim: file.callers.user_claim.unwrap_or(defaults.user_claim),
+        api_keys,
+        clear_customer: clear.contains(&CallerLevel::Customer),
+        clear_user: clear.contains(&CallerLevel::User),
+    };
     Ok(DetectionConfig {
         modes,
         severities,
         block_for: duration("blockFor", file.block_for, DEFAULT_BLOCK_FOR)?,
         repeat_after: duration("repeatAfter", file.repeat_after, DEFAULT_REPEAT_AFTER)?,
         sensitive: file.sensitive,
+        callers,
     })
+}
+
+/// What the agent knows of a call's client before naming it.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientFacts<'a> {
+    /// The workload, service, node, range or address ([`crate::analysis::caller_label`]).
+    pub peer: &'a str,
+    /// The customer of the client's range, which the operator declared.
+    pub range_customer: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+    /// The request's credential headers as sent.
+    pub credentials: &'a [(&'a str, &'a str)],
 }
 
 /// One call as the detectors see it: the exchange the spec analysis judged, and what the
@@ -284,6 +400,7 @@ pub struct DetectionStats {
 /// The detectors, compiled, with the memory of which server-side findings were said.
 pub struct Detectors {
     config: Arc<DetectionConfig>,
+    key: HashKey,
     threats: threats::Detector,
     scanner: Scanner,
     /// Hash of a finding's identity → when it was last reported (Unix seconds).
@@ -295,10 +412,11 @@ impl Detectors {
     /// `config` was validated when loaded, so compiling it again cannot fail; `key` keys the
     /// evidence hashes.
     pub fn new(config: Arc<DetectionConfig>, key: HashKey) -> Self {
-        let scanner = Scanner::new(&config.sensitive, key)
+        let scanner = Scanner::new(&config.sensitive, key.clone())
             .unwrap_or_else(|_| unreachable!("a loaded detection config compiles"));
         Self {
             config,
+            key,
             threats: threats::Detector::new(),
             scanner,
             said: HashMap::new(),
@@ -347,7 +465,12 @@ impl Detectors {
             );
             found.push((
                 finding,
-                Some(said_key(call, PLAINTEXT_CREDENTIALS, "", exchange.caller)),
+                Some(said_key(
+                    call,
+                    PLAINTEXT_CREDENTIALS,
+                    "",
+                    &exchange.caller.peer,
+                )),
             ));
         }
         let now = exchange.time_unix_secs;
@@ -357,6 +480,87 @@ impl Detectors {
             .filter(|(_, said)| said.is_none_or(|said| self.first_saying(said, now)))
             .map(|(finding, _)| finding)
             .collect()
+    }
+
+    /// The caller at four levels: its network identity, its application, its customer and its
+    /// end user, each as clear as the detection file allows.
+    pub fn caller(&self, client: &ClientFacts<'_>) -> Caller {
+        let callers = &self.config.callers;
+        let hashed = |value: &str| format!("#{}", self.key.digest(value));
+        let shown = |value: &str, clear: bool| {
+            if clear {
+                value.to_owned()
+            } else {
+                hashed(value)
+            }
+        };
+        let mut api_key = None;
+        let mut token_claims = None;
+        let mut basic_user = None;
+        for (name, value) in client.credentials {
+            if name.eq_ignore_ascii_case("authorization") {
+                match value.trim().split_once(' ') {
+                    Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+                        token_claims = sensitive::jwt::decode(token.trim())
+                            .ok()
+                            .map(|token| token.claims);
+                    }
+                    Some((scheme, encoded)) if scheme.eq_ignore_ascii_case("basic") => {
+                        basic_user = basic_user_of(encoded.trim());
+                    }
+                    _ => {}
+                }
+            } else if !matches!(
+                name.to_ascii_lowercase().as_str(),
+                "cookie" | "proxy-authorization"
+            ) {
+                api_key = Some(*value);
+            }
+        }
+        let holder = api_key
+            .and_then(|key| {
+                use sha2::Digest as _;
+                let digest: String = sha2::Sha256::digest(key.as_bytes())
+                    .iter()
+                    .map(|byte| format!("{byte:02x}"))
+                    .collect();
+                callers.api_keys.get(&digest).cloned()
+            })
+            .unwrap_or_default();
+        let claim = |name: &str| {
+            token_claims
+                .as_ref()?
+                .get(name)
+                .and_then(|value| match value {
+                    serde_json::Value::String(text) => Some(text.clone()),
+                    serde_json::Value::Number(number) => Some(number.to_string()),
+                    _ => None,
+                })
+                .filter(|text| !text.is_empty())
+        };
+        let customer = client
+            .range_customer
+            .map(str::to_owned)
+            .or(holder.customer)
+            .or_else(|| {
+                callers
+                    .customer_claims
+                    .iter()
+                    .find_map(|name| claim(name))
+                    .map(|tenant| shown(&tenant, callers.clear_customer))
+            });
+        let user = claim(&callers.user_claim)
+            .or(basic_user)
+            .map(|user| shown(&user, callers.clear_user));
+        Caller {
+            peer: client.peer.to_owned(),
+            application: holder
+                .application
+                .or_else(|| client.user_agent.and_then(application_of)),
+            api_key: api_key.map(hashed),
+            customer,
+            user,
+        }
     }
 
     /// Whether a server-side finding is news: not said within `repeatAfter`.
@@ -508,6 +712,34 @@ fn normalized_locations(group: &[&Detection]) -> String {
     places.sort();
     places.dedup();
     places.join(",")
+}
+
+/// The user name of Basic credentials.
+fn basic_user_of(encoded: &str) -> Option<String> {
+    use base64::Engine as _;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, _) = text.split_once(':')?;
+    (!user.is_empty()).then(|| user.to_owned())
+}
+
+/// The client software a User-Agent names: its first product's name (`curl`,
+/// `python-requests`, `okhttp`), or `browser` for the `Mozilla/` family, whose details only
+/// fingerprint people.
+fn application_of(user_agent: &str) -> Option<String> {
+    let product = user_agent.split_whitespace().next()?;
+    let name = product.split('/').next()?.to_ascii_lowercase();
+    if name == "mozilla" {
+        return Some("browser".to_owned());
+    }
+    let name: String = name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .take(MAX_APPLICATION_CHARS)
+        .collect();
+    (!name.is_empty()).then_some(name)
 }
 
 /// A finding's identity for the memory of what was said: where, what, and `detail`.

@@ -21,7 +21,7 @@ use crate::{
         self, Capture,
         connections::TrackerLimits,
         probes::ProbeConfig,
-        record::{CallRecord, Peer, Redaction},
+        record::{CallRecord, Redaction},
     },
     cli::{
         Args, CaptureArgs, Command, HookArg, IdentityArgs, KubernetesMode, PodScopeArg, RunArgs,
@@ -601,7 +601,7 @@ impl Agent {
                 .write(&Record::Call(&call), now)
                 .context("writing to standard output")?;
             for judged in judged {
-                self.report_finding(&judged.finding, Some(&call.client), Some(&call.server), now)?;
+                self.report_finding(&judged.finding, Some(&call), now)?;
                 if let Some(ttl) = judged.block_for {
                     self.block_caller(&call, &judged.finding, ttl, now)?;
                 }
@@ -689,8 +689,7 @@ impl Agent {
     fn report_finding(
         &mut self,
         finding: &intelligence::Finding,
-        source: Option<&Peer>,
-        destination: Option<&Peer>,
+        call: Option<&CallRecord>,
         now: SystemTime,
     ) -> anyhow::Result<()> {
         self.metrics.update(|snapshot| {
@@ -701,8 +700,9 @@ impl Agent {
         });
         let record = FindingRecord {
             finding,
-            source,
-            destination,
+            source: call.map(|call| &call.client),
+            destination: call.map(|call| &call.server),
+            caller: call.and_then(|call| call.caller.as_ref()),
         };
         if let Some(exporter) = &self.exporter {
             exporter.push(export_records::finding_record(
@@ -765,7 +765,7 @@ impl Agent {
                     spec_pointer: cause.spec_pointer.clone(),
                     ..cause.clone()
                 };
-                self.report_finding(&blocked, Some(&call.client), Some(&call.server), now)
+                self.report_finding(&blocked, Some(call), now)
             }
             Err(error) => {
                 warn!(%source, %error, "could not block the source of a finding in block mode");
@@ -870,7 +870,7 @@ impl Agent {
         self.report_specs(&outcomes)?;
         self.ship_inventory(now);
         for finding in self.analysis.unused(now) {
-            self.report_finding(&finding, None, None, now)?;
+            self.report_finding(&finding, None, now)?;
         }
         self.refresh_metrics(capture);
         Ok(())

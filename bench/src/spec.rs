@@ -21,6 +21,9 @@ use intelligence::{
     openapi::{Source, Spec, check},
 };
 
+static CALLER: std::sync::LazyLock<intelligence::Caller> =
+    std::sync::LazyLock::new(|| intelligence::Caller::peer("shop/web"));
+
 #[derive(Debug, clap::Args)]
 pub struct Options {
     /// How long each measurement runs.
@@ -80,7 +83,7 @@ impl Call {
                 body_complete: true,
                 seen: true,
             },
-            caller: "shop/web",
+            caller: &CALLER,
             auth: AuthScheme::BearerJwt,
             time_unix_secs: 1_700_000_000,
             latency_us: Some(900),

@@ -100,7 +100,8 @@ fn json(endpoint: &Endpoint) -> serde_json::Value {
         "response_content_types": endpoint.response_content_types,
         "auth": endpoint.auth,
         "callers": endpoint.callers.iter().map(|caller| serde_json::json!({
-            "caller": caller.caller, "calls": caller.calls,
+            "caller": caller.caller, "application": caller.application, "api_key": caller.api_key,
+            "customer": caller.customer, "user": caller.user, "calls": caller.calls,
         })).collect::<Vec<_>>(),
         "other_callers_calls": endpoint.other_callers_calls,
         "tags": endpoint.tags.iter().map(|tag| (tag.name.clone(), serde_json::Value::from(tag.value.clone()))).collect::<serde_json::Map<_, _>>(),

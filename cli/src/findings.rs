@@ -151,8 +151,13 @@ fn json(finding: &Finding) -> serde_json::Value {
         "message": finding.message,
         "evidence": finding.evidence,
         "mode": finding.mode,
+        "rule": finding.rule,
         "source": peer(&finding.source),
         "destination": peer(&finding.destination),
+        "caller": finding.caller.as_ref().map(|caller| serde_json::json!({
+            "peer": caller.peer, "application": caller.application, "api_key": caller.api_key,
+            "customer": caller.customer, "user": caller.user,
+        })),
     })
 }
 

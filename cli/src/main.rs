@@ -1,6 +1,7 @@
 //! moat: ask a Moat collector what its agents saw.
 
 mod agents;
+mod callers;
 mod calls;
 mod endpoints;
 mod findings;
@@ -82,6 +83,10 @@ enum Command {
     /// The endpoint inventory: each service's endpoints with calls, errors, latency, auth
     /// schemes, callers and whether the bound spec documents them.
     Endpoints(endpoints::EndpointsArgs),
+    /// Who calls each endpoint: workload or range, application, customer and end user, with
+    /// calls and first and last seen, busiest first (`--customer "Acme Corp"` for one
+    /// customer's clients).
+    Callers(callers::CallersArgs),
     /// The ranges (declared and learned) and workloads (pods, services) the agents know.
     Inventory(inventory::InventoryArgs),
     /// OpenAPI from traffic: `export` a service's learned spec, `diff` traffic against a spec.
@@ -215,6 +220,15 @@ fn main() -> ExitCode {
                     args.token.as_deref(),
                     args.output,
                     endpoints,
+                )
+                .await
+            }
+            Command::Callers(callers) => {
+                callers::run(
+                    &args.collector(),
+                    args.token.as_deref(),
+                    args.output,
+                    callers,
                 )
                 .await
             }

@@ -10,8 +10,8 @@ mod sqlite;
 use std::{collections::BTreeMap, path::Path, sync::Arc};
 
 use moat_api::v1::{
-    AgentState, AgentStatus, ApiCall, CallFilter, Endpoint, Finding, FindingFilter, Inventory,
-    Peer, record,
+    AgentState, AgentStatus, ApiCall, CallFilter, Endpoint, EndpointCaller, Finding, FindingFilter,
+    Inventory, Peer, record,
 };
 use prost::Message as _;
 
@@ -374,6 +374,24 @@ impl EndpointRow {
     }
 }
 
+/// Whether two endpoint callers are one: the same workload or range, application, API key,
+/// customer and user.
+fn same_caller(one: &EndpointCaller, other: &EndpointCaller) -> bool {
+    (
+        &one.caller,
+        &one.application,
+        &one.api_key,
+        &one.customer,
+        &one.user,
+    ) == (
+        &other.caller,
+        &other.application,
+        &other.api_key,
+        &other.customer,
+        &other.user,
+    )
+}
+
 /// The inventory across agents: one entry per (service, method, endpoint), totals summed over
 /// the agent boots that reported it (each boot's counts are its own), first and last seen over
 /// all, callers and content types united, learned shapes merged; each latency percentile is the
@@ -430,7 +448,7 @@ pub fn merge_endpoints(rows: Vec<Endpoint>) -> Vec<Endpoint> {
             match total
                 .callers
                 .iter_mut()
-                .find(|known| known.caller == caller.caller)
+                .find(|known| same_caller(known, &caller))
             {
                 Some(known) => {
                     known.calls += caller.calls;
@@ -1231,11 +1249,12 @@ mod tests {
             calls,
             latency_p99_us: calls * 10,
             auth: vec!["bearer".into()],
-            callers: vec![moat_api::v1::EndpointCaller {
+            callers: vec![EndpointCaller {
                 caller: caller.into(),
                 calls,
                 first_seen_unix: time,
                 last_seen_unix: time,
+                ..EndpointCaller::default()
             }],
             learned_json: serde_json::to_string(&learned).expect("serializes"),
             ..Endpoint::default()

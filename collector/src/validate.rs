@@ -4,15 +4,7 @@
 
 use moat_api::v1::{Header, record};
 
-/// Header names whose values must arrive as `[redacted]`.
-const CREDENTIAL_HEADERS: [&str; 5] = [
-    "authorization",
-    "cookie",
-    "set-cookie",
-    "proxy-authorization",
-    "x-api-key",
-];
-const REDACTED: &str = "[redacted]";
+use intelligence::{auth::is_credential_header, exchange::REDACTED};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refusal {
@@ -38,12 +30,9 @@ pub fn check(record: &record::Kind) -> Result<(), Refusal> {
     if id.is_none_or(|id| id.node.is_empty() || id.sequence == 0) {
         return Err(Refusal::NoId);
     }
-    let leaks = headers.iter().any(|header| {
-        CREDENTIAL_HEADERS
-            .iter()
-            .any(|name| header.name.eq_ignore_ascii_case(name))
-            && header.value != REDACTED
-    });
+    let leaks = headers
+        .iter()
+        .any(|header| is_credential_header(&header.name) && header.value != REDACTED);
     if leaks {
         return Err(Refusal::Credential);
     }
@@ -86,10 +75,13 @@ mod tests {
             check(&call(vec![header("AUTHORIZATION", "Bearer x")], id())),
             Err(Refusal::Credential)
         );
-        assert_eq!(
-            check(&call(vec![header("x-api-key", "k")], id())),
-            Err(Refusal::Credential)
-        );
+        for name in ["x-api-key", "Api_Key", "X-Auth-Token"] {
+            assert_eq!(
+                check(&call(vec![header(name, "k")], id())),
+                Err(Refusal::Credential),
+                "{name}"
+            );
+        }
         assert_eq!(
             check(&call(vec![header("accept", "*/*")], None)),
             Err(Refusal::NoId)

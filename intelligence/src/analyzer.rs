@@ -307,6 +307,7 @@ impl Mode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Caller;
     use crate::{auth::AuthScheme, exchange::Side, openapi::Source};
 
     struct NoFiles;
@@ -355,7 +356,8 @@ paths:
                 seen: true,
                 ..Side::default()
             },
-            caller,
+            // Leaked: a test's few callers must outlive the exchanges that borrow them.
+            caller: Box::leak(Box::new(Caller::peer(caller))),
             auth: AuthScheme::None,
             time_unix_secs: time,
             latency_us: Some(10),

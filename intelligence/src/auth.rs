@@ -53,8 +53,25 @@ impl AuthScheme {
     }
 }
 
+/// Header names whose values are credentials in any deployment: the agent never lets their
+/// values out, and the collector refuses records that carry them.
+pub const CREDENTIAL_HEADERS: [&str; 4] = [
+    "authorization",
+    "cookie",
+    "set-cookie",
+    "proxy-authorization",
+];
+
+/// Whether header `name` is one of [`CREDENTIAL_HEADERS`] or [`API_KEY_HEADERS`].
+pub fn is_credential_header(name: &str) -> bool {
+    CREDENTIAL_HEADERS
+        .iter()
+        .chain(&API_KEY_HEADERS)
+        .any(|credential| credential.eq_ignore_ascii_case(name))
+}
+
 /// Header names that carry API keys in common APIs and gateways.
-const API_KEY_HEADERS: [&str; 8] = [
+pub const API_KEY_HEADERS: [&str; 8] = [
     "x-api-key",
     "api_key",
     "api-key",

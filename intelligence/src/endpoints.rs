@@ -8,7 +8,7 @@ use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use crate::{
-    Exchange,
+    Caller, Exchange,
     auth::AuthScheme,
     learn::Learned,
     template::{self, Segment, TemplateLimits, TemplateTree},
@@ -110,7 +110,7 @@ pub struct EndpointStats {
     /// only ever answered with credentials is one that needs them.
     pub authenticated_successes: u64,
     pub unauthenticated_successes: u64,
-    pub callers: BTreeMap<String, CallerStats>,
+    pub callers: BTreeMap<Caller, CallerStats>,
     /// Calls from callers beyond the per-endpoint bound.
     pub other_callers_calls: u64,
     /// The bound spec's operation, when it documents this endpoint.
@@ -208,19 +208,26 @@ impl EndpointStats {
             caller.last_seen = caller.last_seen.max(time);
             return false;
         }
+        // New news only for a new workload or range: its applications, customers and users
+        // are listed, not announced.
+        let new_peer = !self
+            .callers
+            .keys()
+            .any(|known| known.peer == exchange.caller.peer);
         if self.callers.len() >= limits.callers_per_endpoint {
+            // Never listed, so it would be new on every call: counted, not announced.
             self.other_callers_calls += 1;
             return false;
         }
         self.callers.insert(
-            exchange.caller.to_owned(),
+            exchange.caller.clone(),
             CallerStats {
                 calls: 1,
                 first_seen: time,
                 last_seen: time,
             },
         );
-        true
+        new_peer
     }
 
     fn merge(&mut self, other: Self, limits: &InventoryLimits) {
@@ -526,11 +533,43 @@ mod tests {
                 seen: true,
                 ..Side::default()
             },
-            caller,
+            // Leaked: a test's few callers must outlive the exchanges that borrow them.
+            caller: Box::leak(Box::new(Caller::peer(caller))),
             auth: AuthScheme::BearerJwt,
             time_unix_secs: 1_000,
             latency_us: Some(1_500),
         }
+    }
+
+    #[test]
+    fn each_user_of_a_workload_is_listed_but_only_the_workload_is_news() {
+        let mut inventory = Inventory::new(InventoryLimits::default());
+        let as_user = |user: &str| Caller {
+            user: Some(user.to_owned()),
+            ..Caller::peer("web")
+        };
+        let (ann, bob) = (as_user("#a"), as_user("#b"));
+        let mut news = Vec::new();
+        for caller in [&ann, &bob, &ann] {
+            let call = Exchange {
+                caller,
+                ..exchange("GET", "/users/1", "web", 200)
+            };
+            let observed = inventory.observe("shop", &call, None).expect("counted");
+            news.push(observed.new_endpoint || observed.new_caller);
+        }
+        assert_eq!(news, [true, false, false]);
+        let key = EndpointKey {
+            method: "GET".into(),
+            template: "/users/{id}".into(),
+        };
+        let stats = inventory.endpoint("shop", &key).expect("inventoried");
+        let listed: Vec<(Option<&str>, u64)> = stats
+            .callers
+            .iter()
+            .map(|(caller, counts)| (caller.user.as_deref(), counts.calls))
+            .collect();
+        assert_eq!(listed, [(Some("#a"), 2), (Some("#b"), 1)]);
     }
 
     #[test]

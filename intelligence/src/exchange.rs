@@ -1,6 +1,6 @@
 //! One observed call, as the analysis sees it: borrowed from the agent's record, never copied.
 
-use crate::auth::AuthScheme;
+use crate::{Caller, auth::AuthScheme};
 
 /// What the agent writes in place of a credential header's value: such values are known to be
 /// present, never what they are.
@@ -58,9 +58,8 @@ pub struct Exchange<'a> {
     pub status: Option<u16>,
     pub request: Side<'a>,
     pub response: Side<'a>,
-    /// A stable label for the caller (workload, range or address), for the inventory's caller
-    /// lists; the agent chooses it.
-    pub caller: &'a str,
+    /// Who called, as far as the agent can tell; the inventory lists callers by it.
+    pub caller: &'a Caller,
     /// How the request authenticated, judged before credentials were redacted.
     pub auth: AuthScheme,
     /// Wall-clock seconds (Unix) when the call ended.

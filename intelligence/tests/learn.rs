@@ -12,6 +12,9 @@ use intelligence::{
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
+static CALLER: std::sync::LazyLock<intelligence::Caller> =
+    std::sync::LazyLock::new(|| intelligence::Caller::peer("web"));
+
 struct NoFiles;
 
 impl Source for NoFiles {
@@ -50,7 +53,7 @@ fn exchange<'a>(sample: &'a Sample, request: &'a [u8], response: &'a [u8]) -> Ex
             body_complete: true,
             seen: true,
         },
-        caller: "web",
+        caller: &CALLER,
         auth: sample.auth,
         time_unix_secs: 1,
         latency_us: Some(100),

@@ -10,6 +10,9 @@ use intelligence::{
     openapi::{Conformance, Source, Spec, check, spec::Compiled},
 };
 
+static CALLER: std::sync::LazyLock<intelligence::Caller> =
+    std::sync::LazyLock::new(|| intelligence::Caller::peer("test"));
+
 struct Files;
 
 impl Source for Files {
@@ -88,7 +91,7 @@ impl Call<'_> {
                 body_complete: true,
                 seen: true,
             },
-            caller: "test",
+            caller: &CALLER,
             auth: self.auth,
             time_unix_secs: 0,
             latency_us: None,

@@ -9,6 +9,9 @@ use intelligence::exchange::Side;
 use proptest::prelude::*;
 use sensitive::{Config, Detection, Direction, HashKey, Location, Scanner};
 
+static CALLER: std::sync::LazyLock<intelligence::Caller> =
+    std::sync::LazyLock::new(|| intelligence::Caller::peer("test"));
+
 fn scanner(config: serde_json::Value) -> Scanner {
     let config: Config = serde_json::from_value(config).expect("config parses");
     Scanner::new(&config, HashKey::new([42; 32])).expect("config is valid")
@@ -31,7 +34,7 @@ fn exchange<'a>(query: Option<&'a str>, request: Side<'a>, response: Side<'a>) -
         status: Some(200),
         request,
         response,
-        caller: "test",
+        caller: &CALLER,
         auth: AuthScheme::None,
         time_unix_secs: 2_000_000_000,
         latency_us: None,

@@ -449,6 +449,32 @@ fn findings_endpoints_and_a_learned_spec_reach_the_cli_through_the_collector() {
     assert_eq!(pet_endpoint["documented"], "#/paths/~1pet~1{petId}/get");
     assert_eq!(pet_endpoint["calls"], 3);
 
+    // Who called, beyond the address: curl, with its API key's fingerprint, never the key.
+    let callers = moat_json(
+        &node,
+        &[
+            "callers",
+            "--service",
+            "petstore",
+            "--endpoint",
+            "/api/v3/pet/{",
+        ],
+    );
+    assert!(!callers.is_empty(), "{callers:?}");
+    for caller in &callers {
+        assert_eq!(caller["application"], "curl", "{caller}");
+        assert_eq!(caller["endpoint"], "/api/v3/pet/{petId}", "{caller}");
+        let key = caller["api_key"].as_str().unwrap_or_default();
+        assert!(key.starts_with('#') && key.len() == 17, "{caller}");
+    }
+    assert_eq!(
+        callers
+            .iter()
+            .map(|caller| caller["calls"].as_u64().unwrap_or(0))
+            .sum::<u64>(),
+        3
+    );
+
     // The agent's inventory reached the collector too: its declared range, this node.
     let known = wait_for_moat(&node, &["inventory"], |records| {
         records

@@ -114,6 +114,7 @@ fn judge(detector: &Detector, case: &Case) -> Vec<ThreatKind> {
         },
         None => Side::default(),
     };
+    let caller = intelligence::Caller::peer("eval");
     let exchange = Exchange {
         method: &case.method,
         path,
@@ -126,7 +127,7 @@ fn judge(detector: &Detector, case: &Case) -> Vec<ThreatKind> {
             seen: true,
         },
         response,
-        caller: "eval",
+        caller: &caller,
         auth: AuthScheme::None,
         time_unix_secs: 0,
         latency_us: None,

@@ -11,15 +11,6 @@ use super::event::Task;
 /// Replaces the values of credential headers.
 pub use intelligence::exchange::REDACTED;
 
-/// Headers whose values are credentials whatever the deployment; `--redact-header` adds more.
-pub const DEFAULT_REDACTED_HEADERS: [&str; 5] = [
-    "authorization",
-    "cookie",
-    "set-cookie",
-    "proxy-authorization",
-    "x-api-key",
-];
-
 /// Names of the headers whose values never leave the agent. A short list compared without
 /// regard to case: cheaper per header than lower-casing each name for a set lookup.
 #[derive(Debug, Clone)]
@@ -32,8 +23,11 @@ pub struct Redaction {
 
 impl Redaction {
     pub fn new(extra: &[String]) -> Self {
-        let mut names: Vec<String> = DEFAULT_REDACTED_HEADERS
+        // Credentials whatever the deployment, and the API key headers the auth judgement
+        // knows; `--redact-header` adds more.
+        let mut names: Vec<String> = intelligence::auth::CREDENTIAL_HEADERS
             .iter()
+            .chain(&intelligence::auth::API_KEY_HEADERS)
             .map(|name| (*name).to_owned())
             .chain(extra.iter().map(|name| name.to_ascii_lowercase()))
             .collect();
@@ -183,6 +177,10 @@ pub struct CallRecord {
     pub service: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// Who called, beyond the client's address: its workload or range, application, customer
+    /// and end user, as the detection file allows them to be shown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caller: Option<intelligence::Caller>,
     /// The ends of the call on this host (whose processes are named): `client`, `server` or both.
     pub seen_at: Vec<&'static str>,
     /// Monotonic time of the call's first byte (0 when unknown): when its ends are identified,
@@ -278,6 +276,7 @@ impl CallRecord {
             auth,
             service: None,
             endpoint: None,
+            caller: None,
             seen_at: vec![if at_client { "client" } else { "server" }],
             started_ns,
             request_body,

@@ -5,6 +5,9 @@ use intelligence::{auth::AuthScheme, exchange::Side};
 
 use super::*;
 
+static CALLER: std::sync::LazyLock<intelligence::Caller> =
+    std::sync::LazyLock::new(|| intelligence::Caller::peer("shop/web"));
+
 fn config(text: &str) -> Result<DetectionConfig, PolicyError> {
     parse(text, &PathBuf::from("detection.yaml"))
 }
@@ -40,7 +43,7 @@ fn exchange<'a>(
             body_complete: true,
             seen: true,
         },
-        caller: "shop/web",
+        caller: &CALLER,
         auth: AuthScheme::None,
         time_unix_secs: time,
         latency_us: Some(100),
@@ -226,4 +229,75 @@ fn presented_tokens_and_clear_credentials_are_judged_from_the_unredacted_headers
             .all(|finding| finding.kind != PLAINTEXT_CREDENTIALS),
         "credentials between two processes of this node never crossed a wire"
     );
+}
+
+#[test]
+fn callers_are_named_at_four_levels_as_clear_as_the_file_allows() {
+    let encode = |json: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
+    let token = format!(
+        "Bearer {}.{}.sig",
+        encode(r#"{"alg":"RS256"}"#),
+        encode(r#"{"sub":"user-42","tenant":"globex","exp":9999999999}"#)
+    );
+    let client = |credentials| ClientFacts {
+        peer: "range/partners",
+        range_customer: None,
+        user_agent: Some("python-requests/2.31.0"),
+        credentials,
+    };
+    let hashed = detectors("");
+    let bearer = [("Authorization", token.as_str())];
+    let caller = hashed.caller(&client(&bearer));
+    assert_eq!(caller.peer, "range/partners");
+    assert_eq!(caller.application.as_deref(), Some("python-requests"));
+    let key = HashKey::new([9; 32]);
+    assert_eq!(caller.customer, Some(format!("#{}", key.digest("globex"))));
+    assert_eq!(caller.user, Some(format!("#{}", key.digest("user-42"))));
+    assert_eq!(caller.api_key, None);
+
+    let clear = detectors("callers:\n  clearText: [customer, user]\n  customerClaims: [org]\n");
+    let caller = clear.caller(&client(&bearer));
+    assert_eq!(
+        caller.customer, None,
+        "only the org claim names customers now"
+    );
+    assert_eq!(caller.user.as_deref(), Some("user-42"));
+
+    // SHA-256 of "k-123".
+    let keyed = detectors(
+        "callers:\n  apiKeys:\n    - {sha256: 3605A9E4358DA4302F8ACEA41F0F52CEF85D0E3F727C7B020FC7305AEC8D56B4, customer: Initech, application: billing-sync}\n",
+    );
+    let api_key = [("X-Api-Key", "k-123")];
+    let caller = keyed.caller(&client(&api_key));
+    assert_eq!(caller.api_key, Some(format!("#{}", key.digest("k-123"))));
+    assert_eq!(caller.customer.as_deref(), Some("Initech"));
+    assert_eq!(caller.application.as_deref(), Some("billing-sync"));
+    let known = keyed.caller(&ClientFacts {
+        credentials: &[("X-Api-Key", "k-456")],
+        ..client(&api_key)
+    });
+    assert_eq!(known.customer, None, "an unlisted key names no customer");
+
+    let basic = [("Authorization", "Basic YWxpY2U6czNjcmV0")];
+    let caller = clear.caller(&ClientFacts {
+        range_customer: Some("Acme Corp"),
+        user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0"),
+        ..client(&basic)
+    });
+    assert_eq!(
+        caller.customer.as_deref(),
+        Some("Acme Corp"),
+        "a customer range wins"
+    );
+    assert_eq!(caller.user.as_deref(), Some("alice"));
+    assert_eq!(caller.application.as_deref(), Some("browser"));
+}
+
+#[test]
+fn api_keys_are_listed_by_their_sha256() {
+    let bad =
+        config("callers:\n  apiKeys:\n    - {sha256: k-123, customer: Initech}\n").unwrap_err();
+    assert_eq!(bad.field.as_deref(), Some("callers.apiKeys[0].sha256"));
+    assert_eq!(bad.line, Some(3));
+    assert!(bad.message.contains("sha256sum"), "{bad}");
 }

@@ -74,6 +74,17 @@ fn identity(who: Option<&PeerIdentity>) -> Option<api::Identity> {
     })
 }
 
+fn caller(caller: &intelligence::Caller) -> api::Caller {
+    let text = |level: &Option<String>| level.clone().unwrap_or_default();
+    api::Caller {
+        peer: caller.peer.clone(),
+        application: text(&caller.application),
+        api_key: text(&caller.api_key),
+        customer: text(&caller.customer),
+        user: text(&caller.user),
+    }
+}
+
 fn peer(peer: &Peer) -> api::Peer {
     api::Peer {
         ip: peer.ip.to_string(),
@@ -131,6 +142,7 @@ pub fn call_record(id: RecordId, call: &CallRecord, time: SystemTime) -> api::Re
             service: call.service.clone().unwrap_or_default(),
             endpoint: call.endpoint.clone().unwrap_or_default(),
             auth: call.auth.as_str().to_owned(),
+            caller: call.caller.as_ref().map(caller),
         })),
     }
 }
@@ -158,6 +170,7 @@ pub fn finding_record(id: RecordId, record: &FindingRecord<'_>, time: SystemTime
             .to_owned(),
             source: record.source.map(peer),
             destination: record.destination.map(peer),
+            caller: record.caller.map(caller),
         })),
     }
 }
@@ -193,6 +206,10 @@ pub fn endpoint_record(id: RecordId, record: &EndpointRecord<'_>, time: SystemTi
                 .iter()
                 .map(|caller| api::EndpointCaller {
                     caller: caller.caller.to_owned(),
+                    application: caller.application.unwrap_or_default().to_owned(),
+                    api_key: caller.api_key.unwrap_or_default().to_owned(),
+                    customer: caller.customer.unwrap_or_default().to_owned(),
+                    user: caller.user.unwrap_or_default().to_owned(),
                     calls: caller.calls,
                     first_seen_unix: seconds(caller.first_seen),
                     last_seen_unix: seconds(caller.last_seen),

@@ -197,6 +197,7 @@ impl Parts<'_> {
         let call = self.call;
         let request_headers = borrowed(&self.request);
         let response_headers = borrowed(&self.response);
+        let caller = intelligence::Caller::peer(call.caller);
         let exchange = Exchange {
             method: call.method.as_str(),
             path: &self.path,
@@ -204,7 +205,7 @@ impl Parts<'_> {
             status: call.status,
             request: side(&call.request, &request_headers),
             response: side(&call.response, &response_headers),
-            caller: call.caller,
+            caller: &caller,
             auth: auth::scheme_of(request_headers.iter().copied(), call.query, &[]),
             time_unix_secs: call.time_unix_secs,
             latency_us: call.latency_us,

@@ -5,6 +5,9 @@ use proptest::prelude::*;
 
 use super::*;
 
+static CALLER: std::sync::LazyLock<intelligence::Caller> =
+    std::sync::LazyLock::new(|| intelligence::Caller::peer("test"));
+
 fn exchange<'a>(
     path: &'a str,
     query: Option<&'a str>,
@@ -18,7 +21,7 @@ fn exchange<'a>(
         status: Some(200),
         request,
         response,
-        caller: "test",
+        caller: &CALLER,
         auth: AuthScheme::None,
         time_unix_secs: 0,
         latency_us: None,
