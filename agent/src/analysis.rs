@@ -18,7 +18,7 @@ use intelligence::{
     exchange::Side,
     openapi::{Source, Spec},
 };
-use sensitive::HashKey;
+use sensitive::{HashKey, masking::MaskedField};
 use tracing::{info, warn};
 
 use crate::{
@@ -140,6 +140,8 @@ struct Loaded {
     /// The last load failed (an earlier version may still be bound).
     rejected: bool,
     read: Read,
+    /// Fields the bound spec declares masked, for masking verification.
+    masked: Arc<[MaskedField]>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -251,6 +253,7 @@ impl Analysis {
                     spec: None,
                     rejected: false,
                     read: Read::Nothing,
+                    masked: Arc::new([]),
                 },
             };
             if loaded.due(&self.config_maps) {
@@ -339,7 +342,7 @@ impl Analysis {
     }
 
     /// The bound API that serves the call's server end, if any.
-    fn api_of(&self, call: &CallRecord) -> Option<&ApiBinding> {
+    fn api_of(&self, call: &CallRecord) -> Option<&Loaded> {
         let identity = call.server.identity.as_ref().map(|peer| &peer.identity);
         let service = identity
             .and_then(|facts| Some((facts.namespace.as_deref()?, facts.service.as_deref()?)));
@@ -349,10 +352,7 @@ impl Analysis {
             authority: call.authority.as_deref(),
             service,
         };
-        self.apis
-            .iter()
-            .map(|loaded| &loaded.api)
-            .find(|api| api.serves(&server))
+        self.apis.iter().find(|loaded| loaded.api.serves(&server))
     }
 
     /// The service a call went to: its bound API's (`api`, what [`Self::api_of`] found) name,
@@ -399,7 +399,9 @@ impl Analysis {
             return Vec::new();
         };
         // Matching the bound APIs' servers is the per-call cost of binding: done once.
-        let api = self.api_of(call);
+        let loaded = self.api_of(call);
+        let masked = loaded.map_or_else(|| Arc::from([]), |loaded| loaded.masked.clone());
+        let api = loaded.map(|loaded| &loaded.api);
         let service = Self::service_of(call, api);
         let block_for = api.map(|api| api.block_for);
         let request_headers = pairs(&call.request.headers);
@@ -461,6 +463,7 @@ impl Analysis {
             service: &service,
             endpoint,
             credentials: &credentials,
+            masked: &masked,
             // Both ends named by a process here: the bytes never left this node.
             crosses_node: !(call.client.has_process() && call.server.has_process()),
             // The socket capture reads what applications write: a TLS connection's calls
@@ -584,7 +587,8 @@ impl Loaded {
             }
         };
         match result {
-            Ok(compiled) => {
+            Ok((compiled, masked)) => {
+                self.masked = masked.into();
                 let operations = compiled.spec.operations.len();
                 let warnings: Vec<String> =
                     compiled.warnings.iter().map(ToString::to_string).collect();
@@ -610,15 +614,21 @@ impl Loaded {
     }
 }
 
-/// The spec named `name` and the documents it refers to, read from `source`.
+/// The spec named `name` and the documents it refers to, read from `source`, with the fields
+/// its root document declares masked (`x-moat-masked`).
 fn compile(
     name: &str,
     source: &mut dyn Source,
-) -> Result<intelligence::openapi::spec::Compiled, String> {
+) -> Result<(intelligence::openapi::spec::Compiled, Vec<MaskedField>), String> {
     let text = source
         .read(name)
         .map_err(|reason| format!("{name}: cannot read the spec: {reason}"))?;
-    Spec::load(&text, name, source).map_err(|error| error.to_string())
+    let compiled = Spec::load(&text, name, source).map_err(|error| error.to_string())?;
+    // The spec compiled, so its text is YAML or JSON.
+    let masked = serde_yaml::from_str::<serde_json::Value>(&text)
+        .map(|document| sensitive::masking::declared_in_spec(&document))
+        .unwrap_or_default();
+    Ok((compiled, masked))
 }
 
 fn modified(path: &Path) -> Option<SystemTime> {

@@ -14,7 +14,7 @@ use std::{
 
 use intelligence::{Caller, Exchange, Finding, Severity, finding::Mode};
 use policy::{PolicyError, locate::Locations};
-use sensitive::{Detection, Direction, HashKey, Scanner};
+use sensitive::{Detection, Direction, HashKey, Scanner, masking::MaskedField};
 use serde::Deserialize;
 use threats::{Threat, ThreatKind};
 
@@ -381,6 +381,8 @@ pub struct CallContext<'a> {
     pub endpoint: &'a str,
     /// The request's credential headers as sent (the record carries them redacted).
     pub credentials: &'a [(&'a str, &'a str)],
+    /// Fields the called API's spec declares masked.
+    pub masked: &'a [MaskedField],
     /// The connection's bytes crossed this node's boundary: one end is not a process here.
     pub crosses_node: bool,
     /// The call travelled encrypted (so far, captured calls are all from plaintext
@@ -443,7 +445,9 @@ impl Detectors {
             let said = said_key(call, threat.kind.as_str(), threat.rule, "");
             found.push((self.threat_finding(call, &threat), Some(said)));
         }
-        let mut detections = self.scanner.scan(exchange, call.service);
+        let mut detections = self
+            .scanner
+            .scan_with_masks(exchange, call.service, call.masked);
         detections.extend(
             self.scanner
                 .presented_tokens(call.credentials, exchange, call.service),

@@ -78,6 +78,54 @@ pub fn from_schema(schema: &Value, document: &Value) -> Vec<MaskedField> {
     fields
 }
 
+/// Declared-masked fields of every request and response body schema of an OpenAPI document
+/// (its `paths`, following `#/...` references to request bodies, responses and schemas). A
+/// field declared in several bodies is listed once.
+pub fn declared_in_spec(document: &Value) -> Vec<MaskedField> {
+    let resolve = |value: &'_ Value| -> Option<Value> {
+        match value.get("$ref").and_then(Value::as_str) {
+            Some(reference) => document.pointer(reference.strip_prefix('#')?).cloned(),
+            None => Some(value.clone()),
+        }
+    };
+    let mut bodies: Vec<Value> = Vec::new();
+    let operations = document
+        .get("paths")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flat_map(|paths| paths.values())
+        .filter_map(Value::as_object)
+        .flat_map(|item| item.values());
+    for operation in operations {
+        if let Some(body) = operation.get("requestBody").and_then(resolve) {
+            bodies.push(body);
+        }
+        let responses = operation
+            .get("responses")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flat_map(|responses| responses.values());
+        bodies.extend(responses.filter_map(resolve));
+    }
+    let mut fields: Vec<MaskedField> = Vec::new();
+    for body in &bodies {
+        let schemas = body
+            .get("content")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flat_map(|content| content.values())
+            .filter_map(|media| media.get("schema"));
+        for schema in schemas {
+            for field in from_schema(schema, document) {
+                if !fields.contains(&field) && fields.len() < MAX_SCHEMA_FIELDS {
+                    fields.push(field);
+                }
+            }
+        }
+    }
+    fields
+}
+
 const MAX_SCHEMA_DEPTH: usize = 24;
 const MAX_SCHEMA_FIELDS: usize = 1024;
 
@@ -145,6 +193,38 @@ fn walk_schema(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_spec_declares_masks_in_its_request_and_response_bodies() {
+        let document = json!({
+            "openapi": "3.0.3",
+            "paths": {
+                "/cards/{id}": {
+                    "parameters": [{"name": "id", "in": "path"}],
+                    "get": {"responses": {"200": {"$ref": "#/components/responses/Card"}}},
+                    "put": {
+                        "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Card"}}}},
+                        "responses": {"204": {"description": "saved"}}
+                    }
+                }
+            },
+            "components": {
+                "responses": {"Card": {"description": "a card", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Card"}}}}},
+                "schemas": {"Card": {"type": "object", "properties": {
+                    "number": {"type": "string", "x-moat-masked": "last4"},
+                    "holder": {"type": "string"}
+                }}}
+            }
+        });
+        assert_eq!(
+            declared_in_spec(&document),
+            [MaskedField {
+                field: "/number".into(),
+                style: MaskStyle::Last4
+            }]
+        );
+        assert!(declared_in_spec(&json!({"paths": []})).is_empty());
+    }
 
     #[test]
     fn styles_bound_the_clear_characters() {

@@ -71,6 +71,17 @@ impl Scanner {
     /// Everything sensitive in one call to `service` (the called service's name, which token
     /// audiences are expected to name), at most [`MAX_DETECTIONS`].
     pub fn scan(&self, exchange: &Exchange<'_>, service: &str) -> Vec<Detection> {
+        self.scan_with_masks(exchange, service, &[])
+    }
+
+    /// As [`Self::scan`], with fields the called API's spec declares masked besides the
+    /// configured ones ([`crate::masking::declared_in_spec`]).
+    pub fn scan_with_masks(
+        &self,
+        exchange: &Exchange<'_>,
+        service: &str,
+        declared: &[MaskedField],
+    ) -> Vec<Detection> {
         let mut out = Vec::new();
         for (direction, side) in [
             (Direction::Request, &exchange.request),
@@ -84,6 +95,7 @@ impl Scanner {
             };
             let mut pass = Pass {
                 scanner: self,
+                declared,
                 direction,
                 token_use,
                 out: &mut out,
@@ -114,6 +126,7 @@ impl Scanner {
         let mut out = Vec::new();
         let mut pass = Pass {
             scanner: self,
+            declared: &[],
             direction: Direction::Request,
             token_use: TokenUse {
                 status: exchange.status,
@@ -154,6 +167,7 @@ impl Scanner {
         };
         Pass {
             scanner: self,
+            declared: &[],
             direction,
             token_use,
             out: &mut out,
@@ -187,6 +201,8 @@ fn presented_jwts<'v>(name: &str, value: &'v str) -> Vec<&'v str> {
 /// One side of one call being scanned.
 struct Pass<'s, 'o> {
     scanner: &'s Scanner,
+    /// Masked fields the called API's spec declares.
+    declared: &'s [MaskedField],
     direction: Direction,
     token_use: TokenUse<'s>,
     out: &'o mut Vec<Detection>,
@@ -354,6 +370,7 @@ impl Pass<'_, '_> {
             .scanner
             .masked
             .iter()
+            .chain(self.declared)
             .find(|field| field.covers(pointer, name));
         if let Some(field) = masked
             && field.ineffective(text)
@@ -423,6 +440,7 @@ impl Pass<'_, '_> {
         let mut found = Vec::new();
         let mut claim_pass = Pass {
             scanner: self.scanner,
+            declared: &[],
             direction: self.direction,
             token_use: self.token_use,
             out: &mut found,

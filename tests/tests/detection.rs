@@ -38,6 +38,35 @@ fn inventory(attacker: &Pod) -> String {
     )
 }
 
+/// The API's spec says card numbers leave masked to their last four digits; they do not.
+const SPEC: &str = r##"
+openapi: 3.0.3
+info: {title: leaky, version: "1"}
+paths:
+  /customers:
+    get:
+      responses:
+        "200":
+          description: the customers
+          content:
+            application/json:
+              schema: {type: array, items: {$ref: "#/components/schemas/Customer"}}
+components:
+  schemas:
+    Customer:
+      type: object
+      properties:
+        card: {type: string, x-moat-masked: last4}
+"##;
+
+fn bind_spec(inventory: String, spec: &Path, server: &Pod, port: u16) -> String {
+    format!(
+        "{inventory}apis:\n  - name: leaky\n    spec: {}\n    servers: [{{address: {}/32, port: {port}}}]\n",
+        spec.display(),
+        server.ipv4
+    )
+}
+
 fn start_agent(node: &Node, state: &StateDir, files: (&Path, &Path), port: u16) -> RunningAgent {
     let (inventory, detection) = (files.0.display().to_string(), files.1.display().to_string());
     let port = port.to_string();
@@ -104,7 +133,12 @@ fn an_attacker_pod_is_named_in_the_findings_of_its_attacks_and_the_api_in_its_le
         scratch.file("inventory.yaml"),
         scratch.file("detection.yaml"),
     );
-    write_atomically(&inventory_file, &inventory(&attacker));
+    let spec_file = scratch.file("leaky.yaml");
+    write_atomically(&spec_file, SPEC);
+    write_atomically(
+        &inventory_file,
+        &bind_spec(inventory(&attacker), &spec_file, &server, PORT),
+    );
     write_atomically(&detection_file, "modes:\n  headers.*: off\n");
     let state = StateDir::new();
     let mut agent = start_agent(&node, &state, (&inventory_file, &detection_file), PORT);
@@ -188,7 +222,11 @@ fn an_attacker_pod_is_named_in_the_findings_of_its_attacks_and_the_api_in_its_le
             Ok("200")
         );
     }
-    for kind in ["data.email", "data.payment_card"] {
+    for kind in [
+        "data.email",
+        "data.payment_card",
+        "data.masking_ineffective",
+    ] {
         let finding = agent.wait_since(leak_mark, Duration::from_secs(10), |record| {
             record["finding"] == kind
         });

@@ -59,6 +59,7 @@ fn context<'a>(
         service: "shop/orders",
         endpoint: "/orders",
         credentials,
+        masked: &[],
         crosses_node: true,
         encrypted: false,
     }
