@@ -159,7 +159,7 @@ fn show(agent_binary: &Path, policy: &Path, state_dir: &str) -> anyhow::Result<(
         .args(["--capture-port", HTTP_PORT, "--capture-port", DB_PORT])
         .stdin(Stdio::null());
     let mut agent = testbed::spawn(&mut agent_command).context("starting moat-agent")?;
-    std::thread::sleep(Duration::from_secs(1));
+    wait_ready(&node)?;
 
     let quiet_server = |pod: &Pod, port: &str| {
         testbed::spawn(
@@ -185,6 +185,16 @@ fn show(agent_binary: &Path, policy: &Path, state_dir: &str) -> anyhow::Result<(
         "web probes api for /admin, which api's spec does not have: a shadow endpoint (spec.undocumented_endpoint), reported with the spec's pointer",
     );
     curl(web, &format!("http://{}:{HTTP_PORT}/admin", api.ipv4))?;
+    say(
+        "web sends api a SQL injection in a query parameter: the detectors report threat.sqli with the rule that fired, web's identity and masked evidence (docs/detection.md)",
+    );
+    curl(
+        web,
+        &format!(
+            "http://{}:{HTTP_PORT}/?id=1%27%20OR%20%271%27%3D%271",
+            api.ipv4
+        ),
+    )?;
     say("api calls db on 5432: allowed by rule api-to-db");
     curl(api, &format!("http://{}:{DB_PORT}/", db.ipv4))?;
     say(
@@ -223,6 +233,22 @@ fn show(agent_binary: &Path, policy: &Path, state_dir: &str) -> anyhow::Result<(
     );
     agent.signal_and_wait(libc::SIGTERM, Duration::from_secs(10));
     println!("\nEverything the demo created is removed now.");
+    Ok(())
+}
+
+/// Waits until the agent says on /readyz that its programs are attached and capture runs: calls
+/// made before are not seen.
+fn wait_ready(node: &Node) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while node
+        .http_get(METRICS_PORT, "/readyz")
+        .map_or(true, |body| body.trim() != "ready")
+    {
+        if std::time::Instant::now() > deadline {
+            bail!("moat-agent was not ready within a minute; its log above says why");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     Ok(())
 }
 
