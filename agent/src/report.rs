@@ -125,6 +125,10 @@ pub enum Record<'a> {
     /// An endpoint's counts since it was first seen, when they changed.
     #[serde(rename = "api.endpoint")]
     Endpoint(&'a crate::analysis::EndpointRecord<'a>),
+    /// A data flow's counts since it was first seen, when they changed: which class of
+    /// sensitive data an endpoint took in or gave out, with whom, over which transport.
+    #[serde(rename = "api.dataflow")]
+    DataFlow(&'a crate::dataflow::DataFlowRecord<'a>),
     /// An API's OpenAPI spec is bound; operations the spec defines badly are left out, each
     /// with a warning.
     #[serde(rename = "api.spec_loaded")]

@@ -27,7 +27,7 @@ pub async fn run(
     let mut client = connect(collector, token).await?;
     let (namespace, workload, cluster, tag) = args.scope.names();
     let filter = CallFilter {
-        since_unix_nanos: crate::since_nanos(args.scope.since),
+        since_unix_nanos: crate::since_nanos(args.scope.window.since),
         cluster,
         namespace,
         workload,
@@ -36,7 +36,7 @@ pub async fn run(
         tag,
         ..CallFilter::default()
     };
-    let calls = render::pages(args.scope.limit, |cursor, page_size| {
+    let calls = render::pages(args.scope.window.limit, |cursor, page_size| {
         let mut client = client.clone();
         let filter = filter.clone();
         async move {

@@ -35,7 +35,7 @@ pub async fn run(
     let client = connect(collector, token).await?;
     let (namespace, workload, cluster, tag) = args.scope.names();
     let filter = FindingFilter {
-        since_unix_nanos: crate::since_nanos(args.scope.since),
+        since_unix_nanos: crate::since_nanos(args.scope.window.since),
         min_severity: args.severity.clone().unwrap_or_default(),
         kind: args.kind.clone().unwrap_or_default(),
         service: args.service.clone().unwrap_or_default(),
@@ -47,7 +47,7 @@ pub async fn run(
         tag,
         ..FindingFilter::default()
     };
-    let findings = render::pages(args.scope.limit, |cursor, page_size| {
+    let findings = render::pages(args.scope.window.limit, |cursor, page_size| {
         let mut client = client.clone();
         let filter = filter.clone();
         async move {

@@ -3,6 +3,7 @@
 mod agents;
 mod callers;
 mod calls;
+mod dataflow;
 mod endpoints;
 mod findings;
 mod inventory;
@@ -89,6 +90,14 @@ enum Command {
     Callers(callers::CallersArgs),
     /// The ranges (declared and learned) and workloads (pods, services) the agents know.
     Inventory(inventory::InventoryArgs),
+    /// Where sensitive data goes: per service and endpoint, which classes of data came in or
+    /// went out, to and from whom, encrypted or not (`moat dataflow --class pii`).
+    ///
+    /// Each row is a flow: calls to one endpoint whose requests (`in`, from the counterpart, the
+    /// caller) or responses (`out`, to it) carried values of one class and kind, with the calls
+    /// and values counted across agents. The values themselves never leave the agents.
+    #[command(name = "dataflow")]
+    DataFlow(dataflow::DataFlowArgs),
     /// OpenAPI from traffic: `export` a service's learned spec, `diff` traffic against a spec.
     #[command(subcommand)]
     Spec(spec::SpecCommand),
@@ -240,6 +249,9 @@ fn main() -> ExitCode {
                     inventory,
                 )
                 .await
+            }
+            Command::DataFlow(flows) => {
+                dataflow::run(&args.collector(), args.token.as_deref(), args.output, flows).await
             }
             Command::Spec(command) => {
                 spec::run(

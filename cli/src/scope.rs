@@ -1,4 +1,5 @@
-//! The flags `moat calls` and `moat findings` share: who and when, how many, and follow mode.
+//! The flags `moat calls` and `moat findings` share: who and when, how many, and follow mode;
+//! `moat dataflow` shares when and how many.
 
 use std::time::Duration;
 
@@ -16,12 +17,8 @@ pub struct Scope {
     /// Only those with this tag on either end, as NAME=VALUE.
     #[arg(long, value_name = "NAME=VALUE")]
     pub tag: Option<String>,
-    /// Only those from this long ago on, e.g. `15m`, `2h`.
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-    pub since: Option<Duration>,
-    /// At most this many.
-    #[arg(long, default_value_t = 50)]
-    pub limit: u32,
+    #[command(flatten)]
+    pub window: Window,
     /// Print the latest oldest first, then keep printing new ones as the collector stores them,
     /// until interrupted.
     #[arg(long, short = 'f')]
@@ -39,4 +36,15 @@ impl Scope {
             text(&self.tag),
         )
     }
+}
+
+/// When and how many.
+#[derive(Debug, clap::Args)]
+pub struct Window {
+    /// Only those from this long ago on, e.g. `15m`, `2h`.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub since: Option<Duration>,
+    /// At most this many.
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
 }

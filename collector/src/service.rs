@@ -10,9 +10,10 @@ use std::{
 use moat_api::v1::{
     ApiCall, ExportRequest, ExportResponse, Finding, GetAgentStatusRequest, GetAgentStatusResponse,
     GetInventoryRequest, GetInventoryResponse, GetServiceMapRequest, GetServiceMapResponse,
-    ListCallsRequest, ListCallsResponse, ListEndpointsRequest, ListEndpointsResponse,
-    ListFindingsRequest, ListFindingsResponse, ServiceMapEdge, WatchCallsRequest,
-    WatchFindingsRequest, ingest_server::Ingest, query_server::Query,
+    ListCallsRequest, ListCallsResponse, ListDataFlowsRequest, ListDataFlowsResponse,
+    ListEndpointsRequest, ListEndpointsResponse, ListFindingsRequest, ListFindingsResponse,
+    ServiceMapEdge, WatchCallsRequest, WatchFindingsRequest, ingest_server::Ingest,
+    query_server::Query,
 };
 use tokio::sync::mpsc;
 use tokio_stream::{Stream, wrappers::ReceiverStream};
@@ -20,7 +21,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, warn};
 
 use crate::{
-    store::{Position, Store, StoreError, merge_endpoints, merge_inventories},
+    store::{Position, Store, StoreError, merge_data_flows, merge_endpoints, merge_inventories},
     validate,
 };
 
@@ -56,6 +57,27 @@ async fn with_store<T: Send + 'static>(
         .await
         .map_err(|error| Status::internal(format!("store task: {error}")))?
         .map_err(status_of)
+}
+
+/// Data flows a query returns unless it asks for another number, and at most.
+const DEFAULT_DATA_FLOWS: u32 = 100;
+const MAX_DATA_FLOWS: u32 = 10_000;
+
+/// A data flow's directions and classes, as filters name them.
+const DIRECTIONS: [&str; 2] = ["in", "out"];
+const DATA_CLASSES: [&str; 5] = ["pii", "secret", "financial", "health", "business"];
+
+/// A filter's `field` is empty or one of `known`: a misspelt value is the caller's mistake to
+/// hear about, not an empty answer.
+fn check_one_of(field: &str, value: &str, known: &[&str]) -> Result<(), Status> {
+    if value.is_empty() || known.contains(&value) {
+        Ok(())
+    } else {
+        Err(Status::invalid_argument(format!(
+            "{field} {value:?}: give one of {}",
+            known.join(", ")
+        )))
+    }
 }
 
 pub struct IngestService {
@@ -299,6 +321,28 @@ impl Query for QueryService {
         let rows = with_store(&self.store, move |store| store.endpoint_rows(&service)).await?;
         Ok(Response::new(ListEndpointsResponse {
             endpoints: merge_endpoints(rows),
+        }))
+    }
+
+    async fn list_data_flows(
+        &self,
+        request: Request<ListDataFlowsRequest>,
+    ) -> Result<Response<ListDataFlowsResponse>, Status> {
+        let request = request.into_inner();
+        let filter = request.filter.unwrap_or_default();
+        check_one_of("direction", &filter.direction, &DIRECTIONS)?;
+        check_one_of("data_class", &filter.data_class, &DATA_CLASSES)?;
+        let limit = match request.limit {
+            0 => DEFAULT_DATA_FLOWS,
+            asked => asked.min(MAX_DATA_FLOWS),
+        };
+        let (rows, incomplete) =
+            with_store(&self.store, move |store| store.data_flow_rows(&filter)).await?;
+        let (flows, more) = merge_data_flows(rows, limit as usize);
+        Ok(Response::new(ListDataFlowsResponse {
+            flows,
+            more,
+            incomplete,
         }))
     }
 

@@ -10,8 +10,8 @@ mod sqlite;
 use std::{collections::BTreeMap, path::Path, sync::Arc};
 
 use moat_api::v1::{
-    AgentState, AgentStatus, ApiCall, CallFilter, Endpoint, EndpointCaller, Finding, FindingFilter,
-    Inventory, Peer, record,
+    AgentState, AgentStatus, ApiCall, CallFilter, DataFlow, DataFlowFilter, Endpoint,
+    EndpointCaller, Finding, FindingFilter, Inventory, Peer, record,
 };
 use prost::Message as _;
 
@@ -161,8 +161,12 @@ pub trait Store: Send + Sync {
     fn last_finding_position(&self) -> Result<Position, StoreError>;
 
     /// The latest endpoint record of each agent boot, of `service` (empty: all), at most
-    /// [`MAX_ENDPOINT_ROWS`]; [`merge_endpoints`] makes the inventory of them.
+    /// [`MAX_PER_BOOT_ROWS`]; [`merge_endpoints`] makes the inventory of them.
     fn endpoint_rows(&self, service: &str) -> Result<Vec<Endpoint>, StoreError>;
+
+    /// The latest data flow record of each agent boot that matches `filter`, at most
+    /// [`MAX_PER_BOOT_ROWS`], and whether more matched; [`merge_data_flows`] totals them.
+    fn data_flow_rows(&self, filter: &DataFlowFilter) -> Result<(Vec<DataFlow>, bool), StoreError>;
 
     /// Each node's latest inventory, with the node.
     fn inventories(&self) -> Result<Vec<(String, Inventory)>, StoreError>;
@@ -287,8 +291,9 @@ impl CallRow {
     }
 }
 
-/// Endpoint rows one inventory query reads at most (agents x restarts x endpoints).
-pub const MAX_ENDPOINT_ROWS: i64 = 200_000;
+/// Rows of a per-boot table (endpoints, data flows) one query reads at most: agents x restarts
+/// x endpoints or flows.
+pub const MAX_PER_BOOT_ROWS: i64 = 200_000;
 
 /// Severities in order; a finding's rank fills the `status` column, so `min_status` filters
 /// by severity.
@@ -348,30 +353,150 @@ impl FindingRow {
     }
 }
 
-/// An endpoint record as both stores' `endpoints` table holds it: the latest per agent boot.
-struct EndpointRow {
+/// A table of records an agent sends again whenever their totals change (endpoints, data
+/// flows). Both stores keep the latest record per agent boot and key: a record resent after a
+/// newer one changes nothing (and counts as a duplicate); queries sum over boots.
+struct PerBootTable {
+    name: &'static str,
+    /// The text columns that, after node and boot, say which record a row is.
+    key: &'static [&'static str],
+}
+
+const ENDPOINTS: PerBootTable = PerBootTable {
+    name: "endpoints",
+    key: &["service", "method", "endpoint"],
+};
+
+/// Keyed by every field that tells flows apart, in the order flows are listed; also what
+/// [`merge_data_flows`] totals by.
+const DATA_FLOWS: PerBootTable = PerBootTable {
+    name: "data_flows",
+    key: &[
+        "service",
+        "endpoint",
+        "method",
+        "direction",
+        "data_class",
+        "kind",
+        "counterpart",
+        "counterpart_namespace",
+        "counterpart_workload",
+        "counterpart_range",
+        "counterpart_customer",
+        "transport",
+    ],
+};
+
+impl PerBootTable {
+    /// The statement that stores rows unless a newer one of their agent boot and key is
+    /// stored; `rows` is the VALUES or SELECT giving (node, boot, key columns, time, record).
+    fn upsert(&self, rows: &str) -> String {
+        let key = self.key.join(", ");
+        format!(
+            "INSERT INTO {name} (node, boot, {key}, time, record) {rows}
+             ON CONFLICT (node, boot, {key}) DO UPDATE SET
+                 time = excluded.time, record = excluded.record
+             WHERE excluded.time > {name}.time",
+            name = self.name,
+        )
+    }
+}
+
+/// A row of a [`PerBootTable`].
+struct PerBootRow {
     node: String,
     boot: i64,
-    service: String,
-    method: String,
-    endpoint: String,
+    /// The values of the table's key columns, in order.
+    key: Vec<String>,
     time: i64,
     record: Vec<u8>,
 }
 
-impl EndpointRow {
-    fn new(endpoint: &Endpoint) -> Self {
-        let id = endpoint.id.clone().unwrap_or_default();
+impl PerBootRow {
+    fn new(
+        id: &Option<moat_api::v1::RecordId>,
+        key: Vec<String>,
+        time: i64,
+        record: Vec<u8>,
+    ) -> Self {
+        let id = id.clone().unwrap_or_default();
         Self {
             node: id.node,
             boot: id.boot as i64,
-            service: endpoint.service.clone(),
-            method: endpoint.method.clone(),
-            endpoint: endpoint.endpoint.clone(),
-            time: endpoint.time_unix_nanos,
-            record: endpoint.encode_to_vec(),
+            key,
+            time,
+            record,
         }
     }
+
+    fn endpoint(endpoint: &Endpoint) -> Self {
+        Self::new(
+            &endpoint.id,
+            vec![
+                endpoint.service.clone(),
+                endpoint.method.clone(),
+                endpoint.endpoint.clone(),
+            ],
+            endpoint.time_unix_nanos,
+            endpoint.encode_to_vec(),
+        )
+    }
+
+    fn data_flow(flow: &DataFlow) -> Self {
+        Self::new(
+            &flow.id,
+            data_flow_key(flow),
+            flow.time_unix_nanos,
+            flow.encode_to_vec(),
+        )
+    }
+}
+
+/// What `transport` holds for a flow over plaintext connections.
+const PLAINTEXT: &str = "plaintext";
+
+/// A data flow's values of the [`DATA_FLOWS`] key columns.
+fn data_flow_key(flow: &DataFlow) -> Vec<String> {
+    let counterpart = flow.counterpart.clone().unwrap_or_default();
+    vec![
+        flow.service.clone(),
+        flow.endpoint.clone(),
+        flow.method.clone(),
+        flow.direction.clone(),
+        flow.data_class.clone(),
+        flow.kind.clone(),
+        counterpart.label,
+        counterpart.namespace,
+        counterpart.workload,
+        counterpart.range,
+        counterpart.customer,
+        if flow.encrypted {
+            "encrypted"
+        } else {
+            PLAINTEXT
+        }
+        .to_owned(),
+    ]
+}
+
+/// Data flows across agents: one per flow, calls and values summed over the agent boots that
+/// reported it (each boot's counts are its own), first and last seen over all; at most `limit`
+/// of them in [`DATA_FLOWS`] key order, and how many more there were.
+pub fn merge_data_flows(rows: Vec<DataFlow>, limit: usize) -> (Vec<DataFlow>, u32) {
+    let mut merged: BTreeMap<Vec<String>, DataFlow> = BTreeMap::new();
+    for row in rows {
+        let Some(total) = merged.get_mut(&data_flow_key(&row)) else {
+            merged.insert(data_flow_key(&row), DataFlow { id: None, ..row });
+            continue;
+        };
+        total.calls += row.calls;
+        total.values += row.values;
+        total.first_seen_unix = total.first_seen_unix.min(row.first_seen_unix);
+        total.last_seen_unix = total.last_seen_unix.max(row.last_seen_unix);
+        total.time_unix_nanos = total.time_unix_nanos.max(row.time_unix_nanos);
+    }
+    let more = u32::try_from(merged.len().saturating_sub(limit)).unwrap_or(u32::MAX);
+    (merged.into_values().take(limit).collect(), more)
 }
 
 /// Whether two endpoint callers are one: the same workload or range, application, API key,
@@ -744,6 +869,25 @@ fn next_cursor<M>(rows: &[(i64, i64, M)], limit: u32) -> String {
     }
 }
 
+/// `column` equals the text `parameter` holds, or that parameter is empty.
+fn equal_condition(column: &str, parameter: &str) -> String {
+    format!("({parameter} = '' OR {column} = {parameter})")
+}
+
+/// `column` starts with the text `parameter` holds (empty: anything does).
+fn prefix_condition(column: &str, parameter: &str) -> String {
+    format!("({parameter} = '' OR substr({column}, 1, length({parameter})) = {parameter})")
+}
+
+/// `kind` is the kind `parameter` holds, or of the family it names by ending in `.` (`spec.`).
+fn kind_condition(parameter: &str) -> String {
+    format!(
+        "({kind} = '' OR kind = {kind}
+              OR (substr({kind}, length({kind}), 1) = '.' AND substr(kind, 1, length({kind})) = {kind}))",
+        kind = parameter,
+    )
+}
+
 /// The SQL conditions of a [`CallFilter`], the same in both stores. `parameter(n, type)` names
 /// parameter n (3 to 13) in the store's syntax; [`FilterValues`] holds their values in order.
 fn filter_conditions(parameter: impl Fn(usize, &str) -> String) -> String {
@@ -759,20 +903,20 @@ fn filter_conditions(parameter: impl Fn(usize, &str) -> String) -> String {
     };
     format!(
         "({since} = 0 OR time >= {since}) AND ({until} = 0 OR time < {until})
-         AND ({cluster} = '' OR cluster = {cluster})
+         AND {cluster}
          AND ({namespace} = '' OR namespaces LIKE {namespace_like} ESCAPE '\\')
          AND ({workload} = '' OR workloads LIKE {workload_like} ESCAPE '\\')
-         AND ({path} = '' OR substr(path, 1, length({path})) = {path})
+         AND {path}
          AND status >= {status}
          AND ({tag} = '' OR tags LIKE {tag_like} ESCAPE '\\')",
         since = p(3),
         until = p(4),
-        cluster = p(5),
+        cluster = equal_condition("cluster", &p(5)),
         namespace = p(6),
         namespace_like = p(7),
         workload = p(8),
         workload_like = p(9),
-        path = p(10),
+        path = prefix_condition("path", &p(10)),
         status = p(11),
         tag = p(12),
         tag_like = p(13),
@@ -784,15 +928,72 @@ fn filter_conditions(parameter: impl Fn(usize, &str) -> String) -> String {
 fn finding_conditions(parameter: impl Fn(usize, &str) -> String) -> String {
     let p = |n| parameter(n, "text");
     format!(
-        "({kind} = '' OR kind = {kind}
-              OR (substr({kind}, length({kind}), 1) = '.' AND substr(kind, 1, length({kind})) = {kind}))
-         AND ({service} = '' OR service = {service})
+        "{kind}
+         AND {service}
          AND ({source} = '' OR sources LIKE {source_like} ESCAPE '\\')",
-        kind = p(14),
-        service = p(15),
+        kind = kind_condition(&p(14)),
+        service = equal_condition("service", &p(15)),
         source_like = p(16),
         source = p(17),
     )
+}
+
+/// The SQL conditions of a [`DataFlowFilter`], the same in both stores, over parameters 1 to
+/// 10 (text, [`DataFlowValues::texts`]) and 11 (since).
+fn data_flow_conditions(parameter: impl Fn(usize, &str) -> String) -> String {
+    let text = |n| parameter(n, "text");
+    let mut conditions = vec![
+        equal_condition("service", &text(1)),
+        prefix_condition("endpoint", &text(2)),
+        equal_condition("data_class", &text(3)),
+        kind_condition(&text(4)),
+    ];
+    for (n, column) in [
+        "direction",
+        "counterpart_namespace",
+        "counterpart_workload",
+        "counterpart_range",
+        "counterpart_customer",
+        "transport",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        conditions.push(equal_condition(column, &text(n + 5)));
+    }
+    let since = parameter(11, "bigint");
+    conditions.push(format!("({since} = 0 OR time >= {since})"));
+    conditions.join(" AND ")
+}
+
+/// The values of [`data_flow_conditions`]' parameters.
+struct DataFlowValues {
+    texts: [String; 10],
+    since: i64,
+}
+
+impl DataFlowValues {
+    fn new(filter: &DataFlowFilter) -> Self {
+        Self {
+            texts: [
+                filter.service.clone(),
+                filter.endpoint.clone(),
+                filter.data_class.clone(),
+                filter.kind.clone(),
+                filter.direction.clone(),
+                filter.namespace.clone(),
+                filter.workload.clone(),
+                filter.range.clone(),
+                filter.customer.clone(),
+                if filter.plaintext_only {
+                    PLAINTEXT.to_owned()
+                } else {
+                    String::new()
+                },
+            ],
+            since: filter.since_unix_nanos,
+        }
+    }
 }
 
 /// The values of [`finding_conditions`]' parameters, in order.
@@ -951,6 +1152,7 @@ mod tests {
         findings_filter_by_severity_kind_service_source_and_either_end,
         finding_followers_get_new_findings_in_order,
         endpoints_keep_each_boots_latest_and_merge_across_agents,
+        data_flows_keep_each_boots_latest_merge_across_agents_and_filter,
         the_inventory_is_each_nodes_latest_merged,
         agents_are_kept_per_boot_with_their_latest_status,
     );
@@ -1296,6 +1498,201 @@ mod tests {
         let learned: intelligence::learn::Learned =
             serde_json::from_str(&total.learned_json).expect("learned shapes");
         assert_eq!(learned.calls, 14);
+    }
+
+    /// Node `node`'s flow of emails out of `/users/{id}` to `caller` of namespace `shop`.
+    fn data_flow(
+        (node, boot, sequence): (&str, u64, u64),
+        time: i64,
+        calls: u64,
+        caller: &str,
+        encrypted: bool,
+    ) -> DataFlow {
+        DataFlow {
+            id: Some(RecordId {
+                node: node.into(),
+                boot,
+                sequence,
+            }),
+            time_unix_nanos: time,
+            service: "accounts".into(),
+            method: "GET".into(),
+            endpoint: "/users/{id}".into(),
+            direction: "out".into(),
+            data_class: "pii".into(),
+            kind: "data.email".into(),
+            counterpart: Some(moat_api::v1::DataFlowCounterpart {
+                label: format!("shop/{caller}"),
+                namespace: "shop".into(),
+                workload: caller.into(),
+                ..moat_api::v1::DataFlowCounterpart::default()
+            }),
+            encrypted,
+            calls,
+            values: calls * 2,
+            first_seen_unix: time,
+            last_seen_unix: time,
+        }
+    }
+
+    fn data_flows_keep_each_boots_latest_merge_across_agents_and_filter(backend: &Backend) {
+        let store = &*backend.store;
+        let card_in = DataFlow {
+            direction: "in".into(),
+            data_class: "financial".into(),
+            kind: "data.payment_card".into(),
+            endpoint: "/payments".into(),
+            counterpart: Some(moat_api::v1::DataFlowCounterpart {
+                label: "customer/acme".into(),
+                range: "partners".into(),
+                customer: "acme".into(),
+                ..moat_api::v1::DataFlowCounterpart::default()
+            }),
+            ..data_flow(("node-b", 1, 9), 400, 3, "", false)
+        };
+        store
+            .insert(
+                &[
+                    data_flow(("node-a", 1, 1), 100, 5, "web", false),
+                    data_flow(("node-a", 1, 2), 200, 9, "web", false),
+                    data_flow(("node-b", 1, 1), 150, 4, "web", false),
+                    data_flow(("node-b", 1, 2), 160, 1, "web", true),
+                    data_flow(("node-a", 2, 1), 300, 1, "web", false),
+                    card_in,
+                ]
+                .map(record::Kind::DataFlow),
+            )
+            .expect("insert");
+        let resent = store
+            .insert(&[record::Kind::DataFlow(data_flow(
+                ("node-a", 1, 1),
+                100,
+                5,
+                "web",
+                false,
+            ))])
+            .expect("an older record resent");
+        assert_eq!(resent.duplicates, 1, "changes nothing");
+        let list = |filter: DataFlowFilter| {
+            let (rows, incomplete) = store.data_flow_rows(&filter).expect("rows");
+            assert!(!incomplete);
+            merge_data_flows(rows, 100).0
+        };
+        let all = list(DataFlowFilter::default());
+        let summary: Vec<(&str, &str, bool, u64, u64, i64, i64)> = all
+            .iter()
+            .map(|flow| {
+                (
+                    flow.endpoint.as_str(),
+                    flow.counterpart
+                        .as_ref()
+                        .map_or("", |who| who.label.as_str()),
+                    flow.encrypted,
+                    flow.calls,
+                    flow.values,
+                    flow.first_seen_unix,
+                    flow.last_seen_unix,
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("/payments", "customer/acme", false, 3, 6, 400, 400),
+                ("/users/{id}", "shop/web", true, 1, 2, 160, 160),
+                (
+                    "/users/{id}",
+                    "shop/web",
+                    false,
+                    9 + 4 + 1,
+                    (9 + 4 + 1) * 2,
+                    150,
+                    300
+                ),
+            ],
+            "each boot's latest, summed over agents and restarts"
+        );
+        assert!(all.iter().all(|flow| flow.id.is_none()));
+        let endpoints = |filter: DataFlowFilter| -> Vec<String> {
+            list(filter)
+                .into_iter()
+                .map(|flow| format!("{} {}", flow.endpoint, flow.encrypted))
+                .collect()
+        };
+        let by = |filter: DataFlowFilter| endpoints(filter).len();
+        assert_eq!(
+            by(DataFlowFilter {
+                data_class: "pii".into(),
+                ..DataFlowFilter::default()
+            }),
+            2
+        );
+        assert_eq!(
+            endpoints(DataFlowFilter {
+                plaintext_only: true,
+                endpoint: "/users".into(),
+                ..DataFlowFilter::default()
+            }),
+            vec!["/users/{id} false"]
+        );
+        assert_eq!(
+            endpoints(DataFlowFilter {
+                direction: "in".into(),
+                kind: "data.".into(),
+                customer: "acme".into(),
+                range: "partners".into(),
+                ..DataFlowFilter::default()
+            }),
+            vec!["/payments false"],
+            "a kind's family, the counterpart's range and customer"
+        );
+        for filter in [
+            DataFlowFilter {
+                kind: "data".into(),
+                ..DataFlowFilter::default()
+            },
+            DataFlowFilter {
+                namespace: "sho".into(),
+                ..DataFlowFilter::default()
+            },
+            DataFlowFilter {
+                workload: "web".into(),
+                service: "payments".into(),
+                ..DataFlowFilter::default()
+            },
+        ] {
+            assert_eq!(by(filter.clone()), 0, "{filter:?}");
+        }
+        assert_eq!(
+            by(DataFlowFilter {
+                namespace: "shop".into(),
+                workload: "web".into(),
+                ..DataFlowFilter::default()
+            }),
+            2
+        );
+        assert_eq!(
+            by(DataFlowFilter {
+                since_unix_nanos: 250,
+                ..DataFlowFilter::default()
+            }),
+            2,
+            "what agents reported since"
+        );
+        let (first, more) = merge_data_flows(
+            store
+                .data_flow_rows(&DataFlowFilter::default())
+                .expect("rows")
+                .0,
+            1,
+        );
+        assert_eq!((first.len(), more), (1, 2));
+        assert_eq!(
+            store.enforce_retention(keep_after(250)).expect("retention"),
+            3,
+            "flows of boots that have not reported since go"
+        );
+        assert_eq!(by(DataFlowFilter::default()), 2);
     }
 
     fn call(

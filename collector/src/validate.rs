@@ -25,6 +25,8 @@ pub fn check(record: &record::Kind) -> Result<(), Refusal> {
         // Evidence is masked by the agent and carries no header values.
         record::Kind::Finding(finding) => (finding.id.as_ref(), Vec::new()),
         record::Kind::Endpoint(endpoint) => (endpoint.id.as_ref(), Vec::new()),
+        // Counts and names: the agent never ships a flow's values.
+        record::Kind::DataFlow(flow) => (flow.id.as_ref(), Vec::new()),
         record::Kind::Inventory(inventory) => (inventory.id.as_ref(), Vec::new()),
     };
     if id.is_none_or(|id| id.node.is_empty() || id.sequence == 0) {

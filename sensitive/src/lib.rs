@@ -8,13 +8,15 @@
 //! - [`masking`]: whether declared-masked fields really are;
 //! - [`jwt`]: tokens decoded without trust and checked for hygiene;
 //! - [`scan`]: one observed call taken apart into named values, every detector run over each;
-//! - [`detection`]: what is reported, with evidence that never carries the value.
+//! - [`detection`]: what is reported, with evidence that never carries the value;
+//! - [`dataflow`]: which classes of data each endpoint takes in and gives out, to and from whom.
 //!
 //! Everything here is a pure function of its inputs: the agent supplies the call, the clock
 //! (in the call) and the hash key; nothing panics or grows without bound on hostile bytes.
 
 pub mod builtin;
 pub mod config;
+pub mod dataflow;
 pub mod detection;
 pub mod jwt;
 pub mod masking;

@@ -46,9 +46,18 @@ pub fn start_collector(node: &Node, database: &std::path::Path, extra: &[&str]) 
 
 /// `moat <args> --output json` against the plain-HTTP collector, run in the node.
 pub fn moat_json(node: &Node, args: &[&str]) -> Vec<Value> {
-    let output = node
-        .command(built_binary("moat"))
-        .args(["--collector", &format!("http://127.0.0.1:{COLLECTOR_PORT}")])
+    moat_json_at(
+        node.command(built_binary("moat")),
+        &format!("http://127.0.0.1:{COLLECTOR_PORT}"),
+        args,
+    )
+}
+
+/// `moat <args> --output json` against the collector at `url`, run as `moat` (a command for the
+/// binary, in a node or on the host): its JSON lines.
+pub fn moat_json_at(mut moat: std::process::Command, url: &str, args: &[&str]) -> Vec<Value> {
+    let output = moat
+        .args(["--collector", url])
         .args(args)
         .args(["--output", "json"])
         .output()

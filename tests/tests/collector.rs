@@ -11,7 +11,7 @@ use std::{
 use moat_e2e::{
     RunningAgent, Scratch, StateDir, built_binary,
     capture::start_web_server,
-    collector::{COLLECTOR_PORT, moat_json, start_collector},
+    collector::{COLLECTOR_PORT, moat_json, moat_json_at, start_collector},
     require_root, two_pods,
 };
 use serde_json::Value;
@@ -452,20 +452,31 @@ fn shipped_call(node: &str, sequence: u64) -> moat_api::v1::Record {
     }
 }
 
-/// Ships `sequences` of `node` to the collector at `address` as one batch; (accepted,
+/// Ships calls `sequences` of `node` to the collector at `address` as one batch; (accepted,
 /// duplicates).
 async fn ship(
     address: SocketAddr,
     node: &str,
     sequences: std::ops::RangeInclusive<u64>,
 ) -> (u32, u32) {
+    export(
+        address,
+        node,
+        sequences.map(|n| shipped_call(node, n)).collect(),
+    )
+    .await
+}
+
+/// Ships `records` as node `node`'s agent (boot 1) to the collector at `address`, as one batch;
+/// (accepted, duplicates).
+async fn export(address: SocketAddr, node: &str, records: Vec<moat_api::v1::Record>) -> (u32, u32) {
     let mut client =
         moat_api::v1::ingest_client::IngestClient::connect(format!("http://{address}"))
             .await
             .expect("connect to ingest");
     let batch = moat_api::v1::ExportRequest {
         batch: 1,
-        records: sequences.map(|n| shipped_call(node, n)).collect(),
+        records,
         status: Some(moat_api::v1::AgentStatus {
             node: node.to_owned(),
             boot: 1,
@@ -662,4 +673,162 @@ fn rotated_tokens_are_in_force_within_seconds_without_a_restart() {
     );
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(status("second-token-0123456789"), Some(0));
+}
+
+/// Node `node`'s totals of a flow of `class` values of `kind` between `/users/{id}` of service
+/// `accounts` and `caller`, in record `sequence` of its boot `boot`.
+#[expect(clippy::too_many_arguments, reason = "one flow's identity and counts")]
+fn shipped_flow(
+    (node, boot, sequence): (&str, u64, u64),
+    direction: &str,
+    class: &str,
+    kind: &str,
+    caller: moat_api::v1::DataFlowCounterpart,
+    encrypted: bool,
+    calls: u64,
+    seen: i64,
+) -> moat_api::v1::Record {
+    moat_api::v1::Record {
+        kind: Some(moat_api::v1::record::Kind::DataFlow(
+            moat_api::v1::DataFlow {
+                id: Some(moat_api::v1::RecordId {
+                    node: node.into(),
+                    boot,
+                    sequence,
+                }),
+                time_unix_nanos: seen * 1_000_000_000,
+                service: "accounts".into(),
+                method: "GET".into(),
+                endpoint: "/users/{id}".into(),
+                direction: direction.into(),
+                data_class: class.into(),
+                kind: kind.into(),
+                counterpart: Some(caller),
+                encrypted,
+                calls,
+                values: calls * 2,
+                first_seen_unix: seen - 60,
+                last_seen_unix: seen,
+            },
+        )),
+    }
+}
+
+/// Two agents ship data flows to a collector storing in `store`; `moat dataflow` shows them
+/// totalled across agents and restarts, filtered as asked.
+async fn data_flows_merge_across_agents(store: &str) {
+    use moat_api::v1::DataFlowCounterpart;
+    let (_collector, address) = start_replica(store);
+    wait_listening(address);
+    let web = DataFlowCounterpart {
+        label: "shop/web".into(),
+        namespace: "shop".into(),
+        workload: "web".into(),
+        ..DataFlowCounterpart::default()
+    };
+    let partner = DataFlowCounterpart {
+        label: "customer/acme".into(),
+        range: "partners".into(),
+        customer: "acme".into(),
+        ..DataFlowCounterpart::default()
+    };
+    let email_out = |node_boot_sequence, caller: &DataFlowCounterpart, calls, seen| {
+        shipped_flow(
+            node_boot_sequence,
+            "out",
+            "pii",
+            "data.email",
+            caller.clone(),
+            false,
+            calls,
+            seen,
+        )
+    };
+    const T: i64 = 1_790_000_000;
+    // node-a reports its totals twice (the later replaces the earlier), node-b once; the same
+    // flow over TLS and the card numbers the partner sends in are flows of their own.
+    let node_a = vec![
+        email_out(("node-a", 1, 1), &web, 4, T),
+        email_out(("node-a", 1, 2), &web, 10, T + 30),
+        shipped_flow(
+            ("node-a", 1, 3),
+            "in",
+            "financial",
+            "data.payment_card",
+            partner.clone(),
+            false,
+            2,
+            T + 10,
+        ),
+    ];
+    export(address, "node-a", node_a).await;
+    let node_b = vec![
+        email_out(("node-b", 1, 1), &web, 5, T + 20),
+        shipped_flow(
+            ("node-b", 1, 2),
+            "out",
+            "pii",
+            "data.email",
+            web.clone(),
+            true,
+            1,
+            T + 20,
+        ),
+    ];
+    export(address, "node-b", node_b).await;
+    // node-a restarted and counts afresh.
+    export(
+        address,
+        "node-a",
+        vec![email_out(("node-a", 2, 1), &web, 1, T + 40)],
+    )
+    .await;
+
+    let url = format!("http://{address}");
+    let moat =
+        |args: &[&str]| moat_json_at(std::process::Command::new(built_binary("moat")), &url, args);
+    let pii = moat(&["dataflow", "--class", "pii"]);
+    let summary: Vec<(bool, u64, u64)> = pii
+        .iter()
+        .map(|flow| {
+            (
+                flow["encrypted"].as_bool().unwrap_or_default(),
+                flow["calls"].as_u64().unwrap_or_default(),
+                flow["values"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![(true, 1, 2), (false, 10 + 5 + 1, (10 + 5 + 1) * 2)],
+        "each agent boot's latest totals, summed: {pii:?}"
+    );
+    let merged = &pii[1];
+    assert_eq!(merged["direction"], "out");
+    assert_eq!(merged["kind"], "data.email");
+    assert_eq!(merged["counterpart"]["label"], "shop/web");
+    assert_eq!(merged["first_seen"], "2026-09-21T14:12:40Z", "{merged}");
+    assert_eq!(merged["last_seen"], "2026-09-21T14:14:00Z", "{merged}");
+
+    let plaintext = moat(&["dataflow", "--plaintext", "--namespace", "shop"]);
+    assert_eq!(plaintext.len(), 1, "{plaintext:?}");
+    let incoming = moat(&["dataflow", "--direction", "in", "--customer", "acme"]);
+    assert_eq!(incoming.len(), 1, "{incoming:?}");
+    assert_eq!(incoming[0]["class"], "financial");
+    assert_eq!(incoming[0]["counterpart"]["range"], "partners");
+    assert!(moat(&["dataflow", "--class", "secret"]).is_empty());
+    assert_eq!(moat(&["dataflow", "--limit", "2"]).len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_flows_merge_across_agents_in_the_embedded_store() {
+    let scratch = Scratch::new("collector-dataflow");
+    let database = scratch.file("moat.db");
+    data_flows_merge_across_agents(&format!("sqlite:{}", database.display())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_flows_merge_across_agents_in_postgres() {
+    let postgres = testbed::postgres::Server::start().expect("start PostgreSQL");
+    data_flows_merge_across_agents(&postgres.url()).await;
 }

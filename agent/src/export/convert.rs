@@ -9,6 +9,7 @@ use intelligence::finding::Mode;
 use crate::{
     analysis::{EndpointRecord, FindingRecord},
     capture::record::{CallRecord, HeaderRecord, Peer},
+    dataflow::DataFlowRecord,
     identity::PeerIdentity,
 };
 
@@ -175,8 +176,12 @@ pub fn finding_record(id: RecordId, record: &FindingRecord<'_>, time: SystemTime
     }
 }
 
+/// Unix seconds as records carry them.
+fn seconds(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
 pub fn endpoint_record(id: RecordId, record: &EndpointRecord<'_>, time: SystemTime) -> api::Record {
-    let seconds = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
     api::Record {
         kind: Some(api::record::Kind::Endpoint(api::Endpoint {
             id: Some(id),
@@ -225,6 +230,39 @@ pub fn endpoint_record(id: RecordId, record: &EndpointRecord<'_>, time: SystemTi
                     value: value.clone(),
                 })
                 .collect(),
+        })),
+    }
+}
+
+pub fn data_flow_record(
+    id: RecordId,
+    record: &DataFlowRecord<'_>,
+    time: SystemTime,
+) -> api::Record {
+    let counterpart = record.counterpart;
+    let text = |value: &Option<String>| value.clone().unwrap_or_default();
+    api::Record {
+        kind: Some(api::record::Kind::DataFlow(api::DataFlow {
+            id: Some(id),
+            time_unix_nanos: unix_nanos(time),
+            service: record.service.to_owned(),
+            method: record.method.to_owned(),
+            endpoint: record.endpoint.to_owned(),
+            direction: record.direction.to_owned(),
+            data_class: record.class.to_owned(),
+            kind: record.kind.to_owned(),
+            counterpart: Some(api::DataFlowCounterpart {
+                label: counterpart.label.clone(),
+                namespace: text(&counterpart.namespace),
+                workload: text(&counterpart.workload),
+                range: text(&counterpart.range),
+                customer: text(&counterpart.customer),
+            }),
+            encrypted: record.encrypted,
+            calls: record.calls,
+            values: record.values,
+            first_seen_unix: seconds(record.first_seen),
+            last_seen_unix: seconds(record.last_seen),
         })),
     }
 }

@@ -19,17 +19,18 @@ use std::{
 };
 
 use moat_api::v1::{
-    AgentState, AgentStatus, ApiCall, CallFilter, Endpoint, Finding, FindingFilter, Inventory,
-    record,
+    AgentState, AgentStatus, ApiCall, CallFilter, DataFlow, DataFlowFilter, Endpoint, Finding,
+    FindingFilter, Inventory, record,
 };
-use postgres::{Client, NoTls, types::ToSql};
+use postgres::{Client, NoTls, Transaction, types::ToSql};
 use prost::Message;
 
 use super::{
-    CallRow, DropRow, Edge, EndpointRow, FilterValues, FindingRow, FindingValues, InventoryRow,
-    MAX_EDGES, MAX_ENDPOINT_ROWS, MAX_PAGE, Position, Retention, SIZE_SAMPLE, Store, StoreError,
-    Stored, agent_state, filter_conditions, finding_conditions, minutes, next_cursor,
-    note_agent_sql, parse_cursor, redacted,
+    CallRow, DATA_FLOWS, DataFlowValues, DropRow, ENDPOINTS, Edge, FilterValues, FindingRow,
+    FindingValues, InventoryRow, MAX_EDGES, MAX_PAGE, MAX_PER_BOOT_ROWS, PerBootRow, PerBootTable,
+    Position, Retention, SIZE_SAMPLE, Store, StoreError, Stored, agent_state, data_flow_conditions,
+    filter_conditions, finding_conditions, minutes, next_cursor, note_agent_sql, parse_cursor,
+    redacted,
 };
 
 /// Connections a collector holds at most: ingest streams and queries beyond that wait for one.
@@ -118,6 +119,27 @@ CREATE TABLE IF NOT EXISTS endpoints (
     time BIGINT NOT NULL,
     record BYTEA NOT NULL,
     PRIMARY KEY (node, boot, service, method, endpoint)
+);
+CREATE TABLE IF NOT EXISTS data_flows (
+    node TEXT NOT NULL,
+    boot BIGINT NOT NULL,
+    service TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    method TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    data_class TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    counterpart TEXT NOT NULL,
+    counterpart_namespace TEXT NOT NULL,
+    counterpart_workload TEXT NOT NULL,
+    counterpart_range TEXT NOT NULL,
+    counterpart_customer TEXT NOT NULL,
+    transport TEXT NOT NULL,
+    time BIGINT NOT NULL,
+    record BYTEA NOT NULL,
+    PRIMARY KEY (node, boot, service, endpoint, method, direction, data_class, kind, counterpart,
+                 counterpart_namespace, counterpart_workload, counterpart_range,
+                 counterpart_customer, transport)
 );
 CREATE TABLE IF NOT EXISTS agents (
     node TEXT NOT NULL,
@@ -413,6 +435,53 @@ impl Postgres {
     }
 }
 
+/// Stores `rows` of `table`, each unless a newer one of its agent boot and key is stored; how
+/// many were. Rows are sorted by key, so that two replicas storing the same rows lock them in
+/// the same order, and only the newest of a key in the batch is offered: ON CONFLICT cannot
+/// update a row twice in one statement.
+fn store_per_boot(
+    transaction: &mut Transaction<'_>,
+    table: &PerBootTable,
+    mut rows: Vec<PerBootRow>,
+) -> Result<usize, postgres::Error> {
+    rows.sort_by(|one, other| {
+        (&one.node, one.boot, &one.key, std::cmp::Reverse(one.time)).cmp(&(
+            &other.node,
+            other.boot,
+            &other.key,
+            std::cmp::Reverse(other.time),
+        ))
+    });
+    rows.dedup_by(|later, kept| {
+        (&later.node, later.boot, &later.key) == (&kept.node, kept.boot, &kept.key)
+    });
+    // (node, boot, key columns, time, record) as arrays, one element per row.
+    let mut types = vec!["text", "bigint"];
+    types.extend(table.key.iter().map(|_| "text"));
+    types.extend(["bigint", "bytea"]);
+    let arrays: Vec<String> = types
+        .iter()
+        .enumerate()
+        .map(|(n, kind)| format!("${}::{kind}[]", n + 1))
+        .collect();
+    let statement = table.upsert(&format!("SELECT * FROM unnest({})", arrays.join(", ")));
+    let mut stored = 0;
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let nodes: Vec<&String> = chunk.iter().map(|row| &row.node).collect();
+        let boots: Vec<i64> = chunk.iter().map(|row| row.boot).collect();
+        let keys: Vec<Vec<&String>> = (0..table.key.len())
+            .map(|column| chunk.iter().map(|row| &row.key[column]).collect())
+            .collect();
+        let times: Vec<i64> = chunk.iter().map(|row| row.time).collect();
+        let records: Vec<&Vec<u8>> = chunk.iter().map(|row| &row.record).collect();
+        let mut parameters: Vec<&(dyn ToSql + Sync)> = vec![&nodes, &boots];
+        parameters.extend(keys.iter().map(|column| column as &(dyn ToSql + Sync)));
+        parameters.extend([&times as &(dyn ToSql + Sync), &records]);
+        stored += transaction.execute(statement.as_str(), &parameters)? as usize;
+    }
+    Ok(stored)
+}
+
 impl Store for Postgres {
     fn insert(&self, records: &[record::Kind]) -> Result<Stored, StoreError> {
         let sql = |error| self.error(error);
@@ -420,13 +489,15 @@ impl Store for Postgres {
         let mut drops = Vec::new();
         let mut findings = Vec::new();
         let mut endpoints = Vec::new();
+        let mut data_flows = Vec::new();
         let mut inventories = Vec::new();
         for record in records {
             match record {
                 record::Kind::Call(call) => calls.push(call),
                 record::Kind::Drop(drop) => drops.push(drop),
                 record::Kind::Finding(finding) => findings.push(finding),
-                record::Kind::Endpoint(endpoint) => endpoints.push(endpoint),
+                record::Kind::Endpoint(endpoint) => endpoints.push(PerBootRow::endpoint(endpoint)),
+                record::Kind::DataFlow(flow) => data_flows.push(PerBootRow::data_flow(flow)),
                 record::Kind::Inventory(inventory) => {
                     inventories.push(InventoryRow::new(inventory))
                 }
@@ -441,10 +512,6 @@ impl Store for Postgres {
         calls.sort_by_key(|call| id(&call.id));
         drops.sort_by_key(|drop| id(&drop.id));
         findings.sort_by_key(|finding| id(&finding.id));
-        endpoints.sort_by_key(|endpoint| {
-            let row = EndpointRow::new(endpoint);
-            (row.node, row.boot, row.service, row.method, row.endpoint)
-        });
 
         let mut client = self.client()?;
         let mut transaction = client.transaction().map_err(sql)?;
@@ -557,71 +624,9 @@ impl Store for Postgres {
                 .map_err(sql)? as usize;
         }
 
-        // The latest record of an agent boot's endpoint wins; an older one resent after a
-        // newer one changes nothing (and counts as a duplicate). One row per key per
-        // statement: ON CONFLICT cannot update a row twice.
-        let mut new_endpoints = 0;
-        let mut endpoint_rows: Vec<EndpointRow> = endpoints
-            .iter()
-            .map(|endpoint| EndpointRow::new(endpoint))
-            .collect();
-        endpoint_rows.sort_by(|one, other| {
-            (
-                &one.node,
-                one.boot,
-                &one.service,
-                &one.method,
-                &one.endpoint,
-                std::cmp::Reverse(one.time),
-            )
-                .cmp(&(
-                    &other.node,
-                    other.boot,
-                    &other.service,
-                    &other.method,
-                    &other.endpoint,
-                    std::cmp::Reverse(other.time),
-                ))
-        });
-        endpoint_rows.dedup_by(|later, kept| {
-            (
-                &later.node,
-                later.boot,
-                &later.service,
-                &later.method,
-                &later.endpoint,
-            ) == (
-                &kept.node,
-                kept.boot,
-                &kept.service,
-                &kept.method,
-                &kept.endpoint,
-            )
-        });
-        for rows in endpoint_rows.chunks(ROWS_PER_STATEMENT) {
-            let column =
-                |get: fn(&EndpointRow) -> &String| rows.iter().map(get).collect::<Vec<_>>();
-            let number = |get: fn(&EndpointRow) -> i64| rows.iter().map(get).collect::<Vec<_>>();
-            new_endpoints += transaction
-                .execute(
-                    "INSERT INTO endpoints (node, boot, service, method, endpoint, time, record)
-                     SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[],
-                                          $5::text[], $6::bigint[], $7::bytea[])
-                     ON CONFLICT (node, boot, service, method, endpoint) DO UPDATE SET
-                         time = excluded.time, record = excluded.record
-                     WHERE excluded.time > endpoints.time",
-                    &[
-                        &column(|row| &row.node),
-                        &number(|row| row.boot),
-                        &column(|row| &row.service),
-                        &column(|row| &row.method),
-                        &column(|row| &row.endpoint),
-                        &number(|row| row.time),
-                        &rows.iter().map(|row| &row.record).collect::<Vec<_>>(),
-                    ],
-                )
-                .map_err(sql)? as usize;
-        }
+        let new_endpoints = store_per_boot(&mut transaction, &ENDPOINTS, endpoints).map_err(sql)?;
+        let new_data_flows =
+            store_per_boot(&mut transaction, &DATA_FLOWS, data_flows).map_err(sql)?;
 
         // One per node is kept: the newest of a batch, then only if newer than the stored one.
         inventories.sort_by(|one, other| {
@@ -690,7 +695,12 @@ impl Store for Postgres {
         }
         transaction.commit().map_err(sql)?;
 
-        let accepted = stored_calls + new_drops + new_findings + new_endpoints + new_inventories;
+        let accepted = stored_calls
+            + new_drops
+            + new_findings
+            + new_endpoints
+            + new_data_flows
+            + new_inventories;
         Ok(Stored {
             accepted: accepted as u32,
             duplicates: (records.len() - accepted) as u32,
@@ -744,13 +754,42 @@ impl Store for Postgres {
             .client()?
             .query(
                 "SELECT record FROM endpoints WHERE ($1::text = '' OR service = $1::text) LIMIT $2",
-                &[&service, &MAX_ENDPOINT_ROWS],
+                &[&service, &MAX_PER_BOOT_ROWS],
             )
             .map_err(|error| self.error(error))?;
         Ok(rows
             .iter()
             .filter_map(|row| Endpoint::decode(row.get::<_, &[u8]>(0)).ok())
             .collect())
+    }
+
+    fn data_flow_rows(&self, filter: &DataFlowFilter) -> Result<(Vec<DataFlow>, bool), StoreError> {
+        let values = DataFlowValues::new(filter);
+        // One more than the bound, to tell a full answer from a cut one.
+        let limit = MAX_PER_BOOT_ROWS + 1;
+        let mut parameters: Vec<&(dyn ToSql + Sync)> = values
+            .texts
+            .iter()
+            .map(|value| value as &(dyn ToSql + Sync))
+            .collect();
+        parameters.extend([&values.since as &(dyn ToSql + Sync), &limit]);
+        let rows = self
+            .client()?
+            .query(
+                &format!(
+                    "SELECT record FROM data_flows WHERE {} LIMIT $12",
+                    data_flow_conditions(|n, kind| format!("${n}::{kind}")),
+                ),
+                &parameters,
+            )
+            .map_err(|error| self.error(error))?;
+        let incomplete = rows.len() as i64 > MAX_PER_BOOT_ROWS;
+        let flows = rows
+            .iter()
+            .take(MAX_PER_BOOT_ROWS as usize)
+            .filter_map(|row| DataFlow::decode(row.get::<_, &[u8]>(0)).ok())
+            .collect();
+        Ok((flows, incomplete))
     }
 
     fn last_position(&self) -> Result<Position, StoreError> {
@@ -821,7 +860,13 @@ impl Store for Postgres {
         let mut removed = transaction
             .execute("DELETE FROM calls WHERE time < $1", &[&oldest])
             .map_err(sql)?;
-        for table in ["drops", "findings", "endpoints", "inventories"] {
+        for table in [
+            "drops",
+            "findings",
+            "endpoints",
+            "data_flows",
+            "inventories",
+        ] {
             removed += transaction
                 .execute(&format!("DELETE FROM {table} WHERE time < $1"), &[&oldest])
                 .map_err(sql)?;

@@ -7,17 +7,17 @@ use std::{
 };
 
 use moat_api::v1::{
-    AgentState, AgentStatus, ApiCall, CallFilter, Endpoint, Finding, FindingFilter, Inventory,
-    record,
+    AgentState, AgentStatus, ApiCall, CallFilter, DataFlow, DataFlowFilter, Endpoint, Finding,
+    FindingFilter, Inventory, record,
 };
 use prost::Message;
-use rusqlite::{Connection, ToSql, params};
+use rusqlite::{CachedStatement, Connection, ToSql, Transaction, params};
 
 use super::{
-    CallRow, DropRow, Edge, EndpointRow, FilterValues, FindingRow, FindingValues, InventoryRow,
-    MAX_EDGES, MAX_ENDPOINT_ROWS, MAX_PAGE, Position, Retention, SIZE_SAMPLE, Store, StoreError,
-    Stored, agent_state, filter_conditions, finding_conditions, minutes, next_cursor,
-    note_agent_sql, parse_cursor,
+    CallRow, DATA_FLOWS, DataFlowValues, DropRow, ENDPOINTS, Edge, FilterValues, FindingRow,
+    FindingValues, InventoryRow, MAX_EDGES, MAX_PAGE, MAX_PER_BOOT_ROWS, PerBootRow, PerBootTable,
+    Position, Retention, SIZE_SAMPLE, Store, StoreError, Stored, agent_state, data_flow_conditions,
+    filter_conditions, finding_conditions, minutes, next_cursor, note_agent_sql, parse_cursor,
 };
 
 pub struct Sqlite {
@@ -88,6 +88,27 @@ CREATE TABLE IF NOT EXISTS endpoints (
     time INTEGER NOT NULL,
     record BLOB NOT NULL,
     PRIMARY KEY (node, boot, service, method, endpoint)
+);
+CREATE TABLE IF NOT EXISTS data_flows (
+    node TEXT NOT NULL,
+    boot INTEGER NOT NULL,
+    service TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    method TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    data_class TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    counterpart TEXT NOT NULL,
+    counterpart_namespace TEXT NOT NULL,
+    counterpart_workload TEXT NOT NULL,
+    counterpart_range TEXT NOT NULL,
+    counterpart_customer TEXT NOT NULL,
+    transport TEXT NOT NULL,
+    time INTEGER NOT NULL,
+    record BLOB NOT NULL,
+    PRIMARY KEY (node, boot, service, endpoint, method, direction, data_class, kind, counterpart,
+                 counterpart_namespace, counterpart_workload, counterpart_range,
+                 counterpart_customer, transport)
 );
 CREATE TABLE IF NOT EXISTS agents (
     node TEXT NOT NULL,
@@ -223,6 +244,23 @@ impl Sqlite {
     }
 }
 
+/// The statement that stores a row of `table`, as [`store_per_boot`] runs it.
+fn per_boot_statement<'t>(
+    transaction: &'t Transaction<'_>,
+    table: &PerBootTable,
+) -> rusqlite::Result<CachedStatement<'t>> {
+    let placeholders: Vec<String> = (1..=table.key.len() + 4).map(|n| format!("?{n}")).collect();
+    transaction.prepare_cached(&table.upsert(&format!("VALUES ({})", placeholders.join(", "))))
+}
+
+/// Stores `row` unless a newer one of its agent boot and key is stored; whether it was.
+fn store_per_boot(statement: &mut CachedStatement<'_>, row: &PerBootRow) -> rusqlite::Result<bool> {
+    let mut parameters: Vec<&dyn ToSql> = vec![&row.node, &row.boot];
+    parameters.extend(row.key.iter().map(|value| value as &dyn ToSql));
+    parameters.extend([&row.time as &dyn ToSql, &row.record]);
+    Ok(statement.execute(parameters.as_slice())? == 1)
+}
+
 /// Rows after `after`, with their positions.
 fn positioned<M>(rows: Vec<(i64, i64, M)>) -> Vec<(Position, M)> {
     rows.into_iter()
@@ -254,20 +292,13 @@ impl Store for Sqlite {
                 "INSERT OR IGNORE INTO findings (node, boot, sequence, time, cluster, namespaces, workloads, path, status, tags, kind, service, sources, record)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )?;
-            // The latest record of an agent boot's endpoint wins; an older one resent after a
-            // newer one changes nothing (and counts as a duplicate).
             let mut inventory_statement = transaction.prepare_cached(
                 "INSERT INTO inventories (node, time, record) VALUES (?1, ?2, ?3)
                  ON CONFLICT (node) DO UPDATE SET time = excluded.time, record = excluded.record
                  WHERE excluded.time > inventories.time",
             )?;
-            let mut endpoint_statement = transaction.prepare_cached(
-                "INSERT INTO endpoints (node, boot, service, method, endpoint, time, record)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (node, boot, service, method, endpoint) DO UPDATE SET
-                     time = excluded.time, record = excluded.record
-                 WHERE excluded.time > endpoints.time",
-            )?;
+            let mut endpoint_statement = per_boot_statement(&transaction, &ENDPOINTS)?;
+            let mut data_flow_statement = per_boot_statement(&transaction, &DATA_FLOWS)?;
             for record in records {
                 let inserted = match record {
                     record::Kind::Call(call) => {
@@ -330,16 +361,10 @@ impl Store for Sqlite {
                         inventory_statement.execute(params![row.node, row.time, row.record])? == 1
                     }
                     record::Kind::Endpoint(endpoint) => {
-                        let row = EndpointRow::new(endpoint);
-                        endpoint_statement.execute(params![
-                            row.node,
-                            row.boot,
-                            row.service,
-                            row.method,
-                            row.endpoint,
-                            row.time,
-                            row.record,
-                        ])? == 1
+                        store_per_boot(&mut endpoint_statement, &PerBootRow::endpoint(endpoint))?
+                    }
+                    record::Kind::DataFlow(flow) => {
+                        store_per_boot(&mut data_flow_statement, &PerBootRow::data_flow(flow))?
                     }
                 };
                 if inserted {
@@ -488,7 +513,7 @@ impl Store for Sqlite {
         let mut statement = connection.prepare_cached(
             "SELECT record FROM endpoints WHERE (?1 = '' OR service = ?1) LIMIT ?2",
         )?;
-        let rows = statement.query_map(params![service, MAX_ENDPOINT_ROWS], |row| {
+        let rows = statement.query_map(params![service, MAX_PER_BOOT_ROWS], |row| {
             row.get::<_, Vec<u8>>(0)
         })?;
         let mut endpoints = Vec::new();
@@ -498,6 +523,33 @@ impl Store for Sqlite {
             }
         }
         Ok(endpoints)
+    }
+
+    fn data_flow_rows(&self, filter: &DataFlowFilter) -> Result<(Vec<DataFlow>, bool), StoreError> {
+        let values = DataFlowValues::new(filter);
+        // One more than the bound, to tell a full answer from a cut one.
+        let limit = MAX_PER_BOOT_ROWS + 1;
+        let mut parameters: Vec<&dyn ToSql> = values
+            .texts
+            .iter()
+            .map(|value| value as &dyn ToSql)
+            .collect();
+        parameters.extend([&values.since as &dyn ToSql, &limit]);
+        let connection = self.connection();
+        let mut statement = connection.prepare_cached(&format!(
+            "SELECT record FROM data_flows WHERE {} LIMIT ?12",
+            data_flow_conditions(|n, _| format!("?{n}")),
+        ))?;
+        let rows = statement.query_map(parameters.as_slice(), |row| row.get::<_, Vec<u8>>(0))?;
+        let mut flows = Vec::new();
+        for bytes in rows {
+            if let Ok(flow) = DataFlow::decode(bytes?.as_slice()) {
+                flows.push(flow);
+            }
+        }
+        let incomplete = flows.len() as i64 > MAX_PER_BOOT_ROWS;
+        flows.truncate(MAX_PER_BOOT_ROWS as usize);
+        Ok((flows, incomplete))
     }
 
     fn note_agent(&self, status: &AgentStatus, stored: u64, seen: i64) -> Result<(), StoreError> {
@@ -554,7 +606,14 @@ impl Store for Sqlite {
         let mut connection = self.connection();
         let transaction = connection.transaction()?;
         let mut removed = 0;
-        for table in ["calls", "drops", "findings", "endpoints", "inventories"] {
+        for table in [
+            "calls",
+            "drops",
+            "findings",
+            "endpoints",
+            "data_flows",
+            "inventories",
+        ] {
             removed += transaction
                 .execute(&format!("DELETE FROM {table} WHERE time < ?1"), [oldest])?
                 as u64;
