@@ -18,7 +18,11 @@ use intelligence::{
     exchange::Side,
     openapi::{Source, Spec},
 };
-use sensitive::{HashKey, masking::MaskedField};
+use sensitive::{
+    HashKey,
+    dataflow::{DataFlow, DataFlowLimits, DataFlows, FlowCall},
+    masking::MaskedField,
+};
 use tracing::{info, warn};
 
 use crate::{
@@ -154,6 +158,9 @@ pub struct AnalysisStats {
     pub specs_bound: usize,
     pub specs_rejected: usize,
     pub detection: DetectionStats,
+    /// Data flows kept, and calls counted in the overflow flows past `--max-data-flows`.
+    pub data_flows: usize,
+    pub data_flow_calls_overflowed: u64,
 }
 
 /// A finding with what the agent needs to act on it.
@@ -167,6 +174,8 @@ pub struct Judged {
 pub struct Analysis {
     analyzer: Analyzer,
     detectors: Detectors,
+    /// Where sensitive data goes: per endpoint, class and counterpart.
+    flows: DataFlows,
     /// Keys evidence hashes; kept to build the detectors again when their file changes.
     hash_key: HashKey,
     apis: Vec<Loaded>,
@@ -227,6 +236,9 @@ impl Analysis {
         Self {
             analyzer: Analyzer::new(config),
             detectors: Detectors::new(Arc::new(DetectionConfig::default()), hash_key.clone()),
+            flows: DataFlows::new(DataFlowLimits {
+                max_flows: args.max_data_flows.max(1),
+            }),
             hash_key,
             apis: Vec::new(),
             config_maps: ConfigMaps::new(),
@@ -458,7 +470,7 @@ impl Analysis {
             .endpoint
             .as_ref()
             .map_or(path, |key| key.template.as_str());
-        let detected = self.detectors.judge(&CallContext {
+        let judgement = self.detectors.judge(&CallContext {
             exchange: &exchange,
             service: &service,
             endpoint,
@@ -470,6 +482,19 @@ impl Analysis {
             // never parse, so every call seen here travelled in plaintext.
             encrypted: false,
         });
+        if !judgement.detections.is_empty() {
+            self.flows.observe(
+                &FlowCall {
+                    service: &service,
+                    method,
+                    endpoint,
+                    counterpart: &crate::dataflow::counterpart(&call.client),
+                    encrypted: false,
+                    time_unix_secs: exchange.time_unix_secs,
+                },
+                &judgement.detections,
+            );
+        }
         let detection_block_for = self.detectors.config().block_for;
         let blocking = |finding: Finding, block_for: Option<Duration>| Judged {
             block_for: (finding.mode == intelligence::finding::Mode::Block)
@@ -482,7 +507,8 @@ impl Analysis {
             .into_iter()
             .map(|finding| blocking(finding, block_for))
             .chain(
-                detected
+                judgement
+                    .findings
                     .into_iter()
                     .map(|finding| blocking(finding, Some(detection_block_for))),
             )
@@ -498,6 +524,11 @@ impl Analysis {
     /// Documented operations that fell silent.
     pub fn unused(&mut self, now: SystemTime) -> Vec<Finding> {
         self.analyzer.unused(unix_seconds(now))
+    }
+
+    /// Data flows whose counts changed since the last call.
+    pub fn changed_flows(&mut self) -> Vec<DataFlow> {
+        self.flows.take_changed()
     }
 
     /// Endpoints whose counts changed since the last call.
@@ -519,6 +550,8 @@ impl Analysis {
                 .count(),
             specs_rejected: self.apis.iter().filter(|loaded| loaded.rejected).count(),
             detection: self.detectors.stats(),
+            data_flows: self.flows.len(),
+            data_flow_calls_overflowed: self.flows.overflowed_calls(),
         }
     }
 }
@@ -779,6 +812,7 @@ paths:
                 max_services: 64,
                 detection: None,
                 hash_key_file: None,
+                max_data_flows: 16,
             },
             HashKey::new([1; 32]),
         )

@@ -146,6 +146,11 @@ pub struct AnalysisArgs {
     /// restarts. Without it each agent start draws its own key.
     #[arg(long, value_name = "FILE")]
     pub hash_key_file: Option<PathBuf>,
+
+    /// Data flows kept (service, endpoint, direction, data class, kind, counterpart); values in
+    /// further flows are counted in one overflow flow per direction and class.
+    #[arg(long, value_name = "FLOWS", default_value_t = 10_000)]
+    pub max_data_flows: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -390,6 +390,15 @@ pub struct CallContext<'a> {
     pub encrypted: bool,
 }
 
+/// What the detectors made of one call.
+#[derive(Debug, Default)]
+pub struct Judgement {
+    pub findings: Vec<Finding>,
+    /// Every sensitive value and token problem, before modes and repeats thin them into
+    /// findings.
+    pub detections: Vec<Detection>,
+}
+
 /// What the detectors did that the metrics show.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DetectionStats {
@@ -434,8 +443,9 @@ impl Detectors {
         self.stats
     }
 
-    /// Everything the detectors find in one call, as findings with their modes.
-    pub fn judge(&mut self, call: &CallContext<'_>) -> Vec<Finding> {
+    /// Everything the detectors find in one call: findings with their modes, and the
+    /// sensitive values the call carried (for the data flows, whatever the findings' modes).
+    pub fn judge(&mut self, call: &CallContext<'_>) -> Judgement {
         let exchange = call.exchange;
         let mut found: Vec<(Finding, Option<u64>)> = Vec::new();
         for threat in self.threats.request(exchange) {
@@ -478,12 +488,16 @@ impl Detectors {
             ));
         }
         let now = exchange.time_unix_secs;
-        found
+        let findings = found
             .into_iter()
             .filter(|(finding, _)| finding.mode != Mode::Off)
             .filter(|(_, said)| said.is_none_or(|said| self.first_saying(said, now)))
             .map(|(finding, _)| finding)
-            .collect()
+            .collect();
+        Judgement {
+            findings,
+            detections,
+        }
     }
 
     /// The caller at four levels: its network identity, its application, its customer and its

@@ -252,6 +252,18 @@ fn encode_analysis(
         "Findings reported (api.finding records), by kind: inventory.*, spec.*, auth.*, data.*, threat.*, leak.*, headers.*, policy.blocked.",
         &findings,
     )?;
+    gauge(
+        encoder,
+        "moat_api_data_flows",
+        "Data flows kept (service, endpoint, direction, data class, kind, counterpart), bounded by --max-data-flows.",
+        snapshot.analysis.data_flows as i64,
+    )?;
+    counter(
+        encoder,
+        "moat_api_data_flow_calls_overflowed",
+        "Calls whose sensitive values were counted in an overflow flow ({overflow}) because --max-data-flows flows were kept.",
+        &[(vec![], snapshot.analysis.data_flow_calls_overflowed)],
+    )?;
     let detection = &snapshot.analysis.detection;
     counter(
         encoder,

@@ -786,7 +786,8 @@ impl Agent {
         });
     }
 
-    /// `api.endpoint` records for the endpoints called since the last report.
+    /// `api.endpoint` and `api.dataflow` records for the endpoints called and the data flows
+    /// seen since the last report.
     fn report_endpoints(&mut self) -> anyhow::Result<()> {
         let now = SystemTime::now();
         for (service, key, stats) in self.analysis.changed_endpoints() {
@@ -800,6 +801,19 @@ impl Agent {
             }
             self.reporter
                 .write(&Record::Endpoint(&record), now)
+                .context("writing to standard output")?;
+        }
+        for flow in self.analysis.changed_flows() {
+            let record = crate::dataflow::DataFlowRecord::from(&flow);
+            if let Some(exporter) = &self.exporter {
+                exporter.push(export_records::data_flow_record(
+                    exporter.next_id(),
+                    &record,
+                    now,
+                ));
+            }
+            self.reporter
+                .write(&Record::DataFlow(&record), now)
                 .context("writing to standard output")?;
         }
         self.reporter.flush().context("writing to standard output")

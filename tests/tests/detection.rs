@@ -10,6 +10,7 @@ use base64::Engine as _;
 use moat_e2e::{
     RunningAgent, Scratch, StateDir,
     capture::{PYTHON, peer_script, wait_listening},
+    collector::{COLLECTOR_PORT, moat_json, start_collector},
     require_root, two_pods, write_atomically,
 };
 use testbed::{Background, Node, Pod};
@@ -67,32 +68,35 @@ fn bind_spec(inventory: String, spec: &Path, server: &Pod, port: u16) -> String 
     )
 }
 
-fn start_agent(node: &Node, state: &StateDir, files: (&Path, &Path), port: u16) -> RunningAgent {
+fn start_agent(
+    node: &Node,
+    state: &StateDir,
+    files: (&Path, &Path),
+    port: u16,
+    extra: &[&str],
+) -> RunningAgent {
     let (inventory, detection) = (files.0.display().to_string(), files.1.display().to_string());
     let port = port.to_string();
-    RunningAgent::start(
-        node,
-        state,
-        &[],
-        &[
-            "--capture",
-            "on",
-            "--capture-port",
-            &port,
-            "--inventory",
-            &inventory,
-            "--detection",
-            &detection,
-            "--iface-glob",
-            "v*",
-            "--kubernetes",
-            "off",
-            "--new-endpoint-findings",
-            "off",
-            "--new-caller-findings",
-            "off",
-        ],
-    )
+    let mut args = vec![
+        "--capture",
+        "on",
+        "--capture-port",
+        &port,
+        "--inventory",
+        &inventory,
+        "--detection",
+        &detection,
+        "--iface-glob",
+        "v*",
+        "--kubernetes",
+        "off",
+        "--new-endpoint-findings",
+        "off",
+        "--new-caller-findings",
+        "off",
+    ];
+    args.extend(extra);
+    RunningAgent::start(node, state, &[], &args)
 }
 
 /// curl from `client`: the status, or why there was none.
@@ -141,7 +145,15 @@ fn an_attacker_pod_is_named_in_the_findings_of_its_attacks_and_the_api_in_its_le
     );
     write_atomically(&detection_file, "modes:\n  headers.*: off\n");
     let state = StateDir::new();
-    let mut agent = start_agent(&node, &state, (&inventory_file, &detection_file), PORT);
+    let _collector = start_collector(&node, &scratch.file("moat.db"), &[]);
+    let collector_url = format!("http://127.0.0.1:{COLLECTOR_PORT}");
+    let mut agent = start_agent(
+        &node,
+        &state,
+        (&inventory_file, &detection_file),
+        PORT,
+        &["--collector", &collector_url, "--export-interval", "200ms"],
+    );
 
     let base = format!("http://{address}");
     let bearer = format!("Authorization: Bearer {}", unsigned_token());
@@ -239,6 +251,32 @@ fn an_attacker_pod_is_named_in_the_findings_of_its_attacks_and_the_api_in_its_le
             assert!(!text.contains(value), "{value} leaked into {finding}");
         }
     }
+    // Where the card numbers went, from the agent's data flows through the collector.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let flows = loop {
+        let flows = moat_json(
+            &node,
+            &["dataflow", "--class", "financial", "--direction", "out"],
+        );
+        if !flows.is_empty() || std::time::Instant::now() > deadline {
+            break flows;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let cards = flows
+        .iter()
+        .find(|flow| flow["kind"] == "data.payment_card")
+        .unwrap_or_else(|| panic!("no card flow in {flows:?}"));
+    assert_eq!(cards["service"], "leaky", "{cards}");
+    assert_eq!(cards["endpoint"], "/customers", "{cards}");
+    assert_eq!(cards["calls"], 3, "{cards}");
+    assert_eq!(cards["values"], 6, "two cards per response: {cards}");
+    assert_eq!(cards["encrypted"], false, "{cards}");
+    assert!(
+        cards.to_string().contains("Acme Corp"),
+        "the counterpart is the customer's range: {cards}"
+    );
+
     let records = agent.stop();
     let said = |kind: &str| {
         records
@@ -281,7 +319,7 @@ fn block_mode_drops_the_attackers_next_connection() {
         "modes:\n  threat.*: block\nblockFor: 60s\n",
     );
     let state = StateDir::new();
-    let mut agent = start_agent(&node, &state, (&inventory_file, &detection_file), PORT);
+    let mut agent = start_agent(&node, &state, (&inventory_file, &detection_file), PORT, &[]);
 
     let base = format!("http://{address}");
     assert_eq!(

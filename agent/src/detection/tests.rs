@@ -143,7 +143,7 @@ fn attacks_are_reported_per_call_with_their_rule() {
             b"[]",
             time,
         );
-        let findings = detectors.judge(&context(&call, &[]));
+        let findings = detectors.judge(&context(&call, &[])).findings;
         let sqli = findings
             .iter()
             .find(|finding| finding.kind == "threat.sqli")
@@ -166,7 +166,7 @@ fn data_in_responses_is_one_finding_per_kind_said_again_only_after_repeat_after(
     let mut detectors = detectors("repeatAfter: 1h\nmodes:\n  data.phone: off\n");
     let body = br#"[{"email":"ann@example.com","phone":"+14155550132"},{"email":"bob@example.org","phone":"+14155550133"}]"#;
     let first = exchange("/customers", None, body, 100);
-    let findings = detectors.judge(&context(&first, &[]));
+    let findings = detectors.judge(&context(&first, &[])).findings;
     assert_eq!(
         kinds(&findings),
         [("data.email".to_owned(), Mode::Detect)],
@@ -186,10 +186,13 @@ fn data_in_responses_is_one_finding_per_kind_said_again_only_after_repeat_after(
     assert!(!email.evidence.contains("ann@"), "{}", email.evidence);
 
     let soon = exchange("/customers", None, body, 200);
-    assert!(detectors.judge(&context(&soon, &[])).is_empty());
+    assert!(detectors.judge(&context(&soon, &[])).findings.is_empty());
     assert_eq!(detectors.stats().repeats_suppressed, 1);
     let later = exchange("/customers", None, body, 100 + 3600);
-    assert_eq!(kinds(&detectors.judge(&context(&later, &[]))).len(), 1);
+    assert_eq!(
+        kinds(&detectors.judge(&context(&later, &[])).findings).len(),
+        1
+    );
 }
 
 #[test]
@@ -204,7 +207,7 @@ fn presented_tokens_and_clear_credentials_are_judged_from_the_unredacted_headers
     let mut call = exchange("/orders", None, b"[]", 2_000_000_000);
     call.auth = AuthScheme::BearerJwt;
     let credentials = [("Authorization", token.as_str())];
-    let findings = detectors.judge(&context(&call, &credentials));
+    let findings = detectors.judge(&context(&call, &credentials)).findings;
     assert_eq!(
         kinds(&findings),
         [
@@ -226,6 +229,7 @@ fn presented_tokens_and_clear_credentials_are_judged_from_the_unredacted_headers
     assert!(
         detectors
             .judge(&local)
+            .findings
             .iter()
             .all(|finding| finding.kind != PLAINTEXT_CREDENTIALS),
         "credentials between two processes of this node never crossed a wire"
