@@ -7,7 +7,7 @@ use std::{
 };
 
 use serde_json::Value;
-use testbed::{Node, Pod};
+use testbed::{Background, Node, Pod};
 
 use crate::{RunningAgent, StateDir};
 
@@ -22,6 +22,42 @@ pub fn peer_script(name: &str) -> String {
 
 /// Debian's python, which has grpcio; a python earlier on PATH (pyenv) may not.
 pub const PYTHON: &str = "/usr/bin/python3";
+
+/// Starts the python peer `script ADDRESS PORT` in `pod` on its IPv4 address, and waits until
+/// it listens.
+pub fn start_peer_server(pod: &Pod, script: &str, port: u16) -> (Background, SocketAddr) {
+    let address = SocketAddr::new(pod.ipv4.into(), port);
+    let process = pod
+        .spawn(
+            PYTHON,
+            &[
+                &peer_script(script),
+                &pod.ipv4.to_string(),
+                &port.to_string(),
+            ],
+        )
+        .unwrap_or_else(|error| panic!("start {script} in pod {}: {error}", pod.name));
+    wait_listening(pod, address);
+    (process, address)
+}
+
+/// curl from `client` with `args`: the HTTP status, or why there was none.
+pub fn curl_status(client: &Pod, args: &[&str]) -> Result<String, String> {
+    let mut all = vec![
+        "-sS",
+        "--max-time",
+        "3",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+    ];
+    all.extend(args);
+    client
+        .run("curl", &all)
+        .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
+        .map_err(|error| error.to_string())
+}
 
 /// Starts the agent capturing only `ports` (so tests running at once do not see each other's
 /// calls), with `extra` arguments.

@@ -4,16 +4,16 @@
 //! dropped by XDP.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use moat_e2e::{
     RunningAgent, Scratch, StateDir,
-    capture::{PYTHON, peer_script, wait_listening},
+    capture::{curl_status, start_peer_server},
     collector::{COLLECTOR_PORT, moat_json, start_collector},
     require_root, two_pods, write_atomically,
 };
 use serde_json::Value;
-use testbed::{Background, Pod};
+use testbed::Pod;
 
 fn petstore_spec() -> PathBuf {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -24,22 +24,6 @@ fn petstore_spec() -> PathBuf {
         path.display()
     );
     path
-}
-
-fn start_petstore(server: &Pod, port: u16) -> (Background, SocketAddr) {
-    let address = SocketAddr::new(server.ipv4.into(), port);
-    let process = server
-        .spawn(
-            PYTHON,
-            &[
-                &peer_script("petstore_server.py"),
-                &server.ipv4.to_string(),
-                &port.to_string(),
-            ],
-        )
-        .expect("start the petstore server");
-    wait_listening(server, address);
-    (process, address)
 }
 
 fn inventory(server: &Pod, port: u16, mode: &str) -> String {
@@ -78,24 +62,6 @@ fn start_agent(
     )
 }
 
-/// curl from `client`: (status or error).
-fn curl(client: &Pod, args: &[&str]) -> Result<String, String> {
-    let mut all = vec![
-        "-sS",
-        "--max-time",
-        "3",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-    ];
-    all.extend(args);
-    client
-        .run("curl", &all)
-        .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
-        .map_err(|error| error.to_string())
-}
-
 fn findings(records: &[Value]) -> Vec<&Value> {
     records
         .iter()
@@ -115,7 +81,7 @@ fn the_petstore_spec_judges_real_traffic() {
     require_root();
     let (node, client, server) = two_pods("spec");
     const PORT: u16 = 18650;
-    let (_petstore, address) = start_petstore(&server, PORT);
+    let (_petstore, address) = start_peer_server(&server, "petstore_server.py", PORT);
     let scratch = Scratch::new("spec");
     let inventory_file = scratch.file("inventory.yaml");
     write_atomically(&inventory_file, &inventory(&server, PORT, "detect"));
@@ -147,7 +113,11 @@ fn the_petstore_spec_judges_real_traffic() {
             &format!("{base}/pet/findByStatus?status=sold"),
         ],
     ] {
-        assert_eq!(curl(&client, &args).as_deref(), Ok("200"), "{args:?}");
+        assert_eq!(
+            curl_status(&client, &args).as_deref(),
+            Ok("200"),
+            "{args:?}"
+        );
     }
     let endpoint = agent.wait_since(mark, Duration::from_secs(10), |record| {
         record["kind"] == "api.endpoint" && record["endpoint"] == "/api/v3/pet/findByStatus"
@@ -227,7 +197,7 @@ fn the_petstore_spec_judges_real_traffic() {
         ),
     ];
     for (args, _, _) in &violations {
-        curl(&client, args).expect("the server answers");
+        curl_status(&client, args).expect("the server answers");
     }
     for (_, kind, pointer) in &violations {
         let found = agent.wait_since(mark, Duration::from_secs(10), |record| {
@@ -277,7 +247,7 @@ fn block_mode_drops_the_offending_source_next_connection() {
     require_root();
     let (node, client, server) = two_pods("specblock");
     const PORT: u16 = 18651;
-    let (_petstore, address) = start_petstore(&server, PORT);
+    let (_petstore, address) = start_peer_server(&server, "petstore_server.py", PORT);
     let scratch = Scratch::new("specblock");
     let inventory_file = scratch.file("inventory.yaml");
     write_atomically(&inventory_file, &inventory(&server, PORT, "block"));
@@ -288,13 +258,13 @@ fn block_mode_drops_the_offending_source_next_connection() {
     });
     let base = format!("http://{address}/api/v3");
     assert_eq!(
-        curl(&client, &["-H", "api_key: k", &format!("{base}/pet/1")]).as_deref(),
+        curl_status(&client, &["-H", "api_key: k", &format!("{base}/pet/1")]).as_deref(),
         Ok("200")
     );
     let mark = agent.mark();
     // The offending request reaches the server: the finding comes from its captured bytes.
     assert_eq!(
-        curl(&client, &["-H", "api_key: k", &format!("{base}/pet/abc")]).as_deref(),
+        curl_status(&client, &["-H", "api_key: k", &format!("{base}/pet/abc")]).as_deref(),
         Ok("404")
     );
     let finding = agent.wait_since(mark, Duration::from_secs(10), |record| {
@@ -314,7 +284,7 @@ fn block_mode_drops_the_offending_source_next_connection() {
     });
     assert_eq!(block["network"], format!("{}/32", client.ipv4), "{block}");
     assert_eq!(block["ttl_seconds"], 60, "{block}");
-    let refused = curl(&client, &["-H", "api_key: k", &format!("{base}/pet/1")]);
+    let refused = curl_status(&client, &["-H", "api_key: k", &format!("{base}/pet/1")]);
     assert!(
         refused.is_err(),
         "the blocked client's next connection must fail: {refused:?}"
@@ -352,7 +322,7 @@ fn findings_endpoints_and_a_learned_spec_reach_the_cli_through_the_collector() {
     require_root();
     let (node, client, server) = two_pods("speccli");
     const PORT: u16 = 18652;
-    let (_petstore, address) = start_petstore(&server, PORT);
+    let (_petstore, address) = start_peer_server(&server, "petstore_server.py", PORT);
     let scratch = Scratch::new("speccli");
     let database = scratch.file("moat.db");
     let _collector = start_collector(&node, &database, &[]);
@@ -407,12 +377,16 @@ fn findings_endpoints_and_a_learned_spec_reach_the_cli_through_the_collector() {
     let send = |calls: &[Vec<String>]| {
         for args in calls {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            assert_eq!(curl(&client, &args).as_deref(), Ok("200"), "{args:?}");
+            assert_eq!(
+                curl_status(&client, &args).as_deref(),
+                Ok("200"),
+                "{args:?}"
+            );
         }
     };
     send(&traffic);
     assert_eq!(
-        curl(&client, &["-H", "api_key: k", &format!("{base}/pet/abc")]).as_deref(),
+        curl_status(&client, &["-H", "api_key: k", &format!("{base}/pet/abc")]).as_deref(),
         Ok("404")
     );
 

@@ -19,7 +19,7 @@ use moat_e2e::{
     RunningAgent, Scratch, StateDir,
     capture::{
         PYTHON, calls_since, capture_agent, flags_of_a_clean_call, grpc_summary, peer_script,
-        summary, wait_listening,
+        start_peer_server, summary, wait_listening,
     },
     cgroup::TestCgroup,
     pcap::PacketCapture,
@@ -141,22 +141,6 @@ fn start_nghttpd(server: &Pod, root: &Path, port: u16) -> (Background, SocketAdd
     (process, address)
 }
 
-fn start_python_http1(server: &Pod, port: u16) -> (Background, SocketAddr) {
-    let address = SocketAddr::new(server.ipv4.into(), port);
-    let process = server
-        .spawn(
-            PYTHON,
-            &[
-                &peer_script("http1_server.py"),
-                &server.ipv4.to_string(),
-                &port.to_string(),
-            ],
-        )
-        .unwrap();
-    wait_listening(server, address);
-    (process, address)
-}
-
 #[test]
 fn http1_calls_from_curl_to_python_match_what_was_sent_and_what_tshark_saw() {
     require_root();
@@ -164,7 +148,7 @@ fn http1_calls_from_curl_to_python_match_what_was_sent_and_what_tshark_saw() {
     let state = StateDir::new();
     let scratch = Scratch::new("h1");
     const PORT: u16 = 18080;
-    let (_server_process, address) = start_python_http1(&server, PORT);
+    let (_server_process, address) = start_peer_server(&server, "http1_server.py", PORT);
     let mut agent = capture_agent(&node, &state, &[PORT], &[]);
     let tcpdump = PacketCapture::start(
         server.command("tcpdump"),
@@ -636,7 +620,7 @@ fn a_connection_opened_before_the_agent_started_is_reported_and_flagged_mid_stre
     let (node, client, server) = two_pods("capmid");
     let state = StateDir::new();
     const PORT: u16 = 18082;
-    let (_server, address) = start_python_http1(&server, PORT);
+    let (_server, address) = start_peer_server(&server, "http1_server.py", PORT);
     let mut stream = client
         .enter(|| TcpStream::connect(address))
         .unwrap()
@@ -676,7 +660,7 @@ fn hostile_bytes_never_stop_the_agent_and_its_memory_stays_bounded() {
     let state = StateDir::new();
     const PORT: u16 = 18083;
     const CONNECTION_BYTES: usize = 256 * 1024;
-    let (_server, address) = start_python_http1(&server, PORT);
+    let (_server, address) = start_peer_server(&server, "http1_server.py", PORT);
     let mut agent = capture_agent(
         &node,
         &state,
@@ -852,7 +836,7 @@ fn only_tcp_of_the_chosen_process_or_cgroup_leaves_the_kernel() {
     let (node, client, server) = two_pods("capfilter");
     let scratch = Scratch::new("filter");
     const PORT: u16 = 18084;
-    let (server_process, address) = start_python_http1(&server, PORT);
+    let (server_process, address) = start_peer_server(&server, "http1_server.py", PORT);
 
     let run_noisy_client = |agent_args: &dyn Fn(u32) -> Vec<String>| {
         let mut noisy = testbed::spawn(

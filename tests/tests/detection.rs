@@ -4,32 +4,16 @@
 //! attacker's next connection is dropped by XDP.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{net::SocketAddr, path::Path, time::Duration};
+use std::{path::Path, time::Duration};
 
 use base64::Engine as _;
 use moat_e2e::{
     RunningAgent, Scratch, StateDir,
-    capture::{PYTHON, peer_script, wait_listening},
+    capture::{curl_status, start_peer_server},
     collector::{COLLECTOR_PORT, moat_json, start_collector},
     require_root, two_pods, write_atomically,
 };
-use testbed::{Background, Node, Pod};
-
-fn start_api(server: &Pod, port: u16) -> (Background, SocketAddr) {
-    let address = SocketAddr::new(server.ipv4.into(), port);
-    let process = server
-        .spawn(
-            PYTHON,
-            &[
-                &peer_script("leaky_api.py"),
-                &server.ipv4.to_string(),
-                &port.to_string(),
-            ],
-        )
-        .expect("start the leaky API");
-    wait_listening(server, address);
-    (process, address)
-}
+use testbed::{Node, Pod};
 
 /// The attacker's address is a customer's range: findings name the customer.
 fn inventory(attacker: &Pod) -> String {
@@ -99,24 +83,6 @@ fn start_agent(
     RunningAgent::start(node, state, &[], &args)
 }
 
-/// curl from `client`: the status, or why there was none.
-fn curl(client: &Pod, args: &[&str]) -> Result<String, String> {
-    let mut all = vec![
-        "-sS",
-        "--max-time",
-        "3",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-    ];
-    all.extend(args);
-    client
-        .run("curl", &all)
-        .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
-        .map_err(|error| error.to_string())
-}
-
 fn unsigned_token() -> String {
     let encode = |json: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
     format!(
@@ -131,7 +97,7 @@ fn an_attacker_pod_is_named_in_the_findings_of_its_attacks_and_the_api_in_its_le
     require_root();
     let (node, attacker, server) = two_pods("detect");
     const PORT: u16 = 18653;
-    let (_api, address) = start_api(&server, PORT);
+    let (_api, address) = start_peer_server(&server, "leaky_api.py", PORT);
     let scratch = Scratch::new("detect");
     let (inventory_file, detection_file) = (
         scratch.file("inventory.yaml"),
@@ -200,7 +166,11 @@ fn an_attacker_pod_is_named_in_the_findings_of_its_attacks_and_the_api_in_its_le
     ];
     for (args, status, _) in &attacks {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        assert_eq!(curl(&attacker, &args).as_deref(), Ok(*status), "{args:?}");
+        assert_eq!(
+            curl_status(&attacker, &args).as_deref(),
+            Ok(*status),
+            "{args:?}"
+        );
     }
     for (_, _, kind) in &attacks {
         let finding = agent.wait_since(mark, Duration::from_secs(10), |record| {
@@ -230,7 +200,7 @@ fn an_attacker_pod_is_named_in_the_findings_of_its_attacks_and_the_api_in_its_le
     let leak_mark = agent.mark();
     for _ in 0..3 {
         assert_eq!(
-            curl(&attacker, &[&format!("{base}/customers")]).as_deref(),
+            curl_status(&attacker, &[&format!("{base}/customers")]).as_deref(),
             Ok("200")
         );
     }
@@ -307,7 +277,7 @@ fn block_mode_drops_the_attackers_next_connection() {
     require_root();
     let (node, attacker, server) = two_pods("detectblock");
     const PORT: u16 = 18654;
-    let (_api, address) = start_api(&server, PORT);
+    let (_api, address) = start_peer_server(&server, "leaky_api.py", PORT);
     let scratch = Scratch::new("detectblock");
     let (inventory_file, detection_file) = (
         scratch.file("inventory.yaml"),
@@ -323,12 +293,12 @@ fn block_mode_drops_the_attackers_next_connection() {
 
     let base = format!("http://{address}");
     assert_eq!(
-        curl(&attacker, &[&format!("{base}/customers")]).as_deref(),
+        curl_status(&attacker, &[&format!("{base}/customers")]).as_deref(),
         Ok("200")
     );
     let mark = agent.mark();
     assert_eq!(
-        curl(
+        curl_status(
             &attacker,
             &[&format!("{base}/search?q=1%27%20OR%20%271%27%3D%271")]
         )
@@ -350,7 +320,7 @@ fn block_mode_drops_the_attackers_next_connection() {
     });
     assert_eq!(block["network"], format!("{}/32", attacker.ipv4), "{block}");
     assert_eq!(block["ttl_seconds"], 60, "{block}");
-    let refused = curl(&attacker, &[&format!("{base}/customers")]);
+    let refused = curl_status(&attacker, &[&format!("{base}/customers")]);
     assert!(
         refused.is_err(),
         "the attacker's next connection must fail: {refused:?}"
