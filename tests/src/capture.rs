@@ -201,3 +201,29 @@ pub fn grpc_summary(calls: &[Value], service: &str) -> Vec<(String, u64, u64, u6
     seen.sort();
     seen
 }
+
+/// What block mode must have done since `mark`: `client`'s address in the timed blocks for
+/// `ttl_seconds`, its next request (`curl` with `next`) refused, and that drop reported.
+pub fn assert_blocked(
+    agent: &mut RunningAgent,
+    mark: usize,
+    client: &Pod,
+    ttl_seconds: u64,
+    next: &[&str],
+) {
+    let block = agent.wait_since(mark, Duration::from_secs(10), |record| {
+        record["kind"] == "enforce.timed_block"
+    });
+    assert_eq!(block["network"], format!("{}/32", client.ipv4), "{block}");
+    assert_eq!(block["ttl_seconds"], ttl_seconds, "{block}");
+    let refused = curl_status(client, next);
+    assert!(
+        refused.is_err(),
+        "the blocked client's next connection must fail: {refused:?}"
+    );
+    let denied = agent.wait_since(mark, Duration::from_secs(10), |record| {
+        record["kind"] == "policy.denied"
+    });
+    assert_eq!(denied["reason"], "timed_block", "{denied}");
+    assert_eq!(denied["src"], client.ipv4.to_string(), "{denied}");
+}

@@ -9,7 +9,7 @@ use std::{path::Path, time::Duration};
 use base64::Engine as _;
 use moat_e2e::{
     RunningAgent, Scratch, StateDir,
-    capture::{curl_status, start_peer_server},
+    capture::{assert_blocked, curl_status, start_peer_server},
     collector::{COLLECTOR_PORT, moat_json, start_collector},
     require_root, two_pods, write_atomically,
 };
@@ -315,20 +315,12 @@ fn block_mode_drops_the_attackers_next_connection() {
     });
     assert_eq!(blocked["rule"], "threat.sqli", "{blocked}");
     assert_eq!(blocked["source"]["customer"], "Acme Corp", "{blocked}");
-    let block = agent.wait_since(mark, Duration::from_secs(10), |record| {
-        record["kind"] == "enforce.timed_block"
-    });
-    assert_eq!(block["network"], format!("{}/32", attacker.ipv4), "{block}");
-    assert_eq!(block["ttl_seconds"], 60, "{block}");
-    let refused = curl_status(&attacker, &[&format!("{base}/customers")]);
-    assert!(
-        refused.is_err(),
-        "the attacker's next connection must fail: {refused:?}"
+    assert_blocked(
+        &mut agent,
+        mark,
+        &attacker,
+        60,
+        &[&format!("{base}/customers")],
     );
-    let denied = agent.wait_since(mark, Duration::from_secs(10), |record| {
-        record["kind"] == "policy.denied"
-    });
-    assert_eq!(denied["reason"], "timed_block", "{denied}");
-    assert_eq!(denied["src"], attacker.ipv4.to_string(), "{denied}");
     agent.stop();
 }
