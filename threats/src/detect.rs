@@ -6,6 +6,7 @@
 //! have something to look at, and only those run. A response's body and headers are checked for
 //! leaks and header mistakes.
 
+mod body;
 mod command;
 mod headers;
 mod java;
@@ -139,6 +140,7 @@ pub struct Threat {
 }
 
 /// One request value to judge.
+#[derive(Debug)]
 struct Input {
     location: String,
     text: String,
@@ -556,25 +558,9 @@ fn inputs(exchange: &Exchange<'_>) -> Vec<Input> {
         }
     }
     if let Some(body) = request.plain_body().filter(|b| !b.is_empty()) {
-        let text = String::from_utf8_lossy(&body[..body.len().min(MAX_BODY_BYTES)]).into_owned();
-        let media = request.media_type().unwrap_or_default();
-        let trimmed = text.trim_start();
-        let json = (media.contains("json") || trimmed.starts_with(['{', '[']))
-            .then(|| serde_json::from_str::<serde_json::Value>(&text).ok())
-            .flatten();
-        if let Some(json) = json {
-            walk_json(&json, "body".to_owned(), 0, &mut inputs);
-        } else if media == "application/x-www-form-urlencoded"
-            || (media.is_empty() && !text.contains('\n') && text.contains('='))
-        {
-            pairs(&text, '&', "body", &mut inputs);
-        } else {
-            inputs.push(Input {
-                location: "body".to_owned(),
-                text,
-                is_key: false,
-            });
-        }
+        let text = String::from_utf8_lossy(&body[..body.len().min(MAX_BODY_BYTES)]);
+        let content_type = request.header("content-type").unwrap_or_default();
+        body::inputs(&text, content_type, "body", &mut inputs);
     }
     inputs.truncate(MAX_INPUTS);
     inputs
