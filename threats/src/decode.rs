@@ -205,17 +205,24 @@ fn entity(text: &str) -> Option<(char, usize)> {
             Some(b'x' | b'X') => (16, 1),
             _ => (10, 0),
         };
-        let digits: &str = &number[digits_from..];
+        // Leading zeros are padding browsers skip, however many.
+        let padded: &str = &number[digits_from..];
+        let digits = padded.trim_start_matches('0');
+        let zeros = padded.len() - digits.len();
         let count = digits
             .bytes()
             .take_while(|b| (radix == 16 && b.is_ascii_hexdigit()) || b.is_ascii_digit())
             .count()
             .min(8);
-        if count == 0 {
-            return None;
-        }
-        let code = u32::from_str_radix(&digits[..count], radix).ok()?;
-        (char::from_u32(code)?, 2 + digits_from + count)
+        let code = if count == 0 {
+            if zeros == 0 {
+                return None;
+            }
+            0
+        } else {
+            u32::from_str_radix(&digits[..count], radix).ok()?
+        };
+        (char::from_u32(code)?, 2 + digits_from + zeros + count)
     } else {
         let name_len = body.bytes().take_while(u8::is_ascii_alphabetic).count();
         let name = &body[..name_len];
@@ -359,6 +366,7 @@ mod tests {
         assert_eq!(percent_decode("a+b", false), "a+b");
         assert_eq!(html_entities("&lt;img&#32;src&#x3D;x&gt"), "<img src=x>");
         assert_eq!(html_entities("AT&T &unknown; &#"), "AT&T &unknown; &#");
+        assert_eq!(html_entities("&#0000000000000000000036;&#x0007b;"), "${");
         assert_eq!(
             backslash_escapes(r#"\u003cscript\x3e \"q\" \d"#),
             "<script> \"q\" \\d"
