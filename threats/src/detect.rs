@@ -262,6 +262,16 @@ impl Check {
                 "process.",
                 "constructor",
                 "(",
+                // Commands at the value's start: an option or a path as their argument, or a
+                // wrapper before them; Windows batch conditions.
+                " -",
+                " /",
+                "time ",
+                "nohup",
+                "strace",
+                "sudo",
+                "if ",
+                "${",
             ],
             Self::Ssrf => &["://"],
             Self::Java => &[
@@ -308,6 +318,7 @@ pub struct Detector {
     /// For each prefilter pattern, the detectors it wakes.
     wakes: Vec<u8>,
     xss: xss::Xss,
+    commands: command::Commands,
     leaks: leak::Leaks,
 }
 
@@ -340,6 +351,7 @@ impl Detector {
             prefilter,
             wakes,
             xss: xss::Xss::new(),
+            commands: command::Commands::new(),
             leaks: leak::Leaks::new(),
         }
     }
@@ -421,7 +433,9 @@ impl Detector {
                 .map(|rule| (ThreatKind::Xss, Severity::High, rule)),
             Check::Traversal => traversal::check(variant, &input.text)
                 .map(|rule| (ThreatKind::PathTraversal, Severity::High, rule)),
-            Check::Command => command::check(variant)
+            Check::Command => self
+                .commands
+                .check(variant)
                 .map(|rule| (ThreatKind::CommandInjection, Severity::Critical, rule)),
             Check::Ssrf => ssrf::check(variant).map(|target| match target {
                 ssrf::Target::Metadata => {

