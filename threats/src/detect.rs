@@ -12,10 +12,12 @@ mod headers;
 mod java;
 mod leak;
 mod nosqli;
+mod php;
 mod scanner;
 mod sqli;
 mod ssrf;
 mod traversal;
+mod upload;
 mod xss;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
@@ -144,7 +146,17 @@ pub struct Threat {
 struct Input {
     location: String,
     text: String,
-    is_key: bool,
+    role: Role,
+}
+
+/// What a value is to the application.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Value,
+    /// A parameter or JSON key.
+    Key,
+    /// The name of an uploaded file.
+    FileName,
 }
 
 /// The request detectors a prefilter hit can wake.
@@ -272,6 +284,11 @@ impl Check {
                 "sudo",
                 "if ",
                 "${",
+                // PHP: template tags, variables and superglobals, serialized objects.
+                "php]",
+                "php}",
+                "$",
+                ":{",
             ],
             Self::Ssrf => &["://"],
             Self::Java => &[
@@ -391,6 +408,18 @@ impl Detector {
     }
 
     fn judge(&self, input: &Input, threats: &mut Vec<Threat>) {
+        if input.role == Role::FileName
+            && let Some((kind, rule)) = upload::check(&input.text)
+        {
+            push(
+                threats,
+                kind,
+                Severity::High,
+                rule,
+                input.location.clone(),
+                &input.text,
+            );
+        }
         let variants = decode::variants(&input.text);
         let mut done = 0u8;
         for variant in &variants {
@@ -452,7 +481,7 @@ impl Detector {
             Check::Java => {
                 java::check(variant).map(|rule| (ThreatKind::Jndi, Severity::Critical, rule))
             }
-            Check::Nosqli => nosqli::check(variant, input.is_key)
+            Check::Nosqli => nosqli::check(variant, input.role == Role::Key)
                 .map(|rule| (ThreatKind::Nosqli, Severity::High, rule)),
         }
     }
@@ -570,7 +599,7 @@ fn inputs(exchange: &Exchange<'_>) -> Vec<Input> {
     let mut inputs = vec![Input {
         location: "path".to_owned(),
         text: exchange.path.to_owned(),
-        is_key: false,
+        role: Role::Value,
     }];
     if let Some(query) = exchange.query {
         pairs(query, '&', "query", &mut inputs);
@@ -584,10 +613,15 @@ fn inputs(exchange: &Exchange<'_>) -> Vec<Input> {
         if lower == "cookie" {
             pairs(value, ';', "cookie", &mut inputs);
         } else {
+            let role = if matches!(lower.as_str(), "x-filename" | "x-file-name") {
+                Role::FileName
+            } else {
+                Role::Value
+            };
             inputs.push(Input {
                 location: format!("header.{lower}"),
                 text: (*value).to_owned(),
-                is_key: false,
+                role,
             });
         }
     }
@@ -615,13 +649,13 @@ fn pairs(text: &str, separator: char, prefix: &str, inputs: &mut Vec<Input>) {
         inputs.push(Input {
             location: location.clone(),
             text: name.to_owned(),
-            is_key: true,
+            role: Role::Key,
         });
         if !value.is_empty() {
             inputs.push(Input {
                 location,
                 text: value.to_owned(),
-                is_key: false,
+                role: Role::Value,
             });
         }
     }
@@ -635,7 +669,7 @@ fn walk_json(value: &serde_json::Value, pointer: String, depth: usize, inputs: &
         serde_json::Value::String(text) => inputs.push(Input {
             location: pointer,
             text: text.clone(),
-            is_key: false,
+            role: Role::Value,
         }),
         serde_json::Value::Array(items) => {
             for (index, item) in items.iter().enumerate() {
@@ -648,7 +682,7 @@ fn walk_json(value: &serde_json::Value, pointer: String, depth: usize, inputs: &
                 inputs.push(Input {
                     location: child.clone(),
                     text: key.clone(),
-                    is_key: true,
+                    role: Role::Key,
                 });
                 walk_json(item, child, depth + 1, inputs);
             }

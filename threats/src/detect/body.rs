@@ -2,7 +2,7 @@
 //! text and attribute values, multipart parts (each cut by its own type, its file name a value
 //! too), or the text as a whole.
 
-use super::{Input, MAX_INPUTS, pairs, short_name, walk_json};
+use super::{Input, MAX_INPUTS, Role, pairs, short_name, walk_json};
 
 /// Multipart bodies inside multipart parts read this deep; deeper nesting is read as text.
 const MAX_NESTING: usize = 2;
@@ -42,7 +42,7 @@ fn cut(text: &str, content_type: &str, location: &str, depth: usize, inputs: &mu
     inputs.push(Input {
         location: location.to_owned(),
         text: text.to_owned(),
-        is_key: false,
+        role: Role::Value,
     });
     if media.contains("xml") || trimmed.starts_with('<') {
         xml(text, location, inputs);
@@ -92,13 +92,13 @@ fn multipart(text: &str, boundary: &str, location: &str, depth: usize, inputs: &
         inputs.push(Input {
             location: part_location.clone(),
             text: name.to_owned(),
-            is_key: true,
+            role: Role::Key,
         });
         if let Some(filename) = parameter(disposition, "filename") {
             inputs.push(Input {
                 location: format!("{part_location}.filename"),
                 text: filename.to_owned(),
-                is_key: false,
+                role: Role::FileName,
             });
         }
         if !content.is_empty() {
@@ -142,7 +142,7 @@ fn push_text(text: &str, location: &str, inputs: &mut Vec<Input>) {
         inputs.push(Input {
             location: location.to_owned(),
             text: text.to_owned(),
-            is_key: false,
+            role: Role::Value,
         });
     }
 }

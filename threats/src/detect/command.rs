@@ -4,6 +4,8 @@
 
 use regex::Regex;
 
+use super::php;
+
 /// Commands that are never an English word: Unix and Windows tools an attacker runs to look
 /// around, fetch, pivot or persist.
 const COMMANDS: &[&str] = &[
@@ -203,12 +205,8 @@ impl Commands {
         if self.batch_for.is_match(&value) || self.batch_if.is_match(&value) {
             return Some("cmd.windows_batch");
         }
-        if value.contains("<?php")
-            || value.contains("<?=")
-            || value.contains("php://")
-            || value.contains("phar://")
-        {
-            return Some("code.php");
+        if let Some(rule) = php::check(&value) {
+            return Some(rule);
         }
         if value.contains("child_process")
             || value.contains("process.mainmodule")
@@ -409,30 +407,37 @@ fn judge(name: &str, word: &str, rest: &str, position: Position, wrapped: Option
     }
 }
 
-/// `system('id')`, `';eval($_POST[x]);//`: an exec function called where a statement starts
-/// (value start or after `;`, `{`, `}`, `(`, a quote or string concatenation).
+/// `system('id')`, `';eval($_POST[x]);//`, `(system)('id')`: an exec function called where a
+/// statement starts (value start or after `;`, `{`, `}`, `(`, a quote or string concatenation)
+/// with input as its argument, or called through parentheses, or opening the value.
 fn exec_call(value: &str) -> bool {
-    for function in EXEC_FUNCTIONS {
-        let mut from = 0;
-        while let Some(found) = value[from..].find(function) {
-            let at = from + found;
-            from = at + function.len();
-            let after = value[from..].trim_start();
-            if !after.starts_with('(') {
-                continue;
+    EXEC_FUNCTIONS.iter().any(|function| {
+        value.match_indices(function).any(|(at, _)| {
+            let head = &value[..at];
+            if head.ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
+                return false;
             }
-            let before = value[..at].trim_end();
+            let after = &value[at + function.len()..];
+            let unquoted = after.trim_start_matches(['\'', '"', ' ']);
+            let before = head.trim_end_matches(['\'', '"', ' ']);
+            let (through_parentheses, after) = match unquoted.strip_prefix(')') {
+                Some(rest) if before.ends_with('(') => (true, rest),
+                _ => (false, after),
+            };
+            let blanks = php::skip_blanks(after);
+            let Some(arguments) = after[blanks..].strip_prefix('(') else {
+                return false;
+            };
+            let before = head.trim_end();
             let starts_statement = before.is_empty()
                 || before.ends_with([';', '{', '}', '(', '\'', '"', '.', '`', '@', '|', '&', '='])
                 || before.ends_with("<?php");
-            let argument_is_input = after[1..].trim_start().starts_with(['$', '\'', '"', '`'])
-                || after[1..].contains("$_");
-            if starts_statement && argument_is_input {
-                return true;
-            }
-        }
-    }
-    false
+            let argument_is_input = arguments.trim_start().starts_with(['$', '\'', '"', '`'])
+                || arguments.contains("$_");
+            let opens_value = before.is_empty() && blanks == 0;
+            starts_statement && (argument_is_input || through_parentheses || opens_value)
+        })
+    })
 }
 
 #[cfg(test)]
@@ -456,6 +461,9 @@ mod tests {
             "system('id');",
             "';eval($_post[x]);//",
             "require('child_process').exec('ls')",
+            "system(whoami)",
+            "('system')('whoami')",
+            "exec /*comment*/ ($x)",
             // At the value's start, with arguments that look like arguments.
             "ls /etc/passwd",
             "/usr/bin/python3 -m http.server",
@@ -495,6 +503,7 @@ mod tests {
             "salt & pepper | fish & chips",
             "r&d; id card renewal",
             "call system(config) only after init",
+            "system (linux)",
             "use eval(x) sparingly in templates",
             "the command line is documented in the ls man page",
             "5 mg; sleep well",
