@@ -64,9 +64,30 @@ pub fn truncate(value: &str) -> &str {
 }
 
 /// One layer of everything a server or browser may decode: percent-encoding (with `+` as a
-/// space and IIS's `%uXXXX`), then HTML entities, then backslash escapes.
+/// space and IIS's `%uXXXX`), then HTML entities, then backslash escapes, then fullwidth forms.
 pub fn decode_once(value: &str) -> String {
-    backslash_escapes(&html_entities(&percent_decode(value, true)))
+    fold_fullwidth(backslash_escapes(&html_entities(&percent_decode(
+        value, true,
+    ))))
+}
+
+/// Fullwidth forms (`＜script＞`) as the ASCII they stand for: Windows' best-fit mapping turns
+/// them into it when a Unicode value meets an ANSI API.
+pub fn fold_fullwidth(value: String) -> String {
+    let fullwidth = '\u{ff01}'..='\u{ff5e}';
+    if !value.chars().any(|c| fullwidth.contains(&c)) {
+        return value;
+    }
+    value
+        .chars()
+        .map(|c| {
+            if fullwidth.contains(&c) {
+                char::from_u32(u32::from(c) - 0xff01 + 0x21).unwrap_or(c)
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 /// Percent-decoding. Overlong UTF-8 forms of ASCII (`%c0%ae` for `.`), which some servers
@@ -361,6 +382,10 @@ mod tests {
     #[test]
     fn each_decoder_handles_its_forms() {
         assert_eq!(percent_decode("%u003cb%3E", false), "<b>");
+        assert_eq!(
+            fold_fullwidth("\u{ff1c}script\u{ff1e} ok".to_owned()),
+            "<script> ok"
+        );
         assert_eq!(percent_decode("%c0%ae%c0%ae/", false), "../");
         assert_eq!(percent_decode("100%", false), "100%");
         assert_eq!(percent_decode("a+b", false), "a+b");

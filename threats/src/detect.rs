@@ -231,6 +231,9 @@ impl Check {
                 "document",
                 "innerhtml",
                 "location",
+                "![]",
+                "[",
+                "`",
             ],
             Self::Traversal => &[
                 "..",
