@@ -234,6 +234,8 @@ impl Check {
                 "![]",
                 "[",
                 "`",
+                // A scheme split by tabs or newlines: `ja&tab;vascript:`.
+                "script:",
             ],
             Self::Traversal => &[
                 "..",

@@ -333,7 +333,7 @@ fn score(tokens: &[Token<'_>], broke_out: bool) -> Option<&'static str> {
                 Some(Token::Open) => after + 1,
                 _ => after,
             };
-            if word(tokens.get(select)) == Some("select") {
+            if word(tokens.get(select)) == Some("select") && select_list(&tokens[select + 1..]) {
                 return Some("sqli.union_select");
             }
         }
@@ -359,7 +359,10 @@ fn score(tokens: &[Token<'_>], broke_out: bool) -> Option<&'static str> {
         if *current == "waitfor" && matches!(word(next), Some("delay" | "time")) {
             return Some("sqli.probe_function");
         }
-        if broke_out && called && in_expression && SQL_FUNCTIONS.contains(current) {
+        // A literal right before the call is another value's text (`","if (`), not SQL.
+        let after_literal = index > 0 && matches!(tokens[index - 1], Token::Str { .. });
+        if broke_out && called && in_expression && !after_literal && SQL_FUNCTIONS.contains(current)
+        {
             return Some("sqli.function_after_breakout");
         }
         if *current == "select" && (in_expression || broke_out) && select_from(&tokens[index + 1..])
@@ -375,6 +378,37 @@ fn score(tokens: &[Token<'_>], broke_out: bool) -> Option<&'static str> {
         }
     }
     None
+}
+
+/// What may follow `union select`: a column list (`null,2`, `@@version`, `user()`, `name from`),
+/// not the words of a name such as "Union Select Mortgage Brokers".
+fn select_list(tokens: &[Token<'_>]) -> bool {
+    match tokens.first() {
+        Some(
+            Token::Number
+            | Token::Str { .. }
+            | Token::Open
+            | Token::Op(_)
+            | Token::Comment
+            | Token::Other,
+        ) => true,
+        Some(Token::Word(column)) => {
+            column.starts_with('@')
+                || matches!(*column, "null" | "all" | "distinct")
+                || matches!(
+                    tokens.get(1),
+                    None | Some(
+                        Token::Open
+                            | Token::Comma
+                            | Token::Comment
+                            | Token::Close
+                            | Token::Semicolon
+                            | Token::Word("from")
+                    )
+                )
+        }
+        _ => false,
+    }
 }
 
 /// `or 1=1`, `and 'a'='a`, `or 2>1`, `|| true--` (bare truth only after a breakout).
@@ -539,6 +573,8 @@ mod tests {
             "we used select * carefully",
             "it's 5 o'clock and the update is done; select the next ticket",
             "i need sleep (at least 8 hours)",
+            "union select mortgage brokers (uk) ltd",
+            r#"["email me","if (count > 0 && ready) { return items[0]; }"]"#,
         ] {
             assert_eq!(check(value), None, "flagged {value:?}");
         }
