@@ -187,6 +187,43 @@ const SQL_FUNCTIONS: &[&str] = &[
     "select",
     "rand",
     "floor",
+    "upper",
+    "lower",
+    "trim",
+    "xmltype",
+];
+/// SQL Server's extended and system procedures that run commands, read the registry or
+/// execute built strings: named only by SQL.
+const SYSTEM_PROCEDURES: &[&str] = &[
+    "xp_cmdshell",
+    "xp_regread",
+    "xp_regwrite",
+    "xp_dirtree",
+    "xp_fileexist",
+    "xp_servicecontrol",
+    "sp_oacreate",
+    "sp_oamethod",
+    "sp_executesql",
+    "sp_makewebtask",
+    "sp_addextendedproc",
+    "sp_configure",
+    "sp_password",
+];
+/// Databases and tables that hold the catalog: reading them maps the schema.
+const CATALOGS: &[&str] = &[
+    "information_schema",
+    "sysobjects",
+    "syscolumns",
+    "sysdatabases",
+    "pg_catalog",
+    "pg_shadow",
+    "pg_user",
+    "sqlite_master",
+    "mysql.user",
+    "msysobjects",
+    "msysaccessobjects",
+    "tempdb",
+    "msdb",
 ];
 const COMPARISONS: &[&str] = &[
     "=", "==", "!=", "<>", "<", ">", "<=", ">=", "<=>", "like", "rlike", "regexp", "is", "between",
@@ -232,6 +269,7 @@ const STACKED: &[(&str, &[&str])] = &[
     ("waitfor", &["delay", "time"]),
     ("select", &[]),
     ("update", &[]),
+    ("set", &[]),
 ];
 
 /// The rule that a value breaks, if any.
@@ -313,6 +351,9 @@ fn score(tokens: &[Token<'_>], broke_out: bool) -> Option<&'static str> {
             return Some("sqli.comment_truncation");
         }
     }
+    if !broke_out && stacked(tokens) {
+        return Some("sqli.stacked_query");
+    }
     for (index, token) in tokens.iter().enumerate() {
         let next = tokens.get(index + 1);
         let Token::Word(current) = token else {
@@ -343,13 +384,20 @@ fn score(tokens: &[Token<'_>], broke_out: bool) -> Option<&'static str> {
         if current.starts_with("@@") && current.len() > 2 {
             return Some("sqli.system_variable");
         }
-        if matches!(
-            *current,
-            "information_schema" | "sysobjects" | "pg_catalog" | "sqlite_master" | "mysql.user"
-        ) || current.starts_with("information_schema.")
-            || (*current == "into" && matches!(word(next), Some("outfile" | "dumpfile")))
-        {
+        let catalog = current
+            .split('.')
+            .any(|part| CATALOGS.contains(&part.trim_matches('`')) || CATALOGS.contains(current));
+        if catalog || (*current == "into" && matches!(word(next), Some("outfile" | "dumpfile"))) {
             return Some("sqli.catalog_access");
+        }
+        if SYSTEM_PROCEDURES
+            .iter()
+            .any(|procedure| current.rsplit('.').next() == Some(procedure))
+        {
+            return Some("sqli.system_procedure");
+        }
+        if alias_from(tokens, index) {
+            return Some("sqli.select_from");
         }
         let called = matches!(next, Some(Token::Open));
         let in_expression = expression_position(tokens, index, broke_out);
@@ -365,7 +413,9 @@ fn score(tokens: &[Token<'_>], broke_out: bool) -> Option<&'static str> {
         {
             return Some("sqli.function_after_breakout");
         }
-        if *current == "select" && (in_expression || broke_out) && select_from(&tokens[index + 1..])
+        if *current == "select"
+            && (in_expression || broke_out)
+            && (select_from(&tokens[index + 1..]) || select_expression(&tokens[index + 1..]))
         {
             return Some("sqli.select_from");
         }
@@ -384,6 +434,7 @@ fn score(tokens: &[Token<'_>], broke_out: bool) -> Option<&'static str> {
 /// not the words of a name such as "Union Select Mortgage Brokers".
 fn select_list(tokens: &[Token<'_>]) -> bool {
     match tokens.first() {
+        None => true,
         Some(
             Token::Number
             | Token::Str { .. }
@@ -416,7 +467,7 @@ fn tautology(tokens: &[Token<'_>], broke_out: bool) -> bool {
     let mut i = 0;
     while matches!(
         tokens.get(i),
-        Some(Token::Open) | Some(Token::Word("not")) | Some(Token::Op("!"))
+        Some(Token::Open | Token::Comment) | Some(Token::Word("not")) | Some(Token::Op("!"))
     ) {
         i += 1;
     }
@@ -480,9 +531,14 @@ fn stacked(tokens: &[Token<'_>]) -> bool {
         "update" => tokens.iter().take(8).any(|t| *t == Token::Word("set")),
         "exec" | "execute" => {
             word(tokens.get(1)).is_some_and(|w| {
-                w.starts_with("xp_") || w.starts_with("sp_") || w.starts_with("master.")
+                w.starts_with("xp_")
+                    || w.starts_with("sp_")
+                    || w.starts_with("master.")
+                    || w == "immediate"
             }) || matches!(tokens.get(1), Some(Token::Open))
         }
+        // `;set @old_sql_mode = ...`: a user variable, not the verb.
+        "set" => word(tokens.get(1)).is_some_and(|w| w.starts_with('@') && w.len() > 1),
         "declare" => word(tokens.get(1)).is_some_and(|w| w.starts_with('@')),
         "shutdown" => matches!(
             tokens.get(1),
@@ -497,7 +553,7 @@ fn stacked(tokens: &[Token<'_>]) -> bool {
 fn select_from(tokens: &[Token<'_>]) -> bool {
     let Some(from) = tokens
         .iter()
-        .take(16)
+        .take(32)
         .position(|t| *t == Token::Word("from"))
     else {
         // `select(sleep(5))`, `select 1,2,3`, `select @@version`
@@ -528,10 +584,48 @@ fn select_from(tokens: &[Token<'_>]) -> bool {
         }
         _ => false,
     };
-    matches!(
-        tokens.get(from + 1),
-        Some(Token::Word(_)) | Some(Token::Open)
-    ) && table_follows
+    match tokens.get(from + 1) {
+        // `from(select ...)`: a derived table.
+        Some(Token::Open) => true,
+        Some(Token::Word(_)) => table_follows,
+        _ => false,
+    }
+}
+
+/// `select char(`, `select (case when`, `select 'x'||`, `select pg_sleep`: a select list
+/// that starts with SQL, with no `from` needed.
+fn select_expression(tokens: &[Token<'_>]) -> bool {
+    let function = |index: usize| {
+        word(tokens.get(index)).is_some_and(|name| {
+            (SQL_FUNCTIONS.contains(&name) || PROBE_FUNCTIONS.contains(&name))
+                && matches!(tokens.get(index + 1), Some(Token::Open))
+        })
+    };
+    match tokens.first() {
+        Some(Token::Open) => matches!(word(tokens.get(1)), Some("select" | "case")) || function(1),
+        Some(Token::Word(name)) => PROBE_FUNCTIONS.contains(name) || function(0),
+        Some(Token::Number | Token::Str { closed: true }) => {
+            matches!(tokens.get(1), Some(Token::Op("||")))
+        }
+        _ => false,
+    }
+}
+
+/// `) as total from`, `` `a` as `b` from ``, `1234 as "x" from`: the tail of a select list,
+/// an alias after an expression and before `from` (in prose "as" follows a word).
+fn alias_from(tokens: &[Token<'_>], index: usize) -> bool {
+    let expression_before = match index.checked_sub(1).map(|i| &tokens[i]) {
+        Some(Token::Close | Token::Number | Token::Str { closed: true }) => true,
+        Some(Token::Word(name)) => name.is_empty(),
+        _ => false,
+    };
+    tokens[index] == Token::Word("as")
+        && expression_before
+        && matches!(
+            tokens.get(index + 1),
+            Some(Token::Word(_) | Token::Str { closed: true })
+        )
+        && word(tokens.get(index + 2)) == Some("from")
 }
 
 #[cfg(test)]
@@ -555,6 +649,18 @@ mod tests {
             "1' order by 3--",
             "' union select @@version,2",
             "id=1 and 1=2 union select table_name from information_schema.tables",
+            "select char(113)||chr(122)",
+            "1 group by concat(0x71,(select (case when (5554=5554) then 1 else 0 end)),0x71)",
+            "select 6229 from(select count(*),concat(0x71,0x72))",
+            ") as total from",
+            "1234 as \"foobar\" from",
+            "exec master..xp_cmdshell 'dir'",
+            "declare @b varchar(8000)",
+            "mod(1,1);set @a = x'53'",
+            "from `information_schema`.tables limit 1",
+            "alter table users add admin int",
+            "select pg_sleep",
+            "union select",
         ] {
             assert!(check(value).is_some(), "missed {value:?}");
         }
@@ -574,6 +680,11 @@ mod tests {
             "it's 5 o'clock and the update is done; select the next ticket",
             "i need sleep (at least 8 hours)",
             "union select mortgage brokers (uk) ltd",
+            "please select (at most 3) sizes",
+            "select one as soon as possible from the list",
+            "known as bob from accounting",
+            "set the table; set @ 5pm",
+            "the tempo of msdn docs",
             r#"["email me","if (count > 0 && ready) { return items[0]; }"]"#,
         ] {
             assert_eq!(check(value), None, "flagged {value:?}");
