@@ -171,10 +171,10 @@ impl Commands {
         let compile = |pattern: &str| Regex::new(pattern).expect("command patterns compile");
         Self {
             batch_for: compile(
-                r#"(?:^|[\s&|;(@])for(?:\s+/[a-z](?:\s+"[^"]*"|\s+[^\s%/"]+)?)*\s+%%?[^\s%]{1,20}\s+in\s*\([^)]*\)\s*do\b"#,
+                r#"(?:^|[\s&|;(@])for(?:\s+/[a-z](?:\s+"[^"]*"|\s+[^\s%/"]+)*)*\s+%%?[^\s%]{0,20}\s+in\s*\(.*?\)\s*do\b"#,
             ),
             batch_if: compile(
-                r#"(?:^|[\s&|;(@])if\s+(?:/i\s+)?(?:not\s+)?(?:(?:exist|defined)\s+\S+|errorlevel\s+\d+|\S+?\s*(?:==|\s(?:equ|neq|lss|leq|gtr|geq)\s)\s*[^\s=][^\s:]*)\s+[a-z@(]"#,
+                r#"(?:^|[\s&|;(@])if(?:\s*/i)?\s+(?:not\s+)?(?:(?:exist|defined)\s+\S+|errorlevel\s+\d+|(?:"[^"]*"|\S+?)\s*(?:==|\s(?:equ|neq|lss|leq|gtr|geq)\s)\s*(?:"[^"]*"|[^\s=][^\s:]*))\s+[a-z@(.]"#,
             ),
         }
     }
@@ -278,6 +278,17 @@ fn shell_expansion(value: &str) -> bool {
     if value.trim_start().starts_with("() {") || value.trim_start().starts_with("(){") {
         return true;
     }
+    // `pi<()ng`, `w$()hoami`: an empty substitution splits a word and vanishes.
+    let splits_word = ["$()", "<()", ">()"].iter().any(|empty| {
+        value.match_indices(empty).any(|(at, _)| {
+            let before = value[..at].chars().next_back();
+            let after = value[at + empty.len()..].chars().next();
+            before.is_some_and(char::is_alphanumeric) && after.is_some_and(char::is_alphanumeric)
+        })
+    });
+    if splits_word {
+        return true;
+    }
     // `{cat,/etc/passwd}`: brace expansion spells a command and its arguments without spaces.
     let brace_command = value.match_indices('{').any(|(at, _)| {
         let (name, _, rest) = command_word(value[at + 1..].trim_start_matches(','));
@@ -318,11 +329,17 @@ fn command_at(text: &str, position: Position) -> bool {
         } else if WORD_PREFIX_COMMANDS.contains(&name.as_str()) {
             wrapped = wrapped.or(Some(false));
         } else {
+            if split_by_quotes(rest) && is_command(&name) {
+                return true;
+            }
             return judge(&name, &word, after, position, wrapped);
         }
         // A wrapper's own options, their values and numbers (`timeout 5`, `sudo -u root`)
-        // come before the command it runs.
+        // come before the command it runs; with nothing after them, the wrapper is the command.
         rest = after.trim_start();
+        if rest.split_whitespace().all(|part| part.starts_with('-')) {
+            return judge(&name, &word, after, position, None);
+        }
         while rest.starts_with('-') || rest.starts_with(|c: char| c.is_ascii_digit()) {
             let option = rest.starts_with('-');
             rest = skip_word(rest);
@@ -369,6 +386,19 @@ fn command_word(text: &str) -> (String, String, &str) {
     (name, word, &text[end..])
 }
 
+/// Whether quotes or backslashes sit inside the word (`"w"get`, `c'a't`), not only around it.
+fn split_by_quotes(text: &str) -> bool {
+    let end = text
+        .find(|c: char| c.is_whitespace() || matches!(c, ';' | '|' | '&' | '`' | ')' | '<' | '>'))
+        .unwrap_or(text.len());
+    let raw = &text[..end];
+    let inner = raw
+        .strip_prefix(['\'', '"'])
+        .and_then(|r| r.strip_suffix(['\'', '"']))
+        .unwrap_or(raw);
+    inner.contains(['\'', '"', '\\'])
+}
+
 fn judge(name: &str, word: &str, rest: &str, position: Position, wrapped: Option<bool>) -> bool {
     if name.is_empty() {
         return false;
@@ -389,6 +419,24 @@ fn judge(name: &str, word: &str, rest: &str, position: Position, wrapped: Option
     let family = name.split('-').next().unwrap_or_default();
     let known = COMMANDS.contains(&name) || COMMANDS.contains(&family);
     let word_command = WORD_COMMANDS.contains(&name);
+    // `alias a=curl`: a command defined under another name.
+    let alias = name == "alias"
+        && argument
+            .split_once('=')
+            .is_some_and(|(alias, _)| !alias.is_empty() && !alias.contains(' '));
+    // After a separator, a word and an option: `;lastlog -u root`, `; ansible-vault -i x`.
+    let with_option = position != Position::ValueStart
+        && spaced
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && argument
+            .trim_start_matches('-')
+            .starts_with(|c: char| c.is_ascii_alphabetic())
+        && argument.starts_with('-');
+    if alias || with_option {
+        return true;
+    }
     match (position, wrapped) {
         (Position::Substitution, _) | (_, Some(true)) => known || word_command,
         (Position::AfterSeparator, _) if known => true,
@@ -418,12 +466,16 @@ fn exec_call(value: &str) -> bool {
                 return false;
             }
             let after = &value[at + function.len()..];
-            let unquoted = after.trim_start_matches(['\'', '"', ' ']);
-            let before = head.trim_end_matches(['\'', '"', ' ']);
-            let (through_parentheses, after) = match unquoted.strip_prefix(')') {
-                Some(rest) if before.ends_with('(') => (true, rest),
-                _ => (false, after),
-            };
+            // `(system)(`, `('system')(`, `[system][0](`: the name inside an expression whose
+            // value is called.
+            let opener = head.trim_end_matches(['\'', '"', ' ']);
+            let closed = close_expression(after);
+            let (through_expression, after) =
+                if closed.len() < after.len() && opener.ends_with(['(', '[', '{']) {
+                    (true, closed)
+                } else {
+                    (false, after)
+                };
             let blanks = php::skip_blanks(after);
             let Some(arguments) = after[blanks..].strip_prefix('(') else {
                 return false;
@@ -435,9 +487,28 @@ fn exec_call(value: &str) -> bool {
             let argument_is_input = arguments.trim_start().starts_with(['$', '\'', '"', '`'])
                 || arguments.contains("$_");
             let opens_value = before.is_empty() && blanks == 0;
-            starts_statement && (argument_is_input || through_parentheses || opens_value)
+            through_expression || (starts_statement && (argument_is_input || opens_value))
         })
     })
+}
+
+/// `text` past the closing quotes, brackets, braces and parentheses (and indexes such as
+/// `[0]`) of the expression a function name sits in.
+fn close_expression(text: &str) -> &str {
+    let mut rest = text;
+    loop {
+        let trimmed = rest.trim_start_matches(['\'', '"', ' ', '\t', ')', ']', '}']);
+        let indexed = trimmed
+            .strip_prefix('[')
+            .and_then(|index| index.split_once(']'))
+            .filter(|(inside, _)| inside.trim().bytes().all(|b| b.is_ascii_digit()))
+            .map(|(_, after)| after);
+        match indexed {
+            Some(after) => rest = after,
+            None if trimmed.len() == rest.len() => return rest,
+            None => rest = trimmed,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -490,6 +561,16 @@ mod tests {
             "if exist c:\\pagefile.sys cmd",
             "if %errorlevel% neq 0 echo failed",
             "if /i \"%var%\"==\"yes\" (echo found)",
+            "if \"a a\" == \"a a\" echo same",
+            "for /r c:\\temp\\ %g in (*.bak) do echo del \"%g\"",
+            "& for /f \"delims=\" %i in ('cmd /c \"set /a (63+21)\"') do @set /p = x",
+            ";env --version",
+            "pi<()ng 127.0.0.1",
+            "\"w\"get localhost",
+            "alias a=curl",
+            "; chef-vault -i secret",
+            "[system][0](ls);",
+            "(string) {[system][0]} ('uname');",
         ] {
             assert!(commands.check(value).is_some(), "missed {value:?}");
         }
@@ -518,6 +599,10 @@ mod tests {
             "if you exist, say hi",
             "mozilla/5.0 (x11; linux x86_64; rv:126.0) gecko/20100101 firefox/126.0",
             "so angry >(",
+            "\"quoted\" words and 'single' ones; fine",
+            "salt & pepper -- to taste",
+            "environment (prod) [0] (eu)",
+            "q&a: -- see the faq",
         ] {
             assert_eq!(commands.check(value), None, "flagged {value:?}");
         }
