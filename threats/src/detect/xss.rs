@@ -29,7 +29,7 @@ impl Xss {
             ),
             (
                 "xss.active_element",
-                r"<\s*(?:[a-z0-9_-]+:)?(?:iframe|frame|frameset|object|embed|applet|meta|base|isindex|vmlframe)\b[^a-z]",
+                r"<\s*\??(?:[a-z0-9_-]+:)?(?:iframe|frame|frameset|object|embed|applet|meta|base|isindex|vmlframe|style|link|import)\b[^a-z]",
             ),
             ("xss.style_import", r"<\s*style\b[^>]*>[^<]*@import"),
             (
@@ -123,6 +123,9 @@ mod tests {
             "[].sort.call`${alert}1337`",
             "new function()",
             "<v:vmlframe src=\"foo.example/sup.fml\"/>",
+            "<link / asdf href  /= ",
+            "<?import implementation =",
+            "<style>@\\\\",
         ] {
             assert!(xss.check(value).is_some(), "missed {value:?}");
         }
@@ -137,6 +140,7 @@ mod tests {
             "the window [\"left\"] pane",
             "we need a new function (maybe two)",
             "time: 10:00, place: hall",
+            "the <links> section and <stylesheet> notes",
         ] {
             assert_eq!(xss.check(value), None, "flagged {value:?}");
         }
