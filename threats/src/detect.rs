@@ -152,6 +152,8 @@ struct Input {
 /// What a value is to the application.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
+    /// The request's path.
+    Path,
     Value,
     /// A parameter or JSON key.
     Key,
@@ -277,6 +279,9 @@ impl Check {
                 "%c1",
                 "%u",
                 "%25",
+                "sys/",
+                // Hidden files and folders.
+                "/.",
             ],
             Self::Command => &[
                 ";",
@@ -478,7 +483,7 @@ impl Detector {
                 .xss
                 .check(variant)
                 .map(|rule| (ThreatKind::Xss, Severity::High, rule)),
-            Check::Traversal => traversal::check(variant, &input.text)
+            Check::Traversal => traversal::check(variant, &input.text, input.role == Role::Path)
                 .map(|rule| (ThreatKind::PathTraversal, Severity::High, rule)),
             Check::Command => self
                 .commands
@@ -617,7 +622,7 @@ fn inputs(exchange: &Exchange<'_>) -> Vec<Input> {
     let mut inputs = vec![Input {
         location: "path".to_owned(),
         text: exchange.path.to_owned(),
-        role: Role::Value,
+        role: Role::Path,
     }];
     if let Some(query) = exchange.query {
         pairs(query, '&', "query", &mut inputs);

@@ -17,6 +17,20 @@ const SENSITIVE: &[&str] = &[
     "proc/self/",
     "proc/version",
     "proc/net/",
+    "proc/sys/",
+    "proc/interrupts",
+    "proc/cpuinfo",
+    "proc/meminfo",
+    "proc/mounts",
+    "proc/cmdline",
+    "sys/class",
+    "sys/kernel",
+    "sys/devices",
+    "etc/subuid",
+    "etc/subgid",
+    "etc/apache2/",
+    "etc/httpd/",
+    "etc/mysql/",
     "windows/win.ini",
     "windows/system32",
     "winnt/",
@@ -38,10 +52,17 @@ const SENSITIVE: &[&str] = &[
     "web-inf/",
     "meta-inf/",
     ".aws/credentials",
-    ".docker/config.json",
+    ".docker/",
     "var/run/secrets/",
     ".kube/config",
 ];
+/// Commands that print or copy a file: a sensitive path as their argument is being read.
+const FILE_READERS: &[&str] = &[
+    "cat", "more", "less", "head", "tail", "type", "nl", "tac", "strings", "od", "xxd", "base64",
+    "grep", "cp", "vi", "vim", "nano", "source", "include", "require",
+];
+/// Dot folders a path may name: the one registry of well-known locations.
+const PUBLIC_DOT_FOLDERS: &[&str] = &[".well-known"];
 /// Encodings of dots and slashes that only a filter evasion sends: dots are never encoded by a
 /// client (they need no encoding), nor anything twice or in overlong UTF-8.
 const ENCODED: &[&str] = &[
@@ -52,8 +73,9 @@ const ENCODED: &[&str] = &[
 /// the value is a path, not a sentence that mentions one.
 const ENCODED_SLASH: &[&str] = &["..%2f", "..%5c"];
 
-/// The rule the `variant` (lower-cased) breaks; `raw` is the undecoded value.
-pub fn check(variant: &str, raw: &str) -> Option<&'static str> {
+/// The rule the `variant` (lower-cased) breaks; `raw` is the undecoded value, `in_path` whether
+/// it is the request's path.
+pub fn check(variant: &str, raw: &str, in_path: bool) -> Option<&'static str> {
     let raw = raw.to_ascii_lowercase();
     let path = variant.replace('\\', "/");
     // In a sentence a sensitive name is talk about it; in a path-shaped value it is a request.
@@ -77,10 +99,38 @@ pub fn check(variant: &str, raw: &str) -> Option<&'static str> {
             at == 0 || matches!(before, Some('/' | ':' | '=' | '\0'))
         })
     });
-    if sensitive && (climbs > 0 || path_shaped) {
+    if sensitive && (climbs > 0 || path_shaped || read_by_command(&path)) {
         return Some("traversal.sensitive_file");
     }
-    None
+    (in_path && hidden_segment(&path)).then_some("traversal.hidden_file")
+}
+
+/// `cat /root/.ssh/id_rsa`: a sensitive name in the argument of a command that reads files.
+fn read_by_command(text: &str) -> bool {
+    text.split(|c: char| c.is_whitespace() || matches!(c, ';' | '|' | '&' | '`' | '('))
+        .collect::<Vec<_>>()
+        .windows(2)
+        .any(|pair| {
+            FILE_READERS.contains(&pair[0])
+                && (pair[1].starts_with('/') || pair[1].starts_with("~/"))
+                && SENSITIVE.iter().any(|name| {
+                    pair[1].match_indices(name).any(|(at, _)| {
+                        let after = &pair[1][at + name.len()..];
+                        name.ends_with('/') || after.is_empty() || after.starts_with('/')
+                    })
+                })
+        })
+}
+
+/// A path segment naming a hidden file or folder (`/.git/`, `/.cursor/mcp.json`): servers
+/// keep tools' configuration and secrets there, and serve none of it on purpose.
+fn hidden_segment(path: &str) -> bool {
+    path.split('/').any(|segment| {
+        segment.len() > 1
+            && segment.starts_with('.')
+            && segment[1..].starts_with(|c: char| c.is_ascii_alphanumeric())
+            && !PUBLIC_DOT_FOLDERS.contains(&segment)
+    })
 }
 
 #[cfg(test)]
@@ -96,15 +146,35 @@ mod tests {
             "file=../.env",
             "/.git/config",
             "....//....//etc/hosts",
+            "cat /root/.ssh/id_rsa",
+            "/proc/sys/kernel/randomize_va_space",
+            "/sys/class",
         ] {
-            assert!(check(value, value).is_some(), "missed {value:?}");
+            assert!(check(value, value, false).is_some(), "missed {value:?}");
         }
-        assert!(check("../../x", "..%2f..%2fx").is_some());
-        assert!(check("../x", "..%2fx").is_some());
+        assert!(check("../../x", "..%2f..%2fx", false).is_some());
+        assert!(check("../x", "..%2fx", false).is_some());
+        for path in [
+            "/.cursor/mcp.json",
+            "/app/.claude/settings.local.json",
+            "/.git/head",
+        ] {
+            assert!(check(path, path, true).is_some(), "missed {path}");
+        }
+        for path in [
+            "/.well-known/openid-configuration",
+            "/v1/files/report.v2.pdf",
+            "/a/../b",
+        ] {
+            assert_eq!(check(path, path, true), None, "flagged {path}");
+        }
+        // A dot folder in a value is a name, not a request for it.
+        assert_eq!(check("see .cursor/rules", "see .cursor/rules", false), None);
         assert!(
             check(
                 "the config lives in ../config/app.yaml",
-                "the%20config%20lives%20in%20..%2fconfig%2fapp.yaml"
+                "the%20config%20lives%20in%20..%2fconfig%2fapp.yaml",
+                true
             )
             .is_none()
         );
@@ -113,9 +183,11 @@ mod tests {
             "see docs/install.md",
             "edit /etc/nginx/nginx.conf then reload",
             "we never read /etc/passwd in the app",
+            "please cat /etc/passwd-style lists into the doc",
+            "the root/admin split is documented",
             "the config lives in ../config/app.yaml; edit it",
         ] {
-            assert_eq!(check(value, value), None, "flagged {value:?}");
+            assert_eq!(check(value, value, false), None, "flagged {value:?}");
         }
     }
 }

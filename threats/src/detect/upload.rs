@@ -1,6 +1,6 @@
 //! Uploads of files the web server runs or reads as its configuration: a script dropped where
 //! the server serves it is code execution (a web shell), a configuration file changes what the
-//! server runs.
+//! server runs, a name that climbs folders writes anywhere.
 
 use super::ThreatKind;
 
@@ -36,6 +36,10 @@ const SERVER_CONFIGURATION: &[&str] = &[
 
 /// The kind and rule an uploaded file's `name` (as sent) breaks, if any.
 pub fn check(name: &str) -> Option<(ThreatKind, &'static str)> {
+    // A name that climbs out of the upload folder writes where the server reads.
+    if name.contains("../") || name.contains("..\\") {
+        return Some((ThreatKind::PathTraversal, "upload.path_climb"));
+    }
     // Servers and file systems drop spaces and trailing dots: `shell.php. `, `a. php`.
     let name: String = name
         .chars()
@@ -83,6 +87,13 @@ mod tests {
             check("shell.jsp  ").map(|(kind, _)| kind),
             Some(ThreatKind::Jndi)
         );
+        for name in ["../1.7z", "..\\1.7z"] {
+            assert_eq!(
+                check(name).map(|(kind, _)| kind),
+                Some(ThreatKind::PathTraversal),
+                "{name}"
+            );
+        }
     }
 
     #[test]
@@ -94,6 +105,7 @@ mod tests {
             "my.aspiration.doc",
             "config.yml.example",
             "archive.tar.gz",
+            "notes..final.txt",
         ] {
             assert_eq!(check(name), None, "{name}");
         }
