@@ -148,6 +148,13 @@ const PROBE_FUNCTIONS: &[&str] = &[
     "json_keys",
     "name_const",
 ];
+/// Functions that wait: called with a number of seconds they probe blind injection.
+const DELAYS: &[&str] = &["sleep", "pg_sleep", "benchmark"];
+/// Types PostgreSQL casts to with `::`, the cast error-based extraction forces.
+const CAST_TYPES: &[&str] = &[
+    "int", "integer", "bigint", "smallint", "text", "varchar", "char", "numeric", "double",
+    "float", "bool", "boolean", "json", "jsonb", "bytea", "date", "xml",
+];
 /// Functions common in extraction payloads: a signal only where an expression is expected.
 const SQL_FUNCTIONS: &[&str] = &[
     "char",
@@ -274,6 +281,9 @@ const STACKED: &[(&str, &[&str])] = &[
 
 /// The rule that a value breaks, if any.
 pub fn check(value: &str) -> Option<&'static str> {
+    if cast_after_call(value) {
+        return Some("sqli.cast");
+    }
     for quote in ["", "'", "\""] {
         if !quote.is_empty() && !value.contains(quote) {
             continue;
@@ -401,8 +411,22 @@ fn score(tokens: &[Token<'_>], broke_out: bool) -> Option<&'static str> {
         }
         let called = matches!(next, Some(Token::Open));
         let in_expression = expression_position(tokens, index, broke_out);
-        if called && PROBE_FUNCTIONS.contains(current) && in_expression {
+        // `'.sleep(12).'`, `{${sleep(12)}}`, `time.sleep(12)`: a delay of so many seconds is a
+        // timing probe wherever the injected code runs.
+        let delay = current
+            .rsplit('.')
+            .next()
+            .is_some_and(|name| DELAYS.contains(&name))
+            && called
+            && matches!(tokens.get(index + 2), Some(Token::Number))
+            && matches!(tokens.get(index + 3), Some(Token::Close));
+        if delay || (called && PROBE_FUNCTIONS.contains(current) && in_expression) {
             return Some("sqli.probe_function");
+        }
+        // `having count(id) >= 9`: a condition on an aggregate.
+        let aggregate = matches!(word(next), Some("count" | "sum" | "avg" | "min" | "max"));
+        if *current == "having" && aggregate && tautology(&tokens[index + 1..], broke_out) {
+            return Some("sqli.tautology");
         }
         if *current == "waitfor" && matches!(word(next), Some("delay" | "time")) {
             return Some("sqli.probe_function");
@@ -611,6 +635,17 @@ fn select_expression(tokens: &[Token<'_>]) -> bool {
     }
 }
 
+/// `unistr(password)::int`: a call's result cast the PostgreSQL way.
+fn cast_after_call(value: &str) -> bool {
+    value.match_indices(")::").any(|(at, _)| {
+        let kind = &value[at + 3..];
+        let end = kind
+            .find(|c: char| !c.is_ascii_alphanumeric())
+            .unwrap_or(kind.len());
+        CAST_TYPES.contains(&&kind[..end])
+    })
+}
+
 /// `) as total from`, `` `a` as `b` from ``, `1234 as "x" from`: the tail of a select list,
 /// an alias after an expression and before `from` (in prose "as" follows a word).
 fn alias_from(tokens: &[Token<'_>], index: usize) -> bool {
@@ -661,6 +696,11 @@ mod tests {
             "alter table users add admin int",
             "select pg_sleep",
             "union select",
+            "file:/init.ini'.sleep(12).'",
+            "test{${sleep(12)}}",
+            "select x group by something having count(id) >= 9",
+            "unistr(password)::int",
+            "encode(lo_get(16200),'base64')::int",
         ] {
             assert!(check(value).is_some(), "missed {value:?}");
         }
@@ -685,6 +725,9 @@ mod tests {
             "known as bob from accounting",
             "set the table; set @ 5pm",
             "the tempo of msdn docs",
+            "baby sleep (8 hours) schedule",
+            "having fun (a lot) > work",
+            "see (the docs):: text below",
             r#"["email me","if (count > 0 && ready) { return items[0]; }"]"#,
         ] {
             assert_eq!(check(value), None, "flagged {value:?}");
