@@ -359,6 +359,7 @@ pub struct Detector {
     wakes: Vec<u8>,
     xss: xss::Xss,
     commands: command::Commands,
+    traversal: traversal::Traversal,
     leaks: leak::Leaks,
 }
 
@@ -392,6 +393,7 @@ impl Detector {
             wakes,
             xss: xss::Xss::new(),
             commands: command::Commands::new(),
+            traversal: traversal::Traversal::new(),
             leaks: leak::Leaks::new(),
         }
     }
@@ -483,7 +485,9 @@ impl Detector {
                 .xss
                 .check(variant)
                 .map(|rule| (ThreatKind::Xss, Severity::High, rule)),
-            Check::Traversal => traversal::check(variant, &input.text, input.role == Role::Path)
+            Check::Traversal => self
+                .traversal
+                .check(variant, &input.text, input.role == Role::Path)
                 .map(|rule| (ThreatKind::PathTraversal, Severity::High, rule)),
             Check::Command => self
                 .commands

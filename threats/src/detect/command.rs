@@ -2,6 +2,9 @@
 //! separator, inside a substitution), shell and Windows batch syntax no prose has, and calls of
 //! functions that run commands or code (PHP, Node.js) where a statement may start.
 
+use std::borrow::Cow;
+
+use aho_corasick::AhoCorasick;
 use regex::Regex;
 
 use super::php;
@@ -9,114 +12,113 @@ use super::php;
 /// Commands that are never an English word: Unix and Windows tools an attacker runs to look
 /// around, fetch, pivot or persist.
 const COMMANDS: &[&str] = &[
-    "whoami",
-    "uname",
+    "ansible",
+    "awk",
+    "base32",
+    "base64",
+    "bash",
+    "bcdboot",
+    "bcdedit",
+    "bitsadmin",
+    "busybox",
+    "bzip2",
+    "certutil",
+    "chattr",
+    "chmod",
+    "chown",
+    "cmd",
+    "crontab",
+    "cscript",
+    "csh",
+    "curl",
+    "dash",
+    "dmesg",
+    "docker",
+    "gawk",
+    "gdb",
+    "getent",
+    "gunzip",
+    "hostname",
+    "icacls",
     "ifconfig",
     "ipconfig",
-    "nslookup",
-    "wget",
-    "curl",
-    "netcat",
-    "ncat",
-    "nc",
-    "bash",
-    "sh",
-    "zsh",
-    "ksh",
-    "csh",
-    "tcsh",
-    "dash",
-    "powershell",
-    "pwsh",
-    "cmd",
-    "cscript",
-    "wscript",
+    "iptables",
     "irb",
     "jjs",
     "jrunscript",
-    "tclsh",
-    "gdb",
-    "vim",
-    "vi",
-    "telnet",
-    "ssh",
-    "scp",
-    "sftp",
-    "rsync",
-    "systeminfo",
-    "netstat",
-    "passwd",
-    "chmod",
-    "chown",
-    "chattr",
-    "useradd",
-    "usermod",
-    "visudo",
-    "crontab",
-    "base64",
-    "base32",
-    "xxd",
-    "xterm",
-    "socat",
-    "tftp",
-    "certutil",
-    "bitsadmin",
-    "rundll32",
-    "regsvr32",
-    "regedit",
-    "bcdboot",
-    "bcdedit",
-    "schtasks",
-    "vssadmin",
-    "icacls",
-    "wmic",
+    "killall",
+    "ksh",
+    "kubectl",
+    "lastlog",
+    "lsof",
+    "ltrace",
+    "mkfifo",
     "mshta",
     "msiexec",
-    "nmap",
-    "tcpdump",
-    "tasklist",
-    "taskkill",
+    "nc",
+    "ncat",
     "net",
-    "awk",
-    "gawk",
-    "sed",
-    "busybox",
-    "sudo",
-    "su",
-    "getent",
-    "lsof",
-    "pkill",
-    "killall",
-    "lastlog",
-    "strace",
-    "ltrace",
-    "unxz",
-    "gunzip",
-    "bzip2",
-    "zcat",
+    "netcat",
+    "netstat",
+    "nmap",
+    "nslookup",
     "openssl",
-    "mkfifo",
-    "dmesg",
-    "iptables",
-    "systemctl",
-    "docker",
-    "kubectl",
-    "ansible",
-    "rmt",
-    "uptime",
-    "hostname",
+    "passwd",
+    "pkill",
+    "powershell",
     "printenv",
+    "pwsh",
+    "regedit",
+    "regsvr32",
+    "rmt",
+    "rsync",
+    "rundll32",
+    "schtasks",
+    "scp",
+    "sed",
+    "sftp",
+    "sh",
+    "socat",
+    "ssh",
+    "strace",
+    "su",
+    "sudo",
+    "systemctl",
+    "systeminfo",
+    "taskkill",
+    "tasklist",
+    "tclsh",
+    "tcpdump",
+    "tcsh",
+    "telnet",
+    "tftp",
+    "uname",
+    "unxz",
+    "uptime",
+    "useradd",
+    "usermod",
+    "vi",
+    "vim",
+    "visudo",
+    "vssadmin",
+    "wget",
+    "whoami",
+    "wmic",
+    "wscript",
+    "xterm",
+    "xxd",
+    "zcat",
+    "zsh",
 ];
-/// Commands that are also words (or names of languages): they count only with an argument that
-/// looks like one.
+/// Commands that are also words, and languages (talked about as often as run): they count only
+/// with an argument that looks like one.
 const WORD_COMMANDS: &[&str] = &[
-    "cat", "ls", "id", "echo", "ping", "sleep", "rm", "cp", "mv", "dir", "type", "find", "kill",
-    "ps", "env", "set", "more", "less", "head", "tail", "touch", "who", "w", "grep", "tac", "nl",
-    "od", "tee", "mkdir", "exec", "eval", "export", "printf", "dig", "host", "del", "copy", "ver",
-    "vol", "java", "node", "tar", "zip", "unzip", "cd", "top", "date", "comm", "diff", "alias",
-    "mount", "file", "stat", "last", "sort", "cut", "wc", "strings", "reg", "at", "start", "call",
-    // Languages are talked about as often as they are run.
-    "python", "python2", "python3", "perl", "ruby", "php", "lua",
+    "alias", "at", "call", "cat", "cd", "comm", "copy", "cp", "cut", "date", "del", "diff", "dig",
+    "dir", "echo", "env", "eval", "exec", "export", "file", "find", "grep", "head", "host", "id",
+    "java", "kill", "last", "less", "ls", "lua", "mkdir", "more", "mount", "mv", "nl", "node",
+    "od", "perl", "php", "ping", "printf", "ps", "python", "python2", "python3", "reg", "rm",
+    "ruby", "set", "sleep", "sort", "start", "stat", "strings", "tac", "tail", "tar", "tee", "top",
+    "touch", "type", "unzip", "ver", "vol", "w", "wc", "who", "zip",
 ];
 /// Functions that run a command or code when called with attacker data.
 const EXEC_FUNCTIONS: &[&str] = &[
@@ -152,11 +154,11 @@ const EXEC_FUNCTIONS: &[&str] = &[
 
 /// Wrappers that run the command that follows them: `nohup id`, `sudo -u x cat f`.
 const PREFIX_COMMANDS: &[&str] = &[
-    "nohup", "strace", "ltrace", "sudo", "doas", "xargs", "stdbuf", "ionice", "busybox", "setsid",
-    "unbuffer", "chroot",
+    "busybox", "chroot", "doas", "ionice", "ltrace", "nohup", "setsid", "stdbuf", "strace", "sudo",
+    "unbuffer", "xargs",
 ];
 /// Wrappers that are also English words: what follows must be a command no sentence has.
-const WORD_PREFIX_COMMANDS: &[&str] = &["time", "nice", "env", "watch", "command", "exec"];
+const WORD_PREFIX_COMMANDS: &[&str] = &["command", "env", "exec", "nice", "time", "watch"];
 
 /// Command and code injection, with the Windows batch grammar compiled once.
 pub struct Commands {
@@ -164,6 +166,9 @@ pub struct Commands {
     batch_for: Regex,
     /// `if [/i] [not] exist x cmd`, `if %a% equ 1 cmd`, `if "%x%"=="y" cmd`.
     batch_if: Regex,
+    /// [`EXEC_FUNCTIONS`], found in one pass.
+    exec_functions: AhoCorasick,
+    php: php::Php,
 }
 
 impl Commands {
@@ -176,6 +181,8 @@ impl Commands {
             batch_if: compile(
                 r#"(?:^|[\s&|;(@])if(?:\s*/i)?\s+(?:not\s+)?(?:(?:exist|defined)\s+\S+|errorlevel\s+\d+|(?:"[^"]*"|\S+?)\s*(?:==|\s(?:equ|neq|lss|leq|gtr|geq)\s)\s*(?:"[^"]*"|[^\s=][^\s:]*))\s+[a-z@(.]"#,
             ),
+            exec_functions: AhoCorasick::new(EXEC_FUNCTIONS).expect("exec functions compile"),
+            php: php::Php::new(),
         }
     }
 
@@ -202,10 +209,12 @@ impl Commands {
         if shell_expansion(&value) {
             return Some("cmd.shell_expansion");
         }
-        if self.batch_for.is_match(&value) || self.batch_if.is_match(&value) {
+        let batch = (value.contains("for") && self.batch_for.is_match(&value))
+            || (value.contains("if") && self.batch_if.is_match(&value));
+        if batch {
             return Some("cmd.windows_batch");
         }
-        if let Some(rule) = php::check(&value) {
+        if let Some(rule) = self.php.check(&value) {
             return Some(rule);
         }
         if value.contains("child_process")
@@ -216,7 +225,46 @@ impl Commands {
         {
             return Some("code.nodejs");
         }
-        exec_call(&value).then_some("code.exec_call")
+        self.exec_call(&value).then_some("code.exec_call")
+    }
+
+    /// `system('id')`, `';eval($_POST[x]);//`, `(system)('id')`: an exec function called where a
+    /// statement starts (value start or after `;`, `{`, `}`, `(`, a quote or string concatenation)
+    /// with input as its argument, or called through parentheses, or opening the value.
+    fn exec_call(&self, value: &str) -> bool {
+        self.exec_functions
+            .find_overlapping_iter(value)
+            .any(|found| {
+                let at = found.start();
+                let head = &value[..at];
+                if head.ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
+                    return false;
+                }
+                let after = &value[found.end()..];
+                // `(system)(`, `('system')(`, `[system][0](`: the name inside an expression whose
+                // value is called.
+                let opener = head.trim_end_matches(['\'', '"', ' ']);
+                let closed = close_expression(after);
+                let (through_expression, after) =
+                    if closed.len() < after.len() && opener.ends_with(['(', '[', '{']) {
+                        (true, closed)
+                    } else {
+                        (false, after)
+                    };
+                let blanks = php::skip_blanks(after);
+                let Some(arguments) = after[blanks..].strip_prefix('(') else {
+                    return false;
+                };
+                let before = head.trim_end();
+                let starts_statement = before.is_empty()
+                    || before
+                        .ends_with([';', '{', '}', '(', '\'', '"', '.', '`', '@', '|', '&', '='])
+                    || before.ends_with("<?php");
+                let argument_is_input = arguments.trim_start().starts_with(['$', '\'', '"', '`'])
+                    || arguments.contains("$_");
+                let opens_value = before.is_empty() && blanks == 0;
+                through_expression || (starts_statement && (argument_is_input || opens_value))
+            })
     }
 }
 
@@ -291,8 +339,8 @@ fn shell_expansion(value: &str) -> bool {
     }
     // `{cat,/etc/passwd}`: brace expansion spells a command and its arguments without spaces.
     let brace_command = value.match_indices('{').any(|(at, _)| {
-        let (name, _, rest) = command_word(value[at + 1..].trim_start_matches(','));
-        rest.starts_with(',') && is_command(&name)
+        let (word, rest) = command_word(value[at + 1..].trim_start_matches(','));
+        rest.starts_with(',') && is_command(command_name(&word))
     });
     brace_command
         || value.match_indices("${").any(|(at, _)| {
@@ -323,30 +371,32 @@ fn command_at(text: &str, position: Position) -> bool {
     // Some(true) after a wrapper no sentence has, Some(false) after one that is also a word.
     let mut wrapped = None;
     for _ in 0..4 {
-        let (name, word, after) = command_word(rest);
-        if PREFIX_COMMANDS.contains(&name.as_str()) {
+        let (word, after) = command_word(rest);
+        let name = command_name(&word);
+        if listed(PREFIX_COMMANDS, name) {
             wrapped = Some(true);
-        } else if WORD_PREFIX_COMMANDS.contains(&name.as_str()) {
+        } else if listed(WORD_PREFIX_COMMANDS, name) {
             wrapped = wrapped.or(Some(false));
         } else {
-            if split_by_quotes(rest) && is_command(&name) {
+            if split_by_quotes(rest) && is_command(name) {
                 return true;
             }
-            return judge(&name, &word, after, position, wrapped);
+            return judge(name, &word, after, position, wrapped);
         }
         // A wrapper's own options, their values and numbers (`timeout 5`, `sudo -u root`)
         // come before the command it runs; with nothing after them, the wrapper is the command.
         rest = after.trim_start();
         if rest.split_whitespace().all(|part| part.starts_with('-')) {
-            return judge(&name, &word, after, position, None);
+            return judge(name, &word, after, position, None);
         }
         while rest.starts_with('-') || rest.starts_with(|c: char| c.is_ascii_digit()) {
             let option = rest.starts_with('-');
             rest = skip_word(rest);
-            let (next, _, _) = command_word(rest);
+            let (next, _) = command_word(rest);
+            let next = command_name(&next);
             if option
-                && !is_command(&next)
-                && !PREFIX_COMMANDS.contains(&next.as_str())
+                && !is_command(next)
+                && !listed(PREFIX_COMMANDS, next)
                 && !rest.starts_with('-')
             {
                 rest = skip_word(rest);
@@ -356,8 +406,14 @@ fn command_at(text: &str, position: Position) -> bool {
     false
 }
 
+/// Whether the sorted `list` holds `name`: names are looked up at every separator of every
+/// value.
+fn listed(list: &[&str], name: &str) -> bool {
+    list.binary_search(&name).is_ok()
+}
+
 fn is_command(name: &str) -> bool {
-    COMMANDS.contains(&name) || WORD_COMMANDS.contains(&name)
+    listed(COMMANDS, name) || listed(WORD_COMMANDS, name)
 }
 
 fn skip_word(text: &str) -> &str {
@@ -366,24 +422,33 @@ fn skip_word(text: &str) -> &str {
 }
 
 /// The first word of `text` as the shell reads it (quotes and backslashes inside a word vanish:
-/// `c'a't`, `w\ho\am\i`), the name of the command it runs and what follows it.
-fn command_word(text: &str) -> (String, String, &str) {
+/// `c'a't`, `w\ho\am\i`) and what follows it.
+fn command_word(text: &str) -> (Cow<'_, str>, &str) {
     let end = text
         .find(|c: char| {
             c.is_whitespace() || matches!(c, ';' | '|' | '&' | '`' | ')' | '<' | '>' | '}' | ',')
         })
         .unwrap_or(text.len());
-    let word: String = text[..end]
-        .chars()
-        .filter(|c| !matches!(c, '\'' | '"' | '\\'))
-        .collect();
-    let name = word
-        .rsplit(['/', '\\'])
+    let raw = &text[..end];
+    let word = if raw.contains(['\'', '"', '\\']) {
+        Cow::Owned(
+            raw.chars()
+                .filter(|c| !matches!(c, '\'' | '"' | '\\'))
+                .collect(),
+        )
+    } else {
+        Cow::Borrowed(raw)
+    };
+    (word, &text[end..])
+}
+
+/// The name of the command a word runs: `/usr/bin/id` and `c:\\windows\\cmd.exe` run `id`
+/// and `cmd`.
+fn command_name(word: &str) -> &str {
+    word.rsplit(['/', '\\'])
         .next()
         .unwrap_or_default()
         .trim_end_matches(".exe")
-        .to_owned();
-    (name, word, &text[end..])
 }
 
 /// Whether quotes or backslashes sit inside the word (`"w"get`, `c'a't`), not only around it.
@@ -417,8 +482,8 @@ fn judge(name: &str, word: &str, rest: &str, position: Position, wrapped: Option
     }
     // `ansible-playbook`, `ssh-copy-id`: a tool's family shares its name.
     let family = name.split('-').next().unwrap_or_default();
-    let known = COMMANDS.contains(&name) || COMMANDS.contains(&family);
-    let word_command = WORD_COMMANDS.contains(&name);
+    let known = listed(COMMANDS, name) || listed(COMMANDS, family);
+    let word_command = listed(WORD_COMMANDS, name);
     // `alias a=curl`: a command defined under another name.
     let alias = name == "alias"
         && argument
@@ -453,43 +518,6 @@ fn judge(name: &str, word: &str, rest: &str, position: Position, wrapped: Option
                         && name == "sleep"))
         }
     }
-}
-
-/// `system('id')`, `';eval($_POST[x]);//`, `(system)('id')`: an exec function called where a
-/// statement starts (value start or after `;`, `{`, `}`, `(`, a quote or string concatenation)
-/// with input as its argument, or called through parentheses, or opening the value.
-fn exec_call(value: &str) -> bool {
-    EXEC_FUNCTIONS.iter().any(|function| {
-        value.match_indices(function).any(|(at, _)| {
-            let head = &value[..at];
-            if head.ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
-                return false;
-            }
-            let after = &value[at + function.len()..];
-            // `(system)(`, `('system')(`, `[system][0](`: the name inside an expression whose
-            // value is called.
-            let opener = head.trim_end_matches(['\'', '"', ' ']);
-            let closed = close_expression(after);
-            let (through_expression, after) =
-                if closed.len() < after.len() && opener.ends_with(['(', '[', '{']) {
-                    (true, closed)
-                } else {
-                    (false, after)
-                };
-            let blanks = php::skip_blanks(after);
-            let Some(arguments) = after[blanks..].strip_prefix('(') else {
-                return false;
-            };
-            let before = head.trim_end();
-            let starts_statement = before.is_empty()
-                || before.ends_with([';', '{', '}', '(', '\'', '"', '.', '`', '@', '|', '&', '='])
-                || before.ends_with("<?php");
-            let argument_is_input = arguments.trim_start().starts_with(['$', '\'', '"', '`'])
-                || arguments.contains("$_");
-            let opens_value = before.is_empty() && blanks == 0;
-            through_expression || (starts_statement && (argument_is_input || opens_value))
-        })
-    })
 }
 
 /// `text` past the closing quotes, brackets, braces and parentheses (and indexes such as
@@ -573,6 +601,18 @@ mod tests {
             "(string) {[system][0]} ('uname');",
         ] {
             assert!(commands.check(value).is_some(), "missed {value:?}");
+        }
+    }
+
+    #[test]
+    fn command_lists_are_sorted_for_lookup() {
+        for list in [
+            super::COMMANDS,
+            super::WORD_COMMANDS,
+            super::PREFIX_COMMANDS,
+            super::WORD_PREFIX_COMMANDS,
+        ] {
+            assert!(list.windows(2).all(|pair| pair[0] < pair[1]), "{list:?}");
         }
     }
 

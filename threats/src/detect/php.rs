@@ -1,6 +1,8 @@
 //! PHP code injection: open tags, template tags that run PHP, calls of functions only PHP code
 //! calls, calls through variables, superglobals and serialized objects.
 
+use aho_corasick::AhoCorasick;
+
 /// Functions whose names only PHP code spells: a call of one in a value is PHP, whatever its
 /// arguments.
 const PHP_ONLY_FUNCTIONS: &[&str] = &[
@@ -54,31 +56,51 @@ const SUPERGLOBALS: &[&str] = &[
 /// Tags with which template engines and forums run PHP: Smarty's `{php}`, BBCode's `[php]`.
 const TEMPLATE_TAGS: &[&str] = &["{php}", "{/php}", "[php]", "[/php]"];
 
-/// The rule the `value` (lower-cased) breaks, if any.
-pub fn check(value: &str) -> Option<&'static str> {
-    if open_tag(value) || TEMPLATE_TAGS.iter().any(|tag| value.contains(tag)) {
-        return Some("code.php");
+/// The PHP names, found in one pass.
+pub struct Php {
+    /// [`PHP_ONLY_FUNCTIONS`], then [`SUPERGLOBALS`].
+    names: AhoCorasick,
+}
+
+impl Php {
+    pub fn new() -> Self {
+        let names = AhoCorasick::new(PHP_ONLY_FUNCTIONS.iter().chain(SUPERGLOBALS))
+            .expect("php names compile");
+        Self { names }
     }
-    if value.contains("php://") || value.contains("phar://") {
-        return Some("code.php_wrapper");
+
+    /// The rule the `value` (lower-cased) breaks, if any.
+    pub fn check(&self, value: &str) -> Option<&'static str> {
+        if open_tag(value) {
+            return Some("code.php");
+        }
+        if value.contains("php") {
+            if TEMPLATE_TAGS.iter().any(|tag| value.contains(tag)) {
+                return Some("code.php");
+            }
+            if value.contains("php://") {
+                return Some("code.php_wrapper");
+            }
+        }
+        if value.contains("phar://") {
+            return Some("code.php_wrapper");
+        }
+        for found in self.names.find_overlapping_iter(value) {
+            let is_function = found.pattern().as_usize() < PHP_ONLY_FUNCTIONS.len();
+            if is_function && call_opens(value, found.start(), found.end()) {
+                return Some("code.php_function");
+            }
+            let whole =
+                !value[found.end()..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_');
+            if !is_function && whole {
+                return Some("code.php_superglobal");
+            }
+        }
+        if variable_call(value) {
+            return Some("code.php_variable_call");
+        }
+        serialized_object(value).then_some("code.php_object")
     }
-    if SUPERGLOBALS.iter().any(|name| {
-        value.match_indices(name).any(|(at, _)| {
-            !value[at + name.len()..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
-        })
-    }) {
-        return Some("code.php_superglobal");
-    }
-    if PHP_ONLY_FUNCTIONS
-        .iter()
-        .any(|function| calls(value, function).is_some())
-    {
-        return Some("code.php_function");
-    }
-    if variable_call(value) {
-        return Some("code.php_variable_call");
-    }
-    serialized_object(value).then_some("code.php_object")
 }
 
 /// `<?php`, `<?=`, `<? ` and `<?xml` that is no XML declaration (PHP's short tags read it as
@@ -103,18 +125,14 @@ fn open_tag(value: &str) -> bool {
     })
 }
 
-/// Where the call of `function` that `value` makes starts its arguments: the name whole (not
-/// the end of a longer identifier), then whitespace and comments, then `(`.
-pub fn calls(value: &str, function: &str) -> Option<usize> {
-    value.match_indices(function).find_map(|(at, _)| {
-        let before = value[..at].chars().next_back();
-        if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return None;
-        }
-        let after = at + function.len();
-        let open = after + skip_blanks(&value[after..]);
-        value[open..].starts_with('(').then_some(open)
-    })
+/// Whether the name at `start..end` of `value` is called: the name whole (not the end of a
+/// longer identifier), then whitespace and comments, then `(`.
+fn call_opens(value: &str, start: usize, end: usize) -> bool {
+    let before = value[..start].chars().next_back();
+    if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return false;
+    }
+    value[end + skip_blanks(&value[end..])..].starts_with('(')
 }
 
 /// The length of the whitespace and comments (`/* */`, `//` and `#` to the line's end) that
@@ -222,10 +240,11 @@ fn serialized_object(value: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::check;
+    use super::Php;
 
     #[test]
     fn php_is_found() {
+        let php = Php::new();
         for value in [
             "<?php system($_get['c']); ?>",
             "<? echo 'hello'; ?>",
@@ -246,12 +265,13 @@ mod tests {
             "o:8:\"stdclass\":1:{s:1:\"a\";i:2;}",
             "php://filter/convert.base64-encode/resource=index.php",
         ] {
-            assert!(check(value).is_some(), "missed {value:?}");
+            assert!(php.check(value).is_some(), "missed {value:?}");
         }
     }
 
     #[test]
     fn prose_markup_and_scripts_are_not() {
+        let php = Php::new();
         for value in [
             "<?xml version=\"1.0\" encoding=\"utf-8\"?><a>1</a>",
             "<?xml-stylesheet href=\"style.css\"?>",
@@ -261,7 +281,7 @@ mod tests {
             "status: ok; o:5 items",
             "mix:\"a\":b",
         ] {
-            assert_eq!(check(value), None, "flagged {value:?}");
+            assert_eq!(php.check(value), None, "flagged {value:?}");
         }
     }
 }

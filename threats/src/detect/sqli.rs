@@ -394,16 +394,17 @@ fn score(tokens: &[Token<'_>], broke_out: bool) -> Option<&'static str> {
         if current.starts_with("@@") && current.len() > 2 {
             return Some("sqli.system_variable");
         }
-        let catalog = current
-            .split('.')
-            .any(|part| CATALOGS.contains(&part.trim_matches('`')) || CATALOGS.contains(current));
+        // `master..xp_cmdshell`, `` `information_schema`.tables ``: names qualified or not.
+        let last = current.rsplit('.').next().unwrap_or_default();
+        let catalog = CATALOGS.contains(current)
+            || (current.contains('.')
+                && current
+                    .split('.')
+                    .any(|part| CATALOGS.contains(&part.trim_matches('`'))));
         if catalog || (*current == "into" && matches!(word(next), Some("outfile" | "dumpfile"))) {
             return Some("sqli.catalog_access");
         }
-        if SYSTEM_PROCEDURES
-            .iter()
-            .any(|procedure| current.rsplit('.').next() == Some(procedure))
-        {
+        if SYSTEM_PROCEDURES.contains(&last) {
             return Some("sqli.system_procedure");
         }
         if alias_from(tokens, index) {
@@ -413,10 +414,7 @@ fn score(tokens: &[Token<'_>], broke_out: bool) -> Option<&'static str> {
         let in_expression = expression_position(tokens, index, broke_out);
         // `'.sleep(12).'`, `{${sleep(12)}}`, `time.sleep(12)`: a delay of so many seconds is a
         // timing probe wherever the injected code runs.
-        let delay = current
-            .rsplit('.')
-            .next()
-            .is_some_and(|name| DELAYS.contains(&name))
+        let delay = DELAYS.contains(&last)
             && called
             && matches!(tokens.get(index + 2), Some(Token::Number))
             && matches!(tokens.get(index + 3), Some(Token::Close));

@@ -1,6 +1,8 @@
 //! Path traversal and local file inclusion: `../` climbs, encoded dots no client needs, and
 //! names of files that hold secrets or system state.
 
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder};
+
 use crate::decode;
 
 /// Files and folders whose contents an attacker wants, matched after a `/` or at the start.
@@ -73,53 +75,81 @@ const ENCODED: &[&str] = &[
 /// the value is a path, not a sentence that mentions one.
 const ENCODED_SLASH: &[&str] = &["..%2f", "..%5c"];
 
-/// The rule the `variant` (lower-cased) breaks; `raw` is the undecoded value, `in_path` whether
-/// it is the request's path.
-pub fn check(variant: &str, raw: &str, in_path: bool) -> Option<&'static str> {
-    let raw = raw.to_ascii_lowercase();
-    let path = variant.replace('\\', "/");
-    // In a sentence a sensitive name is talk about it; in a path-shaped value it is a request.
-    let path_shaped = !path.trim().contains(' ');
-    let slash_encoded_in_path = || {
-        ENCODED_SLASH.iter().any(|encoded| raw.contains(encoded))
-            && !decode::percent_decode(&raw, true).trim().contains(' ')
-    };
-    if ENCODED.iter().any(|encoded| raw.contains(encoded)) || slash_encoded_in_path() {
-        return Some("traversal.encoded_dots");
-    }
-    let climbs = path.matches("../").count()
-        + path.matches("..;/").count()
-        + usize::from(path.ends_with("/.."));
-    if climbs >= 2 {
-        return Some("traversal.dot_dot");
-    }
-    let sensitive = SENSITIVE.iter().any(|name| {
-        path.match_indices(name).any(|(at, _)| {
-            let before = path[..at].chars().next_back();
-            at == 0 || matches!(before, Some('/' | ':' | '=' | '\0'))
-        })
-    });
-    if sensitive && (climbs > 0 || path_shaped || read_by_command(&path)) {
-        return Some("traversal.sensitive_file");
-    }
-    (in_path && hidden_segment(&path)).then_some("traversal.hidden_file")
+/// The names and encodings to look for, each set found in one pass.
+pub struct Traversal {
+    sensitive: AhoCorasick,
+    /// [`ENCODED`], then [`ENCODED_SLASH`], in any case.
+    encoded: AhoCorasick,
 }
 
-/// `cat /root/.ssh/id_rsa`: a sensitive name in the argument of a command that reads files.
-fn read_by_command(text: &str) -> bool {
-    text.split(|c: char| c.is_whitespace() || matches!(c, ';' | '|' | '&' | '`' | '('))
-        .collect::<Vec<_>>()
-        .windows(2)
-        .any(|pair| {
-            FILE_READERS.contains(&pair[0])
-                && (pair[1].starts_with('/') || pair[1].starts_with("~/"))
-                && SENSITIVE.iter().any(|name| {
-                    pair[1].match_indices(name).any(|(at, _)| {
-                        let after = &pair[1][at + name.len()..];
-                        name.ends_with('/') || after.is_empty() || after.starts_with('/')
-                    })
+impl Traversal {
+    pub fn new() -> Self {
+        Self {
+            sensitive: AhoCorasick::new(SENSITIVE).expect("sensitive names compile"),
+            encoded: AhoCorasickBuilder::new()
+                .ascii_case_insensitive(true)
+                .build(ENCODED.iter().chain(ENCODED_SLASH))
+                .expect("encodings compile"),
+        }
+    }
+
+    /// The rule the `variant` (lower-cased) breaks; `raw` is the undecoded value, `in_path`
+    /// whether it is the request's path.
+    pub fn check(&self, variant: &str, raw: &str, in_path: bool) -> Option<&'static str> {
+        let mut slash_encoded = false;
+        for found in self.encoded.find_overlapping_iter(raw) {
+            if found.pattern().as_usize() < ENCODED.len() {
+                return Some("traversal.encoded_dots");
+            }
+            slash_encoded = true;
+        }
+        if slash_encoded && !decode::percent_decode(raw, true).trim().contains(' ') {
+            return Some("traversal.encoded_dots");
+        }
+        let path = variant.replace('\\', "/");
+        let climbs = path.matches("../").count()
+            + path.matches("..;/").count()
+            + usize::from(path.ends_with("/.."));
+        if climbs >= 2 {
+            return Some("traversal.dot_dot");
+        }
+        let sensitive = self.sensitive.find_overlapping_iter(&path).any(|found| {
+            let before = path[..found.start()].chars().next_back();
+            found.start() == 0 || matches!(before, Some('/' | ':' | '=' | '\0'))
+        });
+        // In a sentence a sensitive name is talk about it; in a path-shaped value it is a
+        // request.
+        let path_shaped = !path.trim().contains(' ');
+        if sensitive && (climbs > 0 || path_shaped || self.read_by_command(&path)) {
+            return Some("traversal.sensitive_file");
+        }
+        (in_path && hidden_segment(&path)).then_some("traversal.hidden_file")
+    }
+
+    /// `cat /root/.ssh/id_rsa`: a sensitive name in the argument of a command that reads
+    /// files.
+    fn read_by_command(&self, text: &str) -> bool {
+        let mut words =
+            text.split(|c: char| c.is_whitespace() || matches!(c, ';' | '|' | '&' | '`' | '('));
+        let mut previous = words.next().unwrap_or_default();
+        for argument in words {
+            let reader = std::mem::replace(&mut previous, argument);
+            let names_sensitive = || {
+                self.sensitive.find_overlapping_iter(argument).any(|found| {
+                    let name = SENSITIVE[found.pattern().as_usize()];
+                    let after = &argument[found.end()..];
+                    name.ends_with('/') || after.is_empty() || after.starts_with('/')
                 })
-        })
+            };
+            if FILE_READERS.contains(&reader)
+                && (argument.starts_with('/') || argument.starts_with("~/"))
+                && names_sensitive()
+            {
+                return true;
+            }
+        }
+        false
+    }
 }
 
 /// A path segment naming a hidden file or folder (`/.git/`, `/.cursor/mcp.json`): servers
@@ -135,10 +165,13 @@ fn hidden_segment(path: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::check;
+    use super::Traversal;
 
     #[test]
     fn climbs_and_secrets_are_found_and_docs_are_not() {
+        let traversal = Traversal::new();
+        let check =
+            |variant: &str, raw: &str, in_path: bool| traversal.check(variant, raw, in_path);
         for value in [
             "../../../etc/passwd",
             "..\\..\\windows\\win.ini",
