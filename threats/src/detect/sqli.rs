@@ -466,13 +466,14 @@ fn select_list(tokens: &[Token<'_>]) -> bool {
             | Token::Other,
         ) => true,
         Some(Token::Word(column)) => {
+            let known_function = SQL_FUNCTIONS.contains(column) || PROBE_FUNCTIONS.contains(column);
             column.starts_with('@')
                 || matches!(*column, "null" | "all" | "distinct")
+                || (known_function && matches!(tokens.get(1), Some(Token::Open)))
                 || matches!(
                     tokens.get(1),
                     None | Some(
-                        Token::Open
-                            | Token::Comma
+                        Token::Comma
                             | Token::Comment
                             | Token::Close
                             | Token::Semicolon
@@ -718,6 +719,7 @@ mod tests {
             "it's 5 o'clock and the update is done; select the next ticket",
             "i need sleep (at least 8 hours)",
             "union select mortgage brokers (uk) ltd",
+            "union select realty (ireland) ltd",
             "please select (at most 3) sizes",
             "select one as soon as possible from the list",
             "known as bob from accounting",

@@ -209,6 +209,111 @@ fn responses_are_checked_for_leaks_and_headers() {
     assert!(unseen.is_empty(), "{unseen:?}");
 }
 
+#[test]
+fn payloads_are_found_wherever_the_body_hides_them() {
+    let detector = Detector::new();
+    let xml = [("Content-Type", "application/xml")];
+    let multipart = [("Content-Type", "multipart/form-data; boundary=----b0undary")];
+    let plain = [("Content-Type", "text/plain")];
+    let upload = [("X-Filename", "avatar. php")];
+    let cases: [RequestCase<'_>; 6] = [
+        (
+            "/",
+            None,
+            &xml,
+            br#"<?xml version="1.0"?><order><item type="java.lang.ProcessBuilder">1</item></order>"#,
+            ThreatKind::Jndi,
+            "body/item@type",
+        ),
+        (
+            "/",
+            None,
+            &multipart,
+            b"------b0undary\r\nContent-Disposition: form-data; name=\"meta\"\r\nContent-Type: application/json\r\n\r\n{\"note\":\"1' union select password from users--\"}\r\n------b0undary--\r\n",
+            ThreatKind::Sqli,
+            "body.meta/note",
+        ),
+        (
+            "/",
+            None,
+            &multipart,
+            b"------b0undary\r\nContent-Disposition: form-data; name=\"file\"; filename=\"../../shell.txt\"\r\n\r\nhi\r\n------b0undary--\r\n",
+            ThreatKind::PathTraversal,
+            "body.file.filename",
+        ),
+        ("/upload", None, &upload, b"", ThreatKind::CommandInjection, "header.x-filename"),
+        (
+            "/",
+            None,
+            &plain,
+            b"host=example.org&cmd=nohup whoami\n",
+            ThreatKind::CommandInjection,
+            "body.cmd",
+        ),
+        ("/.git/config", None, &[], b"", ThreatKind::PathTraversal, "path"),
+    ];
+    for (path, query, headers, body, kind, location) in cases {
+        let threats =
+            detector.request(&exchange(path, query, side(headers, body), Side::default()));
+        assert!(
+            threats
+                .iter()
+                .any(|t| t.kind == kind && t.location == location),
+            "{kind:?} at {location} not found in {threats:?}"
+        );
+    }
+}
+
+#[test]
+fn prose_names_and_code_talk_are_quiet_wherever_they_are_sent() {
+    let detector = Detector::new();
+    let json = [("Content-Type", "application/json")];
+    for text in [
+        "Siobhán O'Neill, 4 D'Arcy Lane; Flat #2",
+        "Select a plan (monthly or yearly), then drop us a line -- we answer within 1 day",
+        "Union Select Realty (Ireland) Ltd",
+        "Run `npm ci` in the repo root, then `ls -la dist` to check the build.",
+        "The logs are in ../logs/app.log; rotate them weekly.",
+        "if (total > 0 && ready) { return rows[0]; } // first row",
+        "Costs $15.00 (incl. 23% VAT) - 2 for 1 today",
+        "Java, Python or Ruby? We use java.util.List mostly.",
+        "Time for bed; nice cat photo & watch less TV",
+        "C:\\Users\\Shared\\notes.txt and /home/me/notes.txt",
+        "For each item in (the cart) do a price check",
+        "<b>Bold</b> and <i>italic</i> are fine; <3 the team",
+    ] {
+        let body = serde_json::json!({ "note": text }).to_string();
+        let in_body = detector.request(&exchange(
+            "/notes",
+            None,
+            side(&json, body.as_bytes()),
+            Side::default(),
+        ));
+        let encoded: String = text
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    char::from(b).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        let query = format!("note={encoded}");
+        let in_query = detector.request(&exchange(
+            &format!("/notes/{encoded}"),
+            Some(&query),
+            side(&[], b""),
+            Side::default(),
+        ));
+        assert!(in_body.is_empty(), "{text:?} in a body: {in_body:?}");
+        assert!(
+            in_query.is_empty(),
+            "{text:?} in the path or query: {in_query:?}"
+        );
+    }
+}
+
 proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(path in ".{0,64}", query in proptest::option::of(".{0,128}"), body in proptest::collection::vec(any::<u8>(), 0..512), header in ".{0,64}") {
