@@ -117,8 +117,8 @@ const WORD_COMMANDS: &[&str] = &[
     "dir", "echo", "env", "eval", "exec", "export", "file", "find", "grep", "head", "host", "id",
     "java", "kill", "last", "less", "ls", "lua", "mkdir", "more", "mount", "mv", "nl", "node",
     "od", "perl", "php", "ping", "printf", "ps", "python", "python2", "python3", "reg", "rm",
-    "ruby", "set", "sleep", "sort", "start", "stat", "strings", "tac", "tail", "tar", "tee", "top",
-    "touch", "type", "unzip", "ver", "vol", "w", "wc", "who", "zip",
+    "ruby", "set", "sleep", "sort", "start", "stat", "strings", "tac", "tail", "tar", "tee",
+    "timeout", "top", "touch", "type", "unzip", "ver", "vol", "w", "wc", "who", "zip",
 ];
 /// Functions that run a command or code when called with attacker data.
 const EXEC_FUNCTIONS: &[&str] = &[
@@ -158,7 +158,8 @@ const PREFIX_COMMANDS: &[&str] = &[
     "unbuffer", "xargs",
 ];
 /// Wrappers that are also English words: what follows must be a command no sentence has.
-const WORD_PREFIX_COMMANDS: &[&str] = &["command", "env", "exec", "nice", "time", "watch"];
+const WORD_PREFIX_COMMANDS: &[&str] =
+    &["command", "env", "exec", "nice", "time", "timeout", "watch"];
 
 /// Command and code injection, with the Windows batch grammar compiled once.
 pub struct Commands {
@@ -386,7 +387,10 @@ fn command_at(text: &str, position: Position) -> bool {
         // A wrapper's own options, their values and numbers (`timeout 5`, `sudo -u root`)
         // come before the command it runs; with nothing after them, the wrapper is the command.
         rest = after.trim_start();
-        if rest.split_whitespace().all(|part| part.starts_with('-')) {
+        if rest
+            .split_whitespace()
+            .all(|part| part.starts_with(['-', '/']) || part.bytes().all(|b| b.is_ascii_digit()))
+        {
             return judge(name, &word, after, position, None);
         }
         while rest.starts_with('-') || rest.starts_with(|c: char| c.is_ascii_digit()) {
@@ -470,10 +474,16 @@ fn judge(name: &str, word: &str, rest: &str, position: Position, wrapped: Option
     }
     let argument = rest.trim_start_matches([' ', '\t']);
     let spaced = rest.len() > argument.len();
+    let drive = argument.as_bytes();
+    let windows_path = drive.len() > 2
+        && drive[0].is_ascii_alphabetic()
+        && drive[1] == b':'
+        && matches!(drive[2], b'\\' | b'/');
     let option_or_path = spaced
         && (argument.starts_with(['-', '/', '~', '$', '\'', '"', '\\', '*'])
             || argument.starts_with("./")
-            || argument.starts_with("../"));
+            || argument.starts_with("../")
+            || windows_path);
     // `/bin/sh`, `/usr/bin/id`, and the globbed `/???/c?t` that spells one.
     let binary_path =
         word.starts_with('/') && (word.contains("bin/") || word[1..].contains(['?', '*', '[']));
@@ -484,8 +494,8 @@ fn judge(name: &str, word: &str, rest: &str, position: Position, wrapped: Option
     let family = name.split('-').next().unwrap_or_default();
     let known = listed(COMMANDS, name) || listed(COMMANDS, family);
     let word_command = listed(WORD_COMMANDS, name);
-    // `alias a=curl`: a command defined under another name.
-    let alias = name == "alias"
+    // `alias a=curl`, `export x=1`: a command defined under another name, a variable set.
+    let alias = matches!(name, "alias" | "export" | "set")
         && argument
             .split_once('=')
             .is_some_and(|(alias, _)| !alias.is_empty() && !alias.contains(' '));
@@ -499,7 +509,19 @@ fn judge(name: &str, word: &str, rest: &str, position: Position, wrapped: Option
             .trim_start_matches('-')
             .starts_with(|c: char| c.is_ascii_alphabetic())
         && argument.starts_with('-');
-    if alias || with_option {
+    // `; echo x > /tmp/y`: output redirected to a file or a descriptor.
+    let segment_end = rest.find([';', '|', '&', '\n']).unwrap_or(rest.len());
+    let redirected = position != Position::ValueStart
+        && word_command
+        && rest[..segment_end]
+            .split_once('>')
+            .is_some_and(|(_, target)| {
+                target
+                    .trim_start_matches('>')
+                    .trim_start()
+                    .starts_with(['/', '&', '~'])
+            });
+    if alias || with_option || redirected {
         return true;
     }
     match (position, wrapped) {
@@ -599,6 +621,11 @@ mod tests {
             "; chef-vault -i secret",
             "[system][0](ls);",
             "(string) {[system][0]} ('uname');",
+            "& dir c:\\",
+            "| type c:\\windows\\win.ini",
+            "; echo test > /tmp/x",
+            "| timeout /t 10",
+            "; export x=1",
         ] {
             assert!(commands.check(value).is_some(), "missed {value:?}");
         }
@@ -643,6 +670,9 @@ mod tests {
             "salt & pepper -- to taste",
             "environment (prod) [0] (eu)",
             "q&a: -- see the faq",
+            "tea; time out > coffee",
+            "r&d; set goals = profit",
+            "5 items; timeout (30s) applies",
         ] {
             assert_eq!(commands.check(value), None, "flagged {value:?}");
         }

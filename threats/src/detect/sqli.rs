@@ -423,7 +423,10 @@ fn score(tokens: &[Token<'_>], broke_out: bool) -> Option<&'static str> {
         }
         // `having count(id) >= 9`: a condition on an aggregate.
         let aggregate = matches!(word(next), Some("count" | "sum" | "avg" | "min" | "max"));
-        if *current == "having" && aggregate && tautology(&tokens[index + 1..], broke_out) {
+        if *current == "having"
+            && (aggregate || broke_out)
+            && tautology(&tokens[index + 1..], broke_out)
+        {
             return Some("sqli.tautology");
         }
         if *current == "waitfor" && matches!(word(next), Some("delay" | "time")) {
@@ -700,6 +703,7 @@ mod tests {
             "select x group by something having count(id) >= 9",
             "unistr(password)::int",
             "encode(lo_get(16200),'base64')::int",
+            "' having 1=1--",
         ] {
             assert!(check(value).is_some(), "missed {value:?}");
         }

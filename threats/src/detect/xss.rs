@@ -22,10 +22,11 @@ impl Xss {
                 "xss.attribute_breakout",
                 r#"["'`][^"'<>]{0,40}?[\s/]on[a-z]{3,}\s*="#,
             ),
-            // A handler assigned a call outside any tag: `;onfocus=eval(atob(...))`.
+            // A handler assigned a call or a sink outside any tag: `;onfocus=eval(atob(...))`,
+            // `onerror=alert;throw 1`.
             (
                 "xss.event_handler",
-                r#"(?:^|[\s;/"'])on[a-z]{3,}\s*=\s*[a-z_$][\w$.]*\s*\("#,
+                r#"(?:^|[\s;/"'])on[a-z]{3,}\s*=\s*(?:[a-z_$][\w$.]*\s*\(|(?:alert|prompt|confirm|eval)\b)"#,
             ),
             (
                 "xss.active_element",
@@ -46,7 +47,7 @@ impl Xss {
             ),
             (
                 "xss.script_call",
-                r#"(?:["'`;>)]|^)\s*(?:[;+,)]\s*)?(?:alert|prompt|confirm|eval|settimeout|setinterval)\s*[(`]"#,
+                r#"(?:["'`;>)]|^)\s*(?:[;+,)\-*/|&^%]\s*)?(?:alert|prompt|confirm|eval|settimeout|setinterval)\s*[(`]"#,
             ),
             // Template literals called as tags: ``[].sort.call`${alert}1` ``.
             (
@@ -126,6 +127,8 @@ mod tests {
             "<link / asdf href  /= ",
             "<?import implementation =",
             "<style>@\\\\",
+            "'-alert(1)-'",
+            "onerror=alert;throw 1",
         ] {
             assert!(xss.check(value).is_some(), "missed {value:?}");
         }
@@ -141,6 +144,8 @@ mod tests {
             "we need a new function (maybe two)",
             "time: 10:00, place: hall",
             "the <links> section and <stylesheet> notes",
+            "well-known - alerting (paging) is on",
+            "online=alerted users",
         ] {
             assert_eq!(xss.check(value), None, "flagged {value:?}");
         }
