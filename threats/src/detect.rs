@@ -316,6 +316,7 @@ impl Check {
             Self::Ssrf => &["://"],
             Self::Java => &[
                 "${",
+                "#{",
                 "java",
                 "runtime",
                 "processbuilder",
@@ -333,6 +334,7 @@ impl Check {
                 "sun.",
                 "org.",
                 "com.",
+                "ch.qos",
                 "bsh.",
                 // Gadget class names.
                 "transformer",

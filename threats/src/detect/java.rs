@@ -24,6 +24,16 @@ const JAVA_CODE: &[(&str, &str)] = &[
     ("java.net.urlclassloader", "java.class_loader"),
 ];
 const MAX_LOOKUP_ROUNDS: usize = 16;
+/// Implicit objects of the Jakarta expression language: an expression naming one reads the
+/// server's request, session or application state.
+const EL_IMPLICIT_OBJECTS: &[&str] = &[
+    "pagecontext",
+    "applicationscope",
+    "sessionscope",
+    "requestscope",
+    "initparam",
+    "facescontext",
+];
 /// Packages whose classes a polymorphic deserializer (Jackson, Fastjson, XStream, XMLDecoder)
 /// or an expression language can be steered to load: the JDK's own and those of the libraries
 /// gadget chains are built from. A value that is nothing but such a class name names a type to
@@ -44,6 +54,11 @@ const GADGET_PACKAGES: &[&str] = &[
     "org.hibernate",
     "com.opensymphony.xwork2",
     "com.mchange",
+    "com.zaxxer.hikari",
+    "ch.qos.logback",
+    "org.h2",
+    "org.jboss",
+    "org.mozilla.javascript",
     "bsh",
     "ognl",
 ];
@@ -89,6 +104,9 @@ pub fn check(value: &str) -> Option<&'static str> {
     if let Some((_, rule)) = JAVA_CODE.iter().find(|(needle, _)| value.contains(needle)) {
         return Some(rule);
     }
+    if expression_language(value) {
+        return Some("java.expression_language");
+    }
     if serialized_in_base64(value) {
         return Some("java.deserialization");
     }
@@ -96,6 +114,20 @@ pub fn check(value: &str) -> Option<&'static str> {
         return Some("java.gadget_class");
     }
     names_platform_class(value.trim()).then_some("java.class_name")
+}
+
+/// `${pageContext.request}`, `#{applicationScope}`: an expression reaching the server's state.
+fn expression_language(value: &str) -> bool {
+    ["${", "#{"].iter().any(|open| {
+        value.match_indices(open).any(|(at, _)| {
+            let inner = value[at + 2..].trim_start();
+            EL_IMPLICIT_OBJECTS.iter().any(|object| {
+                inner.starts_with(object)
+                    && !inner[object.len()..]
+                        .starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+            })
+        })
+    })
 }
 
 /// The serialization stream magic `ac ed 00 05` in base64 (lower-cased), at whichever of the
@@ -202,6 +234,9 @@ mod tests {
             "com.sun.org.apache.xalan.internal.xsltc.trax.templatesimpl",
             "java.runtime",
             "aacs7qafc3i",
+            "${pagecontext.request.getsession()}",
+            "#{applicationscope}",
+            "ch.qos.logback.core.db.drivermanagerconnectionsource",
             "runtime.chainedtransformer",
             "x=processbuilder.start",
             "akztaavzcga",
@@ -217,6 +252,7 @@ mod tests {
             "java.lang.string is immutable",
             "com.example.orders",
             "the process builder is done",
+            "${pagecontextual} and #{sessions}",
         ] {
             assert_eq!(check(value), None, "flagged {value:?}");
         }
