@@ -22,6 +22,12 @@ impl Xss {
                 "xss.attribute_breakout",
                 r#"["'`][^"'<>]{0,40}?[\s/]on[a-z]{3,}\s*="#,
             ),
+            // A quote closing an attribute right before a handler or a script-loading attribute
+            // with nothing or code after it: `"onfocus=`, `'formaction=`, `"onload=alert(1)`.
+            (
+                "xss.attribute_breakout",
+                r#"["'`](?:on[a-z]{3,}|formaction|srcdoc)\s*=\s*(?:$|["'`(]|[a-z_$][\w$.]*\s*\()"#,
+            ),
             // A handler assigned a call or a sink outside any tag: `;onfocus=eval(atob(...))`,
             // `onerror=alert;throw 1`.
             (
@@ -129,6 +135,8 @@ mod tests {
             "<style>@\\\\",
             "'-alert(1)-'",
             "onerror=alert;throw 1",
+            "\"onzoom=",
+            "'formaction=",
         ] {
             assert!(xss.check(value).is_some(), "missed {value:?}");
         }
@@ -146,6 +154,7 @@ mod tests {
             "the <links> section and <stylesheet> notes",
             "well-known - alerting (paging) is on",
             "online=alerted users",
+            "status \"online=yes\" for now",
         ] {
             assert_eq!(xss.check(value), None, "flagged {value:?}");
         }
