@@ -310,6 +310,10 @@ impl Check {
                 // PHP: template tags, variables and superglobals, serialized objects.
                 "php]",
                 "php}",
+                // PowerShell's static members and web client.
+                "]::",
+                "webclient",
+                ".download",
                 "$",
                 ":{",
             ],

