@@ -310,6 +310,14 @@ impl Check {
                 // PHP: template tags, variables and superglobals, serialized objects.
                 "php]",
                 "php}",
+                // Words split by quotes or backslashes (`"w"get`, `w\\ho\\am\\i`), brace
+                // expansion, bash's network devices, batch comparisons.
+                "'",
+                "\"",
+                "\\",
+                "{",
+                "/dev/",
+                "==",
                 // PowerShell's static members and web client.
                 "]::",
                 "webclient",

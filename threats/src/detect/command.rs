@@ -35,6 +35,7 @@ const COMMANDS: &[&str] = &[
     "dmesg",
     "docker",
     "gawk",
+    "gcc",
     "gdb",
     "getent",
     "gunzip",

