@@ -592,7 +592,11 @@ fn judge(name: &str, word: &str, rest: &str, position: Position, wrapped: Option
     }
     match (position, wrapped) {
         (Position::Substitution, _) | (_, Some(true)) => known || word_command,
-        (Position::AfterSeparator, _) if known => true,
+        // `;base64,iVBOR` in a data URL is no command: a command ends at a blank or an operator.
+        (Position::AfterSeparator, _) if known => {
+            rest.is_empty()
+                || rest.starts_with(|c: char| c.is_whitespace() || ";|&<>)`".contains(c))
+        }
         (_, Some(false)) => known || (word_command && option_or_path),
         (Position::ValueStart, None) => (known || word_command) && option_or_path,
         (Position::AfterSeparator, None) => {
@@ -745,6 +749,7 @@ mod tests {
             "5 items; timeout (30s) applies",
             "a; get-together at noon",
             "get-together (friday)",
+            "data:image/png;base64,ivborw0kggoaaaansuheugaaaaeaaaabcayaaaaffcsj",
             "see [docs]:: for details",
         ] {
             assert_eq!(commands.check(value), None, "flagged {value:?}");

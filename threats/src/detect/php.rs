@@ -90,9 +90,11 @@ impl Php {
             if is_function && call_opens(value, found.start(), found.end()) {
                 return Some("code.php_function");
             }
-            let whole =
-                !value[found.end()..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_');
-            if !is_function && whole {
+            // Indexed (`$_GET['c']`) or the whole value (a parameter named `$_COOKIE`): prose
+            // that mentions `$_POST` does neither.
+            let after = value[found.end()..].trim_start();
+            let used = after.starts_with('[') || value.trim() == &value[found.start()..found.end()];
+            if !is_function && used {
                 return Some("code.php_superglobal");
             }
         }
@@ -280,6 +282,7 @@ mod tests {
             "we decode base64 data in the print_r docs",
             "status: ok; o:5 items",
             "mix:\"a\":b",
+            "we use $_post in legacy code",
         ] {
             assert_eq!(php.check(value), None, "flagged {value:?}");
         }

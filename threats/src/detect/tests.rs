@@ -343,3 +343,92 @@ proptest! {
         detector.response(&call);
     }
 }
+
+#[test]
+fn everyday_api_values_are_quiet_in_bodies_and_headers() {
+    let detector = Detector::new();
+    let values = [
+        "https://cdn.example.com/img/avatar.png?size=64&v=2",
+        "c3c5b7de-8ac9-4f86-9c49-0b6dee85f7d8",
+        "2024-05-17T09:30:00+02:00",
+        "report-final (v2).docx",
+        "IMG_2024-01-01.jpeg",
+        "java 17 and spring boot 3.2",
+        "com.example.orders.api",
+        "org.acme:widget:1.0.3",
+        "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.abc",
+        "_ga=GA1.2.123.456; theme=dark; lang=en-US",
+        "sess=abc%3D%3D; csrftoken=xyz",
+        "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        "gzip, deflate, br",
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36",
+        "## Steps\n1. Open settings\n2. Click *Save*\n\n```\nnpm install\nnpm run build\n```",
+        "SELECT your seats now - only $19.99!",
+        "Drop-off at 5pm; pick-up at 9am",
+        "for i in range(10): print(i)",
+        "if x > 5 then y = 2",
+        "The user's cat (Tom) & dog (Rex) | both vaccinated",
+        "50% off; use code SAVE50 at checkout",
+        "C:\\Program Files\\App\\config.ini",
+        "/home/user/.config/app/settings.json",
+        "~/Documents/notes.txt",
+        "see ./README.md and ../CHANGELOG.md",
+        "A & B; C | D",
+        "email: a.b@c.io; phone: +1 (555) 010-0199",
+        "order #1234 -- shipped",
+        "<p>Hello <strong>world</strong></p>",
+        "time series; nice graphs",
+        "Set-Cookie issues in Safari",
+        "Get-Help in PowerShell is useful",
+        "we run `make test` before merging",
+        "{\"a\":1,\"b\":[1,2,3]}",
+        "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==",
+        "price >= 10 and price <= 20",
+        "Tom's Diner, 2nd floor",
+        "O'Reilly Media",
+        "rock'n'roll",
+        "x-forwarded-for: 10.0.0.1",
+        "kubectl get pods -n default",
+        "Run: docker compose up -d",
+        "Use ssh -i key.pem user@host",
+        "union station, 3rd exit",
+        "who am i",
+        "cat lovers club",
+        "sleep apnea (mild)",
+        "exec summary: Q3",
+        "Alias: Bobby",
+        "export to CSV",
+        "uname and password required",
+        "echo chamber",
+        "eval period: 30 days",
+        "system (linux/windows)",
+        "print_r is a php function",
+        "we use $_POST in legacy code",
+        "O:Reilly",
+        "${HOME}/bin",
+        "cost: ${price}",
+        "See [docs](https://example.com/docs) and ![](img.png)",
+        "var x = document.getElementById('a');",
+        "onboarding=done",
+        "ActiveRecord is an ORM",
+        "java.util.List<String> items",
+        "Hello {{name}}",
+        "#{count} items",
+        "url(img/bg.png)",
+    ];
+    let json = [("Content-Type", "application/json")];
+    for text in values {
+        let body = serde_json::json!({ "v": text }).to_string();
+        let in_body = detector.request(&exchange(
+            "/x",
+            None,
+            side(&json, body.as_bytes()),
+            Side::default(),
+        ));
+        let headers = [("X-Note", text)];
+        let in_header =
+            detector.request(&exchange("/x", None, side(&headers, b""), Side::default()));
+        assert!(in_body.is_empty(), "{text:?} in a body: {in_body:?}");
+        assert!(in_header.is_empty(), "{text:?} in a header: {in_header:?}");
+    }
+}
