@@ -81,12 +81,19 @@ impl Xss {
 
     pub fn check(&self, value: &str) -> Option<&'static str> {
         // Browsers drop tabs, newlines and NULs inside URLs and attribute names.
-        let folded: String = value
+        let mut folded: String = value
             .chars()
             .filter(|c| !matches!(c, '\t' | '\n' | '\r' | '\0'))
             .collect();
-        if let Some((rule, _)) = self.rules.iter().find(|(_, regex)| regex.is_match(&folded)) {
+        if let Some(rule) = self.rule(&folded) {
             return Some(rule);
+        }
+        // CSS drops comments inside a word: `expr/**/ession(`.
+        if folded.contains("/*") {
+            folded = without_comments(&folded);
+            if let Some(rule) = self.rule(&folded) {
+                return Some(rule);
+            }
         }
         // A script scheme split by characters browsers drop was split to pass a filter.
         if ["javascript:", "vbscript:"]
@@ -102,6 +109,27 @@ impl Xss {
             .any(|(at, _)| !value[at + 3..].starts_with('('))
             .then_some("xss.jsfuck")
     }
+
+    fn rule(&self, text: &str) -> Option<&'static str> {
+        self.rules
+            .iter()
+            .find(|(_, regex)| regex.is_match(text))
+            .map(|(rule, _)| *rule)
+    }
+}
+
+/// `text` without its `/* ... */` comments (an unclosed one runs to the end).
+fn without_comments(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find("/*") {
+        out.push_str(&rest[..open]);
+        rest = rest[open + 2..]
+            .find("*/")
+            .map_or("", |close| &rest[open + 2 + close + 2..]);
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -137,6 +165,7 @@ mod tests {
             "onerror=alert;throw 1",
             "\"onzoom=",
             "'formaction=",
+            "<img style=\"xss:expr/*xss*/ession(alert(1))\">",
         ] {
             assert!(xss.check(value).is_some(), "missed {value:?}");
         }
