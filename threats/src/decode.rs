@@ -64,9 +64,30 @@ pub fn truncate(value: &str) -> &str {
 }
 
 /// One layer of everything a server or browser may decode: percent-encoding (with `+` as a
-/// space and IIS's `%uXXXX`), then HTML entities, then backslash escapes.
+/// space and IIS's `%uXXXX`), then HTML entities, then backslash escapes, then fullwidth forms.
 pub fn decode_once(value: &str) -> String {
-    backslash_escapes(&html_entities(&percent_decode(value, true)))
+    fold_fullwidth(backslash_escapes(&html_entities(&percent_decode(
+        value, true,
+    ))))
+}
+
+/// Fullwidth forms (`＜script＞`) as the ASCII they stand for: Windows' best-fit mapping turns
+/// them into it when a Unicode value meets an ANSI API.
+pub fn fold_fullwidth(value: String) -> String {
+    let fullwidth = '\u{ff01}'..='\u{ff5e}';
+    if !value.chars().any(|c| fullwidth.contains(&c)) {
+        return value;
+    }
+    value
+        .chars()
+        .map(|c| {
+            if fullwidth.contains(&c) {
+                char::from_u32(u32::from(c) - 0xff01 + 0x21).unwrap_or(c)
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 /// Percent-decoding. Overlong UTF-8 forms of ASCII (`%c0%ae` for `.`), which some servers
@@ -102,18 +123,29 @@ pub fn percent_decode(value: &str, plus_as_space: bool) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Rewrites two-byte overlong encodings of ASCII (`C0 AE`, `C1 9C`) in place as their ASCII.
+/// Rewrites overlong encodings of ASCII in place as their ASCII: two bytes (`C0 AE`, `C1 9C`),
+/// three (`E0 80 AE`) and four (`F0 80 80 AE`).
 fn fold_overlong(bytes: &mut Vec<u8>) {
+    let continuation = |b: Option<&u8>| b.is_some_and(|b| b & 0xc0 == 0x80);
     let mut read = 0;
     let mut write = 0;
     while read < bytes.len() {
         let byte = bytes[read];
-        if (byte == 0xc0 || byte == 0xc1)
-            && let Some(&next) = bytes.get(read + 1)
-            && next & 0xc0 == 0x80
-        {
-            bytes[write] = ((byte & 0x01) << 6) | (next & 0x3f);
-            read += 2;
+        // The bytes before the last carry no bits (or one, for `C1` and `80`/`81` leads).
+        let length = match byte {
+            0xc0 | 0xc1 => 2,
+            0xe0 if matches!(bytes.get(read + 1), Some(0x80 | 0x81)) => 3,
+            0xf0 if bytes.get(read + 1) == Some(&0x80)
+                && matches!(bytes.get(read + 2), Some(0x80 | 0x81)) =>
+            {
+                4
+            }
+            _ => 0,
+        };
+        if length > 0 && (1..length).all(|offset| continuation(bytes.get(read + offset))) {
+            let high = bytes[read + length - 2] & 0x01;
+            bytes[write] = (high << 6) | (bytes[read + length - 1] & 0x3f);
+            read += length;
         } else {
             bytes[write] = byte;
             read += 1;
@@ -205,17 +237,24 @@ fn entity(text: &str) -> Option<(char, usize)> {
             Some(b'x' | b'X') => (16, 1),
             _ => (10, 0),
         };
-        let digits: &str = &number[digits_from..];
+        // Leading zeros are padding browsers skip, however many.
+        let padded: &str = &number[digits_from..];
+        let digits = padded.trim_start_matches('0');
+        let zeros = padded.len() - digits.len();
         let count = digits
             .bytes()
             .take_while(|b| (radix == 16 && b.is_ascii_hexdigit()) || b.is_ascii_digit())
             .count()
             .min(8);
-        if count == 0 {
-            return None;
-        }
-        let code = u32::from_str_radix(&digits[..count], radix).ok()?;
-        (char::from_u32(code)?, 2 + digits_from + count)
+        let code = if count == 0 {
+            if zeros == 0 {
+                return None;
+            }
+            0
+        } else {
+            u32::from_str_radix(&digits[..count], radix).ok()?
+        };
+        (char::from_u32(code)?, 2 + digits_from + zeros + count)
     } else {
         let name_len = body.bytes().take_while(u8::is_ascii_alphabetic).count();
         let name = &body[..name_len];
@@ -244,6 +283,18 @@ pub fn backslash_escapes(value: &str) -> String {
         }
         let bytes = value.as_bytes();
         let decoded = match bytes.get(at + 1) {
+            // `\u{1F600}`, as ES2015 writes any code point.
+            Some(b'u') if bytes.get(at + 2) == Some(&b'{') => {
+                let digits = bytes[at + 3..]
+                    .iter()
+                    .take(7)
+                    .take_while(|b| b.is_ascii_hexdigit())
+                    .count();
+                (bytes.get(at + 3 + digits) == Some(&b'}'))
+                    .then(|| hex_char(bytes.get(at + 3..at + 3 + digits)))
+                    .flatten()
+                    .map(|c| (c, digits + 3))
+            }
             Some(b'u') => hex_char(bytes.get(at + 2..at + 6)).map(|c| (c, 5)),
             Some(b'x') => hex_pair(bytes.get(at + 2..at + 4)).map(|b| (char::from(b), 3)),
             Some(b'n') => Some(('\n', 1)),
@@ -354,14 +405,25 @@ mod tests {
     #[test]
     fn each_decoder_handles_its_forms() {
         assert_eq!(percent_decode("%u003cb%3E", false), "<b>");
+        assert_eq!(
+            fold_fullwidth("\u{ff1c}script\u{ff1e} ok".to_owned()),
+            "<script> ok"
+        );
         assert_eq!(percent_decode("%c0%ae%c0%ae/", false), "../");
+        assert_eq!(percent_decode("%e0%80%ae%f0%80%80%ae/", false), "../");
+        assert_eq!(percent_decode("%e0%a4%85", false), "\u{905}");
         assert_eq!(percent_decode("100%", false), "100%");
         assert_eq!(percent_decode("a+b", false), "a+b");
         assert_eq!(html_entities("&lt;img&#32;src&#x3D;x&gt"), "<img src=x>");
         assert_eq!(html_entities("AT&T &unknown; &#"), "AT&T &unknown; &#");
+        assert_eq!(html_entities("&#0000000000000000000036;&#x0007b;"), "${");
         assert_eq!(
             backslash_escapes(r#"\u003cscript\x3e \"q\" \d"#),
             "<script> \"q\" \\d"
+        );
+        assert_eq!(
+            backslash_escapes(r"\u{61}lert \u{}x \u{110000}"),
+            r"alert \u{}x \u{110000}"
         );
         assert_eq!(
             sql_fold("UNION/**/SELECT/*!50000 user*/()"),

@@ -6,15 +6,18 @@
 //! have something to look at, and only those run. A response's body and headers are checked for
 //! leaks and header mistakes.
 
+mod body;
 mod command;
 mod headers;
 mod java;
 mod leak;
 mod nosqli;
+mod php;
 mod scanner;
 mod sqli;
 mod ssrf;
 mod traversal;
+mod upload;
 mod xss;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
@@ -139,10 +142,23 @@ pub struct Threat {
 }
 
 /// One request value to judge.
+#[derive(Debug)]
 struct Input {
     location: String,
     text: String,
-    is_key: bool,
+    role: Role,
+}
+
+/// What a value is to the application.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// The request's path.
+    Path,
+    Value,
+    /// A parameter or JSON key.
+    Key,
+    /// The name of an uploaded file.
+    FileName,
 }
 
 /// The request detectors a prefilter hit can wake.
@@ -197,6 +213,19 @@ impl Check {
                 "information_schema",
                 "into",
                 "<>",
+                // Catalogs, system procedures and statements that open a value.
+                "sys",
+                "pg_",
+                "sqlite_",
+                "mysql.",
+                "msdb",
+                "tempdb",
+                "xp_",
+                "sp_",
+                "exec",
+                "declare",
+                "alter",
+                " as ",
             ],
             Self::Xss => &[
                 "<",
@@ -217,6 +246,11 @@ impl Check {
                 "document",
                 "innerhtml",
                 "location",
+                "![]",
+                "[",
+                "`",
+                // A scheme split by tabs or newlines: `ja&tab;vascript:`.
+                "script:",
             ],
             Self::Traversal => &[
                 "..",
@@ -245,6 +279,9 @@ impl Check {
                 "%c1",
                 "%u",
                 "%25",
+                "sys/",
+                // Hidden files and folders.
+                "/.",
             ],
             Self::Command => &[
                 ";",
@@ -260,10 +297,38 @@ impl Check {
                 "process.",
                 "constructor",
                 "(",
+                // Commands at the value's start: an option or a path as their argument, or a
+                // wrapper before them; Windows batch conditions.
+                " -",
+                " /",
+                "time ",
+                "nohup",
+                "strace",
+                "sudo",
+                "if ",
+                "${",
+                // PHP: template tags, variables and superglobals, serialized objects.
+                "php]",
+                "php}",
+                // Words split by quotes or backslashes (`"w"get`, `w\\ho\\am\\i`), brace
+                // expansion, bash's network devices, batch comparisons.
+                "'",
+                "\"",
+                "\\",
+                "{",
+                "/dev/",
+                "==",
+                // PowerShell's static members and web client.
+                "]::",
+                "webclient",
+                ".download",
+                "$",
+                ":{",
             ],
             Self::Ssrf => &["://"],
             Self::Java => &[
                 "${",
+                "#{",
                 "java",
                 "runtime",
                 "processbuilder",
@@ -272,8 +337,29 @@ impl Check {
                 "ognl",
                 "t(",
                 "ro0ab",
+                "s7qaf",
+                "ztaa",
                 "aced0005",
                 "xwork",
+                // Dotted class names in gadget packages (`java` covers `javax`).
+                "jdk.",
+                "sun.",
+                "org.",
+                "com.",
+                "ch.qos",
+                "bsh.",
+                // Gadget class names.
+                "transformer",
+                "closure",
+                "factory",
+                "impl",
+                "invocationhandler",
+                "expexception",
+                "mapentry",
+                "objectinputstream",
+                "scriptengine",
+                "classloader",
+                "xmldecoder",
             ],
             Self::Nosqli => &["$"],
         }
@@ -286,6 +372,8 @@ pub struct Detector {
     /// For each prefilter pattern, the detectors it wakes.
     wakes: Vec<u8>,
     xss: xss::Xss,
+    commands: command::Commands,
+    traversal: traversal::Traversal,
     leaks: leak::Leaks,
 }
 
@@ -318,6 +406,8 @@ impl Detector {
             prefilter,
             wakes,
             xss: xss::Xss::new(),
+            commands: command::Commands::new(),
+            traversal: traversal::Traversal::new(),
             leaks: leak::Leaks::new(),
         }
     }
@@ -357,6 +447,18 @@ impl Detector {
     }
 
     fn judge(&self, input: &Input, threats: &mut Vec<Threat>) {
+        if input.role == Role::FileName
+            && let Some((kind, rule)) = upload::check(&input.text)
+        {
+            push(
+                threats,
+                kind,
+                Severity::High,
+                rule,
+                input.location.clone(),
+                &input.text,
+            );
+        }
         let variants = decode::variants(&input.text);
         let mut done = 0u8;
         for variant in &variants {
@@ -397,9 +499,13 @@ impl Detector {
                 .xss
                 .check(variant)
                 .map(|rule| (ThreatKind::Xss, Severity::High, rule)),
-            Check::Traversal => traversal::check(variant, &input.text)
+            Check::Traversal => self
+                .traversal
+                .check(variant, &input.text, input.role == Role::Path)
                 .map(|rule| (ThreatKind::PathTraversal, Severity::High, rule)),
-            Check::Command => command::check(variant)
+            Check::Command => self
+                .commands
+                .check(variant)
                 .map(|rule| (ThreatKind::CommandInjection, Severity::Critical, rule)),
             Check::Ssrf => ssrf::check(variant).map(|target| match target {
                 ssrf::Target::Metadata => {
@@ -416,7 +522,7 @@ impl Detector {
             Check::Java => {
                 java::check(variant).map(|rule| (ThreatKind::Jndi, Severity::Critical, rule))
             }
-            Check::Nosqli => nosqli::check(variant, input.is_key)
+            Check::Nosqli => nosqli::check(variant, input.role == Role::Key)
                 .map(|rule| (ThreatKind::Nosqli, Severity::High, rule)),
         }
     }
@@ -534,7 +640,7 @@ fn inputs(exchange: &Exchange<'_>) -> Vec<Input> {
     let mut inputs = vec![Input {
         location: "path".to_owned(),
         text: exchange.path.to_owned(),
-        is_key: false,
+        role: Role::Path,
     }];
     if let Some(query) = exchange.query {
         pairs(query, '&', "query", &mut inputs);
@@ -548,33 +654,22 @@ fn inputs(exchange: &Exchange<'_>) -> Vec<Input> {
         if lower == "cookie" {
             pairs(value, ';', "cookie", &mut inputs);
         } else {
+            let role = if matches!(lower.as_str(), "x-filename" | "x-file-name") {
+                Role::FileName
+            } else {
+                Role::Value
+            };
             inputs.push(Input {
                 location: format!("header.{lower}"),
                 text: (*value).to_owned(),
-                is_key: false,
+                role,
             });
         }
     }
     if let Some(body) = request.plain_body().filter(|b| !b.is_empty()) {
-        let text = String::from_utf8_lossy(&body[..body.len().min(MAX_BODY_BYTES)]).into_owned();
-        let media = request.media_type().unwrap_or_default();
-        let trimmed = text.trim_start();
-        let json = (media.contains("json") || trimmed.starts_with(['{', '[']))
-            .then(|| serde_json::from_str::<serde_json::Value>(&text).ok())
-            .flatten();
-        if let Some(json) = json {
-            walk_json(&json, "body".to_owned(), 0, &mut inputs);
-        } else if media == "application/x-www-form-urlencoded"
-            || (media.is_empty() && !text.contains('\n') && text.contains('='))
-        {
-            pairs(&text, '&', "body", &mut inputs);
-        } else {
-            inputs.push(Input {
-                location: "body".to_owned(),
-                text,
-                is_key: false,
-            });
-        }
+        let text = String::from_utf8_lossy(&body[..body.len().min(MAX_BODY_BYTES)]);
+        let content_type = request.header("content-type").unwrap_or_default();
+        body::inputs(&text, content_type, "body", &mut inputs);
     }
     inputs.truncate(MAX_INPUTS);
     inputs
@@ -595,13 +690,13 @@ fn pairs(text: &str, separator: char, prefix: &str, inputs: &mut Vec<Input>) {
         inputs.push(Input {
             location: location.clone(),
             text: name.to_owned(),
-            is_key: true,
+            role: Role::Key,
         });
         if !value.is_empty() {
             inputs.push(Input {
                 location,
                 text: value.to_owned(),
-                is_key: false,
+                role: Role::Value,
             });
         }
     }
@@ -615,7 +710,7 @@ fn walk_json(value: &serde_json::Value, pointer: String, depth: usize, inputs: &
         serde_json::Value::String(text) => inputs.push(Input {
             location: pointer,
             text: text.clone(),
-            is_key: false,
+            role: Role::Value,
         }),
         serde_json::Value::Array(items) => {
             for (index, item) in items.iter().enumerate() {
@@ -628,7 +723,7 @@ fn walk_json(value: &serde_json::Value, pointer: String, depth: usize, inputs: &
                 inputs.push(Input {
                     location: child.clone(),
                     text: key.clone(),
-                    is_key: true,
+                    role: Role::Key,
                 });
                 walk_json(item, child, depth + 1, inputs);
             }

@@ -13,7 +13,7 @@ const TRACES: &[(&str, &str)] = &[
     ),
     (
         "trace.java",
-        r"\b(?:java|javax|jakarta|org\.springframework|org\.hibernate|org\.apache)\.[\w.$]*(?:Exception|Error)\b(?::|\s+at\b|\r?\n)",
+        r"\b(?:java|javax|jakarta|org\.springframework|org\.hibernate|org\.apache|com\.fasterxml)\.[\w.$]*(?:Exception|Error)\b(?::|\s+at\b|\r?\n|$)",
     ),
     ("trace.java", r#"Exception in thread "[^"]*" [\w.$]+"#),
     ("trace.python", r"Traceback \(most recent call last\):"),
@@ -49,8 +49,9 @@ const TRACES: &[(&str, &str)] = &[
     ),
     (
         "trace.ruby",
-        r"\b(?:NoMethodError|NameError|ArgumentError|LoadError|SyntaxError): (?:undefined|uninitialized|wrong number|cannot load)",
+        r"\b(?:NoMethodError|NameError|ArgumentError|LoadError|SyntaxError)(?:: | \()(?:undefined|uninitialized|wrong number|cannot load)",
     ),
+    ("trace.ruby", r"\.rb:\d+: syntax error"),
 ];
 const DEBUG_PAGES: &[(&str, &str)] = &[
     (
@@ -74,13 +75,15 @@ const DEBUG_PAGES: &[(&str, &str)] = &[
         r"sf-toolbar|Symfony\\Component\\[A-Za-z\\]+Exception|<title>Symfony Exception",
     ),
     ("debug.spring", r"Whitelabel Error Page"),
+    // Server-side source sent as it is: the interpreter did not run it.
+    ("debug.php_source", r"<\?(?:php\b|=|\s)"),
     (
         "debug.aspnet",
         r"Server Error in '[^']*' Application|<b> ?Exception Details: ?</b>|\[HttpException \(0x[0-9a-fA-F]+\)\]|ASP\.NET is configured to show verbose error messages",
     ),
     (
         "debug.iis",
-        r"<title>IIS [\d.]+ Detailed Error|Internet Information Services|HTTP Error \d{3}\.\d+ - |Microsoft OLE DB Provider|ODBC Drivers error",
+        r"<title>IIS [\d.]+ Detailed Error|<title>\d{3}\.\d+ - |Internet Information Services|HTTP Error \d{3}\.\d+ - |Microsoft OLE DB Provider|ODBC Drivers error",
     ),
     (
         "debug.phpinfo",
@@ -96,7 +99,7 @@ const DEBUG_PAGES: &[(&str, &str)] = &[
     ),
     (
         "debug.sql_error",
-        r"(?i)you have an error in your sql syntax|warning: (?:mysql|mysqli|pg|sqlite|oci|mssql|odbc)_\w+\(|unclosed quotation mark after the character string|quoted string not properly terminated|\bORA-\d{5}\b|PostgreSQL query failed|\bPSQLException\b|SQLSTATE\[\w+\]|SQLite(?:3)?::(?:SQLException|query)|sqlite3\.OperationalError|Microsoft SQL Server.*Driver|\[Microsoft\]\[ODBC|Syntax error in string in query expression|Dynamic SQL Error|DB2 SQL error|Sybase message|com\.mysql\.jdbc|org\.postgresql\.util|valid MySQL result|MySqlClient\.|System\.Data\.SqlClient|Npgsql\.|java\.sql\.SQLException|supplied argument is not a valid (?:MySQL|PostgreSQL)|Column count doesn't match value count|pg_query\(\)|mysql_fetch_\w+\(\)|Unknown column '[^']+' in 'field list'|near \S+: syntax error",
+        r"(?i)you have an error in your sql syntax|warning: (?:mysql|mysqli|pg|sqlite|oci|mssql|odbc|maxdb|sybase|ingres|ifx|fbsql|db2)_\w+\(|warning: \w+::query\(\)|\bERROR \d{4} \([0-9A-Z]{5}\): |\]\[[\w .]*ODBC[\w .]*\]|unclosed quotation mark after the character string|quoted string not properly terminated|\bORA-\d{5}\b|PostgreSQL query failed|\bPSQLException\b|SQLSTATE\[\w+\]|SQLite(?:3)?::(?:SQLException|query)|sqlite3\.OperationalError|Microsoft SQL Server.*Driver|\[Microsoft\]\[ODBC|Syntax error in string in query expression|Dynamic SQL Error|DB2 SQL error|Sybase message|com\.mysql\.jdbc|org\.postgresql\.util|valid MySQL result|MySqlClient\.|System\.Data\.SqlClient|Npgsql\.|java\.sql\.SQLException|supplied argument is not a valid (?:MySQL|PostgreSQL)|Column count doesn't match value count|pg_query\(\)|mysql_fetch_\w+\(\)|Unknown column '[^']+' in 'field list'|near \S+: syntax error",
     ),
 ];
 /// Internal host names a response should not mention.
@@ -195,6 +198,35 @@ mod tests {
             leaks.debug_page("You have an error in your SQL syntax; check the manual"),
             Some("debug.sql_error")
         );
+        for (body, rule) in [
+            ("ERROR 1772 (HY000): Malformed GTID set", "debug.sql_error"),
+            ("Warning: maxdb::query():  -4004 POS(15)", "debug.sql_error"),
+            (
+                "[Actian][Ingres ODBC Driver][Ingres]Delimited",
+                "debug.sql_error",
+            ),
+            ("<?php echo \"hi\" ?>", "debug.php_source"),
+            ("<title>404.14 - URL too long.</title>", "debug.iis"),
+        ] {
+            assert_eq!(leaks.debug_page(body), Some(rule), "{body}");
+        }
+        for (body, rule) in [
+            ("java.lang.NullPointerException", "trace.java"),
+            (
+                "com.fasterxml.jackson.databind.JsonMappingException: Unexpected",
+                "trace.java",
+            ),
+            (
+                "NameError (undefined local variable or method `x'",
+                "trace.ruby",
+            ),
+            (
+                "app/controllers/x_controller.rb:10: syntax error, unexpected",
+                "trace.ruby",
+            ),
+        ] {
+            assert_eq!(leaks.stack_trace(body), Some(rule), "{body}");
+        }
         assert_eq!(
             leaks.internal_address("upstream 10.12.0.7:8080 failed"),
             Some("address.private_ipv4")
@@ -208,6 +240,9 @@ mod tests {
             "version 10.2.3.4.5",
             "served by 8.8.8.8",
             "Exception handling is described in chapter 3",
+            "<?xml version=\"1.0\"?><feed/>",
+            "error 404 (not found): try again",
+            "we use java.lang.Exception handling widely",
         ] {
             assert_eq!(
                 leaks

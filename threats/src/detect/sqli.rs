@@ -148,6 +148,13 @@ const PROBE_FUNCTIONS: &[&str] = &[
     "json_keys",
     "name_const",
 ];
+/// Functions that wait: called with a number of seconds they probe blind injection.
+const DELAYS: &[&str] = &["sleep", "pg_sleep", "benchmark"];
+/// Types PostgreSQL casts to with `::`, the cast error-based extraction forces.
+const CAST_TYPES: &[&str] = &[
+    "int", "integer", "bigint", "smallint", "text", "varchar", "char", "numeric", "double",
+    "float", "bool", "boolean", "json", "jsonb", "bytea", "date", "xml",
+];
 /// Functions common in extraction payloads: a signal only where an expression is expected.
 const SQL_FUNCTIONS: &[&str] = &[
     "char",
@@ -187,6 +194,43 @@ const SQL_FUNCTIONS: &[&str] = &[
     "select",
     "rand",
     "floor",
+    "upper",
+    "lower",
+    "trim",
+    "xmltype",
+];
+/// SQL Server's extended and system procedures that run commands, read the registry or
+/// execute built strings: named only by SQL.
+const SYSTEM_PROCEDURES: &[&str] = &[
+    "xp_cmdshell",
+    "xp_regread",
+    "xp_regwrite",
+    "xp_dirtree",
+    "xp_fileexist",
+    "xp_servicecontrol",
+    "sp_oacreate",
+    "sp_oamethod",
+    "sp_executesql",
+    "sp_makewebtask",
+    "sp_addextendedproc",
+    "sp_configure",
+    "sp_password",
+];
+/// Databases and tables that hold the catalog: reading them maps the schema.
+const CATALOGS: &[&str] = &[
+    "information_schema",
+    "sysobjects",
+    "syscolumns",
+    "sysdatabases",
+    "pg_catalog",
+    "pg_shadow",
+    "pg_user",
+    "sqlite_master",
+    "mysql.user",
+    "msysobjects",
+    "msysaccessobjects",
+    "tempdb",
+    "msdb",
 ];
 const COMPARISONS: &[&str] = &[
     "=", "==", "!=", "<>", "<", ">", "<=", ">=", "<=>", "like", "rlike", "regexp", "is", "between",
@@ -232,10 +276,14 @@ const STACKED: &[(&str, &[&str])] = &[
     ("waitfor", &["delay", "time"]),
     ("select", &[]),
     ("update", &[]),
+    ("set", &[]),
 ];
 
 /// The rule that a value breaks, if any.
 pub fn check(value: &str) -> Option<&'static str> {
+    if cast_after_call(value) {
+        return Some("sqli.cast");
+    }
     for quote in ["", "'", "\""] {
         if !quote.is_empty() && !value.contains(quote) {
             continue;
@@ -313,6 +361,9 @@ fn score(tokens: &[Token<'_>], broke_out: bool) -> Option<&'static str> {
             return Some("sqli.comment_truncation");
         }
     }
+    if !broke_out && stacked(tokens) {
+        return Some("sqli.stacked_query");
+    }
     for (index, token) in tokens.iter().enumerate() {
         let next = tokens.get(index + 1);
         let Token::Word(current) = token else {
@@ -333,7 +384,7 @@ fn score(tokens: &[Token<'_>], broke_out: bool) -> Option<&'static str> {
                 Some(Token::Open) => after + 1,
                 _ => after,
             };
-            if word(tokens.get(select)) == Some("select") {
+            if word(tokens.get(select)) == Some("select") && select_list(&tokens[select + 1..]) {
                 return Some("sqli.union_select");
             }
         }
@@ -343,26 +394,53 @@ fn score(tokens: &[Token<'_>], broke_out: bool) -> Option<&'static str> {
         if current.starts_with("@@") && current.len() > 2 {
             return Some("sqli.system_variable");
         }
-        if matches!(
-            *current,
-            "information_schema" | "sysobjects" | "pg_catalog" | "sqlite_master" | "mysql.user"
-        ) || current.starts_with("information_schema.")
-            || (*current == "into" && matches!(word(next), Some("outfile" | "dumpfile")))
-        {
+        // `master..xp_cmdshell`, `` `information_schema`.tables ``: names qualified or not.
+        let last = current.rsplit('.').next().unwrap_or_default();
+        let catalog = CATALOGS.contains(current)
+            || (current.contains('.')
+                && current
+                    .split('.')
+                    .any(|part| CATALOGS.contains(&part.trim_matches('`'))));
+        if catalog || (*current == "into" && matches!(word(next), Some("outfile" | "dumpfile"))) {
             return Some("sqli.catalog_access");
+        }
+        if SYSTEM_PROCEDURES.contains(&last) {
+            return Some("sqli.system_procedure");
+        }
+        if alias_from(tokens, index) {
+            return Some("sqli.select_from");
         }
         let called = matches!(next, Some(Token::Open));
         let in_expression = expression_position(tokens, index, broke_out);
-        if called && PROBE_FUNCTIONS.contains(current) && in_expression {
+        // `'.sleep(12).'`, `{${sleep(12)}}`, `time.sleep(12)`: a delay of so many seconds is a
+        // timing probe wherever the injected code runs.
+        let delay = DELAYS.contains(&last)
+            && called
+            && matches!(tokens.get(index + 2), Some(Token::Number))
+            && matches!(tokens.get(index + 3), Some(Token::Close));
+        if delay || (called && PROBE_FUNCTIONS.contains(current) && in_expression) {
             return Some("sqli.probe_function");
+        }
+        // `having count(id) >= 9`: a condition on an aggregate.
+        let aggregate = matches!(word(next), Some("count" | "sum" | "avg" | "min" | "max"));
+        if *current == "having"
+            && (aggregate || broke_out)
+            && tautology(&tokens[index + 1..], broke_out)
+        {
+            return Some("sqli.tautology");
         }
         if *current == "waitfor" && matches!(word(next), Some("delay" | "time")) {
             return Some("sqli.probe_function");
         }
-        if broke_out && called && in_expression && SQL_FUNCTIONS.contains(current) {
+        // A literal right before the call is another value's text (`","if (`), not SQL.
+        let after_literal = index > 0 && matches!(tokens[index - 1], Token::Str { .. });
+        if broke_out && called && in_expression && !after_literal && SQL_FUNCTIONS.contains(current)
+        {
             return Some("sqli.function_after_breakout");
         }
-        if *current == "select" && (in_expression || broke_out) && select_from(&tokens[index + 1..])
+        if *current == "select"
+            && (in_expression || broke_out)
+            && (select_from(&tokens[index + 1..]) || select_expression(&tokens[index + 1..]))
         {
             return Some("sqli.select_from");
         }
@@ -377,12 +455,45 @@ fn score(tokens: &[Token<'_>], broke_out: bool) -> Option<&'static str> {
     None
 }
 
+/// What may follow `union select`: a column list (`null,2`, `@@version`, `user()`, `name from`),
+/// not the words of a name such as "Union Select Mortgage Brokers".
+fn select_list(tokens: &[Token<'_>]) -> bool {
+    match tokens.first() {
+        None => true,
+        Some(
+            Token::Number
+            | Token::Str { .. }
+            | Token::Open
+            | Token::Op(_)
+            | Token::Comment
+            | Token::Other,
+        ) => true,
+        Some(Token::Word(column)) => {
+            let known_function = SQL_FUNCTIONS.contains(column) || PROBE_FUNCTIONS.contains(column);
+            column.starts_with('@')
+                || matches!(*column, "null" | "all" | "distinct")
+                || (known_function && matches!(tokens.get(1), Some(Token::Open)))
+                || matches!(
+                    tokens.get(1),
+                    None | Some(
+                        Token::Comma
+                            | Token::Comment
+                            | Token::Close
+                            | Token::Semicolon
+                            | Token::Word("from")
+                    )
+                )
+        }
+        _ => false,
+    }
+}
+
 /// `or 1=1`, `and 'a'='a`, `or 2>1`, `|| true--` (bare truth only after a breakout).
 fn tautology(tokens: &[Token<'_>], broke_out: bool) -> bool {
     let mut i = 0;
     while matches!(
         tokens.get(i),
-        Some(Token::Open) | Some(Token::Word("not")) | Some(Token::Op("!"))
+        Some(Token::Open | Token::Comment) | Some(Token::Word("not")) | Some(Token::Op("!"))
     ) {
         i += 1;
     }
@@ -446,9 +557,14 @@ fn stacked(tokens: &[Token<'_>]) -> bool {
         "update" => tokens.iter().take(8).any(|t| *t == Token::Word("set")),
         "exec" | "execute" => {
             word(tokens.get(1)).is_some_and(|w| {
-                w.starts_with("xp_") || w.starts_with("sp_") || w.starts_with("master.")
+                w.starts_with("xp_")
+                    || w.starts_with("sp_")
+                    || w.starts_with("master.")
+                    || w == "immediate"
             }) || matches!(tokens.get(1), Some(Token::Open))
         }
+        // `;set @old_sql_mode = ...`: a user variable, not the verb.
+        "set" => word(tokens.get(1)).is_some_and(|w| w.starts_with('@') && w.len() > 1),
         "declare" => word(tokens.get(1)).is_some_and(|w| w.starts_with('@')),
         "shutdown" => matches!(
             tokens.get(1),
@@ -463,7 +579,7 @@ fn stacked(tokens: &[Token<'_>]) -> bool {
 fn select_from(tokens: &[Token<'_>]) -> bool {
     let Some(from) = tokens
         .iter()
-        .take(16)
+        .take(32)
         .position(|t| *t == Token::Word("from"))
     else {
         // `select(sleep(5))`, `select 1,2,3`, `select @@version`
@@ -494,10 +610,59 @@ fn select_from(tokens: &[Token<'_>]) -> bool {
         }
         _ => false,
     };
-    matches!(
-        tokens.get(from + 1),
-        Some(Token::Word(_)) | Some(Token::Open)
-    ) && table_follows
+    match tokens.get(from + 1) {
+        // `from(select ...)`: a derived table.
+        Some(Token::Open) => true,
+        Some(Token::Word(_)) => table_follows,
+        _ => false,
+    }
+}
+
+/// `select char(`, `select (case when`, `select 'x'||`, `select pg_sleep`: a select list
+/// that starts with SQL, with no `from` needed.
+fn select_expression(tokens: &[Token<'_>]) -> bool {
+    let function = |index: usize| {
+        word(tokens.get(index)).is_some_and(|name| {
+            (SQL_FUNCTIONS.contains(&name) || PROBE_FUNCTIONS.contains(&name))
+                && matches!(tokens.get(index + 1), Some(Token::Open))
+        })
+    };
+    match tokens.first() {
+        Some(Token::Open) => matches!(word(tokens.get(1)), Some("select" | "case")) || function(1),
+        Some(Token::Word(name)) => PROBE_FUNCTIONS.contains(name) || function(0),
+        Some(Token::Number | Token::Str { closed: true }) => {
+            matches!(tokens.get(1), Some(Token::Op("||")))
+        }
+        _ => false,
+    }
+}
+
+/// `unistr(password)::int`: a call's result cast the PostgreSQL way.
+fn cast_after_call(value: &str) -> bool {
+    value.match_indices(")::").any(|(at, _)| {
+        let kind = &value[at + 3..];
+        let end = kind
+            .find(|c: char| !c.is_ascii_alphanumeric())
+            .unwrap_or(kind.len());
+        CAST_TYPES.contains(&&kind[..end])
+    })
+}
+
+/// `) as total from`, `` `a` as `b` from ``, `1234 as "x" from`: the tail of a select list,
+/// an alias after an expression and before `from` (in prose "as" follows a word).
+fn alias_from(tokens: &[Token<'_>], index: usize) -> bool {
+    let expression_before = match index.checked_sub(1).map(|i| &tokens[i]) {
+        Some(Token::Close | Token::Number | Token::Str { closed: true }) => true,
+        Some(Token::Word(name)) => name.is_empty(),
+        _ => false,
+    };
+    tokens[index] == Token::Word("as")
+        && expression_before
+        && matches!(
+            tokens.get(index + 1),
+            Some(Token::Word(_) | Token::Str { closed: true })
+        )
+        && word(tokens.get(index + 2)) == Some("from")
 }
 
 #[cfg(test)]
@@ -521,6 +686,24 @@ mod tests {
             "1' order by 3--",
             "' union select @@version,2",
             "id=1 and 1=2 union select table_name from information_schema.tables",
+            "select char(113)||chr(122)",
+            "1 group by concat(0x71,(select (case when (5554=5554) then 1 else 0 end)),0x71)",
+            "select 6229 from(select count(*),concat(0x71,0x72))",
+            ") as total from",
+            "1234 as \"foobar\" from",
+            "exec master..xp_cmdshell 'dir'",
+            "declare @b varchar(8000)",
+            "mod(1,1);set @a = x'53'",
+            "from `information_schema`.tables limit 1",
+            "alter table users add admin int",
+            "select pg_sleep",
+            "union select",
+            "file:/init.ini'.sleep(12).'",
+            "test{${sleep(12)}}",
+            "select x group by something having count(id) >= 9",
+            "unistr(password)::int",
+            "encode(lo_get(16200),'base64')::int",
+            "' having 1=1--",
         ] {
             assert!(check(value).is_some(), "missed {value:?}");
         }
@@ -539,6 +722,17 @@ mod tests {
             "we used select * carefully",
             "it's 5 o'clock and the update is done; select the next ticket",
             "i need sleep (at least 8 hours)",
+            "union select mortgage brokers (uk) ltd",
+            "union select realty (ireland) ltd",
+            "please select (at most 3) sizes",
+            "select one as soon as possible from the list",
+            "known as bob from accounting",
+            "set the table; set @ 5pm",
+            "the tempo of msdn docs",
+            "baby sleep (8 hours) schedule",
+            "having fun (a lot) > work",
+            "see (the docs):: text below",
+            r#"["email me","if (count > 0 && ready) { return items[0]; }"]"#,
         ] {
             assert_eq!(check(value), None, "flagged {value:?}");
         }

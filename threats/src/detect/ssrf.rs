@@ -1,6 +1,7 @@
 //! Server-side request forgery: URLs in parameters that point at the node's own, the
 //! cluster's or the cloud's internal addresses, however the address is spelled.
 
+use std::borrow::Cow;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Schemes that make a fetching server speak raw protocols or read files.
@@ -8,6 +9,23 @@ const DANGEROUS_SCHEMES: &[&str] = &[
     "gopher", "dict", "file", "tftp", "netdoc", "jar", "ldap", "expect",
 ];
 const FETCH_SCHEMES: &[&str] = &["http", "https", "ftp", "ftps", "sftp", "ws", "wss"];
+/// Public DNS names that resolve to the loopback address, for local development.
+const LOOPBACK_NAMES: &[&str] = &["localtest.me", "lvh.me", "vcap.me"];
+/// Domains of out-of-band interaction services: a server made to fetch one proves it can be
+/// made to fetch anything.
+const INTERACTION_DOMAINS: &[&str] = &[
+    "burpcollaborator.net",
+    "oastify.com",
+    "interact.sh",
+    "oast.fun",
+    "oast.live",
+    "oast.me",
+    "oast.pro",
+    "oast.site",
+    "oast.online",
+    "dnslog.cn",
+    "ceye.io",
+];
 /// Host names of cloud instance metadata services.
 const METADATA_HOSTS: &[&str] = &[
     "metadata.google.internal",
@@ -40,7 +58,13 @@ pub fn check(value: &str) -> Option<Target> {
         let scheme = &rest[scheme_start..at];
         let after = &rest[at + 3..];
         let at_value_start = value.len() - rest.len() + scheme_start == 0;
-        let target = judge(scheme, after, at_value_start);
+        // `jar:http://host!/`: Java fetches the archive and reads inside it.
+        let nested = rest[..scheme_start].ends_with("jar:");
+        let target = if nested {
+            Some(Target::Scheme)
+        } else {
+            judge(scheme, after, at_value_start)
+        };
         worst = match (worst, target) {
             (Some(Target::Metadata), _) | (_, None) => worst,
             (_, Some(Target::Metadata)) => target,
@@ -63,8 +87,8 @@ fn judge(scheme: &str, after: &str, at_value_start: bool) -> Option<Target> {
     } else {
         host_port.split(':').next().unwrap_or_default()
     };
-    let host = host.trim_end_matches('.');
-    let class = classify_host(host);
+    let host = normalize_host(host.trim_end_matches('.'));
+    let class = classify_host(&host);
     if class.is_some() && (FETCH_SCHEMES.contains(&scheme) || DANGEROUS_SCHEMES.contains(&scheme)) {
         return class;
     }
@@ -72,9 +96,33 @@ fn judge(scheme: &str, after: &str, at_value_start: bool) -> Option<Target> {
         return Some(Target::Scheme);
     }
     let ends_in_query_trick = after.ends_with('?') || after.ends_with("%00");
-    let bare_ip = parse_ipv4(host).is_some() || host.parse::<Ipv6Addr>().is_ok();
+    let bare_ip = parse_ipv4(&host).is_some() || host.parse::<Ipv6Addr>().is_ok();
     (FETCH_SCHEMES.contains(&scheme) && at_value_start && (bare_ip || ends_in_query_trick))
         .then_some(Target::RemoteInclude)
+}
+
+/// A host as URL parsers read it: circled digits (`①②⑦`) and ideographic full stops are the
+/// digits and dots they look like (IDNA maps them so).
+fn normalize_host(host: &str) -> Cow<'_, str> {
+    if host.is_ascii() {
+        return Cow::Borrowed(host);
+    }
+    Cow::Owned(
+        host.chars()
+            .map(|c| match c {
+                '\u{2460}'..='\u{2468}' => char::from(b'1' + (u32::from(c) - 0x2460) as u8),
+                '\u{24ea}' => '0',
+                '\u{3002}' | '\u{ff61}' => '.',
+                other => other,
+            })
+            .collect(),
+    )
+}
+
+/// Whether `host` is `domain` or a name under it.
+fn under(host: &str, domain: &str) -> bool {
+    host.strip_suffix(domain)
+        .is_some_and(|rest| rest.is_empty() || rest.ends_with('.'))
 }
 
 fn classify_host(host: &str) -> Option<Target> {
@@ -86,8 +134,13 @@ fn classify_host(host: &str) -> Option<Target> {
         || host.ends_with(".internal")
         || host.ends_with(".cluster.local")
         || host.ends_with(".local")
+        || host.ends_with(".svc")
+        || LOOPBACK_NAMES.iter().any(|name| under(host, name))
     {
         return Some(Target::Internal);
+    }
+    if INTERACTION_DOMAINS.iter().any(|domain| under(host, domain)) {
+        return Some(Target::RemoteInclude);
     }
     if let Some(ip) = parse_ipv4(host).or_else(|| embedded_ipv4(host)) {
         return classify_ipv4(ip);
@@ -208,6 +261,14 @@ mod tests {
             ("gopher://evil.example:70/_payload", Target::Scheme),
             ("http://203.0.113.9/shell.txt", Target::RemoteInclude),
             ("https://evil.example/shell.txt?", Target::RemoteInclude),
+            (
+                "http://\u{2460}\u{2461}\u{2466}.\u{24ea}.\u{24ea}.\u{2460}/",
+                Target::Internal,
+            ),
+            ("http://app.localtest.me/", Target::Internal),
+            ("http://x.oastify.com/", Target::RemoteInclude),
+            ("jar:http://evil.example!/", Target::Scheme),
+            ("http://kubernetes.default.svc/", Target::Internal),
         ] {
             assert_eq!(check(value), Some(target), "{value}");
         }
@@ -220,6 +281,8 @@ mod tests {
             "see https://docs.example.org/guide#ssrf for details",
             "https://api.github.com/repos",
             "version 10.0.0.1 of the app",
+            "https://notoastify.com/",
+            "https://lvh.meadows.example/",
         ] {
             assert_eq!(check(value), None, "{value}");
         }

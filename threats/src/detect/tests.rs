@@ -212,6 +212,129 @@ fn responses_are_checked_for_leaks_and_headers() {
     assert!(unseen.is_empty(), "{unseen:?}");
 }
 
+#[test]
+fn payloads_are_found_wherever_the_body_hides_them() {
+    let detector = Detector::new();
+    let xml = [("Content-Type", "application/xml")];
+    let multipart = [("Content-Type", "multipart/form-data; boundary=----b0undary")];
+    let plain = [("Content-Type", "text/plain")];
+    let upload = [("X-Filename", "avatar. php")];
+    let cases: [RequestCase<'_>; 6] = [
+        (
+            "/",
+            None,
+            &xml,
+            br#"<?xml version="1.0"?><order><item type="java.lang.ProcessBuilder">1</item></order>"#,
+            ThreatKind::Jndi,
+            "body/item@type",
+        ),
+        (
+            "/",
+            None,
+            &multipart,
+            b"------b0undary\r\nContent-Disposition: form-data; name=\"meta\"\r\nContent-Type: application/json\r\n\r\n{\"note\":\"1' union select password from users--\"}\r\n------b0undary--\r\n",
+            ThreatKind::Sqli,
+            "body.meta/note",
+        ),
+        (
+            "/",
+            None,
+            &multipart,
+            b"------b0undary\r\nContent-Disposition: form-data; name=\"file\"; filename=\"../../shell.txt\"\r\n\r\nhi\r\n------b0undary--\r\n",
+            ThreatKind::PathTraversal,
+            "body.file.filename",
+        ),
+        ("/upload", None, &upload, b"", ThreatKind::CommandInjection, "header.x-filename"),
+        (
+            "/",
+            None,
+            &plain,
+            b"host=example.org&cmd=nohup whoami\n",
+            ThreatKind::CommandInjection,
+            "body.cmd",
+        ),
+        ("/.git/config", None, &[], b"", ThreatKind::PathTraversal, "path"),
+    ];
+    for (path, query, headers, body, kind, location) in cases {
+        let threats =
+            detector.request(&exchange(path, query, side(headers, body), Side::default()));
+        assert!(
+            threats
+                .iter()
+                .any(|t| t.kind == kind && t.location == location),
+            "{kind:?} at {location} not found in {threats:?}"
+        );
+    }
+}
+
+#[test]
+fn commands_without_separators_wake_the_command_check() {
+    let detector = Detector::new();
+    for query in [
+        "q=%22w%22get%20localhost",
+        "q=%7B%2Cecho%2C%23test%7D",
+        "q=exec%205%3C%3E%2Fdev%2Ftcp%2F203.0.113.9%2F80",
+        "q=if%2Fi%20a%3D%3Db%20foo",
+    ] {
+        let threats =
+            detector.request(&exchange("/", Some(query), side(&[], b""), Side::default()));
+        assert!(
+            kinds(&threats).contains(&ThreatKind::CommandInjection),
+            "{query}: {threats:?}"
+        );
+    }
+}
+
+#[test]
+fn prose_names_and_code_talk_are_quiet_wherever_they_are_sent() {
+    let detector = Detector::new();
+    let json = [("Content-Type", "application/json")];
+    for text in [
+        "Siobhán O'Neill, 4 D'Arcy Lane; Flat #2",
+        "Select a plan (monthly or yearly), then drop us a line -- we answer within 1 day",
+        "Union Select Realty (Ireland) Ltd",
+        "Run `npm ci` in the repo root, then `ls -la dist` to check the build.",
+        "The logs are in ../logs/app.log; rotate them weekly.",
+        "if (total > 0 && ready) { return rows[0]; } // first row",
+        "Costs $15.00 (incl. 23% VAT) - 2 for 1 today",
+        "Java, Python or Ruby? We use java.util.List mostly.",
+        "Time for bed; nice cat photo & watch less TV",
+        "C:\\Users\\Shared\\notes.txt and /home/me/notes.txt",
+        "For each item in (the cart) do a price check",
+        "<b>Bold</b> and <i>italic</i> are fine; <3 the team",
+    ] {
+        let body = serde_json::json!({ "note": text }).to_string();
+        let in_body = detector.request(&exchange(
+            "/notes",
+            None,
+            side(&json, body.as_bytes()),
+            Side::default(),
+        ));
+        let encoded: String = text
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    char::from(b).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        let query = format!("note={encoded}");
+        let in_query = detector.request(&exchange(
+            &format!("/notes/{encoded}"),
+            Some(&query),
+            side(&[], b""),
+            Side::default(),
+        ));
+        assert!(in_body.is_empty(), "{text:?} in a body: {in_body:?}");
+        assert!(
+            in_query.is_empty(),
+            "{text:?} in the path or query: {in_query:?}"
+        );
+    }
+}
+
 proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(path in ".{0,64}", query in proptest::option::of(".{0,128}"), body in proptest::collection::vec(any::<u8>(), 0..512), header in ".{0,64}") {
@@ -221,5 +344,94 @@ proptest! {
         let threats = detector.request(&call);
         prop_assert!(threats.len() <= MAX_INPUTS * Check::ALL.len() + 2);
         detector.response(&call);
+    }
+}
+
+#[test]
+fn everyday_api_values_are_quiet_in_bodies_and_headers() {
+    let detector = Detector::new();
+    let values = [
+        "https://cdn.example.com/img/avatar.png?size=64&v=2",
+        "c3c5b7de-8ac9-4f86-9c49-0b6dee85f7d8",
+        "2024-05-17T09:30:00+02:00",
+        "report-final (v2).docx",
+        "IMG_2024-01-01.jpeg",
+        "java 17 and spring boot 3.2",
+        "com.example.orders.api",
+        "org.acme:widget:1.0.3",
+        "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.abc",
+        "_ga=GA1.2.123.456; theme=dark; lang=en-US",
+        "sess=abc%3D%3D; csrftoken=xyz",
+        "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        "gzip, deflate, br",
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36",
+        "## Steps\n1. Open settings\n2. Click *Save*\n\n```\nnpm install\nnpm run build\n```",
+        "SELECT your seats now - only $19.99!",
+        "Drop-off at 5pm; pick-up at 9am",
+        "for i in range(10): print(i)",
+        "if x > 5 then y = 2",
+        "The user's cat (Tom) & dog (Rex) | both vaccinated",
+        "50% off; use code SAVE50 at checkout",
+        "C:\\Program Files\\App\\config.ini",
+        "/home/user/.config/app/settings.json",
+        "~/Documents/notes.txt",
+        "see ./README.md and ../CHANGELOG.md",
+        "A & B; C | D",
+        "email: a.b@c.io; phone: +1 (555) 010-0199",
+        "order #1234 -- shipped",
+        "<p>Hello <strong>world</strong></p>",
+        "time series; nice graphs",
+        "Set-Cookie issues in Safari",
+        "Get-Help in PowerShell is useful",
+        "we run `make test` before merging",
+        "{\"a\":1,\"b\":[1,2,3]}",
+        "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==",
+        "price >= 10 and price <= 20",
+        "Tom's Diner, 2nd floor",
+        "O'Reilly Media",
+        "rock'n'roll",
+        "x-forwarded-for: 10.0.0.1",
+        "kubectl get pods -n default",
+        "Run: docker compose up -d",
+        "Use ssh -i key.pem user@host",
+        "union station, 3rd exit",
+        "who am i",
+        "cat lovers club",
+        "sleep apnea (mild)",
+        "exec summary: Q3",
+        "Alias: Bobby",
+        "export to CSV",
+        "uname and password required",
+        "echo chamber",
+        "eval period: 30 days",
+        "system (linux/windows)",
+        "print_r is a php function",
+        "we use $_POST in legacy code",
+        "O:Reilly",
+        "${HOME}/bin",
+        "cost: ${price}",
+        "See [docs](https://example.com/docs) and ![](img.png)",
+        "var x = document.getElementById('a');",
+        "onboarding=done",
+        "ActiveRecord is an ORM",
+        "java.util.List<String> items",
+        "Hello {{name}}",
+        "#{count} items",
+        "url(img/bg.png)",
+    ];
+    let json = [("Content-Type", "application/json")];
+    for text in values {
+        let body = serde_json::json!({ "v": text }).to_string();
+        let in_body = detector.request(&exchange(
+            "/x",
+            None,
+            side(&json, body.as_bytes()),
+            Side::default(),
+        ));
+        let headers = [("X-Note", text)];
+        let in_header =
+            detector.request(&exchange("/x", None, side(&headers, b""), Side::default()));
+        assert!(in_body.is_empty(), "{text:?} in a body: {in_body:?}");
+        assert!(in_header.is_empty(), "{text:?} in a header: {in_header:?}");
     }
 }
