@@ -23,9 +23,16 @@ struct Args {
     listen: SocketAddr,
     /// Where to store: `sqlite:PATH`, one file created if missing (WAL mode); or
     /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (also `postgresql://`), a PostgreSQL
-    /// database that several collectors may share (its tables are created if missing).
+    /// database that several collectors may share (its tables are created if missing). TLS to
+    /// it as libpq's URL parameters say: `sslmode=disable|prefer|require|verify-ca|verify-full`
+    /// (default prefer: TLS if offered, unchecked), `sslrootcert=FILE` (the CA; or
+    /// --store-ca), `sslcert=FILE&sslkey=FILE` (a client certificate).
     #[arg(long, value_name = "URL", default_value = "sqlite:moat.db")]
     store: String,
+    /// The CA (PEM) that signed the PostgreSQL server's certificate, checked under
+    /// sslmode=verify-full (and verify-ca, require, prefer); instead of sslrootcert= in the URL.
+    #[arg(long, value_name = "FILE")]
+    store_ca: Option<PathBuf>,
     /// Records older than this are deleted (checked every minute), e.g. `7d`, `36h`.
     #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = humantime::parse_duration)]
     retention: std::time::Duration,
@@ -76,7 +83,7 @@ fn main() -> anyhow::Result<()> {
         ),
     };
     let tls = tls_config(&args)?;
-    let store = store::open(&args.store)?;
+    let store = store::open(&args.store, args.store_ca.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -324,7 +331,8 @@ mod tests {
         let database =
             std::env::temp_dir().join(format!("moat-collector-{label}-{}.db", std::process::id()));
         let _ = std::fs::remove_file(&database);
-        let store = store::open(&format!("sqlite:{}", database.display())).expect("open store");
+        let store =
+            store::open(&format!("sqlite:{}", database.display()), None).expect("open store");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

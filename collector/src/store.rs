@@ -19,6 +19,8 @@ use prost::Message as _;
 pub enum StoreError {
     #[error("--store {0:?}: give sqlite:PATH or postgres://USER@HOST[:PORT]/DATABASE")]
     UnknownStore(String),
+    #[error("--store-ca is the CA of a postgres:// store; SQLite needs none")]
+    CaWithoutPostgres,
     #[error("store {path}: {source}")]
     Open {
         path: String,
@@ -31,14 +33,17 @@ pub enum StoreError {
         url: String,
         source: ::postgres::Error,
     },
-    #[error(
-        "store {url}: cannot connect ({source}); check that PostgreSQL runs and listens there, \
-         that pg_hba.conf lets this user in from here, that the password is right and that the \
-         database exists"
-    )]
+    #[error("store {url}: {source}")]
+    Tls {
+        url: String,
+        source: postgres::TlsError,
+    },
+    #[error("store {url}: cannot connect ({source}); {advice}")]
     Connect {
         url: String,
         source: ::postgres::Error,
+        /// What to check, from what failed.
+        advice: String,
     },
     #[error("store {url}: {source}")]
     Postgres {
@@ -184,12 +189,16 @@ pub trait Store: Send + Sync {
     fn minute_totals(&self) -> Result<MinuteTotals, StoreError>;
 }
 
-/// The store `--store` names: `sqlite:PATH`, or `postgres://...` (also `postgresql://...`).
-pub fn open(store: &str) -> Result<Arc<dyn Store>, StoreError> {
+/// The store `--store` names: `sqlite:PATH`, or `postgres://...` (also `postgresql://...`),
+/// whose server certificate `postgres_ca` (`--store-ca`) may have signed.
+pub fn open(store: &str, postgres_ca: Option<&Path>) -> Result<Arc<dyn Store>, StoreError> {
     if let Some(path) = store.strip_prefix("sqlite:") {
+        if postgres_ca.is_some() {
+            return Err(StoreError::CaWithoutPostgres);
+        }
         Ok(Arc::new(sqlite::Sqlite::open(Path::new(path))?))
     } else if store.starts_with("postgres://") || store.starts_with("postgresql://") {
-        Ok(Arc::new(postgres::Postgres::open(store)?))
+        Ok(Arc::new(postgres::Postgres::open(store, postgres_ca)?))
     } else {
         Err(StoreError::UnknownStore(redacted(store)))
     }
@@ -1097,7 +1106,7 @@ mod tests {
             let _ = std::fs::remove_file(&path);
             let address = format!("sqlite:{}", path.display());
             Self {
-                store: open(&address).expect("open SQLite"),
+                store: open(&address, None).expect("open SQLite"),
                 address,
                 _server: None,
                 file: Some(path),
@@ -1108,7 +1117,7 @@ mod tests {
             let server = testbed::postgres::Server::start().expect("start PostgreSQL");
             let address = server.url();
             Self {
-                store: open(&address).expect("open PostgreSQL"),
+                store: open(&address, None).expect("open PostgreSQL"),
                 address,
                 _server: Some(server),
                 file: None,
@@ -1813,14 +1822,14 @@ mod tests {
         );
         assert_eq!(redacted("sqlite:moat.db"), "sqlite:moat.db");
         assert!(matches!(
-            open("mysql://root:pw@db/moat"),
+            open("mysql://root:pw@db/moat", None),
             Err(StoreError::UnknownStore(store)) if store == "mysql://root:***@db/moat"
         ));
     }
 
     #[test]
     fn an_unreachable_postgres_is_named_without_its_password() {
-        let error = open("postgres://moat:s3cret@127.0.0.1:1/moat")
+        let error = open("postgres://moat:s3cret@127.0.0.1:1/moat", None)
             .err()
             .expect("nothing listens on port 1")
             .to_string();
@@ -2150,7 +2159,7 @@ mod tests {
         let replicas: Vec<_> = (0..4)
             .map(|_| {
                 let address = backend.address.clone();
-                std::thread::spawn(move || open(&address).expect("open again"))
+                std::thread::spawn(move || open(&address, None).expect("open again"))
             })
             .collect();
         for replica in replicas {

@@ -2,6 +2,11 @@
 //! temporary directory, listening on a free loopback port (and a unix socket in that
 //! directory), with a superuser `moat` that needs no password.
 //!
+//! [`Server::start_tls`] starts one that takes TCP connections over TLS only (`hostssl` lines in
+//! pg_hba.conf), with a certificate for 127.0.0.1 and localhost from a throwaway CA
+//! ([`Server::ca_file`]); it may also ask clients for a certificate from that CA
+//! ([`Server::issue_client_certificate`]).
+//!
 //! PostgreSQL refuses to run as root, so as root the server runs as the `postgres` user the
 //! `postgresql` package creates. Dropping the [`Server`] (also while unwinding from a panic)
 //! stops it and removes the directory; a test process killed outright takes the server with it
@@ -47,6 +52,10 @@ pub enum PostgresError {
     Command(#[from] CommandError),
     #[error(transparent)]
     Testbed(#[from] TestbedError),
+    #[error("the server was started without TLS: it has no CA to issue certificates")]
+    WithoutTls,
+    #[error("making the server's certificates: {0}")]
+    Certificate(#[from] rcgen::Error),
     #[error(
         "PostgreSQL in {directory} did not accept connections on port {port} within {START_TIMEOUT:?}; its log:\n{log}"
     )]
@@ -66,11 +75,30 @@ pub enum Durability {
     Full,
 }
 
+/// How a server started with TLS tells who connects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientAuthentication {
+    /// Anyone who connects over TLS is let in as the user they name.
+    Trust,
+    /// Clients must present a certificate from the server's CA naming the user (`cert` in
+    /// pg_hba.conf).
+    Certificate,
+}
+
 /// A running server, stopped and removed on drop.
 pub struct Server {
     process: Option<Background>,
     directory: PathBuf,
     port: u16,
+    /// The CA of a server started with TLS.
+    authority: Option<Authority>,
+}
+
+/// A throwaway CA, and where its certificate is.
+struct Authority {
+    params: rcgen::CertificateParams,
+    key: rcgen::KeyPair,
+    file: PathBuf,
 }
 
 static NEXT_SERVER: AtomicU32 = AtomicU32::new(0);
@@ -82,6 +110,19 @@ impl Server {
     }
 
     pub fn start_with(durability: Durability) -> Result<Self, PostgresError> {
+        Self::launch(durability, None)
+    }
+
+    /// A new server for tests (no fsync) that takes TCP connections over TLS only, with a
+    /// certificate for 127.0.0.1 and localhost signed by the CA in [`Server::ca_file`].
+    pub fn start_tls(clients: ClientAuthentication) -> Result<Self, PostgresError> {
+        Self::launch(Durability::None, Some(clients))
+    }
+
+    fn launch(
+        durability: Durability,
+        tls: Option<ClientAuthentication>,
+    ) -> Result<Self, PostgresError> {
         let binaries = binaries()?;
         remove_abandoned();
         let directory = std::env::temp_dir().join(format!(
@@ -100,20 +141,19 @@ impl Server {
             process: None,
             directory,
             port: free_port().map_err(io("finding a free port for", Path::new("127.0.0.1")))?,
+            authority: None,
         };
         let directory = server.directory.clone();
         let root = is_root();
-        if root {
-            let id = |flag| -> Result<u32, PostgresError> {
-                let output = run(Command::new("id").args([flag, "postgres"]))?;
-                Ok(String::from_utf8_lossy(&output.stdout)
-                    .trim()
-                    .parse()
-                    .unwrap_or(0))
-            };
-            std::os::unix::fs::chown(&directory, Some(id("-u")?), Some(id("-g")?))
-                .map_err(io("giving the postgres user", &directory))?;
-        }
+        // The server's own files must belong to the user it runs as.
+        let give = |path: &Path| -> Result<(), PostgresError> {
+            if root {
+                std::os::unix::fs::chown(path, Some(postgres_id("-u")?), Some(postgres_id("-g")?))
+                    .map_err(io("giving the postgres user", path))?;
+            }
+            Ok(())
+        };
+        give(&directory)?;
         let data = directory.join("data");
         run(as_server_user(root, &binaries.join("initdb"))
             .arg("-D")
@@ -139,6 +179,36 @@ impl Server {
             .stderr(log_copy);
         if durability == Durability::None {
             command.args(["-c", "fsync=off", "-c", "synchronous_commit=off"]);
+        }
+        if let Some(clients) = tls {
+            let authority = Authority::new(&directory)?;
+            let (certificate, key) = authority.issue(
+                vec!["localhost".to_owned(), "127.0.0.1".to_owned()],
+                "localhost",
+                &directory.join("server"),
+            )?;
+            give(&key)?;
+            let method = match clients {
+                ClientAuthentication::Trust => "trust",
+                ClientAuthentication::Certificate => "cert",
+            };
+            // Plain TCP connections match no line and are refused; the socket stays open to
+            // the test's own tools.
+            let hba = data.join("pg_hba.conf");
+            std::fs::write(
+                &hba,
+                format!("local all all trust\nhostssl all all 127.0.0.1/32 {method}\n"),
+            )
+            .map_err(io("writing", &hba))?;
+            command
+                .args(["-c", "ssl=on"])
+                .arg("-c")
+                .arg(format!("ssl_cert_file={}", certificate.display()))
+                .arg("-c")
+                .arg(format!("ssl_key_file={}", key.display()))
+                .arg("-c")
+                .arg(format!("ssl_ca_file={}", authority.file.display()));
+            server.authority = Some(authority);
         }
         server.process = Some(spawn(&mut command)?);
 
@@ -171,6 +241,84 @@ impl Server {
     pub fn url(&self) -> String {
         format!("postgres://moat@127.0.0.1:{}/postgres", self.port)
     }
+
+    /// The CA (PEM) that signed the certificate of a server started with TLS.
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.authority.as_ref().map(|authority| authority.file.as_path())
+    }
+
+    /// A client certificate for `user` from the CA of a server started with TLS, and its key
+    /// (PEM files in the server's directory, named after `label`).
+    pub fn issue_client_certificate(
+        &self,
+        user: &str,
+        label: &str,
+    ) -> Result<(PathBuf, PathBuf), PostgresError> {
+        let authority = self.authority.as_ref().ok_or(PostgresError::WithoutTls)?;
+        authority.issue(Vec::new(), user, &self.directory.join(label))
+    }
+}
+
+impl Authority {
+    /// A new CA, its certificate written to `directory`/ca.crt.
+    fn new(directory: &Path) -> Result<Self, PostgresError> {
+        let key = rcgen::KeyPair::generate()?;
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "moat testbed PostgreSQL CA");
+        let certificate = params.self_signed(&key)?;
+        let file = directory.join("ca.crt");
+        write_file(&file, &certificate.pem())?;
+        Ok(Self { params, key, file })
+    }
+
+    /// A certificate for `names` (DNS names or addresses) with common name `common_name`,
+    /// written with its key to `stem`.crt and `stem`.key.
+    fn issue(
+        &self,
+        names: Vec<String>,
+        common_name: &str,
+        stem: &Path,
+    ) -> Result<(PathBuf, PathBuf), PostgresError> {
+        let key = rcgen::KeyPair::generate()?;
+        let mut params = rcgen::CertificateParams::new(names)?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, common_name);
+        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
+        let certificate = params.signed_by(&key, &issuer)?;
+        let certificate_file = stem.with_extension("crt");
+        let key_file = stem.with_extension("key");
+        write_file(&certificate_file, &certificate.pem())?;
+        write_file(&key_file, &key.serialize_pem())?;
+        // PostgreSQL and libpq refuse a key others may read.
+        std::fs::set_permissions(&key_file, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .map_err(|source| PostgresError::Io {
+                what: "restricting",
+                path: key_file.clone(),
+                source,
+            })?;
+        Ok((certificate_file, key_file))
+    }
+}
+
+fn write_file(path: &Path, text: &str) -> Result<(), PostgresError> {
+    std::fs::write(path, text).map_err(|source| PostgresError::Io {
+        what: "writing",
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The `postgres` user's id (`-u`) or group (`-g`).
+fn postgres_id(flag: &str) -> Result<u32, PostgresError> {
+    let output = run(Command::new("id").args([flag, "postgres"]))?;
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0))
 }
 
 impl Drop for Server {

@@ -12,8 +12,11 @@
 //! visible (see [`Store::calls_after`]), which with concurrent writers is not the order of row
 //! numbers.
 
+mod tls;
+
 use std::{
     collections::HashSet,
+    path::Path,
     sync::{Condvar, Mutex},
     time::Duration,
 };
@@ -22,8 +25,9 @@ use moat_api::v1::{
     AgentState, AgentStatus, ApiCall, CallFilter, DataFlow, DataFlowFilter, Endpoint, Finding,
     FindingFilter, Inventory, record,
 };
-use postgres::{Client, NoTls, Transaction, types::ToSql};
+use postgres::{Client, Transaction, types::ToSql};
 use prost::Message;
+pub use tls::TlsError;
 
 use super::{
     CallRow, DATA_FLOWS, DataFlowValues, DropRow, ENDPOINTS, Edge, FilterValues, FindingRow,
@@ -172,6 +176,7 @@ pub struct Postgres {
     /// The URL without its password, for errors.
     url: String,
     config: postgres::Config,
+    tls: tls::Tls,
     pool: Mutex<Pool>,
     returned: Condvar,
 }
@@ -217,9 +222,17 @@ impl Drop for Pooled<'_> {
 }
 
 impl Postgres {
-    /// Connects to `url` and creates the tables that are missing.
-    pub fn open(url: &str) -> Result<Self, StoreError> {
+    /// Connects to `url`, over TLS as its `sslmode` says (with `ca`, from `--store-ca`, or
+    /// its `sslrootcert`), and creates the tables that are missing.
+    pub fn open(url: &str, ca: Option<&Path>) -> Result<Self, StoreError> {
         let shown = redacted(url);
+        let (url, tls) = tls::Tls::from_url(url, ca).map_err(|source| StoreError::Tls {
+            url: shown.clone(),
+            source,
+        })?;
+        if let Some(weakness) = tls.weakness() {
+            tracing::warn!(store = %shown, "{weakness}");
+        }
         let mut config: postgres::Config = url.parse().map_err(|source| StoreError::BadUrl {
             url: shown.clone(),
             source,
@@ -233,6 +246,7 @@ impl Postgres {
         let store = Self {
             url: shown,
             config,
+            tls,
             pool: Mutex::default(),
             returned: Condvar::new(),
         };
@@ -285,13 +299,14 @@ impl Postgres {
                     client: None,
                     store: self,
                 };
-                let client = self
-                    .config
-                    .connect(NoTls)
-                    .map_err(|source| StoreError::Connect {
-                        url: self.url.clone(),
-                        source,
-                    })?;
+                let client =
+                    self.tls
+                        .connect(&self.config)
+                        .map_err(|source| StoreError::Connect {
+                            url: self.url.clone(),
+                            advice: self.tls.advice(&source),
+                            source,
+                        })?;
                 pooled.client = Some(client);
                 return Ok(pooled);
             }
