@@ -244,7 +244,9 @@ impl Server {
 
     /// The CA (PEM) that signed the certificate of a server started with TLS.
     pub fn ca_file(&self) -> Option<&Path> {
-        self.authority.as_ref().map(|authority| authority.file.as_path())
+        self.authority
+            .as_ref()
+            .map(|authority| authority.file.as_path())
     }
 
     /// A client certificate for `user` from the CA of a server started with TLS, and its key
@@ -294,12 +296,15 @@ impl Authority {
         write_file(&certificate_file, &certificate.pem())?;
         write_file(&key_file, &key.serialize_pem())?;
         // PostgreSQL and libpq refuse a key others may read.
-        std::fs::set_permissions(&key_file, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-            .map_err(|source| PostgresError::Io {
-                what: "restricting",
-                path: key_file.clone(),
-                source,
-            })?;
+        std::fs::set_permissions(
+            &key_file,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .map_err(|source| PostgresError::Io {
+            what: "restricting",
+            path: key_file.clone(),
+            source,
+        })?;
         Ok((certificate_file, key_file))
     }
 }
