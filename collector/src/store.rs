@@ -38,10 +38,11 @@ pub enum StoreError {
         url: String,
         source: postgres::TlsError,
     },
-    #[error("store {url}: cannot connect ({source}); {advice}")]
+    #[error("store {url}: cannot connect ({reason}); {advice}")]
     Connect {
         url: String,
-        source: ::postgres::Error,
+        /// The error and its causes: tokio-postgres's own text is only its kind ("db error").
+        reason: String,
         /// What to check, from what failed.
         advice: String,
     },

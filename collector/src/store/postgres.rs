@@ -221,6 +221,18 @@ impl Drop for Pooled<'_> {
     }
 }
 
+/// `error`'s text followed by its causes'.
+fn with_causes(error: &postgres::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(current) = cause {
+        text.push_str(": ");
+        text.push_str(&current.to_string());
+        cause = current.source();
+    }
+    text
+}
+
 impl Postgres {
     /// Connects to `url`, over TLS as its `sslmode` says (with `ca`, from `--store-ca`, or
     /// its `sslrootcert`), and creates the tables that are missing.
@@ -302,10 +314,10 @@ impl Postgres {
                 let client =
                     self.tls
                         .connect(&self.config)
-                        .map_err(|source| StoreError::Connect {
+                        .map_err(|error| StoreError::Connect {
                             url: self.url.clone(),
-                            advice: self.tls.advice(&source),
-                            source,
+                            reason: with_causes(&error),
+                            advice: self.tls.advice(&error),
                         })?;
                 pooled.client = Some(client);
                 return Ok(pooled);

@@ -286,9 +286,16 @@ impl Tls {
                  with a certificate"
             );
         }
-        if mode == SslMode::Disable
-            && error.code() == Some(&SqlState::INVALID_AUTHORIZATION_SPECIFICATION)
-        {
+        let refused = error
+            .as_db_error()
+            .filter(|refusal| refusal.code() == &SqlState::INVALID_AUTHORIZATION_SPECIFICATION);
+        if refused.is_some_and(|refusal| refusal.message().contains("client certificate")) {
+            return format!(
+                "{mode}: the server asks for a client certificate from its CA naming the user: \
+                 give sslcert=FILE&sslkey=FILE"
+            );
+        }
+        if mode == SslMode::Disable && refused.is_some() {
             return format!(
                 "{mode}: the server may accept only TLS connections (hostssl lines in \
                  pg_hba.conf); use sslmode=verify-full with sslrootcert=FILE or --store-ca FILE"
@@ -550,5 +557,222 @@ impl ServerCertVerifier for AnyCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use testbed::postgres::{ClientAuthentication, Server};
+
+    use super::*;
+    use crate::store::StoreError;
+
+    /// Opens the store at `url` (with `--store-ca` `ca`): the error's text, or None when it
+    /// connected.
+    fn open_error(url: &str, ca: Option<&Path>) -> Option<String> {
+        super::super::Postgres::open(url, ca)
+            .err()
+            .map(|error| error.to_string())
+    }
+
+    fn refusal(url: &str, ca: Option<&Path>) -> String {
+        open_error(url, ca).unwrap_or_else(|| panic!("{url} connected"))
+    }
+
+    #[test]
+    fn the_url_loses_its_tls_parameters_and_keeps_the_rest() {
+        let (url, parameters) = split(
+            "postgres://moat@db/moat?sslmode=verify-full&connect_timeout=5\
+             &sslrootcert=%2Fetc%2Fmoat%2Fdb%20ca.pem&sslcert=c.pem&sslkey=k.pem",
+        )
+        .expect("split");
+        assert_eq!(url, "postgres://moat@db/moat?connect_timeout=5");
+        assert_eq!(parameters.mode, Some(SslMode::VerifyFull));
+        assert_eq!(
+            parameters.root_cert,
+            Some(PathBuf::from("/etc/moat/db ca.pem"))
+        );
+        assert_eq!(parameters.cert, Some(PathBuf::from("c.pem")));
+        assert_eq!(parameters.key, Some(PathBuf::from("k.pem")));
+        let (url, _) = split("postgres://moat@db/moat?sslmode=disable").expect("split");
+        assert_eq!(url, "postgres://moat@db/moat");
+    }
+
+    #[test]
+    fn contradictory_or_broken_settings_are_refused_before_connecting() {
+        let refused = |url: &str, ca: Option<&Path>| match Tls::from_url(url, ca) {
+            Ok(_) => panic!("{url} accepted"),
+            Err(error) => error.to_string(),
+        };
+        let base = "postgres://moat@db/moat";
+        let verify_full = refused(&format!("{base}?sslmode=verify-full"), None);
+        assert!(
+            verify_full.starts_with("sslmode=verify-full checks")
+                && verify_full.contains("--store-ca FILE"),
+            "{verify_full}"
+        );
+        assert!(refused(&format!("{base}?sslmode=verify"), None).starts_with("sslmode=\"verify\""));
+        assert_eq!(
+            refused(
+                &format!("{base}?sslmode=verify-ca&sslrootcert=a.pem"),
+                Some(Path::new("b.pem"))
+            ),
+            "--store-ca b.pem and sslrootcert=a.pem both name a CA: give one of them"
+        );
+        assert!(
+            refused(
+                &format!("{base}?sslmode=disable"),
+                Some(Path::new("ca.pem"))
+            )
+            .contains("yet --store-ca ca.pem gives a CA")
+        );
+        assert!(refused(&format!("{base}?sslcert=c.pem"), None).starts_with("sslcert and sslkey"));
+        assert!(refused(&format!("{base}?sslrootcert=%zz"), None).starts_with("sslrootcert:"));
+
+        let missing = std::env::temp_dir().join("moat-no-such-ca.pem");
+        let unreadable = refused(
+            &format!(
+                "{base}?sslmode=verify-full&sslrootcert={}",
+                missing.display()
+            ),
+            None,
+        );
+        assert!(
+            unreadable.starts_with(&format!(
+                "sslrootcert={}: cannot read it",
+                missing.display()
+            )),
+            "{unreadable}"
+        );
+        let garbage =
+            std::env::temp_dir().join(format!("moat-garbage-ca-{}.pem", std::process::id()));
+        std::fs::write(&garbage, "not a certificate\n").expect("write");
+        let not_pem = refused(&format!("{base}?sslmode=verify-full"), Some(&garbage));
+        let _ = std::fs::remove_file(&garbage);
+        assert_eq!(
+            not_pem,
+            format!("--store-ca {}: holds no PEM certificate", garbage.display())
+        );
+    }
+
+    #[test]
+    fn verify_full_checks_the_ca_and_the_host_name() {
+        let server = Server::start_tls(ClientAuthentication::Trust).expect("start PostgreSQL");
+        let ca = server.ca_file().expect("a CA");
+        let url = server.url();
+        assert_eq!(
+            open_error(&format!("{url}?sslmode=verify-full"), Some(ca)),
+            None
+        );
+        let in_url = format!("{url}?sslmode=verify-full&sslrootcert={}", ca.display());
+        assert_eq!(open_error(&in_url, None), None);
+
+        // The certificate names 127.0.0.1 and localhost, not db.example.
+        let elsewhere = url.replace("127.0.0.1", "db.example") + "&hostaddr=127.0.0.1";
+        let elsewhere = elsewhere.replacen('&', "?", 1);
+        let mismatch = refusal(&format!("{elsewhere}&sslmode=verify-full"), Some(ca));
+        assert!(
+            mismatch
+                .contains("sslmode=verify-full: the server's certificate does not name the host"),
+            "{mismatch}"
+        );
+        assert_eq!(
+            open_error(&format!("{elsewhere}&sslmode=verify-ca"), Some(ca)),
+            None,
+            "verify-ca checks the CA only"
+        );
+
+        let other = Server::start_tls(ClientAuthentication::Trust).expect("start PostgreSQL");
+        let wrong_ca = other.ca_file().expect("a CA");
+        let stranger = refusal(&format!("{url}?sslmode=verify-full"), Some(wrong_ca));
+        assert!(
+            stranger.contains(&format!(
+                "the server's certificate is not signed by --store-ca {}",
+                wrong_ca.display()
+            )),
+            "{stranger}"
+        );
+        assert!(
+            open_error(&format!("{url}?sslmode=verify-ca"), Some(wrong_ca)).is_some(),
+            "verify-ca checks the CA"
+        );
+
+        assert_eq!(
+            open_error(&format!("{url}?sslmode=require"), None),
+            None,
+            "require takes any certificate"
+        );
+        assert_eq!(
+            open_error(&url, None),
+            None,
+            "prefer takes TLS when offered"
+        );
+        let plain = refusal(&format!("{url}?sslmode=disable"), None);
+        assert!(
+            plain.contains("sslmode=disable: the server may accept only TLS connections"),
+            "{plain}"
+        );
+    }
+
+    #[test]
+    fn require_refuses_a_server_without_tls() {
+        let server = Server::start().expect("start PostgreSQL");
+        let error =
+            super::super::Postgres::open(&format!("{}?sslmode=require", server.url()), None)
+                .err()
+                .expect("no TLS on offer");
+        assert!(matches!(error, StoreError::Connect { .. }), "{error}");
+        let error = error.to_string();
+        assert!(
+            error.contains("sslmode=require: the server does not offer TLS"),
+            "{error}"
+        );
+        assert_eq!(
+            open_error(&server.url(), None),
+            None,
+            "prefer falls back to plain"
+        );
+    }
+
+    #[test]
+    fn a_client_certificate_from_the_servers_ca_logs_in() {
+        let server =
+            Server::start_tls(ClientAuthentication::Certificate).expect("start PostgreSQL");
+        let ca = server.ca_file().expect("a CA");
+        let (certificate, key) = server
+            .issue_client_certificate("moat", "moat-client")
+            .expect("client certificate");
+        let url = format!("{}?sslmode=verify-full", server.url());
+        assert_eq!(
+            open_error(
+                &format!(
+                    "{url}&sslcert={}&sslkey={}",
+                    certificate.display(),
+                    key.display()
+                ),
+                Some(ca)
+            ),
+            None
+        );
+        let without = refusal(&url, Some(ca));
+        assert!(
+            without.contains("the server asks for a client certificate"),
+            "{without}"
+        );
+        let (_, other_key) = server
+            .issue_client_certificate("moat", "other-client")
+            .expect("client certificate");
+        let mismatch = refusal(
+            &format!(
+                "{url}&sslcert={}&sslkey={}",
+                certificate.display(),
+                other_key.display()
+            ),
+            Some(ca),
+        );
+        assert!(
+            mismatch.contains("not a usable client certificate and key"),
+            "{mismatch}"
+        );
     }
 }
