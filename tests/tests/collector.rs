@@ -1,6 +1,7 @@
 //! Agent to collector to CLI, end to end: the agent ships the calls it captures to a real
 //! moat-collector over gRPC, the collector is killed and restarted mid-stream, and the `moat` CLI
-//! finds every call exactly once. And two collector replicas sharing one PostgreSQL database.
+//! finds every call exactly once. And two collector replicas sharing one PostgreSQL database, and
+//! collectors reaching PostgreSQL over TLS only.
 
 use std::{
     net::SocketAddr,
@@ -398,18 +399,57 @@ fn the_spool_keeps_records_through_an_outage_and_an_agent_restart() {
     agent.stop();
 }
 
-/// A moat-collector on the host's loopback, storing in `store`, once it listens.
-fn start_replica(store: &str) -> (Background, SocketAddr) {
-    let address = std::net::TcpListener::bind("127.0.0.1:0")
+/// A free port on the host's loopback, for a collector.
+fn free_address() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
-        .expect("a free loopback port");
+        .expect("a free loopback port")
+}
+
+/// A moat-collector on the host's loopback, storing in `store` (with `extra` flags); wait for
+/// it with [`wait_listening`].
+fn start_replica(store: &str, extra: &[&str]) -> (Background, SocketAddr) {
+    let address = free_address();
     let collector = testbed::spawn(
         std::process::Command::new(built_binary("moat-collector"))
             .args(["--listen", &address.to_string(), "--store", store])
+            .args(extra)
             .stdin(Stdio::null()),
     )
     .expect("start moat-collector");
     (collector, address)
+}
+
+/// What a moat-collector that must refuse `store` (with `extra` flags) says on standard error
+/// when it exits, which it must, unsuccessfully, within 15 seconds.
+fn refused_store(store: &str, extra: &[&str]) -> String {
+    let mut collector = std::process::Command::new(built_binary("moat-collector"))
+        .args(["--listen", &free_address().to_string(), "--store", store])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start moat-collector");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = collector.try_wait().expect("wait for moat-collector") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = collector.kill();
+            panic!("moat-collector took --store {store} {extra:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success(), "moat-collector took --store {store}");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(
+        &mut collector.stderr.take().expect("stderr piped"),
+        &mut stderr,
+    )
+    .expect("read stderr");
+    stderr
 }
 
 fn wait_listening(address: SocketAddr) {
@@ -526,8 +566,8 @@ async fn all_paths(address: SocketAddr) -> Vec<String> {
 async fn two_collectors_sharing_one_postgres_see_every_call_once() {
     let postgres = testbed::postgres::Server::start().expect("start PostgreSQL");
     // Both start at once against an empty database: they take turns creating the tables.
-    let (_a, a) = start_replica(&postgres.url());
-    let (_b, b) = start_replica(&postgres.url().replace("postgres://", "postgresql://"));
+    let (_a, a) = start_replica(&postgres.url(), &[]);
+    let (_b, b) = start_replica(&postgres.url().replace("postgres://", "postgresql://"), &[]);
     wait_listening(a);
     wait_listening(b);
 
@@ -718,7 +758,7 @@ fn shipped_flow(
 /// totalled across agents and restarts, filtered as asked.
 async fn data_flows_merge_across_agents(store: &str) {
     use moat_api::v1::DataFlowCounterpart;
-    let (_collector, address) = start_replica(store);
+    let (_collector, address) = start_replica(store, &[]);
     wait_listening(address);
     let web = DataFlowCounterpart {
         label: "shop/web".into(),
@@ -831,4 +871,67 @@ async fn data_flows_merge_across_agents_in_the_embedded_store() {
 async fn data_flows_merge_across_agents_in_postgres() {
     let postgres = testbed::postgres::Server::start().expect("start PostgreSQL");
     data_flows_merge_across_agents(&postgres.url()).await;
+}
+
+/// Every call's path that `moat calls` finds at the collector at `address`, sorted.
+fn paths_by_moat(address: SocketAddr) -> Vec<String> {
+    let calls = moat_json_at(
+        std::process::Command::new(built_binary("moat")),
+        &format!("http://{address}"),
+        &["calls", "--limit", "100"],
+    );
+    let mut paths: Vec<String> = calls
+        .iter()
+        .filter_map(|call| call["path"].as_str().map(str::to_owned))
+        .collect();
+    paths.sort_unstable();
+    paths
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collectors_store_in_a_postgres_that_takes_only_tls() {
+    use testbed::postgres::{ClientAuthentication, Server};
+    let postgres = Server::start_tls(ClientAuthentication::Trust).expect("start PostgreSQL");
+    let ca = postgres.ca_file().expect("a CA").display().to_string();
+    // The shipped calls are months old: a new replica's first retention would delete them.
+    let keep = ["--retention", "3650d"];
+    let (_verified, verified) = start_replica(
+        &format!("{}?sslmode=verify-full", postgres.url()),
+        &[&keep[..], &["--store-ca", &ca]].concat(),
+    );
+    wait_listening(verified);
+    assert_eq!(ship(verified, "node-tls", 1..=3).await, (3, 0));
+    let shipped = vec!["/node-tls/1", "/node-tls/2", "/node-tls/3"];
+    assert_eq!(paths_by_moat(verified), shipped);
+
+    // require encrypts without checking the server: no CA needed.
+    let (_unchecked, unchecked) =
+        start_replica(&format!("{}?sslmode=require", postgres.url()), &keep);
+    wait_listening(unchecked);
+    assert_eq!(paths_by_moat(unchecked), shipped);
+}
+
+#[test]
+fn a_collector_refuses_postgres_in_clear_or_under_another_ca() {
+    use testbed::postgres::{ClientAuthentication, Server};
+    let postgres = Server::start_tls(ClientAuthentication::Trust).expect("start PostgreSQL");
+    let plain = refused_store(&format!("{}?sslmode=disable", postgres.url()), &[]);
+    assert!(
+        plain.contains("no encryption")
+            && plain.contains("sslmode=disable: the server may accept only TLS connections"),
+        "{plain}"
+    );
+
+    let scratch = Scratch::new("postgres-stranger-ca");
+    let (stranger_ca, _, _) = issue(&scratch, "stranger", "localhost");
+    let stranger = refused_store(
+        &format!("{}?sslmode=verify-full", postgres.url()),
+        &["--store-ca", &stranger_ca],
+    );
+    assert!(
+        stranger.contains(&format!(
+            "sslmode=verify-full: the server's certificate is not signed by --store-ca {stranger_ca}"
+        )),
+        "{stranger}"
+    );
 }
