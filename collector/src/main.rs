@@ -25,8 +25,8 @@ struct Args {
     /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (also `postgresql://`), a PostgreSQL
     /// database that several collectors may share (its tables are created if missing). TLS to
     /// it as libpq's URL parameters say: `sslmode=disable|prefer|require|verify-ca|verify-full`
-    /// (default prefer: TLS if offered, unchecked), `sslrootcert=FILE` (the CA; or
-    /// --store-ca), `sslcert=FILE&sslkey=FILE` (a client certificate).
+    /// (default prefer: TLS if the server offers it; use verify-full), `sslrootcert=FILE` (the
+    /// CA; or --store-ca), `sslcert=FILE&sslkey=FILE` (a client certificate).
     #[arg(long, value_name = "URL", default_value = "sqlite:moat.db")]
     store: String,
     /// The CA (PEM) that signed the PostgreSQL server's certificate, checked under

@@ -36,7 +36,8 @@ pub enum StoreError {
     #[error("store {url}: {source}")]
     Tls {
         url: String,
-        source: postgres::TlsError,
+        /// Boxed: it is large, and every store call returns this error type.
+        source: Box<postgres::TlsError>,
     },
     #[error("store {url}: cannot connect ({reason}); {advice}")]
     Connect {

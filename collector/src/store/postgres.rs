@@ -240,7 +240,7 @@ impl Postgres {
         let shown = redacted(url);
         let (url, tls) = tls::Tls::from_url(url, ca).map_err(|source| StoreError::Tls {
             url: shown.clone(),
-            source,
+            source: Box::new(source),
         })?;
         if let Some(weakness) = tls.weakness() {
             tracing::warn!(store = %shown, "{weakness}");

@@ -72,7 +72,8 @@ impl fmt::Display for SslMode {
 #[derive(Clone, Debug)]
 pub struct Setting {
     name: &'static str,
-    path: PathBuf,
+    /// Boxed to keep [`TlsError`], which holds up to two of these, small.
+    path: Box<Path>,
 }
 
 impl fmt::Display for Setting {
@@ -129,7 +130,8 @@ pub enum TlsError {
     ClientCertificate {
         certificate: Setting,
         key: Setting,
-        source: rustls::Error,
+        /// Boxed: with two settings beside it, it would make every `TlsError` large.
+        source: Box<rustls::Error>,
     },
     #[error("TLS settings: {0}")]
     Rustls(#[from] rustls::Error),
@@ -164,11 +166,11 @@ impl Tls {
         let mode = parameters.mode.unwrap_or(SslMode::Prefer);
         let flag_ca = flag_ca.map(|path| Setting {
             name: "--store-ca",
-            path: path.to_owned(),
+            path: path.into(),
         });
         let url_ca = parameters.root_cert.map(|path| Setting {
             name: "sslrootcert",
-            path,
+            path: path.into(),
         });
         let ca = match (flag_ca, url_ca) {
             (Some(flag), Some(url)) => return Err(TlsError::TwoCas { flag, url }),
@@ -178,11 +180,11 @@ impl Tls {
             (Some(cert), Some(key)) => Some((
                 Setting {
                     name: "sslcert",
-                    path: cert,
+                    path: cert.into(),
                 },
                 Setting {
                     name: "sslkey",
-                    path: key,
+                    path: key.into(),
                 },
             )),
             (None, None) => None,
@@ -396,7 +398,7 @@ fn client_config(
                 .map_err(|source| TlsError::ClientCertificate {
                     certificate,
                     key,
-                    source,
+                    source: Box::new(source),
                 })?
         }
         None => builder.with_no_client_auth(),
