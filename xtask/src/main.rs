@@ -33,8 +33,9 @@ enum Task {
     Demo,
     /// Fuzz a parser with cargo-fuzz (installed if missing): `parse_policy`, `parse_cidr`
     /// (policy), `parse_inventory`, `kubernetes_objects` (identity), `http1`, `http2_frames`,
-    /// `hpack`, `grpc`, `connection` (protocols), `load_spec`, `check_call` or `template_path`
-    /// (intelligence). Crashes are saved under <crate>/fuzz/artifacts. Not part of `test`.
+    /// `hpack`, `grpc`, `connection` (protocols), `load_spec`, `check_call`, `template_path`
+    /// (intelligence), `decode_layers`, `decode_variants`, `detect_request`, `detect_response` or
+    /// `behavior` (threats). Crashes are saved under <crate>/fuzz/artifacts. Not part of `test`.
     Fuzz {
         /// The fuzz target.
         target: String,
@@ -69,7 +70,7 @@ enum Task {
 }
 
 /// (target, crate whose fuzz/ directory holds it).
-const FUZZ_TARGETS: [(&str, &str); 12] = [
+const FUZZ_TARGETS: [(&str, &str); 17] = [
     ("parse_policy", "policy"),
     ("parse_cidr", "policy"),
     ("parse_inventory", "identity"),
@@ -82,6 +83,11 @@ const FUZZ_TARGETS: [(&str, &str); 12] = [
     ("load_spec", "intelligence"),
     ("check_call", "intelligence"),
     ("template_path", "intelligence"),
+    ("decode_layers", "threats"),
+    ("decode_variants", "threats"),
+    ("detect_request", "threats"),
+    ("detect_response", "threats"),
+    ("behavior", "threats"),
 ];
 
 fn fuzz(target: &str, seconds: u32) -> anyhow::Result<()> {
