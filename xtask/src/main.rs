@@ -49,10 +49,12 @@ enum Task {
     /// address lookups with 100k pods and 10k ranges, the index's memory, and pod change to
     /// enforced kernel maps. `collector`: records/s stored against bare SQLite, and query
     /// latency per filter. `spec`: OpenAPI conformance checks per second per core against
-    /// parsing alone, and memory per bound spec. Extra arguments go to moat-bench
-    /// (`cargo xtask bench capture -- --help`). Needs root (except `spec`).
+    /// parsing alone, and memory per bound spec. `detect`: MB/s per core through the threat
+    /// detectors against a byte scan and JSON parsing, and latency per call. Extra arguments go
+    /// to moat-bench (`cargo xtask bench capture -- --help`). Needs root (except `spec` and
+    /// `detect`).
     Bench {
-        /// Which benchmark: `xdp`, `capture`, `identity`, `collector` or `spec`.
+        /// Which benchmark: `xdp`, `capture`, `identity`, `collector`, `spec` or `detect`.
         name: String,
         /// Arguments for moat-bench.
         #[arg(last = true)]
@@ -109,7 +111,7 @@ fn fuzz(target: &str, seconds: u32) -> anyhow::Result<()> {
     )
 }
 
-const BENCHMARKS: [&str; 5] = ["xdp", "capture", "identity", "collector", "spec"];
+const BENCHMARKS: [&str; 6] = ["xdp", "capture", "identity", "collector", "spec", "detect"];
 
 fn bench(name: &str, args: &[String]) -> anyhow::Result<()> {
     if !BENCHMARKS.contains(&name) {
