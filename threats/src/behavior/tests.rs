@@ -461,3 +461,39 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_call_from_an_exchange_carries_its_caller_request_line_status_and_time() {
+    use intelligence::exchange::Side;
+    let headers = [("Content-Type", "application/json")];
+    let body = br#"{"username": "mallory", "password": "123456"}"#;
+    let exchange = Exchange {
+        method: "POST",
+        path: "/api/login",
+        query: Some("next=%2F"),
+        status: Some(401),
+        request: Side {
+            headers: &headers,
+            body,
+            body_complete: true,
+            seen: true,
+        },
+        response: Side::default(),
+        caller: "203.0.113.50",
+        auth: intelligence::auth::AuthScheme::None,
+        time_unix_secs: START,
+        latency_us: None,
+    };
+    let account = login_account(&exchange.request);
+    let call = Call {
+        account: account.as_deref(),
+        ..Call::from_exchange(&exchange, "auth", "/api/login")
+    };
+    assert_eq!(call.source, "203.0.113.50");
+    assert_eq!(
+        (call.method, call.path, call.query),
+        ("POST", "/api/login", Some("next=%2F"))
+    );
+    assert_eq!((call.status, call.time_unix_secs), (Some(401), START));
+    assert_eq!(call.account, Some("mallory"));
+}
