@@ -4,6 +4,7 @@
 
 mod capture;
 mod collector;
+mod detect;
 mod identity;
 mod measure;
 mod spec;
@@ -46,6 +47,11 @@ enum Benchmark {
     /// OpenAPI conformance: calls checked per second on one core against the Petstore and
     /// large published specs, beside parsing the same bodies alone; memory per bound spec.
     Spec(spec::Options),
+    /// Threat detection: MB/s of paths, queries and bodies per core through the threat
+    /// detectors and the sensitive-data scanner on benign JSON API calls and the CRS attack
+    /// requests, against a byte scan and JSON parsing of the same calls; latency per call; and
+    /// calls per second through the behavioral detectors.
+    Detect(detect::Options),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +62,7 @@ fn main() -> ExitCode {
         Benchmark::Identity(options) => identity::run(&options),
         Benchmark::Collector(options) => collector::run(&options),
         Benchmark::Spec(options) => spec::run(&options),
+        Benchmark::Detect(options) => detect::run(&options),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

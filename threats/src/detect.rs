@@ -89,10 +89,17 @@ pub enum ThreatKind {
     MissingSecurityHeaders,
     #[serde(rename = "headers.cors_misconfigured")]
     CorsMisconfigured,
+    /// Found by [`crate::behavior`] over many calls of one source, not in one call.
+    #[serde(rename = "threat.recon")]
+    Recon,
+    #[serde(rename = "threat.bola_enumeration")]
+    BolaEnumeration,
+    #[serde(rename = "threat.credential_stuffing")]
+    CredentialStuffing,
 }
 
 impl ThreatKind {
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 16] = [
         Self::Sqli,
         Self::Xss,
         Self::PathTraversal,
@@ -106,6 +113,9 @@ impl ThreatKind {
         Self::InternalAddress,
         Self::MissingSecurityHeaders,
         Self::CorsMisconfigured,
+        Self::Recon,
+        Self::BolaEnumeration,
+        Self::CredentialStuffing,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -123,6 +133,9 @@ impl ThreatKind {
             Self::InternalAddress => "leak.internal_address",
             Self::MissingSecurityHeaders => "headers.missing_security_headers",
             Self::CorsMisconfigured => "headers.cors_misconfigured",
+            Self::Recon => "threat.recon",
+            Self::BolaEnumeration => "threat.bola_enumeration",
+            Self::CredentialStuffing => "threat.credential_stuffing",
         }
     }
 }

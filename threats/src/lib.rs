@@ -6,6 +6,7 @@
 //! Everything here is a pure function of its inputs, bounded per call, and never panics on
 //! hostile input.
 
+pub mod behavior;
 pub mod decode;
 pub mod detect;
 

@@ -33,8 +33,9 @@ enum Task {
     Demo,
     /// Fuzz a parser with cargo-fuzz (installed if missing): `parse_policy`, `parse_cidr`
     /// (policy), `parse_inventory`, `kubernetes_objects` (identity), `http1`, `http2_frames`,
-    /// `hpack`, `grpc`, `connection` (protocols), `load_spec`, `check_call` or `template_path`
-    /// (intelligence). Crashes are saved under <crate>/fuzz/artifacts. Not part of `test`.
+    /// `hpack`, `grpc`, `connection` (protocols), `load_spec`, `check_call`, `template_path`
+    /// (intelligence), `decode_layers`, `decode_variants`, `detect_request`, `detect_response` or
+    /// `behavior` (threats). Crashes are saved under <crate>/fuzz/artifacts. Not part of `test`.
     Fuzz {
         /// The fuzz target.
         target: String,
@@ -48,10 +49,12 @@ enum Task {
     /// address lookups with 100k pods and 10k ranges, the index's memory, and pod change to
     /// enforced kernel maps. `collector`: records/s stored against bare SQLite, and query
     /// latency per filter. `spec`: OpenAPI conformance checks per second per core against
-    /// parsing alone, and memory per bound spec. Extra arguments go to moat-bench
-    /// (`cargo xtask bench capture -- --help`). Needs root (except `spec`).
+    /// parsing alone, and memory per bound spec. `detect`: MB/s per core through the threat
+    /// detectors against a byte scan and JSON parsing, and latency per call. Extra arguments go
+    /// to moat-bench (`cargo xtask bench capture -- --help`). Needs root (except `spec` and
+    /// `detect`).
     Bench {
-        /// Which benchmark: `xdp`, `capture`, `identity`, `collector` or `spec`.
+        /// Which benchmark: `xdp`, `capture`, `identity`, `collector`, `spec` or `detect`.
         name: String,
         /// Arguments for moat-bench.
         #[arg(last = true)]
@@ -69,7 +72,7 @@ enum Task {
 }
 
 /// (target, crate whose fuzz/ directory holds it).
-const FUZZ_TARGETS: [(&str, &str); 12] = [
+const FUZZ_TARGETS: [(&str, &str); 17] = [
     ("parse_policy", "policy"),
     ("parse_cidr", "policy"),
     ("parse_inventory", "identity"),
@@ -82,6 +85,11 @@ const FUZZ_TARGETS: [(&str, &str); 12] = [
     ("load_spec", "intelligence"),
     ("check_call", "intelligence"),
     ("template_path", "intelligence"),
+    ("decode_layers", "threats"),
+    ("decode_variants", "threats"),
+    ("detect_request", "threats"),
+    ("detect_response", "threats"),
+    ("behavior", "threats"),
 ];
 
 fn fuzz(target: &str, seconds: u32) -> anyhow::Result<()> {
@@ -103,7 +111,7 @@ fn fuzz(target: &str, seconds: u32) -> anyhow::Result<()> {
     )
 }
 
-const BENCHMARKS: [&str; 5] = ["xdp", "capture", "identity", "collector", "spec"];
+const BENCHMARKS: [&str; 6] = ["xdp", "capture", "identity", "collector", "spec", "detect"];
 
 fn bench(name: &str, args: &[String]) -> anyhow::Result<()> {
     if !BENCHMARKS.contains(&name) {
