@@ -158,6 +158,7 @@ pub struct AnalysisStats {
     pub specs_bound: usize,
     pub specs_rejected: usize,
     pub detection: DetectionStats,
+    pub behavior: threats::behavior::BehaviorStats,
     /// Data flows kept, and calls counted in the overflow flows past `--max-data-flows`.
     pub data_flows: usize,
     pub data_flow_calls_overflowed: u64,
@@ -176,8 +177,6 @@ pub struct Analysis {
     detectors: Detectors,
     /// Where sensitive data goes: per endpoint, class and counterpart.
     flows: DataFlows,
-    /// Keys evidence hashes; kept to build the detectors again when their file changes.
-    hash_key: HashKey,
     apis: Vec<Loaded>,
     /// Only those the bound APIs name.
     config_maps: ConfigMaps,
@@ -235,11 +234,10 @@ impl Analysis {
         };
         Self {
             analyzer: Analyzer::new(config),
-            detectors: Detectors::new(Arc::new(DetectionConfig::default()), hash_key.clone()),
+            detectors: Detectors::new(Arc::new(DetectionConfig::default()), hash_key),
             flows: DataFlows::new(DataFlowLimits {
                 max_flows: args.max_data_flows.max(1),
             }),
-            hash_key,
             apis: Vec::new(),
             config_maps: ConfigMaps::new(),
         }
@@ -281,7 +279,7 @@ impl Analysis {
 
     /// Puts a (validated) detection file in force.
     pub fn set_detection(&mut self, config: Arc<DetectionConfig>) {
-        self.detectors = Detectors::new(config, self.hash_key.clone());
+        self.detectors.reconfigure(config);
     }
 
     /// The ConfigMaps (namespace, name) the bound APIs read their specs from.
@@ -550,6 +548,7 @@ impl Analysis {
                 .count(),
             specs_rejected: self.apis.iter().filter(|loaded| loaded.rejected).count(),
             detection: self.detectors.stats(),
+            behavior: self.detectors.behavior_stats(),
             data_flows: self.flows.len(),
             data_flow_calls_overflowed: self.flows.overflowed_calls(),
         }

@@ -12,11 +12,17 @@ use std::{
     time::Duration,
 };
 
-use intelligence::{Caller, Exchange, Finding, Severity, finding::Mode};
+use intelligence::{Caller, Exchange, Finding, Severity, exchange::Side, finding::Mode};
 use policy::{PolicyError, locate::Locations};
 use sensitive::{Detection, Direction, HashKey, Scanner, masking::MaskedField};
 use serde::Deserialize;
-use threats::{Threat, ThreatKind};
+use threats::{
+    Threat, ThreatKind,
+    behavior::{
+        BehaviorConfig, BehaviorDetector, BehaviorStats, BehaviorThreat, Call as BehaviorCall,
+        ConfigError as BehaviorConfigError, basic_user, login_account,
+    },
+};
 
 /// How long a source is dropped when a detector in block mode fires, unless the file says.
 pub const DEFAULT_BLOCK_FOR: Duration = Duration::from_secs(10 * 60);
@@ -51,6 +57,9 @@ struct DetectionFile {
     sensitive: sensitive::Config,
     #[serde(default)]
     callers: CallersFile,
+    /// Thresholds of the detectors that judge a source over many calls.
+    #[serde(default)]
+    behavior: BehaviorConfig,
 }
 
 /// How callers are named beyond their address.
@@ -161,6 +170,7 @@ pub struct DetectionConfig {
     pub repeat_after: Duration,
     sensitive: sensitive::Config,
     callers: Callers,
+    behavior: BehaviorConfig,
 }
 
 impl Default for DetectionConfig {
@@ -172,6 +182,7 @@ impl Default for DetectionConfig {
             repeat_after: DEFAULT_REPEAT_AFTER,
             sensitive: sensitive::Config::default(),
             callers: Callers::default(),
+            behavior: BehaviorConfig::default(),
         }
     }
 }
@@ -254,6 +265,11 @@ fn parse(text: &str, origin: &Path) -> Result<DetectionConfig, PolicyError> {
     // Compiling the configured detectors is the only way to know they are valid.
     Scanner::new(&file.sensitive, HashKey::new([0; 32]))
         .map_err(|problem| error("sensitive".to_owned(), problem.to_string()))?;
+    BehaviorDetector::new(&file.behavior, [0; 16]).map_err(|problem| match problem {
+        BehaviorConfigError::OutOfRange { field, .. } => {
+            error(format!("behavior.{field}"), problem.to_string())
+        }
+    })?;
     let kinds = known_kinds(&file.sensitive);
     let known = |field: String, name: &str| match Pattern::parse(name) {
         Pattern::Kind(kind) if !kinds.contains(&kind) => Err(error(
@@ -356,6 +372,7 @@ fn parse(text: &str, origin: &Path) -> Result<DetectionConfig, PolicyError> {
         repeat_after: duration("repeatAfter", file.repeat_after, DEFAULT_REPEAT_AFTER)?,
         sensitive: file.sensitive,
         callers,
+        behavior: file.behavior,
     })
 }
 
@@ -416,6 +433,8 @@ pub struct Detectors {
     scanner: Scanner,
     /// Hash of a finding's identity → when it was last reported (Unix seconds).
     said: HashMap<u64, u64>,
+    /// Bursts of one source over many calls: recon, BOLA enumeration, credential stuffing.
+    behavior: BehaviorDetector,
     stats: DetectionStats,
 }
 
@@ -425,14 +444,30 @@ impl Detectors {
     pub fn new(config: Arc<DetectionConfig>, key: HashKey) -> Self {
         let scanner = Scanner::new(&config.sensitive, key.clone())
             .unwrap_or_else(|_| unreachable!("a loaded detection config compiles"));
+        let behavior = behavior_detector(&config.behavior, &key);
         Self {
             config,
             key,
             threats: threats::Detector::new(),
             scanner,
             said: HashMap::new(),
+            behavior,
             stats: DetectionStats::default(),
         }
+    }
+
+    /// Puts a new detection file in force, keeping what the detectors remember (which findings
+    /// were said, and the sources' bursts when their thresholds did not change): a reload must
+    /// not repeat every finding or let a burst under way start over.
+    pub fn reconfigure(&mut self, config: Arc<DetectionConfig>) {
+        let kept_behavior = config.behavior == self.config.behavior;
+        let mut next = Self::new(config, self.key.clone());
+        next.said = std::mem::take(&mut self.said);
+        next.stats = self.stats;
+        if kept_behavior {
+            std::mem::swap(&mut next.behavior, &mut self.behavior);
+        }
+        *self = next;
     }
 
     pub fn config(&self) -> &DetectionConfig {
@@ -441,6 +476,10 @@ impl Detectors {
 
     pub fn stats(&self) -> DetectionStats {
         self.stats
+    }
+
+    pub fn behavior_stats(&self) -> BehaviorStats {
+        self.behavior.stats()
     }
 
     /// Everything the detectors find in one call: findings with their modes, and the
@@ -464,6 +503,14 @@ impl Detectors {
         );
         for (finding, said) in self.data_findings(call, &detections) {
             found.push((finding, Some(said)));
+        }
+        let account = login_attempt(call);
+        let behavior_call = BehaviorCall {
+            account: account.as_deref(),
+            ..BehaviorCall::from_exchange(exchange, call.service, call.endpoint)
+        };
+        for burst in self.behavior.observe(&behavior_call) {
+            found.push((self.burst_finding(call, &burst), None));
         }
         if exchange.auth.is_authenticated() && call.crosses_node && !call.encrypted {
             let finding = self.finding(
@@ -514,19 +561,18 @@ impl Detectors {
         };
         let mut api_key = None;
         let mut token_claims = None;
-        let mut basic_user = None;
+        let basic_user = basic_user(&Side {
+            headers: client.credentials,
+            ..Side::default()
+        });
         for (name, value) in client.credentials {
             if name.eq_ignore_ascii_case("authorization") {
-                match value.trim().split_once(' ') {
-                    Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
-                        token_claims = sensitive::jwt::decode(token.trim())
-                            .ok()
-                            .map(|token| token.claims);
-                    }
-                    Some((scheme, encoded)) if scheme.eq_ignore_ascii_case("basic") => {
-                        basic_user = basic_user_of(encoded.trim());
-                    }
-                    _ => {}
+                if let Some((scheme, token)) = value.trim().split_once(' ')
+                    && scheme.eq_ignore_ascii_case("bearer")
+                {
+                    token_claims = sensitive::jwt::decode(token.trim())
+                        .ok()
+                        .map(|token| token.claims);
                 }
             } else if !matches!(
                 name.to_ascii_lowercase().as_str(),
@@ -625,6 +671,27 @@ impl Detectors {
             spec_pointer: None,
             message,
             evidence,
+        }
+    }
+
+    fn burst_finding(&self, call: &CallContext<'_>, burst: &BehaviorThreat) -> Finding {
+        Finding {
+            endpoint: burst
+                .endpoint
+                .as_deref()
+                .and_then(|endpoint| endpoint.split_once(' '))
+                .map_or_else(
+                    || call.endpoint.to_owned(),
+                    |(_, template)| template.to_owned(),
+                ),
+            ..self.finding(
+                call,
+                burst.kind.as_str(),
+                burst.rule,
+                burst.severity,
+                format!("{}: {}", describe(burst.kind), burst.message),
+                format!("caller {}", call.exchange.caller),
+            )
         }
     }
 
@@ -732,15 +799,40 @@ fn normalized_locations(group: &[&Detection]) -> String {
     places.join(",")
 }
 
-/// The user name of Basic credentials.
-fn basic_user_of(encoded: &str) -> Option<String> {
-    use base64::Engine as _;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded)
-        .ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let (user, _) = text.split_once(':')?;
-    (!user.is_empty()).then(|| user.to_owned())
+/// The account a call logs in as, for credential stuffing: read only from refused calls and
+/// from successful ones that send something (a login is never a GET of a page), with the
+/// credentials as sent.
+fn login_attempt(call: &CallContext<'_>) -> Option<String> {
+    let exchange = call.exchange;
+    let refused = matches!(exchange.status, Some(401 | 403));
+    let sent = exchange
+        .status
+        .is_some_and(|status| (200..300).contains(&status))
+        && !exchange.method.eq_ignore_ascii_case("GET");
+    if !refused && !sent {
+        return None;
+    }
+    // The unredacted credentials first: a header is looked up by its first occurrence.
+    let headers: Vec<(&str, &str)> = call
+        .credentials
+        .iter()
+        .chain(exchange.request.headers)
+        .copied()
+        .collect();
+    login_account(&Side {
+        headers: &headers,
+        ..exchange.request
+    })
+}
+
+/// The behavioural detectors, keyed from the agent's hash key (their hashes of paths, ids and
+/// accounts must not be computable by whoever knows the values).
+fn behavior_detector(config: &BehaviorConfig, key: &HashKey) -> BehaviorDetector {
+    let derived = key.derive("moat behavioural detectors");
+    let mut behavior_key = [0; 16];
+    behavior_key.copy_from_slice(&derived[..16]);
+    BehaviorDetector::new(config, behavior_key)
+        .unwrap_or_else(|_| unreachable!("a loaded detection config's thresholds are in range"))
 }
 
 /// The client software a User-Agent names: its first product's name (`curl`,
@@ -791,6 +883,9 @@ fn describe(kind: ThreatKind) -> &'static str {
         ThreatKind::InternalAddress => "an internal address",
         ThreatKind::MissingSecurityHeaders => "security headers missing",
         ThreatKind::CorsMisconfigured => "a CORS policy open to any origin with credentials",
+        ThreatKind::Recon => "reconnaissance",
+        ThreatKind::BolaEnumeration => "object id enumeration (BOLA)",
+        ThreatKind::CredentialStuffing => "credential stuffing",
     }
 }
 

@@ -264,6 +264,31 @@ fn encode_analysis(
         "Calls whose sensitive values were counted in an overflow flow ({overflow}) because --max-data-flows flows were kept.",
         &[(vec![], snapshot.analysis.data_flow_calls_overflowed)],
     )?;
+    let behavior = &snapshot.analysis.behavior;
+    gauge(
+        encoder,
+        "moat_behavior_sources",
+        "Sources the behavioural detectors (recon, BOLA enumeration, credential stuffing) hold state for, bounded by the detection file's behavior.maxSources.",
+        behavior.sources as i64,
+    )?;
+    gauge(
+        encoder,
+        "moat_behavior_items",
+        "Distinct paths, parameter names, ids and accounts the behavioural detectors hold, over all sources.",
+        behavior.items as i64,
+    )?;
+    counter(
+        encoder,
+        "moat_behavior_sources_evicted",
+        "Sources forgotten for newer ones while they still had counts in their window: a burst they were in may go unreported.",
+        &[(vec![], behavior.sources_evicted)],
+    )?;
+    counter(
+        encoder,
+        "moat_behavior_endpoints_evicted",
+        "Endpoints whose ids a source was counting, forgotten for a newer endpoint (more than behavior.bola.endpointsPerSource walked at once).",
+        &[(vec![], behavior.endpoints_evicted)],
+    )?;
     let detection = &snapshot.analysis.detection;
     counter(
         encoder,

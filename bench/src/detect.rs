@@ -21,6 +21,9 @@ use intelligence::{Exchange, auth::AuthScheme, exchange::Side};
 use serde_json::{Value, json};
 use threats::behavior::{BehaviorConfig, BehaviorDetector, Call as BehaviorCall};
 
+static CALLER: std::sync::LazyLock<intelligence::Caller> =
+    std::sync::LazyLock::new(|| intelligence::Caller::peer("bench/client"));
+
 /// The target beside which the detectors' throughput is printed.
 const TARGET_MB_PER_SECOND: f64 = 200.0;
 /// Benign calls generated per operation, each with different values.
@@ -99,7 +102,7 @@ fn exchanges<'a>(calls: &'a [Call], headers: &'a [Vec<(&'a str, &'a str)>]) -> V
                 body_complete: true,
                 seen: true,
             },
-            caller: "bench/client",
+            caller: &CALLER,
             auth: AuthScheme::BearerJwt,
             time_unix_secs: 1_700_000_000 + index as u64 / 100,
             latency_us: Some(900),

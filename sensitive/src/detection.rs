@@ -85,13 +85,25 @@ impl HashKey {
     /// HMAC-SHA256 of `value`, truncated to 64 bits, in hex: enough to tell values apart in
     /// one deployment's findings, too short to be a stable identifier elsewhere.
     pub fn digest(&self, value: &str) -> String {
+        self.mac(value)[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// A key for another `purpose` (the behavioural detectors' hashes, say), derived so that
+    /// neither key tells anything of the other.
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        self.mac(purpose)
+    }
+
+    fn mac(&self, value: &str) -> [u8; 32] {
         // HMAC zero-pads keys shorter than the hash's block, so the padded key is the same key.
         let mut block = [0u8; 64];
         block[..32].copy_from_slice(&self.0);
         let mut mac = Hmac::<Sha256>::new(&block.into());
         mac.update(value.as_bytes());
-        let tag = mac.finalize().into_bytes();
-        tag[..8].iter().map(|b| format!("{b:02x}")).collect()
+        mac.finalize().into_bytes().into()
     }
 }
 

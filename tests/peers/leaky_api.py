@@ -1,9 +1,11 @@
 """An API with the mistakes Moat's detectors look for, for the detection tests: customer
 records with emails and card numbers, a Python stack trace on a failing search, and an
-endpoint that accepts any token. Usage: leaky_api.py ADDRESS PORT"""
+endpoint that accepts any token, orders under any id, and a login that refuses all but one
+password. Usage: leaky_api.py ADDRESS PORT"""
 import json
 import sys
 import traceback
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 CUSTOMERS = [
@@ -39,7 +41,14 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         length = int(self.headers.get("Content-Length", 0))
-        self.rfile.read(length)
+        body = self.rfile.read(length)
+        if self.path.startswith("/login"):
+            fields = urllib.parse.parse_qs(body.decode(errors="replace"))
+            if fields.get("password") == ["correct horse"]:
+                self._send(200, b'{"session": "s"}')
+            else:
+                self._send(401, b'{"error": "bad credentials"}')
+            return
         self._send(201, b'{"created": true}')
 
 

@@ -190,6 +190,35 @@ fn an_attacker_pod_is_named_in_the_findings_of_its_attacks_and_the_api_in_its_le
             "which rule fired: {finding}"
         );
     }
+    // Over many calls: walking order ids one by one, and failed logins across accounts.
+    let mut orders: Vec<String> = Vec::new();
+    for id in 5001..=5025 {
+        // One keep-alive connection; curl wants an output per URL past the first.
+        if id > 5001 {
+            orders.extend(["-o".to_owned(), "/dev/null".to_owned()]);
+        }
+        orders.push(url(&format!("/orders/{id}")));
+    }
+    let orders: Vec<&str> = orders.iter().map(String::as_str).collect();
+    assert_eq!(curl_status(&attacker, &orders), Ok("200".repeat(25)));
+    for user in 0..10 {
+        let form = format!("username=victim{user}&password=Summer2026");
+        assert_eq!(
+            curl_status(&attacker, &["-d", &form, &url("/login")]).as_deref(),
+            Ok("401")
+        );
+    }
+    for (kind, endpoint) in [
+        ("threat.bola_enumeration", "/orders/{id}"),
+        ("threat.credential_stuffing", "/login"),
+    ] {
+        let burst = agent.wait_since(mark, Duration::from_secs(10), |record| {
+            record["finding"] == kind
+        });
+        assert_eq!(burst["endpoint"], endpoint, "{burst}");
+        assert_eq!(burst["source"]["customer"], "Acme Corp", "{burst}");
+    }
+
     let trace = agent.wait_since(mark, Duration::from_secs(10), |record| {
         record["finding"] == "leak.stack_trace"
     });

@@ -28,7 +28,7 @@ use intelligence::{Exchange, Severity};
 use serde::{Deserialize, Serialize};
 use siphasher::sip::SipHasher13;
 
-pub use account::login_account;
+pub use account::{basic_user, login_account};
 
 use crate::ThreatKind;
 
@@ -72,7 +72,7 @@ impl<'a> Call<'a> {
     /// agent reads it with [`login_account`] before credentials are redacted).
     pub fn from_exchange(exchange: &Exchange<'a>, service: &'a str, template: &'a str) -> Self {
         Self {
-            source: exchange.caller,
+            source: &exchange.caller.peer,
             service,
             method: exchange.method,
             template,
@@ -89,7 +89,7 @@ impl<'a> Call<'a> {
 /// Thresholds and windows. Every field has a default (`#[serde(default)]`), so a partial
 /// document works.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct BehaviorConfig {
     /// Sources tracked at once; the least recently seen is forgotten for a new one. Default 4096.
     pub max_sources: usize,
@@ -114,7 +114,7 @@ impl Default for BehaviorConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct ReconConfig {
     /// Default 60.
     pub window_secs: u64,
@@ -135,7 +135,7 @@ impl Default for ReconConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct BolaConfig {
     /// Default 60.
     pub window_secs: u64,
@@ -161,7 +161,7 @@ impl Default for BolaConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct CredentialStuffingConfig {
     /// Default 300.
     pub window_secs: u64,
@@ -200,73 +200,68 @@ impl BehaviorConfig {
         let as_u64 = |value: usize| u64::try_from(value).unwrap_or(u64::MAX);
         let checks: [(&'static str, u64, u64, u64); 12] = [
             (
-                "max_sources",
+                "maxSources",
                 as_u64(self.max_sources),
                 1,
                 as_u64(MAX_SOURCES),
             ),
             (
-                "rearm_after_quiet_secs",
+                "rearmAfterQuietSecs",
                 self.rearm_after_quiet_secs,
                 1,
                 MAX_WINDOW_SECS,
             ),
             (
-                "recon.window_secs",
+                "recon.windowSecs",
                 self.recon.window_secs,
                 1,
                 MAX_WINDOW_SECS,
             ),
             (
-                "recon.missed_paths",
+                "recon.missedPaths",
                 self.recon.missed_paths.into(),
                 2,
                 MAX_THRESHOLD.into(),
             ),
             (
-                "recon.parameter_names",
+                "recon.parameterNames",
                 self.recon.parameter_names.into(),
                 2,
                 MAX_THRESHOLD.into(),
             ),
+            ("bola.windowSecs", self.bola.window_secs, 1, MAX_WINDOW_SECS),
             (
-                "bola.window_secs",
-                self.bola.window_secs,
-                1,
-                MAX_WINDOW_SECS,
-            ),
-            (
-                "bola.distinct_ids",
+                "bola.distinctIds",
                 self.bola.distinct_ids.into(),
                 2,
                 MAX_THRESHOLD.into(),
             ),
             (
-                "bola.consecutive_ids",
+                "bola.consecutiveIds",
                 self.bola.consecutive_ids.into(),
                 2,
                 MAX_THRESHOLD.into(),
             ),
             (
-                "bola.endpoints_per_source",
+                "bola.endpointsPerSource",
                 as_u64(self.bola.endpoints_per_source),
                 1,
                 as_u64(MAX_ENDPOINTS_PER_SOURCE),
             ),
             (
-                "credential_stuffing.window_secs",
+                "credentialStuffing.windowSecs",
                 self.credential_stuffing.window_secs,
                 1,
                 MAX_WINDOW_SECS,
             ),
             (
-                "credential_stuffing.failed_accounts",
+                "credentialStuffing.failedAccounts",
                 self.credential_stuffing.failed_accounts.into(),
                 2,
                 MAX_THRESHOLD.into(),
             ),
             (
-                "credential_stuffing.failures_per_account",
+                "credentialStuffing.failuresPerAccount",
                 self.credential_stuffing.failures_per_account.into(),
                 2,
                 MAX_THRESHOLD.into(),
@@ -288,7 +283,7 @@ impl BehaviorConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
-    #[error("behavior config: {field} is {value}; it must be from {min} to {max}")]
+    #[error("{field} is {value}; it must be from {min} to {max}")]
     OutOfRange {
         field: &'static str,
         value: u64,

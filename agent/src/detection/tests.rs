@@ -306,3 +306,66 @@ fn api_keys_are_listed_by_their_sha256() {
     assert_eq!(bad.line, Some(3));
     assert!(bad.message.contains("sha256sum"), "{bad}");
 }
+
+#[test]
+fn bursts_over_many_calls_are_findings_and_survive_a_reload() {
+    let mut detectors = detectors("behavior:\n  bola: {consecutiveIds: 5, distinctIds: 50}\n");
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let mut kinds_seen = Vec::new();
+    // Failed logins for ten different accounts from one source.
+    for (index, time) in (1_000..1_010).enumerate() {
+        let body = format!("username=user{index}&password=guess");
+        let mut call = exchange("/login", None, b"", time);
+        call.method = "POST";
+        call.status = Some(401);
+        call.request = Side {
+            headers: &form,
+            body: body.as_bytes(),
+            body_complete: true,
+            seen: true,
+        };
+        let findings = detectors.judge(&context(&call, &[])).findings;
+        kinds_seen.extend(
+            findings
+                .into_iter()
+                .map(|finding| finding.kind.to_string())
+                .filter(|kind| kind.starts_with("threat.")),
+        );
+    }
+    assert_eq!(kinds_seen, ["threat.credential_stuffing"]);
+
+    // An edit of another section keeps the bursts under way.
+    let same_thresholds = "behavior:\n  bola: {consecutiveIds: 5, distinctIds: 50}\nseverities:\n  threat.sqli: critical\n";
+    let paths: Vec<String> = (1..=5).map(|id| format!("/orders/{}", 7000 + id)).collect();
+    let mut findings = Vec::new();
+    for (step, path) in paths.iter().enumerate() {
+        if step == 3 {
+            detectors.reconfigure(Arc::new(config(same_thresholds).expect("valid")));
+        }
+        let call = exchange(path, None, b"{}", 2_000 + step as u64);
+        findings.extend(
+            detectors
+                .judge(&CallContext {
+                    endpoint: "/orders/{id}",
+                    ..context(&call, &[])
+                })
+                .findings,
+        );
+    }
+    let bola: Vec<&Finding> = findings
+        .iter()
+        .filter(|finding| finding.kind == "threat.bola_enumeration")
+        .collect();
+    assert_eq!(bola.len(), 1, "{findings:?}");
+    assert_eq!(bola[0].endpoint, "/orders/{id}");
+    assert!(bola[0].message.contains('5'), "{}", bola[0].message);
+    assert_eq!(detectors.behavior_stats().sources_evicted, 0);
+}
+
+#[test]
+fn behavior_thresholds_out_of_range_are_refused_with_their_field() {
+    let error = config("behavior:\n  bola:\n    distinctIds: 1000000\n").unwrap_err();
+    assert_eq!(error.field.as_deref(), Some("behavior.bola.distinctIds"));
+    assert_eq!(error.line, Some(3));
+    assert!(error.message.contains("2 to 1024"), "{error}");
+}

@@ -6,6 +6,9 @@ use intelligence::{Exchange, auth::AuthScheme, exchange::Side};
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use serde_json::Value;
 
+static CALLER: std::sync::LazyLock<intelligence::Caller> =
+    std::sync::LazyLock::new(|| intelligence::Caller::peer("fuzz"));
+
 #[derive(Arbitrary, Debug)]
 pub enum Json<'a> {
     Null,
@@ -134,7 +137,7 @@ impl Call<'_> {
                 body_complete: true,
                 seen: self.response.seen,
             },
-            caller: "fuzz",
+            caller: &CALLER,
             auth: AuthScheme::None,
             time_unix_secs: 0,
             latency_us: None,

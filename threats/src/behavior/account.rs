@@ -37,7 +37,8 @@ pub fn login_account(request: &Side<'_>) -> Option<String> {
     basic_user(request).or_else(|| body_account(request))
 }
 
-fn basic_user(request: &Side<'_>) -> Option<String> {
+/// The user name of the request's `Basic` credentials, unless they were redacted.
+pub fn basic_user(request: &Side<'_>) -> Option<String> {
     let value = request.header("authorization")?.trim();
     if value == REDACTED {
         return None;

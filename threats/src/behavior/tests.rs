@@ -356,7 +356,7 @@ fn source_labels_are_cut() {
 #[test]
 fn config_reads_partially_and_rejects_what_would_not_bound_memory() {
     let config: BehaviorConfig =
-        serde_json::from_str(r#"{"recon": {"missed_paths": 5}, "max_sources": 10}"#)
+        serde_json::from_str(r#"{"recon": {"missedPaths": 5}, "maxSources": 10}"#)
             .expect("a partial config reads");
     assert_eq!(config.recon.missed_paths, 5);
     assert_eq!(config.recon.window_secs, 60);
@@ -372,7 +372,7 @@ fn config_reads_partially_and_rejects_what_would_not_bound_memory() {
     let error = BehaviorDetector::new(&huge, KEY).err();
     assert_eq!(
         error.map(|error| error.to_string()).as_deref(),
-        Some("behavior config: bola.distinct_ids is 1000000; it must be from 2 to 1024")
+        Some("bola.distinctIds is 1000000; it must be from 2 to 1024")
     );
     let none = BehaviorConfig {
         max_sources: 0,
@@ -467,6 +467,7 @@ fn a_call_from_an_exchange_carries_its_caller_request_line_status_and_time() {
     use intelligence::exchange::Side;
     let headers = [("Content-Type", "application/json")];
     let body = br#"{"username": "mallory", "password": "123456"}"#;
+    let caller = intelligence::Caller::peer("203.0.113.50");
     let exchange = Exchange {
         method: "POST",
         path: "/api/login",
@@ -479,7 +480,7 @@ fn a_call_from_an_exchange_carries_its_caller_request_line_status_and_time() {
             seen: true,
         },
         response: Side::default(),
-        caller: "203.0.113.50",
+        caller: &caller,
         auth: intelligence::auth::AuthScheme::None,
         time_unix_secs: START,
         latency_us: None,
