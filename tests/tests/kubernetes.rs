@@ -738,7 +738,11 @@ fn a_service_annotation_binds_the_spec_in_a_config_map_and_follows_its_edits() {
     assert_eq!(loaded["operations"], 2, "{loaded}");
     get("/secret");
     let finding = agent.wait_since(mark, Duration::from_secs(10), |record| {
-        record["kind"] == "api.finding" && record["endpoint"] == "/secret"
+        record["kind"] == "api.finding"
+            && record["endpoint"] == "/secret"
+            && record["finding"]
+                .as_str()
+                .is_some_and(|kind| kind.starts_with("spec."))
     });
     assert_eq!(finding["finding"], "spec.unexpected_status", "{finding}");
 
