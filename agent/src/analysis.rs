@@ -514,6 +514,7 @@ impl Analysis {
         call.endpoint = observation.endpoint.map(|key| key.template);
         call.service = Some(service);
         call.caller = Some(caller);
+        call.redact_found(&judgement.detections);
         // Credentials have served the judging; they must not outlive it.
         call.credentials = Vec::new();
         judged

@@ -82,8 +82,15 @@ pub const API_KEY_HEADERS: [&str; 8] = [
     "x-goog-api-key",
 ];
 
+/// Whether query parameter `name` carries a key or token ([`API_KEY_PARAMETERS`]).
+pub fn is_api_key_parameter(name: &str) -> bool {
+    API_KEY_PARAMETERS
+        .iter()
+        .any(|key| key.eq_ignore_ascii_case(name))
+}
+
 /// Query parameter names that carry keys or tokens.
-const API_KEY_PARAMETERS: [&str; 6] = [
+pub const API_KEY_PARAMETERS: [&str; 6] = [
     "api_key",
     "apikey",
     "api-key",
@@ -155,10 +162,7 @@ pub fn scheme_of<'a>(
     let key_in_query = query.is_some_and(|query| {
         query.split('&').any(|pair| {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            !value.is_empty()
-                && API_KEY_PARAMETERS
-                    .iter()
-                    .any(|key| key.eq_ignore_ascii_case(name))
+            !value.is_empty() && is_api_key_parameter(name)
         })
     });
     if key_in_query {

@@ -198,6 +198,43 @@ pub struct CallRecord {
     pub credentials: Vec<HeaderRecord>,
 }
 
+/// `query` with the value of each parameter whose (percent-decoded) name `redacts` replaced.
+fn redacted_query(query: &str, redacts: impl Fn(&str) -> bool) -> String {
+    query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, value)) if !value.is_empty() => {
+                let decoded = percent_encoding::percent_decode_str(&name.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned();
+                if redacts(&decoded) {
+                    format!("{name}={REDACTED}")
+                } else {
+                    pair.to_owned()
+                }
+            }
+            _ => pair.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// An absolute-form target (`http://user:secret@host/`) without its password.
+fn without_userinfo_password(path: &str) -> String {
+    let Some((scheme, rest)) = path.split_once("://") else {
+        return path.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+            format!("{scheme}://{user}:{REDACTED}@{host}{tail}")
+        }
+        None => path.to_owned(),
+    }
+}
+
 /// The message as a record, and its kept body (kept for analysis, never serialized); the
 /// credential values redacted go to `credentials`.
 fn message(
@@ -285,6 +322,45 @@ impl CallRecord {
         }
     }
 
+    /// Replaces what the record would carry in clear of the values the detectors found
+    /// sensitive (query parameters, header values, a password in an absolute target), and of
+    /// the keys and tokens a query carries: a finding says they were there; the record, which
+    /// leaves the agent, must not carry them.
+    pub fn redact_found(&mut self, detections: &[sensitive::Detection]) {
+        use sensitive::{Direction, Location};
+        let mut parameters: Vec<&str> = Vec::new();
+        for detection in detections {
+            match &detection.location {
+                Location::Query { param } => parameters.push(param),
+                Location::Header { name } => {
+                    let message = match detection.direction {
+                        Direction::Request => &mut self.request,
+                        Direction::Response => &mut self.response,
+                    };
+                    for header in message
+                        .headers
+                        .iter_mut()
+                        .filter(|header| header.name.eq_ignore_ascii_case(name))
+                    {
+                        header.value = REDACTED.to_owned();
+                    }
+                }
+                Location::Path => {
+                    if let Some(path) = &mut self.path {
+                        *path = without_userinfo_password(path);
+                    }
+                }
+                Location::Json { .. } | Location::Form { .. } | Location::Text { .. } => {}
+            }
+        }
+        if let Some(query) = &mut self.query {
+            *query = redacted_query(query, |name| {
+                intelligence::auth::is_api_key_parameter(name)
+                    || parameters.iter().any(|sensitive| *sensitive == name)
+            });
+        }
+    }
+
     /// Whether `other` is this same call captured at the other end of the connection. A field
     /// one end could not see (a request read that was under way when capture started, bytes lost
     /// in a gap) does not rule a match out; a field both ends saw must agree.
@@ -331,5 +407,31 @@ impl CallRecord {
         }
         best.seen_at = vec!["client", "server"];
         best
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_in_queries_and_passwords_in_targets_are_redacted() {
+        assert_eq!(
+            redacted_query(
+                "page=2&api_key=k-123&Token=t&empty=",
+                intelligence::auth::is_api_key_parameter
+            ),
+            "page=2&api_key=[redacted]&Token=[redacted]&empty="
+        );
+        assert_eq!(
+            redacted_query("e%6Dail=ann%40example.com&q=x", |name| name == "email"),
+            "e%6Dail=[redacted]&q=x",
+            "names compare decoded"
+        );
+        assert_eq!(
+            without_userinfo_password("http://ann:s3cret@proxy.example:8080/a?b"),
+            "http://ann:[redacted]@proxy.example:8080/a?b"
+        );
+        assert_eq!(without_userinfo_password("/plain/path"), "/plain/path");
     }
 }
