@@ -356,7 +356,7 @@ impl CallRecord {
         if let Some(query) = &mut self.query {
             *query = redacted_query(query, |name| {
                 intelligence::auth::is_api_key_parameter(name)
-                    || parameters.iter().any(|sensitive| *sensitive == name)
+                    || parameters.contains(&name)
             });
         }
     }
