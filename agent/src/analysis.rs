@@ -234,7 +234,11 @@ impl Analysis {
         };
         Self {
             analyzer: Analyzer::new(config),
-            detectors: Detectors::new(Arc::new(DetectionConfig::default()), hash_key),
+            detectors: Detectors::new(
+                Arc::new(DetectionConfig::default()),
+                hash_key,
+                args.detection_body_bytes_per_second,
+            ),
             flows: DataFlows::new(DataFlowLimits {
                 max_flows: args.max_data_flows.max(1),
             }),
@@ -813,6 +817,7 @@ paths:
                 detection: None,
                 hash_key_file: None,
                 max_data_flows: 16,
+                detection_body_bytes_per_second: 1 << 20,
             },
             HashKey::new([1; 32]),
         )

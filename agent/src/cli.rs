@@ -151,6 +151,12 @@ pub struct AnalysisArgs {
     /// further flows are counted in one overflow flow per direction and class.
     #[arg(long, value_name = "FLOWS", default_value_t = 10_000)]
     pub max_data_flows: usize,
+
+    /// Body bytes the detectors read per second (default 64 MiB). Past it, a call's request
+    /// line, headers and caller are still judged but its bodies are not, and both are counted
+    /// (moat_detection_bodies_unjudged_total): a burst of large bodies must not slow capture.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
+    pub detection_body_bytes_per_second: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -423,6 +423,42 @@ pub struct DetectionStats {
     pub repeats_suppressed: u64,
     /// Times the memory of said findings was full and forgotten (each may repeat once early).
     pub memory_resets: u64,
+    /// Calls whose bodies were not judged, and their body bytes, because the second's body
+    /// budget was spent (their request line, headers and callers still were).
+    pub bodies_unjudged: u64,
+    pub body_bytes_unjudged: u64,
+}
+
+/// Body bytes the detectors may read per second: scanning bodies is what costs, and a burst of
+/// large bodies must not starve capture (whose loss would hide more than a body does).
+#[derive(Debug, Clone, Copy)]
+struct BodyBudget {
+    bytes_per_second: u64,
+    second: u64,
+    spent: u64,
+}
+
+impl BodyBudget {
+    fn new(bytes_per_second: u64) -> Self {
+        Self {
+            bytes_per_second,
+            second: 0,
+            spent: 0,
+        }
+    }
+
+    /// Whether `bytes` more fit in second `now` (Unix seconds); if so they are spent.
+    fn admit(&mut self, now: u64, bytes: u64) -> bool {
+        if now != self.second {
+            self.second = now;
+            self.spent = 0;
+        }
+        let fits = self.spent.saturating_add(bytes) <= self.bytes_per_second;
+        if fits {
+            self.spent += bytes;
+        }
+        fits
+    }
 }
 
 /// The detectors, compiled, with the memory of which server-side findings were said.
@@ -435,13 +471,14 @@ pub struct Detectors {
     said: HashMap<u64, u64>,
     /// Bursts of one source over many calls: recon, BOLA enumeration, credential stuffing.
     behavior: BehaviorDetector,
+    budget: BodyBudget,
     stats: DetectionStats,
 }
 
 impl Detectors {
     /// `config` was validated when loaded, so compiling it again cannot fail; `key` keys the
-    /// evidence hashes.
-    pub fn new(config: Arc<DetectionConfig>, key: HashKey) -> Self {
+    /// evidence hashes; at most `body_bytes_per_second` of bodies are judged each second.
+    pub fn new(config: Arc<DetectionConfig>, key: HashKey, body_bytes_per_second: u64) -> Self {
         let scanner = Scanner::new(&config.sensitive, key.clone())
             .unwrap_or_else(|_| unreachable!("a loaded detection config compiles"));
         let behavior = behavior_detector(&config.behavior, &key);
@@ -452,6 +489,7 @@ impl Detectors {
             scanner,
             said: HashMap::new(),
             behavior,
+            budget: BodyBudget::new(body_bytes_per_second),
             stats: DetectionStats::default(),
         }
     }
@@ -461,7 +499,8 @@ impl Detectors {
     /// not repeat every finding or let a burst under way start over.
     pub fn reconfigure(&mut self, config: Arc<DetectionConfig>) {
         let kept_behavior = config.behavior == self.config.behavior;
-        let mut next = Self::new(config, self.key.clone());
+        let mut next = Self::new(config, self.key.clone(), self.budget.bytes_per_second);
+        next.budget = self.budget;
         next.said = std::mem::take(&mut self.said);
         next.stats = self.stats;
         if kept_behavior {
@@ -485,7 +524,29 @@ impl Detectors {
     /// Everything the detectors find in one call: findings with their modes, and the
     /// sensitive values the call carried (for the data flows, whatever the findings' modes).
     pub fn judge(&mut self, call: &CallContext<'_>) -> Judgement {
-        let exchange = call.exchange;
+        let body_bytes =
+            (call.exchange.request.body.len() + call.exchange.response.body.len()) as u64;
+        let without_bodies;
+        let exchange = if self.budget.admit(call.exchange.time_unix_secs, body_bytes) {
+            call.exchange
+        } else {
+            self.stats.bodies_unjudged += 1;
+            self.stats.body_bytes_unjudged += body_bytes;
+            fn unread(side: Side<'_>) -> Side<'_> {
+                Side {
+                    body: &[],
+                    body_complete: false,
+                    ..side
+                }
+            }
+            without_bodies = Exchange {
+                request: unread(call.exchange.request),
+                response: unread(call.exchange.response),
+                ..*call.exchange
+            };
+            &without_bodies
+        };
+        let call = &CallContext { exchange, ..*call };
         let mut found: Vec<(Finding, Option<u64>)> = Vec::new();
         for threat in self.threats.request(exchange) {
             found.push((self.threat_finding(call, &threat), None));

@@ -292,6 +292,18 @@ fn encode_analysis(
     let detection = &snapshot.analysis.detection;
     counter(
         encoder,
+        "moat_detection_bodies_unjudged",
+        "Calls whose bodies the detectors did not read because --detection-body-bytes-per-second was spent (request line, headers and caller still judged).",
+        &[(vec![], detection.bodies_unjudged)],
+    )?;
+    counter(
+        encoder,
+        "moat_detection_body_bytes_unjudged",
+        "Body bytes of those calls.",
+        &[(vec![], detection.body_bytes_unjudged)],
+    )?;
+    counter(
+        encoder,
         "moat_detection_repeats_suppressed",
         "Findings about a server's side (data it returns, leaks, headers) not reported again within the detection file's repeatAfter.",
         &[(vec![], detection.repeats_suppressed)],

@@ -355,8 +355,7 @@ impl CallRecord {
         }
         if let Some(query) = &mut self.query {
             *query = redacted_query(query, |name| {
-                intelligence::auth::is_api_key_parameter(name)
-                    || parameters.contains(&name)
+                intelligence::auth::is_api_key_parameter(name) || parameters.contains(&name)
             });
         }
     }

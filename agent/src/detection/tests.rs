@@ -16,6 +16,7 @@ fn detectors(text: &str) -> Detectors {
     Detectors::new(
         Arc::new(config(text).expect("config is valid")),
         HashKey::new([9; 32]),
+        1 << 20,
     )
 }
 
@@ -224,8 +225,11 @@ fn presented_tokens_and_clear_credentials_are_judged_from_the_unredacted_headers
         crosses_node: false,
         ..context(&call, &credentials)
     };
-    let mut detectors =
-        super::Detectors::new(Arc::new(DetectionConfig::default()), HashKey::new([9; 32]));
+    let mut detectors = super::Detectors::new(
+        Arc::new(DetectionConfig::default()),
+        HashKey::new([9; 32]),
+        1 << 20,
+    );
     assert!(
         detectors
             .judge(&local)
@@ -368,4 +372,31 @@ fn behavior_thresholds_out_of_range_are_refused_with_their_field() {
     assert_eq!(error.field.as_deref(), Some("behavior.bola.distinctIds"));
     assert_eq!(error.line, Some(3));
     assert!(error.message.contains("2 to 1024"), "{error}");
+}
+
+#[test]
+fn bodies_past_the_second_s_budget_are_counted_not_read() {
+    let body = br#"[{"email":"ann@example.com"},{"email":"bob@example.org"}]"#;
+    let mut detectors = Detectors::new(
+        Arc::new(config("").expect("valid")),
+        HashKey::new([9; 32]),
+        2 * body.len() as u64,
+    );
+    let mut judge = |query, time| {
+        let call = exchange("/orders", query, body, time);
+        let findings = kinds(&detectors.judge(&context(&call, &[])).findings);
+        (findings, detectors.stats().bodies_unjudged)
+    };
+    assert_eq!(
+        judge(None, 10),
+        (vec![("data.email".to_owned(), Mode::Detect)], 0)
+    );
+    assert_eq!(judge(None, 10), (vec![], 0), "read, and already said");
+    // The third body of the second does not fit: its URL is still judged.
+    assert_eq!(
+        judge(Some("id=1%27%20OR%20%271%27%3D%271"), 10),
+        (vec![("threat.sqli".to_owned(), Mode::Detect)], 1)
+    );
+    assert_eq!(judge(None, 11), (vec![], 1), "a new second, a new budget");
+    assert_eq!(detectors.stats().body_bytes_unjudged, body.len() as u64);
 }
