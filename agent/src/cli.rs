@@ -134,8 +134,9 @@ pub struct AnalysisArgs {
     pub max_services: usize,
 
     /// The detection file: off, detect or block per finding kind or family (threat.*, data.*,
-    /// auth.*, leak.*, headers.*), severities, how long block mode drops a source, and the
-    /// team's own sensitive-data detectors (docs/threats.md). Reloaded when it changes; an
+    /// auth.*, leak.*, headers.*), severities, how long block mode drops a source, the team's
+    /// own sensitive-data detectors, how callers are named and the behavioural thresholds
+    /// (docs/detection.md). Reloaded when it changes; an
     /// invalid edit is refused and the last good file stays in force. Without it every
     /// detector runs in detect mode.
     #[arg(long, value_name = "FILE")]
@@ -152,7 +153,7 @@ pub struct AnalysisArgs {
     #[arg(long, value_name = "FLOWS", default_value_t = 10_000)]
     pub max_data_flows: usize,
 
-    /// Body bytes the detectors read per second (default 64 MiB). Past it, a call's request
+    /// Body bytes the detectors read per second (64 MiB). Past it, a call's request
     /// line, headers and caller are still judged but its bodies are not, and both are counted
     /// (moat_detection_bodies_unjudged_total): a burst of large bodies must not slow capture.
     #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
