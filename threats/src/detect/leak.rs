@@ -6,6 +6,8 @@ use regex::{Regex, RegexSet};
 use crate::detect::ssrf;
 
 /// (rule, pattern), grouped by kind; each pattern is specific to one runtime's output format.
+/// Word boundaries are ASCII ones (`(?-u:\b)`): a Unicode `\b` makes the regex crate search any
+/// body holding a non-ASCII character with its slowest engine.
 const TRACES: &[(&str, &str)] = &[
     (
         "trace.java",
@@ -13,7 +15,7 @@ const TRACES: &[(&str, &str)] = &[
     ),
     (
         "trace.java",
-        r"\b(?:java|javax|jakarta|org\.springframework|org\.hibernate|org\.apache|com\.fasterxml)\.[\w.$]*(?:Exception|Error)\b(?::|\s+at\b|\r?\n|$)",
+        r"(?-u:\b)(?:java|javax|jakarta|org\.springframework|org\.hibernate|org\.apache|com\.fasterxml)\.[\w.$]*(?:Exception|Error)(?-u:\b)(?::|\s+at(?-u:\b)|\r?\n|$)",
     ),
     ("trace.java", r#"Exception in thread "[^"]*" [\w.$]+"#),
     ("trace.python", r"Traceback \(most recent call last\):"),
@@ -31,7 +33,7 @@ const TRACES: &[(&str, &str)] = &[
     ),
     (
         "trace.dotnet",
-        r"\bSystem\.(?:[\w.]+\.)?\w*Exception\b(?::|\s+at\b| was unhandled)",
+        r"(?-u:\b)System\.(?:[\w.]+\.)?\w*Exception(?-u:\b)(?::|\s+at(?-u:\b)| was unhandled)",
     ),
     (
         "trace.php",
@@ -45,11 +47,11 @@ const TRACES: &[(&str, &str)] = &[
     ("trace.ruby", r"\.rb:\d+:in [`'][^'`]+'"),
     (
         "trace.ruby",
-        r"\b(?:ActionController|ActiveRecord|ActionView|ActiveSupport)::[A-Z]\w+",
+        r"(?-u:\b)(?:ActionController|ActiveRecord|ActionView|ActiveSupport)::[A-Z]\w+",
     ),
     (
         "trace.ruby",
-        r"\b(?:NoMethodError|NameError|ArgumentError|LoadError|SyntaxError)(?:: | \()(?:undefined|uninitialized|wrong number|cannot load)",
+        r"(?-u:\b)(?:NoMethodError|NameError|ArgumentError|LoadError|SyntaxError)(?:: | \()(?:undefined|uninitialized|wrong number|cannot load)",
     ),
     ("trace.ruby", r"\.rb:\d+: syntax error"),
 ];
@@ -76,7 +78,7 @@ const DEBUG_PAGES: &[(&str, &str)] = &[
     ),
     ("debug.spring", r"Whitelabel Error Page"),
     // Server-side source sent as it is: the interpreter did not run it.
-    ("debug.php_source", r"<\?(?:php\b|=|\s)"),
+    ("debug.php_source", r"<\?(?:php(?-u:\b)|=|\s)"),
     (
         "debug.aspnet",
         r"Server Error in '[^']*' Application|<b> ?Exception Details: ?</b>|\[HttpException \(0x[0-9a-fA-F]+\)\]|ASP\.NET is configured to show verbose error messages",
@@ -99,11 +101,11 @@ const DEBUG_PAGES: &[(&str, &str)] = &[
     ),
     (
         "debug.sql_error",
-        r"(?i)you have an error in your sql syntax|warning: (?:mysql|mysqli|pg|sqlite|oci|mssql|odbc|maxdb|sybase|ingres|ifx|fbsql|db2)_\w+\(|warning: \w+::query\(\)|\bERROR \d{4} \([0-9A-Z]{5}\): |\]\[[\w .]*ODBC[\w .]*\]|unclosed quotation mark after the character string|quoted string not properly terminated|\bORA-\d{5}\b|PostgreSQL query failed|\bPSQLException\b|SQLSTATE\[\w+\]|SQLite(?:3)?::(?:SQLException|query)|sqlite3\.OperationalError|Microsoft SQL Server.*Driver|\[Microsoft\]\[ODBC|Syntax error in string in query expression|Dynamic SQL Error|DB2 SQL error|Sybase message|com\.mysql\.jdbc|org\.postgresql\.util|valid MySQL result|MySqlClient\.|System\.Data\.SqlClient|Npgsql\.|java\.sql\.SQLException|supplied argument is not a valid (?:MySQL|PostgreSQL)|Column count doesn't match value count|pg_query\(\)|mysql_fetch_\w+\(\)|Unknown column '[^']+' in 'field list'|near \S+: syntax error",
+        r"(?i)you have an error in your sql syntax|warning: (?:mysql|mysqli|pg|sqlite|oci|mssql|odbc|maxdb|sybase|ingres|ifx|fbsql|db2)_\w+\(|warning: \w+::query\(\)|(?-u:\b)ERROR \d{4} \([0-9A-Z]{5}\): |\]\[[\w .]*ODBC[\w .]*\]|unclosed quotation mark after the character string|quoted string not properly terminated|(?-u:\b)ORA-\d{5}(?-u:\b)|PostgreSQL query failed|(?-u:\b)PSQLException(?-u:\b)|SQLSTATE\[\w+\]|SQLite(?:3)?::(?:SQLException|query)|sqlite3\.OperationalError|Microsoft SQL Server.*Driver|\[Microsoft\]\[ODBC|Syntax error in string in query expression|Dynamic SQL Error|DB2 SQL error|Sybase message|com\.mysql\.jdbc|org\.postgresql\.util|valid MySQL result|MySqlClient\.|System\.Data\.SqlClient|Npgsql\.|java\.sql\.SQLException|supplied argument is not a valid (?:MySQL|PostgreSQL)|Column count doesn't match value count|pg_query\(\)|mysql_fetch_\w+\(\)|Unknown column '[^']+' in 'field list'|near \S+: syntax error",
     ),
 ];
-/// Internal host names a response should not mention.
-const INTERNAL_NAMES: &str = r"\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:svc\.cluster\.local|ec2\.internal|compute\.internal|c\.[a-z0-9-]+\.internal)\b";
+/// Internal host names a response should not mention, in any (ASCII) case.
+const INTERNAL_NAMES: &str = r"(?i-u)\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:svc\.cluster\.local|ec2\.internal|compute\.internal|c\.[a-z0-9-]+\.internal)\b";
 
 pub struct Leaks {
     traces: RegexSet,
@@ -150,10 +152,12 @@ impl Leaks {
         if private {
             return Some("address.private_ipv4");
         }
-        let lower = text.to_ascii_lowercase();
         self.names
-            .find(&lower)
-            .is_some_and(|m| ssrf::check(&format!("http://{}/", m.as_str())).is_some())
+            .find(text)
+            .is_some_and(|m| {
+                let host = m.as_str().to_ascii_lowercase();
+                ssrf::check(&format!("http://{host}/")).is_some()
+            })
             .then_some("address.internal_name")
     }
 }
