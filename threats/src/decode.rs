@@ -6,6 +6,8 @@
 //! layer. Every function is bounded: no output is longer than three times its input (a
 //! replacement character for each invalid byte), and no value is read past [`MAX_VALUE_BYTES`].
 
+use std::borrow::Cow;
+
 /// Longer values are judged on their first bytes: payloads sit near the start and the cost of a
 /// call must not grow with what a client chooses to send.
 pub const MAX_VALUE_BYTES: usize = 16 * 1024;
@@ -19,15 +21,18 @@ const MIN_BASE64: usize = 16;
 /// with comments folded. At most `2 * MAX_ROUNDS + 3` variants, each at most three times the
 /// (capped) input's length.
 pub fn variants(value: &str) -> Vec<String> {
-    let mut current = truncate(value).to_owned();
-    let mut layers = vec![current.clone()];
+    // Most values hold nothing to decode: they are read as they are, not copied per layer.
+    let mut layers: Vec<Cow<'_, str>> = vec![Cow::Borrowed(truncate(value))];
     for _ in 0..MAX_ROUNDS {
-        let next = decode_once(&current);
-        if next == current {
+        let current = &layers[layers.len() - 1];
+        if !may_decode(current) {
             break;
         }
-        layers.push(next.clone());
-        current = next;
+        let next = decode_once(current);
+        if next == *current {
+            break;
+        }
+        layers.push(Cow::Owned(next));
     }
     let base64: Vec<String> = layers
         .iter()
@@ -35,11 +40,12 @@ pub fn variants(value: &str) -> Vec<String> {
         .collect();
     for text in base64 {
         let decoded = decode_once(&text);
-        layers.push(text);
-        layers.push(decoded);
+        layers.push(Cow::Owned(text));
+        layers.push(Cow::Owned(decoded));
     }
     if let Some(folded) = layers.iter().rev().find(|layer| layer.contains("/*")) {
-        layers.push(sql_fold(folded));
+        let folded = sql_fold(folded);
+        layers.push(Cow::Owned(folded));
     }
     let mut out: Vec<String> = Vec::with_capacity(layers.len());
     for layer in layers {
@@ -49,6 +55,16 @@ pub fn variants(value: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// Whether [`decode_once`] could change `value`: it holds what one of its decoders reads (a
+/// percent sign or plus, an ampersand, a backslash, a fullwidth form). Overlong UTF-8 is only
+/// ever the output of percent-decoding: valid text cannot hold it.
+fn may_decode(value: &str) -> bool {
+    value
+        .bytes()
+        .any(|b| matches!(b, b'%' | b'+' | b'&' | b'\\'))
+        || (!value.is_ascii() && value.chars().any(is_fullwidth))
 }
 
 /// `value` cut to at most [`MAX_VALUE_BYTES`], on a character boundary.
@@ -74,20 +90,23 @@ pub fn decode_once(value: &str) -> String {
 /// Fullwidth forms (`＜script＞`) as the ASCII they stand for: Windows' best-fit mapping turns
 /// them into it when a Unicode value meets an ANSI API.
 pub fn fold_fullwidth(value: String) -> String {
-    let fullwidth = '\u{ff01}'..='\u{ff5e}';
-    if !value.chars().any(|c| fullwidth.contains(&c)) {
+    if !value.chars().any(is_fullwidth) {
         return value;
     }
     value
         .chars()
         .map(|c| {
-            if fullwidth.contains(&c) {
+            if is_fullwidth(c) {
                 char::from_u32(u32::from(c) - 0xff01 + 0x21).unwrap_or(c)
             } else {
                 c
             }
         })
         .collect()
+}
+
+fn is_fullwidth(c: char) -> bool {
+    ('\u{ff01}'..='\u{ff5e}').contains(&c)
 }
 
 /// Percent-decoding. Overlong UTF-8 forms of ASCII (`%c0%ae` for `.`), which some servers
