@@ -108,20 +108,28 @@ const DEBUG_PAGES: &[(&str, &str)] = &[
 const INTERNAL_NAMES: &str = r"(?i-u)\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:svc\.cluster\.local|ec2\.internal|compute\.internal|c\.[a-z0-9-]+\.internal)\b";
 
 pub struct Leaks {
-    traces: RegexSet,
-    debug: RegexSet,
+    /// [`TRACES`] then [`DEBUG_PAGES`], searched together: one pass over a body for both.
+    traces_and_pages: RegexSet,
     ipv4: Regex,
     names: Regex,
 }
 
+/// What one pass over a body found: the first stack trace rule and the first debug page rule
+/// that match.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct BodyLeaks {
+    pub stack_trace: Option<&'static str>,
+    pub debug_page: Option<&'static str>,
+}
+
 impl Leaks {
     pub fn new() -> Self {
-        let set = |rules: &[(&str, &str)]| {
-            RegexSet::new(rules.iter().map(|(_, p)| *p)).expect("leak patterns compile")
-        };
+        let patterns = TRACES
+            .iter()
+            .chain(DEBUG_PAGES)
+            .map(|(_, pattern)| *pattern);
         Self {
-            traces: set(TRACES),
-            debug: set(DEBUG_PAGES),
+            traces_and_pages: RegexSet::new(patterns).expect("leak patterns compile"),
             ipv4: Regex::new(
                 r"(?:^|[^\d.])(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})(?:$|[^\d.]|\.(?:$|[^\d]))",
             )
@@ -130,16 +138,21 @@ impl Leaks {
         }
     }
 
-    pub fn stack_trace(&self, body: &str) -> Option<&'static str> {
-        self.traces.matches(body).iter().next().map(|i| TRACES[i].0)
-    }
-
-    pub fn debug_page(&self, body: &str) -> Option<&'static str> {
-        self.debug
-            .matches(body)
-            .iter()
-            .next()
-            .map(|i| DEBUG_PAGES[i].0)
+    pub fn body(&self, body: &str) -> BodyLeaks {
+        let mut found = BodyLeaks::default();
+        for index in self.traces_and_pages.matches(body).iter() {
+            match TRACES.get(index) {
+                Some((rule, _)) => {
+                    found.stack_trace.get_or_insert(rule);
+                }
+                None => {
+                    found
+                        .debug_page
+                        .get_or_insert(DEBUG_PAGES[index - TRACES.len()].0);
+                }
+            }
+        }
+        found
     }
 
     /// A private (RFC 1918), loopback-free address or an internal DNS name.
@@ -164,7 +177,7 @@ impl Leaks {
 
 #[cfg(test)]
 mod tests {
-    use super::Leaks;
+    use super::{BodyLeaks, Leaks};
 
     #[test]
     fn traces_pages_and_addresses() {
@@ -192,14 +205,16 @@ mod tests {
                 "trace.php",
             ),
         ] {
-            assert_eq!(leaks.stack_trace(body), Some(rule), "{body}");
+            assert_eq!(leaks.body(body).stack_trace, Some(rule), "{body}");
         }
         assert_eq!(
-            leaks.debug_page("<h1>Whitelabel Error Page</h1>"),
+            leaks.body("<h1>Whitelabel Error Page</h1>").debug_page,
             Some("debug.spring")
         );
         assert_eq!(
-            leaks.debug_page("You have an error in your SQL syntax; check the manual"),
+            leaks
+                .body("You have an error in your SQL syntax; check the manual")
+                .debug_page,
             Some("debug.sql_error")
         );
         for (body, rule) in [
@@ -212,7 +227,7 @@ mod tests {
             ("<?php echo \"hi\" ?>", "debug.php_source"),
             ("<title>404.14 - URL too long.</title>", "debug.iis"),
         ] {
-            assert_eq!(leaks.debug_page(body), Some(rule), "{body}");
+            assert_eq!(leaks.body(body).debug_page, Some(rule), "{body}");
         }
         for (body, rule) in [
             ("java.lang.NullPointerException", "trace.java"),
@@ -229,7 +244,7 @@ mod tests {
                 "trace.ruby",
             ),
         ] {
-            assert_eq!(leaks.stack_trace(body), Some(rule), "{body}");
+            assert_eq!(leaks.body(body).stack_trace, Some(rule), "{body}");
         }
         assert_eq!(
             leaks.internal_address("upstream 10.12.0.7:8080 failed"),
@@ -248,14 +263,8 @@ mod tests {
             "error 404 (not found): try again",
             "we use java.lang.Exception handling widely",
         ] {
-            assert_eq!(
-                leaks
-                    .stack_trace(body)
-                    .or(leaks.debug_page(body))
-                    .or(leaks.internal_address(body)),
-                None,
-                "{body}"
-            );
+            assert_eq!(leaks.body(body), BodyLeaks::default(), "{body}");
+            assert_eq!(leaks.internal_address(body), None, "{body}");
         }
     }
 }
