@@ -294,45 +294,50 @@ fn entity(text: &str) -> Option<(char, usize)> {
 /// `\n`, `\t`, `\r`, `\/`, `\"`, `\'` and `\\`. Unknown escapes are kept, backslash and all.
 pub fn backslash_escapes(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
-    let mut chars = value.char_indices().peekable();
-    while let Some((at, c)) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        let bytes = value.as_bytes();
-        let decoded = match bytes.get(at + 1) {
-            // `\u{1F600}`, as ES2015 writes any code point.
-            Some(b'u') if bytes.get(at + 2) == Some(&b'{') => {
-                let digits = bytes[at + 3..]
-                    .iter()
-                    .take(7)
-                    .take_while(|b| b.is_ascii_hexdigit())
-                    .count();
-                (bytes.get(at + 3 + digits) == Some(&b'}'))
-                    .then(|| hex_char(bytes.get(at + 3..at + 3 + digits)))
-                    .flatten()
-                    .map(|c| (c, digits + 3))
-            }
-            Some(b'u') => hex_char(bytes.get(at + 2..at + 6)).map(|c| (c, 5)),
-            Some(b'x') => hex_pair(bytes.get(at + 2..at + 4)).map(|b| (char::from(b), 3)),
-            Some(b'n') => Some(('\n', 1)),
-            Some(b't') => Some(('\t', 1)),
-            Some(b'r') => Some(('\r', 1)),
-            Some(&b @ (b'/' | b'"' | b'\'' | b'\\')) => Some((char::from(b), 1)),
-            _ => None,
-        };
-        match decoded {
-            Some((c, skip)) => {
+    let mut rest = value;
+    while let Some(at) = rest.find('\\') {
+        out.push_str(&rest[..at]);
+        // Escapes are ASCII: what follows them starts on a character boundary.
+        let used = match escape(&rest.as_bytes()[at + 1..]) {
+            Some((c, used)) => {
                 out.push(c);
-                for _ in 0..skip {
-                    chars.next();
-                }
+                used
             }
-            None => out.push('\\'),
-        }
+            None => {
+                out.push('\\');
+                0
+            }
+        };
+        rest = &rest[at + 1 + used..];
     }
+    out.push_str(rest);
     out
+}
+
+/// The character an escape stands for, given the bytes after its backslash, and how many of
+/// them it takes.
+fn escape(after: &[u8]) -> Option<(char, usize)> {
+    match after.first() {
+        // `\u{1F600}`, as ES2015 writes any code point.
+        Some(b'u') if after.get(1) == Some(&b'{') => {
+            let digits = after[2..]
+                .iter()
+                .take(7)
+                .take_while(|b| b.is_ascii_hexdigit())
+                .count();
+            (after.get(2 + digits) == Some(&b'}'))
+                .then(|| hex_char(after.get(2..2 + digits)))
+                .flatten()
+                .map(|c| (c, digits + 3))
+        }
+        Some(b'u') => hex_char(after.get(1..5)).map(|c| (c, 5)),
+        Some(b'x') => hex_pair(after.get(1..3)).map(|b| (char::from(b), 3)),
+        Some(b'n') => Some(('\n', 1)),
+        Some(b't') => Some(('\t', 1)),
+        Some(b'r') => Some(('\r', 1)),
+        Some(&b @ (b'/' | b'"' | b'\'' | b'\\')) => Some((char::from(b), 1)),
+        _ => None,
+    }
 }
 
 /// The text of the first base64 run in `value` that is obviously a payload: long enough, in
