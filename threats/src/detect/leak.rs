@@ -1,6 +1,9 @@
 //! What responses give away: stack traces per language, framework debug and database error
 //! pages, and addresses of the internal network.
 
+use std::net::Ipv4Addr;
+
+use aho_corasick::AhoCorasick;
 use regex::{Regex, RegexSet};
 
 use crate::detect::ssrf;
@@ -104,13 +107,18 @@ const DEBUG_PAGES: &[(&str, &str)] = &[
         r"(?i)you have an error in your sql syntax|warning: (?:mysql|mysqli|pg|sqlite|oci|mssql|odbc|maxdb|sybase|ingres|ifx|fbsql|db2)_\w+\(|warning: \w+::query\(\)|(?-u:\b)ERROR \d{4} \([0-9A-Z]{5}\): |\]\[[\w .]*ODBC[\w .]*\]|unclosed quotation mark after the character string|quoted string not properly terminated|(?-u:\b)ORA-\d{5}(?-u:\b)|PostgreSQL query failed|(?-u:\b)PSQLException(?-u:\b)|SQLSTATE\[\w+\]|SQLite(?:3)?::(?:SQLException|query)|sqlite3\.OperationalError|Microsoft SQL Server.*Driver|\[Microsoft\]\[ODBC|Syntax error in string in query expression|Dynamic SQL Error|DB2 SQL error|Sybase message|com\.mysql\.jdbc|org\.postgresql\.util|valid MySQL result|MySqlClient\.|System\.Data\.SqlClient|Npgsql\.|java\.sql\.SQLException|supplied argument is not a valid (?:MySQL|PostgreSQL)|Column count doesn't match value count|pg_query\(\)|mysql_fetch_\w+\(\)|Unknown column '[^']+' in 'field list'|near \S+: syntax error",
     ),
 ];
-/// Internal host names a response should not mention, in any (ASCII) case.
-const INTERNAL_NAMES: &str = r"(?i-u)\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:svc\.cluster\.local|ec2\.internal|compute\.internal|c\.[a-z0-9-]+\.internal)\b";
+/// Internal host names a response should not mention, matched in lower-cased text: a
+/// case-insensitive pattern has too many spellings of its suffixes for regex to look for them
+/// as literals, and would run its automaton over every byte.
+const INTERNAL_NAMES: &str = r"(?-u:\b)[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:svc\.cluster\.local|ec2\.internal|compute\.internal|c\.[a-z0-9-]+\.internal)(?-u:\b)";
+/// What every name [`INTERNAL_NAMES`] matches ends in: text without one is not searched.
+const INTERNAL_SUFFIXES: [&str; 2] = [".local", ".internal"];
 
 pub struct Leaks {
     /// [`TRACES`] then [`DEBUG_PAGES`], searched together: one pass over a body for both.
     traces_and_pages: RegexSet,
-    ipv4: Regex,
+    /// [`INTERNAL_SUFFIXES`] in any case.
+    name_suffixes: AhoCorasick,
     names: Regex,
 }
 
@@ -130,10 +138,10 @@ impl Leaks {
             .map(|(_, pattern)| *pattern);
         Self {
             traces_and_pages: RegexSet::new(patterns).expect("leak patterns compile"),
-            ipv4: Regex::new(
-                r"(?:^|[^\d.])(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})(?:$|[^\d.]|\.(?:$|[^\d]))",
-            )
-            .expect("address pattern compiles"),
+            name_suffixes: AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .build(INTERNAL_SUFFIXES)
+                .expect("suffixes compile"),
             names: Regex::new(INTERNAL_NAMES).expect("name pattern compiles"),
         }
     }
@@ -157,22 +165,62 @@ impl Leaks {
 
     /// A private (RFC 1918), loopback-free address or an internal DNS name.
     pub fn internal_address(&self, text: &str) -> Option<&'static str> {
-        let private = self.ipv4.captures_iter(text).any(|c| {
-            c.get(1)
-                .and_then(|m| m.as_str().parse::<std::net::Ipv4Addr>().ok())
-                .is_some_and(|ip| ip.is_private())
-        });
-        if private {
+        if private_ipv4(text) {
             return Some("address.private_ipv4");
         }
+        if !self.name_suffixes.is_match(text) {
+            return None;
+        }
+        let lower = text.to_ascii_lowercase();
         self.names
-            .find(text)
-            .is_some_and(|m| {
-                let host = m.as_str().to_ascii_lowercase();
-                ssrf::check(&format!("http://{host}/")).is_some()
-            })
+            .find(&lower)
+            .is_some_and(|m| ssrf::check(&format!("http://{}/", m.as_str())).is_some())
             .then_some("address.internal_name")
     }
+}
+
+/// Whether `text` spells a private address. Runs of digits and dots are found from their dots,
+/// which text holds fewer of than digits, each run read once.
+fn private_ipv4(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let dotted = |b: &u8| b.is_ascii_digit() || *b == b'.';
+    let mut read_to = 0;
+    for (dot, _) in text.match_indices('.') {
+        if dot < read_to {
+            continue;
+        }
+        let start = bytes[..dot]
+            .iter()
+            .rposition(|b| !dotted(b))
+            .map_or(0, |at| at + 1);
+        let end = bytes[dot..]
+            .iter()
+            .position(|b| !dotted(b))
+            .map_or(bytes.len(), |at| dot + at);
+        read_to = end;
+        if dotted_quad(&bytes[start..end]).is_some_and(|ip| ip.is_private()) {
+            return true;
+        }
+    }
+    false
+}
+
+/// The address a run of digits and dots spells on its own: four numbers, maybe one trailing
+/// dot ending a sentence, but not a longer dotted number (`10.2.3.4.5` is a version).
+fn dotted_quad(run: &[u8]) -> Option<Ipv4Addr> {
+    let mut parts = run.split(|&b| b == b'.');
+    let mut end = 0;
+    for _ in 0..4 {
+        let part = parts.next()?;
+        if !(1..=3).contains(&part.len()) {
+            return None;
+        }
+        end += part.len() + 1;
+    }
+    if !parts.next().is_none_or(<[u8]>::is_empty) {
+        return None;
+    }
+    std::str::from_utf8(&run[..end - 1]).ok()?.parse().ok()
 }
 
 #[cfg(test)]
@@ -246,10 +294,17 @@ mod tests {
         ] {
             assert_eq!(leaks.body(body).stack_trace, Some(rule), "{body}");
         }
-        assert_eq!(
-            leaks.internal_address("upstream 10.12.0.7:8080 failed"),
-            Some("address.private_ipv4")
-        );
+        for text in [
+            "upstream 10.12.0.7:8080 failed",
+            "served by 8.8.8.8 10.0.0.1",
+            "the host was 192.168.1.20.",
+        ] {
+            assert_eq!(
+                leaks.internal_address(text),
+                Some("address.private_ipv4"),
+                "{text}"
+            );
+        }
         assert_eq!(
             leaks.internal_address("call orders.shop.svc.cluster.local"),
             Some("address.internal_name")
