@@ -40,6 +40,21 @@ pub struct Options {
     /// The corpora (../shared/corpora from the workspace).
     #[arg(long, value_name = "DIR")]
     corpora: Option<PathBuf>,
+    /// Run only this part over both sets, for `--duration` each, and print its rate: a
+    /// profiler attached to the run then sees that part alone.
+    #[arg(long, value_enum)]
+    only: Option<Part>,
+}
+
+/// One part of detection, run alone with `--only`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Part {
+    /// `threats::Detector::request`.
+    Request,
+    /// `threats::Detector::response`.
+    Response,
+    /// `sensitive::Scanner::scan`.
+    Sensitive,
 }
 
 /// A call as the benchmark replays it.
@@ -270,6 +285,31 @@ fn behavior_rate(duration: Duration) -> anyhow::Result<f64> {
     Ok(done as f64 / started.elapsed().as_secs_f64())
 }
 
+/// MB/s of `part` alone on each set.
+fn measure_part(part: Part, sets: &[(&str, &[Call])], options: &Options) -> anyhow::Result<()> {
+    let detector = threats::Detector::new();
+    let scanner = sensitive::Scanner::new(
+        &sensitive::Config::default(),
+        sensitive::HashKey::new([9; 32]),
+    )
+    .context("building the sensitive-data scanner")?;
+    for (name, calls) in sets {
+        let headers = borrowed(calls);
+        let exchanges = exchanges(calls, &headers);
+        let calls_per_second = rate(&exchanges, options.duration, |exchange| match part {
+            Part::Request => drop(black_box(detector.request(exchange))),
+            Part::Response => drop(black_box(detector.response(exchange))),
+            Part::Sensitive => drop(black_box(scanner.scan(exchange, "bench"))),
+        });
+        let bytes: usize = calls.iter().map(Call::bytes).sum();
+        println!(
+            "{name}: {part:?} alone {:.1} MB/s",
+            calls_per_second * bytes as f64 / calls.len().max(1) as f64 / 1e6
+        );
+    }
+    Ok(())
+}
+
 pub fn run(options: &Options) -> anyhow::Result<()> {
     let corpora = options
         .corpora
@@ -277,6 +317,16 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpora"));
     let benign = benign_calls(&corpora.join("openapi"))?;
     let attacks = crs_calls(&corpora.join("crs-regression"))?;
+    if let Some(part) = options.only {
+        return measure_part(
+            part,
+            &[
+                ("benign JSON API calls", &benign),
+                ("CRS attack requests", &attacks),
+            ],
+            options,
+        );
+    }
     println!(
         "Threat detection, one core, {:?} per measurement; MB/s of paths, queries and bodies (1 MB = 10^6 bytes)",
         options.duration

@@ -413,18 +413,23 @@ impl Default for Builtin {
 /// The kind a value gets from its field name alone (`password`, `client_secret`): such
 /// values are secrets whatever their shape.
 pub fn by_field_name(name: &str, value: &str) -> Option<(&'static str, DataClass, Severity)> {
-    if placeholder(value) {
-        return None;
+    let mut name = name;
+    while let Some(rest) = name
+        .get(..2)
+        .filter(|prefix| prefix.eq_ignore_ascii_case("x-"))
+        .map(|_| &name[2..])
+    {
+        name = rest;
     }
-    let name = name.to_ascii_lowercase();
-    let name = name.trim_start_matches("x-");
-    if PASSWORD_FIELDS.contains(&name) {
-        Some(("data.password", DataClass::Secret, Severity::High))
-    } else if SECRET_FIELDS.contains(&name) {
-        Some(("data.secret", DataClass::Secret, Severity::High))
+    let listed = |fields: &[&str]| fields.iter().any(|field| field.eq_ignore_ascii_case(name));
+    let found = if listed(PASSWORD_FIELDS) {
+        ("data.password", DataClass::Secret, Severity::High)
+    } else if listed(SECRET_FIELDS) {
+        ("data.secret", DataClass::Secret, Severity::High)
     } else {
-        None
-    }
+        return None;
+    };
+    (!placeholder(value)).then_some(found)
 }
 
 /// Values that stand for a secret without being one: empty, already masked, or a template.

@@ -307,7 +307,7 @@ impl Pass<'_, '_> {
         if (media.contains("json") || (media.is_empty() && looks_json))
             && let Ok(json) = serde_json::from_slice::<Value>(body)
         {
-            self.json(&json, "");
+            self.json(&json);
             return;
         }
         if media == "application/x-www-form-urlencoded" {
@@ -327,30 +327,38 @@ impl Pass<'_, '_> {
     }
 
     /// Walks `root` depth-first with an explicit stack, to bounded depth and value count.
-    fn json(&mut self, root: &Value, prefix: &str) {
-        let mut stack: Vec<(&Value, String, usize)> = vec![(root, prefix.to_owned(), 0)];
+    /// Each value is carried with its JSON Pointer and its name (the key or index it sits
+    /// under), so that the name is never parsed back out of the pointer.
+    fn json(&mut self, root: &Value) {
+        let mut stack: Vec<(&Value, String, Cow<'_, str>, usize)> =
+            vec![(root, String::new(), Cow::Borrowed(""), 0)];
         let mut visited = 0;
-        while let Some((value, pointer, depth)) = stack.pop() {
+        while let Some((value, pointer, name, depth)) = stack.pop() {
             visited += 1;
             if visited > MAX_JSON_VALUES || self.full() {
                 return;
             }
-            let name = pointer
-                .rsplit('/')
-                .next()
-                .unwrap_or_default()
-                .replace("~1", "/")
-                .replace("~0", "~");
             match value {
                 Value::Object(map) if depth < MAX_JSON_DEPTH => {
                     for (key, child) in map.iter().rev() {
-                        let segment = key.replace('~', "~0").replace('/', "~1");
-                        stack.push((child, format!("{pointer}/{segment}"), depth + 1));
+                        let child_pointer = if key.contains(['~', '/']) {
+                            let segment = key.replace('~', "~0").replace('/', "~1");
+                            format!("{pointer}/{segment}")
+                        } else {
+                            format!("{pointer}/{key}")
+                        };
+                        stack.push((child, child_pointer, Cow::Borrowed(key), depth + 1));
                     }
                 }
                 Value::Array(items) if depth < MAX_JSON_DEPTH => {
                     for (index, child) in items.iter().enumerate().rev() {
-                        stack.push((child, format!("{pointer}/{index}"), depth + 1));
+                        let index = index.to_string();
+                        stack.push((
+                            child,
+                            format!("{pointer}/{index}"),
+                            Cow::Owned(index),
+                            depth + 1,
+                        ));
                     }
                 }
                 Value::String(text) => self.json_leaf(text, &pointer, &name),
@@ -445,7 +453,7 @@ impl Pass<'_, '_> {
             token_use: self.token_use,
             out: &mut found,
         };
-        claim_pass.json(&claims, "");
+        claim_pass.json(&claims);
         for detection in found
             .into_iter()
             .filter(|d| d.evidence.class == DataClass::Pii)

@@ -6,6 +6,8 @@
 //! layer. Every function is bounded: no output is longer than three times its input (a
 //! replacement character for each invalid byte), and no value is read past [`MAX_VALUE_BYTES`].
 
+use std::borrow::Cow;
+
 /// Longer values are judged on their first bytes: payloads sit near the start and the cost of a
 /// call must not grow with what a client chooses to send.
 pub const MAX_VALUE_BYTES: usize = 16 * 1024;
@@ -19,15 +21,18 @@ const MIN_BASE64: usize = 16;
 /// with comments folded. At most `2 * MAX_ROUNDS + 3` variants, each at most three times the
 /// (capped) input's length.
 pub fn variants(value: &str) -> Vec<String> {
-    let mut current = truncate(value).to_owned();
-    let mut layers = vec![current.clone()];
+    // Most values hold nothing to decode: they are read as they are, not copied per layer.
+    let mut layers: Vec<Cow<'_, str>> = vec![Cow::Borrowed(truncate(value))];
     for _ in 0..MAX_ROUNDS {
-        let next = decode_once(&current);
-        if next == current {
+        let current = &layers[layers.len() - 1];
+        if !may_decode(current) {
             break;
         }
-        layers.push(next.clone());
-        current = next;
+        let next = decode_once(current);
+        if next == *current {
+            break;
+        }
+        layers.push(Cow::Owned(next));
     }
     let base64: Vec<String> = layers
         .iter()
@@ -35,11 +40,12 @@ pub fn variants(value: &str) -> Vec<String> {
         .collect();
     for text in base64 {
         let decoded = decode_once(&text);
-        layers.push(text);
-        layers.push(decoded);
+        layers.push(Cow::Owned(text));
+        layers.push(Cow::Owned(decoded));
     }
     if let Some(folded) = layers.iter().rev().find(|layer| layer.contains("/*")) {
-        layers.push(sql_fold(folded));
+        let folded = sql_fold(folded);
+        layers.push(Cow::Owned(folded));
     }
     let mut out: Vec<String> = Vec::with_capacity(layers.len());
     for layer in layers {
@@ -49,6 +55,16 @@ pub fn variants(value: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// Whether [`decode_once`] could change `value`: it holds what one of its decoders reads (a
+/// percent sign or plus, an ampersand, a backslash, a fullwidth form). Overlong UTF-8 is only
+/// ever the output of percent-decoding: valid text cannot hold it.
+fn may_decode(value: &str) -> bool {
+    value
+        .bytes()
+        .any(|b| matches!(b, b'%' | b'+' | b'&' | b'\\'))
+        || (!value.is_ascii() && value.chars().any(is_fullwidth))
 }
 
 /// `value` cut to at most [`MAX_VALUE_BYTES`], on a character boundary.
@@ -74,20 +90,23 @@ pub fn decode_once(value: &str) -> String {
 /// Fullwidth forms (`＜script＞`) as the ASCII they stand for: Windows' best-fit mapping turns
 /// them into it when a Unicode value meets an ANSI API.
 pub fn fold_fullwidth(value: String) -> String {
-    let fullwidth = '\u{ff01}'..='\u{ff5e}';
-    if !value.chars().any(|c| fullwidth.contains(&c)) {
+    if !value.chars().any(is_fullwidth) {
         return value;
     }
     value
         .chars()
         .map(|c| {
-            if fullwidth.contains(&c) {
+            if is_fullwidth(c) {
                 char::from_u32(u32::from(c) - 0xff01 + 0x21).unwrap_or(c)
             } else {
                 c
             }
         })
         .collect()
+}
+
+fn is_fullwidth(c: char) -> bool {
+    ('\u{ff01}'..='\u{ff5e}').contains(&c)
 }
 
 /// Percent-decoding. Overlong UTF-8 forms of ASCII (`%c0%ae` for `.`), which some servers
@@ -275,45 +294,50 @@ fn entity(text: &str) -> Option<(char, usize)> {
 /// `\n`, `\t`, `\r`, `\/`, `\"`, `\'` and `\\`. Unknown escapes are kept, backslash and all.
 pub fn backslash_escapes(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
-    let mut chars = value.char_indices().peekable();
-    while let Some((at, c)) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        let bytes = value.as_bytes();
-        let decoded = match bytes.get(at + 1) {
-            // `\u{1F600}`, as ES2015 writes any code point.
-            Some(b'u') if bytes.get(at + 2) == Some(&b'{') => {
-                let digits = bytes[at + 3..]
-                    .iter()
-                    .take(7)
-                    .take_while(|b| b.is_ascii_hexdigit())
-                    .count();
-                (bytes.get(at + 3 + digits) == Some(&b'}'))
-                    .then(|| hex_char(bytes.get(at + 3..at + 3 + digits)))
-                    .flatten()
-                    .map(|c| (c, digits + 3))
-            }
-            Some(b'u') => hex_char(bytes.get(at + 2..at + 6)).map(|c| (c, 5)),
-            Some(b'x') => hex_pair(bytes.get(at + 2..at + 4)).map(|b| (char::from(b), 3)),
-            Some(b'n') => Some(('\n', 1)),
-            Some(b't') => Some(('\t', 1)),
-            Some(b'r') => Some(('\r', 1)),
-            Some(&b @ (b'/' | b'"' | b'\'' | b'\\')) => Some((char::from(b), 1)),
-            _ => None,
-        };
-        match decoded {
-            Some((c, skip)) => {
+    let mut rest = value;
+    while let Some(at) = rest.find('\\') {
+        out.push_str(&rest[..at]);
+        // Escapes are ASCII: what follows them starts on a character boundary.
+        let used = match escape(&rest.as_bytes()[at + 1..]) {
+            Some((c, used)) => {
                 out.push(c);
-                for _ in 0..skip {
-                    chars.next();
-                }
+                used
             }
-            None => out.push('\\'),
-        }
+            None => {
+                out.push('\\');
+                0
+            }
+        };
+        rest = &rest[at + 1 + used..];
     }
+    out.push_str(rest);
     out
+}
+
+/// The character an escape stands for, given the bytes after its backslash, and how many of
+/// them it takes.
+fn escape(after: &[u8]) -> Option<(char, usize)> {
+    match after.first() {
+        // `\u{1F600}`, as ES2015 writes any code point.
+        Some(b'u') if after.get(1) == Some(&b'{') => {
+            let digits = after[2..]
+                .iter()
+                .take(7)
+                .take_while(|b| b.is_ascii_hexdigit())
+                .count();
+            (after.get(2 + digits) == Some(&b'}'))
+                .then(|| hex_char(after.get(2..2 + digits)))
+                .flatten()
+                .map(|c| (c, digits + 3))
+        }
+        Some(b'u') => hex_char(after.get(1..5)).map(|c| (c, 5)),
+        Some(b'x') => hex_pair(after.get(1..3)).map(|b| (char::from(b), 3)),
+        Some(b'n') => Some(('\n', 1)),
+        Some(b't') => Some(('\t', 1)),
+        Some(b'r') => Some(('\r', 1)),
+        Some(&b @ (b'/' | b'"' | b'\'' | b'\\')) => Some((char::from(b), 1)),
+        _ => None,
+    }
 }
 
 /// The text of the first base64 run in `value` that is obviously a payload: long enough, in

@@ -20,7 +20,9 @@ mod traversal;
 mod upload;
 mod xss;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use std::borrow::Cow;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use intelligence::finding::mask;
 use intelligence::{Exchange, Severity};
 use serde::Serialize;
@@ -384,6 +386,7 @@ pub struct Detector {
     prefilter: AhoCorasick,
     /// For each prefilter pattern, the detectors it wakes.
     wakes: Vec<u8>,
+    tools: scanner::Tools,
     xss: xss::Xss,
     commands: command::Commands,
     traversal: traversal::Traversal,
@@ -411,13 +414,16 @@ impl Detector {
                 }
             }
         }
+        // A full DFA: the fastest search per byte, and the patterns are few and short.
         let prefilter = AhoCorasickBuilder::new()
             .match_kind(MatchKind::Standard)
+            .kind(Some(AhoCorasickKind::DFA))
             .build(&patterns)
             .expect("prefilter patterns compile");
         Self {
             prefilter,
             wakes,
+            tools: scanner::Tools::new(),
             xss: xss::Xss::new(),
             commands: command::Commands::new(),
             traversal: traversal::Traversal::new(),
@@ -441,7 +447,7 @@ impl Detector {
                 );
             }
             if name.eq_ignore_ascii_case("user-agent")
-                && let Some(rule) = scanner::check_user_agent(value)
+                && let Some(rule) = self.tools.check_user_agent(value)
             {
                 push(
                     &mut threats,
@@ -588,22 +594,16 @@ impl Detector {
         };
         let body = String::from_utf8_lossy(&body[..body.len().min(MAX_BODY_BYTES)]);
         // JSON error bodies carry traces as escaped strings: `"trace":"at x\n\tat y"`.
-        let body = if response.media_type().is_some_and(|m| m.contains("json")) {
-            decode::backslash_escapes(&body)
-        } else {
-            body.into_owned()
-        };
+        let body =
+            if body.contains('\\') && response.media_type().is_some_and(|m| m.contains("json")) {
+                Cow::Owned(decode::backslash_escapes(&body))
+            } else {
+                body
+            };
+        let leaks = self.leaks.body(&body);
         let checks: [(ThreatKind, Severity, Option<&'static str>); 3] = [
-            (
-                ThreatKind::StackTrace,
-                Severity::Medium,
-                self.leaks.stack_trace(&body),
-            ),
-            (
-                ThreatKind::DebugPage,
-                Severity::Medium,
-                self.leaks.debug_page(&body),
-            ),
+            (ThreatKind::StackTrace, Severity::Medium, leaks.stack_trace),
+            (ThreatKind::DebugPage, Severity::Medium, leaks.debug_page),
             (
                 ThreatKind::InternalAddress,
                 Severity::Low,

@@ -1,11 +1,16 @@
 //! What responses give away: stack traces per language, framework debug and database error
 //! pages, and addresses of the internal network.
 
+use std::net::Ipv4Addr;
+
+use aho_corasick::AhoCorasick;
 use regex::{Regex, RegexSet};
 
 use crate::detect::ssrf;
 
 /// (rule, pattern), grouped by kind; each pattern is specific to one runtime's output format.
+/// Word boundaries are ASCII ones (`(?-u:\b)`): a Unicode `\b` makes the regex crate search any
+/// body holding a non-ASCII character with its slowest engine.
 const TRACES: &[(&str, &str)] = &[
     (
         "trace.java",
@@ -13,7 +18,7 @@ const TRACES: &[(&str, &str)] = &[
     ),
     (
         "trace.java",
-        r"\b(?:java|javax|jakarta|org\.springframework|org\.hibernate|org\.apache|com\.fasterxml)\.[\w.$]*(?:Exception|Error)\b(?::|\s+at\b|\r?\n|$)",
+        r"(?-u:\b)(?:java|javax|jakarta|org\.springframework|org\.hibernate|org\.apache|com\.fasterxml)\.[\w.$]*(?:Exception|Error)(?-u:\b)(?::|\s+at(?-u:\b)|\r?\n|$)",
     ),
     ("trace.java", r#"Exception in thread "[^"]*" [\w.$]+"#),
     ("trace.python", r"Traceback \(most recent call last\):"),
@@ -31,7 +36,7 @@ const TRACES: &[(&str, &str)] = &[
     ),
     (
         "trace.dotnet",
-        r"\bSystem\.(?:[\w.]+\.)?\w*Exception\b(?::|\s+at\b| was unhandled)",
+        r"(?-u:\b)System\.(?:[\w.]+\.)?\w*Exception(?-u:\b)(?::|\s+at(?-u:\b)| was unhandled)",
     ),
     (
         "trace.php",
@@ -45,11 +50,11 @@ const TRACES: &[(&str, &str)] = &[
     ("trace.ruby", r"\.rb:\d+:in [`'][^'`]+'"),
     (
         "trace.ruby",
-        r"\b(?:ActionController|ActiveRecord|ActionView|ActiveSupport)::[A-Z]\w+",
+        r"(?-u:\b)(?:ActionController|ActiveRecord|ActionView|ActiveSupport)::[A-Z]\w+",
     ),
     (
         "trace.ruby",
-        r"\b(?:NoMethodError|NameError|ArgumentError|LoadError|SyntaxError)(?:: | \()(?:undefined|uninitialized|wrong number|cannot load)",
+        r"(?-u:\b)(?:NoMethodError|NameError|ArgumentError|LoadError|SyntaxError)(?:: | \()(?:undefined|uninitialized|wrong number|cannot load)",
     ),
     ("trace.ruby", r"\.rb:\d+: syntax error"),
 ];
@@ -76,7 +81,7 @@ const DEBUG_PAGES: &[(&str, &str)] = &[
     ),
     ("debug.spring", r"Whitelabel Error Page"),
     // Server-side source sent as it is: the interpreter did not run it.
-    ("debug.php_source", r"<\?(?:php\b|=|\s)"),
+    ("debug.php_source", r"<\?(?:php(?-u:\b)|=|\s)"),
     (
         "debug.aspnet",
         r"Server Error in '[^']*' Application|<b> ?Exception Details: ?</b>|\[HttpException \(0x[0-9a-fA-F]+\)\]|ASP\.NET is configured to show verbose error messages",
@@ -99,56 +104,72 @@ const DEBUG_PAGES: &[(&str, &str)] = &[
     ),
     (
         "debug.sql_error",
-        r"(?i)you have an error in your sql syntax|warning: (?:mysql|mysqli|pg|sqlite|oci|mssql|odbc|maxdb|sybase|ingres|ifx|fbsql|db2)_\w+\(|warning: \w+::query\(\)|\bERROR \d{4} \([0-9A-Z]{5}\): |\]\[[\w .]*ODBC[\w .]*\]|unclosed quotation mark after the character string|quoted string not properly terminated|\bORA-\d{5}\b|PostgreSQL query failed|\bPSQLException\b|SQLSTATE\[\w+\]|SQLite(?:3)?::(?:SQLException|query)|sqlite3\.OperationalError|Microsoft SQL Server.*Driver|\[Microsoft\]\[ODBC|Syntax error in string in query expression|Dynamic SQL Error|DB2 SQL error|Sybase message|com\.mysql\.jdbc|org\.postgresql\.util|valid MySQL result|MySqlClient\.|System\.Data\.SqlClient|Npgsql\.|java\.sql\.SQLException|supplied argument is not a valid (?:MySQL|PostgreSQL)|Column count doesn't match value count|pg_query\(\)|mysql_fetch_\w+\(\)|Unknown column '[^']+' in 'field list'|near \S+: syntax error",
+        r"(?i)you have an error in your sql syntax|warning: (?:mysql|mysqli|pg|sqlite|oci|mssql|odbc|maxdb|sybase|ingres|ifx|fbsql|db2)_\w+\(|warning: \w+::query\(\)|(?-u:\b)ERROR \d{4} \([0-9A-Z]{5}\): |\]\[[\w .]*ODBC[\w .]*\]|unclosed quotation mark after the character string|quoted string not properly terminated|(?-u:\b)ORA-\d{5}(?-u:\b)|PostgreSQL query failed|(?-u:\b)PSQLException(?-u:\b)|SQLSTATE\[\w+\]|SQLite(?:3)?::(?:SQLException|query)|sqlite3\.OperationalError|Microsoft SQL Server.*Driver|\[Microsoft\]\[ODBC|Syntax error in string in query expression|Dynamic SQL Error|DB2 SQL error|Sybase message|com\.mysql\.jdbc|org\.postgresql\.util|valid MySQL result|MySqlClient\.|System\.Data\.SqlClient|Npgsql\.|java\.sql\.SQLException|supplied argument is not a valid (?:MySQL|PostgreSQL)|Column count doesn't match value count|pg_query\(\)|mysql_fetch_\w+\(\)|Unknown column '[^']+' in 'field list'|near \S+: syntax error",
     ),
 ];
-/// Internal host names a response should not mention.
-const INTERNAL_NAMES: &str = r"\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:svc\.cluster\.local|ec2\.internal|compute\.internal|c\.[a-z0-9-]+\.internal)\b";
+/// Internal host names a response should not mention, matched in lower-cased text: a
+/// case-insensitive pattern has too many spellings of its suffixes for regex to look for them
+/// as literals, and would run its automaton over every byte.
+const INTERNAL_NAMES: &str = r"(?-u:\b)[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:svc\.cluster\.local|ec2\.internal|compute\.internal|c\.[a-z0-9-]+\.internal)(?-u:\b)";
+/// What every name [`INTERNAL_NAMES`] matches ends in: text without one is not searched.
+const INTERNAL_SUFFIXES: [&str; 2] = [".local", ".internal"];
 
 pub struct Leaks {
-    traces: RegexSet,
-    debug: RegexSet,
-    ipv4: Regex,
+    /// [`TRACES`] then [`DEBUG_PAGES`], searched together: one pass over a body for both.
+    traces_and_pages: RegexSet,
+    /// [`INTERNAL_SUFFIXES`] in any case.
+    name_suffixes: AhoCorasick,
     names: Regex,
+}
+
+/// What one pass over a body found: the first stack trace rule and the first debug page rule
+/// that match.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct BodyLeaks {
+    pub stack_trace: Option<&'static str>,
+    pub debug_page: Option<&'static str>,
 }
 
 impl Leaks {
     pub fn new() -> Self {
-        let set = |rules: &[(&str, &str)]| {
-            RegexSet::new(rules.iter().map(|(_, p)| *p)).expect("leak patterns compile")
-        };
+        let patterns = TRACES
+            .iter()
+            .chain(DEBUG_PAGES)
+            .map(|(_, pattern)| *pattern);
         Self {
-            traces: set(TRACES),
-            debug: set(DEBUG_PAGES),
-            ipv4: Regex::new(
-                r"(?:^|[^\d.])(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})(?:$|[^\d.]|\.(?:$|[^\d]))",
-            )
-            .expect("address pattern compiles"),
+            traces_and_pages: RegexSet::new(patterns).expect("leak patterns compile"),
+            name_suffixes: AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .build(INTERNAL_SUFFIXES)
+                .expect("suffixes compile"),
             names: Regex::new(INTERNAL_NAMES).expect("name pattern compiles"),
         }
     }
 
-    pub fn stack_trace(&self, body: &str) -> Option<&'static str> {
-        self.traces.matches(body).iter().next().map(|i| TRACES[i].0)
-    }
-
-    pub fn debug_page(&self, body: &str) -> Option<&'static str> {
-        self.debug
-            .matches(body)
-            .iter()
-            .next()
-            .map(|i| DEBUG_PAGES[i].0)
+    pub fn body(&self, body: &str) -> BodyLeaks {
+        let mut found = BodyLeaks::default();
+        for index in self.traces_and_pages.matches(body).iter() {
+            match TRACES.get(index) {
+                Some((rule, _)) => {
+                    found.stack_trace.get_or_insert(rule);
+                }
+                None => {
+                    found
+                        .debug_page
+                        .get_or_insert(DEBUG_PAGES[index - TRACES.len()].0);
+                }
+            }
+        }
+        found
     }
 
     /// A private (RFC 1918), loopback-free address or an internal DNS name.
     pub fn internal_address(&self, text: &str) -> Option<&'static str> {
-        let private = self.ipv4.captures_iter(text).any(|c| {
-            c.get(1)
-                .and_then(|m| m.as_str().parse::<std::net::Ipv4Addr>().ok())
-                .is_some_and(|ip| ip.is_private())
-        });
-        if private {
+        if private_ipv4(text) {
             return Some("address.private_ipv4");
+        }
+        if !self.name_suffixes.is_match(text) {
+            return None;
         }
         let lower = text.to_ascii_lowercase();
         self.names
@@ -158,9 +179,53 @@ impl Leaks {
     }
 }
 
+/// Whether `text` spells a private address. Runs of digits and dots are found from their dots,
+/// which text holds fewer of than digits, each run read once.
+fn private_ipv4(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let dotted = |b: &u8| b.is_ascii_digit() || *b == b'.';
+    let mut read_to = 0;
+    for (dot, _) in text.match_indices('.') {
+        if dot < read_to {
+            continue;
+        }
+        let start = bytes[..dot]
+            .iter()
+            .rposition(|b| !dotted(b))
+            .map_or(0, |at| at + 1);
+        let end = bytes[dot..]
+            .iter()
+            .position(|b| !dotted(b))
+            .map_or(bytes.len(), |at| dot + at);
+        read_to = end;
+        if dotted_quad(&bytes[start..end]).is_some_and(|ip| ip.is_private()) {
+            return true;
+        }
+    }
+    false
+}
+
+/// The address a run of digits and dots spells on its own: four numbers, maybe one trailing
+/// dot ending a sentence, but not a longer dotted number (`10.2.3.4.5` is a version).
+fn dotted_quad(run: &[u8]) -> Option<Ipv4Addr> {
+    let mut parts = run.split(|&b| b == b'.');
+    let mut end = 0;
+    for _ in 0..4 {
+        let part = parts.next()?;
+        if !(1..=3).contains(&part.len()) {
+            return None;
+        }
+        end += part.len() + 1;
+    }
+    if !parts.next().is_none_or(<[u8]>::is_empty) {
+        return None;
+    }
+    std::str::from_utf8(&run[..end - 1]).ok()?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Leaks;
+    use super::{BodyLeaks, Leaks};
 
     #[test]
     fn traces_pages_and_addresses() {
@@ -188,14 +253,16 @@ mod tests {
                 "trace.php",
             ),
         ] {
-            assert_eq!(leaks.stack_trace(body), Some(rule), "{body}");
+            assert_eq!(leaks.body(body).stack_trace, Some(rule), "{body}");
         }
         assert_eq!(
-            leaks.debug_page("<h1>Whitelabel Error Page</h1>"),
+            leaks.body("<h1>Whitelabel Error Page</h1>").debug_page,
             Some("debug.spring")
         );
         assert_eq!(
-            leaks.debug_page("You have an error in your SQL syntax; check the manual"),
+            leaks
+                .body("You have an error in your SQL syntax; check the manual")
+                .debug_page,
             Some("debug.sql_error")
         );
         for (body, rule) in [
@@ -208,7 +275,7 @@ mod tests {
             ("<?php echo \"hi\" ?>", "debug.php_source"),
             ("<title>404.14 - URL too long.</title>", "debug.iis"),
         ] {
-            assert_eq!(leaks.debug_page(body), Some(rule), "{body}");
+            assert_eq!(leaks.body(body).debug_page, Some(rule), "{body}");
         }
         for (body, rule) in [
             ("java.lang.NullPointerException", "trace.java"),
@@ -225,12 +292,19 @@ mod tests {
                 "trace.ruby",
             ),
         ] {
-            assert_eq!(leaks.stack_trace(body), Some(rule), "{body}");
+            assert_eq!(leaks.body(body).stack_trace, Some(rule), "{body}");
         }
-        assert_eq!(
-            leaks.internal_address("upstream 10.12.0.7:8080 failed"),
-            Some("address.private_ipv4")
-        );
+        for text in [
+            "upstream 10.12.0.7:8080 failed",
+            "served by 8.8.8.8 10.0.0.1",
+            "the host was 192.168.1.20.",
+        ] {
+            assert_eq!(
+                leaks.internal_address(text),
+                Some("address.private_ipv4"),
+                "{text}"
+            );
+        }
         assert_eq!(
             leaks.internal_address("call orders.shop.svc.cluster.local"),
             Some("address.internal_name")
@@ -244,14 +318,8 @@ mod tests {
             "error 404 (not found): try again",
             "we use java.lang.Exception handling widely",
         ] {
-            assert_eq!(
-                leaks
-                    .stack_trace(body)
-                    .or(leaks.debug_page(body))
-                    .or(leaks.internal_address(body)),
-                None,
-                "{body}"
-            );
+            assert_eq!(leaks.body(body), BodyLeaks::default(), "{body}");
+            assert_eq!(leaks.internal_address(body), None, "{body}");
         }
     }
 }

@@ -1,5 +1,7 @@
 //! Security scanners, known by the names their default User-Agents and headers carry.
 
+use aho_corasick::AhoCorasick;
+
 /// Product tokens of attack tools, lower-case, as their default User-Agents carry them.
 const TOOLS: &[&str] = &[
     "sqlmap",
@@ -76,12 +78,22 @@ const HEADERS: &[&str] = &[
     "x-ratproxy-loop",
 ];
 
-pub fn check_user_agent(user_agent: &str) -> Option<&'static str> {
-    let lower = user_agent.to_ascii_lowercase();
-    TOOLS
-        .iter()
-        .any(|tool| lower.contains(tool))
-        .then_some("scanner.user_agent")
+/// The attack tools' product tokens, found in one pass over a User-Agent.
+pub struct Tools(AhoCorasick);
+
+impl Tools {
+    pub fn new() -> Self {
+        Self(
+            AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .build(TOOLS)
+                .expect("tool names compile"),
+        )
+    }
+
+    pub fn check_user_agent(&self, user_agent: &str) -> Option<&'static str> {
+        self.0.is_match(user_agent).then_some("scanner.user_agent")
+    }
 }
 
 pub fn check_header_name(name: &str) -> Option<&'static str> {
@@ -97,6 +109,8 @@ mod tests {
 
     #[test]
     fn tools_are_named_and_browsers_are_not() {
+        let tools = Tools::new();
+        let check_user_agent = |user_agent: &str| tools.check_user_agent(user_agent);
         assert!(check_user_agent("sqlmap/1.7.2#stable (https://sqlmap.org)").is_some());
         assert!(check_user_agent("Mozilla/5.00 (Nikto/2.1.6)").is_some());
         assert!(check_header_name("Acunetix-Product").is_some());
