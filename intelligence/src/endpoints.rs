@@ -310,6 +310,10 @@ pub struct EndpointKey {
 /// The template of calls past a service's endpoint bound.
 pub const OVERFLOW_TEMPLATE: &str = "{overflow}";
 
+/// The template of calls answered 404 on paths that are no endpoint of the service: what a
+/// scanner's sweep or a stale client asks for is counted, not inventoried.
+pub const NOT_FOUND_TEMPLATE: &str = "{not_found}";
+
 #[derive(Debug)]
 struct ServiceInventory {
     tree: TemplateTree,
@@ -385,6 +389,20 @@ impl Inventory {
         let method = method_name(exchange.method);
         let (template, segments) = match documented {
             Some(documented) => (documented.template.to_owned(), None),
+            None if exchange.status == Some(404) => {
+                // Only a path already inventoried (`/orders/{id}` for a missing order) counts
+                // as its endpoint; others neither become endpoints nor shape the templates.
+                let template = template::render(&inventory.tree.lookup(exchange.path));
+                let known = EndpointKey {
+                    method: method.clone(),
+                    template,
+                };
+                if inventory.endpoints.contains_key(&known) {
+                    (known.template, None)
+                } else {
+                    (NOT_FOUND_TEMPLATE.to_owned(), None)
+                }
+            }
             None => {
                 let mut learned = Vec::new();
                 let segments = inventory.tree.template(exchange.path, &mut learned);
@@ -403,7 +421,7 @@ impl Inventory {
                 key.method = "OTHER".to_owned();
                 overflow_opened = !inventory.endpoints.contains_key(&key);
             } else {
-                new_endpoint = true;
+                new_endpoint = key.template != NOT_FOUND_TEMPLATE;
             }
             let documented = documented.map(|documented| documented.pointer.to_owned());
             inventory.endpoints.entry(key.clone()).or_insert_with(|| {
@@ -412,7 +430,9 @@ impl Inventory {
         }
         let stats = inventory.endpoints.get_mut(&key)?;
         let was_authenticated = stats.observed_authenticated();
-        let new_caller = stats.count(exchange, &key.template, &limits) && !new_endpoint;
+        let new_caller = stats.count(exchange, &key.template, &limits)
+            && !new_endpoint
+            && key.template != NOT_FOUND_TEMPLATE;
         Some(Observed {
             endpoint: key,
             new_endpoint,
@@ -570,6 +590,39 @@ mod tests {
             .map(|(caller, counts)| (caller.user.as_deref(), counts.calls))
             .collect();
         assert_eq!(listed, [(Some("#a"), 2), (Some("#b"), 1)]);
+    }
+
+    #[test]
+    fn paths_answered_404_are_counted_together_and_teach_no_templates() {
+        let mut inventory = Inventory::new(InventoryLimits::default());
+        // A sweep of more names under /files/ than a position holds as literals.
+        for index in 0..100 {
+            let path = format!("/files/name{index}");
+            let observed = inventory
+                .observe("shop", &exchange("GET", &path, "scanner", 404), None)
+                .expect("counted");
+            assert_eq!(observed.endpoint.template, NOT_FOUND_TEMPLATE, "{path}");
+            assert!(!observed.new_endpoint && !observed.new_caller, "{path}");
+        }
+        let found = inventory
+            .observe("shop", &exchange("GET", "/files/readme", "web", 200), None)
+            .expect("counted");
+        assert_eq!(
+            (found.endpoint.template.as_str(), found.new_endpoint),
+            ("/files/readme", true),
+            "the sweep did not make /files/ a position of values"
+        );
+        let not_found = EndpointKey {
+            method: "GET".into(),
+            template: NOT_FOUND_TEMPLATE.into(),
+        };
+        let stats = inventory.endpoint("shop", &not_found).expect("counted");
+        assert_eq!((stats.calls, stats.client_errors), (100, 100));
+        // A 404 of a path whose template is inventoried is a call of that endpoint.
+        let missing = inventory
+            .observe("shop", &exchange("GET", "/files/readme", "web", 404), None)
+            .expect("counted");
+        assert_eq!(missing.endpoint.template, "/files/readme");
     }
 
     #[test]

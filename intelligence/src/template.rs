@@ -210,6 +210,30 @@ impl TemplateTree {
         segments
     }
 
+    /// The template `path` has in the tree as it stands, learning nothing: for a call that must
+    /// not shape the templates (one the server answered 404). A literal the tree does not hold
+    /// stays a literal, unless its position is learned to carry values.
+    pub fn lookup(&self, path: &str) -> Vec<Segment> {
+        let mut segments = Vec::new();
+        let mut node = Some(0);
+        let parts = path.split('/').filter(|part| !part.is_empty());
+        for (depth, part) in parts.enumerate() {
+            if depth >= self.limits.max_depth {
+                segments.push(Segment::Placeholder(Placeholder::Param));
+                break;
+            }
+            let learned_param = node.is_some_and(|node| self.nodes[node].learned_param);
+            let segment = match classify(part) {
+                Some(placeholder) => Segment::Placeholder(placeholder),
+                None if learned_param => Segment::Placeholder(Placeholder::Param),
+                None => Segment::Literal(part.into()),
+            };
+            node = node.and_then(|node| self.nodes[node].children.get(&segment).copied());
+            segments.push(segment);
+        }
+        segments
+    }
+
     fn literal_or_param(
         &mut self,
         node: usize,

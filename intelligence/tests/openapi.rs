@@ -215,6 +215,26 @@ fn conforming_petstore_traffic_gives_no_violation() {
 }
 
 #[test]
+fn a_path_outside_the_spec_is_a_shadow_api_only_when_the_server_serves_it() {
+    let spec = load("petstore3.yaml").spec;
+    let kinds = |status| {
+        Call {
+            path: "/api/v3/admin/export",
+            status,
+            ..Call::default()
+        }
+        .check(&spec)
+        .violations
+        .iter()
+        .map(|violation| violation.kind)
+        .collect::<Vec<_>>()
+    };
+    assert_eq!(kinds(200), [FindingKind::UndocumentedEndpoint]);
+    assert_eq!(kinds(403), [FindingKind::UndocumentedEndpoint]);
+    assert_eq!(kinds(404), [], "a scanner's miss is no endpoint");
+}
+
+#[test]
 fn each_petstore_violation_is_reported_once_with_its_pointer() {
     let spec = load("petstore3.yaml").spec;
     let key = &[("api_key", "[redacted]")][..];
