@@ -27,10 +27,18 @@ enum Task {
     /// The whole suite: formatting, clippy on every crate (the eBPF crate for its own target),
     /// unit and property tests, and the privileged end-to-end tests. Needs root.
     Test,
-    /// Show Moat at work: build a node with three pods in network namespaces, run moat-agent
-    /// with a policy on the pods' interfaces, make the pods talk, edit the policy live, and print
-    /// what the agent saw and stopped. Needs root.
-    Demo,
+    /// Show Moat at work on this machine, no cluster needed: a small shop (frontend, api,
+    /// payments, db, a dev workload, a customer and an attacker) in network namespaces, watched
+    /// by moat-agent and shipped to moat-collector; realistic traffic (HTTP/1.1, HTTP/2, gRPC,
+    /// TLS, personal data, a spec-breaking client, an injection, recon, lateral movement); then
+    /// the `moat` CLI prints the inventory, the service map, findings, drops and data flows.
+    /// Removes everything it made when it ends. Needs root.
+    Demo {
+        /// Keep the shop, agent and collector running after the story, to query them by hand;
+        /// Enter stops and cleans up.
+        #[arg(long)]
+        keep: bool,
+    },
     /// Fuzz a parser with cargo-fuzz (installed if missing): `parse_policy`, `parse_cidr`
     /// (policy), `parse_inventory`, `kubernetes_objects` (identity), `http1`, `http2_frames`,
     /// `hpack`, `grpc`, `connection` (protocols), `load_spec`, `check_call`, `template_path`
@@ -163,7 +171,7 @@ fn main() -> ExitCode {
     let outcome = match args.task {
         Task::Setup => setup::run(),
         Task::Test => setup::run().and_then(|()| suite::run()),
-        Task::Demo => setup::run().and_then(|()| demo::run()),
+        Task::Demo { keep } => setup::run().and_then(|()| demo::run(keep)),
         Task::Fuzz { target, seconds } => setup::run()
             .and_then(|()| setup::cargo_fuzz())
             .and_then(|()| fuzz(&target, seconds)),
