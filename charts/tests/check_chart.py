@@ -244,6 +244,8 @@ class AgentSecurity(unittest.TestCase):
         self.assertEqual(agent["livenessProbe"]["httpGet"], {"path": "/healthz", "port": "metrics"})
         metrics_addr = flags_of(agent["args"])["metrics-addr"]
         self.assertEqual(metrics_addr, [f"$(POD_IP):{port}"])
+        ipv6 = Rendered({"agent": {"metricsHost": "[$(POD_IP)]"}}).agent_container()
+        self.assertEqual(flags_of(ipv6["args"])["metrics-addr"], [f"[$(POD_IP)]:{port}"])
 
     def test_host_mounts_are_read_only_except_bpffs_and_spool(self):
         pod = Rendered(None).agent()
@@ -528,6 +530,7 @@ class SchemaRejects(unittest.TestCase):
         ({"agent": {"capture": {"ports": [70000]}}}, "ports"),
         ({"agent": {"reportInterval": "often"}}, "reportInterval"),
         ({"agent": {"stateDir": "/var/lib/moat"}}, "stateDir"),
+        ({"agent": {"metricsHost": "fd00::1"}}, "metricsHost"),
         ({"collector": {"replicas": 3}}, "replicas"),
         ({"collector": {"store": {"type": "postgres"}}}, "host"),
         ({"collector": {"store": {"type": "mysql"}}}, "type"),
@@ -557,6 +560,29 @@ class SchemaRejects(unittest.TestCase):
 
 
 class ValuesDocumented(unittest.TestCase):
+    def test_schema_and_values_have_the_same_fields_each_described(self):
+        import json
+        schema = json.loads((CHART / "values.schema.json").read_text())
+        values = yaml.safe_load((CHART / "values.yaml").read_text())
+        problems = []
+
+        def walk(node: dict, value, path: str):
+            if node.get("type") != "object" or "properties" not in node:
+                return
+            if node.get("additionalProperties") is not False:
+                problems.append(f"{path or '.'}: open to unknown fields")
+            for name, child in node["properties"].items():
+                here = f"{path}.{name}" if path else name
+                if "description" not in child and child.get("type") != "object":
+                    problems.append(f"{here}: no description")
+                if not isinstance(value, dict) or name not in value:
+                    problems.append(f"{here}: in the schema, not in values.yaml")
+                    continue
+                walk(child, value[name], here)
+
+        walk(schema, values, "")
+        self.assertEqual(problems, [])
+
     def test_every_value_has_a_comment_on_it_or_its_parent(self):
         lines = (CHART / "values.yaml").read_text().splitlines()
         documented_at: list[tuple[int, bool]] = []  # (indent, documented) of open ancestors
