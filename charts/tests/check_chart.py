@@ -266,6 +266,48 @@ class AgentSecurity(unittest.TestCase):
         self.assertEqual(args["state-dir"], ["/sys/fs/bpf/moat"])
 
 
+class AdoptionCapabilitiesOnThisKernel(unittest.TestCase):
+    """The agent's startup scan reads /proc/PID/fd (and the links in it) and /proc/PID/ns/net of
+    every process. Run here with exactly the chart's capabilities, against a process of another
+    user: with them it can, with one fewer it cannot. Needs root (as the suite does)."""
+
+    def setUp(self):
+        import os
+        if os.geteuid() != 0:
+            if os.environ.get("CI") == "true":
+                self.fail("needs root to drop to the chart's capabilities")
+            self.skipTest("needs root")
+
+    @staticmethod
+    def reads(pid: int, capabilities: list[str]) -> bool:
+        caps = ",".join(["-all"] + [f"+{c.lower()}" for c in capabilities])
+        probe = (f"ls /proc/{pid}/fd >/dev/null && readlink /proc/{pid}/fd/0 >/dev/null"
+                 f" && readlink /proc/{pid}/ns/net >/dev/null")
+        result = subprocess.run(
+            ["setpriv", f"--inh-caps={caps}", f"--ambient-caps={caps}", f"--bounding-set={caps}",
+             "--", "sh", "-c", probe], capture_output=True)
+        return result.returncode == 0
+
+    def test_the_chart_capabilities_suffice_and_each_adoption_capability_is_needed(self):
+        added = Rendered(None).agent_container()["securityContext"]["capabilities"]["add"]
+        other_user = subprocess.Popen(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sleep", "30"],
+            stdin=subprocess.DEVNULL)
+        try:
+            import time
+            deadline = time.monotonic() + 5
+            while not Path(f"/proc/{other_user.pid}/fd/0").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.assertTrue(self.reads(other_user.pid, added), f"{added} cannot read /proc/PID")
+            for needed in sorted(ADOPTION_CAPABILITIES):
+                fewer = [c for c in added if c != needed]
+                self.assertFalse(self.reads(other_user.pid, fewer), f"{needed} turned out unnecessary")
+            self.assertFalse(self.reads(other_user.pid, sorted(REQUIRED_CAPABILITIES)))
+        finally:
+            other_user.kill()
+            other_user.wait()
+
+
 class Rbac(unittest.TestCase):
     EXPECTED = {
         ("", "pods"): ["get", "list", "watch"],
