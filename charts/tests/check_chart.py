@@ -173,6 +173,18 @@ class KubernetesSchemas(unittest.TestCase):
     def test_postgres_mtls_ha_values_render_valid_objects(self):
         self.assert_valid(Rendered(load_values("ha-postgres-mtls.yaml")))
 
+    def test_each_switch_renders_valid_objects(self):
+        for values in (
+            {"agent": {"enabled": False}},
+            {"collector": {"enabled": False}},
+            {"agent": {"serviceAccount": {"create": False}}},
+            {"collector": {"store": {"sqlite": {"persistence": {"enabled": False}}}}},
+            {"tls": {"enabled": True, "mutual": False}},
+            {"agent": {"privileged": True, "bpffs": {"mountIfMissing": False}}},
+        ):
+            with self.subTest(values=values):
+                self.assert_valid(Rendered(values))
+
     def test_the_validator_catches_a_bad_object(self):
         # The check above can fail: a misspelt field is refused in strict mode.
         service = Rendered(None).one("Service")
