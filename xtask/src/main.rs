@@ -21,11 +21,13 @@ struct Args {
 #[derive(Debug, Subcommand)]
 enum Task {
     /// Install, only where missing, what building and testing Moat needs: Debian packages (LLVM 22,
-    /// iproute2, tcpdump, ...), nightly's rust-src, bpf-linker 0.13 built against LLVM 22; and
-    /// mount bpffs and tracefs. Needs root.
+    /// iproute2, tcpdump, ...), nightly's rust-src, bpf-linker 0.13 built against LLVM 22, a
+    /// Python virtualenv for the chart checks (target/chart-venv, charts/tests/requirements.txt);
+    /// and mount bpffs and tracefs. Needs root.
     Setup,
     /// The whole suite: formatting, clippy on every crate (the eBPF crate for its own target),
-    /// unit and property tests, and the privileged end-to-end tests. Needs root.
+    /// the Helm chart's offline checks (charts/tests), unit and property tests, and the
+    /// privileged end-to-end tests. Needs root.
     Test,
     /// Show Moat at work on this machine, no cluster needed: a small shop (frontend, api,
     /// payments, db, a dev workload, a customer and an attacker) in network namespaces, watched

@@ -53,6 +53,14 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
         "postgresql",
         "the collector's PostgreSQL store is tested and benchmarked against throwaway servers",
     ),
+    (
+        "python3-venv",
+        "the chart checks run in a virtualenv (target/chart-venv)",
+    ),
+    (
+        "openssl",
+        "the chart checks verify the certificates the chart generates",
+    ),
 ];
 
 /// Peers and baselines the benchmarks run against, installed only by `cargo xtask bench`.
@@ -111,6 +119,10 @@ const STEPS: &[Step] = &[
     Step {
         name: "tracefs mount",
         action: || mount("tracefs", "/sys/kernel/tracing"),
+    },
+    Step {
+        name: "chart checks' virtualenv",
+        action: chart_venv,
     },
 ];
 
@@ -241,6 +253,50 @@ fn bpf_linker() -> anyhow::Result<Outcome> {
     Ok(Outcome::Done(format!(
         "built bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (was: {})",
         version.as_deref().map_or("absent", str::trim)
+    )))
+}
+
+/// The virtualenv the chart checks run in (Helm through helm-python-sdk, kubernetes-validate).
+pub const CHART_VENV: &str = "target/chart-venv";
+/// Its pinned requirements; a copy inside the virtualenv says what it was built from.
+const CHART_REQUIREMENTS: &str = "charts/tests/requirements.txt";
+
+fn chart_venv() -> anyhow::Result<Outcome> {
+    let root = shell::workspace_root();
+    let venv = root.join(CHART_VENV);
+    let wanted = std::fs::read_to_string(root.join(CHART_REQUIREMENTS))
+        .with_context(|| format!("reading {CHART_REQUIREMENTS}"))?;
+    let installed_from = venv.join("requirements.txt");
+    let python = venv.join("bin/python");
+    if std::fs::read_to_string(&installed_from).is_ok_and(|installed| installed == wanted)
+        && python.exists()
+    {
+        return Ok(Outcome::AlreadyDone(format!("{CHART_VENV} as pinned")));
+    }
+    if !python.exists() {
+        exec(
+            Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .current_dir(&root),
+        )?;
+    }
+    exec(
+        Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .arg("--requirement")
+            .arg(root.join(CHART_REQUIREMENTS)),
+    )?;
+    std::fs::write(&installed_from, &wanted)
+        .with_context(|| format!("writing {}", installed_from.display()))?;
+    Ok(Outcome::Done(format!(
+        "installed {CHART_REQUIREMENTS} into {CHART_VENV}"
     )))
 }
 

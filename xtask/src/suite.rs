@@ -47,6 +47,13 @@ pub fn run() -> anyhow::Result<()> {
         "-D",
         "warnings",
     ]))?;
+    // The Helm chart, offline: rendered and linted by Helm, validated against the Kubernetes
+    // schemas, and its security properties asserted (charts/tests/check_chart.py).
+    exec(
+        Command::new(root.join(crate::setup::CHART_VENV).join("bin/python"))
+            .arg(root.join("charts/tests/check_chart.py"))
+            .current_dir(&root),
+    )?;
     // End-to-end tests run the agent, collector and CLI binaries: build them before the tests.
     exec(cargo(None).args([
         "build",

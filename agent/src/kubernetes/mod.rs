@@ -5,6 +5,8 @@
 //! only makes the facts older, and the agent reports how much older.
 
 mod apis;
+#[cfg(test)]
+mod chart;
 mod events;
 mod policy;
 mod watch;
