@@ -4,6 +4,7 @@ mod agents;
 mod callers;
 mod calls;
 mod dataflow;
+mod drops;
 mod endpoints;
 mod findings;
 mod inventory;
@@ -103,6 +104,10 @@ enum Command {
     Spec(spec::SpecCommand),
     /// Who calls whom: per caller and callee, calls, failures and latency.
     Map(map::MapArgs),
+    /// What the agents dropped, newest first: the reason (rule, blocklist, isolate,
+    /// rate_limit, timed_block), the rule, both ends, protocol and interface; `--summary`
+    /// counts them per reason, rule and source.
+    Drops(drops::DropsArgs),
     /// The agents that shipped to the collector since it started: version, uptime, whether
     /// connected, last seen, queue, and what they lost.
     Agents,
@@ -264,6 +269,9 @@ fn main() -> ExitCode {
             }
             Command::Map(map) => {
                 map::run(&args.collector(), args.token.as_deref(), args.output, map).await
+            }
+            Command::Drops(drops) => {
+                drops::run(&args.collector(), args.token.as_deref(), args.output, drops).await
             }
             Command::Agents => {
                 agents::run(&args.collector(), args.token.as_deref(), args.output).await

@@ -301,8 +301,8 @@ mod tests {
     //! The collector served on a loopback port, driven by real gRPC clients.
 
     use moat_api::v1::{
-        ApiCall, ExportRequest, ListCallsRequest, Record, RecordId, ingest_client::IngestClient,
-        query_client::QueryClient, record,
+        ApiCall, DropFilter, ExportRequest, ListCallsRequest, ListDropsRequest, Record, RecordId,
+        ingest_client::IngestClient, query_client::QueryClient, record,
     };
     use tokio_stream::StreamExt as _;
 
@@ -717,5 +717,109 @@ mod tests {
                 .expect("reader"),
             1
         );
+        let mut client = QueryClient::connect(format!("http://{}", collector.address))
+            .await
+            .expect("connect");
+        let drops = |token: Option<&str>| {
+            let mut request = tonic::Request::new(ListDropsRequest::default());
+            if let Some(token) = token {
+                request.metadata_mut().insert(
+                    "authorization",
+                    format!("Bearer {token}").parse().expect("header"),
+                );
+            }
+            request
+        };
+        assert_eq!(
+            client
+                .list_drops(drops(None))
+                .await
+                .expect_err("no token")
+                .code(),
+            tonic::Code::Unauthenticated
+        );
+        client
+            .list_drops(drops(Some("reader-token-0123456789")))
+            .await
+            .expect("a reader lists drops");
+    }
+
+    #[tokio::test]
+    async fn drops_shipped_by_agents_are_listed_by_source_network_and_bad_filters_refused() {
+        let collector = start("drops", access::Access::open()).await;
+        let shipped = |sequence: u64, source: &str| Record {
+            kind: Some(record::Kind::Drop(moat_api::v1::Drop {
+                id: Some(RecordId {
+                    node: "node-d".into(),
+                    boot: 1,
+                    sequence,
+                }),
+                time_unix_nanos: sequence as i64,
+                reason: "rule".into(),
+                rule: "deny-udp-7777".into(),
+                source: Some(moat_api::v1::Peer {
+                    ip: source.into(),
+                    ..moat_api::v1::Peer::default()
+                }),
+                ..moat_api::v1::Drop::default()
+            })),
+        };
+        let acks = export(
+            collector.address,
+            vec![ExportRequest {
+                batch: 1,
+                records: vec![shipped(1, "198.18.0.5"), shipped(2, "203.0.113.9")],
+                ..ExportRequest::default()
+            }],
+        )
+        .await
+        .expect("export");
+        assert_eq!(acks, vec![(2, 0, 0)]);
+        let mut client = QueryClient::connect(format!("http://{}", collector.address))
+            .await
+            .expect("connect");
+        let list = |filter: DropFilter| ListDropsRequest {
+            filter: Some(filter),
+            ..ListDropsRequest::default()
+        };
+        let found = client
+            .list_drops(list(DropFilter {
+                reason: "rule".into(),
+                source: "198.18.0.0/15".into(),
+                ..DropFilter::default()
+            }))
+            .await
+            .expect("list")
+            .into_inner();
+        let sources: Vec<String> = found
+            .drops
+            .iter()
+            .filter_map(|drop| drop.source.as_ref().map(|peer| peer.ip.clone()))
+            .collect();
+        assert_eq!(sources, vec!["198.18.0.5"]);
+        assert_eq!(found.next_cursor, "");
+        for (filter, why) in [
+            (
+                DropFilter {
+                    reason: "firewall".into(),
+                    ..DropFilter::default()
+                },
+                "no such reason",
+            ),
+            (
+                DropFilter {
+                    source: "198.18.0.0/40".into(),
+                    ..DropFilter::default()
+                },
+                "no such network",
+            ),
+        ] {
+            let refused = client.list_drops(list(filter)).await.expect_err(why);
+            assert_eq!(
+                refused.code(),
+                tonic::Code::InvalidArgument,
+                "{why}: {refused}"
+            );
+        }
     }
 }

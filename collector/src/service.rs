@@ -11,9 +11,9 @@ use moat_api::v1::{
     ApiCall, ExportRequest, ExportResponse, Finding, GetAgentStatusRequest, GetAgentStatusResponse,
     GetInventoryRequest, GetInventoryResponse, GetServiceMapRequest, GetServiceMapResponse,
     ListCallsRequest, ListCallsResponse, ListDataFlowsRequest, ListDataFlowsResponse,
-    ListEndpointsRequest, ListEndpointsResponse, ListFindingsRequest, ListFindingsResponse,
-    ServiceMapEdge, WatchCallsRequest, WatchFindingsRequest, ingest_server::Ingest,
-    query_server::Query,
+    ListDropsRequest, ListDropsResponse, ListEndpointsRequest, ListEndpointsResponse,
+    ListFindingsRequest, ListFindingsResponse, ServiceMapEdge, WatchCallsRequest,
+    WatchFindingsRequest, ingest_server::Ingest, query_server::Query,
 };
 use tokio::sync::mpsc;
 use tokio_stream::{Stream, wrappers::ReceiverStream};
@@ -21,7 +21,10 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, warn};
 
 use crate::{
-    store::{Position, Store, StoreError, merge_data_flows, merge_endpoints, merge_inventories},
+    store::{
+        DROP_REASONS, Position, Store, StoreError, address_range, merge_data_flows,
+        merge_endpoints, merge_inventories,
+    },
     validate,
 };
 
@@ -344,6 +347,27 @@ impl Query for QueryService {
             more,
             incomplete,
         }))
+    }
+
+    async fn list_drops(
+        &self,
+        request: Request<ListDropsRequest>,
+    ) -> Result<Response<ListDropsResponse>, Status> {
+        let request = request.into_inner();
+        let filter = request.filter.unwrap_or_default();
+        check_one_of("reason", &filter.reason, &DROP_REASONS)?;
+        address_range(&filter.source).map_err(|error| {
+            Status::invalid_argument(format!(
+                "source {:?}: {error}; give an address, a network such as 198.18.0.0/15, or a name",
+                filter.source
+            ))
+        })?;
+        let page_size = page_size(request.page_size);
+        let (drops, next_cursor) = with_store(&self.store, move |store| {
+            store.list_drops(&filter, page_size, &request.cursor)
+        })
+        .await?;
+        Ok(Response::new(ListDropsResponse { drops, next_cursor }))
     }
 
     async fn list_calls(

@@ -7,10 +7,10 @@
 mod postgres;
 mod sqlite;
 
-use std::{collections::BTreeMap, path::Path, sync::Arc};
+use std::{collections::BTreeMap, net::IpAddr, path::Path, sync::Arc};
 
 use moat_api::v1::{
-    AgentState, AgentStatus, ApiCall, CallFilter, DataFlow, DataFlowFilter, Endpoint,
+    AgentState, AgentStatus, ApiCall, CallFilter, DataFlow, DataFlowFilter, DropFilter, Endpoint,
     EndpointCaller, Finding, FindingFilter, Inventory, Peer, record,
 };
 use prost::Message as _;
@@ -166,6 +166,14 @@ pub trait Store: Send + Sync {
 
     /// Where a findings follower starts.
     fn last_finding_position(&self) -> Result<Position, StoreError>;
+
+    /// Drops matching `filter`, newest first, as [`Store::list_calls`] pages calls.
+    fn list_drops(
+        &self,
+        filter: &DropFilter,
+        page_size: u32,
+        cursor: &str,
+    ) -> Result<(Vec<moat_api::v1::Drop>, String), StoreError>;
 
     /// The latest endpoint record of each agent boot, of `service` (empty: all), at most
     /// [`MAX_PER_BOOT_ROWS`]; [`merge_endpoints`] makes the inventory of them.
@@ -341,25 +349,11 @@ impl FindingRow {
         let mut call = CallRow::new(&as_call);
         call.status = severity_rank(&finding.severity);
         call.record = finding.encode_to_vec();
-        let source = finding.source.clone().unwrap_or_default();
-        let identity = source.identity.unwrap_or_default();
-        let sources = [
-            source.ip.as_str(),
-            &identity.pod,
-            &identity.workload_name,
-            &identity.range,
-            &identity.customer,
-        ]
-        .iter()
-        .filter(|value| !value.is_empty())
-        .map(|value| format!("{SEPARATOR}{value}"))
-        .collect::<String>()
-            + &SEPARATOR.to_string();
         Self {
             call,
             kind: finding.kind.clone(),
             service: finding.service.clone(),
-            sources,
+            sources: source_names(finding.source.as_ref()),
         }
     }
 }
@@ -719,24 +713,247 @@ pub fn merge_inventories(
     }
 }
 
-/// A drop as both stores' `drops` table holds it.
+/// A drop as both stores' `drops` table holds it: the columns drops are filtered by, and the
+/// record.
 struct DropRow {
     node: String,
     boot: i64,
     sequence: i64,
     time: i64,
+    reason: String,
+    rule: String,
+    /// The source's address as 16 bytes (IPv4 mapped into IPv6), so that a network is a range
+    /// of them; empty when the agent sent no valid address.
+    source_address: Vec<u8>,
+    /// The source's address, pod, workload, range and customer, between separators.
+    sources: String,
+    namespaces: String,
+    workloads: String,
     record: Vec<u8>,
 }
 
 impl DropRow {
     fn new(drop: &moat_api::v1::Drop) -> Self {
         let id = drop.id.clone().unwrap_or_default();
+        let identity = |peer: &Option<Peer>| {
+            peer.as_ref()
+                .and_then(|peer| peer.identity.clone())
+                .unwrap_or_default()
+        };
+        let (source, destination) = (identity(&drop.source), identity(&drop.destination));
         Self {
             node: id.node,
             boot: id.boot as i64,
             sequence: id.sequence as i64,
             time: drop.time_unix_nanos,
+            reason: drop.reason.clone(),
+            rule: drop.rule.clone(),
+            source_address: drop
+                .source
+                .as_ref()
+                .and_then(|peer| peer.ip.parse::<IpAddr>().ok())
+                .map(|ip| address_bytes(ip).to_vec())
+                .unwrap_or_default(),
+            sources: source_names(drop.source.as_ref()),
+            namespaces: both(&source.namespace, &destination.namespace),
+            workloads: both(&source.workload_name, &destination.workload_name),
             record: drop.encode_to_vec(),
+        }
+    }
+}
+
+/// The columns the first collectors' `drops` table lacked, with their declarations in SQLite
+/// and in PostgreSQL. Opening a store adds those missing, then fills them in from the records
+/// ([`DropRow`]) of rows whose `sources` is still empty: a filled row's never is (it holds at
+/// least a separator), so an interrupted fill resumes where it stopped.
+const DROP_FILTER_COLUMNS: [(&str, &str, &str); 6] = [
+    (
+        "reason",
+        "TEXT NOT NULL DEFAULT ''",
+        "TEXT NOT NULL DEFAULT ''",
+    ),
+    (
+        "rule",
+        "TEXT NOT NULL DEFAULT ''",
+        "TEXT NOT NULL DEFAULT ''",
+    ),
+    (
+        "source_address",
+        "BLOB NOT NULL DEFAULT X''",
+        "BYTEA NOT NULL DEFAULT ''::bytea",
+    ),
+    (
+        "sources",
+        "TEXT NOT NULL DEFAULT ''",
+        "TEXT NOT NULL DEFAULT ''",
+    ),
+    (
+        "namespaces",
+        "TEXT NOT NULL DEFAULT ''",
+        "TEXT NOT NULL DEFAULT ''",
+    ),
+    (
+        "workloads",
+        "TEXT NOT NULL DEFAULT ''",
+        "TEXT NOT NULL DEFAULT ''",
+    ),
+];
+
+/// Rows the fill of [`DROP_FILTER_COLUMNS`] reads at a time.
+const DROP_FILL_BATCH: i64 = 1000;
+
+/// The reasons agents give for a drop, as filters name them.
+pub const DROP_REASONS: [&str; 5] = ["rule", "blocklist", "isolate", "rate_limit", "timed_block"];
+
+/// `ip` as 16 bytes: an IPv4 address mapped into IPv6 (`::ffff:a.b.c.d`), so both families
+/// sort in one order and a network of either is one range.
+fn address_bytes(ip: IpAddr) -> [u8; 16] {
+    match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+/// Why a source filter that looks like a network (it holds a `/`) is not one.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NetworkError {
+    #[error("{0:?} is not an address")]
+    Address(String),
+    #[error("{prefix:?} is not a prefix length of 0 to {max}")]
+    Prefix { prefix: String, max: u8 },
+}
+
+/// The first and last address of a network, as [`address_bytes`].
+pub type AddressRange = ([u8; 16], [u8; 16]);
+
+/// The first and last address, as [`address_bytes`], of `text` when it is an address (a
+/// network of one) or a network in CIDR notation (`198.18.0.0/15`, `fd00::/8`); `Ok(None)`
+/// when it is neither (no `/`, no address: a name).
+pub fn address_range(text: &str) -> Result<Option<AddressRange>, NetworkError> {
+    let (address, prefix) = match text.split_once('/') {
+        Some((address, prefix)) => (address, Some(prefix)),
+        None => (text, None),
+    };
+    let ip = match (address.parse::<IpAddr>(), prefix) {
+        (Ok(ip), _) => ip,
+        (Err(_), None) => return Ok(None),
+        (Err(_), Some(_)) => return Err(NetworkError::Address(address.to_owned())),
+    };
+    let (max, offset) = if ip.is_ipv4() { (32, 96) } else { (128, 0) };
+    let length = match prefix {
+        None => max,
+        Some(prefix) => prefix
+            .parse::<u8>()
+            .ok()
+            .filter(|length| *length <= max)
+            .ok_or_else(|| NetworkError::Prefix {
+                prefix: prefix.to_owned(),
+                max,
+            })?,
+    };
+    let bits = u32::from(length) + offset;
+    let host_mask = u128::MAX.checked_shr(bits).unwrap_or(0);
+    let address = u128::from_be_bytes(address_bytes(ip));
+    Ok(Some((
+        (address & !host_mask).to_be_bytes(),
+        (address | host_mask).to_be_bytes(),
+    )))
+}
+
+/// A peer's address, pod, workload, range and customer between separators, so a filter on
+/// any of them is one LIKE.
+fn source_names(peer: Option<&Peer>) -> String {
+    let Some(peer) = peer else {
+        return SEPARATOR.to_string();
+    };
+    let identity = peer.identity.clone().unwrap_or_default();
+    [
+        peer.ip.as_str(),
+        &identity.pod,
+        &identity.workload_name,
+        &identity.range,
+        &identity.customer,
+    ]
+    .iter()
+    .filter(|value| !value.is_empty())
+    .map(|value| format!("{SEPARATOR}{value}"))
+    .collect::<String>()
+        + &SEPARATOR.to_string()
+}
+
+/// The SQL conditions of a [`DropFilter`], the same in both stores, over parameters 3 to 14
+/// ([`DropValues`] in order; 1 and 2 are the page's position).
+fn drop_conditions(parameter: impl Fn(usize, &str) -> String) -> String {
+    let p = |n| {
+        parameter(
+            n,
+            match n {
+                3 | 4 => "bigint",
+                9 | 10 => "bytea",
+                _ => "text",
+            },
+        )
+    };
+    format!(
+        "({since} = 0 OR time >= {since}) AND ({until} = 0 OR time < {until})
+         AND {reason}
+         AND {rule}
+         AND ({source} = '' OR sources LIKE {source_like} ESCAPE '\\'
+              OR (length({low}) = 16 AND source_address >= {low} AND source_address <= {high}))
+         AND ({namespace} = '' OR namespaces LIKE {namespace_like} ESCAPE '\\')
+         AND ({workload} = '' OR workloads LIKE {workload_like} ESCAPE '\\')",
+        since = p(3),
+        until = p(4),
+        reason = equal_condition("reason", &p(5)),
+        rule = equal_condition("rule", &p(6)),
+        source = p(7),
+        source_like = p(8),
+        low = p(9),
+        high = p(10),
+        namespace = p(11),
+        namespace_like = p(12),
+        workload = p(13),
+        workload_like = p(14),
+    )
+}
+
+/// The values of [`drop_conditions`]' parameters 3 to 14, in order.
+struct DropValues {
+    since: i64,
+    until: i64,
+    reason: String,
+    rule: String,
+    source: String,
+    source_like: String,
+    /// The source filter's addresses when it is an address or network; empty otherwise.
+    source_low: Vec<u8>,
+    source_high: Vec<u8>,
+    namespace: String,
+    namespace_like: String,
+    workload: String,
+    workload_like: String,
+}
+
+impl DropValues {
+    /// A source filter that is neither a name nor a valid address or network matches nothing.
+    fn new(filter: &DropFilter) -> Self {
+        let (source_low, source_high) = match address_range(&filter.source) {
+            Ok(Some((low, high))) => (low.to_vec(), high.to_vec()),
+            Ok(None) | Err(_) => (Vec::new(), Vec::new()),
+        };
+        Self {
+            since: filter.since_unix_nanos,
+            until: filter.until_unix_nanos,
+            reason: filter.reason.clone(),
+            rule: filter.rule.clone(),
+            source: filter.source.clone(),
+            source_like: like(&filter.source),
+            source_low,
+            source_high,
+            namespace: filter.namespace.clone(),
+            namespace_like: like(&filter.namespace),
+            workload: filter.workload.clone(),
+            workload_like: like(&filter.workload),
         }
     }
 }
@@ -1166,7 +1383,363 @@ mod tests {
         data_flows_keep_each_boots_latest_merge_across_agents_and_filter,
         the_inventory_is_each_nodes_latest_merged,
         agents_are_kept_per_boot_with_their_latest_status,
+        drops_filter_by_time_reason_rule_source_network_and_either_end,
+        drops_an_older_collector_stored_are_filled_in_and_found,
     );
+
+    /// A drop from `source` (an address, optionally in a customer's range) to a pod of
+    /// `shop/api`.
+    fn drop_record(
+        sequence: u64,
+        time: i64,
+        reason: &str,
+        rule: &str,
+        source: &str,
+        customer: &str,
+    ) -> moat_api::v1::Drop {
+        moat_api::v1::Drop {
+            id: Some(RecordId {
+                node: "node-a".into(),
+                boot: 3,
+                sequence,
+            }),
+            time_unix_nanos: time,
+            reason: reason.into(),
+            rule: rule.into(),
+            source: Some(Peer {
+                ip: source.into(),
+                port: 40_000,
+                identity: Some(Identity {
+                    kind: if customer.is_empty() { "" } else { "range" }.into(),
+                    range: if customer.is_empty() { "" } else { "partners" }.into(),
+                    customer: customer.into(),
+                    ..Identity::default()
+                }),
+                ..Peer::default()
+            }),
+            destination: Some(Peer {
+                ip: "10.0.0.9".into(),
+                port: 8080,
+                identity: Some(Identity {
+                    kind: "pod".into(),
+                    namespace: "shop".into(),
+                    pod: "api-0".into(),
+                    workload_name: "api".into(),
+                    ..Identity::default()
+                }),
+                ..Peer::default()
+            }),
+            protocol: "tcp".into(),
+            interface: "eth0".into(),
+        }
+    }
+
+    #[test]
+    fn sources_are_addresses_networks_or_names() {
+        let range = |text: &str| {
+            address_range(text).map(|range| {
+                range.map(|(low, high)| {
+                    (
+                        std::net::Ipv6Addr::from(low).to_string(),
+                        std::net::Ipv6Addr::from(high).to_string(),
+                    )
+                })
+            })
+        };
+        let pair = |low: &str, high: &str| Ok(Some((low.to_owned(), high.to_owned())));
+        assert_eq!(
+            range("198.18.0.7"),
+            pair("::ffff:198.18.0.7", "::ffff:198.18.0.7")
+        );
+        assert_eq!(
+            range("198.18.3.4/15"),
+            pair("::ffff:198.18.0.0", "::ffff:198.19.255.255")
+        );
+        assert_eq!(
+            range("0.0.0.0/0"),
+            pair("::ffff:0.0.0.0", "::ffff:255.255.255.255")
+        );
+        assert_eq!(
+            range("fd00:198:18::1/48"),
+            pair("fd00:198:18::", "fd00:198:18:ffff:ffff:ffff:ffff:ffff")
+        );
+        assert_eq!(
+            range("::/0"),
+            pair("::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")
+        );
+        assert_eq!(range("Acme Corp"), Ok(None));
+        assert_eq!(range(""), Ok(None));
+        assert_eq!(
+            range("198.18.0.0/33"),
+            Err(NetworkError::Prefix {
+                prefix: "33".into(),
+                max: 32
+            })
+        );
+        assert_eq!(
+            range("fd00::/129"),
+            Err(NetworkError::Prefix {
+                prefix: "129".into(),
+                max: 128
+            })
+        );
+        assert_eq!(
+            range("10.0.0.0/x"),
+            Err(NetworkError::Prefix {
+                prefix: "x".into(),
+                max: 32
+            })
+        );
+        assert_eq!(range("shop/api"), Err(NetworkError::Address("shop".into())));
+    }
+
+    proptest::proptest! {
+        /// An address is in every network of it, and an address that differs from it in a bit
+        /// of the network's prefix is not.
+        #[test]
+        fn an_address_is_in_its_networks_and_only_there(
+            address: u32,
+            prefix in 1u8..=32,
+            flipped in 0u8..32,
+        ) {
+            let ip = std::net::Ipv4Addr::from(address);
+            let (low, high) = address_range(&format!("{ip}/{prefix}"))
+                .expect("valid")
+                .expect("a network");
+            let inside = |ip: std::net::Ipv4Addr| {
+                let bytes = address_bytes(IpAddr::V4(ip));
+                low <= bytes && bytes <= high
+            };
+            proptest::prop_assert!(inside(ip));
+            let bit = flipped % prefix;
+            let other = std::net::Ipv4Addr::from(address ^ (1 << (31 - u32::from(bit))));
+            proptest::prop_assert!(!inside(other), "{other} in {ip}/{prefix}");
+            let host_bits = 32 - u32::from(prefix);
+            let size = u128::from_be_bytes(high) - u128::from_be_bytes(low) + 1;
+            proptest::prop_assert_eq!(size, 1u128 << host_bits);
+        }
+    }
+
+    fn drop_sequences(drops: &[moat_api::v1::Drop]) -> Vec<u64> {
+        drops
+            .iter()
+            .map(|drop| drop.id.as_ref().map_or(0, |id| id.sequence))
+            .collect()
+    }
+
+    fn drops_filter_by_time_reason_rule_source_network_and_either_end(backend: &Backend) {
+        let store = &*backend.store;
+        let drops = [
+            drop_record(1, 10, "rule", "deny-udp-7777", "198.18.0.5", ""),
+            drop_record(2, 20, "timed_block", "", "198.19.1.7", "Acme Corp"),
+            drop_record(3, 20, "rule", "deny-udp-7777", "fd00:198:18::5", ""),
+            drop_record(4, 30, "blocklist", "", "203.0.113.9", ""),
+            drop_record(5, 40, "rate_limit", "api-flood", "198.18.0.5", ""),
+        ];
+        let batch: Vec<record::Kind> = drops.iter().cloned().map(record::Kind::Drop).collect();
+        assert_eq!(store.insert(&batch).expect("insert").accepted, 5);
+        assert_eq!(store.insert(&batch).expect("resend").duplicates, 5);
+        let list = |filter: DropFilter| {
+            let (drops, next) = store.list_drops(&filter, 10, "").expect("list");
+            assert_eq!(next, "", "one page holds them all");
+            drop_sequences(&drops)
+        };
+        assert_eq!(
+            list(DropFilter::default()),
+            vec![5, 4, 3, 2, 1],
+            "newest first, the later stored first among equal times"
+        );
+        let (first, _) = store
+            .list_drops(&DropFilter::default(), 1, "")
+            .expect("list");
+        assert_eq!(first[0], drops[4], "the record comes back whole");
+        assert_eq!(
+            list(DropFilter {
+                since_unix_nanos: 20,
+                until_unix_nanos: 40,
+                ..DropFilter::default()
+            }),
+            vec![4, 3, 2],
+            "since inclusive, until exclusive"
+        );
+        let reason = |reason: &str| DropFilter {
+            reason: reason.into(),
+            ..DropFilter::default()
+        };
+        assert_eq!(list(reason("rule")), vec![3, 1]);
+        assert_eq!(list(reason("timed_block")), vec![2]);
+        let rule = |rule: &str| DropFilter {
+            rule: rule.into(),
+            ..DropFilter::default()
+        };
+        assert_eq!(list(rule("deny-udp-7777")), vec![3, 1]);
+        assert_eq!(
+            list(rule("deny-udp")),
+            Vec::<u64>::new(),
+            "rules match whole"
+        );
+        let source = |source: &str| DropFilter {
+            source: source.into(),
+            ..DropFilter::default()
+        };
+        assert_eq!(list(source("198.18.0.5")), vec![5, 1], "an address");
+        assert_eq!(list(source("198.18.0.5/32")), vec![5, 1]);
+        assert_eq!(
+            list(source("198.18.0.0/15")),
+            vec![5, 2, 1],
+            "a network holds 198.18.0.0 to 198.19.255.255"
+        );
+        assert_eq!(list(source("198.18.0.0/16")), vec![5, 1]);
+        assert_eq!(
+            list(source("198.18.0.1/16")),
+            vec![5, 1],
+            "host bits ignored"
+        );
+        assert_eq!(list(source("fd00:198:18::/48")), vec![3], "IPv6 too");
+        assert_eq!(
+            list(source("::ffff:198.18.0.0/112")),
+            vec![5, 1],
+            "IPv4 is mapped into IPv6"
+        );
+        assert_eq!(
+            list(source("0.0.0.0/0")),
+            vec![5, 4, 2, 1],
+            "every IPv4 address"
+        );
+        assert_eq!(list(source("Acme Corp")), vec![2], "a customer's name");
+        assert_eq!(list(source("partners")), vec![2], "a range's name");
+        assert_eq!(
+            list(source("198.18.0")),
+            Vec::<u64>::new(),
+            "names match whole"
+        );
+        assert_eq!(
+            list(source("198.18.0.0/99")),
+            Vec::<u64>::new(),
+            "no network: nothing (the service refuses it first)"
+        );
+        assert_eq!(
+            list(DropFilter {
+                namespace: "shop".into(),
+                workload: "api".into(),
+                reason: "rule".into(),
+                ..DropFilter::default()
+            }),
+            vec![3, 1],
+            "the destination's namespace and workload"
+        );
+        assert_eq!(
+            list(DropFilter {
+                workload: "ap%".into(),
+                ..DropFilter::default()
+            }),
+            Vec::<u64>::new(),
+            "`%` is not a wildcard"
+        );
+
+        let (page, next) = store
+            .list_drops(&DropFilter::default(), 2, "")
+            .expect("page");
+        assert_eq!(drop_sequences(&page), vec![5, 4]);
+        let (page, next) = store
+            .list_drops(&DropFilter::default(), 2, &next)
+            .expect("page 2");
+        assert_eq!(
+            drop_sequences(&page),
+            vec![3, 2],
+            "two drops at one time stay on one page"
+        );
+        let (page, last) = store
+            .list_drops(&DropFilter::default(), 2, &next)
+            .expect("page 3");
+        assert_eq!((drop_sequences(&page), last.as_str()), (vec![1], ""));
+        assert!(matches!(
+            store.list_drops(&DropFilter::default(), 2, "yesterday"),
+            Err(StoreError::BadCursor(_))
+        ));
+
+        assert_eq!(
+            store.enforce_retention(keep_after(25)).expect("retention"),
+            3
+        );
+        assert_eq!(list(DropFilter::default()), vec![5, 4]);
+    }
+
+    /// Runs `statements` (the old `drops` table, and a drop stored in it) on the backend's
+    /// database directly, with `record` as parameter 1 of the last.
+    fn run_directly(backend: &Backend, statements: &[&str], record: &[u8]) {
+        let (last, setup) = statements.split_last().expect("a statement");
+        if let Some(file) = &backend.file {
+            let connection = rusqlite::Connection::open(file).expect("open SQLite");
+            for statement in setup {
+                connection.execute_batch(statement).expect("set up");
+            }
+            connection.execute(last, [record]).expect("insert");
+        } else {
+            let mut client =
+                ::postgres::Client::connect(&backend.address, ::postgres::NoTls).expect("connect");
+            for statement in setup {
+                client.batch_execute(statement).expect("set up");
+            }
+            client.execute(*last, &[&record]).expect("insert");
+        }
+    }
+
+    fn drops_an_older_collector_stored_are_filled_in_and_found(backend: &Backend) {
+        let (integer, bytes) = if backend.file.is_some() {
+            ("INTEGER", "BLOB")
+        } else {
+            ("BIGINT", "BYTEA")
+        };
+        let old = drop_record(1, 10, "timed_block", "", "198.18.0.5", "Acme Corp");
+        run_directly(
+            backend,
+            &[
+                "DROP TABLE drops",
+                &format!(
+                    "CREATE TABLE drops (node TEXT NOT NULL, boot {integer} NOT NULL,
+                                         sequence {integer} NOT NULL, time {integer} NOT NULL,
+                                         record {bytes} NOT NULL,
+                                         PRIMARY KEY (node, boot, sequence))"
+                ),
+                &format!(
+                    "INSERT INTO drops (node, boot, sequence, time, record)
+                     VALUES ('node-a', 3, 1, 10, {})",
+                    if backend.file.is_some() { "?1" } else { "$1" }
+                ),
+            ],
+            &old.encode_to_vec(),
+        );
+        let store = open(&backend.address, None).expect("open the older database");
+        store
+            .insert(&[record::Kind::Drop(drop_record(
+                2,
+                20,
+                "rule",
+                "deny-udp-7777",
+                "198.18.0.6",
+                "",
+            ))])
+            .expect("insert after the upgrade");
+        let list = |filter: DropFilter| {
+            let (drops, _) = store.list_drops(&filter, 10, "").expect("list");
+            drop_sequences(&drops)
+        };
+        assert_eq!(list(DropFilter::default()), vec![2, 1]);
+        let filtered = |reason: &str, source: &str| DropFilter {
+            reason: reason.into(),
+            source: source.into(),
+            ..DropFilter::default()
+        };
+        assert_eq!(list(filtered("timed_block", "198.18.0.0/15")), vec![1]);
+        assert_eq!(list(filtered("", "Acme Corp")), vec![1]);
+        assert_eq!(list(filtered("rule", "198.18.0.6")), vec![2]);
+        let again = open(&backend.address, None).expect("open once more: nothing left to do");
+        let (drops, _) = again
+            .list_drops(&DropFilter::default(), 10, "")
+            .expect("list");
+        assert_eq!(drops.len(), 2);
+    }
 
     fn agents_are_kept_per_boot_with_their_latest_status(backend: &Backend) {
         let store = &*backend.store;

@@ -1,7 +1,8 @@
 //! The detectors end to end: an attacker pod (a customer range in the inventory) against an API
 //! pod that leaks data and stack traces; the agent captures the real traffic and reports each
 //! attack and leak with the attacker's identity and masked evidence; in block mode, the
-//! attacker's next connection is dropped by XDP.
+//! attacker's next connection is dropped by XDP, and `moat drops` finds the drop by the attacker's
+//! network.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{path::Path, time::Duration};
@@ -346,7 +347,15 @@ fn block_mode_drops_the_attackers_next_connection() {
         "modes:\n  threat.*: block\nblockFor: 60s\n",
     );
     let state = StateDir::new();
-    let mut agent = start_agent(&node, &state, (&inventory_file, &detection_file), PORT, &[]);
+    let _collector = start_collector(&node, &scratch.file("moat.db"), &[]);
+    let collector_url = format!("http://127.0.0.1:{COLLECTOR_PORT}");
+    let mut agent = start_agent(
+        &node,
+        &state,
+        (&inventory_file, &detection_file),
+        PORT,
+        &["--collector", &collector_url, "--export-interval", "200ms"],
+    );
 
     let base = format!("http://{address}");
     assert_eq!(
@@ -378,6 +387,34 @@ fn block_mode_drops_the_attackers_next_connection() {
         &attacker,
         60,
         &[&format!("{base}/customers")],
+    );
+    // The operator asks the collector what was blocked: the attacker's network, as an
+    // operator would write it, finds the drop the agent shipped.
+    let network = format!("{}/24", attacker.ipv4);
+    let args = ["drops", "--reason", "timed_block", "--source", &network];
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let drops = loop {
+        let drops = moat_json(&node, &args);
+        if !drops.is_empty() || std::time::Instant::now() > deadline {
+            break drops;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let drop = drops
+        .first()
+        .unwrap_or_else(|| panic!("moat drops shows no timed block of {network}"));
+    assert_eq!(drop["reason"], "timed_block", "{drop}");
+    assert_eq!(drop["rule"], "", "a timed block has no rule name: {drop}");
+    assert_eq!(drop["source"]["ip"], attacker.ipv4.to_string(), "{drop}");
+    assert_eq!(drop["source"]["customer"], "Acme Corp", "{drop}");
+    assert_eq!(drop["destination"]["ip"], server.ipv4.to_string(), "{drop}");
+    assert_eq!(drop["destination"]["port"], PORT, "{drop}");
+    let summary = moat_json(&node, &["drops", "--summary", "--source", "Acme Corp"]);
+    assert_eq!(summary.len(), 1, "one reason, rule and source: {summary:?}");
+    assert!(summary[0]["drops"].as_u64() >= Some(1), "{summary:?}");
+    assert!(
+        moat_json(&node, &["drops", "--reason", "rule"]).is_empty(),
+        "no policy rule dropped anything"
     );
     agent.stop();
 }

@@ -22,19 +22,19 @@ use std::{
 };
 
 use moat_api::v1::{
-    AgentState, AgentStatus, ApiCall, CallFilter, DataFlow, DataFlowFilter, Endpoint, Finding,
-    FindingFilter, Inventory, record,
+    AgentState, AgentStatus, ApiCall, CallFilter, DataFlow, DataFlowFilter, Drop as DropRecord,
+    DropFilter, Endpoint, Finding, FindingFilter, Inventory, record,
 };
 use postgres::{Client, Transaction, types::ToSql};
 use prost::Message;
 pub use tls::TlsError;
 
 use super::{
-    CallRow, DATA_FLOWS, DataFlowValues, DropRow, ENDPOINTS, Edge, FilterValues, FindingRow,
-    FindingValues, InventoryRow, MAX_EDGES, MAX_PAGE, MAX_PER_BOOT_ROWS, PerBootRow, PerBootTable,
-    Position, Retention, SIZE_SAMPLE, Store, StoreError, Stored, agent_state, data_flow_conditions,
-    filter_conditions, finding_conditions, minutes, next_cursor, note_agent_sql, parse_cursor,
-    redacted,
+    CallRow, DATA_FLOWS, DROP_FILL_BATCH, DROP_FILTER_COLUMNS, DataFlowValues, DropRow, DropValues,
+    ENDPOINTS, Edge, FilterValues, FindingRow, FindingValues, InventoryRow, MAX_EDGES, MAX_PAGE,
+    MAX_PER_BOOT_ROWS, PerBootRow, PerBootTable, Position, Retention, SIZE_SAMPLE, Store,
+    StoreError, Stored, agent_state, data_flow_conditions, drop_conditions, filter_conditions,
+    finding_conditions, minutes, next_cursor, note_agent_sql, parse_cursor, redacted,
 };
 
 /// Connections a collector holds at most: ingest streams and queries beyond that wait for one.
@@ -277,6 +277,7 @@ impl Postgres {
             transaction
                 .batch_execute(SCHEMA)
                 .map_err(|error| store.error(error))?;
+            add_drop_filter_columns(&mut transaction).map_err(|error| store.error(error))?;
             transaction.commit().map_err(|error| store.error(error))?;
         }
         Ok(store)
@@ -462,6 +463,67 @@ impl Postgres {
     }
 }
 
+/// Adds the [`DROP_FILTER_COLUMNS`] (and the row numbers pages of drops are cut by) that a
+/// database of an older collector lacks, fills them in, and indexes drops by time. Columns are
+/// looked up first: ALTER TABLE locks the table even when it changes nothing.
+fn add_drop_filter_columns(transaction: &mut Transaction<'_>) -> Result<(), postgres::Error> {
+    let present: Vec<String> = transaction
+        .query(
+            "SELECT column_name::text FROM information_schema.columns
+             WHERE table_schema = current_schema() AND table_name = 'drops'",
+            &[],
+        )?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let missing = |column: &str| !present.iter().any(|name| name == column);
+    if missing("row_id") {
+        transaction.batch_execute(
+            "ALTER TABLE drops ADD COLUMN row_id BIGINT GENERATED ALWAYS AS IDENTITY",
+        )?;
+    }
+    for (column, _, declaration) in DROP_FILTER_COLUMNS {
+        if missing(column) {
+            transaction.batch_execute(&format!(
+                "ALTER TABLE drops ADD COLUMN {column} {declaration}"
+            ))?;
+        }
+    }
+    loop {
+        let unfilled = transaction.query(
+            "SELECT node, boot, sequence, record FROM drops WHERE sources = '' LIMIT $1",
+            &[&DROP_FILL_BATCH],
+        )?;
+        if unfilled.is_empty() {
+            break;
+        }
+        for stored in &unfilled {
+            // A record that does not decode (none should: only collectors write the column)
+            // is filled as a drop with no fields, so the fill does not come back to it.
+            let row =
+                DropRow::new(&DropRecord::decode(stored.get::<_, &[u8]>(3)).unwrap_or_default());
+            transaction.execute(
+                "UPDATE drops SET reason = $4, rule = $5, source_address = $6, sources = $7,
+                                  namespaces = $8, workloads = $9
+                 WHERE node = $1 AND boot = $2 AND sequence = $3",
+                &[
+                    &stored.get::<_, String>(0),
+                    &stored.get::<_, i64>(1),
+                    &stored.get::<_, i64>(2),
+                    &row.reason,
+                    &row.rule,
+                    &row.source_address,
+                    &row.sources,
+                    &row.namespaces,
+                    &row.workloads,
+                ],
+            )?;
+        }
+    }
+    transaction
+        .batch_execute("CREATE INDEX IF NOT EXISTS drops_by_time ON drops (time DESC, row_id DESC)")
+}
+
 /// Stores `rows` of `table`, each unless a newer one of its agent boot and key is stored; how
 /// many were. Rows are sorted by key, so that two replicas storing the same rows lock them in
 /// the same order, and only the newest of a key in the batch is offered: ON CONFLICT cannot
@@ -595,17 +657,29 @@ impl Store for Postgres {
         for chunk in drops.chunks(ROWS_PER_STATEMENT) {
             let rows: Vec<DropRow> = chunk.iter().map(|drop| DropRow::new(drop)).collect();
             let number = |get: fn(&DropRow) -> i64| rows.iter().map(get).collect::<Vec<_>>();
+            let column = |get: fn(&DropRow) -> &String| rows.iter().map(get).collect::<Vec<_>>();
             new_drops += transaction
                 .execute(
-                    "INSERT INTO drops (node, boot, sequence, time, record)
+                    "INSERT INTO drops (node, boot, sequence, time, reason, rule, source_address,
+                                        sources, namespaces, workloads, record)
                      SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[],
-                                          $5::bytea[])
+                                          $5::text[], $6::text[], $7::bytea[], $8::text[],
+                                          $9::text[], $10::text[], $11::bytea[])
                      ON CONFLICT DO NOTHING",
                     &[
-                        &rows.iter().map(|row| &row.node).collect::<Vec<_>>(),
+                        &column(|row| &row.node),
                         &number(|row| row.boot),
                         &number(|row| row.sequence),
                         &number(|row| row.time),
+                        &column(|row| &row.reason),
+                        &column(|row| &row.rule),
+                        &rows
+                            .iter()
+                            .map(|row| &row.source_address)
+                            .collect::<Vec<_>>(),
+                        &column(|row| &row.sources),
+                        &column(|row| &row.namespaces),
+                        &column(|row| &row.workloads),
                         &rows.iter().map(|row| &row.record).collect::<Vec<_>>(),
                     ],
                 )
@@ -774,6 +848,57 @@ impl Store for Postgres {
 
     fn last_finding_position(&self) -> Result<Position, StoreError> {
         self.last_position()
+    }
+
+    fn list_drops(
+        &self,
+        filter: &DropFilter,
+        page_size: u32,
+        cursor: &str,
+    ) -> Result<(Vec<DropRecord>, String), StoreError> {
+        let before = parse_cursor(cursor)?;
+        let limit = i64::from(page_size.clamp(1, MAX_PAGE));
+        let values = DropValues::new(filter);
+        let parameters: [&(dyn ToSql + Sync); 15] = [
+            &before.0,
+            &before.1,
+            &values.since,
+            &values.until,
+            &values.reason,
+            &values.rule,
+            &values.source,
+            &values.source_like,
+            &values.source_low,
+            &values.source_high,
+            &values.namespace,
+            &values.namespace_like,
+            &values.workload,
+            &values.workload_like,
+            &limit,
+        ];
+        let rows = self
+            .client()?
+            .query(
+                &format!(
+                    "SELECT row_id, time, record FROM drops
+                     WHERE (time, row_id) < ($1::bigint, $2::bigint) AND {}
+                     ORDER BY time DESC, row_id DESC
+                     LIMIT $15",
+                    drop_conditions(|n, kind| format!("${n}::{kind}")),
+                ),
+                &parameters,
+            )
+            .map_err(|error| self.error(error))?;
+        let drops: Vec<(i64, i64, DropRecord)> = rows
+            .iter()
+            // Only collectors write the column; a row that does not decode is skipped.
+            .filter_map(|row| {
+                let drop = DropRecord::decode(row.get::<_, &[u8]>(2)).ok()?;
+                Some((row.get(0), row.get(1), drop))
+            })
+            .collect();
+        let next = next_cursor(&drops, limit as u32);
+        Ok((drops.into_iter().map(|(_, _, drop)| drop).collect(), next))
     }
 
     fn endpoint_rows(&self, service: &str) -> Result<Vec<Endpoint>, StoreError> {

@@ -7,17 +7,18 @@ use std::{
 };
 
 use moat_api::v1::{
-    AgentState, AgentStatus, ApiCall, CallFilter, DataFlow, DataFlowFilter, Endpoint, Finding,
-    FindingFilter, Inventory, record,
+    AgentState, AgentStatus, ApiCall, CallFilter, DataFlow, DataFlowFilter, Drop as DropRecord,
+    DropFilter, Endpoint, Finding, FindingFilter, Inventory, record,
 };
 use prost::Message;
 use rusqlite::{CachedStatement, Connection, ToSql, Transaction, params};
 
 use super::{
-    CallRow, DATA_FLOWS, DataFlowValues, DropRow, ENDPOINTS, Edge, FilterValues, FindingRow,
-    FindingValues, InventoryRow, MAX_EDGES, MAX_PAGE, MAX_PER_BOOT_ROWS, PerBootRow, PerBootTable,
-    Position, Retention, SIZE_SAMPLE, Store, StoreError, Stored, agent_state, data_flow_conditions,
-    filter_conditions, finding_conditions, minutes, next_cursor, note_agent_sql, parse_cursor,
+    CallRow, DATA_FLOWS, DROP_FILL_BATCH, DROP_FILTER_COLUMNS, DataFlowValues, DropRow, DropValues,
+    ENDPOINTS, Edge, FilterValues, FindingRow, FindingValues, InventoryRow, MAX_EDGES, MAX_PAGE,
+    MAX_PER_BOOT_ROWS, PerBootRow, PerBootTable, Position, Retention, SIZE_SAMPLE, Store,
+    StoreError, Stored, agent_state, data_flow_conditions, drop_conditions, filter_conditions,
+    finding_conditions, minutes, next_cursor, note_agent_sql, parse_cursor,
 };
 
 pub struct Sqlite {
@@ -139,7 +140,7 @@ impl Sqlite {
             path: path.display().to_string(),
             source,
         };
-        let connection = Connection::open(path).map_err(open_error)?;
+        let mut connection = Connection::open(path).map_err(open_error)?;
         connection
             .pragma_update(None, "journal_mode", "WAL")
             .map_err(open_error)?;
@@ -147,6 +148,7 @@ impl Sqlite {
             .pragma_update(None, "synchronous", "NORMAL")
             .map_err(open_error)?;
         connection.execute_batch(SCHEMA).map_err(open_error)?;
+        add_drop_filter_columns(&mut connection).map_err(open_error)?;
         Ok(Self {
             connection: Mutex::new(connection),
         })
@@ -244,6 +246,53 @@ impl Sqlite {
     }
 }
 
+/// Adds the [`DROP_FILTER_COLUMNS`] a database of an older collector lacks, fills them in, and
+/// indexes drops by time, in one transaction.
+fn add_drop_filter_columns(connection: &mut Connection) -> rusqlite::Result<()> {
+    let transaction = connection.transaction()?;
+    let present: Vec<String> = transaction
+        .prepare("SELECT name FROM pragma_table_info('drops')")?
+        .query_map([], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    for (column, declaration, _) in DROP_FILTER_COLUMNS {
+        if !present.iter().any(|name| name == column) {
+            transaction.execute_batch(&format!(
+                "ALTER TABLE drops ADD COLUMN {column} {declaration}"
+            ))?;
+        }
+    }
+    loop {
+        let unfilled: Vec<(i64, Vec<u8>)> = transaction
+            .prepare("SELECT rowid, record FROM drops WHERE sources = '' LIMIT ?1")?
+            .query_map([DROP_FILL_BATCH], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        if unfilled.is_empty() {
+            break;
+        }
+        let mut update = transaction.prepare_cached(
+            "UPDATE drops SET reason = ?2, rule = ?3, source_address = ?4, sources = ?5,
+                              namespaces = ?6, workloads = ?7
+             WHERE rowid = ?1",
+        )?;
+        for (rowid, bytes) in unfilled {
+            // A record that does not decode (none should: only collectors write the column)
+            // is filled as a drop with no fields, so the fill does not come back to it.
+            let row = DropRow::new(&DropRecord::decode(bytes.as_slice()).unwrap_or_default());
+            update.execute(params![
+                rowid,
+                row.reason,
+                row.rule,
+                row.source_address,
+                row.sources,
+                row.namespaces,
+                row.workloads,
+            ])?;
+        }
+    }
+    transaction.execute_batch("CREATE INDEX IF NOT EXISTS drops_by_time ON drops (time DESC)")?;
+    transaction.commit()
+}
+
 /// The statement that stores a row of `table`, as [`store_per_boot`] runs it.
 fn per_boot_statement<'t>(
     transaction: &'t Transaction<'_>,
@@ -286,7 +335,9 @@ impl Store for Sqlite {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?;
             let mut drop_statement = transaction.prepare_cached(
-                "INSERT OR IGNORE INTO drops (node, boot, sequence, time, record) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT OR IGNORE INTO drops (node, boot, sequence, time, reason, rule, source_address,
+                                              sources, namespaces, workloads, record)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?;
             let mut finding_statement = transaction.prepare_cached(
                 "INSERT OR IGNORE INTO findings (node, boot, sequence, time, cluster, namespaces, workloads, path, status, tags, kind, service, sources, record)
@@ -329,6 +380,12 @@ impl Store for Sqlite {
                             row.boot,
                             row.sequence,
                             row.time,
+                            row.reason,
+                            row.rule,
+                            row.source_address,
+                            row.sources,
+                            row.namespaces,
+                            row.workloads,
                             row.record,
                         ])? == 1
                     }
@@ -506,6 +563,59 @@ impl Store for Sqlite {
 
     fn last_finding_position(&self) -> Result<Position, StoreError> {
         self.last_row("findings")
+    }
+
+    fn list_drops(
+        &self,
+        filter: &DropFilter,
+        page_size: u32,
+        cursor: &str,
+    ) -> Result<(Vec<DropRecord>, String), StoreError> {
+        let before = parse_cursor(cursor)?;
+        let limit = i64::from(page_size.clamp(1, MAX_PAGE));
+        let values = DropValues::new(filter);
+        let parameters: [&dyn ToSql; 15] = [
+            &before.0,
+            &before.1,
+            &values.since,
+            &values.until,
+            &values.reason,
+            &values.rule,
+            &values.source,
+            &values.source_like,
+            &values.source_low,
+            &values.source_high,
+            &values.namespace,
+            &values.namespace_like,
+            &values.workload,
+            &values.workload_like,
+            &limit,
+        ];
+        let connection = self.connection();
+        let mut statement = connection.prepare_cached(&format!(
+            "SELECT rowid, time, record FROM drops
+             WHERE (time, rowid) < (?1, ?2) AND {}
+             ORDER BY time DESC, rowid DESC
+             LIMIT ?15",
+            drop_conditions(|n, _| format!("?{n}")),
+        ))?;
+        let rows = statement.query_map(parameters.as_slice(), |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, Vec<u8>>(2)?,
+            ))
+        })?;
+        let mut drops = Vec::new();
+        for row in rows {
+            let (rowid, time, bytes) = row?;
+            // Only this collector writes the column; a row that does not decode is skipped.
+            if let Ok(drop) = DropRecord::decode(bytes.as_slice()) {
+                drops.push((rowid, time, drop));
+            }
+        }
+        let next = next_cursor(&drops, limit as u32);
+        Ok((drops.into_iter().map(|(_, _, drop)| drop).collect(), next))
     }
 
     fn endpoint_rows(&self, service: &str) -> Result<Vec<Endpoint>, StoreError> {
