@@ -285,6 +285,14 @@ impl Enforcer {
         Ok(entry)
     }
 
+    /// The most specific timed block holding `address`, if any.
+    pub fn timed_block_of(&self, address: std::net::IpAddr) -> Option<&TimedBlockEntry> {
+        self.timed_blocks
+            .values()
+            .filter(|block| block.network.contains(address))
+            .max_by_key(|block| block.network.prefix())
+    }
+
     pub fn timed_blocks(&self) -> impl Iterator<Item = &TimedBlockEntry> {
         self.timed_blocks.values()
     }

@@ -105,7 +105,8 @@ pub enum Record<'a> {
     Denied {
         /// `rule`, `blocklist`, `isolate`, `rate_limit` or `timed_block`.
         reason: &'a str,
-        /// The rule's or rate limit's name, for those reasons.
+        /// The rule's or rate limit's name, for those reasons; for `timed_block`, why the
+        /// block was made (`threat.sqli on shop-api GET /customers`) when this agent made it.
         #[serde(skip_serializing_if = "str::is_empty")]
         rule: &'a str,
         src: IpAddr,

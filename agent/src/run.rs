@@ -1194,8 +1194,14 @@ impl Agent {
     }
 
     fn report_drop(&mut self, event: &agent_common::policy::DropEvent) -> anyhow::Result<()> {
-        let cause = self.enforcer.drop_cause(event.slot, event.counter);
+        let mut cause = self.enforcer.drop_cause(event.slot, event.counter);
         let (src, dst) = events::addresses(&event.flow);
+        // A timed block has no rule name; why it was made says what the operator needs.
+        if cause.reason == "timed_block"
+            && let Some(block) = self.enforcer.timed_block_of(src)
+        {
+            cause.rule.clone_from(&block.reason);
+        }
         let age = Duration::from_nanos(monotonic_ns().saturating_sub(event.time_ns));
         let when = SystemTime::now()
             .checked_sub(age)

@@ -404,7 +404,12 @@ fn block_mode_drops_the_attackers_next_connection() {
         .first()
         .unwrap_or_else(|| panic!("moat drops shows no timed block of {network}"));
     assert_eq!(drop["reason"], "timed_block", "{drop}");
-    assert_eq!(drop["rule"], "", "a timed block has no rule name: {drop}");
+    assert!(
+        drop["rule"]
+            .as_str()
+            .is_some_and(|why| why.starts_with("threat.sqli on ")),
+        "a timed block's drop says why the block was made: {drop}"
+    );
     assert_eq!(drop["source"]["ip"], attacker.ipv4.to_string(), "{drop}");
     assert_eq!(drop["source"]["customer"], "Acme Corp", "{drop}");
     assert_eq!(drop["destination"]["ip"], server.ipv4.to_string(), "{drop}");
