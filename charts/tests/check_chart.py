@@ -421,7 +421,7 @@ class Flags(unittest.TestCase):
         self.assertEqual(agent["kube-pods"], ["node"])
         for flag in ("collector-ca", "collector-cert", "collector-key"):
             self.assertTrue(agent[flag][0].startswith("/etc/moat/tls/"), flag)
-        self.assertEqual(collector["store"], ["$(MOAT_STORE_URL)"])
+        self.assertNotIn("store", collector, "the store URL comes from $MOAT_STORE, off the command line")
         self.assertEqual(collector["store-ca"], ["/etc/moat/store-ca/ca.crt"])
         for flag in ("tls-cert", "tls-key", "tls-client-ca"):
             self.assertIn(flag, collector)
@@ -464,7 +464,7 @@ class Collector(unittest.TestCase):
         self.assertEqual(rendered.of_kind("PersistentVolumeClaim"), [])
         self.assertEqual(rendered.one("PodDisruptionBudget")["spec"]["minAvailable"], 2)
         env = {e["name"]: e for e in rendered.collector_container()["env"]}
-        reference = env["MOAT_STORE_URL"]["valueFrom"]["secretKeyRef"]
+        reference = env["MOAT_STORE"]["valueFrom"]["secretKeyRef"]
         secret = rendered.one("Secret", reference["name"])
         url = secret["stringData"][reference["key"]]
         self.assertEqual(url, "postgres://moat:s3cret%2Fpass@db.example.internal:5432/moat?sslmode=verify-full")

@@ -26,8 +26,15 @@ struct Args {
     /// database that several collectors may share (its tables are created if missing). TLS to
     /// it as libpq's URL parameters say: `sslmode=disable|prefer|require|verify-ca|verify-full`
     /// (default prefer: TLS if the server offers it; use verify-full), `sslrootcert=FILE` (the
-    /// CA; or --store-ca), `sslcert=FILE&sslkey=FILE` (a client certificate).
-    #[arg(long, value_name = "URL", default_value = "sqlite:moat.db")]
+    /// CA; or --store-ca), `sslcert=FILE&sslkey=FILE` (a client certificate). From $MOAT_STORE
+    /// when the flag is absent, which keeps a password off the command line.
+    #[arg(
+        long,
+        env = "MOAT_STORE",
+        hide_env_values = true,
+        value_name = "URL",
+        default_value = "sqlite:moat.db"
+    )]
     store: String,
     /// The CA (PEM) that signed the PostgreSQL server's certificate, checked under
     /// sslmode=verify-full (and verify-ca, require, prefer); instead of sslrootcert= in the URL.
