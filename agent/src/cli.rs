@@ -158,6 +158,11 @@ pub struct AnalysisArgs {
     /// (moat_detection_bodies_unjudged_total): a burst of large bodies must not slow capture.
     #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
     pub detection_body_bytes_per_second: u64,
+
+    /// `crypto.cert_expiring` when a server certificate seen in a TLS handshake expires within
+    /// this long (`30d`, `12h`); an expired one is always reported (docs/tls.md).
+    #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = humantime::parse_duration)]
+    pub cert_expiry_warning: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -208,7 +208,7 @@ impl DetectionConfig {
         }
     }
 
-    fn severity_of(&self, kind: &str, detected: Severity) -> Severity {
+    pub fn severity_of(&self, kind: &str, detected: Severity) -> Severity {
         self.severities.get(kind).copied().unwrap_or(detected)
     }
 }
@@ -220,6 +220,7 @@ fn known_kinds(sensitive: &sensitive::Config) -> Vec<String> {
         .map(|kind| kind.as_str().to_owned())
         .chain(sensitive::KINDS.iter().map(|kind| (*kind).to_owned()))
         .chain(std::iter::once(PLAINTEXT_CREDENTIALS.to_owned()))
+        .chain(crate::crypto::KINDS.iter().map(|kind| (*kind).to_owned()))
         .chain(
             sensitive
                 .detectors
