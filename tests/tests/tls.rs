@@ -1,0 +1,299 @@
+//! TLS handshake facts end to end: nginx serving TLS 1.2, TLS 1.3, mutual TLS and plain HTTP
+//! in a server pod, curl and openssl s_client in a client pod, and the agent's `api.connection`
+//! records and `crypto.*` findings compared with what each client did.
+//!
+//! Each test captures only its own ports (`--capture-port`), so tests running at once do not see
+//! each other's connections.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use moat_e2e::{
+    RunningAgent, Scratch, StateDir,
+    capture::{capture_agent, curl_status},
+    require_root,
+    tls::{NginxServer, TestCa, start_nginx},
+    two_pods,
+};
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+fn connection_to(agent: &mut RunningAgent, mark: usize, port: u16, what: &str) -> Value {
+    let record = agent.wait_since(mark, WAIT, |record| {
+        record["kind"] == "api.connection" && record["server"]["port"] == port
+    });
+    eprintln!("{what}: {record}");
+    record
+}
+
+fn finding(agent: &mut RunningAgent, mark: usize, kind: &str, port: u16) -> Value {
+    agent.wait_since(mark, WAIT, |record| {
+        record["kind"] == "api.finding"
+            && record["finding"] == kind
+            && record["destination"]["port"] == port
+    })
+}
+
+fn findings_since(agent: &mut RunningAgent, mark: usize, kind: &str) -> usize {
+    agent.records()[mark..]
+        .iter()
+        .filter(|record| record["kind"] == "api.finding" && record["finding"] == kind)
+        .count()
+}
+
+#[test]
+fn handshakes_show_versions_names_certificates_and_mutual_tls_and_weak_offers_are_findings() {
+    require_root();
+    let (node, client, server) = two_pods("tls");
+    const TLS: u16 = 18843;
+    const MUTUAL: u16 = 18844;
+    const PLAIN: u16 = 18845;
+    let scratch = Scratch::new("tls-handshakes");
+    let ca = TestCa::new(&scratch.0);
+    // Valid 20 days: within the agent's default 30-day warning.
+    let api = ca.issue(
+        "api",
+        "api.moat.test",
+        &["DNS:api.moat.test", &format!("IP:{}", server.ipv4)],
+        20,
+    );
+    let caller = ca.issue("caller", "billing", &[], 20);
+    let _nginx = start_nginx(
+        &server,
+        &scratch.0,
+        &[
+            NginxServer {
+                port: TLS,
+                certificate: Some(&api),
+                protocols: "TLSv1 TLSv1.1 TLSv1.2 TLSv1.3",
+                client_ca: None,
+            },
+            NginxServer {
+                port: MUTUAL,
+                certificate: Some(&api),
+                // TLS 1.2: the CertificateRequest and the client's certificate travel in clear.
+                protocols: "TLSv1.2",
+                client_ca: Some(&ca.root.certificate),
+            },
+            NginxServer {
+                port: PLAIN,
+                certificate: None,
+                protocols: "",
+                client_ca: None,
+            },
+        ],
+    );
+    let inventory = scratch.file("inventory.yaml");
+    std::fs::write(
+        &inventory,
+        format!(
+            "ranges:\n  - {{name: pods, kind: pod-network, cidrs: [{}/32, {}/32]}}\n",
+            client.ipv4, server.ipv4
+        ),
+    )
+    .expect("write the inventory");
+    let state = StateDir::new();
+    let mut agent = capture_agent(
+        &node,
+        &state,
+        &[TLS, MUTUAL, PLAIN],
+        &[
+            "--inventory",
+            inventory.to_str().unwrap(),
+            "--kubernetes",
+            "off",
+            "--new-endpoint-findings",
+            "off",
+            "--new-caller-findings",
+            "off",
+        ],
+    );
+    let resolve = |port: u16| format!("api.moat.test:{port}:{}", server.ipv4);
+    let url = |port: u16| format!("https://api.moat.test:{port}/");
+    let ca_file = ca.root.certificate();
+
+    // TLS 1.3: the hellos in clear, the certificate not.
+    let mark = agent.mark();
+    let status = curl_status(
+        &client,
+        &[
+            "--cacert",
+            ca_file,
+            "--resolve",
+            &resolve(TLS),
+            "--tlsv1.3",
+            &url(TLS),
+        ],
+    );
+    assert_eq!(status.as_deref(), Ok("200"));
+    let record = connection_to(&mut agent, mark, TLS, "TLS 1.3");
+    assert_eq!(record["protocol"], "tls");
+    assert_eq!(record["encryption"], "tls");
+    let tls = &record["tls"];
+    assert_eq!(tls["server_name"], "api.moat.test");
+    assert_eq!(tls["version"], "TLS 1.3");
+    assert_eq!(
+        tls["cipher_suite"]
+            .as_str()
+            .map(|suite| suite.starts_with("TLS_")),
+        Some(true)
+    );
+    assert_eq!(tls["alpn_offered"][0], "h2");
+    assert_eq!(tls["alpn_offered"][1], "http/1.1");
+    assert!(
+        tls.get("alpn").is_none(),
+        "TLS 1.3 sends the choice encrypted"
+    );
+    assert!(
+        tls.get("server_certificate").is_none(),
+        "TLS 1.3 encrypts it"
+    );
+    assert_eq!(record["client"]["ip"], client.ipv4.to_string());
+    assert_eq!(record["client"]["comm"], "curl");
+    assert_eq!(
+        agent.records()[mark..]
+            .iter()
+            .filter(|record| record["kind"] == "api.call")
+            .count(),
+        0,
+        "ciphertext yields no calls"
+    );
+
+    // TLS 1.2: the server's certificate in clear, expiring within the warning.
+    let mark = agent.mark();
+    let status = curl_status(
+        &client,
+        &[
+            "--cacert",
+            ca_file,
+            "--resolve",
+            &resolve(TLS),
+            "--tls-max",
+            "1.2",
+            &url(TLS),
+        ],
+    );
+    assert_eq!(status.as_deref(), Ok("200"));
+    let record = connection_to(&mut agent, mark, TLS, "TLS 1.2");
+    let tls = &record["tls"];
+    assert_eq!(tls["version"], "TLS 1.2");
+    assert_eq!(
+        tls["alpn"], "http/1.1",
+        "nginx without http2 picks http/1.1"
+    );
+    assert_eq!(tls["client_certificate_requested"], false);
+    let certificate = &tls["server_certificate"];
+    assert_eq!(certificate["subject"], "CN=api.moat.test,O=Moat Test");
+    assert_eq!(certificate["dns_names"][0], "api.moat.test");
+    assert_eq!(certificate["ip_addresses"][0], server.ipv4.to_string());
+    let expiring = finding(&mut agent, mark, "crypto.cert_expiring", TLS);
+    assert_eq!(expiring["rule"], "expiring");
+    assert!(
+        expiring["message"].as_str().unwrap().contains("in 19 days")
+            || expiring["message"].as_str().unwrap().contains("in 20 days"),
+        "{expiring}"
+    );
+    assert_eq!(findings_since(&mut agent, mark, "crypto.sni_mismatch"), 0);
+
+    // A name the certificate does not carry.
+    let mark = agent.mark();
+    let status = curl_status(
+        &client,
+        &[
+            "--insecure",
+            "--resolve",
+            &format!("billing.moat.test:{TLS}:{}", server.ipv4),
+            "--tls-max",
+            "1.2",
+            &format!("https://billing.moat.test:{TLS}/"),
+        ],
+    );
+    assert_eq!(status.as_deref(), Ok("200"));
+    let mismatch = finding(&mut agent, mark, "crypto.sni_mismatch", TLS);
+    assert!(
+        mismatch["message"]
+            .as_str()
+            .unwrap()
+            .contains("asked for billing.moat.test"),
+        "{mismatch}"
+    );
+
+    // Mutual TLS: nginx requires the client's certificate.
+    let mark = agent.mark();
+    let status = curl_status(
+        &client,
+        &[
+            "--cacert",
+            ca_file,
+            "--cert",
+            caller.certificate(),
+            "--key",
+            caller.key(),
+            "--resolve",
+            &resolve(MUTUAL),
+            &url(MUTUAL),
+        ],
+    );
+    assert_eq!(status.as_deref(), Ok("200"));
+    let record = connection_to(&mut agent, mark, MUTUAL, "mutual TLS");
+    assert_eq!(record["encryption"], "mtls");
+    assert_eq!(record["tls"]["client_certificate_requested"], true);
+    assert_eq!(record["tls"]["client_certificate_sent"], true);
+
+    // TLS 1.0 offered by a client that allows nothing better; whatever the server answers, the
+    // offer alone is weak.
+    let mark = agent.mark();
+    let _ = client.run(
+        "sh",
+        &[
+            "-c",
+            &format!(
+                "echo | timeout 5 openssl s_client -connect {}:{TLS} -servername api.moat.test \
+                 -tls1 -cipher DEFAULT@SECLEVEL=0",
+                server.ipv4
+            ),
+        ],
+    );
+    let weak = finding(&mut agent, mark, "crypto.weak_tls", TLS);
+    assert_eq!(weak["rule"], "version");
+    assert!(
+        weak["message"]
+            .as_str()
+            .unwrap()
+            .contains("client offered at most TLS 1.0"),
+        "{weak}"
+    );
+    let record = connection_to(&mut agent, mark, TLS, "TLS 1.0 offer");
+    assert_eq!(record["tls"]["offered_versions"][0], "TLS 1.0");
+
+    // Plain HTTP between two pods of the pod network.
+    let mark = agent.mark();
+    let status = curl_status(&client, &[&format!("http://{}:{PLAIN}/", server.ipv4)]);
+    assert_eq!(status.as_deref(), Ok("200"));
+    let record = connection_to(&mut agent, mark, PLAIN, "plaintext");
+    assert_eq!(record["encryption"], "plaintext");
+    assert_eq!(record["protocol"], "http1");
+    let plaintext = finding(&mut agent, mark, "crypto.plaintext_internal", PLAIN);
+    assert_eq!(plaintext["rule"], "internal");
+    assert_eq!(plaintext["severity"], "medium");
+    // The same pair again within repeatAfter: one finding, one record per connection.
+    let again = agent.mark();
+    let status = curl_status(&client, &[&format!("http://{}:{PLAIN}/", server.ipv4)]);
+    assert_eq!(status.as_deref(), Ok("200"));
+    connection_to(&mut agent, again, PLAIN, "plaintext again");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        findings_since(&mut agent, again, "crypto.plaintext_internal"),
+        0
+    );
+
+    // No TLS connection was taken for plaintext.
+    let records = agent.stop();
+    let plaintext_tls = records.iter().any(|record| {
+        record["kind"] == "api.finding"
+            && record["finding"] == "crypto.plaintext_internal"
+            && record["destination"]["port"] != PLAIN
+    });
+    assert!(!plaintext_tls, "only the plain HTTP server is in clear");
+}
