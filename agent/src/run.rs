@@ -642,6 +642,19 @@ impl Agent {
                 tls: facts.tls.as_ref().map(crate::crypto::TlsRecord::new),
                 seen_at: &facts.seen_at,
             };
+            if let Some(exporter) = &self.exporter {
+                let not_after = facts
+                    .tls
+                    .as_ref()
+                    .and_then(|tls| tls.server_certificate.as_ref())
+                    .and_then(|certificate| certificate.not_after);
+                exporter.push(export_records::connection_record(
+                    exporter.next_id(),
+                    &record,
+                    not_after,
+                    now,
+                ));
+            }
             self.reporter
                 .write(&Record::Connection(&record), now)
                 .context("writing to standard output")?;
