@@ -11,6 +11,7 @@ use std::time::Duration;
 use moat_e2e::{
     RunningAgent, Scratch, StateDir,
     capture::{capture_agent, curl_status},
+    collector::{COLLECTOR_PORT, moat_json, start_collector},
     require_root,
     tls::{NginxServer, TestCa, start_nginx},
     two_pods,
@@ -296,4 +297,112 @@ fn handshakes_show_versions_names_certificates_and_mutual_tls_and_weak_offers_ar
             && record["destination"]["port"] != PLAIN
     });
     assert!(!plaintext_tls, "only the plain HTTP server is in clear");
+}
+
+#[test]
+fn the_service_map_shows_the_share_of_connections_in_clear_and_lists_the_pairs_in_clear() {
+    require_root();
+    let (node, client, server) = two_pods("tls-map");
+    const TLS: u16 = 18846;
+    const PLAIN: u16 = 18847;
+    let scratch = Scratch::new("tls-map");
+    let database = scratch.file("moat.db");
+    let _collector = start_collector(&node, &database, &[]);
+    let ca = TestCa::new(&scratch.0);
+    let api = ca.issue("api", "api.moat.test", &["DNS:api.moat.test"], 365);
+    let _nginx = start_nginx(
+        &server,
+        &scratch.0,
+        &[
+            NginxServer {
+                port: TLS,
+                certificate: Some(&api),
+                protocols: "TLSv1.2 TLSv1.3",
+                client_ca: None,
+            },
+            NginxServer {
+                port: PLAIN,
+                certificate: None,
+                protocols: "",
+                client_ca: None,
+            },
+        ],
+    );
+    let state = StateDir::new();
+    let collector_url = format!("http://127.0.0.1:{COLLECTOR_PORT}");
+    let mut agent = capture_agent(
+        &node,
+        &state,
+        &[TLS, PLAIN],
+        &[
+            "--collector",
+            &collector_url,
+            "--export-interval",
+            "200ms",
+            "--kubernetes",
+            "off",
+            "--new-endpoint-findings",
+            "off",
+            "--new-caller-findings",
+            "off",
+        ],
+    );
+    // One connection in clear, three in TLS, between the same two addresses.
+    let mark = agent.mark();
+    assert_eq!(
+        curl_status(&client, &[&format!("http://{}:{PLAIN}/", server.ipv4)]).as_deref(),
+        Ok("200")
+    );
+    for _ in 0..3 {
+        let status = curl_status(
+            &client,
+            &[
+                "--cacert",
+                ca.root.certificate(),
+                "--resolve",
+                &format!("api.moat.test:{TLS}:{}", server.ipv4),
+                &format!("https://api.moat.test:{TLS}/"),
+            ],
+        );
+        assert_eq!(status.as_deref(), Ok("200"));
+    }
+    for _ in 0..4 {
+        agent.wait_since(mark, WAIT, |record| record["kind"] == "api.connection");
+    }
+    let pair = |edge: &Value| {
+        edge["client"] == client.ipv4.to_string() && edge["server"] == server.ipv4.to_string()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let edge = loop {
+        let edges = moat_json(&node, &["map"]);
+        if let Some(edge) = edges
+            .iter()
+            .find(|edge| pair(edge) && edge["connections"]["tls"] == 3)
+        {
+            break edge.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no edge with 3 TLS connections: {edges:?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(edge["encryption"], "mixed", "{edge}");
+    assert_eq!(edge["connections"]["plaintext"], 1, "{edge}");
+    assert_eq!(edge["shares"]["plaintext"], 0.25, "{edge}");
+    assert_eq!(edge["shares"]["tls"], 0.75, "{edge}");
+    assert_eq!(
+        edge["calls"], 1,
+        "only the call in clear is readable: {edge}"
+    );
+    assert_eq!(edge["encrypted"], false);
+    let in_clear = moat_json(&node, &["map", "--plaintext"]);
+    assert!(in_clear.iter().any(pair), "{in_clear:?}");
+    assert!(
+        in_clear
+            .iter()
+            .all(|edge| edge["connections"]["plaintext"].as_u64() > Some(0)),
+        "{in_clear:?}"
+    );
+    agent.stop();
 }
