@@ -134,7 +134,7 @@ pub struct AnalysisArgs {
     pub max_services: usize,
 
     /// The detection file: off, detect or block per finding kind or family (threat.*, data.*,
-    /// auth.*, leak.*, headers.*), severities, how long block mode drops a source, the team's
+    /// auth.*, leak.*, headers.*, crypto.*), severities, how long block mode drops a source, the team's
     /// own sensitive-data detectors, how callers are named and the behavioural thresholds
     /// (docs/detection.md). Reloaded when it changes; an
     /// invalid edit is refused and the last good file stays in force. Without it every

@@ -703,4 +703,30 @@ mod tests {
         let later = now + config.repeat_after + Duration::from_secs(1);
         assert_eq!(judge.findings(&facts, &config, WARNING, later).len(), 1);
     }
+
+    #[test]
+    fn the_detection_file_silences_or_rates_crypto_findings() {
+        let text = "modes:\n  crypto.*: off\n  crypto.weak_tls: detect\nseverities:\n  crypto.weak_tls: high\n";
+        let config = crate::detection::load_with(std::path::Path::new("detection.yaml"), &|_| {
+            Ok(text.to_owned())
+        })
+        .expect("a valid detection file");
+        let client = peer("198.18.1.10:40000", Identity::default(), None);
+        let server = peer("198.18.2.10:8443", Identity::default(), None);
+        let weak = connection(
+            client,
+            server,
+            Detected::Tls,
+            Some(handshake("tls10_refused")),
+        );
+        let mut judge = CryptoJudge::default();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let findings = judge.findings(&weak, &config, WARNING, now);
+        assert_eq!(findings.len(), 1);
+        assert_eq!(findings[0].severity, Severity::High);
+        let web = peer("198.18.1.10:40000", pod("web-1", "n1"), None);
+        let api = peer("198.18.2.10:8080", pod("api-1", "n2"), None);
+        let plaintext = connection(web, api, Detected::Http1, None);
+        assert!(judge.findings(&plaintext, &config, WARNING, now).is_empty());
+    }
 }

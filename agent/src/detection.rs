@@ -276,7 +276,7 @@ fn parse(text: &str, origin: &Path) -> Result<DetectionConfig, PolicyError> {
         Pattern::Kind(kind) if !kinds.contains(&kind) => Err(error(
             field,
             format!(
-                "no detector reports {kind:?}; name a kind (threat.sqli, data.email, ...), a family (threat.*, data.*, auth.*, leak.*, headers.*) or *"
+                "no detector reports {kind:?}; name a kind (threat.sqli, data.email, ...), a family (threat.*, data.*, auth.*, leak.*, headers.*, crypto.*) or *"
             ),
         )),
         Pattern::Family(prefix)
@@ -285,7 +285,7 @@ fn parse(text: &str, origin: &Path) -> Result<DetectionConfig, PolicyError> {
             Err(error(
                 field,
                 format!(
-                    "{name:?} is no family of kinds; families are threat.*, data.*, auth.*, leak.* and headers.*"
+                    "{name:?} is no family of kinds; families are threat.*, data.*, auth.*, leak.*, headers.* and crypto.*"
                 ),
             ))
         }

@@ -1353,7 +1353,10 @@ impl Agent {
             exporter.set_events_lost(capture.events_lost_per_cpu.iter().sum());
         }
         let export = self.exporter.as_ref().map(Exporter::stats);
-        let analysis = self.analysis.stats();
+        let mut analysis = self.analysis.stats();
+        // crypto.* findings are held back by the same repeatAfter, in a memory of their own.
+        analysis.detection.repeats_suppressed += self.crypto.repeats_suppressed;
+        analysis.detection.memory_resets += self.crypto.memory_resets;
         self.metrics.update(|snapshot| {
             snapshot.export = export;
             snapshot.analysis = analysis;
