@@ -297,6 +297,22 @@ fn handshakes_show_versions_names_certificates_and_mutual_tls_and_weak_offers_ar
             && record["destination"]["port"] != PLAIN
     });
     assert!(!plaintext_tls, "only the plain HTTP server is in clear");
+    // Each connection once, though both of its ends are on this node.
+    let mut connections: Vec<(String, u64)> = records
+        .iter()
+        .filter(|record| record["kind"] == "api.connection")
+        .map(|record| {
+            (
+                record["client"]["ip"].to_string(),
+                record["client"]["port"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    let all = connections.len();
+    connections.sort();
+    connections.dedup();
+    assert_eq!(connections.len(), all, "a connection reported twice");
+    assert_eq!(all, 7, "the seven connections the clients made");
 }
 
 #[test]

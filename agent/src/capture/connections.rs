@@ -89,7 +89,15 @@ pub struct Tracker {
     pub stats: TrackerStats,
     /// Each connection's encryption, once known, for the agent to take (crate::crypto).
     pub connection_facts: Vec<ConnectionFacts>,
+    /// (client, server) of the connections whose encryption was reported lately, oldest first:
+    /// an end on this node that the other end's report missed (it ended first, or was not
+    /// tracked yet) must not report the same connection again.
+    reported_lately: VecDeque<(SocketAddr, SocketAddr)>,
 }
+
+/// Connections remembered in [`Tracker::reported_lately`]: far more than open and close within
+/// the time the two ends of one connection take to report.
+const MAX_REPORTED_LATELY: usize = 4096;
 
 impl Tracker {
     pub fn new(limits: TrackerLimits, redaction: Redaction) -> Self {
@@ -101,6 +109,7 @@ impl Tracker {
             redaction,
             stats: TrackerStats::default(),
             connection_facts: Vec::new(),
+            reported_lately: VecDeque::new(),
         }
     }
 
@@ -289,6 +298,12 @@ impl Tracker {
             return;
         };
         let (client, server) = endpoints.client_server();
+        if self.reported_lately.contains(&(client, server)) {
+            if let Some(connection) = self.connections.get_mut(&connection_id) {
+                connection.facts_reported = true;
+            }
+            return;
+        }
         let own = Some(&*connection.task);
         let peer_task = other.map(|other| &*other.task);
         let (client_task, server_task) = if endpoints.is_client {
@@ -313,6 +328,10 @@ impl Tracker {
             seen_at,
         };
         self.connection_facts.push(facts);
+        if self.reported_lately.len() >= MAX_REPORTED_LATELY {
+            self.reported_lately.pop_front();
+        }
+        self.reported_lately.push_back((client, server));
         if let Some(connection) = self.connections.get_mut(&connection_id) {
             connection.facts_reported = true;
         }
@@ -644,6 +663,40 @@ mod tests {
         tracker.close(1, 50, &mut out);
         tracker.close(2, 51, &mut out);
         assert!(tracker.connection_facts.is_empty(), "reported once");
+    }
+
+    #[test]
+    fn an_end_that_reports_after_the_other_end_closed_does_not_report_the_connection_again() {
+        let hello = [22, 3, 1, 0, 4, 1, 0, 0, 0];
+        let mut tracker = Tracker::new(limits(), Redaction::new(&[]));
+        let mut out = Vec::new();
+        open_client_end(&mut tracker, &mut out);
+        tracker.handle(data(1, true, 0, &hello, 20), &mut out);
+        tracker.close(1, 30, &mut out);
+        assert_eq!(std::mem::take(&mut tracker.connection_facts).len(), 1);
+        // The server's end, known only now.
+        let nginx = opened(
+            2,
+            4,
+            task(200, "nginx"),
+            endpoints(SERVER, CLIENT, false),
+            31,
+        );
+        tracker.open(nginx, false, &mut out);
+        tracker.handle(data(2, false, 0, &hello, 32), &mut out);
+        tracker.close(2, 40, &mut out);
+        assert!(tracker.connection_facts.is_empty(), "reported once");
+        // Another connection between the same two hosts (another client port) is news.
+        let curl = opened(
+            3,
+            5,
+            task(100, "curl"),
+            endpoints("198.18.1.10:40001", SERVER, true),
+            50,
+        );
+        tracker.open(curl, false, &mut out);
+        tracker.handle(data(3, true, 0, REQUEST, 51), &mut out);
+        assert_eq!(tracker.connection_facts.len(), 1);
     }
 
     #[test]
