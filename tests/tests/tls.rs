@@ -268,6 +268,40 @@ fn handshakes_show_versions_names_certificates_and_mutual_tls_and_weak_offers_ar
     let record = connection_to(&mut agent, mark, TLS, "TLS 1.0 offer");
     assert_eq!(record["tls"]["offered_versions"][0], "TLS 1.0");
 
+    // Python's ssl offering at most TLS 1.1 (its security level lowered so that OpenSSL 3 sends
+    // the offer at all).
+    let mark = agent.mark();
+    let script = format!(
+        "import socket, ssl\n\
+         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)\n\
+         context.check_hostname = False\n\
+         context.verify_mode = ssl.CERT_NONE\n\
+         context.set_ciphers('DEFAULT@SECLEVEL=0')\n\
+         context.minimum_version = ssl.TLSVersion.TLSv1\n\
+         context.maximum_version = ssl.TLSVersion.TLSv1_1\n\
+         sock = socket.create_connection(('{}', {TLS}), timeout=5)\n\
+         try:\n    context.wrap_socket(sock, server_hostname='api.moat.test')\n\
+         except (ssl.SSLError, OSError) as error:\n    print('refused:', error)\n",
+        server.ipv4
+    );
+    let _ = client.run(moat_e2e::capture::PYTHON, &["-c", &script]);
+    let record = connection_to(&mut agent, mark, TLS, "python TLS 1.1 offer");
+    assert_eq!(
+        record["client"]["comm"]
+            .as_str()
+            .map(|comm| comm.starts_with("python")),
+        Some(true)
+    );
+    assert_eq!(record["tls"]["offered_versions"][0], "TLS 1.1");
+    let weak = finding(&mut agent, mark, "crypto.weak_tls", TLS);
+    assert!(
+        weak["message"]
+            .as_str()
+            .unwrap()
+            .contains("client offered at most TLS 1.1"),
+        "{weak}"
+    );
+
     // Plain HTTP between two pods of the pod network.
     let mark = agent.mark();
     let status = curl_status(&client, &[&format!("http://{}:{PLAIN}/", server.ipv4)]);
@@ -312,7 +346,7 @@ fn handshakes_show_versions_names_certificates_and_mutual_tls_and_weak_offers_ar
     connections.sort();
     connections.dedup();
     assert_eq!(connections.len(), all, "a connection reported twice");
-    assert_eq!(all, 7, "the seven connections the clients made");
+    assert_eq!(all, 8, "the eight connections the clients made");
 }
 
 #[test]
