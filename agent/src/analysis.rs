@@ -281,6 +281,11 @@ impl Analysis {
         outcomes
     }
 
+    /// The detection file in force.
+    pub fn detection(&self) -> &DetectionConfig {
+        self.detectors.config()
+    }
+
     /// Puts a (validated) detection file in force.
     pub fn set_detection(&mut self, config: Arc<DetectionConfig>) {
         self.detectors.reconfigure(config);
@@ -817,6 +822,7 @@ paths:
                 detection: None,
                 hash_key_file: None,
                 max_data_flows: 16,
+                cert_expiry_warning: std::time::Duration::from_secs(30 * 86_400),
                 detection_body_bytes_per_second: 1 << 20,
             },
             HashKey::new([1; 32]),

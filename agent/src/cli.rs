@@ -134,7 +134,7 @@ pub struct AnalysisArgs {
     pub max_services: usize,
 
     /// The detection file: off, detect or block per finding kind or family (threat.*, data.*,
-    /// auth.*, leak.*, headers.*), severities, how long block mode drops a source, the team's
+    /// auth.*, leak.*, headers.*, crypto.*), severities, how long block mode drops a source, the team's
     /// own sensitive-data detectors, how callers are named and the behavioural thresholds
     /// (docs/detection.md). Reloaded when it changes; an
     /// invalid edit is refused and the last good file stays in force. Without it every
@@ -158,6 +158,11 @@ pub struct AnalysisArgs {
     /// (moat_detection_bodies_unjudged_total): a burst of large bodies must not slow capture.
     #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
     pub detection_body_bytes_per_second: u64,
+
+    /// `crypto.cert_expiring` when a server certificate seen in a TLS handshake expires within
+    /// this long (`30d`, `12h`); an expired one is always reported (docs/tls.md).
+    #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = humantime::parse_duration)]
+    pub cert_expiry_warning: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

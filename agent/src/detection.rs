@@ -208,7 +208,7 @@ impl DetectionConfig {
         }
     }
 
-    fn severity_of(&self, kind: &str, detected: Severity) -> Severity {
+    pub fn severity_of(&self, kind: &str, detected: Severity) -> Severity {
         self.severities.get(kind).copied().unwrap_or(detected)
     }
 }
@@ -220,6 +220,7 @@ fn known_kinds(sensitive: &sensitive::Config) -> Vec<String> {
         .map(|kind| kind.as_str().to_owned())
         .chain(sensitive::KINDS.iter().map(|kind| (*kind).to_owned()))
         .chain(std::iter::once(PLAINTEXT_CREDENTIALS.to_owned()))
+        .chain(crate::crypto::KINDS.iter().map(|kind| (*kind).to_owned()))
         .chain(
             sensitive
                 .detectors
@@ -275,7 +276,7 @@ fn parse(text: &str, origin: &Path) -> Result<DetectionConfig, PolicyError> {
         Pattern::Kind(kind) if !kinds.contains(&kind) => Err(error(
             field,
             format!(
-                "no detector reports {kind:?}; name a kind (threat.sqli, data.email, ...), a family (threat.*, data.*, auth.*, leak.*, headers.*) or *"
+                "no detector reports {kind:?}; name a kind (threat.sqli, data.email, ...), a family (threat.*, data.*, auth.*, leak.*, headers.*, crypto.*) or *"
             ),
         )),
         Pattern::Family(prefix)
@@ -284,7 +285,7 @@ fn parse(text: &str, origin: &Path) -> Result<DetectionConfig, PolicyError> {
             Err(error(
                 field,
                 format!(
-                    "{name:?} is no family of kinds; families are threat.*, data.*, auth.*, leak.* and headers.*"
+                    "{name:?} is no family of kinds; families are threat.*, data.*, auth.*, leak.*, headers.* and crypto.*"
                 ),
             ))
         }

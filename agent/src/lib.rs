@@ -4,6 +4,7 @@
 pub mod analysis;
 pub mod capture;
 pub mod cli;
+pub mod crypto;
 pub mod dataflow;
 pub mod detection;
 pub mod enforcer;

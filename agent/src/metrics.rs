@@ -305,7 +305,7 @@ fn encode_analysis(
     counter(
         encoder,
         "moat_detection_repeats_suppressed",
-        "Findings about a server's side (data it returns, leaks, headers) not reported again within the detection file's repeatAfter.",
+        "Findings about a server's side (data it returns, leaks, headers) or a connection's encryption (crypto.*) not reported again within the detection file's repeatAfter.",
         &[(vec![], detection.repeats_suppressed)],
     )?;
     counter(

@@ -31,6 +31,10 @@ pub enum Record<'a> {
     /// One API call.
     #[serde(rename = "api.call")]
     Call(&'a CallRecord),
+    /// One connection's encryption: an API protocol in clear, or a TLS handshake's facts
+    /// (docs/tls.md).
+    #[serde(rename = "api.connection")]
+    Connection(&'a crate::crypto::ConnectionRecord<'a>),
     /// What capture saw and what it lost, since the agent started.
     #[serde(rename = "agent.capture_stats")]
     CaptureStats(&'a CaptureStatsRecord),

@@ -226,6 +226,7 @@ struct Agent {
     annotated_apis: kubernetes::AnnotatedApis,
     /// The inventory last shipped to the collector, and when it was looked at.
     inventory_shipped: (Option<moat_api::v1::Inventory>, Option<std::time::Instant>),
+    crypto: crate::crypto::CryptoJudge,
 }
 
 /// How often the agent looks whether its inventory (ranges, workloads) changed, to ship it.
@@ -361,6 +362,7 @@ async fn serve(
         inventory_apis: apis,
         annotated_apis: kubernetes::AnnotatedApis::default(),
         inventory_shipped: (None, None),
+        crypto: crate::crypto::CryptoJudge::default(),
     };
     agent.bind_apis()?;
     agent.attach_glob_matches(false)?;
@@ -371,6 +373,7 @@ async fn serve(
         Switch::Off => None,
     };
     agent.emit_calls(&mut calls)?;
+    agent.emit_connections(capture.as_mut())?;
 
     let now = SystemTime::now();
     let attachments: Vec<_> = agent.datapath.attachments().cloned().collect();
@@ -423,12 +426,14 @@ async fn serve(
                 if let Some(capture) = &mut capture {
                     capture.housekeeping(monotonic_ns(), &mut calls)?;
                     agent.emit_calls(&mut calls)?;
+                    agent.emit_connections(Some(capture))?;
                 }
                 agent.housekeeping(capture.as_mut())?;
             }
             batch = next_calls(capture.as_mut(), &mut calls) => {
                 batch.context("reading capture events from the kernel")?;
                 agent.emit_calls(&mut calls)?;
+                agent.emit_connections(capture.as_mut())?;
             }
             _ = hangup.recv() => {
                 info!("SIGHUP: reloading the policy");
@@ -451,6 +456,7 @@ async fn serve(
     if let Some(capture) = &mut capture {
         capture.stop(monotonic_ns(), &mut calls);
         agent.emit_calls(&mut calls)?;
+        agent.emit_connections(Some(capture))?;
     }
     agent.report_traffic(&mut tracker, true)?;
     agent.report_capture(capture.as_mut())?;
@@ -608,6 +614,91 @@ impl Agent {
             }
         }
         self.reporter.flush().context("writing to standard output")
+    }
+
+    /// Reports each connection whose encryption became known, and the `crypto.*` findings it
+    /// shows.
+    fn emit_connections(&mut self, capture: Option<&mut Capture>) -> anyhow::Result<()> {
+        let Some(capture) = capture else {
+            return Ok(());
+        };
+        let connections = capture.take_connection_facts();
+        if connections.is_empty() {
+            return Ok(());
+        }
+        let now = SystemTime::now();
+        let now_ns = monotonic_ns();
+        let now_ms = wall_millis(now);
+        for mut facts in connections {
+            let at = now_ms - (now_ns.saturating_sub(facts.time_ns) / 1_000_000) as i64;
+            for peer in [&mut facts.client, &mut facts.server] {
+                peer.identity = Some(self.identity.peer(peer.ip, at, peer.process()));
+            }
+            let record = crate::crypto::ConnectionRecord {
+                client: &facts.client,
+                server: &facts.server,
+                protocol: facts.protocol_name(),
+                encryption: facts.encryption(),
+                tls: facts.tls.as_ref().map(crate::crypto::TlsRecord::new),
+                seen_at: &facts.seen_at,
+            };
+            if let Some(exporter) = &self.exporter {
+                let not_after = facts
+                    .tls
+                    .as_ref()
+                    .and_then(|tls| tls.server_certificate.as_ref())
+                    .and_then(|certificate| certificate.not_after);
+                exporter.push(export_records::connection_record(
+                    exporter.next_id(),
+                    &record,
+                    not_after,
+                    now,
+                ));
+            }
+            self.reporter
+                .write(&Record::Connection(&record), now)
+                .context("writing to standard output")?;
+            let findings = self.crypto.findings(
+                &facts,
+                self.analysis.detection(),
+                self.args.analysis.cert_expiry_warning,
+                now,
+            );
+            for finding in findings {
+                self.report_peers_finding(&finding, &facts.client, &facts.server, now)?;
+            }
+        }
+        self.reporter.flush().context("writing to standard output")
+    }
+
+    /// Reports a finding about a connection rather than a call.
+    fn report_peers_finding(
+        &mut self,
+        finding: &intelligence::Finding,
+        source: &crate::capture::record::Peer,
+        destination: &crate::capture::record::Peer,
+        now: SystemTime,
+    ) -> anyhow::Result<()> {
+        self.metrics.update(|snapshot| {
+            *snapshot
+                .findings
+                .entry(finding.kind.to_string())
+                .or_default() += 1;
+        });
+        let record = FindingRecord {
+            finding,
+            source: Some(source),
+            destination: Some(destination),
+            caller: None,
+        };
+        if let Some(exporter) = &self.exporter {
+            exporter.push(export_records::finding_record(
+                exporter.next_id(),
+                &record,
+                now,
+            ));
+        }
+        self.emit(&Record::Finding(&record), now)
     }
 
     /// Ships what the identity index knows of ranges and workloads when it changed, looking at
@@ -1268,7 +1359,10 @@ impl Agent {
             exporter.set_events_lost(capture.events_lost_per_cpu.iter().sum());
         }
         let export = self.exporter.as_ref().map(Exporter::stats);
-        let analysis = self.analysis.stats();
+        let mut analysis = self.analysis.stats();
+        // crypto.* findings are held back by the same repeatAfter, in a memory of their own.
+        analysis.detection.repeats_suppressed += self.crypto.repeats_suppressed;
+        analysis.detection.memory_resets += self.crypto.memory_resets;
         self.metrics.update(|snapshot| {
             snapshot.export = export;
             snapshot.analysis = analysis;

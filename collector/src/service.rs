@@ -407,7 +407,11 @@ impl Query for QueryService {
                     failed: edge.failed,
                     mean_latency_us: edge.mean_latency_us,
                     max_latency_us: edge.max_latency_us,
-                    encrypted: false,
+                    encrypted: matches!(edge.connections.summary(), "tls" | "mtls"),
+                    encryption: edge.connections.summary().to_owned(),
+                    plaintext_connections: edge.connections.plaintext,
+                    tls_connections: edge.connections.tls,
+                    mtls_connections: edge.connections.mtls,
                 })
                 .collect(),
         }))

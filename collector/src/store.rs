@@ -95,6 +95,109 @@ pub struct Edge {
     pub failed: u64,
     pub mean_latency_us: u64,
     pub max_latency_us: u64,
+    /// The pair's connections seen starting, by encryption (docs/tls.md).
+    pub connections: EncryptionCounts,
+}
+
+/// Connections by encryption.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EncryptionCounts {
+    pub plaintext: u64,
+    pub tls: u64,
+    pub mtls: u64,
+}
+
+impl EncryptionCounts {
+    fn add(&mut self, encryption: &str, connections: u64) {
+        match encryption {
+            "plaintext" => self.plaintext += connections,
+            "tls" => self.tls += connections,
+            "mtls" => self.mtls += connections,
+            // An encryption this collector does not know counts as nothing known.
+            _ => {}
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.plaintext + self.tls + self.mtls
+    }
+
+    /// `plaintext`, `tls` or `mtls` when every connection was so, `mixed` when they differ,
+    /// `unknown` when none was seen starting.
+    pub fn summary(&self) -> &'static str {
+        match (self.plaintext > 0, self.tls > 0, self.mtls > 0) {
+            (false, false, false) => "unknown",
+            (true, false, false) => "plaintext",
+            (false, true, false) => "tls",
+            (false, false, true) => "mtls",
+            _ => "mixed",
+        }
+    }
+}
+
+/// Adds each (client, server, encryption, connections) to its edge, making an edge without
+/// calls for a pair seen only in connections (TLS, whose calls are not readable), and sorts the
+/// edges busiest first (calls, then connections), at most [`MAX_EDGES`].
+fn merge_connections(
+    mut edges: Vec<Edge>,
+    counts: Vec<(String, String, String, u64)>,
+) -> Vec<Edge> {
+    let mut index: std::collections::HashMap<(String, String), usize> = edges
+        .iter()
+        .enumerate()
+        .map(|(at, edge)| ((edge.client.clone(), edge.server.clone()), at))
+        .collect();
+    for (client, server, encryption, connections) in counts {
+        let at = *index
+            .entry((client.clone(), server.clone()))
+            .or_insert_with(|| {
+                edges.push(Edge {
+                    client,
+                    server,
+                    protocols: Vec::new(),
+                    calls: 0,
+                    failed: 0,
+                    mean_latency_us: 0,
+                    max_latency_us: 0,
+                    connections: EncryptionCounts::default(),
+                });
+                edges.len() - 1
+            });
+        edges[at].connections.add(&encryption, connections);
+    }
+    edges.sort_by(|a, b| {
+        (b.calls, b.connections.total())
+            .cmp(&(a.calls, a.connections.total()))
+            .then_with(|| (&a.client, &a.server).cmp(&(&b.client, &b.server)))
+    });
+    edges.truncate(MAX_EDGES as usize);
+    edges
+}
+
+/// A connection record as stored: its id, time, the pair as the map names it, its encryption.
+struct ConnectionRow {
+    node: String,
+    boot: i64,
+    sequence: i64,
+    time: i64,
+    client: String,
+    server: String,
+    encryption: String,
+}
+
+impl ConnectionRow {
+    fn new(connection: &moat_api::v1::Connection) -> Self {
+        let id = connection.id.clone().unwrap_or_default();
+        Self {
+            node: id.node,
+            boot: id.boot as i64,
+            sequence: id.sequence as i64,
+            time: connection.time_unix_nanos,
+            client: map_name(connection.client.as_ref()),
+            server: map_name(connection.server.as_ref()),
+            encryption: connection.encryption.clone(),
+        }
+    }
 }
 
 /// What storing a batch did.
@@ -1371,6 +1474,7 @@ mod tests {
 
     on_both_stores!(
         the_service_map_counts_calls_and_failures_per_caller_and_callee,
+        the_service_map_shows_each_pairs_encryption_and_pairs_seen_only_in_tls,
         per_minute_aggregates_count_each_call_once,
         retention_removes_what_is_too_old_then_the_oldest_past_the_cap,
         a_resent_batch_is_counted_as_duplicates_and_stored_once,
@@ -2363,6 +2467,96 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    fn connection(sequence: u64, time: i64, workload: &str, encryption: &str) -> record::Kind {
+        let peer = |namespace: &str, workload: &str| Peer {
+            identity: Some(Identity {
+                namespace: namespace.into(),
+                workload_name: workload.into(),
+                ..Identity::default()
+            }),
+            ..Peer::default()
+        };
+        record::Kind::Connection(moat_api::v1::Connection {
+            id: Some(RecordId {
+                node: "node-a".into(),
+                boot: 7,
+                sequence,
+            }),
+            time_unix_nanos: time,
+            client: Some(peer("edge", "gateway")),
+            server: Some(peer("shop", workload)),
+            protocol: if encryption == "plaintext" {
+                "http1"
+            } else {
+                "tls"
+            }
+            .into(),
+            encryption: encryption.into(),
+            tls: None,
+        })
+    }
+
+    fn the_service_map_shows_each_pairs_encryption_and_pairs_seen_only_in_tls(backend: &Backend) {
+        let store = &*backend.store;
+        let minute = 60_000_000_000;
+        // shop/db: calls in clear and connections both in clear and in TLS; shop/vault: TLS only
+        // (no calls: ciphertext); shop/api: calls but no connection seen starting.
+        let mut batch = vec![
+            call(1, minute, "shop", "db", "/a", 200),
+            call(2, minute, "shop", "db", "/a", 200),
+            call(3, minute, "shop", "api", "/a", 200),
+        ];
+        batch.extend([
+            connection(10, minute, "db", "plaintext"),
+            connection(11, minute, "db", "plaintext"),
+            connection(12, minute, "db", "plaintext"),
+            connection(13, minute, "db", "tls"),
+            connection(14, minute, "vault", "mtls"),
+            connection(15, 9 * minute, "vault", "mtls"),
+        ]);
+        let stored = store.insert(&batch).expect("insert");
+        assert_eq!((stored.accepted, stored.duplicates), (9, 0));
+        assert_eq!(
+            store.insert(&batch[3..]).expect("insert again").duplicates,
+            6,
+            "a resent connection counts once"
+        );
+        let edges = store.service_map(0, 0).expect("map");
+        let summary: Vec<(&str, u64, &str, EncryptionCounts)> = edges
+            .iter()
+            .map(|edge| {
+                (
+                    edge.server.as_str(),
+                    edge.calls,
+                    edge.connections.summary(),
+                    edge.connections,
+                )
+            })
+            .collect();
+        let counts = |plaintext, tls, mtls| EncryptionCounts {
+            plaintext,
+            tls,
+            mtls,
+        };
+        assert_eq!(
+            summary,
+            [
+                ("shop/db", 2, "mixed", counts(3, 1, 0)),
+                ("shop/api", 1, "unknown", counts(0, 0, 0)),
+                ("shop/vault", 0, "mtls", counts(0, 0, 2)),
+            ]
+        );
+        let late = store.service_map(5 * minute, 0).expect("since minute 5");
+        assert_eq!(late.len(), 1);
+        assert_eq!(late[0].connections, counts(0, 0, 1));
+        store
+            .enforce_retention(keep_after(5 * minute))
+            .expect("retention");
+        let kept = store.service_map(0, 0).expect("map after retention");
+        assert_eq!(kept.len(), 1, "old connections go with the other records");
+        assert_eq!(kept[0].connections, counts(0, 0, 1));
     }
 
     #[test]

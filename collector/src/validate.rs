@@ -28,6 +28,8 @@ pub fn check(record: &record::Kind) -> Result<(), Refusal> {
         // Counts and names: the agent never ships a flow's values.
         record::Kind::DataFlow(flow) => (flow.id.as_ref(), Vec::new()),
         record::Kind::Inventory(inventory) => (inventory.id.as_ref(), Vec::new()),
+        // Handshake facts: names and versions, no payload.
+        record::Kind::Connection(connection) => (connection.id.as_ref(), Vec::new()),
     };
     if id.is_none_or(|id| id.node.is_empty() || id.sequence == 0) {
         return Err(Refusal::NoId);

@@ -1,11 +1,13 @@
 //! Which protocol a connection speaks, decided from its first bytes (never from its port), and
 //! the parser for it. HTTP/1.1 that upgrades to h2c switches parsers mid-connection; bytes of
-//! protocols Moat does not parse (TLS, databases) are left alone.
+//! protocols Moat does not parse (databases) are left alone. TLS is not decrypted, but its
+//! handshake is read for what it says in clear ([`crate::tls`]).
 
 use crate::{
     Call, Direction, Limits, StreamParser,
     http1::Http1Parser,
     http2::{Http2Parser, PREFACE},
+    tls::{self, Sender, TlsFacts, TlsObserver},
 };
 
 /// Bytes looked at before a connection is declared "not a protocol we parse".
@@ -53,7 +55,10 @@ impl Pending {
 pub enum Detected {
     Http1,
     Http2,
-    /// Some other protocol (or encrypted bytes): not parsed.
+    /// A TLS handshake: its clear-text facts are read, the rest is ciphertext and yields no
+    /// calls.
+    Tls,
+    /// Some other protocol (or encrypted bytes seen mid-stream): not parsed.
     Other,
 }
 
@@ -62,6 +67,7 @@ enum State {
     Detecting { request: Pending, response: Pending },
     Http1(Box<Http1Parser>),
     Http2(Box<Http2Parser>),
+    Tls(Box<TlsObserver>),
     Other,
 }
 
@@ -146,6 +152,11 @@ pub fn detect(request: &[u8], response: &[u8], mid_stream: bool) -> Option<Detec
     if !request.is_empty() && request[..preface_shared] == PREFACE[..preface_shared] {
         return (request.len() >= PREFACE.len()).then_some(Detected::Http2);
     }
+    match tls::starts_like_tls(request) {
+        Some(true) => return Some(Detected::Tls),
+        None if !request.is_empty() => return None,
+        _ => {}
+    }
     match starts_like_request(request) {
         Some(true) => return Some(Detected::Http1),
         None if !request.is_empty() => return None,
@@ -210,8 +221,22 @@ impl ConnectionParser {
             State::Detecting { .. } => None,
             State::Http1(_) => Some(Detected::Http1),
             State::Http2(_) => Some(Detected::Http2),
+            State::Tls(_) => Some(Detected::Tls),
             State::Other => Some(Detected::Other),
         }
+    }
+
+    /// What the TLS handshake showed, when the connection speaks TLS.
+    pub fn tls_facts(&self) -> Option<&TlsFacts> {
+        match &self.state {
+            State::Tls(observer) => Some(observer.facts()),
+            _ => None,
+        }
+    }
+
+    /// The connection speaks TLS and everything its handshake shows in clear has been read.
+    pub fn tls_finished(&self) -> bool {
+        matches!(&self.state, State::Tls(observer) if observer.finished())
     }
 
     fn hold(&mut self, direction: Direction, piece: Piece, calls: &mut Vec<Call>) {
@@ -258,6 +283,7 @@ impl ConnectionParser {
             Detected::Http2 => {
                 State::Http2(Box::new(Http2Parser::new(self.limits, self.mid_stream)))
             }
+            Detected::Tls => State::Tls(Box::new(TlsObserver::new())),
             Detected::Other => State::Other,
         };
         if let State::Detecting { request, response } = held {
@@ -296,6 +322,14 @@ impl ConnectionParser {
     }
 }
 
+/// The client sends requests.
+fn sender_of(direction: Direction) -> Sender {
+    match direction {
+        Direction::Request => Sender::Client,
+        Direction::Response => Sender::Server,
+    }
+}
+
 impl ConnectionParser {
     fn flag_mid_stream(&self, calls: &mut [Call]) {
         if self.started_mid_stream {
@@ -324,6 +358,7 @@ impl ConnectionParser {
                 self.follow_upgrade(time_ns, calls);
             }
             State::Http2(parser) => parser.data(direction, bytes, time_ns, calls),
+            State::Tls(observer) => observer.data(sender_of(direction), bytes),
             State::Other => {}
         }
     }
@@ -333,6 +368,7 @@ impl ConnectionParser {
             State::Detecting { .. } => self.hold(direction, Piece::Gap(len, time_ns), calls),
             State::Http1(parser) => parser.gap(direction, len, time_ns, calls),
             State::Http2(parser) => parser.gap(direction, len, time_ns, calls),
+            State::Tls(observer) => observer.gap(sender_of(direction)),
             State::Other => {}
         }
     }
@@ -348,7 +384,7 @@ impl ConnectionParser {
         match &mut self.state {
             State::Http1(parser) => parser.close(time_ns, calls),
             State::Http2(parser) => parser.close(time_ns, calls),
-            State::Detecting { .. } | State::Other => {}
+            State::Detecting { .. } | State::Tls(_) | State::Other => {}
         }
     }
 }
@@ -377,6 +413,7 @@ impl StreamParser for ConnectionParser {
             State::Detecting { request, response } => request.bytes + response.bytes,
             State::Http1(parser) => parser.buffered_bytes(),
             State::Http2(parser) => parser.buffered_bytes(),
+            State::Tls(observer) => observer.buffered_bytes(),
             State::Other => 0,
         }
     }
@@ -406,8 +443,10 @@ mod tests {
         assert_eq!(detect(b"GE", b"", false), None);
         assert_eq!(
             detect(b"\x16\x03\x01\x02\x00", b"", false),
-            Some(Detected::Other)
+            Some(Detected::Tls)
         );
+        assert_eq!(detect(b"\x16\x03", b"", false), None);
+        assert_eq!(detect(b"\x16\x04", b"", false), Some(Detected::Other));
         assert_eq!(
             detect(b"", b"HTTP/1.1 200 OK\r\n", true),
             Some(Detected::Http1)
@@ -427,6 +466,33 @@ mod tests {
         );
         // Mid-stream, nothing is given up: the next message may still come.
         assert_eq!(detect(b"", &[0x55; DETECTION_WINDOW], true), None);
+    }
+
+    #[test]
+    fn a_tls_connection_yields_no_calls_and_its_handshake_facts() {
+        let client = include_bytes!("../tests/data/tls/tls12_mtls.client");
+        let server = include_bytes!("../tests/data/tls/tls12_mtls.server");
+        let mut parser = ConnectionParser::new(Limits::default(), false);
+        let mut calls = Vec::new();
+        // As a capture delivers them: the hello in two pieces, then the answer.
+        parser.data(Direction::Request, &client[..2], 1, &mut calls);
+        assert_eq!(parser.detected(), None);
+        parser.data(Direction::Request, &client[2..], 2, &mut calls);
+        parser.data(Direction::Response, server, 3, &mut calls);
+        parser.close(4, &mut calls);
+        assert!(calls.is_empty());
+        assert_eq!(parser.detected(), Some(Detected::Tls));
+        assert!(parser.tls_finished());
+        let facts = parser.tls_facts().expect("tls facts");
+        assert_eq!(
+            facts
+                .client_hello
+                .as_ref()
+                .and_then(|hello| hello.server_name.as_deref()),
+            Some("api.example.test")
+        );
+        assert_eq!(facts.mutual(), Some(true));
+        assert_eq!(parser.buffered_bytes(), 0);
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod connection;
 pub mod grpc;
 pub mod http1;
 pub mod http2;
+pub mod tls;
 
 pub use call::{Call, CallFlags, Direction, GrpcCall, Header, Message, Protocol};
 

@@ -82,7 +82,7 @@ enum Task {
 }
 
 /// (target, crate whose fuzz/ directory holds it).
-const FUZZ_TARGETS: [(&str, &str); 17] = [
+const FUZZ_TARGETS: [(&str, &str); 18] = [
     ("parse_policy", "policy"),
     ("parse_cidr", "policy"),
     ("parse_inventory", "identity"),
@@ -92,6 +92,7 @@ const FUZZ_TARGETS: [(&str, &str); 17] = [
     ("hpack", "protocols"),
     ("grpc", "protocols"),
     ("connection", "protocols"),
+    ("tls", "protocols"),
     ("load_spec", "intelligence"),
     ("check_call", "intelligence"),
     ("template_path", "intelligence"),

@@ -8,13 +8,17 @@ use std::{
     rc::Rc,
 };
 
-use protocols::{Call, Direction, Limits, StreamParser, connection::ConnectionParser};
+use protocols::{
+    Call, Direction, Limits, StreamParser,
+    connection::{ConnectionParser, Detected},
+};
 
 use super::{
     event::{Chunk, Endpoints, Event, Opened, Task},
     reassembly::{Piece, Reassembler},
     record::{CallRecord, Peer, Redaction},
 };
+use crate::crypto::ConnectionFacts;
 
 #[derive(Debug, Clone)]
 pub struct TrackerLimits {
@@ -64,6 +68,9 @@ struct Connection {
     last_seen_ns: u64,
     /// Stream bytes since the connection's memory was last measured (see [`Tracker::data`]).
     bytes_since_check: u64,
+    /// Its encryption (plaintext API or TLS handshake facts) was reported, by this end or the
+    /// other end on this node.
+    facts_reported: bool,
 }
 
 impl Connection {
@@ -80,7 +87,17 @@ pub struct Tracker {
     limits: TrackerLimits,
     redaction: Redaction,
     pub stats: TrackerStats,
+    /// Each connection's encryption, once known, for the agent to take (crate::crypto).
+    pub connection_facts: Vec<ConnectionFacts>,
+    /// (client, server) of the connections whose encryption was reported lately, oldest first:
+    /// an end on this node that the other end's report missed (it ended first, or was not
+    /// tracked yet) must not report the same connection again.
+    reported_lately: VecDeque<(SocketAddr, SocketAddr)>,
 }
+
+/// Connections remembered in [`Tracker::reported_lately`]: far more than open and close within
+/// the time the two ends of one connection take to report.
+const MAX_REPORTED_LATELY: usize = 4096;
 
 impl Tracker {
     pub fn new(limits: TrackerLimits, redaction: Redaction) -> Self {
@@ -91,6 +108,8 @@ impl Tracker {
             limits,
             redaction,
             stats: TrackerStats::default(),
+            connection_facts: Vec::new(),
+            reported_lately: VecDeque::new(),
         }
     }
 
@@ -135,6 +154,7 @@ impl Tracker {
                 received: Reassembler::new(0, window),
                 last_seen_ns: time_ns,
                 bytes_since_check: 0,
+                facts_reported: false,
             },
         );
         self.stats.connections_opened += 1;
@@ -248,9 +268,75 @@ impl Tracker {
             connection.sent.discard();
             connection.received.discard();
         }
+        let settled = !connection.facts_reported && encryption_settled(&connection.parser, false);
         if !calls.is_empty() {
             let (task, endpoints) = (Rc::clone(&connection.task), connection.endpoints);
             self.finish_calls(&task, endpoints, calls, time_ns, out);
+        }
+        if settled {
+            self.report_facts(connection_id, None, time_ns);
+        }
+    }
+
+    /// Reports a connection's encryption once per connection, even when both of its ends are
+    /// on this node. `closed`: the connection, already out of the table.
+    fn report_facts(&mut self, connection_id: u64, closed: Option<&Connection>, time_ns: u64) {
+        let Some(connection) = closed.or_else(|| self.connections.get(&connection_id)) else {
+            return;
+        };
+        let endpoints = connection.endpoints;
+        let other_end = self
+            .by_endpoints
+            .get(&(endpoints.remote, endpoints.local))
+            .copied()
+            .filter(|other| *other != connection_id);
+        let other = other_end.and_then(|id| self.connections.get(&id));
+        if other.is_some_and(|other| other.facts_reported) || connection.facts_reported {
+            return;
+        }
+        let Some(protocol) = connection.parser.detected() else {
+            return;
+        };
+        let (client, server) = endpoints.client_server();
+        if self.reported_lately.contains(&(client, server)) {
+            if let Some(connection) = self.connections.get_mut(&connection_id) {
+                connection.facts_reported = true;
+            }
+            return;
+        }
+        let own = Some(&*connection.task);
+        let peer_task = other.map(|other| &*other.task);
+        let (client_task, server_task) = if endpoints.is_client {
+            (own, peer_task)
+        } else {
+            (peer_task, own)
+        };
+        let mut seen_at = vec![if endpoints.is_client {
+            "client"
+        } else {
+            "server"
+        }];
+        if other.is_some() {
+            seen_at = vec!["client", "server"];
+        }
+        let facts = ConnectionFacts {
+            client: Peer::new(client, client_task),
+            server: Peer::new(server, server_task),
+            protocol,
+            tls: connection.parser.tls_facts().cloned(),
+            time_ns,
+            seen_at,
+        };
+        self.connection_facts.push(facts);
+        if self.reported_lately.len() >= MAX_REPORTED_LATELY {
+            self.reported_lately.pop_front();
+        }
+        self.reported_lately.push_back((client, server));
+        if let Some(connection) = self.connections.get_mut(&connection_id) {
+            connection.facts_reported = true;
+        }
+        if let Some(other) = other_end.and_then(|id| self.connections.get_mut(&id)) {
+            other.facts_reported = true;
         }
     }
 
@@ -362,6 +448,9 @@ impl Tracker {
         }
         parser.close(time_ns, &mut calls);
         self.finish_calls(&connection.task, connection.endpoints, calls, time_ns, out);
+        if encryption_settled(&connection.parser, true) {
+            self.report_facts(connection_id, Some(&connection), time_ns);
+        }
     }
 
     /// Drops idle connections and releases calls whose other end did not report in time.
@@ -401,6 +490,17 @@ impl Tracker {
     /// Ends the connections of a process that is gone (it exited without closing them).
     pub fn close_process(&mut self, tgid: u32, now_ns: u64, out: &mut Vec<CallRecord>) {
         self.close_matching(|connection| connection.task.tgid == tgid, now_ns, out);
+    }
+}
+
+/// Whether a connection's encryption is known for good: an API protocol in clear as soon as it
+/// is recognised, a TLS handshake once everything it shows in clear was read (or the connection
+/// ended).
+fn encryption_settled(parser: &ConnectionParser, closing: bool) -> bool {
+    match parser.detected() {
+        Some(Detected::Http1 | Detected::Http2) => true,
+        Some(Detected::Tls) => closing || parser.tls_finished(),
+        Some(Detected::Other) | None => false,
     }
 }
 
@@ -526,6 +626,92 @@ mod tests {
             .iter()
             .find(|h| h.name == "Authorization");
         assert_eq!(authorization.map(|h| h.value.as_str()), Some("[redacted]"));
+    }
+
+    #[test]
+    fn a_tls_handshake_seen_at_both_ends_is_reported_once_when_it_is_read() {
+        let fixture = |side: &str| {
+            let path = format!(
+                "{}/../protocols/tests/data/tls/tls12_mtls.{side}",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            std::fs::read(&path).unwrap_or_else(|error| panic!("read {path}: {error}"))
+        };
+        let (hello, answer) = (fixture("client"), fixture("server"));
+        let mut tracker = Tracker::new(limits(), Redaction::new(&[]));
+        let mut out = Vec::new();
+        open_both_ends(&mut tracker, &mut out);
+        tracker.handle(data(1, true, 0, &hello, 20), &mut out);
+        tracker.handle(data(2, false, 0, &hello, 21), &mut out);
+        tracker.handle(data(2, true, 0, &answer, 30), &mut out);
+        tracker.handle(data(1, false, 0, &answer, 31), &mut out);
+        // Application data after the handshake: both directions are past the clear part.
+        let application = [23, 3, 3, 0, 2, 0xaa, 0xbb];
+        let hello_length = hello.len() as u64;
+        let answer_length = answer.len() as u64;
+        tracker.handle(data(1, true, hello_length, &application, 40), &mut out);
+        tracker.handle(data(1, false, answer_length, &application, 41), &mut out);
+        tracker.handle(data(2, false, hello_length, &application, 42), &mut out);
+        tracker.handle(data(2, true, answer_length, &application, 43), &mut out);
+        assert!(out.is_empty(), "ciphertext yields no calls");
+        let facts = std::mem::take(&mut tracker.connection_facts);
+        assert_eq!(facts.len(), 1, "{facts:#?}");
+        assert_eq!(facts[0].encryption(), "mtls");
+        assert_eq!(facts[0].client.comm.as_deref(), Some("curl"));
+        assert_eq!(facts[0].server.comm.as_deref(), Some("nginx"));
+        assert_eq!(facts[0].seen_at, ["client", "server"]);
+        tracker.close(1, 50, &mut out);
+        tracker.close(2, 51, &mut out);
+        assert!(tracker.connection_facts.is_empty(), "reported once");
+    }
+
+    #[test]
+    fn an_end_that_reports_after_the_other_end_closed_does_not_report_the_connection_again() {
+        let hello = [22, 3, 1, 0, 4, 1, 0, 0, 0];
+        let mut tracker = Tracker::new(limits(), Redaction::new(&[]));
+        let mut out = Vec::new();
+        open_client_end(&mut tracker, &mut out);
+        tracker.handle(data(1, true, 0, &hello, 20), &mut out);
+        tracker.close(1, 30, &mut out);
+        assert_eq!(std::mem::take(&mut tracker.connection_facts).len(), 1);
+        // The server's end, known only now.
+        let nginx = opened(
+            2,
+            4,
+            task(200, "nginx"),
+            endpoints(SERVER, CLIENT, false),
+            31,
+        );
+        tracker.open(nginx, false, &mut out);
+        tracker.handle(data(2, false, 0, &hello, 32), &mut out);
+        tracker.close(2, 40, &mut out);
+        assert!(tracker.connection_facts.is_empty(), "reported once");
+        // Another connection between the same two hosts (another client port) is news.
+        let curl = opened(
+            3,
+            5,
+            task(100, "curl"),
+            endpoints("198.18.1.10:40001", SERVER, true),
+            50,
+        );
+        tracker.open(curl, false, &mut out);
+        tracker.handle(data(3, true, 0, REQUEST, 51), &mut out);
+        assert_eq!(tracker.connection_facts.len(), 1);
+    }
+
+    #[test]
+    fn a_plaintext_api_connection_is_reported_when_its_protocol_is_known() {
+        let mut tracker = Tracker::new(limits(), Redaction::new(&[]));
+        let mut out = Vec::new();
+        open_client_end(&mut tracker, &mut out);
+        tracker.handle(data(1, true, 0, REQUEST, 20), &mut out);
+        let facts = std::mem::take(&mut tracker.connection_facts);
+        assert_eq!(facts.len(), 1);
+        assert_eq!(facts[0].encryption(), "plaintext");
+        assert_eq!(facts[0].protocol_name(), "http1");
+        tracker.handle(data(1, false, 0, RESPONSE, 50), &mut out);
+        tracker.close(1, 60, &mut out);
+        assert!(tracker.connection_facts.is_empty());
     }
 
     #[test]

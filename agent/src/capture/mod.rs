@@ -219,6 +219,11 @@ impl Capture {
     }
 
     /// The agent is stopping: every open call is reported with what was seen.
+    /// The connections whose encryption became known since the last call.
+    pub fn take_connection_facts(&mut self) -> Vec<crate::crypto::ConnectionFacts> {
+        std::mem::take(&mut self.tracker.connection_facts)
+    }
+
     pub fn stop(&mut self, now_ns: u64, out: &mut Vec<CallRecord>) {
         self.tracker.close_all(now_ns, out);
     }

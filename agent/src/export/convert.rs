@@ -176,6 +176,47 @@ pub fn finding_record(id: RecordId, record: &FindingRecord<'_>, time: SystemTime
     }
 }
 
+/// One connection's encryption (an `api.connection` record).
+pub fn connection_record(
+    id: RecordId,
+    record: &crate::crypto::ConnectionRecord<'_>,
+    not_after: Option<i64>,
+    time: SystemTime,
+) -> api::Record {
+    api::Record {
+        kind: Some(api::record::Kind::Connection(api::Connection {
+            id: Some(id),
+            time_unix_nanos: unix_nanos(time),
+            client: Some(peer(record.client)),
+            server: Some(peer(record.server)),
+            protocol: record.protocol.to_owned(),
+            encryption: record.encryption.to_owned(),
+            tls: record.tls.as_ref().map(|tls| api::TlsHandshake {
+                server_name: tls.server_name.clone().unwrap_or_default(),
+                offered_versions: tls.offered_versions.clone(),
+                version: tls.version.clone().unwrap_or_default(),
+                cipher_suite: tls.cipher_suite.clone().unwrap_or_default(),
+                alpn_offered: tls.alpn_offered.clone(),
+                alpn: tls.alpn.clone().unwrap_or_default(),
+                client_certificate_requested: tls.client_certificate_requested,
+                client_certificate_sent: tls.client_certificate_sent,
+                certificate_subject: tls
+                    .server_certificate
+                    .as_ref()
+                    .map(|certificate| certificate.subject.clone())
+                    .unwrap_or_default(),
+                certificate_dns_names: tls
+                    .server_certificate
+                    .as_ref()
+                    .map(|certificate| certificate.dns_names.clone())
+                    .unwrap_or_default(),
+                certificate_not_after: not_after.unwrap_or_default(),
+                weaknesses: tls.weaknesses.clone(),
+            }),
+        })),
+    }
+}
+
 /// Unix seconds as records carry them.
 fn seconds(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)

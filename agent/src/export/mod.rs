@@ -19,8 +19,8 @@ use tonic::codec::CompressionEncoding;
 use tracing::{debug, info, warn};
 
 pub use convert::{
-    DropFacts, call_record, data_flow_record, drop_record, endpoint_record, finding_record,
-    inventory,
+    DropFacts, call_record, connection_record, data_flow_record, drop_record, endpoint_record,
+    finding_record, inventory,
 };
 
 #[derive(Clone, Debug)]

@@ -30,11 +30,12 @@ use prost::Message;
 pub use tls::TlsError;
 
 use super::{
-    CallRow, DATA_FLOWS, DROP_FILL_BATCH, DROP_FILTER_COLUMNS, DataFlowValues, DropRow, DropValues,
-    ENDPOINTS, Edge, FilterValues, FindingRow, FindingValues, InventoryRow, MAX_EDGES, MAX_PAGE,
-    MAX_PER_BOOT_ROWS, PerBootRow, PerBootTable, Position, Retention, SIZE_SAMPLE, Store,
-    StoreError, Stored, agent_state, data_flow_conditions, drop_conditions, filter_conditions,
-    finding_conditions, minutes, next_cursor, note_agent_sql, parse_cursor, redacted,
+    CallRow, ConnectionRow, DATA_FLOWS, DROP_FILL_BATCH, DROP_FILTER_COLUMNS, DataFlowValues,
+    DropRow, DropValues, ENDPOINTS, Edge, FilterValues, FindingRow, FindingValues, InventoryRow,
+    MAX_EDGES, MAX_PAGE, MAX_PER_BOOT_ROWS, PerBootRow, PerBootTable, Position, Retention,
+    SIZE_SAMPLE, Store, StoreError, Stored, agent_state, data_flow_conditions, drop_conditions,
+    filter_conditions, finding_conditions, minutes, next_cursor, note_agent_sql, parse_cursor,
+    redacted,
 };
 
 /// Connections a collector holds at most: ingest streams and queries beyond that wait for one.
@@ -166,6 +167,17 @@ CREATE TABLE IF NOT EXISTS drops (
     record BYTEA NOT NULL,
     PRIMARY KEY (node, boot, sequence)
 );
+CREATE TABLE IF NOT EXISTS connections (
+    node TEXT NOT NULL,
+    boot BIGINT NOT NULL,
+    sequence BIGINT NOT NULL,
+    time BIGINT NOT NULL,
+    client TEXT NOT NULL,
+    server TEXT NOT NULL,
+    encryption TEXT NOT NULL,
+    PRIMARY KEY (node, boot, sequence)
+);
+CREATE INDEX IF NOT EXISTS connections_by_time ON connections (time);
 ";
 
 /// The oldest transaction still running: every transaction before it has committed or rolled
@@ -580,6 +592,7 @@ impl Store for Postgres {
         let mut endpoints = Vec::new();
         let mut data_flows = Vec::new();
         let mut inventories = Vec::new();
+        let mut connections = Vec::new();
         for record in records {
             match record {
                 record::Kind::Call(call) => calls.push(call),
@@ -589,6 +602,9 @@ impl Store for Postgres {
                 record::Kind::DataFlow(flow) => data_flows.push(PerBootRow::data_flow(flow)),
                 record::Kind::Inventory(inventory) => {
                     inventories.push(InventoryRow::new(inventory))
+                }
+                record::Kind::Connection(connection) => {
+                    connections.push(ConnectionRow::new(connection))
                 }
             }
         }
@@ -794,9 +810,36 @@ impl Store for Postgres {
                 )
                 .map_err(sql)?;
         }
+        // Sorted by id, as the other records, so replicas lock rows in the same order.
+        connections
+            .sort_by(|a, b| (&a.node, a.boot, a.sequence).cmp(&(&b.node, b.boot, b.sequence)));
+        let mut new_connections = 0;
+        for chunk in connections.chunks(ROWS_PER_STATEMENT) {
+            let column =
+                |get: fn(&ConnectionRow) -> &String| chunk.iter().map(get).collect::<Vec<_>>();
+            let number = |get: fn(&ConnectionRow) -> i64| chunk.iter().map(get).collect::<Vec<_>>();
+            new_connections += transaction
+                .execute(
+                    "INSERT INTO connections (node, boot, sequence, time, client, server, encryption)
+                     SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[],
+                                          $5::text[], $6::text[], $7::text[])
+                     ON CONFLICT DO NOTHING",
+                    &[
+                        &column(|row| &row.node),
+                        &number(|row| row.boot),
+                        &number(|row| row.sequence),
+                        &number(|row| row.time),
+                        &column(|row| &row.client),
+                        &column(|row| &row.server),
+                        &column(|row| &row.encryption),
+                    ],
+                )
+                .map_err(sql)? as usize;
+        }
         transaction.commit().map_err(sql)?;
 
         let accepted = stored_calls
+            + new_connections
             + new_drops
             + new_findings
             + new_endpoints
@@ -1018,6 +1061,7 @@ impl Store for Postgres {
             "endpoints",
             "data_flows",
             "inventories",
+            "connections",
         ] {
             removed += transaction
                 .execute(&format!("DELETE FROM {table} WHERE time < $1"), &[&oldest])
@@ -1105,7 +1149,7 @@ impl Store for Postgres {
                 &[&minute(since), &minute(until), &MAX_EDGES],
             )
             .map_err(|error| self.error(error))?;
-        Ok(rows
+        let edges = rows
             .iter()
             .map(|row| Edge {
                 client: row.get(0),
@@ -1115,8 +1159,29 @@ impl Store for Postgres {
                 failed: row.get::<_, i64>(4) as u64,
                 mean_latency_us: row.get::<_, i64>(5) as u64,
                 max_latency_us: row.get::<_, i64>(6) as u64,
+                connections: super::EncryptionCounts::default(),
             })
-            .collect())
+            .collect();
+        let counts = self
+            .client()?
+            .query(
+                "SELECT client, server, encryption, count(*) FROM connections
+                 WHERE ($1::bigint = 0 OR time >= $1) AND ($2::bigint = 0 OR time <= $2)
+                 GROUP BY client, server, encryption",
+                &[&since, &until],
+            )
+            .map_err(|error| self.error(error))?
+            .iter()
+            .map(|row| {
+                (
+                    row.get(0),
+                    row.get(1),
+                    row.get(2),
+                    row.get::<_, i64>(3) as u64,
+                )
+            })
+            .collect();
+        Ok(super::merge_connections(edges, counts))
     }
 
     #[cfg(test)]

@@ -14,11 +14,11 @@ use prost::Message;
 use rusqlite::{CachedStatement, Connection, ToSql, Transaction, params};
 
 use super::{
-    CallRow, DATA_FLOWS, DROP_FILL_BATCH, DROP_FILTER_COLUMNS, DataFlowValues, DropRow, DropValues,
-    ENDPOINTS, Edge, FilterValues, FindingRow, FindingValues, InventoryRow, MAX_EDGES, MAX_PAGE,
-    MAX_PER_BOOT_ROWS, PerBootRow, PerBootTable, Position, Retention, SIZE_SAMPLE, Store,
-    StoreError, Stored, agent_state, data_flow_conditions, drop_conditions, filter_conditions,
-    finding_conditions, minutes, next_cursor, note_agent_sql, parse_cursor,
+    CallRow, ConnectionRow, DATA_FLOWS, DROP_FILL_BATCH, DROP_FILTER_COLUMNS, DataFlowValues,
+    DropRow, DropValues, ENDPOINTS, Edge, FilterValues, FindingRow, FindingValues, InventoryRow,
+    MAX_EDGES, MAX_PAGE, MAX_PER_BOOT_ROWS, PerBootRow, PerBootTable, Position, Retention,
+    SIZE_SAMPLE, Store, StoreError, Stored, agent_state, data_flow_conditions, drop_conditions,
+    filter_conditions, finding_conditions, minutes, next_cursor, note_agent_sql, parse_cursor,
 };
 
 pub struct Sqlite {
@@ -132,6 +132,17 @@ CREATE TABLE IF NOT EXISTS drops (
     record BLOB NOT NULL,
     PRIMARY KEY (node, boot, sequence)
 );
+CREATE TABLE IF NOT EXISTS connections (
+    node TEXT NOT NULL,
+    boot INTEGER NOT NULL,
+    sequence INTEGER NOT NULL,
+    time INTEGER NOT NULL,
+    client TEXT NOT NULL,
+    server TEXT NOT NULL,
+    encryption TEXT NOT NULL,
+    PRIMARY KEY (node, boot, sequence)
+);
+CREATE INDEX IF NOT EXISTS connections_by_time ON connections (time);
 ";
 
 impl Sqlite {
@@ -348,6 +359,10 @@ impl Store for Sqlite {
                  ON CONFLICT (node) DO UPDATE SET time = excluded.time, record = excluded.record
                  WHERE excluded.time > inventories.time",
             )?;
+            let mut connection_statement = transaction.prepare_cached(
+                "INSERT OR IGNORE INTO connections (node, boot, sequence, time, client, server, encryption)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
             let mut endpoint_statement = per_boot_statement(&transaction, &ENDPOINTS)?;
             let mut data_flow_statement = per_boot_statement(&transaction, &DATA_FLOWS)?;
             for record in records {
@@ -422,6 +437,18 @@ impl Store for Sqlite {
                     }
                     record::Kind::DataFlow(flow) => {
                         store_per_boot(&mut data_flow_statement, &PerBootRow::data_flow(flow))?
+                    }
+                    record::Kind::Connection(connection) => {
+                        let row = ConnectionRow::new(connection);
+                        connection_statement.execute(params![
+                            row.node,
+                            row.boot,
+                            row.sequence,
+                            row.time,
+                            row.client,
+                            row.server,
+                            row.encryption,
+                        ])? == 1
                     }
                 };
                 if inserted {
@@ -723,6 +750,7 @@ impl Store for Sqlite {
             "endpoints",
             "data_flows",
             "inventories",
+            "connections",
         ] {
             removed += transaction
                 .execute(&format!("DELETE FROM {table} WHERE time < ?1"), [oldest])?
@@ -788,9 +816,27 @@ impl Store for Sqlite {
                     failed: row.get::<_, i64>(4)? as u64,
                     mean_latency_us: row.get::<_, i64>(5)? as u64,
                     max_latency_us: row.get::<_, i64>(6)? as u64,
+                    connections: super::EncryptionCounts::default(),
                 })
             })?;
-        Ok(edges.collect::<Result<_, _>>()?)
+        let edges = edges.collect::<Result<_, _>>()?;
+        let mut statement = connection.prepare_cached(
+            "SELECT client, server, encryption, count(*) FROM connections
+             WHERE (?1 = 0 OR time >= ?1) AND (?2 = 0 OR time <= ?2)
+             GROUP BY client, server, encryption",
+        )?;
+        let counts = statement.query_map(params![since, until], |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get::<_, i64>(3)? as u64,
+            ))
+        })?;
+        Ok(super::merge_connections(
+            edges,
+            counts.collect::<Result<_, _>>()?,
+        ))
     }
 
     #[cfg(test)]

@@ -1,0 +1,195 @@
+//! Helpers of the TLS tests: a test CA and the certificates it signs (made with the openssl
+//! command line), and nginx serving TLS from a pod.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use testbed::{Background, Pod};
+
+use crate::capture::wait_listening;
+
+fn openssl(args: &[&str]) {
+    let output = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("run openssl");
+    assert!(
+        output.status.success(),
+        "openssl {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A certificate and its key, as PEM files.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub certificate: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Issued {
+    pub fn certificate(&self) -> &str {
+        self.certificate.to_str().expect("a UTF-8 path")
+    }
+
+    pub fn key(&self) -> &str {
+        self.key.to_str().expect("a UTF-8 path")
+    }
+}
+
+/// A certificate authority made for one test, in `dir`.
+pub struct TestCa {
+    dir: PathBuf,
+    pub root: Issued,
+}
+
+impl TestCa {
+    pub fn new(dir: &Path) -> Self {
+        let root = Issued {
+            certificate: dir.join("ca.crt"),
+            key: dir.join("ca.key"),
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            root.key(),
+            "-out",
+            root.certificate(),
+            "-days",
+            "365",
+            "-subj",
+            "/O=Moat Test/CN=Moat Test CA",
+        ]);
+        Self {
+            dir: dir.to_owned(),
+            root,
+        }
+    }
+
+    /// A certificate for `common_name`, valid `days` from now, with `subject_alt_names`
+    /// (`DNS:api.test`, `IP:198.18.2.10`) when any.
+    pub fn issue(
+        &self,
+        name: &str,
+        common_name: &str,
+        subject_alt_names: &[&str],
+        days: u32,
+    ) -> Issued {
+        let issued = Issued {
+            certificate: self.dir.join(format!("{name}.crt")),
+            key: self.dir.join(format!("{name}.key")),
+        };
+        let request = self.dir.join(format!("{name}.csr"));
+        let request = request.to_str().expect("a UTF-8 path");
+        openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            issued.key(),
+            "-out",
+            request,
+            "-subj",
+            &format!("/O=Moat Test/CN={common_name}"),
+        ]);
+        let extensions = self.dir.join(format!("{name}.ext"));
+        let names = if subject_alt_names.is_empty() {
+            String::new()
+        } else {
+            format!("subjectAltName={}\n", subject_alt_names.join(","))
+        };
+        std::fs::write(&extensions, names).expect("write the extensions file");
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            request,
+            "-CA",
+            self.root.certificate(),
+            "-CAkey",
+            self.root.key(),
+            "-CAcreateserial",
+            "-out",
+            issued.certificate(),
+            "-days",
+            &days.to_string(),
+            "-extfile",
+            extensions.to_str().expect("a UTF-8 path"),
+        ]);
+        issued
+    }
+}
+
+/// One nginx `server` block answering `200 ok` on `/`.
+pub struct NginxServer<'a> {
+    pub port: u16,
+    /// None: plain HTTP.
+    pub certificate: Option<&'a Issued>,
+    /// `TLSv1.2 TLSv1.3`, say.
+    pub protocols: &'a str,
+    /// Require a client certificate signed by this CA (`ssl_verify_client on`).
+    pub client_ca: Option<&'a Path>,
+}
+
+/// nginx in the foreground, one process, in `pod`, with its files in `dir`; waits until every
+/// server listens.
+pub fn start_nginx(pod: &Pod, dir: &Path, servers: &[NginxServer<'_>]) -> Background {
+    let mut blocks = String::new();
+    for server in servers {
+        let listen = SocketAddr::new(pod.ipv4.into(), server.port);
+        let mut block = match server.certificate {
+            Some(issued) => format!(
+                "  server {{\n    listen {listen} ssl;\n    ssl_certificate {};\n    ssl_certificate_key {};\n    ssl_protocols {};\n",
+                issued.certificate(),
+                issued.key(),
+                server.protocols
+            ),
+            None => format!("  server {{\n    listen {listen};\n"),
+        };
+        if let Some(ca) = server.client_ca {
+            block.push_str(&format!(
+                "    ssl_client_certificate {};\n    ssl_verify_client on;\n",
+                ca.display()
+            ));
+        }
+        block.push_str("    location / { return 200 \"ok\\n\"; }\n  }\n");
+        blocks.push_str(&block);
+    }
+    let dir_text = dir.display();
+    let config = format!(
+        "daemon off;\nmaster_process off;\nuser root;\npid {dir_text}/nginx.pid;\nerror_log {dir_text}/nginx-error.log;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {dir_text}/body;\n  proxy_temp_path {dir_text}/proxy;\n  \
+         fastcgi_temp_path {dir_text}/fastcgi;\n  uwsgi_temp_path {dir_text}/uwsgi;\n  scgi_temp_path {dir_text}/scgi;\n{blocks}}}\n"
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, config).expect("write nginx.conf");
+    let process = pod
+        .spawn(
+            "nginx",
+            &[
+                "-p",
+                &dir.display().to_string(),
+                "-c",
+                path.to_str().expect("a UTF-8 path"),
+            ],
+        )
+        .expect("start nginx in the pod");
+    for server in servers {
+        wait_listening(pod, SocketAddr::new(pod.ipv4.into(), server.port));
+    }
+    process
+}
