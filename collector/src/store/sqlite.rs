@@ -226,22 +226,7 @@ impl Sqlite {
             filter_conditions(|n, _| format!("?{n}")),
             parameters.len(),
         ))?;
-        let rows = statement.query_map(parameters.as_slice(), |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                row.get::<_, i64>(1)?,
-                row.get::<_, Vec<u8>>(2)?,
-            ))
-        })?;
-        let mut records = Vec::new();
-        for row in rows {
-            let (rowid, time, bytes) = row?;
-            // Only this collector writes the column; a row that does not decode is skipped.
-            if let Ok(record) = M::decode(bytes.as_slice()) {
-                records.push((rowid, time, record));
-            }
-        }
-        Ok(records)
+        decoded_rows(&mut statement, parameters.as_slice())
     }
 
     fn last_row(&self, table: &str) -> Result<Position, StoreError> {
@@ -626,21 +611,8 @@ impl Store for Sqlite {
              LIMIT ?15",
             drop_conditions(|n, _| format!("?{n}")),
         ))?;
-        let rows = statement.query_map(parameters.as_slice(), |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                row.get::<_, i64>(1)?,
-                row.get::<_, Vec<u8>>(2)?,
-            ))
-        })?;
-        let mut drops = Vec::new();
-        for row in rows {
-            let (rowid, time, bytes) = row?;
-            // Only this collector writes the column; a row that does not decode is skipped.
-            if let Ok(drop) = DropRecord::decode(bytes.as_slice()) {
-                drops.push((rowid, time, drop));
-            }
-        }
+        let drops: Vec<(i64, i64, DropRecord)> =
+            decoded_rows(&mut statement, parameters.as_slice())?;
         let next = next_cursor(&drops, limit as u32);
         Ok((drops.into_iter().map(|(_, _, drop)| drop).collect(), next))
     }
@@ -854,4 +826,27 @@ impl Store for Sqlite {
             },
         )?)
     }
+}
+
+/// The `(rowid, time, record)` rows a statement selects, records decoded.
+fn decoded_rows<M: Message + Default>(
+    statement: &mut CachedStatement<'_>,
+    parameters: &[&dyn ToSql],
+) -> Result<Vec<(i64, i64, M)>, StoreError> {
+    let rows = statement.query_map(parameters, |row| {
+        Ok((
+            row.get::<_, i64>(0)?,
+            row.get::<_, i64>(1)?,
+            row.get::<_, Vec<u8>>(2)?,
+        ))
+    })?;
+    let mut records = Vec::new();
+    for row in rows {
+        let (rowid, time, bytes) = row?;
+        // Only this collector writes the column; a row that does not decode is skipped.
+        if let Ok(record) = M::decode(bytes.as_slice()) {
+            records.push((rowid, time, record));
+        }
+    }
+    Ok(records)
 }
