@@ -17,6 +17,7 @@ pub mod capture;
 pub mod cgroup;
 pub mod collector;
 pub mod pcap;
+pub mod tls_peers;
 pub mod traffic;
 
 use serde_json::Value;
