@@ -680,6 +680,136 @@ mod tests {
         }
     }
 
+    fn plaintext(id: u64, sent: bool, offset: u64, bytes: &[u8], time_ns: u64) -> Event<'_> {
+        match data(id, sent, offset, bytes, time_ns) {
+            Event::Data(chunk) => Event::Data(Chunk { tls: true, ..chunk }),
+            _ => unreachable!("data() makes data events"),
+        }
+    }
+
+    /// The start of a TLS 1.2 ClientHello record, and an application data record.
+    const CLIENT_HELLO: &[u8] = &[0x16, 0x03, 0x01, 0x00, 0x05, 0x01, 0x00, 0x00, 0x01, 0x03];
+    const CIPHERTEXT: &[u8] = &[0x17, 0x03, 0x03, 0x00, 0x04, 0xde, 0xad, 0xbe, 0xef];
+
+    #[test]
+    fn tls_handshake_records_are_told_from_other_first_bytes() {
+        assert!(starts_tls_handshake(CLIENT_HELLO));
+        assert!(starts_tls_handshake(&[0x16, 0x03, 0x03]));
+        assert!(!starts_tls_handshake(&[0x16, 0x03]), "too short to tell");
+        assert!(!starts_tls_handshake(CIPHERTEXT));
+        assert!(!starts_tls_handshake(b"GET / HTTP/1.1\r\n"));
+        assert!(
+            !starts_tls_handshake(&[0x16, 0x02, 0x00]),
+            "SSLv2-era versions"
+        );
+    }
+
+    #[test]
+    fn tls_plaintext_read_at_both_ends_is_one_call_marked_tls_and_ciphertext_none() {
+        let mut tracker = Tracker::new(limits(), Redaction::new(&[]));
+        let mut out = Vec::new();
+        let nginx = Opened {
+            passive: true,
+            ..opened(
+                2,
+                4,
+                task(200, "nginx"),
+                endpoints(SERVER, CLIENT, false),
+                11,
+            )
+        };
+        open_client_end(&mut tracker, &mut out);
+        tracker.open(nginx, false, &mut out);
+        // The ciphertext, copied at the client's end only.
+        tracker.handle(data(1, true, 0, CLIENT_HELLO, 12), &mut out);
+        tracker.handle(data(1, false, 0, CIPHERTEXT, 13), &mut out);
+        // The plaintext, from each end's TLS library, in its own stream.
+        tracker.handle(plaintext(1, true, 0, REQUEST, 20), &mut out);
+        tracker.handle(plaintext(2, false, 0, REQUEST, 21), &mut out);
+        tracker.handle(plaintext(2, true, 0, RESPONSE, 30), &mut out);
+        tracker.handle(plaintext(1, false, 0, RESPONSE, 31), &mut out);
+        tracker.handle(
+            Event::Closed {
+                connection_id: 1,
+                time_ns: 40,
+            },
+            &mut out,
+        );
+        tracker.handle(
+            Event::Closed {
+                connection_id: 2,
+                time_ns: 41,
+            },
+            &mut out,
+        );
+        tracker.expire(10_000_000, &mut out);
+        assert_eq!(out.len(), 1, "{out:#?}");
+        let call = &out[0];
+        assert!(call.tls);
+        assert_eq!(call.tls_library, Some(TLS_LIBRARY));
+        assert_eq!(call.path.as_deref(), Some("/a"));
+        assert_eq!(call.status, Some(200));
+        assert_eq!(call.seen_at, ["client", "server"]);
+        assert_eq!(call.server.comm.as_deref(), Some("nginx"));
+        assert!(
+            tracker.take_opaque().is_empty(),
+            "both ends gave plaintext: nothing is opaque"
+        );
+    }
+
+    #[test]
+    fn tls_without_plaintext_is_reported_opaque_once_per_process() {
+        let mut tracker = Tracker::new(limits(), Redaction::new(&[]));
+        let mut out = Vec::new();
+        for (id, port) in [(1u64, 40000u16), (3, 40001), (5, 40002)] {
+            let client = format!("198.18.1.10:{port}");
+            tracker.open(
+                opened(
+                    id,
+                    3,
+                    task(100, "rustls"),
+                    endpoints(&client, SERVER, true),
+                    10,
+                ),
+                false,
+                &mut out,
+            );
+            tracker.handle(data(id, true, 0, CLIENT_HELLO, 12), &mut out);
+            tracker.handle(data(id, false, 0, CIPHERTEXT, 13), &mut out);
+            tracker.close(id, 20, &mut out);
+        }
+        // A clear connection of another process, and one whose first bytes were missed.
+        tracker.open(
+            opened(
+                7,
+                3,
+                task(300, "clear"),
+                endpoints(CLIENT, SERVER, true),
+                10,
+            ),
+            false,
+            &mut out,
+        );
+        tracker.handle(data(7, true, 0, REQUEST, 12), &mut out);
+        tracker.close(7, 20, &mut out);
+        tracker.open(
+            opened(9, 3, task(400, "late"), endpoints(CLIENT, SERVER, true), 10),
+            true,
+            &mut out,
+        );
+        tracker.handle(data(9, true, 0, CLIENT_HELLO, 12), &mut out);
+        tracker.close(9, 20, &mut out);
+        let opaque = tracker.take_opaque();
+        assert_eq!(opaque.len(), 1, "{opaque:#?}");
+        assert_eq!(opaque[0].task.comm, "rustls");
+        assert!(tracker.take_opaque().is_empty(), "taken once");
+        assert!(
+            out.iter()
+                .all(|call| call.client.comm.as_deref() == Some("clear") && !call.tls),
+            "ciphertext gives no calls, only the clear request does: {out:#?}"
+        );
+    }
+
     #[test]
     fn a_call_seen_at_one_end_is_reported_with_that_process() {
         let mut tracker = Tracker::new(limits(), Redaction::new(&[]));
