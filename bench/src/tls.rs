@@ -4,7 +4,10 @@
 //! the openssl command line) from one pod to another on a testbed node, with and without
 //! moat-agent capturing the server's port: both ends' SSL_read/SSL_write calls are then probed,
 //! which is the most the uprobes can cost a call. Rounds alternate which of the two goes first;
-//! each figure is the median of its rounds. The agent's records go to /dev/null, so it pays for
+//! each figure is the median of its rounds. A third run per round sets bare kernel uprobes and
+//! uretprobes (tracefs `uprobe_events`, no BPF program, nothing recorded) on the same four
+//! functions of the same library: what any uprobe-based reader costs on this machine, the floor
+//! under Moat's figure. The agent's records go to /dev/null, so it pays for
 //! serializing them as it would in production.
 
 use std::{
@@ -75,7 +78,11 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", directory.display()))?;
     let outcome = measure(&options, &directory);
     let _ = std::fs::remove_dir_all(&directory);
-    let (without, with) = outcome?;
+    let Runs {
+        without,
+        with,
+        bare_uprobes,
+    } = outcome?;
 
     let rate = |runs: &[&LoadRun]| median(runs.iter().map(|run| run.requests_per_second).collect());
     let p99 = |runs: &[&LoadRun]| median(runs.iter().map(|run| run.p99.as_secs_f64()).collect());
@@ -97,6 +104,8 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     let parsed: f64 = with.iter().map(|(_, agent)| agent.calls_parsed).sum();
     let requests: u64 = with_loads.iter().map(|run| run.requests).sum();
     let ratio = rate_with / rate_without;
+    let bare: Vec<&LoadRun> = bare_uprobes.iter().collect();
+    let (rate_bare, p99_bare) = (rate(&bare), p99(&bare));
     let mut table = Table::new(&[
         "scenario",
         "req/s without",
@@ -108,7 +117,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         "agent CPU at 10k req/s",
         "agent peak RSS",
         "events lost",
-        "TLS calls parsed / requests",
+        "calls reported / requests",
     ]);
     table.row(vec![
         "HTTPS wrk → nginx (both OpenSSL), pod to pod".to_owned(),
@@ -122,6 +131,19 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         format!("{:.1} MiB", peak_rss as f64 / (1024.0 * 1024.0)),
         format!("{lost:.0}"),
         format!("{:.3}", parsed / requests.max(1) as f64),
+    ]);
+    table.row(vec![
+        "the same, bare kernel uprobes instead of the agent (floor)".to_owned(),
+        format!("{rate_without:.0}"),
+        format!("{rate_bare:.0}"),
+        format!("{:.3}", rate_bare / rate_without),
+        format!("{:.2} ms", p99_without * 1e3),
+        format!("{:.2} ms", p99_bare * 1e3),
+        format!("{:+.2} ms", (p99_bare - p99_without) * 1e3),
+        "-".to_owned(),
+        "-".to_owned(),
+        "-".to_owned(),
+        "-".to_owned(),
     ]);
     let mut notes = String::new();
     let mut reasons: Vec<(String, f64)> = Vec::new();
@@ -166,14 +188,137 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-type Runs = (Vec<LoadRun>, Vec<(LoadRun, AgentRun)>);
+struct Runs {
+    without: Vec<LoadRun>,
+    with: Vec<(LoadRun, AgentRun)>,
+    bare_uprobes: Vec<LoadRun>,
+}
+
+/// The library nginx and wrk use, and the functions Moat hooks in it.
+const LIBSSL: &str = "/usr/lib/x86_64-linux-gnu/libssl.so.3";
+const HOOKED: [&str; 4] = ["SSL_write", "SSL_write_ex", "SSL_read", "SSL_read_ex"];
+const TRACEFS: &str = "/sys/kernel/tracing";
+
+/// File offsets of `functions` in the ELF file `library`, from readelf's dynamic symbols and
+/// program headers.
+fn function_offsets(library: &str, functions: &[&str]) -> anyhow::Result<Vec<u64>> {
+    let readelf = |args: &[&str]| -> anyhow::Result<String> {
+        let output = std::process::Command::new("readelf")
+            .args(args)
+            .arg(library)
+            .output()
+            .context("running readelf (Debian package binutils)")?;
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    };
+    let hex = |text: &str| u64::from_str_radix(text.trim_start_matches("0x"), 16).ok();
+    // Executable LOAD segments: (virtual address, file offset, size).
+    let segments: Vec<(u64, u64, u64)> = readelf(&["-W", "-l"])?
+        .lines()
+        .filter(|line| line.trim_start().starts_with("LOAD") && line.contains(" R E "))
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            Some((
+                hex(fields.get(2)?)?,
+                hex(fields.get(1)?)?,
+                hex(fields.get(5)?)?,
+            ))
+        })
+        .collect();
+    let symbols = readelf(&["-W", "--dyn-syms"])?;
+    functions
+        .iter()
+        .map(|function| {
+            let address = symbols
+                .lines()
+                .find_map(|line| {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    let name = fields.get(7)?.split('@').next()?;
+                    (name == *function && fields.get(3) == Some(&"FUNC")).then(|| hex(fields[1]))?
+                })
+                .with_context(|| format!("{function} is not in {library}"))?;
+            let (vaddr, offset, _) = segments
+                .iter()
+                .find(|(vaddr, _, size)| (*vaddr..vaddr + size).contains(&address))
+                .with_context(|| format!("{function} is in no executable segment of {library}"))?;
+            Ok(address - vaddr + offset)
+        })
+        .collect()
+}
+
+/// Bare kernel uprobes and uretprobes on Moat's functions, removed when dropped.
+struct BareUprobes {
+    group: String,
+    /// Events defined so far, each removed on drop.
+    events: Vec<String>,
+}
+
+impl BareUprobes {
+    fn set() -> anyhow::Result<Self> {
+        let group = format!("moatbench{}", std::process::id());
+        let offsets = function_offsets(LIBSSL, &HOOKED)?;
+        let events = Path::new(TRACEFS).join("uprobe_events");
+        let mut definitions = String::new();
+        for (index, offset) in offsets.iter().enumerate() {
+            let _ = writeln!(definitions, "p:{group}/entry{index} {LIBSSL}:{offset:#x}");
+            let _ = writeln!(definitions, "r:{group}/return{index} {LIBSSL}:{offset:#x}");
+        }
+        let mut bare = Self {
+            group,
+            events: Vec::new(),
+        };
+        for definition in definitions.lines() {
+            let mut file = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&events)
+                .with_context(|| format!("opening {} (tracefs)", events.display()))?;
+            std::io::Write::write_all(&mut file, format!("{definition}\n").as_bytes())
+                .with_context(|| format!("defining {definition}"))?;
+            if let Some(event) = definition
+                .split_whitespace()
+                .next()
+                .and_then(|head| head.split_once(':'))
+            {
+                bare.events.push(event.1.to_owned());
+            }
+        }
+        let enable = Path::new(TRACEFS)
+            .join("events")
+            .join(&bare.group)
+            .join("enable");
+        std::fs::write(&enable, "1").with_context(|| format!("writing {}", enable.display()))?;
+        Ok(bare)
+    }
+}
+
+impl Drop for BareUprobes {
+    fn drop(&mut self) {
+        let enable = Path::new(TRACEFS)
+            .join("events")
+            .join(&self.group)
+            .join("enable");
+        let _ = std::fs::write(enable, "0");
+        if let Ok(mut file) = std::fs::OpenOptions::new()
+            .append(true)
+            .open(Path::new(TRACEFS).join("uprobe_events"))
+        {
+            for event in &self.events {
+                let _ = std::io::Write::write_all(&mut file, format!("-:{event}\n").as_bytes());
+            }
+        }
+    }
+}
 
 fn measure(options: &Options, directory: &Path) -> anyhow::Result<Runs> {
     let testbed = Testbed::new(options, directory)?;
     let _nginx = testbed.start_nginx()?;
     let mut without = Vec::new();
     let mut with = Vec::new();
+    let mut bare_uprobes = Vec::new();
     for round in 0..options.rounds {
+        {
+            let _probes = BareUprobes::set()?;
+            bare_uprobes.push(testbed.wrk()?);
+        }
         for with_agent in [round % 2 == 1, round % 2 == 0] {
             if with_agent {
                 let agent = testbed.start_agent()?;
@@ -188,7 +333,11 @@ fn measure(options: &Options, directory: &Path) -> anyhow::Result<Runs> {
         }
         eprintln!("  tls: round {} of {} done", round + 1, options.rounds);
     }
-    Ok((without, with))
+    Ok(Runs {
+        without,
+        with,
+        bare_uprobes,
+    })
 }
 
 struct Testbed {
@@ -389,7 +538,9 @@ impl Testbed {
             cpu,
             peak_rss_bytes,
             events_lost: metric_sum(&metrics, "moat_capture_events_lost_total"),
-            calls_parsed: metric_sum(&metrics, "moat_api_calls_total"),
+            // A call read at both ends counts twice in the first, once in the second.
+            calls_parsed: metric_sum(&metrics, "moat_api_calls_total")
+                - metric_sum(&metrics, "moat_api_calls_merged_total"),
             bytes_missed: metric_by_label(&metrics, "moat_capture_bytes_missed_total", "reason")
                 .into_iter()
                 .filter(|(_, value)| *value > 0.0)
