@@ -10,7 +10,7 @@
 //! `/proc/PID/map_files`, which leads to the mapped file itself.
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
 };
@@ -180,14 +180,20 @@ pub fn processes() -> Vec<u32> {
         .collect()
 }
 
-/// Which processes' maps were read, so a rescan reads only new ones; every
-/// [`FULL_RESCAN_EVERY`] rescans all are read again, for libraries loaded late (dlopen, as
+/// Which processes' maps were read, so a rescan reads mostly new ones. A new process is read on
+/// each of its first [`YOUNG_SCANS`] rescans: it may exec another program after the first read
+/// (a shell that becomes a server) or load its TLS library as it starts; every
+/// [`FULL_RESCAN_EVERY`] rescans all are read again, for libraries loaded later (dlopen, as
 /// Python's `ssl` module does).
 #[derive(Debug, Default)]
 pub struct Scanner {
-    scanned: HashSet<u32>,
+    /// Times each process's maps were read since the last full rescan.
+    scanned: HashMap<u32, u8>,
     rescans: u64,
 }
+
+/// Rescans (seconds) during which a new process's maps are read again.
+pub const YOUNG_SCANS: u8 = 5;
 
 /// Rescans between full ones (the agent rescans once a second).
 pub const FULL_RESCAN_EVERY: u64 = 30;
@@ -205,19 +211,20 @@ impl Scanner {
             self.scanned.clear();
         } else {
             let alive: HashSet<u32> = running.iter().copied().collect();
-            self.scanned.retain(|pid| alive.contains(pid));
+            self.scanned.retain(|pid, _| alive.contains(pid));
         }
         let mut found = Vec::new();
         let mut read = 0;
         for pid in running {
-            if pid == own_pid || self.scanned.contains(&pid) {
+            let scans = self.scanned.get(&pid).copied().unwrap_or(0);
+            if pid == own_pid || scans >= YOUNG_SCANS {
                 continue;
             }
             if read >= MAX_PROCESSES_PER_RESCAN {
                 break;
             }
             read += 1;
-            self.scanned.insert(pid);
+            self.scanned.insert(pid, scans + 1);
             found.extend(process_libraries(pid));
         }
         found
