@@ -26,6 +26,11 @@ pub mod map_names {
     /// LRU hash of [`super::EndKey`] to [`super::EndRef`]: captured ends by address, to find
     /// the other end of a connection on this host.
     pub const LOCAL_ENDS: &str = "CAPTURE_LOCAL_ENDS";
+    /// Hash of thread (pid_tgid) to the TLS library call it is inside (see [`super::TlsCall`]).
+    pub const TLS_IN_FLIGHT: &str = "CAPTURE_TLS_IN_FLIGHT";
+    /// LRU hash of [`super::TlsSessionKey`] to [`super::TlsSession`]: which connection each
+    /// TLS object (OpenSSL's `SSL *`) of a process writes to and reads from.
+    pub const TLS_SESSIONS: &str = "CAPTURE_TLS_SESSIONS";
 }
 
 /// Program names in the capture object.
@@ -60,6 +65,17 @@ pub mod program_names {
         ("moat_exit_data", "sys_exit_sendmsg"),
         ("moat_exit_data", "sys_exit_sendfile64"),
     ];
+    /// (uprobe program, function) pairs attached to each OpenSSL library (libssl.so.3) found.
+    /// The handshake is probed only to learn the socket of an `SSL *` from the syscalls it makes.
+    pub const TLS_ENTRIES: &[(&str, &str)] = &[
+        ("moat_ssl_write", "SSL_write"),
+        ("moat_ssl_write_ex", "SSL_write_ex"),
+        ("moat_ssl_read", "SSL_read"),
+        ("moat_ssl_read_ex", "SSL_read_ex"),
+        ("moat_ssl_handshake", "SSL_do_handshake"),
+    ];
+    /// The uretprobe attached to the same functions: copies what the call moved.
+    pub const TLS_RETURN: &str = "moat_ssl_return";
 }
 
 /// Payload bytes one event can carry at most; the configured limit ([`config::MAX_PAYLOAD`]) is
@@ -120,10 +136,16 @@ pub enum CaptureStat {
     /// Bytes sendfile moved from a file to a captured socket: they never pass through the
     /// process, so there is nothing to copy.
     BytesFromFile = 6,
+    /// Plaintext bytes a TLS library call moved on a TLS object whose socket is not known (no
+    /// syscall on a captured socket was seen inside its calls yet, or the socket is filtered
+    /// out): not copied.
+    TlsBytesUnlinked = 7,
+    /// TLS library calls not followed because the TLS in-flight table was full.
+    TlsInFlightTableFull = 8,
 }
 
 impl CaptureStat {
-    pub const COUNT: u32 = 7;
+    pub const COUNT: u32 = 9;
     pub const ALL: [Self; Self::COUNT as usize] = [
         Self::EventsLost,
         Self::BytesLost,
@@ -132,6 +154,8 @@ impl CaptureStat {
         Self::BytesNotCaptured,
         Self::BytesUnreadable,
         Self::BytesFromFile,
+        Self::TlsBytesUnlinked,
+        Self::TlsInFlightTableFull,
     ];
 }
 
@@ -200,6 +224,10 @@ pub enum EventKind {
     Closed = 4,
     /// close_range(first = fd, last = length as fd): userspace drops those descriptors.
     CloseRange = 5,
+    /// Plaintext a TLS library call moved on the connection, before encryption or after
+    /// decryption: a stream of its own, with its own offsets, next to the ciphertext `Data`
+    /// stream of the same connection; `captured` payload bytes follow.
+    TlsData = 6,
 }
 
 impl EventKind {
@@ -210,6 +238,7 @@ impl EventKind {
             3 => Self::Close,
             4 => Self::Closed,
             5 => Self::CloseRange,
+            6 => Self::TlsData,
             _ => return None,
         })
     }
@@ -290,6 +319,56 @@ impl SocketTuple {
     }
 }
 
+/// Which TLS library function a thread is inside ([`TlsCall::function`]).
+pub const TLS_FUNCTION_WRITE: u8 = 1;
+/// `SSL_write_ex`: success is 1, the byte count is written through the fourth argument.
+pub const TLS_FUNCTION_WRITE_EX: u8 = 2;
+pub const TLS_FUNCTION_READ: u8 = 3;
+pub const TLS_FUNCTION_READ_EX: u8 = 4;
+/// `SSL_do_handshake`: moves no plaintext; its syscalls tie the TLS object to its socket.
+pub const TLS_FUNCTION_HANDSHAKE: u8 = 5;
+/// TLS library calls in flight at once (one per thread inside a call).
+pub const TLS_IN_FLIGHT_MAX_ENTRIES: u32 = 16_384;
+/// TLS objects whose socket is remembered; least recently used forgotten first.
+pub const TLS_SESSIONS_MAX_ENTRIES: u32 = 65_536;
+
+/// A thread inside a TLS library call, between its uprobe and its uretprobe.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TlsCall {
+    /// The `SSL *`.
+    pub session: u64,
+    pub buffer: u64,
+    /// Where `SSL_read_ex`/`SSL_write_ex` write the byte count (0 for the others).
+    pub count_at: u64,
+    pub function: u8,
+    pub _pad: [u8; 7],
+}
+const _: () = assert!(core::mem::size_of::<TlsCall>() == 32);
+
+/// A TLS object of a process: `SSL *` values are addresses, unique only within their process.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TlsSessionKey {
+    pub tgid: u32,
+    pub _pad: u32,
+    pub session: u64,
+}
+const _: () = assert!(core::mem::size_of::<TlsSessionKey>() == 16);
+
+/// The connection a TLS object was last seen moving bytes on, learned from the syscalls its
+/// library calls make, and the plaintext stream's offsets (separate from the ciphertext's).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TlsSession {
+    pub connection_id: u64,
+    pub sent: u64,
+    pub received: u64,
+    pub fd: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<TlsSession>() == 32);
+
 /// Byte offsets of the kernel structure fields the capture programs read, from the running
 /// kernel's BTF: Rust eBPF has no CO-RE relocations, so userspace finds the layout and hands it
 /// over at load time. The programs follow task -> files -> fdtable -> file -> socket -> sock to
@@ -324,4 +403,8 @@ mod pod {
     unsafe impl aya::Pod for super::SocketState {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::KernelLayout {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::TlsSessionKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::TlsSession {}
 }

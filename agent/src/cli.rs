@@ -5,7 +5,8 @@ use std::{path::PathBuf, time::Duration};
 use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
 
 /// Moat's node agent. It sees every HTTP/1.1, HTTP/2 and gRPC call a process on this host makes
-/// or serves (from syscall tracepoints, no sidecar) and writes one `api.call` record per call;
+/// or serves (from syscall tracepoints, no sidecar; inside TLS where the process uses OpenSSL's
+/// libssl.so.3, from uprobes, docs/tls-plaintext.md) and writes one `api.call` record per call;
 /// and, on the interfaces it is given, it attaches Moat's kernel program (TC on pod veths, XDP on
 /// uplinks), enforces a policy file there (blocklists, deny rules, isolation, per-source rate
 /// limits), and reports what passed and what was dropped.

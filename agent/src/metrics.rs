@@ -540,6 +540,10 @@ fn encode_capture(
                 kernel(CaptureStat::BytesFromFile),
             ),
             (vec![("reason", "reorder_bound")], tracker.bytes_given_up),
+            (
+                vec![("reason", "tls_unlinked")],
+                kernel(CaptureStat::TlsBytesUnlinked),
+            ),
         ],
     )?;
     counter(
@@ -554,6 +558,14 @@ fn encode_capture(
             (
                 vec![("reason", "in_flight_table_full")],
                 kernel(CaptureStat::InFlightTableFull),
+            ),
+            (
+                vec![("reason", "tls_in_flight_table_full")],
+                kernel(CaptureStat::TlsInFlightTableFull),
+            ),
+            (
+                vec![("reason", "tls_opaque_dropped")],
+                tracker.opaque_dropped,
             ),
             (
                 vec![("reason", "malformed_event")],

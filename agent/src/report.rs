@@ -185,6 +185,9 @@ pub struct CaptureStatsRecord {
     pub connections_expired: u64,
     pub connection_bytes_exceeded: u64,
     pub mirror_queue_full: u64,
+    pub tls_bytes_unlinked: u64,
+    pub tls_in_flight_table_full: u64,
+    pub tls_libraries_attached: usize,
 }
 
 impl From<CaptureStats> for CaptureStatsRecord {
@@ -211,6 +214,9 @@ impl From<CaptureStats> for CaptureStatsRecord {
             connections_expired: stats.tracker.connections_expired,
             connection_bytes_exceeded: stats.tracker.connection_bytes_exceeded,
             mirror_queue_full: stats.tracker.mirror_queue_full,
+            tls_bytes_unlinked: kernel(CaptureStat::TlsBytesUnlinked),
+            tls_in_flight_table_full: kernel(CaptureStat::TlsInFlightTableFull),
+            tls_libraries_attached: stats.tls_libraries_attached,
         }
     }
 }

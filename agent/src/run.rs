@@ -21,7 +21,7 @@ use crate::{
         self, Capture,
         connections::TrackerLimits,
         probes::ProbeConfig,
-        record::{CallRecord, Redaction},
+        record::{CallRecord, Peer, Redaction},
     },
     cli::{
         Args, CaptureArgs, Command, HookArg, IdentityArgs, KubernetesMode, PodScopeArg, RunArgs,
@@ -47,6 +47,8 @@ use crate::{
 /// How often the agent refreshes metrics, expires timed blocks, looks for new or vanished
 /// interfaces, and checks the policy file for edits.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
+/// A process's TLS traffic gave no plaintext from any hooked TLS library (docs/tls-plaintext.md).
+const TLS_OPAQUE_FINDING: &str = "visibility.tls_opaque";
 
 pub fn main(args: Args) -> anyhow::Result<()> {
     match args.command {
@@ -428,6 +430,7 @@ async fn serve(
                     agent.emit_calls(&mut calls)?;
                     agent.emit_connections(Some(capture))?;
                 }
+                agent.report_opaque_tls(capture.as_mut())?;
                 agent.housekeeping(capture.as_mut())?;
             }
             batch = next_calls(capture.as_mut(), &mut calls) => {
@@ -458,6 +461,7 @@ async fn serve(
         agent.emit_calls(&mut calls)?;
         agent.emit_connections(Some(capture))?;
     }
+    agent.report_opaque_tls(capture.as_mut())?;
     agent.report_traffic(&mut tracker, true)?;
     agent.report_capture(capture.as_mut())?;
     if let Some(exporter) = &agent.exporter {
@@ -777,10 +781,83 @@ impl Agent {
         Ok(())
     }
 
+    /// `visibility.tls_opaque`: processes whose TLS Moat could not read (no hooked library gave
+    /// their plaintext), each reported at most once an hour by the capture.
+    fn report_opaque_tls(&mut self, capture: Option<&mut Capture>) -> anyhow::Result<()> {
+        let Some(capture) = capture else {
+            return Ok(());
+        };
+        let opaque = capture.take_opaque();
+        if opaque.is_empty() {
+            return Ok(());
+        }
+        let now = SystemTime::now();
+        let now_ms = wall_millis(now);
+        for seen in opaque {
+            let endpoints = seen.endpoints;
+            let mut local = Peer::new(endpoints.local, Some(&seen.task));
+            let mut remote = Peer::new(endpoints.remote, None);
+            for peer in [&mut local, &mut remote] {
+                peer.identity = Some(self.identity.peer(peer.ip, now_ms, peer.process()));
+            }
+            let (_, server) = endpoints.client_server();
+            let role = if endpoints.is_client {
+                "client"
+            } else {
+                "server"
+            };
+            let finding = intelligence::Finding {
+                kind: TLS_OPAQUE_FINDING.into(),
+                rule: String::new().into(),
+                severity: intelligence::Severity::Low,
+                service: server.to_string(),
+                method: String::new(),
+                endpoint: String::new(),
+                spec_pointer: None,
+                message: format!(
+                    "process {comm} (pid {pid}) uses TLS that Moat cannot read: its connection \
+                     with {remote} (as {role}) began with a TLS handshake, but no hooked TLS \
+                     library ({library}) gave its plaintext; it may use Go crypto/tls, rustls, \
+                     Java or a statically linked TLS library",
+                    comm = seen.task.comm,
+                    pid = seen.task.tgid,
+                    remote = endpoints.remote,
+                    library = crate::capture::connections::TLS_LIBRARY,
+                ),
+                evidence: String::new(),
+                mode: intelligence::finding::Mode::Detect,
+            };
+            let (source, destination) = if endpoints.is_client {
+                (&local, &remote)
+            } else {
+                (&remote, &local)
+            };
+            self.report_finding_between(&finding, Some(source), Some(destination), None, now)?;
+        }
+        self.reporter.flush().context("writing to standard output")
+    }
+
     fn report_finding(
         &mut self,
         finding: &intelligence::Finding,
         call: Option<&CallRecord>,
+        now: SystemTime,
+    ) -> anyhow::Result<()> {
+        self.report_finding_between(
+            finding,
+            call.map(|call| &call.client),
+            call.map(|call| &call.server),
+            call.and_then(|call| call.caller.as_ref()),
+            now,
+        )
+    }
+
+    fn report_finding_between(
+        &mut self,
+        finding: &intelligence::Finding,
+        source: Option<&Peer>,
+        destination: Option<&Peer>,
+        caller: Option<&intelligence::Caller>,
         now: SystemTime,
     ) -> anyhow::Result<()> {
         self.metrics.update(|snapshot| {
@@ -791,9 +868,9 @@ impl Agent {
         });
         let record = FindingRecord {
             finding,
-            source: call.map(|call| &call.client),
-            destination: call.map(|call| &call.server),
-            caller: call.and_then(|call| call.caller.as_ref()),
+            source,
+            destination,
+            caller,
         };
         if let Some(exporter) = &self.exporter {
             exporter.push(export_records::finding_record(

@@ -10,7 +10,7 @@
 //! bare `httparse` on the same HTTP/1.1 bytes; no kernel involved.
 
 mod corpus;
-mod live;
+pub(crate) mod live;
 mod parsers;
 
 use std::{fmt::Write as _, path::Path, time::Duration};
@@ -125,7 +125,7 @@ fn live_in(options: &Options, directory: &Path) -> anyhow::Result<Vec<ScenarioRe
         .collect()
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+pub(crate) fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
 }
@@ -250,25 +250,25 @@ fn parser_table(results: &parsers::Results) -> (Table, String) {
 }
 
 /// Rows of figures, printed aligned for people and as markdown for docs/benchmarks.md.
-struct Table {
+pub(crate) struct Table {
     header: Vec<String>,
     rows: Vec<Vec<String>>,
 }
 
 impl Table {
-    fn new(header: &[&str]) -> Self {
+    pub(crate) fn new(header: &[&str]) -> Self {
         Self {
             header: header.iter().map(|title| (*title).to_owned()).collect(),
             rows: Vec::new(),
         }
     }
 
-    fn row(&mut self, cells: Vec<String>) {
+    pub(crate) fn row(&mut self, cells: Vec<String>) {
         self.rows.push(cells);
     }
 
     /// Columns padded to their widest cell; the first (a name) left-aligned, figures right.
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         let lines: Vec<&Vec<String>> = std::iter::once(&self.header).chain(&self.rows).collect();
         let widths: Vec<usize> = (0..self.header.len())
             .map(|column| {
@@ -294,7 +294,7 @@ impl Table {
         text
     }
 
-    fn markdown(&self) -> String {
+    pub(crate) fn markdown(&self) -> String {
         let mut text = format!("| {} |\n|---|", self.header.join(" | "));
         text.push_str(&"---:|".repeat(self.header.len() - 1));
         text.push('\n');
@@ -306,7 +306,7 @@ impl Table {
 }
 
 /// CPU model, core count and kernel, for the record.
-fn machine() -> String {
+pub(crate) fn machine() -> String {
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|info| {

@@ -8,6 +8,7 @@ mod detect;
 mod identity;
 mod measure;
 mod spec;
+mod tls;
 mod xdp;
 
 use std::process::ExitCode;
@@ -52,6 +53,10 @@ enum Benchmark {
     /// requests, against a byte scan and JSON parsing of the same calls; latency per call; and
     /// calls per second through the behavioral detectors.
     Detect(detect::Options),
+    /// TLS plaintext through OpenSSL uprobes: requests/s and p99 latency of HTTPS (wrk → nginx,
+    /// pod to pod) with and without moat-agent reading both ends' plaintext, and the agent's
+    /// CPU and memory.
+    Tls(tls::Options),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +68,7 @@ fn main() -> ExitCode {
         Benchmark::Collector(options) => collector::run(&options),
         Benchmark::Spec(options) => spec::run(&options),
         Benchmark::Detect(options) => detect::run(&options),
+        Benchmark::Tls(options) => tls::run(&options),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -60,11 +60,12 @@ enum Task {
     /// enforced kernel maps. `collector`: records/s stored against bare SQLite, and query
     /// latency per filter. `spec`: OpenAPI conformance checks per second per core against
     /// parsing alone, and memory per bound spec. `detect`: MB/s per core through the threat
-    /// detectors against a byte scan and JSON parsing, and latency per call. Extra arguments go
-    /// to moat-bench (`cargo xtask bench capture -- --help`). Needs root (except `spec` and
+    /// detectors against a byte scan and JSON parsing, and latency per call. `tls`: HTTPS
+    /// requests/s and p99 (wrk → nginx) with and without the agent reading TLS plaintext through
+    /// OpenSSL uprobes. Extra arguments go to moat-bench (`cargo xtask bench capture -- --help`). Needs root (except `spec` and
     /// `detect`).
     Bench {
-        /// Which benchmark: `xdp`, `capture`, `identity`, `collector`, `spec` or `detect`.
+        /// Which benchmark: `xdp`, `capture`, `identity`, `collector`, `spec`, `detect` or `tls`.
         name: String,
         /// Arguments for moat-bench.
         #[arg(last = true)]
@@ -122,7 +123,15 @@ fn fuzz(target: &str, seconds: u32) -> anyhow::Result<()> {
     )
 }
 
-const BENCHMARKS: [&str; 6] = ["xdp", "capture", "identity", "collector", "spec", "detect"];
+const BENCHMARKS: [&str; 7] = [
+    "xdp",
+    "capture",
+    "identity",
+    "collector",
+    "spec",
+    "detect",
+    "tls",
+];
 
 fn bench(name: &str, args: &[String]) -> anyhow::Result<()> {
     if !BENCHMARKS.contains(&name) {
@@ -134,7 +143,7 @@ fn bench(name: &str, args: &[String]) -> anyhow::Result<()> {
     // The capture and collector benchmarks run the agent's and collector's binaries, which
     // `cargo run` below would not build.
     let binary = match name {
-        "capture" => Some("agent"),
+        "capture" | "tls" => Some("agent"),
         "collector" => Some("collector"),
         _ => None,
     };

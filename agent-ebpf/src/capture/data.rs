@@ -37,10 +37,14 @@ fn note(fd: u64, buffer: u64, count: u64, shape: BufferShape, direction: u8) {
         fd: fd as u32,
     };
     // SAFETY: a value read out of our own map.
-    match unsafe { CAPTURE_SOCKETS.get(key) } {
-        // The other end, on this host, copies these bytes.
-        Some(state) if state.passive == 0 => {}
-        _ => return,
+    let Some(state) = (unsafe { CAPTURE_SOCKETS.get(key) }).copied() else {
+        return;
+    };
+    // A syscall made inside a TLS library call names the TLS object's socket.
+    crate::tls::link(pid_tgid, key, state.connection_id);
+    // The other end, on this host, copies these bytes.
+    if state.passive != 0 {
+        return;
     }
     let call = InFlight {
         buffer,
@@ -129,7 +133,7 @@ pub fn moat_enter_sendmsg(ctx: TracePointContext) -> u32 {
     0
 }
 
-fn read_user<T: Copy>(address: u64) -> Option<T> {
+pub fn read_user<T: Copy>(address: u64) -> Option<T> {
     // SAFETY: bpf_probe_read_user copes with any address: a bad one is an error, not a fault.
     unsafe { bpf_probe_read_user(address as *const T) }.ok()
 }
@@ -190,11 +194,33 @@ pub fn moat_exit_data(ctx: TracePointContext) -> u32 {
         }
         BufferShape::Connect => return 0,
     };
+    let source = if call.shape == BufferShape::Flat {
+        Source::Flat(call.buffer)
+    } else {
+        Source::Vector { iovecs, count }
+    };
+    copy_out(event, offset, moved, source);
+    0
+}
+
+/// Where the bytes of a call are in the process's memory.
+pub enum Source {
+    Flat(u64),
+    Vector { iovecs: u64, count: u64 },
+}
+
+/// Sends `moved` stream bytes from `offset` as events of `event.header`'s kind, connection and
+/// direction: bounded by [`MAX_EVENTS_PER_SYSCALL`] events, the rest reported as not captured.
+pub fn copy_out(event: &mut EventBuffer, offset: u64, moved: u64, source: Source) {
+    let (flat, buffer, iovecs, count) = match source {
+        Source::Flat(buffer) => (1, buffer, 0, 0),
+        Source::Vector { iovecs, count } => (0, 0, iovecs, count),
+    };
     event.walk = Walk {
         offset,
         remaining: moved,
-        flat: u64::from(call.shape == BufferShape::Flat),
-        buffer: call.buffer,
+        flat,
+        buffer,
         iovecs,
         count: count.min(u64::from(MAX_IOVECS)),
         next_iovec: 0,
@@ -221,7 +247,6 @@ pub fn moat_exit_data(ctx: TracePointContext) -> u32 {
     if remaining > 0 {
         emit_uncaptured(event, offset, remaining, CaptureStat::BytesNotCaptured);
     }
-    0
 }
 
 /// A syscall's bytes being sent to userspace: where they are (one flat buffer, or `count` iovec

@@ -15,4 +15,5 @@ mod maps;
 #[path = "../runtime.rs"]
 mod runtime;
 mod sockets;
+mod tls;
 mod tracepoint;

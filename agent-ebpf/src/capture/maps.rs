@@ -4,7 +4,9 @@
 use crate::data::Walk;
 use agent_common::capture::{
     CaptureStat, DEFAULT_EVENTS_BYTES, EndKey, EndRef, EventHeader, IN_FLIGHT_MAX_ENTRIES,
-    KernelLayout, PAYLOAD_CAPACITY, SOCKETS_MAX_ENTRIES, SocketFd, SocketState, config,
+    KernelLayout, PAYLOAD_CAPACITY, SOCKETS_MAX_ENTRIES, SocketFd, SocketState,
+    TLS_IN_FLIGHT_MAX_ENTRIES, TLS_SESSIONS_MAX_ENTRIES, TlsCall, TlsSession, TlsSessionKey,
+    config,
 };
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE},
@@ -47,6 +49,17 @@ pub static LOCAL_ENDS: LruHashMap<EndKey, EndRef> =
 #[map]
 pub static SOCKET_CONNECTIONS: LruHashMap<u64, u64> =
     LruHashMap::with_max_entries(SOCKETS_MAX_ENTRIES, 0);
+
+/// The TLS library call each thread is inside, between its uprobe and its uretprobe.
+#[map]
+pub static CAPTURE_TLS_IN_FLIGHT: HashMap<u64, TlsCall> =
+    HashMap::with_max_entries(TLS_IN_FLIGHT_MAX_ENTRIES, 0);
+
+/// Which connection each TLS object moves bytes on. An LRU map: a TLS object forgotten early
+/// only means its next bytes wait for its next syscall to be tied to the socket again.
+#[map]
+pub static CAPTURE_TLS_SESSIONS: LruHashMap<TlsSessionKey, TlsSession> =
+    LruHashMap::with_max_entries(TLS_SESSIONS_MAX_ENTRIES, 0);
 
 /// How a syscall in flight passes its buffer.
 #[repr(u8)]

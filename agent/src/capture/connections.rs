@@ -53,6 +53,46 @@ pub struct TrackerStats {
     /// Stream bytes declared lost because waiting for them (out-of-order bytes arrived first)
     /// would have held more than the per-connection bound.
     pub bytes_given_up: u64,
+    /// `visibility.tls_opaque` observations dropped because too many waited to be reported or
+    /// too many processes were remembered as reported.
+    pub opaque_dropped: u64,
+}
+
+/// The library whose plaintext the TLS events carry (the only one hooked).
+pub const TLS_LIBRARY: &str = "libssl.so.3";
+/// A process is reported as using TLS Moat cannot read at most once per this long.
+pub const OPAQUE_REPORT_INTERVAL_NS: u64 = 3_600_000_000_000;
+/// Processes remembered as reported; beyond it, reports are dropped (counted).
+const MAX_OPAQUE_PROCESSES: usize = 4096;
+/// Reports waiting for the agent to take them.
+const MAX_OPAQUE_PENDING: usize = 256;
+
+/// A process whose TLS connection began with a handshake but gave no plaintext from any hooked
+/// library: its TLS is a blind spot.
+#[derive(Debug, Clone)]
+pub struct OpaqueTls {
+    pub task: Task,
+    pub endpoints: Endpoints,
+    pub time_ns: u64,
+}
+
+/// The plaintext a TLS library handed over on a connection: streams and a parser of its own,
+/// apart from the ciphertext the socket carried.
+struct Plaintext {
+    parser: ConnectionParser,
+    sent: Reassembler,
+    received: Reassembler,
+}
+
+impl Plaintext {
+    fn held_bytes(&self) -> usize {
+        self.sent.held_bytes() + self.received.held_bytes() + self.parser.buffered_bytes()
+    }
+}
+
+/// Whether a stream starts with a TLS handshake record: content type 22, major version 3.
+pub fn starts_tls_handshake(bytes: &[u8]) -> bool {
+    matches!(bytes, [0x16, 0x03, minor, ..] if *minor <= 0x04)
 }
 
 struct Connection {
@@ -71,11 +111,23 @@ struct Connection {
     /// Its encryption (plaintext API or TLS handshake facts) was reported, by this end or the
     /// other end on this node.
     facts_reported: bool,
+    /// Open before capture started: its streams start at an unknown point of its protocol.
+    mid_stream: bool,
+    /// Plaintext from a TLS library, once some arrived.
+    plaintext: Option<Box<Plaintext>>,
+    /// Its bytes (at this end or the other, on this host) began with a TLS handshake.
+    tls_handshake: bool,
 }
 
 impl Connection {
     fn held_bytes(&self) -> usize {
-        self.sent.held_bytes() + self.received.held_bytes() + self.parser.buffered_bytes()
+        self.sent.held_bytes()
+            + self.received.held_bytes()
+            + self.parser.buffered_bytes()
+            + self
+                .plaintext
+                .as_ref()
+                .map_or(0, |plaintext| plaintext.held_bytes())
     }
 }
 
@@ -84,6 +136,9 @@ pub struct Tracker {
     /// (local, remote) of each connection, to find the other end of a connection on this node.
     by_endpoints: HashMap<(SocketAddr, SocketAddr), u64>,
     awaiting_mirror: VecDeque<(u64, CallRecord)>,
+    /// When each process was last reported as using TLS Moat cannot read.
+    opaque_reported: HashMap<u32, u64>,
+    opaque_pending: Vec<OpaqueTls>,
     limits: TrackerLimits,
     redaction: Redaction,
     pub stats: TrackerStats,
@@ -105,6 +160,8 @@ impl Tracker {
             connections: HashMap::new(),
             by_endpoints: HashMap::new(),
             awaiting_mirror: VecDeque::new(),
+            opaque_reported: HashMap::new(),
+            opaque_pending: Vec::new(),
             limits,
             redaction,
             stats: TrackerStats::default(),
@@ -142,6 +199,12 @@ impl Tracker {
         let window = self.limits.max_connection_bytes / 2;
         self.by_endpoints
             .insert((endpoints.local, endpoints.remote), connection_id);
+        // The other end may have sent its handshake before this end was entered.
+        let tls_handshake = self
+            .by_endpoints
+            .get(&(endpoints.remote, endpoints.local))
+            .and_then(|id| self.connections.get(id))
+            .is_some_and(|other| other.tls_handshake);
         self.connections.insert(
             connection_id,
             Connection {
@@ -155,6 +218,9 @@ impl Tracker {
                 last_seen_ns: time_ns,
                 bytes_since_check: 0,
                 facts_reported: false,
+                mid_stream,
+                plaintext: None,
+                tls_handshake,
             },
         );
         self.stats.connections_opened += 1;
@@ -230,7 +296,10 @@ impl Tracker {
             length,
             payload,
             time_ns,
+            tls,
         } = chunk;
+        let window = self.limits.max_connection_bytes / 2;
+        let parser_limits = self.limits.parser;
         let Some(connection) = self.connections.get_mut(&connection_id) else {
             self.stats.events_unknown_connection += 1;
             return;
@@ -238,11 +307,37 @@ impl Tracker {
         connection.last_seen_ns = time_ns;
         let direction = request_if(sent == connection.endpoints.is_client);
         let mut calls = Vec::new();
-        let parser = &mut connection.parser;
-        let stream = if sent {
-            &mut connection.sent
+        let mut handshake_started = false;
+        let (parser, stream) = if tls {
+            let mid_stream = connection.mid_stream;
+            let plaintext = connection.plaintext.get_or_insert_with(|| {
+                Box::new(Plaintext {
+                    parser: ConnectionParser::new(parser_limits, mid_stream),
+                    sent: Reassembler::new(0, window),
+                    received: Reassembler::new(0, window),
+                })
+            });
+            let stream = if sent {
+                &mut plaintext.sent
+            } else {
+                &mut plaintext.received
+            };
+            (&mut plaintext.parser, stream)
         } else {
-            &mut connection.received
+            if offset == 0
+                && !connection.mid_stream
+                && !connection.tls_handshake
+                && starts_tls_handshake(payload)
+            {
+                connection.tls_handshake = true;
+                handshake_started = true;
+            }
+            let stream = if sent {
+                &mut connection.sent
+            } else {
+                &mut connection.received
+            };
+            (&mut connection.parser, stream)
         };
         let given_up_before = stream.given_up();
         stream.push(offset, length, payload, time_ns, &mut |piece, time_ns| {
@@ -263,15 +358,30 @@ impl Tracker {
             // early bytes): what it holds is given up, and parsing resumes at the next message
             // it recognises.
             self.stats.connection_bytes_exceeded += 1;
-            connection.parser.close(time_ns, &mut calls);
-            connection.parser = ConnectionParser::new(self.limits.parser, true);
-            connection.sent.discard();
-            connection.received.discard();
+            if tls && let Some(plaintext) = &mut connection.plaintext {
+                plaintext.parser.close(time_ns, &mut calls);
+                plaintext.parser = ConnectionParser::new(self.limits.parser, true);
+                plaintext.sent.discard();
+                plaintext.received.discard();
+            } else {
+                connection.parser.close(time_ns, &mut calls);
+                connection.parser = ConnectionParser::new(self.limits.parser, true);
+                connection.sent.discard();
+                connection.received.discard();
+            }
         }
+        let (task, endpoints) = (Rc::clone(&connection.task), connection.endpoints);
         let settled = !connection.facts_reported && encryption_settled(&connection.parser, false);
+        if handshake_started
+            && let Some(other) = self
+                .by_endpoints
+                .get(&(endpoints.remote, endpoints.local))
+                .and_then(|id| self.connections.get_mut(id))
+        {
+            other.tls_handshake = true;
+        }
         if !calls.is_empty() {
-            let (task, endpoints) = (Rc::clone(&connection.task), connection.endpoints);
-            self.finish_calls(&task, endpoints, calls, time_ns, out);
+            self.finish_calls(&task, endpoints, calls, tls, time_ns, out);
         }
         if settled {
             self.report_facts(connection_id, None, time_ns);
@@ -346,6 +456,7 @@ impl Tracker {
         task: &Task,
         endpoints: Endpoints,
         calls: Vec<Call>,
+        tls: bool,
         time_ns: u64,
         out: &mut Vec<CallRecord>,
     ) {
@@ -358,15 +469,21 @@ impl Tracker {
         let other_end_here = other_end.is_some();
         // The kernel copied this connection's bytes at this end only: the other end's process is
         // known from its open, and the call is complete now.
+        //
+        // Plaintext from a TLS library is read at each end that runs a hooked library, passive
+        // or not: a call is reported when its mirror from the other end arrives or its wait
+        // ends, naming both processes either way.
+        let other_task = other_end.map(|connection| Rc::clone(&connection.task));
         let passive_peer = other_end
-            .filter(|connection| connection.passive)
+            .filter(|connection| connection.passive && !tls)
             .map(|connection| Rc::clone(&connection.task));
+        let peer_task = if tls { &other_task } else { &passive_peer };
         for call in calls {
             self.stats.calls += 1;
             let (client_task, server_task) = if at_client {
-                (Some(task), passive_peer.as_deref())
+                (Some(task), peer_task.as_deref())
             } else {
-                (passive_peer.as_deref(), Some(task))
+                (peer_task.as_deref(), Some(task))
             };
             let mut record = CallRecord::new(
                 call,
@@ -375,6 +492,10 @@ impl Tracker {
                 at_client,
                 &self.redaction,
             );
+            if tls {
+                record.tls = true;
+                record.tls_library = Some(TLS_LIBRARY);
+            }
             if passive_peer.is_some() {
                 record.seen_at = vec!["client", "server"];
                 self.stats.calls_merged += 1;
@@ -433,24 +554,60 @@ impl Tracker {
         } else {
             time_ns
         };
-        let mut calls = Vec::new();
         let client = connection.endpoints.is_client;
+        let (task, endpoints) = (Rc::clone(&connection.task), connection.endpoints);
         let Connection {
             parser,
             sent,
             received,
+            plaintext,
             ..
         } = &mut connection;
-        for (stream, direction) in [(sent, request_if(client)), (received, request_if(!client))] {
-            stream.flush(&mut |piece, time_ns| {
-                deliver(parser, direction, piece, time_ns, &mut calls)
-            });
+        let calls = flush_and_close(parser, sent, received, client, time_ns);
+        self.finish_calls(&task, endpoints, calls, false, time_ns, out);
+        if let Some(plaintext) = plaintext {
+            let Plaintext {
+                parser,
+                sent,
+                received,
+            } = &mut **plaintext;
+            let calls = flush_and_close(parser, sent, received, client, time_ns);
+            self.finish_calls(&task, endpoints, calls, true, time_ns, out);
+        } else if connection.tls_handshake {
+            self.note_opaque(&task, endpoints, time_ns);
         }
-        parser.close(time_ns, &mut calls);
-        self.finish_calls(&connection.task, connection.endpoints, calls, time_ns, out);
         if encryption_settled(&connection.parser, true) {
             self.report_facts(connection_id, Some(&connection), time_ns);
         }
+    }
+
+    /// A TLS connection of this process gave no plaintext: reported once per process per
+    /// [`OPAQUE_REPORT_INTERVAL_NS`].
+    fn note_opaque(&mut self, task: &Task, endpoints: Endpoints, time_ns: u64) {
+        let recent = |at: &u64| time_ns.saturating_sub(*at) < OPAQUE_REPORT_INTERVAL_NS;
+        if self.opaque_reported.get(&task.tgid).is_some_and(recent) {
+            return;
+        }
+        if self.opaque_reported.len() >= MAX_OPAQUE_PROCESSES {
+            self.opaque_reported.retain(|_, at| recent(at));
+        }
+        if self.opaque_reported.len() >= MAX_OPAQUE_PROCESSES
+            || self.opaque_pending.len() >= MAX_OPAQUE_PENDING
+        {
+            self.stats.opaque_dropped += 1;
+            return;
+        }
+        self.opaque_reported.insert(task.tgid, time_ns);
+        self.opaque_pending.push(OpaqueTls {
+            task: task.clone(),
+            endpoints,
+            time_ns,
+        });
+    }
+
+    /// Processes seen using TLS that Moat could not read since the last call.
+    pub fn take_opaque(&mut self) -> Vec<OpaqueTls> {
+        std::mem::take(&mut self.opaque_pending)
     }
 
     /// Drops idle connections and releases calls whose other end did not report in time.
@@ -502,6 +659,22 @@ fn encryption_settled(parser: &ConnectionParser, closing: bool) -> bool {
         Some(Detected::Tls) => closing || parser.tls_finished(),
         Some(Detected::Other) | None => false,
     }
+}
+
+/// Delivers what a connection's streams still hold and closes its parser: the calls it had open.
+fn flush_and_close(
+    parser: &mut ConnectionParser,
+    sent: &mut Reassembler,
+    received: &mut Reassembler,
+    client: bool,
+    time_ns: u64,
+) -> Vec<Call> {
+    let mut calls = Vec::new();
+    for (stream, direction) in [(sent, request_if(client)), (received, request_if(!client))] {
+        stream.flush(&mut |piece, time_ns| deliver(parser, direction, piece, time_ns, &mut calls));
+    }
+    parser.close(time_ns, &mut calls);
+    calls
 }
 
 fn request_if(condition: bool) -> Direction {
@@ -592,6 +765,7 @@ mod tests {
             length: bytes.len() as u64,
             payload: bytes,
             time_ns,
+            tls: false,
         })
     }
 
@@ -604,6 +778,136 @@ mod tests {
             passive: false,
             time_ns,
         }
+    }
+
+    fn plaintext(id: u64, sent: bool, offset: u64, bytes: &[u8], time_ns: u64) -> Event<'_> {
+        match data(id, sent, offset, bytes, time_ns) {
+            Event::Data(chunk) => Event::Data(Chunk { tls: true, ..chunk }),
+            _ => unreachable!("data() makes data events"),
+        }
+    }
+
+    /// The start of a TLS 1.2 ClientHello record, and an application data record.
+    const CLIENT_HELLO: &[u8] = &[0x16, 0x03, 0x01, 0x00, 0x05, 0x01, 0x00, 0x00, 0x01, 0x03];
+    const CIPHERTEXT: &[u8] = &[0x17, 0x03, 0x03, 0x00, 0x04, 0xde, 0xad, 0xbe, 0xef];
+
+    #[test]
+    fn tls_handshake_records_are_told_from_other_first_bytes() {
+        assert!(starts_tls_handshake(CLIENT_HELLO));
+        assert!(starts_tls_handshake(&[0x16, 0x03, 0x03]));
+        assert!(!starts_tls_handshake(&[0x16, 0x03]), "too short to tell");
+        assert!(!starts_tls_handshake(CIPHERTEXT));
+        assert!(!starts_tls_handshake(b"GET / HTTP/1.1\r\n"));
+        assert!(
+            !starts_tls_handshake(&[0x16, 0x02, 0x00]),
+            "SSLv2-era versions"
+        );
+    }
+
+    #[test]
+    fn tls_plaintext_read_at_both_ends_is_one_call_marked_tls_and_ciphertext_none() {
+        let mut tracker = Tracker::new(limits(), Redaction::new(&[]));
+        let mut out = Vec::new();
+        let nginx = Opened {
+            passive: true,
+            ..opened(
+                2,
+                4,
+                task(200, "nginx"),
+                endpoints(SERVER, CLIENT, false),
+                11,
+            )
+        };
+        open_client_end(&mut tracker, &mut out);
+        tracker.open(nginx, false, &mut out);
+        // The ciphertext, copied at the client's end only.
+        tracker.handle(data(1, true, 0, CLIENT_HELLO, 12), &mut out);
+        tracker.handle(data(1, false, 0, CIPHERTEXT, 13), &mut out);
+        // The plaintext, from each end's TLS library, in its own stream.
+        tracker.handle(plaintext(1, true, 0, REQUEST, 20), &mut out);
+        tracker.handle(plaintext(2, false, 0, REQUEST, 21), &mut out);
+        tracker.handle(plaintext(2, true, 0, RESPONSE, 30), &mut out);
+        tracker.handle(plaintext(1, false, 0, RESPONSE, 31), &mut out);
+        tracker.handle(
+            Event::Closed {
+                connection_id: 1,
+                time_ns: 40,
+            },
+            &mut out,
+        );
+        tracker.handle(
+            Event::Closed {
+                connection_id: 2,
+                time_ns: 41,
+            },
+            &mut out,
+        );
+        tracker.expire(10_000_000, &mut out);
+        assert_eq!(out.len(), 1, "{out:#?}");
+        let call = &out[0];
+        assert!(call.tls);
+        assert_eq!(call.tls_library, Some(TLS_LIBRARY));
+        assert_eq!(call.path.as_deref(), Some("/a"));
+        assert_eq!(call.status, Some(200));
+        assert_eq!(call.seen_at, ["client", "server"]);
+        assert_eq!(call.server.comm.as_deref(), Some("nginx"));
+        assert!(
+            tracker.take_opaque().is_empty(),
+            "both ends gave plaintext: nothing is opaque"
+        );
+    }
+
+    #[test]
+    fn tls_without_plaintext_is_reported_opaque_once_per_process() {
+        let mut tracker = Tracker::new(limits(), Redaction::new(&[]));
+        let mut out = Vec::new();
+        for (id, port) in [(1u64, 40000u16), (3, 40001), (5, 40002)] {
+            let client = format!("198.18.1.10:{port}");
+            tracker.open(
+                opened(
+                    id,
+                    3,
+                    task(100, "rustls"),
+                    endpoints(&client, SERVER, true),
+                    10,
+                ),
+                false,
+                &mut out,
+            );
+            tracker.handle(data(id, true, 0, CLIENT_HELLO, 12), &mut out);
+            tracker.handle(data(id, false, 0, CIPHERTEXT, 13), &mut out);
+            tracker.close(id, 20, &mut out);
+        }
+        // A clear connection of another process, and one whose first bytes were missed.
+        tracker.open(
+            opened(
+                7,
+                3,
+                task(300, "clear"),
+                endpoints(CLIENT, SERVER, true),
+                10,
+            ),
+            false,
+            &mut out,
+        );
+        tracker.handle(data(7, true, 0, REQUEST, 12), &mut out);
+        tracker.close(7, 20, &mut out);
+        tracker.open(
+            opened(9, 3, task(400, "late"), endpoints(CLIENT, SERVER, true), 10),
+            true,
+            &mut out,
+        );
+        tracker.handle(data(9, true, 0, CLIENT_HELLO, 12), &mut out);
+        tracker.close(9, 20, &mut out);
+        let opaque = tracker.take_opaque();
+        assert_eq!(opaque.len(), 1, "{opaque:#?}");
+        assert_eq!(opaque[0].task.comm, "rustls");
+        assert!(tracker.take_opaque().is_empty(), "taken once");
+        assert!(
+            out.iter()
+                .all(|call| call.client.comm.as_deref() == Some("clear") && !call.tls),
+            "ciphertext gives no calls, only the clear request does: {out:#?}"
+        );
     }
 
     #[test]

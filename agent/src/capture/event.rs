@@ -79,6 +79,8 @@ pub struct Chunk<'a> {
     pub length: u64,
     pub payload: &'a [u8],
     pub time_ns: u64,
+    /// Plaintext from a TLS library call, a stream of its own (else the socket's bytes).
+    pub tls: bool,
 }
 
 #[derive(Debug)]
@@ -142,13 +144,14 @@ pub fn decode(bytes: &[u8]) -> Option<Event<'_>> {
                 time_ns: header.time_ns,
             })
         }
-        EventKind::Data => Event::Data(Chunk {
+        kind @ (EventKind::Data | EventKind::TlsData) => Event::Data(Chunk {
             connection_id: header.connection_id,
             sent: header.direction == DIRECTION_SENT,
             offset: header.offset,
             length: u64::from(header.length),
             payload: body.get(..header.captured as usize)?,
             time_ns: header.time_ns,
+            tls: kind == EventKind::TlsData,
         }),
         EventKind::Close => Event::Close {
             connection_id: header.connection_id,

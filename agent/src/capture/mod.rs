@@ -7,11 +7,13 @@ pub mod btf;
 pub mod connections;
 pub mod event;
 pub mod existing;
+pub mod libraries;
 pub mod probes;
 pub mod reassembly;
 pub mod record;
 
 use std::{
+    collections::HashSet,
     os::fd::{AsRawFd, RawFd},
     path::Path,
 };
@@ -19,10 +21,12 @@ use std::{
 use agent_common::capture::{CaptureStat, EXISTING_CONNECTION_BASE, SocketFd};
 use aya::maps::{MapData, RingBuf};
 use tokio::io::unix::AsyncFd;
+use tracing::{info, warn};
 
 use self::{
-    connections::{Tracker, TrackerLimits, TrackerStats},
+    connections::{OpaqueTls, Tracker, TrackerLimits, TrackerStats},
     event::{Event, Opened, Task},
+    libraries::{FileId, Library, Scanner},
     probes::{ProbeConfig, ProbeError, Probes},
     record::{CallRecord, Redaction},
 };
@@ -55,6 +59,19 @@ pub struct CaptureStats {
     pub malformed_events: u64,
     pub connections: usize,
     pub held_bytes: usize,
+    /// TLS library files the uprobes are attached to.
+    pub tls_libraries_attached: usize,
+}
+
+/// Library files attached to at most: each costs a handful of uprobes.
+const MAX_TLS_LIBRARIES: usize = 256;
+
+/// The TLS library files hooked so far, and the scan that finds new ones.
+struct TlsHooks {
+    scanner: Scanner,
+    /// Attached, or tried and refused (not retried).
+    known: HashSet<FileId>,
+    attached: usize,
 }
 
 pub struct Capture {
@@ -62,6 +79,8 @@ pub struct Capture {
     ring: AsyncFd<RingFd>,
     tracker: Tracker,
     malformed_events: u64,
+    /// None when the kernel refused the TLS programs: plaintext capture is off, the rest works.
+    tls: Option<TlsHooks>,
 }
 
 impl Capture {
@@ -82,14 +101,82 @@ impl Capture {
             unsafe { AsyncFd::register(RingFd(ring)) }.map_err(|error| ProbeError::Ring {
                 source: std::io::Error::from(error),
             })?;
+        let tls = match probes.load_tls() {
+            Ok(()) => Some(TlsHooks {
+                scanner: Scanner::default(),
+                known: HashSet::new(),
+                attached: 0,
+            }),
+            Err(error) => {
+                warn!(%error, "TLS plaintext capture is off: the kernel refused its uprobes");
+                None
+            }
+        };
         let mut capture = Self {
             probes,
             ring,
             tracker: Tracker::new(limits, redaction),
             malformed_events: 0,
+            tls,
         };
+        capture.attach_tls_libraries(libraries::host_libraries());
+        capture.rescan_tls_libraries();
         capture.adopt_existing(probe, now_ns, out)?;
         Ok(capture)
+    }
+
+    /// Looks for processes that map a TLS library file not yet hooked (new processes each
+    /// time, all of them now and then), and hooks it.
+    fn rescan_tls_libraries(&mut self) {
+        let Some(tls) = &mut self.tls else { return };
+        let found = tls.scanner.rescan(std::process::id());
+        self.attach_tls_libraries(found);
+    }
+
+    fn attach_tls_libraries(&mut self, libraries: Vec<Library>) {
+        let Some(tls) = &mut self.tls else { return };
+        for library in libraries {
+            if tls.known.contains(&library.file) {
+                continue;
+            }
+            if tls.known.len() >= MAX_TLS_LIBRARIES {
+                warn!(
+                    path = %library.path.display(),
+                    limit = MAX_TLS_LIBRARIES,
+                    "not hooking another TLS library file: the limit is reached"
+                );
+                return;
+            }
+            tls.known.insert(library.file);
+            match self.probes.attach_tls(&library.path) {
+                Ok(functions) if !functions.is_empty() => {
+                    tls.attached += 1;
+                    info!(
+                        path = %library.path.display(),
+                        library = library.library,
+                        device = library.file.device,
+                        inode = library.file.inode,
+                        pid = library.pid,
+                        ?functions,
+                        "hooked a TLS library"
+                    );
+                }
+                Ok(_) => warn!(
+                    path = %library.path.display(),
+                    "a TLS library without the functions Moat hooks; its traffic stays opaque"
+                ),
+                Err(error) => warn!(
+                    path = %library.path.display(),
+                    %error,
+                    "could not hook a TLS library; its traffic stays opaque"
+                ),
+            }
+        }
+    }
+
+    /// Processes seen using TLS that Moat could not read, for `visibility.tls_opaque`.
+    pub fn take_opaque(&mut self) -> Vec<OpaqueTls> {
+        self.tracker.take_opaque()
     }
 
     fn adopt_existing(
@@ -179,13 +266,14 @@ impl Capture {
         self.probes.forget(closed).map_err(std::io::Error::other)
     }
 
-    /// Once a second: idle connections expire, calls stop waiting for their other end, and the
+    /// Once a second: new TLS libraries are hooked, idle connections expire, calls stop waiting for their other end, and the
     /// sockets of processes that exited without closing them are let go.
     pub fn housekeeping(
         &mut self,
         now_ns: u64,
         out: &mut Vec<CallRecord>,
     ) -> Result<(), ProbeError> {
+        self.rescan_tls_libraries();
         self.tracker.expire(now_ns, out);
         let sockets = self.probes.sockets()?;
         // Each process is looked up once, however many sockets it holds.
@@ -215,6 +303,7 @@ impl Capture {
             malformed_events: self.malformed_events,
             connections: self.tracker.connection_count(),
             held_bytes: self.tracker.held_bytes(),
+            tls_libraries_attached: self.tls.as_ref().map_or(0, |tls| tls.attached),
         })
     }
 

@@ -2,6 +2,8 @@
 //! while [`Probes`] lives; unlike enforcement nothing is pinned, because a capture nobody reads
 //! would only fill a ring buffer.
 
+use std::path::Path;
+
 use agent_common::capture::{
     CaptureStat, KernelLayout, PAYLOAD_CAPACITY, SocketFd, SocketState, config, map_names,
     program_names,
@@ -9,7 +11,10 @@ use agent_common::capture::{
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf},
-    programs::{ProgramError, TracePoint},
+    programs::{
+        ProgramError, TracePoint, UProbe,
+        uprobe::{UProbeError, UProbeScope},
+    },
 };
 use thiserror::Error;
 
@@ -204,6 +209,63 @@ impl Probes {
             .attach(category, name)
             .map_err(program_error(program))?;
         Ok(())
+    }
+
+    /// Loads the TLS programs (once); the kernel refusing them is an error like any other
+    /// capture program's.
+    pub fn load_tls(&mut self) -> Result<(), ProbeError> {
+        let names = program_names::TLS_ENTRIES
+            .iter()
+            .map(|(program, _)| *program)
+            .chain([program_names::TLS_RETURN]);
+        for program in names {
+            let uprobe = self.uprobe(program)?;
+            if uprobe.fd().is_err() {
+                uprobe.load().map_err(program_error(program))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn uprobe(&mut self, program: &'static str) -> Result<&mut UProbe, ProbeError> {
+        self.ebpf
+            .program_mut(program)
+            .ok_or(ProbeError::Missing {
+                what: "program",
+                name: program,
+            })?
+            .try_into()
+            .map_err(program_error(program))
+    }
+
+    /// Attaches the TLS programs to the library file at `path`, for every process that runs it.
+    /// Returns the functions hooked; a function the library lacks is skipped (an older or
+    /// trimmed build), and the first error of another kind is returned.
+    pub fn attach_tls(&mut self, path: &Path) -> Result<Vec<&'static str>, ProbeError> {
+        let mut hooked = Vec::new();
+        for (program, function) in program_names::TLS_ENTRIES {
+            // The return probe first: an entry without its return would leave calls in flight.
+            let attached = self.uprobe(program_names::TLS_RETURN)?.attach(
+                *function,
+                path,
+                UProbeScope::AllProcesses,
+            );
+            match attached {
+                Ok(_) => {}
+                Err(ProgramError::UProbeError(UProbeError::SymbolError { .. })) => continue,
+                Err(source) => {
+                    return Err(ProbeError::Program {
+                        program: program_names::TLS_RETURN,
+                        source,
+                    });
+                }
+            }
+            self.uprobe(program)?
+                .attach(*function, path, UProbeScope::AllProcesses)
+                .map_err(program_error(program))?;
+            hooked.push(*function);
+        }
+        Ok(hooked)
     }
 
     /// The ring buffer of events; callable once.

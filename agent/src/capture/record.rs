@@ -183,6 +183,11 @@ pub struct CallRecord {
     pub caller: Option<intelligence::Caller>,
     /// The ends of the call on this host (whose processes are named): `client`, `server` or both.
     pub seen_at: Vec<&'static str>,
+    /// Read as plaintext from a TLS library (uprobes) rather than from the socket's bytes.
+    pub tls: bool,
+    /// Which library (`libssl.so.3`), when `tls`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_library: Option<&'static str>,
     /// Monotonic time of the call's first byte (0 when unknown): when its ends are identified,
     /// since addresses change hands.
     #[serde(skip)]
@@ -315,6 +320,8 @@ impl CallRecord {
             endpoint: None,
             caller: None,
             seen_at: vec![if at_client { "client" } else { "server" }],
+            tls: false,
+            tls_library: None,
             started_ns,
             request_body,
             response_body,

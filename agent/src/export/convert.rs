@@ -144,6 +144,8 @@ pub fn call_record(id: RecordId, call: &CallRecord, time: SystemTime) -> api::Re
             endpoint: call.endpoint.clone().unwrap_or_default(),
             auth: call.auth.as_str().to_owned(),
             caller: call.caller.as_ref().map(caller),
+            tls: call.tls,
+            tls_library: call.tls_library.unwrap_or_default().to_owned(),
         })),
     }
 }

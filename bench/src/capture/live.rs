@@ -396,7 +396,7 @@ impl Drop for Testbed {
 }
 
 /// target/<profile>/moat-agent next to this binary, or `$MOAT_AGENT_BIN`.
-fn agent_binary() -> anyhow::Result<PathBuf> {
+pub(crate) fn agent_binary() -> anyhow::Result<PathBuf> {
     if let Some(path) = std::env::var_os("MOAT_AGENT_BIN") {
         return Ok(PathBuf::from(path));
     }
@@ -412,7 +412,7 @@ fn agent_binary() -> anyhow::Result<PathBuf> {
     Ok(agent)
 }
 
-fn wait_listening(pod: &Pod, address: SocketAddr) -> anyhow::Result<()> {
+pub(crate) fn wait_listening(pod: &Pod, address: SocketAddr) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(15);
     while Instant::now() < deadline {
         if pod.enter(|| TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok())? {
@@ -427,7 +427,7 @@ fn wait_listening(pod: &Pod, address: SocketAddr) -> anyhow::Result<()> {
 }
 
 /// User plus system CPU time of a process so far, from /proc/<pid>/stat.
-fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+pub(crate) fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("reading /proc/{pid}/stat"))?;
     // Fields after the command name, which is in parentheses and may contain spaces: state is
@@ -449,13 +449,13 @@ fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
 }
 
 /// The most resident memory a process has had (VmHWM), in bytes.
-fn peak_rss(pid: u32) -> anyhow::Result<u64> {
+pub(crate) fn peak_rss(pid: u32) -> anyhow::Result<u64> {
     crate::measure::proc_status_bytes(&pid.to_string(), "VmHWM")
         .with_context(|| format!("no VmHWM in /proc/{pid}/status"))
 }
 
 /// The sum of every series of a metric in Prometheus' text format.
-fn metric_sum(exposition: &str, name: &str) -> f64 {
+pub(crate) fn metric_sum(exposition: &str, name: &str) -> f64 {
     metric_by_label(exposition, name, "")
         .iter()
         .map(|(_, value)| value)
@@ -463,7 +463,7 @@ fn metric_sum(exposition: &str, name: &str) -> f64 {
 }
 
 /// (value of `label`, sample value) of every series of a metric.
-fn metric_by_label(exposition: &str, name: &str, label: &str) -> Vec<(String, f64)> {
+pub(crate) fn metric_by_label(exposition: &str, name: &str, label: &str) -> Vec<(String, f64)> {
     exposition
         .lines()
         .filter(|line| !line.starts_with('#'))
@@ -486,7 +486,7 @@ fn metric_by_label(exposition: &str, name: &str, label: &str) -> Vec<(String, f6
 }
 
 /// Requests completed, requests/s and the 99th percentile from `wrk --latency`.
-fn parse_wrk(report: &str) -> anyhow::Result<LoadRun> {
+pub(crate) fn parse_wrk(report: &str) -> anyhow::Result<LoadRun> {
     let requests = report
         .lines()
         .find_map(|line| {
