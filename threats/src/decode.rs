@@ -20,7 +20,7 @@ const MIN_BASE64: usize = 16;
 /// value itself, each decoding layer that changed it, a base64 payload's text and the SQL form
 /// with comments folded. At most `2 * MAX_ROUNDS + 3` variants, each at most three times the
 /// (capped) input's length.
-pub fn variants(value: &str) -> Vec<String> {
+pub fn variants(value: &str) -> Vec<Cow<'_, str>> {
     // Most values hold nothing to decode: they are read as they are, not copied per layer.
     let mut layers: Vec<Cow<'_, str>> = vec![Cow::Borrowed(truncate(value))];
     for _ in 0..MAX_ROUNDS {
@@ -47,14 +47,28 @@ pub fn variants(value: &str) -> Vec<String> {
         let folded = sql_fold(folded);
         layers.push(Cow::Owned(folded));
     }
-    let mut out: Vec<String> = Vec::with_capacity(layers.len());
+    let mut out: Vec<Cow<'_, str>> = Vec::with_capacity(layers.len());
     for layer in layers {
-        let lower = layer.to_lowercase();
+        let lower = lowercase(layer);
         if !out.contains(&lower) {
             out.push(lower);
         }
     }
     out
+}
+
+/// `text` lower-cased, copied only when a letter changes (most values are lower-case ASCII
+/// already). Text beyond ASCII takes Unicode's full mapping, as `str::to_lowercase` does.
+fn lowercase(text: Cow<'_, str>) -> Cow<'_, str> {
+    if !text.is_ascii() {
+        return Cow::Owned(text.to_lowercase());
+    }
+    if !text.bytes().any(|b| b.is_ascii_uppercase()) {
+        return text;
+    }
+    let mut owned = text.into_owned();
+    owned.make_ascii_lowercase();
+    Cow::Owned(owned)
 }
 
 /// Whether [`decode_once`] could change `value`: it holds what one of its decoders reads (a
@@ -423,7 +437,7 @@ mod tests {
     fn layers_are_peeled_one_by_one() {
         let v = variants("%253Cscript%253E");
         assert_eq!(v, ["%253cscript%253e", "%3cscript%3e", "<script>"]);
-        assert!(variants("a+b%20c").contains(&"a b c".to_owned()));
+        assert!(variants("a+b%20c").iter().any(|v| v == "a b c"));
     }
 
     #[test]
@@ -495,7 +509,7 @@ mod tests {
         fn encoded_text_is_recovered(text in "[ -~]{0,64}") {
             let encoded: String = text.bytes().map(|b| format!("%{b:02x}")).collect();
             let once = backslash_escapes(&html_entities(&text)).to_lowercase();
-            prop_assert!(variants(&encoded).contains(&once));
+            prop_assert!(variants(&encoded).iter().any(|v| *v == once));
         }
     }
 }

@@ -433,9 +433,9 @@ fn command_at(text: &str, position: Position) -> bool {
     for _ in 0..4 {
         let (word, after) = command_word(rest);
         let name = command_name(&word);
-        if listed(PREFIX_COMMANDS, name) {
+        if listed(&PREFIX_COMMAND_KEYS, name) {
             wrapped = Some(true);
-        } else if listed(WORD_PREFIX_COMMANDS, name) {
+        } else if listed(&WORD_PREFIX_COMMAND_KEYS, name) {
             wrapped = wrapped.or(Some(false));
         } else {
             if split_by_quotes(rest) && is_command(name) {
@@ -459,7 +459,7 @@ fn command_at(text: &str, position: Position) -> bool {
             let next = command_name(&next);
             if option
                 && !is_command(next)
-                && !listed(PREFIX_COMMANDS, next)
+                && !listed(&PREFIX_COMMAND_KEYS, next)
                 && !rest.starts_with('-')
             {
                 rest = skip_word(rest);
@@ -469,14 +469,53 @@ fn command_at(text: &str, position: Position) -> bool {
     false
 }
 
-/// Whether the sorted `list` holds `name`: names are looked up at every separator of every
-/// value.
-fn listed(list: &[&str], name: &str) -> bool {
-    list.binary_search(&name).is_ok()
+/// The command lists as [`packed`] keys, in the same (sorted) order.
+const COMMAND_KEYS: [u128; COMMANDS.len()] = packed_list(COMMANDS);
+const WORD_COMMAND_KEYS: [u128; WORD_COMMANDS.len()] = packed_list(WORD_COMMANDS);
+const PREFIX_COMMAND_KEYS: [u128; PREFIX_COMMANDS.len()] = packed_list(PREFIX_COMMANDS);
+const WORD_PREFIX_COMMAND_KEYS: [u128; WORD_PREFIX_COMMANDS.len()] =
+    packed_list(WORD_PREFIX_COMMANDS);
+
+/// A name of at most 16 bytes as one integer, its first byte highest and zeros after its end:
+/// integers order as the names do, and a lookup compares integers instead of calling `memcmp`
+/// (names are looked up at every separator of every value). None for a longer name or one
+/// holding a NUL, which no list holds.
+const fn packed(name: &[u8]) -> Option<u128> {
+    if name.len() > 16 {
+        return None;
+    }
+    let mut key = 0u128;
+    let mut at = 0;
+    while at < name.len() {
+        if name[at] == 0 {
+            return None;
+        }
+        key |= (name[at] as u128) << (8 * (15 - at));
+        at += 1;
+    }
+    Some(key)
+}
+
+const fn packed_list<const N: usize>(list: &[&str]) -> [u128; N] {
+    let mut keys = [0u128; N];
+    let mut at = 0;
+    while at < N {
+        keys[at] = match packed(list[at].as_bytes()) {
+            Some(key) => key,
+            None => panic!("command names are short and hold no NUL"),
+        };
+        at += 1;
+    }
+    keys
+}
+
+/// Whether `keys`, a sorted list's [`packed`] keys, hold `name`.
+fn listed(keys: &[u128], name: &str) -> bool {
+    packed(name.as_bytes()).is_some_and(|key| keys.binary_search(&key).is_ok())
 }
 
 fn is_command(name: &str) -> bool {
-    listed(COMMANDS, name) || listed(WORD_COMMANDS, name)
+    listed(&COMMAND_KEYS, name) || listed(&WORD_COMMAND_KEYS, name)
 }
 
 fn skip_word(text: &str) -> &str {
@@ -551,8 +590,8 @@ fn judge(name: &str, word: &str, rest: &str, position: Position, wrapped: Option
     }
     // `ansible-playbook`, `ssh-copy-id`: a tool's family shares its name.
     let family = name.split('-').next().unwrap_or_default();
-    let known = listed(COMMANDS, name) || listed(COMMANDS, family);
-    let word_command = listed(WORD_COMMANDS, name);
+    let known = listed(&COMMAND_KEYS, name) || listed(&COMMAND_KEYS, family);
+    let word_command = listed(&WORD_COMMAND_KEYS, name);
     // `alias a=curl`, `export x=1`: a command defined under another name, a variable set.
     let alias = matches!(name, "alias" | "export" | "set")
         && argument
@@ -714,6 +753,27 @@ mod tests {
             super::WORD_PREFIX_COMMANDS,
         ] {
             assert!(list.windows(2).all(|pair| pair[0] < pair[1]), "{list:?}");
+        }
+        for name in super::COMMANDS {
+            assert!(super::listed(&super::COMMAND_KEYS, name), "{name}");
+        }
+        for name in super::WORD_COMMANDS {
+            assert!(super::listed(&super::WORD_COMMAND_KEYS, name), "{name}");
+        }
+        for missing in [
+            "",
+            "c",
+            "curlx",
+            "cur",
+            "sh\0",
+            "ls\0\0",
+            "averyveryverylongname",
+        ] {
+            assert!(!super::listed(&super::COMMAND_KEYS, missing), "{missing}");
+            assert!(
+                !super::listed(&super::WORD_COMMAND_KEYS, missing),
+                "{missing}"
+            );
         }
     }
 

@@ -4,7 +4,7 @@
 use std::net::Ipv4Addr;
 
 use aho_corasick::AhoCorasick;
-use regex::{Regex, RegexSet};
+use regex::{Regex, RegexSet, RegexSetBuilder};
 
 use crate::detect::ssrf;
 
@@ -137,7 +137,10 @@ impl Leaks {
             .chain(DEBUG_PAGES)
             .map(|(_, pattern)| *pattern);
         Self {
-            traces_and_pages: RegexSet::new(patterns).expect("leak patterns compile"),
+            traces_and_pages: RegexSetBuilder::new(patterns)
+                .dfa_size_limit(16 << 20)
+                .build()
+                .expect("leak patterns compile"),
             name_suffixes: AhoCorasick::builder()
                 .ascii_case_insensitive(true)
                 .build(INTERNAL_SUFFIXES)
