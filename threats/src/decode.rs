@@ -358,21 +358,42 @@ fn escape(after: &[u8]) -> Option<(char, usize)> {
 /// the base64 alphabet, and decoding to mostly printable text (an encoded image or key decodes
 /// to binary and is left alone).
 pub fn base64_payload(value: &str) -> Option<String> {
-    value
-        .split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '-' | '_')))
-        .filter(|run| run.len() >= MIN_BASE64)
-        .find_map(|run| {
-            let bytes = base64_decode(run)?;
-            let printable = bytes
-                .iter()
-                .filter(|b| b.is_ascii_graphic() || b.is_ascii_whitespace())
-                .count();
-            // Letters alone also decode from a base64-looking word (a long identifier);
-            // payloads carry punctuation.
-            let punctuation = bytes.iter().filter(|b| b.is_ascii_punctuation()).count();
-            (printable * 10 >= bytes.len() * 9 && punctuation > 0)
-                .then(|| String::from_utf8_lossy(&bytes).into_owned())
-        })
+    base64_runs(value).find_map(|run| {
+        let bytes = base64_decode(run)?;
+        let printable = bytes
+            .iter()
+            .filter(|b| b.is_ascii_graphic() || b.is_ascii_whitespace())
+            .count();
+        // Letters alone also decode from a base64-looking word (a long identifier);
+        // payloads carry punctuation.
+        let punctuation = bytes.iter().filter(|b| b.is_ascii_punctuation()).count();
+        (printable * 10 >= bytes.len() * 9 && punctuation > 0)
+            .then(|| String::from_utf8_lossy(&bytes).into_owned())
+    })
+}
+
+/// The runs of `value` in the base64 alphabet (standard or URL-safe) at least [`MIN_BASE64`]
+/// long, read byte by byte (the alphabet is ASCII, so any other byte ends a run).
+fn base64_runs(value: &str) -> impl Iterator<Item = &str> {
+    let bytes = value.as_bytes();
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        while at < bytes.len() {
+            let start = at;
+            while at < bytes.len()
+                && (bytes[at].is_ascii_alphanumeric()
+                    || matches!(bytes[at], b'+' | b'/' | b'-' | b'_'))
+            {
+                at += 1;
+            }
+            let end = at;
+            at += 1;
+            if end - start >= MIN_BASE64 {
+                return Some(&value[start..end]);
+            }
+        }
+        None
+    })
 }
 
 /// Standard or URL-safe base64, padded or not; None on anything else.
@@ -503,6 +524,15 @@ mod tests {
             for variant in &out {
                 prop_assert!(variant.len() <= 3 * value.len().max(1));
             }
+        }
+
+        #[test]
+        fn base64_runs_are_the_alphabet_runs(text in "[a-zA-Z0-9+/_=é -]{0,80}") {
+            let expected: Vec<&str> = text
+                .split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '-' | '_')))
+                .filter(|run| run.len() >= MIN_BASE64)
+                .collect();
+            prop_assert_eq!(base64_runs(&text).collect::<Vec<_>>(), expected);
         }
 
         #[test]

@@ -473,7 +473,7 @@ impl Detector {
         let body = request
             .plain_body()
             .filter(|body| !body.is_empty())
-            .map(|body| String::from_utf8_lossy(&body[..body.len().min(MAX_BODY_BYTES)]));
+            .map(|body| text(&body[..body.len().min(MAX_BODY_BYTES)]));
         for input in inputs(exchange, body.as_deref()) {
             self.judge(&input, &mut threats);
         }
@@ -607,7 +607,7 @@ impl Detector {
         let Some(body) = response.plain_body() else {
             return threats;
         };
-        let body = String::from_utf8_lossy(&body[..body.len().min(MAX_BODY_BYTES)]);
+        let body = text(&body[..body.len().min(MAX_BODY_BYTES)]);
         // JSON error bodies carry traces as escaped strings: `"trace":"at x\n\tat y"`.
         let body =
             if body.contains('\\') && response.media_type().is_some_and(|m| m.contains("json")) {
@@ -656,6 +656,15 @@ fn push(
         location,
         evidence: mask(value, EVIDENCE_CHARS),
     });
+}
+
+/// `bytes` as text, invalid sequences replaced: the same as `String::from_utf8_lossy`, but valid
+/// text (nearly every body) is checked by `str::from_utf8`, many times faster over ASCII.
+fn text(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
 }
 
 fn short_name(name: &str) -> String {

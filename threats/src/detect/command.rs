@@ -278,9 +278,9 @@ impl Commands {
 
 /// The value with shell variable expansions done as a shell without those variables would:
 /// `$IFS` is whitespace, other `${name}`, `$@` and `$*` vanish (`c${x}url` is `curl`).
-fn expand_variables(value: &str) -> String {
+fn expand_variables(value: &str) -> Cow<'_, str> {
     if !value.contains('$') {
-        return value.to_owned();
+        return Cow::Borrowed(value);
     }
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
@@ -308,7 +308,7 @@ fn expand_variables(value: &str) -> String {
         }
     }
     out.push_str(rest);
-    out
+    Cow::Owned(out)
 }
 
 /// A backtick that opens a Markdown code span in prose (``run `ls -la` to list``): a word and a
@@ -358,42 +358,53 @@ fn cmdlet(name: &str) -> bool {
 /// PowerShell that needs no command position: .NET static members (`[Convert]::FromBase64String`)
 /// and the download cradle's web client.
 fn powershell(value: &str) -> bool {
-    if value.contains("net.webclient")
-        || value.contains(".downloadstring(")
-        || value.contains(".downloadfile(")
+    let bytes = value.as_bytes();
+    // Each needle below holds a dot or a bracket: most values have neither to search for.
+    if bytes.contains(&b'.')
+        && (value.contains("net.webclient")
+            || value.contains(".downloadstring(")
+            || value.contains(".downloadfile("))
     {
         return true;
     }
-    value.match_indices("]::").any(|(at, _)| {
-        let Some(open) = value[..at].rfind('[') else {
-            return false;
-        };
-        let type_name = &value[open + 1..at];
-        !type_name.is_empty()
-            && type_name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_')
-            && value[at + 3..].starts_with(|c: char| c.is_ascii_alphabetic())
-    })
+    bytes.contains(&b']')
+        && value.match_indices("]::").any(|(at, _)| {
+            let Some(open) = value[..at].rfind('[') else {
+                return false;
+            };
+            let type_name = &value[open + 1..at];
+            !type_name.is_empty()
+                && type_name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_')
+                && value[at + 3..].starts_with(|c: char| c.is_ascii_alphabetic())
+        })
 }
 
 /// Shell syntax no prose has: arithmetic and process substitution, parameter expansion with
 /// operators, function definitions (Shellshock) and bash's network redirections.
 fn shell_expansion(value: &str) -> bool {
-    if value.contains("$((") || value.contains("/dev/tcp/") || value.contains("/dev/udp/") {
+    // The byte each needle below starts with is looked for first: most values lack it.
+    let bytes = value.as_bytes();
+    let dollar = bytes.contains(&b'$');
+    if (dollar && value.contains("$(("))
+        || (bytes.contains(&b'/') && (value.contains("/dev/tcp/") || value.contains("/dev/udp/")))
+    {
         return true;
     }
     if value.trim_start().starts_with("() {") || value.trim_start().starts_with("(){") {
         return true;
     }
     // `pi<()ng`, `w$()hoami`: an empty substitution splits a word and vanishes.
-    let splits_word = ["$()", "<()", ">()"].iter().any(|empty| {
-        value.match_indices(empty).any(|(at, _)| {
-            let before = value[..at].chars().next_back();
-            let after = value[at + empty.len()..].chars().next();
-            before.is_some_and(char::is_alphanumeric) && after.is_some_and(char::is_alphanumeric)
-        })
-    });
+    let splits_word = bytes.contains(&b'(')
+        && ["$()", "<()", ">()"].iter().any(|empty| {
+            value.match_indices(empty).any(|(at, _)| {
+                let before = value[..at].chars().next_back();
+                let after = value[at + empty.len()..].chars().next();
+                before.is_some_and(char::is_alphanumeric)
+                    && after.is_some_and(char::is_alphanumeric)
+            })
+        });
     if splits_word {
         return true;
     }
@@ -403,16 +414,17 @@ fn shell_expansion(value: &str) -> bool {
         rest.starts_with(',') && is_command(command_name(&word))
     });
     brace_command
-        || value.match_indices("${").any(|(at, _)| {
-            let inner = &value[at + 2..];
-            let name_len = inner
-                .bytes()
-                .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
-                .count();
-            let operator = &inner.as_bytes()[name_len..];
-            (name_len > 0 && matches!(operator.first(), Some(b'#' | b'%' | b'/' | b'^' | b',')))
-                || (name_len == 0 && matches!(operator.first(), Some(b'!' | b'#')))
-        })
+        || (dollar
+            && value.match_indices("${").any(|(at, _)| {
+                let inner = &value[at + 2..];
+                let name_len = inner
+                    .bytes()
+                    .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
+                    .count();
+                let operator = &inner.as_bytes()[name_len..];
+                (name_len > 0 && matches!(operator.first(), Some(b'#' | b'%' | b'/' | b'^' | b',')))
+                    || (name_len == 0 && matches!(operator.first(), Some(b'!' | b'#')))
+            }))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -547,10 +559,12 @@ fn command_word(text: &str) -> (Cow<'_, str>, &str) {
 /// The name of the command a word runs: `/usr/bin/id` and `c:\\windows\\cmd.exe` run `id`
 /// and `cmd`.
 fn command_name(word: &str) -> &str {
-    word.rsplit(['/', '\\'])
-        .next()
-        .unwrap_or_default()
-        .trim_end_matches(".exe")
+    let mut name = word.rsplit(['/', '\\']).next().unwrap_or_default();
+    // As `trim_end_matches(".exe")`, without building a substring searcher per word.
+    while let Some(stem) = name.strip_suffix(".exe") {
+        name = stem;
+    }
+    name
 }
 
 /// Whether quotes or backslashes sit inside the word (`"w"get`, `c'a't`), not only around it.
