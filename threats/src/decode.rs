@@ -43,18 +43,25 @@ pub fn variants(value: &str) -> Vec<Cow<'_, str>> {
         layers.push(Cow::Owned(text));
         layers.push(Cow::Owned(decoded));
     }
-    if let Some(folded) = layers.iter().rev().find(|layer| layer.contains("/*")) {
+    if let Some(folded) = layers
+        .iter()
+        .rev()
+        .find(|layer| layer.as_bytes().contains(&b'*') && layer.contains("/*"))
+    {
         let folded = sql_fold(folded);
         layers.push(Cow::Owned(folded));
     }
-    let mut out: Vec<Cow<'_, str>> = Vec::with_capacity(layers.len());
-    for layer in layers {
-        let lower = lowercase(layer);
-        if !out.contains(&lower) {
-            out.push(lower);
+    // Lower-cased and rid of repeats in place, first occurrences kept in order.
+    let mut kept = 0;
+    for at in 0..layers.len() {
+        let lower = lowercase(std::mem::take(&mut layers[at]));
+        if !layers[..kept].contains(&lower) {
+            layers[kept] = lower;
+            kept += 1;
         }
     }
-    out
+    layers.truncate(kept);
+    layers
 }
 
 /// `text` lower-cased, copied only when a letter changes (most values are lower-case ASCII
@@ -359,16 +366,19 @@ fn escape(after: &[u8]) -> Option<(char, usize)> {
 /// to binary and is left alone).
 pub fn base64_payload(value: &str) -> Option<String> {
     base64_runs(value).find_map(|run| {
-        let bytes = base64_decode(run)?;
-        let printable = bytes
-            .iter()
-            .filter(|b| b.is_ascii_graphic() || b.is_ascii_whitespace())
-            .count();
+        // Judged as it decodes, copied only once it passes: most runs are ids and hashes.
+        let (mut length, mut printable, mut punctuation) = (0usize, 0usize, 0usize);
+        base64_decode_each(run, |byte| {
+            length += 1;
+            printable += usize::from(byte.is_ascii_graphic() || byte.is_ascii_whitespace());
+            punctuation += usize::from(byte.is_ascii_punctuation());
+        })?;
         // Letters alone also decode from a base64-looking word (a long identifier);
         // payloads carry punctuation.
-        let punctuation = bytes.iter().filter(|b| b.is_ascii_punctuation()).count();
-        (printable * 10 >= bytes.len() * 9 && punctuation > 0)
-            .then(|| String::from_utf8_lossy(&bytes).into_owned())
+        (printable * 10 >= length * 9 && punctuation > 0)
+            .then(|| base64_decode(run))
+            .flatten()
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
     })
 }
 
@@ -398,11 +408,18 @@ fn base64_runs(value: &str) -> impl Iterator<Item = &str> {
 
 /// Standard or URL-safe base64, padded or not; None on anything else.
 fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    base64_decode_each(text, |byte| out.push(byte))?;
+    Some(out)
+}
+
+/// Decodes `text` as [`base64_decode`] does, handing each byte to `sink`; None (after some
+/// bytes, maybe) on anything but base64.
+fn base64_decode_each(text: &str, mut sink: impl FnMut(u8)) -> Option<()> {
     let text = text.trim_end_matches('=');
     if text.len() % 4 == 1 {
         return None;
     }
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
     let mut buffer: u32 = 0;
     let mut bits = 0;
     for byte in text.bytes() {
@@ -418,11 +435,11 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
         bits += 6;
         if bits >= 8 {
             bits -= 8;
-            out.push((buffer >> bits) as u8);
+            sink((buffer >> bits) as u8);
             buffer &= (1 << bits) - 1;
         }
     }
-    Some(out)
+    Some(())
 }
 
 /// SQL with comments folded the way MySQL reads them: `/* ... */` is a space and the body of a

@@ -667,8 +667,12 @@ fn text(bytes: &[u8]) -> Cow<'_, str> {
     }
 }
 
-fn short_name(name: &str) -> String {
-    name.chars().take(MAX_NAME_CHARS).collect()
+/// `name` cut to its first [`MAX_NAME_CHARS`] characters.
+fn short_name(name: &str) -> &str {
+    match name.char_indices().nth(MAX_NAME_CHARS) {
+        Some((end, _)) => &name[..end],
+        None => name,
+    }
 }
 
 /// The request's values, in the order an attacker is most likely to use them, capped at

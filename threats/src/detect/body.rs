@@ -163,7 +163,7 @@ impl<'a> Visitor<'a> for JsonValues<'_, 'a> {
     fn visit_seq<A: SeqAccess<'a>>(self, mut items: A) -> Result<(), A::Error> {
         for index in 0.. {
             let item = JsonValues {
-                pointer: format!("{}/{index}", self.pointer),
+                pointer: child_pointer(&self.pointer, itoa(index, &mut [0; 20])),
                 depth: self.depth + 1,
                 inputs: &mut *self.inputs,
             };
@@ -176,7 +176,7 @@ impl<'a> Visitor<'a> for JsonValues<'_, 'a> {
 
     fn visit_map<A: MapAccess<'a>>(self, mut fields: A) -> Result<(), A::Error> {
         while let Some(JsonText(key)) = fields.next_key::<JsonText<'a>>()? {
-            let child = format!("{}/{}", self.pointer, short_name(&key));
+            let child = child_pointer(&self.pointer, short_name(&key));
             self.inputs.push(Input {
                 location: child.clone(),
                 text: key,
@@ -190,6 +190,29 @@ impl<'a> Visitor<'a> for JsonValues<'_, 'a> {
         }
         Ok(())
     }
+}
+
+/// `pointer/name`, built without the formatting machinery: one per JSON value.
+fn child_pointer(pointer: &str, name: &str) -> String {
+    let mut child = String::with_capacity(pointer.len() + 1 + name.len());
+    child.push_str(pointer);
+    child.push('/');
+    child.push_str(name);
+    child
+}
+
+/// `number` in decimal, written into `buffer`.
+fn itoa(mut number: usize, buffer: &mut [u8; 20]) -> &str {
+    let mut start = buffer.len();
+    loop {
+        start -= 1;
+        buffer[start] = b'0' + (number % 10) as u8;
+        number /= 10;
+        if number == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buffer[start..]).unwrap_or_default()
 }
 
 /// A JSON key, borrowed when it has no escapes (serde's own `Cow<str>` always copies).
@@ -308,7 +331,7 @@ fn xml<'a>(text: &'a str, location: &str, inputs: &mut Vec<Input<'a>>) {
         let name_end = tag
             .find(|c: char| c.is_whitespace() || c == '/')
             .unwrap_or(tag.len());
-        element = short_name(&tag[..name_end]);
+        element = short_name(&tag[..name_end]).to_owned();
         attributes(&tag[name_end..], &format!("{location}/{element}"), inputs);
     }
 }
@@ -391,6 +414,13 @@ mod tests {
         }
         // Without a boundary the body is text.
         assert_eq!(values("--x\n\nhi", "multipart/form-data").len(), 1);
+    }
+
+    #[test]
+    fn array_indexes_are_written_in_decimal() {
+        for number in [0, 7, 10, 255, 1_000_003, usize::MAX] {
+            assert_eq!(itoa(number, &mut [0; 20]), number.to_string());
+        }
     }
 
     #[test]
