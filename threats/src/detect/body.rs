@@ -2,17 +2,33 @@
 //! text and attribute values, multipart parts (each cut by its own type, its file name a value
 //! too), or the text as a whole.
 
-use super::{Input, MAX_INPUTS, Role, pairs, short_name, walk_json};
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use super::{Input, MAX_INPUTS, MAX_JSON_DEPTH, Role, pairs, short_name};
 
 /// Multipart bodies inside multipart parts read this deep; deeper nesting is read as text.
 const MAX_NESTING: usize = 2;
 
 /// Appends the values of `text`, a body sent with `content_type`, found at `location`.
-pub(super) fn inputs(text: &str, content_type: &str, location: &str, inputs: &mut Vec<Input>) {
+pub(super) fn inputs<'a>(
+    text: &'a str,
+    content_type: &str,
+    location: &str,
+    inputs: &mut Vec<Input<'a>>,
+) {
     cut(text, content_type, location, 0, inputs);
 }
 
-fn cut(text: &str, content_type: &str, location: &str, depth: usize, inputs: &mut Vec<Input>) {
+fn cut<'a>(
+    text: &'a str,
+    content_type: &str,
+    location: &str,
+    depth: usize,
+    inputs: &mut Vec<Input<'a>>,
+) {
     let media = content_type
         .split(';')
         .next()
@@ -20,10 +36,7 @@ fn cut(text: &str, content_type: &str, location: &str, depth: usize, inputs: &mu
         .trim()
         .to_ascii_lowercase();
     let trimmed = text.trim_start();
-    if (media.contains("json") || trimmed.starts_with(['{', '[']))
-        && let Ok(json) = serde_json::from_str::<serde_json::Value>(text)
-    {
-        walk_json(&json, location.to_owned(), 0, inputs);
+    if (media.contains("json") || trimmed.starts_with(['{', '['])) && json(text, location, inputs) {
         return;
     }
     if media.starts_with("multipart/")
@@ -43,7 +56,7 @@ fn cut(text: &str, content_type: &str, location: &str, depth: usize, inputs: &mu
     // The whole text too: markup and scripts span what the cuts below separate.
     inputs.push(Input {
         location: location.to_owned(),
-        text: text.to_owned(),
+        text: Cow::Borrowed(text),
         role: Role::Value,
     });
     if media.contains("xml") || trimmed.starts_with('<') {
@@ -51,6 +64,185 @@ fn cut(text: &str, content_type: &str, location: &str, depth: usize, inputs: &mu
     } else if form_shaped {
         // `text/plain` bodies are often forms sent with the wrong type.
         pairs(form, '&', location, inputs);
+    }
+}
+
+/// Appends the keys and strings of `text` if it is one JSON document (and nothing if it is
+/// not), read as it is parsed: no tree is built, and strings without escapes are borrowed.
+/// Keys come in document order, each one of a repeated key.
+fn json<'a>(text: &'a str, location: &str, inputs: &mut Vec<Input<'a>>) -> bool {
+    let before = inputs.len();
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let walk = JsonValues {
+        pointer: location.to_owned(),
+        depth: 0,
+        inputs: &mut *inputs,
+    };
+    let parsed = walk
+        .deserialize(&mut deserializer)
+        .and_then(|()| deserializer.end())
+        .is_ok();
+    if !parsed {
+        inputs.truncate(before);
+    }
+    parsed
+}
+
+/// The JSON value at `pointer`, `depth` levels down: its strings and keys become inputs; what
+/// lies past [`MAX_JSON_DEPTH`] or [`MAX_INPUTS`] is parsed but not kept.
+struct JsonValues<'i, 'a> {
+    pointer: String,
+    depth: usize,
+    inputs: &'i mut Vec<Input<'a>>,
+}
+
+impl<'a> DeserializeSeed<'a> for JsonValues<'_, 'a> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'a>>(self, deserializer: D) -> Result<(), D::Error> {
+        if self.depth > MAX_JSON_DEPTH || self.inputs.len() >= MAX_INPUTS {
+            deserializer.deserialize_ignored_any(IgnoredAny)?;
+            return Ok(());
+        }
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'a> JsonValues<'_, 'a> {
+    fn push(self, text: Cow<'a, str>) {
+        self.inputs.push(Input {
+            location: self.pointer,
+            text,
+            role: Role::Value,
+        });
+    }
+}
+
+impl<'a> Visitor<'a> for JsonValues<'_, 'a> {
+    type Value = ();
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_borrowed_str<E>(self, text: &'a str) -> Result<(), E> {
+        self.push(Cow::Borrowed(text));
+        Ok(())
+    }
+
+    fn visit_str<E>(self, text: &str) -> Result<(), E> {
+        self.push(Cow::Owned(text.to_owned()));
+        Ok(())
+    }
+
+    fn visit_string<E>(self, text: String) -> Result<(), E> {
+        self.push(Cow::Owned(text));
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'a>>(self, mut items: A) -> Result<(), A::Error> {
+        for index in 0.. {
+            let item = JsonValues {
+                pointer: child_pointer(&self.pointer, itoa(index, &mut [0; 20])),
+                depth: self.depth + 1,
+                inputs: &mut *self.inputs,
+            };
+            if items.next_element_seed(item)?.is_none() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'a>>(self, mut fields: A) -> Result<(), A::Error> {
+        while let Some(JsonText(key)) = fields.next_key::<JsonText<'a>>()? {
+            let child = child_pointer(&self.pointer, short_name(&key));
+            self.inputs.push(Input {
+                location: child.clone(),
+                text: key,
+                role: Role::Key,
+            });
+            fields.next_value_seed(JsonValues {
+                pointer: child,
+                depth: self.depth + 1,
+                inputs: &mut *self.inputs,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// `pointer/name`, built without the formatting machinery: one per JSON value.
+fn child_pointer(pointer: &str, name: &str) -> String {
+    let mut child = String::with_capacity(pointer.len() + 1 + name.len());
+    child.push_str(pointer);
+    child.push('/');
+    child.push_str(name);
+    child
+}
+
+/// `number` in decimal, written into `buffer`.
+fn itoa(mut number: usize, buffer: &mut [u8; 20]) -> &str {
+    let mut start = buffer.len();
+    loop {
+        start -= 1;
+        buffer[start] = b'0' + (number % 10) as u8;
+        number /= 10;
+        if number == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buffer[start..]).unwrap_or_default()
+}
+
+/// A JSON key, borrowed when it has no escapes (serde's own `Cow<str>` always copies).
+struct JsonText<'a>(Cow<'a, str>);
+
+impl<'a> serde::Deserialize<'a> for JsonText<'a> {
+    fn deserialize<D: Deserializer<'a>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(JsonTextVisitor)
+    }
+}
+
+struct JsonTextVisitor;
+
+impl<'a> Visitor<'a> for JsonTextVisitor {
+    type Value = JsonText<'a>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a JSON string")
+    }
+
+    fn visit_borrowed_str<E>(self, text: &'a str) -> Result<Self::Value, E> {
+        Ok(JsonText(Cow::Borrowed(text)))
+    }
+
+    fn visit_str<E>(self, text: &str) -> Result<Self::Value, E> {
+        Ok(JsonText(Cow::Owned(text.to_owned())))
+    }
+
+    fn visit_string<E>(self, text: String) -> Result<Self::Value, E> {
+        Ok(JsonText(Cow::Owned(text)))
     }
 }
 
@@ -64,7 +256,13 @@ fn parameter<'a>(header: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-fn multipart(text: &str, boundary: &str, location: &str, depth: usize, inputs: &mut Vec<Input>) {
+fn multipart<'a>(
+    text: &'a str,
+    boundary: &str,
+    location: &str,
+    depth: usize,
+    inputs: &mut Vec<Input<'a>>,
+) {
     let delimiter = format!("--{boundary}");
     // The preamble before the first delimiter is not a part.
     for part in text.split(delimiter.as_str()).skip(1) {
@@ -93,13 +291,13 @@ fn multipart(text: &str, boundary: &str, location: &str, depth: usize, inputs: &
         let part_location = format!("{location}.{}", short_name(name));
         inputs.push(Input {
             location: part_location.clone(),
-            text: name.to_owned(),
+            text: Cow::Borrowed(name),
             role: Role::Key,
         });
         if let Some(filename) = parameter(disposition, "filename") {
             inputs.push(Input {
                 location: format!("{part_location}.filename"),
-                text: filename.to_owned(),
+                text: Cow::Borrowed(filename),
                 role: Role::FileName,
             });
         }
@@ -111,7 +309,7 @@ fn multipart(text: &str, boundary: &str, location: &str, depth: usize, inputs: &
 }
 
 /// XML text and attribute values, each its own value (names are the document's, not input).
-fn xml(text: &str, location: &str, inputs: &mut Vec<Input>) {
+fn xml<'a>(text: &'a str, location: &str, inputs: &mut Vec<Input<'a>>) {
     let mut element = String::new();
     let mut rest = text;
     while !rest.is_empty() && inputs.len() < MAX_INPUTS {
@@ -133,24 +331,24 @@ fn xml(text: &str, location: &str, inputs: &mut Vec<Input>) {
         let name_end = tag
             .find(|c: char| c.is_whitespace() || c == '/')
             .unwrap_or(tag.len());
-        element = short_name(&tag[..name_end]);
+        element = short_name(&tag[..name_end]).to_owned();
         attributes(&tag[name_end..], &format!("{location}/{element}"), inputs);
     }
 }
 
-fn push_text(text: &str, location: &str, inputs: &mut Vec<Input>) {
+fn push_text<'a>(text: &'a str, location: &str, inputs: &mut Vec<Input<'a>>) {
     let text = text.trim();
     if !text.is_empty() {
         inputs.push(Input {
             location: location.to_owned(),
-            text: text.to_owned(),
+            text: Cow::Borrowed(text),
             role: Role::Value,
         });
     }
 }
 
 /// `name="value"` pairs of a start tag (after its name).
-fn attributes(mut rest: &str, location: &str, inputs: &mut Vec<Input>) {
+fn attributes<'a>(mut rest: &'a str, location: &str, inputs: &mut Vec<Input<'a>>) {
     while let Some(equals) = rest.find('=') {
         let name = rest[..equals].trim();
         let value = rest[equals + 1..].trim_start();
@@ -175,7 +373,10 @@ mod tests {
     fn values(text: &str, content_type: &str) -> Vec<(String, String)> {
         let mut found = Vec::new();
         inputs(text, content_type, "body", &mut found);
-        found.into_iter().map(|i| (i.location, i.text)).collect()
+        found
+            .into_iter()
+            .map(|i| (i.location, i.text.into_owned()))
+            .collect()
     }
 
     #[test]
@@ -213,6 +414,13 @@ mod tests {
         }
         // Without a boundary the body is text.
         assert_eq!(values("--x\n\nhi", "multipart/form-data").len(), 1);
+    }
+
+    #[test]
+    fn array_indexes_are_written_in_decimal() {
+        for number in [0, 7, 10, 255, 1_000_003, usize::MAX] {
+            assert_eq!(itoa(number, &mut [0; 20]), number.to_string());
+        }
     }
 
     #[test]

@@ -278,9 +278,9 @@ impl Commands {
 
 /// The value with shell variable expansions done as a shell without those variables would:
 /// `$IFS` is whitespace, other `${name}`, `$@` and `$*` vanish (`c${x}url` is `curl`).
-fn expand_variables(value: &str) -> String {
+fn expand_variables(value: &str) -> Cow<'_, str> {
     if !value.contains('$') {
-        return value.to_owned();
+        return Cow::Borrowed(value);
     }
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
@@ -308,7 +308,7 @@ fn expand_variables(value: &str) -> String {
         }
     }
     out.push_str(rest);
-    out
+    Cow::Owned(out)
 }
 
 /// A backtick that opens a Markdown code span in prose (``run `ls -la` to list``): a word and a
@@ -358,42 +358,53 @@ fn cmdlet(name: &str) -> bool {
 /// PowerShell that needs no command position: .NET static members (`[Convert]::FromBase64String`)
 /// and the download cradle's web client.
 fn powershell(value: &str) -> bool {
-    if value.contains("net.webclient")
-        || value.contains(".downloadstring(")
-        || value.contains(".downloadfile(")
+    let bytes = value.as_bytes();
+    // Each needle below holds a dot or a bracket: most values have neither to search for.
+    if bytes.contains(&b'.')
+        && (value.contains("net.webclient")
+            || value.contains(".downloadstring(")
+            || value.contains(".downloadfile("))
     {
         return true;
     }
-    value.match_indices("]::").any(|(at, _)| {
-        let Some(open) = value[..at].rfind('[') else {
-            return false;
-        };
-        let type_name = &value[open + 1..at];
-        !type_name.is_empty()
-            && type_name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_')
-            && value[at + 3..].starts_with(|c: char| c.is_ascii_alphabetic())
-    })
+    bytes.contains(&b']')
+        && value.match_indices("]::").any(|(at, _)| {
+            let Some(open) = value[..at].rfind('[') else {
+                return false;
+            };
+            let type_name = &value[open + 1..at];
+            !type_name.is_empty()
+                && type_name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_')
+                && value[at + 3..].starts_with(|c: char| c.is_ascii_alphabetic())
+        })
 }
 
 /// Shell syntax no prose has: arithmetic and process substitution, parameter expansion with
 /// operators, function definitions (Shellshock) and bash's network redirections.
 fn shell_expansion(value: &str) -> bool {
-    if value.contains("$((") || value.contains("/dev/tcp/") || value.contains("/dev/udp/") {
+    // The byte each needle below starts with is looked for first: most values lack it.
+    let bytes = value.as_bytes();
+    let dollar = bytes.contains(&b'$');
+    if (dollar && value.contains("$(("))
+        || (bytes.contains(&b'/') && (value.contains("/dev/tcp/") || value.contains("/dev/udp/")))
+    {
         return true;
     }
     if value.trim_start().starts_with("() {") || value.trim_start().starts_with("(){") {
         return true;
     }
     // `pi<()ng`, `w$()hoami`: an empty substitution splits a word and vanishes.
-    let splits_word = ["$()", "<()", ">()"].iter().any(|empty| {
-        value.match_indices(empty).any(|(at, _)| {
-            let before = value[..at].chars().next_back();
-            let after = value[at + empty.len()..].chars().next();
-            before.is_some_and(char::is_alphanumeric) && after.is_some_and(char::is_alphanumeric)
-        })
-    });
+    let splits_word = bytes.contains(&b'(')
+        && ["$()", "<()", ">()"].iter().any(|empty| {
+            value.match_indices(empty).any(|(at, _)| {
+                let before = value[..at].chars().next_back();
+                let after = value[at + empty.len()..].chars().next();
+                before.is_some_and(char::is_alphanumeric)
+                    && after.is_some_and(char::is_alphanumeric)
+            })
+        });
     if splits_word {
         return true;
     }
@@ -403,16 +414,17 @@ fn shell_expansion(value: &str) -> bool {
         rest.starts_with(',') && is_command(command_name(&word))
     });
     brace_command
-        || value.match_indices("${").any(|(at, _)| {
-            let inner = &value[at + 2..];
-            let name_len = inner
-                .bytes()
-                .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
-                .count();
-            let operator = &inner.as_bytes()[name_len..];
-            (name_len > 0 && matches!(operator.first(), Some(b'#' | b'%' | b'/' | b'^' | b',')))
-                || (name_len == 0 && matches!(operator.first(), Some(b'!' | b'#')))
-        })
+        || (dollar
+            && value.match_indices("${").any(|(at, _)| {
+                let inner = &value[at + 2..];
+                let name_len = inner
+                    .bytes()
+                    .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
+                    .count();
+                let operator = &inner.as_bytes()[name_len..];
+                (name_len > 0 && matches!(operator.first(), Some(b'#' | b'%' | b'/' | b'^' | b',')))
+                    || (name_len == 0 && matches!(operator.first(), Some(b'!' | b'#')))
+            }))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -433,9 +445,9 @@ fn command_at(text: &str, position: Position) -> bool {
     for _ in 0..4 {
         let (word, after) = command_word(rest);
         let name = command_name(&word);
-        if listed(PREFIX_COMMANDS, name) {
+        if listed(&PREFIX_COMMAND_KEYS, name) {
             wrapped = Some(true);
-        } else if listed(WORD_PREFIX_COMMANDS, name) {
+        } else if listed(&WORD_PREFIX_COMMAND_KEYS, name) {
             wrapped = wrapped.or(Some(false));
         } else {
             if split_by_quotes(rest) && is_command(name) {
@@ -459,7 +471,7 @@ fn command_at(text: &str, position: Position) -> bool {
             let next = command_name(&next);
             if option
                 && !is_command(next)
-                && !listed(PREFIX_COMMANDS, next)
+                && !listed(&PREFIX_COMMAND_KEYS, next)
                 && !rest.starts_with('-')
             {
                 rest = skip_word(rest);
@@ -469,14 +481,53 @@ fn command_at(text: &str, position: Position) -> bool {
     false
 }
 
-/// Whether the sorted `list` holds `name`: names are looked up at every separator of every
-/// value.
-fn listed(list: &[&str], name: &str) -> bool {
-    list.binary_search(&name).is_ok()
+/// The command lists as [`packed`] keys, in the same (sorted) order.
+const COMMAND_KEYS: [u128; COMMANDS.len()] = packed_list(COMMANDS);
+const WORD_COMMAND_KEYS: [u128; WORD_COMMANDS.len()] = packed_list(WORD_COMMANDS);
+const PREFIX_COMMAND_KEYS: [u128; PREFIX_COMMANDS.len()] = packed_list(PREFIX_COMMANDS);
+const WORD_PREFIX_COMMAND_KEYS: [u128; WORD_PREFIX_COMMANDS.len()] =
+    packed_list(WORD_PREFIX_COMMANDS);
+
+/// A name of at most 16 bytes as one integer, its first byte highest and zeros after its end:
+/// integers order as the names do, and a lookup compares integers instead of calling `memcmp`
+/// (names are looked up at every separator of every value). None for a longer name or one
+/// holding a NUL, which no list holds.
+const fn packed(name: &[u8]) -> Option<u128> {
+    if name.len() > 16 {
+        return None;
+    }
+    let mut key = 0u128;
+    let mut at = 0;
+    while at < name.len() {
+        if name[at] == 0 {
+            return None;
+        }
+        key |= (name[at] as u128) << (8 * (15 - at));
+        at += 1;
+    }
+    Some(key)
+}
+
+const fn packed_list<const N: usize>(list: &[&str]) -> [u128; N] {
+    let mut keys = [0u128; N];
+    let mut at = 0;
+    while at < N {
+        keys[at] = match packed(list[at].as_bytes()) {
+            Some(key) => key,
+            None => panic!("command names are short and hold no NUL"),
+        };
+        at += 1;
+    }
+    keys
+}
+
+/// Whether `keys`, a sorted list's [`packed`] keys, hold `name`.
+fn listed(keys: &[u128], name: &str) -> bool {
+    packed(name.as_bytes()).is_some_and(|key| keys.binary_search(&key).is_ok())
 }
 
 fn is_command(name: &str) -> bool {
-    listed(COMMANDS, name) || listed(WORD_COMMANDS, name)
+    listed(&COMMAND_KEYS, name) || listed(&WORD_COMMAND_KEYS, name)
 }
 
 fn skip_word(text: &str) -> &str {
@@ -508,10 +559,12 @@ fn command_word(text: &str) -> (Cow<'_, str>, &str) {
 /// The name of the command a word runs: `/usr/bin/id` and `c:\\windows\\cmd.exe` run `id`
 /// and `cmd`.
 fn command_name(word: &str) -> &str {
-    word.rsplit(['/', '\\'])
-        .next()
-        .unwrap_or_default()
-        .trim_end_matches(".exe")
+    let mut name = word.rsplit(['/', '\\']).next().unwrap_or_default();
+    // As `trim_end_matches(".exe")`, without building a substring searcher per word.
+    while let Some(stem) = name.strip_suffix(".exe") {
+        name = stem;
+    }
+    name
 }
 
 /// Whether quotes or backslashes sit inside the word (`"w"get`, `c'a't`), not only around it.
@@ -551,8 +604,8 @@ fn judge(name: &str, word: &str, rest: &str, position: Position, wrapped: Option
     }
     // `ansible-playbook`, `ssh-copy-id`: a tool's family shares its name.
     let family = name.split('-').next().unwrap_or_default();
-    let known = listed(COMMANDS, name) || listed(COMMANDS, family);
-    let word_command = listed(WORD_COMMANDS, name);
+    let known = listed(&COMMAND_KEYS, name) || listed(&COMMAND_KEYS, family);
+    let word_command = listed(&WORD_COMMAND_KEYS, name);
     // `alias a=curl`, `export x=1`: a command defined under another name, a variable set.
     let alias = matches!(name, "alias" | "export" | "set")
         && argument
@@ -714,6 +767,27 @@ mod tests {
             super::WORD_PREFIX_COMMANDS,
         ] {
             assert!(list.windows(2).all(|pair| pair[0] < pair[1]), "{list:?}");
+        }
+        for name in super::COMMANDS {
+            assert!(super::listed(&super::COMMAND_KEYS, name), "{name}");
+        }
+        for name in super::WORD_COMMANDS {
+            assert!(super::listed(&super::WORD_COMMAND_KEYS, name), "{name}");
+        }
+        for missing in [
+            "",
+            "c",
+            "curlx",
+            "cur",
+            "sh\0",
+            "ls\0\0",
+            "averyveryverylongname",
+        ] {
+            assert!(!super::listed(&super::COMMAND_KEYS, missing), "{missing}");
+            assert!(
+                !super::listed(&super::WORD_COMMAND_KEYS, missing),
+                "{missing}"
+            );
         }
     }
 

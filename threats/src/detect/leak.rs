@@ -4,7 +4,7 @@
 use std::net::Ipv4Addr;
 
 use aho_corasick::AhoCorasick;
-use regex::{Regex, RegexSet};
+use regex::{Regex, RegexSet, RegexSetBuilder};
 
 use crate::detect::ssrf;
 
@@ -137,7 +137,10 @@ impl Leaks {
             .chain(DEBUG_PAGES)
             .map(|(_, pattern)| *pattern);
         Self {
-            traces_and_pages: RegexSet::new(patterns).expect("leak patterns compile"),
+            traces_and_pages: RegexSetBuilder::new(patterns)
+                .dfa_size_limit(16 << 20)
+                .build()
+                .expect("leak patterns compile"),
             name_suffixes: AhoCorasick::builder()
                 .ascii_case_insensitive(true)
                 .build(INTERNAL_SUFFIXES)
@@ -148,6 +151,11 @@ impl Leaks {
 
     pub fn body(&self, body: &str) -> BodyLeaks {
         let mut found = BodyLeaks::default();
+        // Most bodies leak nothing: one search that may stop at the first match tells, and is
+        // cheaper than the search for every pattern that matches.
+        if !self.traces_and_pages.is_match(body) {
+            return found;
+        }
         for index in self.traces_and_pages.matches(body).iter() {
             match TRACES.get(index) {
                 Some((rule, _)) => {

@@ -22,11 +22,11 @@ enum Token<'a> {
     Other,
 }
 
-fn lex(text: &str) -> Vec<Token<'_>> {
+fn lex(text: &str, max_tokens: usize) -> Vec<Token<'_>> {
     let bytes = text.as_bytes();
     let mut tokens = Vec::new();
     let mut i = 0;
-    while i < bytes.len() && tokens.len() < MAX_TOKENS {
+    while i < bytes.len() && tokens.len() < max_tokens {
         let byte = bytes[i];
         let start = i;
         let token = match byte {
@@ -35,20 +35,8 @@ fn lex(text: &str) -> Vec<Token<'_>> {
                 continue;
             }
             b'\'' | b'"' => {
-                i += 1;
-                let mut closed = false;
-                while i < bytes.len() {
-                    // A backslash escape or a doubled quote stays inside the literal.
-                    if bytes[i] == b'\\' || (bytes[i] == byte && bytes.get(i + 1) == Some(&byte)) {
-                        i += 2;
-                    } else if bytes[i] == byte {
-                        i += 1;
-                        closed = true;
-                        break;
-                    } else {
-                        i += 1;
-                    }
-                }
+                let (closed, end) = literal(bytes, i + 1, byte);
+                i = end;
                 Token::Str { closed }
             }
             b'-' if bytes.get(i + 1) == Some(&b'-') => {
@@ -121,6 +109,23 @@ fn lex(text: &str) -> Vec<Token<'_>> {
         tokens.push(token);
     }
     tokens
+}
+
+/// Reads a literal quoted with `quote` from `start` (just past its opening quote): whether it
+/// closes, and where the text after it starts.
+fn literal(bytes: &[u8], start: usize, quote: u8) -> (bool, usize) {
+    let mut i = start;
+    while i < bytes.len() {
+        // A backslash escape or a doubled quote stays inside the literal.
+        if bytes[i] == b'\\' || (bytes[i] == quote && bytes.get(i + 1) == Some(&quote)) {
+            i += 2;
+        } else if bytes[i] == quote {
+            return (true, i + 1);
+        } else {
+            i += 1;
+        }
+    }
+    (false, i)
 }
 
 /// Functions whose call in a value is a probe: time delays, file and error-based extraction.
@@ -284,21 +289,21 @@ pub fn check(value: &str) -> Option<&'static str> {
     if cast_after_call(value) {
         return Some("sqli.cast");
     }
-    for quote in ["", "'", "\""] {
-        if !quote.is_empty() && !value.contains(quote) {
+    if let Some(rule) = score(&lex(value, MAX_TOKENS), false) {
+        return Some(rule);
+    }
+    // As if the value sat inside a quoted literal: the application's opening quote, then the
+    // value, whose own quote must close the literal for anything after it to be SQL.
+    for quote in [b'\'', b'"'] {
+        if !value.as_bytes().contains(&quote) {
             continue;
         }
-        let text = format!("{quote}{value}");
-        let tokens = lex(&text);
-        let (broke_out, rest) = if quote.is_empty() {
-            (false, &tokens[..])
-        } else {
-            match tokens.split_first() {
-                Some((Token::Str { closed: true }, rest)) => (true, rest),
-                _ => continue,
-            }
-        };
-        if let Some(rule) = score(rest, broke_out) {
+        let (closed, end) = literal(value.as_bytes(), 0, quote);
+        if !closed {
+            continue;
+        }
+        // The literal counts as one token of the limit.
+        if let Some(rule) = score(&lex(&value[end..], MAX_TOKENS - 1), true) {
             return Some(rule);
         }
     }

@@ -286,6 +286,59 @@ fn commands_without_separators_wake_the_command_check() {
 }
 
 #[test]
+fn handlers_and_words_split_by_what_browsers_drop_wake_the_xss_check() {
+    // The prefilter wakes XSS on `=`, on the characters it drops and on comments, not on `on`:
+    // none of these holds another of its triggers.
+    let detector = Detector::new();
+    for query in [
+        "q=%22%20onmouseover%3D%22x(1)",
+        "q=onerror%3Dx(1)",
+        "q=new%20function()",
+        "q=x%3Aexpr%2F**%2Fession(1)",
+        "q=con%2F**%2Ffirm(1)",
+        "q=javascr%09ipt%3Ax(1)",
+        "q=%22%20o%0Anerror%3Dx(1)",
+    ] {
+        let threats =
+            detector.request(&exchange("/", Some(query), side(&[], b""), Side::default()));
+        assert!(
+            kinds(&threats).contains(&ThreatKind::Xss),
+            "{query}: {threats:?}"
+        );
+    }
+}
+
+#[test]
+fn json_bodies_are_read_as_parsed() {
+    let detector = Detector::new();
+    let headers = [("Content-Type", "application/json")];
+    // Every value of a repeated key is judged, escaped strings are decoded.
+    let body = br#"{"q":"fine","q":"<script>alert(1)<\/script>","n":[1,{"k":"' or 1=1--"}]}"#;
+    let threats = detector.request(&exchange("/", None, side(&headers, body), Side::default()));
+    for (kind, location) in [
+        (ThreatKind::Xss, "body/q"),
+        (ThreatKind::Sqli, "body/n/1/k"),
+    ] {
+        assert!(
+            threats
+                .iter()
+                .any(|t| t.kind == kind && t.location == location),
+            "{kind:?} at {location} not in {threats:?}"
+        );
+    }
+    // Not JSON after all: the body is judged as text, and nothing of the failed parse is kept.
+    let body = br#"{"a":"x","b":"<script>alert(1)</script>" trailing"#;
+    let threats = detector.request(&exchange("/", None, side(&headers, body), Side::default()));
+    assert!(
+        threats
+            .iter()
+            .all(|t| t.location == "body" || !t.location.starts_with("body")),
+        "{threats:?}"
+    );
+    assert!(kinds(&threats).contains(&ThreatKind::Xss), "{threats:?}");
+}
+
+#[test]
 fn prose_names_and_code_talk_are_quiet_wherever_they_are_sent() {
     let detector = Detector::new();
     let json = [("Content-Type", "application/json")];

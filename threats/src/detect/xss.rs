@@ -1,21 +1,31 @@
 //! Cross-site scripting: markup that runs script (script tags, event handlers, active
 //! elements), script URLs, and breakouts from a JavaScript string into a call.
 
-use regex::Regex;
+use regex::{Regex, RegexSet, RegexSetBuilder};
 
 pub struct Xss {
+    /// Every rule's pattern at once: one pass tells whether any matches, as most values
+    /// (benign ones) do not. Its automaton gets room for the many states attacks visit, lest
+    /// it be rebuilt over and over.
+    any: RegexSet,
+    /// The rules one by one, for which matches first.
     rules: Vec<(&'static str, Regex)>,
 }
 
 impl Xss {
     pub fn new() -> Self {
+        // Word boundaries are ASCII ones (`(?-u:\b)`): a Unicode `\b` keeps regex from using its
+        // fast engines on any value holding a non-ASCII character.
         let rules = [
             // With or without a namespace prefix (`<x:script xmlns:x=...>` in XHTML).
-            ("xss.script_tag", r"<\s*/?\s*(?:[a-z0-9_-]+:)?script\b"),
+            (
+                "xss.script_tag",
+                r"<\s*/?\s*(?:[a-z0-9_-]+:)?script(?-u:\b)",
+            ),
             // Any tag with an on* handler attribute: `<img src=x onerror=...>`, `<svg/onload=...>`.
             (
                 "xss.event_handler",
-                r#"<[a-z][a-z0-9:-]*\b[^>]*?[\s/'"]on[a-z]{3,}\s*="#,
+                r#"<[a-z][a-z0-9:-]*(?-u:\b)[^>]*?[\s/'"]on[a-z]{3,}\s*="#,
             ),
             // A quote closing an attribute, then a handler: `" onmouseover="...`.
             (
@@ -32,13 +42,13 @@ impl Xss {
             // `onerror=alert;throw 1`.
             (
                 "xss.event_handler",
-                r#"(?:^|[\s;/"'])on[a-z]{3,}\s*=\s*(?:[a-z_$][\w$.]*\s*\(|(?:alert|prompt|confirm|eval)\b)"#,
+                r#"(?:^|[\s;/"'])on[a-z]{3,}\s*=\s*(?:[a-z_$][\w$.]*\s*\(|(?:alert|prompt|confirm|eval)(?-u:\b))"#,
             ),
             (
                 "xss.active_element",
-                r"<\s*\??(?:[a-z0-9_-]+:)?(?:iframe|frame|frameset|object|embed|applet|meta|base|isindex|vmlframe|style|link|import)\b[^a-z]",
+                r"<\s*\??(?:[a-z0-9_-]+:)?(?:iframe|frame|frameset|object|embed|applet|meta|base|isindex|vmlframe|style|link|import)(?-u:\b)[^a-z]",
             ),
-            ("xss.style_import", r"<\s*style\b[^>]*>[^<]*@import"),
+            ("xss.style_import", r"<\s*style(?-u:\b)[^>]*>[^<]*@import"),
             (
                 "xss.script_url",
                 r"(?:javascript|vbscript|livescript)\s*:[^\s]",
@@ -58,7 +68,7 @@ impl Xss {
             // Template literals called as tags: ``[].sort.call`${alert}1` ``.
             (
                 "xss.script_call",
-                r"\.\s*(?:call|apply|bind)\s*`|\$\{\s*(?:alert|prompt|confirm|eval)\b|\bnew\s+function\(",
+                r"\.\s*(?:call|apply|bind)\s*`|\$\{\s*(?:alert|prompt|confirm|eval)(?-u:\b)|(?-u:\b)new\s+function\(",
             ),
             (
                 "xss.dom_sink",
@@ -68,10 +78,14 @@ impl Xss {
             // `(document)["cookie"]`, `self["alert"]`.
             (
                 "xss.dom_sink",
-                r#"\b(?:document|self|window|top|parent|frames|globalthis)(?:/\*[^*]*\*/)?\)?\[\s*["'`]"#,
+                r#"(?-u:\b)(?:document|self|window|top|parent|frames|globalthis)(?:/\*[^*]*\*/)?\)?\[\s*["'`]"#,
             ),
         ];
         Self {
+            any: RegexSetBuilder::new(rules.iter().map(|(_, pattern)| *pattern))
+                .dfa_size_limit(16 << 20)
+                .build()
+                .expect("xss patterns compile"),
             rules: rules
                 .into_iter()
                 .map(|(rule, pattern)| (rule, Regex::new(pattern).expect("xss patterns compile")))
@@ -111,6 +125,9 @@ impl Xss {
     }
 
     fn rule(&self, text: &str) -> Option<&'static str> {
+        if !self.any.is_match(text) {
+            return None;
+        }
         self.rules
             .iter()
             .find(|(_, regex)| regex.is_match(text))
