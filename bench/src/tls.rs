@@ -12,11 +12,9 @@
 
 use std::{
     fmt::Write as _,
-    fs::File,
     net::SocketAddr,
     path::{Path, PathBuf},
-    process::Stdio,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{Context as _, bail};
@@ -24,10 +22,7 @@ use testbed::{Background, Node, Pod, PodSpec};
 
 use crate::capture::{
     Table,
-    live::{
-        LoadRun, agent_binary, cpu_time, metric_by_label, metric_sum, parse_wrk, peak_rss,
-        wait_listening,
-    },
+    live::{AgentRun, BenchAgent, LoadRun, agent_binary, cpu_time, parse_wrk, wait_listening},
     machine, median,
 };
 
@@ -51,15 +46,6 @@ pub struct Options {
     /// Connections wrk keeps open (each does one TLS handshake, then keeps it alive).
     #[arg(long, default_value_t = 10)]
     connections: u32,
-}
-
-/// What the agent did during one load run.
-struct AgentRun {
-    cpu: Duration,
-    peak_rss_bytes: u64,
-    events_lost: f64,
-    calls_parsed: f64,
-    bytes_missed: Vec<(String, f64)>,
 }
 
 pub fn run(options: &Options) -> anyhow::Result<()> {
@@ -321,11 +307,11 @@ fn measure(options: &Options, directory: &Path) -> anyhow::Result<Runs> {
         }
         for with_agent in [round % 2 == 1, round % 2 == 0] {
             if with_agent {
-                let agent = testbed.start_agent()?;
+                let agent = testbed.agent().start(TLS_PORT)?;
                 let cpu_before = cpu_time(agent.id())?;
                 let load = testbed.wrk()?;
                 std::thread::sleep(SETTLE);
-                let agent_run = testbed.finish_agent(agent, cpu_before)?;
+                let agent_run = testbed.agent().finish(agent, cpu_before)?;
                 with.push((load, agent_run));
             } else {
                 without.push(testbed.wrk()?);
@@ -486,81 +472,14 @@ impl Testbed {
         PathBuf::from(format!("/sys/fs/bpf/moat-bench-{}-tls", std::process::id()))
     }
 
-    fn start_agent(&self) -> anyhow::Result<Background> {
-        let log = self.directory.join("agent.log");
-        let mut command = self.node.command(&self.agent);
-        command
-            .args(["--capture", "on", "--capture-port", &TLS_PORT.to_string()])
-            .args(["--metrics-addr", &format!("127.0.0.1:{METRICS_PORT}")])
-            .args(["--output", "jsonl", "--log-level", "warn", "--state-dir"])
-            .arg(self.state_dir())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(&log).context("creating the agent's log file")?);
-        let mut agent = testbed::spawn(&mut command).context("starting moat-agent")?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = agent.child_mut().try_wait()? {
-                bail!(
-                    "moat-agent exited ({status}) before it was ready; its log:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-            if self
-                .node
-                .http_get(METRICS_PORT, "/readyz")
-                .is_ok_and(|body| body == "ready")
-            {
-                return Ok(agent);
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "moat-agent was not ready within 30 s; its log:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
+    fn agent(&self) -> BenchAgent<'_> {
+        BenchAgent {
+            node: &self.node,
+            binary: &self.agent,
+            log: self.directory.join("agent.log"),
+            state_dir: self.state_dir(),
+            metrics_port: METRICS_PORT,
         }
-    }
-
-    fn finish_agent(
-        &self,
-        mut agent: Background,
-        cpu_before: Duration,
-    ) -> anyhow::Result<AgentRun> {
-        let cpu = cpu_time(agent.id())?.saturating_sub(cpu_before);
-        let peak_rss_bytes = peak_rss(agent.id())?;
-        let metrics = self
-            .node
-            .http_get(METRICS_PORT, "/metrics")
-            .context("scraping the agent's /metrics")?;
-        let run = AgentRun {
-            cpu,
-            peak_rss_bytes,
-            events_lost: metric_sum(&metrics, "moat_capture_events_lost_total"),
-            // A call read at both ends counts twice in the first, once in the second.
-            calls_parsed: metric_sum(&metrics, "moat_api_calls_total")
-                - metric_sum(&metrics, "moat_api_calls_merged_total"),
-            bytes_missed: metric_by_label(&metrics, "moat_capture_bytes_missed_total", "reason")
-                .into_iter()
-                .filter(|(_, value)| *value > 0.0)
-                .collect(),
-        };
-        if agent
-            .signal_and_wait(libc::SIGTERM, Duration::from_secs(10))
-            .is_none()
-        {
-            bail!("moat-agent did not stop within 10 s of SIGTERM");
-        }
-        let cleanup = std::process::Command::new(&self.agent)
-            .args(["cleanup", "--log-level", "warn", "--state-dir"])
-            .arg(self.state_dir())
-            .status()
-            .context("running moat-agent cleanup")?;
-        if !cleanup.success() {
-            bail!("moat-agent cleanup failed ({cleanup})");
-        }
-        Ok(run)
     }
 
     /// wrk over HTTPS with one thread, alternating the static page and the `return 200`

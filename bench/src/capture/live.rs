@@ -101,6 +101,95 @@ pub struct AgentRun {
     pub bytes_missed: Vec<(String, f64)>,
 }
 
+/// moat-agent as a benchmark runs it: in the node's namespace, capturing one port on the whole
+/// host, its records written to /dev/null (so serializing them is paid, as in production).
+pub struct BenchAgent<'a> {
+    pub node: &'a Node,
+    pub binary: &'a Path,
+    pub log: PathBuf,
+    pub state_dir: PathBuf,
+    pub metrics_port: u16,
+}
+
+impl BenchAgent<'_> {
+    /// Starts the agent and returns once it reports ready.
+    pub fn start(&self, port: u16) -> anyhow::Result<Background> {
+        let mut command = self.node.command(self.binary);
+        command
+            .args(["--capture", "on", "--capture-port", &port.to_string()])
+            .args([
+                "--metrics-addr",
+                &format!("127.0.0.1:{}", self.metrics_port),
+            ])
+            .args(["--output", "jsonl", "--log-level", "warn", "--state-dir"])
+            .arg(&self.state_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&self.log).context("creating the agent's log file")?);
+        let mut agent = testbed::spawn(&mut command).context("starting moat-agent")?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = agent.child_mut().try_wait()? {
+                bail!(
+                    "moat-agent exited ({status}) before it was ready; its log:\n{}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+            if self
+                .node
+                .http_get(self.metrics_port, "/readyz")
+                .is_ok_and(|body| body == "ready")
+            {
+                return Ok(agent);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "moat-agent was not ready within 30 s; its log:\n{}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Reads what the agent did, stops it and removes its pins.
+    pub fn finish(&self, mut agent: Background, cpu_before: Duration) -> anyhow::Result<AgentRun> {
+        let cpu = cpu_time(agent.id())?.saturating_sub(cpu_before);
+        let peak_rss_bytes = peak_rss(agent.id())?;
+        let metrics = self
+            .node
+            .http_get(self.metrics_port, "/metrics")
+            .context("scraping the agent's /metrics")?;
+        let run = AgentRun {
+            cpu,
+            peak_rss_bytes,
+            events_lost: metric_sum(&metrics, "moat_capture_events_lost_total"),
+            // A call read at both ends counts twice in the first, once in the second.
+            calls_parsed: metric_sum(&metrics, "moat_api_calls_total")
+                - metric_sum(&metrics, "moat_api_calls_merged_total"),
+            bytes_missed: metric_by_label(&metrics, "moat_capture_bytes_missed_total", "reason")
+                .into_iter()
+                .filter(|(_, value)| *value > 0.0)
+                .collect(),
+        };
+        if agent
+            .signal_and_wait(libc::SIGTERM, Duration::from_secs(10))
+            .is_none()
+        {
+            bail!("moat-agent did not stop within 10 s of SIGTERM");
+        }
+        let cleanup = std::process::Command::new(self.binary)
+            .args(["cleanup", "--log-level", "warn", "--state-dir"])
+            .arg(&self.state_dir)
+            .status()
+            .context("running moat-agent cleanup")?;
+        if !cleanup.success() {
+            bail!("moat-agent cleanup failed ({cleanup})");
+        }
+        Ok(run)
+    }
+}
+
 /// Every round of one scenario.
 pub struct ScenarioResult {
     pub scenario: Scenario,
@@ -203,11 +292,11 @@ impl Testbed {
         for round in 0..self.options.rounds {
             for with_agent in [round % 2 == 1, round % 2 == 0] {
                 if with_agent {
-                    let agent = self.start_agent(scenario.port())?;
+                    let agent = self.agent().start(scenario.port())?;
                     let cpu_before = cpu_time(agent.id())?;
                     let load = self.load(scenario)?;
                     std::thread::sleep(SETTLE);
-                    let agent_run = self.finish_agent(agent, cpu_before)?;
+                    let agent_run = self.agent().finish(agent, cpu_before)?;
                     result.with.push((load, agent_run));
                 } else {
                     result.without.push(self.load(scenario)?);
@@ -230,83 +319,14 @@ impl Testbed {
         ))
     }
 
-    /// moat-agent in the node's namespace, capturing `port` on the whole host, its records
-    /// written to /dev/null (so serializing them is paid, as in production), once it reports
-    /// ready.
-    fn start_agent(&self, port: u16) -> anyhow::Result<Background> {
-        let log = self.directory.join("agent.log");
-        let mut command = self.node.command(&self.agent);
-        command
-            .args(["--capture", "on", "--capture-port", &port.to_string()])
-            .args(["--metrics-addr", &format!("127.0.0.1:{METRICS_PORT}")])
-            .args(["--output", "jsonl", "--log-level", "warn", "--state-dir"])
-            .arg(self.state_dir())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(&log).context("creating the agent's log file")?);
-        let mut agent = testbed::spawn(&mut command).context("starting moat-agent")?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = agent.child_mut().try_wait()? {
-                bail!(
-                    "moat-agent exited ({status}) before it was ready; its log:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-            if self
-                .node
-                .http_get(METRICS_PORT, "/readyz")
-                .is_ok_and(|body| body == "ready")
-            {
-                return Ok(agent);
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "moat-agent was not ready within 30 s; its log:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
+    fn agent(&self) -> BenchAgent<'_> {
+        BenchAgent {
+            node: &self.node,
+            binary: &self.agent,
+            log: self.directory.join("agent.log"),
+            state_dir: self.state_dir(),
+            metrics_port: METRICS_PORT,
         }
-    }
-
-    /// Reads what the agent did, stops it and removes its pins.
-    fn finish_agent(
-        &self,
-        mut agent: Background,
-        cpu_before: Duration,
-    ) -> anyhow::Result<AgentRun> {
-        let cpu = cpu_time(agent.id())?.saturating_sub(cpu_before);
-        let peak_rss_bytes = peak_rss(agent.id())?;
-        let metrics = self
-            .node
-            .http_get(METRICS_PORT, "/metrics")
-            .context("scraping the agent's /metrics")?;
-        let run = AgentRun {
-            cpu,
-            peak_rss_bytes,
-            events_lost: metric_sum(&metrics, "moat_capture_events_lost_total"),
-            calls_parsed: metric_sum(&metrics, "moat_api_calls_total"),
-            bytes_missed: metric_by_label(&metrics, "moat_capture_bytes_missed_total", "reason")
-                .into_iter()
-                .filter(|(_, value)| *value > 0.0)
-                .collect(),
-        };
-        if agent
-            .signal_and_wait(libc::SIGTERM, Duration::from_secs(10))
-            .is_none()
-        {
-            bail!("moat-agent did not stop within 10 s of SIGTERM");
-        }
-        let cleanup = std::process::Command::new(&self.agent)
-            .args(["cleanup", "--log-level", "warn", "--state-dir"])
-            .arg(self.state_dir())
-            .status()
-            .context("running moat-agent cleanup")?;
-        if !cleanup.success() {
-            bail!("moat-agent cleanup failed ({cleanup})");
-        }
-        Ok(run)
     }
 
     fn load(&self, scenario: Scenario) -> anyhow::Result<LoadRun> {
