@@ -7,6 +7,8 @@ pub mod cli;
 pub mod crypto;
 pub mod dataflow;
 pub mod detection;
+#[cfg(test)]
+mod docs_examples;
 pub mod enforcer;
 pub mod events;
 pub mod export;

@@ -1,6 +1,7 @@
 """A small Petstore 3 server for Moat's API intelligence tests: answers the Swagger Petstore's
 paths under /api/v3 with bodies that conform to its published spec, except pet 666, whose body
-breaks it (a server-side contract violation). Usage: petstore_server.py ADDRESS PORT"""
+breaks it (a server-side contract violation), and serves /api/v3/admin/export, which the spec
+does not document (a shadow API). Usage: petstore_server.py ADDRESS PORT"""
 import json
 import re
 import sys
@@ -40,6 +41,8 @@ class Handler(BaseHTTPRequestHandler):
             self._json(200, [pet(1), pet(2)])
         elif path == "/api/v3/store/inventory":
             self._json(200, {"available": 3, "sold": 1})
+        elif path == "/api/v3/admin/export":
+            self._json(200, {"pets": [pet(1), pet(2)]})
         else:
             self._json(404, {"code": 404, "message": "not found"})
 

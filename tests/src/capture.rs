@@ -74,6 +74,15 @@ pub fn capture_agent(node: &Node, state: &StateDir, ports: &[u16], extra: &[&str
 /// Python's built-in web server on the pod's IPv4 address, once it listens (it answers 404 to
 /// any path but `/`).
 pub fn start_web_server(pod: &Pod, port: u16) -> (testbed::Background, SocketAddr) {
+    start_web_server_in(pod, port, std::path::Path::new("."))
+}
+
+/// As [`start_web_server`], serving the files of `directory`.
+pub fn start_web_server_in(
+    pod: &Pod,
+    port: u16,
+    directory: &std::path::Path,
+) -> (testbed::Background, SocketAddr) {
     let address = SocketAddr::new(pod.ipv4.into(), port);
     let process = pod
         .spawn(
@@ -81,6 +90,8 @@ pub fn start_web_server(pod: &Pod, port: u16) -> (testbed::Background, SocketAdd
             &[
                 "-m",
                 "http.server",
+                "--directory",
+                &directory.display().to_string(),
                 "--bind",
                 &pod.ipv4.to_string(),
                 &port.to_string(),

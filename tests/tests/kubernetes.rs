@@ -11,7 +11,7 @@ use std::{
 use moat_e2e::{
     RunningAgent, Scratch, StateDir,
     apiserver::FakeApiServer,
-    capture::{calls_since, start_web_server},
+    capture::{calls_since, start_web_server, start_web_server_in},
     cgroup::TestCgroup,
     require_root, two_pods, write_atomically,
 };
@@ -650,7 +650,14 @@ fn a_service_annotation_binds_the_spec_in_a_config_map_and_follows_its_edits() {
         "kind": "ConfigMap", "apiVersion": "v1",
         "metadata": {"name": "unrelated", "namespace": "shop"}, "data": {"x": "y"}
     }));
-    let (_server, address) = cluster.web_server(PORT);
+    // The pets server serves two files its spec does not document: shadow endpoints (a path
+    // the server answers 404 is not one).
+    let site = std::env::temp_dir().join(format!("moat-pets-site-{}", std::process::id()));
+    std::fs::create_dir_all(&site).expect("create the pets site");
+    for file in ["admin", "secret"] {
+        std::fs::write(site.join(file), "shadow\n").expect("write a pets site file");
+    }
+    let (_server, address) = start_web_server_in(&cluster.server, PORT, &site);
     let state = StateDir::new();
     let port = PORT.to_string();
     let mut agent = cluster.agent(&state, &[], &["--capture", "on", "--capture-port", &port]);
@@ -729,7 +736,7 @@ fn a_service_annotation_binds_the_spec_in_a_config_map_and_follows_its_edits() {
     // answers.
     let mark = agent.mark();
     let documented = format!(
-        "{SPEC}  /secret:\n    get:\n      responses:\n        '200': {{description: the secret}}\n"
+        "{SPEC}  /secret:\n    get:\n      responses:\n        '204': {{description: the secret}}\n"
     );
     cluster.api.apply(spec_config_map(&documented));
     let loaded = agent.wait_since(mark, Duration::from_secs(5), |record| {
@@ -792,4 +799,5 @@ fn a_service_annotation_binds_the_spec_in_a_config_map_and_follows_its_edits() {
         "{config_map_requests:?}"
     );
     agent.stop();
+    std::fs::remove_dir_all(&site).expect("remove the pets site");
 }
