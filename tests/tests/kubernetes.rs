@@ -650,11 +650,11 @@ fn a_service_annotation_binds_the_spec_in_a_config_map_and_follows_its_edits() {
         "kind": "ConfigMap", "apiVersion": "v1",
         "metadata": {"name": "unrelated", "namespace": "shop"}, "data": {"x": "y"}
     }));
-    // The pets server serves two files its spec does not document: shadow endpoints (a path
+    // The pets server serves files its spec does not document: shadow endpoints (a path
     // the server answers 404 is not one).
     let site = std::env::temp_dir().join(format!("moat-pets-site-{}", std::process::id()));
     std::fs::create_dir_all(&site).expect("create the pets site");
-    for file in ["admin", "secret"] {
+    for file in ["admin", "secret", "hidden"] {
         std::fs::write(site.join(file), "shadow\n").expect("write a pets site file");
     }
     let (_server, address) = start_web_server_in(&cluster.server, PORT, &site);
