@@ -187,24 +187,8 @@ fn live_table(results: &[ScenarioResult]) -> (Table, String) {
             format!("{lost:.0}"),
             format!("{:.3}", parsed / requests.max(1) as f64),
         ]);
-        let mut reasons: Vec<(String, f64)> = Vec::new();
-        for (reason, bytes) in agent.iter().flat_map(|run| &run.bytes_missed) {
-            match reasons.iter_mut().find(|(known, _)| known == reason) {
-                Some((_, total)) => *total += bytes,
-                None => reasons.push((reason.clone(), *bytes)),
-            }
-        }
-        if !reasons.is_empty() {
-            let reasons: Vec<String> = reasons
-                .iter()
-                .map(|(reason, bytes)| format!("{reason} {:.1} MB", bytes / 1e6))
-                .collect();
-            let _ = writeln!(
-                missed,
-                "- {}: {}",
-                result.scenario.name(),
-                reasons.join(", ")
-            );
+        if let Some(reasons) = live::missed_bytes(agent.iter().copied()) {
+            let _ = writeln!(missed, "- {}: {reasons}", result.scenario.name());
         }
     }
     let notes = if missed.is_empty() {

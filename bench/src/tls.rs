@@ -18,11 +18,14 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use testbed::{Background, Node, Pod, PodSpec};
+use testbed::{Background, Node, Pod};
 
 use crate::capture::{
     Table,
-    live::{AgentRun, BenchAgent, LoadRun, agent_binary, cpu_time, parse_wrk, wait_listening},
+    live::{
+        AgentRun, BenchAgent, LoadRun, agent_binary, client_and_server, cpu_time, missed_bytes,
+        parse_wrk, wait_listening,
+    },
     machine, median,
 };
 
@@ -87,7 +90,11 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         .max()
         .unwrap_or(0);
     let lost: f64 = with.iter().map(|(_, agent)| agent.events_lost).sum();
-    let parsed: f64 = with.iter().map(|(_, agent)| agent.calls_parsed).sum();
+    // Both ends are hooked: a call read at both is reported once.
+    let parsed: f64 = with
+        .iter()
+        .map(|(_, agent)| agent.calls_parsed - agent.calls_merged)
+        .sum();
     let requests: u64 = with_loads.iter().map(|run| run.requests).sum();
     let ratio = rate_with / rate_without;
     let bare: Vec<&LoadRun> = bare_uprobes.iter().collect();
@@ -132,22 +139,10 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         "-".to_owned(),
     ]);
     let mut notes = String::new();
-    let mut reasons: Vec<(String, f64)> = Vec::new();
-    for (reason, bytes) in with.iter().flat_map(|(_, agent)| &agent.bytes_missed) {
-        match reasons.iter_mut().find(|(known, _)| known == reason) {
-            Some((_, total)) => *total += bytes,
-            None => reasons.push((reason.clone(), *bytes)),
-        }
-    }
-    if !reasons.is_empty() {
-        let reasons: Vec<String> = reasons
-            .iter()
-            .map(|(reason, bytes)| format!("{reason} {:.1} MB", bytes / 1e6))
-            .collect();
+    if let Some(missed) = missed_bytes(with.iter().map(|(_, agent)| agent)) {
         let _ = writeln!(
             notes,
-            "\nStream bytes the agent did not get, all rounds: {}.",
-            reasons.join(", ")
+            "\nStream bytes the agent did not get, all rounds: {missed}."
         );
     }
     if ratio < TARGET_RATIO {
@@ -352,21 +347,7 @@ fn openssl(args: &[&str]) -> anyhow::Result<()> {
 impl Testbed {
     fn new(options: &Options, directory: &Path) -> anyhow::Result<Self> {
         let agent = agent_binary()?;
-        let mut node = Node::new("tlsbench").context("building the testbed node (needs root)")?;
-        let client = node
-            .add_pod(PodSpec::new(
-                "client",
-                "198.18.30.2/24",
-                "fd00:198:18:30::2/64",
-            ))
-            .context("client pod")?;
-        let server = node
-            .add_pod(PodSpec::new(
-                "server",
-                "198.18.40.2/24",
-                "fd00:198:18:40::2/64",
-            ))
-            .context("server pod")?;
+        let (node, client, server) = client_and_server("tlsbench", 30, 40)?;
         Ok(Self {
             node,
             client,

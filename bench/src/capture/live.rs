@@ -96,9 +96,52 @@ pub struct AgentRun {
     pub cpu: Duration,
     pub peak_rss_bytes: u64,
     pub events_lost: f64,
+    /// Calls parsed: one read at both ends (both ends hooked, or adopted) counts twice.
     pub calls_parsed: f64,
+    /// Calls parsed at both ends and written once.
+    pub calls_merged: f64,
     /// `moat_capture_bytes_missed_total` per reason, where not zero.
     pub bytes_missed: Vec<(String, f64)>,
+}
+
+/// `reason 1.2 MB, reason 0.3 MB`: the stream bytes the agent did not get over `runs`, per
+/// reason in order of first appearance; None when it got them all.
+pub fn missed_bytes<'a>(runs: impl IntoIterator<Item = &'a AgentRun>) -> Option<String> {
+    let mut reasons: Vec<(&str, f64)> = Vec::new();
+    for (reason, bytes) in runs.into_iter().flat_map(|run| &run.bytes_missed) {
+        match reasons.iter_mut().find(|(known, _)| *known == reason) {
+            Some((_, total)) => *total += bytes,
+            None => reasons.push((reason, *bytes)),
+        }
+    }
+    (!reasons.is_empty()).then(|| {
+        reasons
+            .iter()
+            .map(|(reason, bytes)| format!("{reason} {:.1} MB", bytes / 1e6))
+            .collect::<Vec<_>>()
+            .join(", ")
+    })
+}
+
+/// A node with a client pod and a server pod, in 198.18.`client_subnet`.0/24 and
+/// 198.18.`server_subnet`.0/24 (and the matching IPv6 /64s).
+pub fn client_and_server(
+    label: &str,
+    client_subnet: u8,
+    server_subnet: u8,
+) -> anyhow::Result<(Node, Pod, Pod)> {
+    let mut node = Node::new(label).context("building the testbed node (needs root)")?;
+    let mut pod = |name: &str, subnet: u8| {
+        node.add_pod(PodSpec::new(
+            name,
+            &format!("198.18.{subnet}.2/24"),
+            &format!("fd00:198:18:{subnet}::2/64"),
+        ))
+        .with_context(|| format!("{name} pod"))
+    };
+    let client = pod("client", client_subnet)?;
+    let server = pod("server", server_subnet)?;
+    Ok((node, client, server))
 }
 
 /// moat-agent as a benchmark runs it: in the node's namespace, capturing one port on the whole
@@ -164,9 +207,8 @@ impl BenchAgent<'_> {
             cpu,
             peak_rss_bytes,
             events_lost: metric_sum(&metrics, "moat_capture_events_lost_total"),
-            // A call read at both ends counts twice in the first, once in the second.
-            calls_parsed: metric_sum(&metrics, "moat_api_calls_total")
-                - metric_sum(&metrics, "moat_api_calls_merged_total"),
+            calls_parsed: metric_sum(&metrics, "moat_api_calls_total"),
+            calls_merged: metric_sum(&metrics, "moat_api_calls_merged_total"),
             bytes_missed: metric_by_label(&metrics, "moat_capture_bytes_missed_total", "reason")
                 .into_iter()
                 .filter(|(_, value)| *value > 0.0)
@@ -209,21 +251,7 @@ pub struct Testbed {
 impl Testbed {
     pub fn new(options: &Options, directory: &Path) -> anyhow::Result<Self> {
         let agent = agent_binary()?;
-        let mut node = Node::new("capbench").context("building the testbed node (needs root)")?;
-        let client = node
-            .add_pod(PodSpec::new(
-                "client",
-                "198.18.10.2/24",
-                "fd00:198:18:10::2/64",
-            ))
-            .context("client pod")?;
-        let server = node
-            .add_pod(PodSpec::new(
-                "server",
-                "198.18.20.2/24",
-                "fd00:198:18:20::2/64",
-            ))
-            .context("server pod")?;
+        let (node, client, server) = client_and_server("capbench", 10, 20)?;
         Ok(Self {
             node,
             client,
