@@ -268,6 +268,11 @@ fn show(root: &Path, files: &Files, state_dir: &str, keep: bool) -> anyhow::Resu
     agent.signal_and_wait(libc::SIGTERM, Duration::from_secs(10));
     drop(collector);
     println!("\nEverything the demo created is removed now.");
+    if !keep {
+        println!(
+            "To keep the shop, agent and collector running and query them by hand with `moat`, run `sudo -E cargo xtask demo --keep`."
+        );
+    }
     Ok(())
 }
 
