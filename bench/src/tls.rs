@@ -23,8 +23,8 @@ use testbed::{Background, Node, Pod};
 use crate::capture::{
     Table,
     live::{
-        AgentRun, BenchAgent, LoadRun, agent_binary, client_and_server, cpu_time, missed_bytes,
-        parse_wrk, wait_listening,
+        AgentRun, BenchAgent, LoadRun, agent_binary, alternating_wrk, client_and_server, cpu_time,
+        missed_bytes, wait_listening,
     },
     machine, median,
 };
@@ -463,39 +463,14 @@ impl Testbed {
         }
     }
 
-    /// wrk over HTTPS with one thread, alternating the static page and the `return 200`
-    /// location.
+    /// wrk over HTTPS.
     fn wrk(&self) -> anyhow::Result<LoadRun> {
-        let script = self.directory.join("alternate.lua");
-        std::fs::write(
-            &script,
-            "local paths = { \"/index.html\", \"/ok\" }\n\
-             local turn = 0\n\
-             request = function()\n\
-               turn = turn % #paths + 1\n\
-               return wrk.format(nil, paths[turn])\n\
-             end\n",
-        )?;
-        let output = self
-            .client
-            .run(
-                "wrk",
-                &[
-                    "--threads",
-                    "1",
-                    "--connections",
-                    &self.options.connections.to_string(),
-                    "--duration",
-                    &format!("{}s", self.options.seconds),
-                    "--latency",
-                    "--script",
-                    &script.display().to_string(),
-                    &format!("https://{}:{TLS_PORT}/", self.server.ipv4),
-                ],
-            )
-            .context("running wrk (Debian package wrk)")?;
-        let report = String::from_utf8_lossy(&output.stdout);
-        parse_wrk(&report).with_context(|| format!("reading wrk's report:\n{report}"))
+        alternating_wrk(
+            &self.client,
+            &self.directory,
+            (self.options.connections, self.options.seconds),
+            &format!("https://{}:{TLS_PORT}/", self.server.ipv4),
+        )
     }
 }
 

@@ -144,6 +144,45 @@ pub fn client_and_server(
     Ok((node, client, server))
 }
 
+/// wrk from `client` with one thread and `(connections, seconds)`, alternating nginx's static
+/// page and its `return 200` location at `base_url`; the script is written to `directory`.
+pub fn alternating_wrk(
+    client: &Pod,
+    directory: &Path,
+    (connections, seconds): (u32, u32),
+    base_url: &str,
+) -> anyhow::Result<LoadRun> {
+    let script = directory.join("alternate.lua");
+    std::fs::write(
+        &script,
+        "local paths = { \"/index.html\", \"/ok\" }\n\
+         local turn = 0\n\
+         request = function()\n\
+           turn = turn % #paths + 1\n\
+           return wrk.format(nil, paths[turn])\n\
+         end\n",
+    )?;
+    let output = client
+        .run(
+            "wrk",
+            &[
+                "--threads",
+                "1",
+                "--connections",
+                &connections.to_string(),
+                "--duration",
+                &format!("{seconds}s"),
+                "--latency",
+                "--script",
+                &script.display().to_string(),
+                base_url,
+            ],
+        )
+        .context("running wrk (Debian package wrk)")?;
+    let report = String::from_utf8_lossy(&output.stdout);
+    parse_wrk(&report).with_context(|| format!("reading wrk's report:\n{report}"))
+}
+
 /// moat-agent as a benchmark runs it: in the node's namespace, capturing one port on the whole
 /// host, its records written to /dev/null (so serializing them is paid, as in production).
 pub struct BenchAgent<'a> {
@@ -368,37 +407,13 @@ impl Testbed {
         }
     }
 
-    /// wrk with one thread, alternating the static page and the `return 200` location.
     fn wrk(&self, client: &Pod, host: &str) -> anyhow::Result<LoadRun> {
-        let script = self.directory.join("alternate.lua");
-        std::fs::write(
-            &script,
-            "local paths = { \"/index.html\", \"/ok\" }\n\
-             local turn = 0\n\
-             request = function()\n\
-               turn = turn % #paths + 1\n\
-               return wrk.format(nil, paths[turn])\n\
-             end\n",
-        )?;
-        let output = client
-            .run(
-                "wrk",
-                &[
-                    "--threads",
-                    "1",
-                    "--connections",
-                    &self.options.connections.to_string(),
-                    "--duration",
-                    &format!("{}s", self.options.seconds),
-                    "--latency",
-                    "--script",
-                    &script.display().to_string(),
-                    &format!("http://{host}:{HTTP1_PORT}/"),
-                ],
-            )
-            .context("running wrk (Debian package wrk)")?;
-        let report = String::from_utf8_lossy(&output.stdout);
-        parse_wrk(&report).with_context(|| format!("reading wrk's report:\n{report}"))
+        alternating_wrk(
+            client,
+            &self.directory,
+            (self.options.connections, self.options.seconds),
+            &format!("http://{host}:{HTTP1_PORT}/"),
+        )
     }
 
     /// h2load with one thread over h2c (prior knowledge), with per-request timings logged for
