@@ -24,6 +24,8 @@ use moat_api::v1::{
 };
 use prost::Message as _;
 
+use crate::measure::cpu_time;
+
 #[derive(Debug, clap::Args)]
 pub struct Options {
     /// Records to ingest (and then query over).
@@ -48,7 +50,17 @@ pub struct Options {
 
 const PORT: u16 = 17170;
 
-fn call(stream: u64, sequence: u64) -> ApiCall {
+/// Calls are stamped one millisecond apart from this time on, which is the moment the benchmark
+/// starts minus one millisecond per record: recent enough that the collector's retention (7
+/// days by default) keeps every one of them while the benchmark runs.
+fn first_call_time(records: u64) -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos() as i64);
+    now - records as i64 * 1_000_000
+}
+
+fn call(first_time: i64, stream: u64, sequence: u64) -> ApiCall {
     let peer = |namespace: &str, workload: String, ip: &str| Peer {
         ip: ip.into(),
         port: 8080,
@@ -72,7 +84,7 @@ fn call(stream: u64, sequence: u64) -> ApiCall {
             boot: 1,
             sequence,
         }),
-        time_unix_nanos: 1_790_000_000_000_000_000 + (sequence * 1_000_000) as i64,
+        time_unix_nanos: first_time + (sequence * 1_000_000) as i64,
         protocol: "http1".into(),
         client: Some(peer("edge", "gateway".into(), "10.0.0.1")),
         server: Some(peer(
@@ -128,6 +140,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
 fn measure(options: &Options, directory: &std::path::Path) -> anyhow::Result<()> {
     let per_stream = options.records / options.streams.max(1);
     let total = per_stream * options.streams.max(1);
+    let first_time = first_call_time(total);
     println!(
         "collector: {total} records over {} streams, batches of {}",
         options.streams, options.batch
@@ -148,7 +161,7 @@ fn measure(options: &Options, directory: &std::path::Path) -> anyhow::Result<()>
                 let mut statement =
                     transaction.prepare_cached("INSERT INTO calls (record) VALUES (?1)")?;
                 for sequence in chunk_start..(chunk_start + options.batch).min(total) {
-                    statement.execute([call(0, sequence + 1).encode_to_vec()])?;
+                    statement.execute([call(first_time, 0, sequence + 1).encode_to_vec()])?;
                 }
             }
             transaction.commit()?;
@@ -166,7 +179,7 @@ fn measure(options: &Options, directory: &std::path::Path) -> anyhow::Result<()>
         let started = Instant::now();
         for chunk_start in (0..total).step_by(options.batch.max(1) as usize) {
             let records: Vec<Vec<u8>> = (chunk_start..(chunk_start + options.batch).min(total))
-                .map(|sequence| call(0, sequence + 1).encode_to_vec())
+                .map(|sequence| call(first_time, 0, sequence + 1).encode_to_vec())
                 .collect();
             client.execute(
                 "INSERT INTO floor (record) SELECT * FROM unnest($1::bytea[])",
@@ -197,9 +210,11 @@ fn measure(options: &Options, directory: &std::path::Path) -> anyhow::Result<()>
     );
     for (name, result, floor, target) in &results {
         println!(
-            "    {name:<10} {:>9.0}/s; bare inserts {floor:>9.0}/s (ratio {:.2}; target {target})",
+            "    {name:<10} {:>9.0}/s; bare inserts {floor:>9.0}/s (ratio {:.2}; target {target}); \
+             collector CPU {:.1} us per record",
             result.ingest_rate,
-            result.ingest_rate / floor
+            result.ingest_rate / floor,
+            result.ingest_cpu.as_secs_f64() * 1e6
         );
     }
     println!("  ListCalls over {total} records, p50 / p99 in ms:");
@@ -285,6 +300,7 @@ fn agent_export_cost(
     rate: u64,
     seconds: u64,
 ) -> anyhow::Result<(Duration, Duration)> {
+    let first_time = first_call_time(rate * seconds);
     let (_collector, address) = start_collector(store, port)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -300,7 +316,7 @@ fn agent_export_cost(
             for _ in 0..per_tick {
                 sequence += 1;
                 ship(Record {
-                    kind: Some(record::Kind::Call(call(0, sequence))),
+                    kind: Some(record::Kind::Call(call(first_time, 0, sequence))),
                 });
             }
             let due = started + tick * (step as u32 + 1);
@@ -344,6 +360,8 @@ fn agent_export_cost(
 /// What one store sustains through the collector.
 struct Measured {
     ingest_rate: f64,
+    /// The collector's CPU time (all threads) per record stored.
+    ingest_cpu: Duration,
     /// (filter, (p50, p99)) of ListCalls.
     queries: Vec<(&'static str, (Duration, Duration))>,
 }
@@ -353,11 +371,13 @@ struct Measured {
 fn through_collector(options: &Options, store: &str, port: u16) -> anyhow::Result<Measured> {
     let per_stream = options.records / options.streams.max(1);
     let total = per_stream * options.streams.max(1);
-    let (_collector, address) = start_collector(store, port)?;
+    let first_time = first_call_time(total);
+    let (collector, address) = start_collector(store, port)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let url = format!("http://{address}");
+    let cpu_before = cpu_time(collector.0.id())?;
     let ingest_rate = runtime.block_on(async {
         let started = Instant::now();
         let mut streams = Vec::new();
@@ -371,7 +391,11 @@ fn through_collector(options: &Options, store: &str, port: u16) -> anyhow::Resul
                         batch: number as u64 + 1,
                         records: (start..(start + batch).min(per_stream))
                             .map(|sequence| Record {
-                                kind: Some(record::Kind::Call(call(stream, sequence + 1))),
+                                kind: Some(record::Kind::Call(call(
+                                    first_time,
+                                    stream,
+                                    sequence + 1,
+                                ))),
                             })
                             .collect(),
                         ..ExportRequest::default()
@@ -401,6 +425,7 @@ fn through_collector(options: &Options, store: &str, port: u16) -> anyhow::Resul
         }
         anyhow::Ok(total as f64 / started.elapsed().as_secs_f64())
     })?;
+    let ingest_cpu = cpu_time(collector.0.id())?.saturating_sub(cpu_before) / total as u32;
 
     let filters: [(&str, CallFilter); 6] = [
         ("newest 100", CallFilter::default()),
@@ -465,6 +490,7 @@ fn through_collector(options: &Options, store: &str, port: u16) -> anyhow::Resul
     })?;
     Ok(Measured {
         ingest_rate,
+        ingest_cpu,
         queries,
     })
 }

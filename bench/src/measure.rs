@@ -4,6 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
+
 /// Busy time (user, nice, system, irq, softirq) of all CPUs from /proc/stat, in clock ticks.
 fn busy_ticks() -> u64 {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
@@ -61,4 +63,26 @@ pub fn proc_status_bytes(pid: &str, field: &str) -> Option<u64> {
                 .ok()
         })
         .map(|kib| kib * 1024)
+}
+
+/// User plus system CPU time of a process so far, from /proc/<pid>/stat.
+pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may contain spaces: state is
+    // the first, utime the 12th and stime the 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |index: usize| -> anyhow::Result<u64> {
+        fields
+            .get(index)
+            .and_then(|field| field.parse().ok())
+            .with_context(|| format!("no CPU time in /proc/{pid}/stat: {stat}"))
+    };
+    let total = ticks(11)? + ticks(12)?;
+    Ok(Duration::from_nanos(
+        total * 1_000_000_000 / ticks_per_second(),
+    ))
 }

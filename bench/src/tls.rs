@@ -23,11 +23,12 @@ use testbed::{Background, Node, Pod};
 use crate::capture::{
     Table,
     live::{
-        AgentRun, BenchAgent, LoadRun, agent_binary, alternating_wrk, client_and_server, cpu_time,
+        AgentRun, BenchAgent, LoadRun, agent_binary, alternating_wrk, client_and_server,
         missed_bytes, wait_listening,
     },
     machine, median,
 };
+use crate::measure::cpu_time;
 
 const TLS_PORT: u16 = 18543;
 const METRICS_PORT: u16 = 19465;

@@ -11,7 +11,7 @@ use std::{collections::BTreeMap, net::IpAddr, path::Path, sync::Arc};
 
 use moat_api::v1::{
     AgentState, AgentStatus, ApiCall, CallFilter, DataFlow, DataFlowFilter, DropFilter, Endpoint,
-    EndpointCaller, Finding, FindingFilter, Inventory, Peer, record,
+    EndpointCaller, Finding, FindingFilter, Identity, Inventory, Peer, record,
 };
 use prost::Message as _;
 
@@ -378,31 +378,31 @@ struct CallRow {
 
 impl CallRow {
     fn new(call: &ApiCall) -> Self {
-        let id = call.id.clone().unwrap_or_default();
-        let identity = |peer: &Option<Peer>| {
-            peer.as_ref()
-                .and_then(|peer| peer.identity.clone())
-                .unwrap_or_default()
-        };
-        let (client, server) = (identity(&call.client), identity(&call.server));
+        let id = call.id.as_ref();
+        let no_identity = Identity::default();
+        let (client, server) = (
+            identity_or(call.client.as_ref(), &no_identity),
+            identity_or(call.server.as_ref(), &no_identity),
+        );
         let cluster = if client.cluster.is_empty() {
-            server.cluster.clone()
+            &server.cluster
         } else {
-            client.cluster.clone()
+            &client.cluster
         };
-        let tags = client
-            .tags
-            .iter()
-            .chain(&server.tags)
-            .map(|tag| format!("{SEPARATOR}{}={}", tag.name, tag.value))
-            .collect::<String>()
-            + &SEPARATOR.to_string();
+        let mut tags = String::new();
+        for tag in client.tags.iter().chain(&server.tags) {
+            tags.push(SEPARATOR);
+            tags.push_str(&tag.name);
+            tags.push('=');
+            tags.push_str(&tag.value);
+        }
+        tags.push(SEPARATOR);
         Self {
-            node: id.node,
-            boot: id.boot as i64,
-            sequence: id.sequence as i64,
+            node: id.map(|id| id.node.clone()).unwrap_or_default(),
+            boot: id.map_or(0, |id| id.boot as i64),
+            sequence: id.map_or(0, |id| id.sequence as i64),
             time: call.time_unix_nanos,
-            cluster,
+            cluster: cluster.clone(),
             namespaces: both(&client.namespace, &server.namespace),
             workloads: both(&client.workload_name, &server.workload_name),
             path: call.path.clone(),
@@ -411,6 +411,12 @@ impl CallRow {
             record: call.encode_to_vec(),
         }
     }
+}
+
+/// A peer's identity, or `absent` when it has none.
+fn identity_or<'a>(peer: Option<&'a Peer>, absent: &'a Identity) -> &'a Identity {
+    peer.and_then(|peer| peer.identity.as_ref())
+        .unwrap_or(absent)
 }
 
 /// Rows of a per-boot table (endpoints, data flows) one query reads at most: agents x restarts
@@ -1089,11 +1095,10 @@ struct MinuteCounts {
     response_bytes: i64,
 }
 
-/// The per-minute aggregates of newly stored calls, one row per key, in key order.
-fn minutes<'a>(calls: impl IntoIterator<Item = &'a ApiCall>) -> BTreeMap<MinuteKey, MinuteCounts> {
-    let mut minutes = BTreeMap::<MinuteKey, MinuteCounts>::new();
-    for call in calls {
-        let key = MinuteKey {
+impl MinuteKey {
+    /// The aggregate row `call` counts in.
+    fn of(call: &ApiCall) -> Self {
+        Self {
             minute: call.time_unix_nanos.div_euclid(60_000_000_000),
             client: map_name(call.client.as_ref()),
             server: map_name(call.server.as_ref()),
@@ -1105,7 +1110,17 @@ fn minutes<'a>(calls: impl IntoIterator<Item = &'a ApiCall>) -> BTreeMap<MinuteK
                 call.endpoint.clone()
             },
             protocol: call.protocol.clone(),
-        };
+        }
+    }
+}
+
+/// The per-minute aggregates of newly stored calls, each given with its [`MinuteKey`], one row
+/// per key, in key order.
+fn minutes<'a>(
+    calls: impl IntoIterator<Item = (MinuteKey, &'a ApiCall)>,
+) -> BTreeMap<MinuteKey, MinuteCounts> {
+    let mut minutes = BTreeMap::<MinuteKey, MinuteCounts>::new();
+    for (key, call) in calls {
         let latency = call.latency_us as i64;
         let counts = minutes.entry(key).or_default();
         counts.calls += 1;
@@ -1130,7 +1145,8 @@ fn map_name(peer: Option<&Peer>) -> String {
     let Some(peer) = peer else {
         return String::new();
     };
-    let identity = peer.identity.clone().unwrap_or_default();
+    let no_identity = Identity::default();
+    let identity = identity_or(Some(peer), &no_identity);
     let scoped = |name: &str| format!("{}/{name}", identity.namespace);
     if !identity.workload_name.is_empty() {
         scoped(&identity.workload_name)
@@ -1407,7 +1423,7 @@ impl FilterValues {
 
 #[cfg(test)]
 mod tests {
-    use moat_api::v1::{Identity, RecordId, Tag};
+    use moat_api::v1::{RecordId, Tag};
 
     use super::*;
 

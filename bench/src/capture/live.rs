@@ -15,6 +15,7 @@ use anyhow::{Context as _, bail};
 use testbed::{Background, Node, Pod, PodSpec};
 
 use super::Options;
+use crate::measure::cpu_time;
 
 const HTTP1_PORT: u16 = 18180;
 const HTTP2_PORT: u16 = 18181;
@@ -487,28 +488,6 @@ pub(crate) fn wait_listening(pod: &Pod, address: SocketAddr) -> anyhow::Result<(
         "nothing listens on {address} in pod {} after 15 s",
         pod.name
     )
-}
-
-/// User plus system CPU time of a process so far, from /proc/<pid>/stat.
-pub(crate) fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .with_context(|| format!("reading /proc/{pid}/stat"))?;
-    // Fields after the command name, which is in parentheses and may contain spaces: state is
-    // the first, utime the 12th and stime the 13th.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |index: usize| -> anyhow::Result<u64> {
-        fields
-            .get(index)
-            .and_then(|field| field.parse().ok())
-            .with_context(|| format!("no CPU time in /proc/{pid}/stat: {stat}"))
-    };
-    let total = ticks(11)? + ticks(12)?;
-    // SAFETY: sysconf has no preconditions.
-    let per_second = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).unwrap_or(100);
-    Ok(Duration::from_nanos(total * 1_000_000_000 / per_second))
 }
 
 /// The most resident memory a process has had (VmHWM), in bytes.

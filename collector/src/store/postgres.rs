@@ -764,7 +764,13 @@ impl Store for Postgres {
         }
 
         let stored_calls = new_calls.len();
-        let minutes: Vec<_> = minutes(new_calls).into_iter().collect();
+        let minutes: Vec<_> = minutes(
+            new_calls
+                .into_iter()
+                .map(|call| (super::MinuteKey::of(call), call)),
+        )
+        .into_iter()
+        .collect();
         for chunk in minutes.chunks(ROWS_PER_STATEMENT) {
             let key = |get: fn(&super::MinuteKey) -> &String| {
                 chunk.iter().map(|(key, _)| get(key)).collect::<Vec<_>>()

@@ -16,9 +16,10 @@ use rusqlite::{CachedStatement, Connection, ToSql, Transaction, params};
 use super::{
     CallRow, ConnectionRow, DATA_FLOWS, DROP_FILL_BATCH, DROP_FILTER_COLUMNS, DataFlowValues,
     DropRow, DropValues, ENDPOINTS, Edge, FilterValues, FindingRow, FindingValues, InventoryRow,
-    MAX_EDGES, MAX_PAGE, MAX_PER_BOOT_ROWS, PerBootRow, PerBootTable, Position, Retention,
-    SIZE_SAMPLE, Store, StoreError, Stored, agent_state, data_flow_conditions, drop_conditions,
-    filter_conditions, finding_conditions, minutes, next_cursor, note_agent_sql, parse_cursor,
+    MAX_EDGES, MAX_PAGE, MAX_PER_BOOT_ROWS, MinuteKey, PerBootRow, PerBootTable, Position,
+    Retention, SIZE_SAMPLE, Store, StoreError, Stored, agent_state, data_flow_conditions,
+    drop_conditions, filter_conditions, finding_conditions, minutes, next_cursor, note_agent_sql,
+    parse_cursor,
 };
 
 pub struct Sqlite {
@@ -41,6 +42,9 @@ CREATE TABLE IF NOT EXISTS calls (
     PRIMARY KEY (node, boot, sequence)
 );
 CREATE INDEX IF NOT EXISTS calls_by_time ON calls (time DESC);
+-- Keyed by its primary key alone (WITHOUT ROWID): every stored batch upserts its rows, which
+-- then costs one B-tree instead of a table and its key's index. Files made before keep the
+-- rowid layout, which answers the same.
 CREATE TABLE IF NOT EXISTS call_minutes (
     minute INTEGER NOT NULL,
     client TEXT NOT NULL,
@@ -61,7 +65,7 @@ CREATE TABLE IF NOT EXISTS call_minutes (
     request_bytes INTEGER NOT NULL,
     response_bytes INTEGER NOT NULL,
     PRIMARY KEY (minute, client, server, method, endpoint, protocol)
-);
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS findings (
     node TEXT NOT NULL,
     boot INTEGER NOT NULL,
@@ -307,6 +311,31 @@ fn store_per_boot(statement: &mut CachedStatement<'_>, row: &PerBootRow) -> rusq
 }
 
 /// Rows after `after`, with their positions.
+/// A record as the rows it is stored as.
+enum Row<'r> {
+    Call(CallRow, MinuteKey, &'r ApiCall),
+    Drop(DropRow),
+    Finding(FindingRow),
+    Inventory(InventoryRow),
+    Endpoint(PerBootRow),
+    DataFlow(PerBootRow),
+    Connection(ConnectionRow),
+}
+
+impl<'r> Row<'r> {
+    fn new(record: &'r record::Kind) -> Self {
+        match record {
+            record::Kind::Call(call) => Row::Call(CallRow::new(call), MinuteKey::of(call), call),
+            record::Kind::Drop(drop) => Row::Drop(DropRow::new(drop)),
+            record::Kind::Finding(finding) => Row::Finding(FindingRow::new(finding)),
+            record::Kind::Inventory(inventory) => Row::Inventory(InventoryRow::new(inventory)),
+            record::Kind::Endpoint(endpoint) => Row::Endpoint(PerBootRow::endpoint(endpoint)),
+            record::Kind::DataFlow(flow) => Row::DataFlow(PerBootRow::data_flow(flow)),
+            record::Kind::Connection(connection) => Row::Connection(ConnectionRow::new(connection)),
+        }
+    }
+}
+
 fn positioned<M>(rows: Vec<(i64, i64, M)>) -> Vec<(Position, M)> {
     rows.into_iter()
         .map(|(row, _, record)| {
@@ -321,6 +350,10 @@ fn positioned<M>(rows: Vec<(i64, i64, M)>) -> Vec<(Position, M)> {
 
 impl Store for Sqlite {
     fn insert(&self, records: &[record::Kind]) -> Result<Stored, StoreError> {
+        // Rows are built (records encoded, filter columns and aggregate keys formatted) before
+        // the one writer's lock is taken, so that concurrent streams build theirs in parallel
+        // and the lock is held only for SQLite's own work.
+        let rows: Vec<Row<'_>> = records.iter().map(Row::new).collect();
         let mut connection = self.connection();
         let transaction = connection.transaction()?;
         let mut stored = Stored::default();
@@ -350,10 +383,9 @@ impl Store for Sqlite {
             )?;
             let mut endpoint_statement = per_boot_statement(&transaction, &ENDPOINTS)?;
             let mut data_flow_statement = per_boot_statement(&transaction, &DATA_FLOWS)?;
-            for record in records {
-                let inserted = match record {
-                    record::Kind::Call(call) => {
-                        let row = CallRow::new(call);
+            for row in rows {
+                let inserted = match row {
+                    Row::Call(row, minute, call) => {
                         let inserted = call_statement.execute(params![
                             row.node,
                             row.boot,
@@ -369,12 +401,11 @@ impl Store for Sqlite {
                         ])? == 1;
                         // A resent call is already in the aggregates.
                         if inserted {
-                            new_calls.push(call);
+                            new_calls.push((minute, call));
                         }
                         inserted
                     }
-                    record::Kind::Drop(drop) => {
-                        let row = DropRow::new(drop);
+                    Row::Drop(row) => {
                         drop_statement.execute(params![
                             row.node,
                             row.boot,
@@ -389,13 +420,12 @@ impl Store for Sqlite {
                             row.record,
                         ])? == 1
                     }
-                    record::Kind::Finding(finding) => {
-                        let FindingRow {
-                            call: row,
-                            kind,
-                            service,
-                            sources,
-                        } = FindingRow::new(finding);
+                    Row::Finding(FindingRow {
+                        call: row,
+                        kind,
+                        service,
+                        sources,
+                    }) => {
                         finding_statement.execute(params![
                             row.node,
                             row.boot,
@@ -413,18 +443,12 @@ impl Store for Sqlite {
                             row.record,
                         ])? == 1
                     }
-                    record::Kind::Inventory(inventory) => {
-                        let row = InventoryRow::new(inventory);
+                    Row::Inventory(row) => {
                         inventory_statement.execute(params![row.node, row.time, row.record])? == 1
                     }
-                    record::Kind::Endpoint(endpoint) => {
-                        store_per_boot(&mut endpoint_statement, &PerBootRow::endpoint(endpoint))?
-                    }
-                    record::Kind::DataFlow(flow) => {
-                        store_per_boot(&mut data_flow_statement, &PerBootRow::data_flow(flow))?
-                    }
-                    record::Kind::Connection(connection) => {
-                        let row = ConnectionRow::new(connection);
+                    Row::Endpoint(row) => store_per_boot(&mut endpoint_statement, &row)?,
+                    Row::DataFlow(row) => store_per_boot(&mut data_flow_statement, &row)?,
+                    Row::Connection(row) => {
                         connection_statement.execute(params![
                             row.node,
                             row.boot,
