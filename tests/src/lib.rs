@@ -18,7 +18,6 @@ pub mod cgroup;
 pub mod collector;
 pub mod pcap;
 pub mod tls;
-pub mod tls_peers;
 pub mod traffic;
 
 use serde_json::Value;

@@ -1,5 +1,6 @@
 //! Helpers of the TLS tests: a test CA and the certificates it signs (made with the openssl
-//! command line), and nginx serving TLS from a pod.
+//! command line), nginx serving TLS from a pod, and TLS clients built on OpenSSL (curl,
+//! python's `ssl`).
 
 use std::{
     net::SocketAddr,
@@ -9,7 +10,7 @@ use std::{
 
 use testbed::{Background, Pod};
 
-use crate::capture::wait_listening;
+use crate::capture::{PYTHON, wait_listening};
 
 fn openssl(args: &[&str]) {
     let output = Command::new("openssl")
@@ -133,7 +134,7 @@ impl TestCa {
     }
 }
 
-/// One nginx `server` block answering `200 ok` on `/`.
+/// One nginx `server` block answering 200 with `METHOD URI` as its body to every request.
 pub struct NginxServer<'a> {
     pub port: u16,
     /// None: plain HTTP.
@@ -147,6 +148,17 @@ pub struct NginxServer<'a> {
 /// nginx in the foreground, one process, in `pod`, with its files in `dir`; waits until every
 /// server listens.
 pub fn start_nginx(pod: &Pod, dir: &Path, servers: &[NginxServer<'_>]) -> Background {
+    start_nginx_wrapped(pod, dir, servers, &[])
+}
+
+/// [`start_nginx`] through another command (`wrap`, say `unshare --mount ... sh -c`), which
+/// must exec nginx so that the handle is nginx's own process.
+pub fn start_nginx_wrapped(
+    pod: &Pod,
+    dir: &Path,
+    servers: &[NginxServer<'_>],
+    wrap: &[&str],
+) -> Background {
     let mut blocks = String::new();
     for server in servers {
         let listen = SocketAddr::new(pod.ipv4.into(), server.port);
@@ -165,7 +177,7 @@ pub fn start_nginx(pod: &Pod, dir: &Path, servers: &[NginxServer<'_>]) -> Backgr
                 ca.display()
             ));
         }
-        block.push_str("    location / { return 200 \"ok\\n\"; }\n  }\n");
+        block.push_str("    location / { return 200 \"$request_method $uri\\n\"; }\n  }\n");
         blocks.push_str(&block);
     }
     let dir_text = dir.display();
@@ -177,19 +189,62 @@ pub fn start_nginx(pod: &Pod, dir: &Path, servers: &[NginxServer<'_>]) -> Backgr
     );
     let path = dir.join("nginx.conf");
     std::fs::write(&path, config).expect("write nginx.conf");
+    let prefix = dir.display().to_string();
+    let mut command: Vec<&str> = wrap.to_vec();
+    command.extend([
+        "nginx",
+        "-p",
+        &prefix,
+        "-c",
+        path.to_str().expect("a UTF-8 path"),
+    ]);
     let process = pod
-        .spawn(
-            "nginx",
-            &[
-                "-p",
-                &dir.display().to_string(),
-                "-c",
-                path.to_str().expect("a UTF-8 path"),
-            ],
-        )
+        .spawn(command[0], &command[1..])
         .expect("start nginx in the pod");
     for server in servers {
         wait_listening(pod, SocketAddr::new(pod.ipv4.into(), server.port));
     }
     process
+}
+
+/// curl from `pod`, trusting `ca`: the response body, failing the test on any error. `version`
+/// (`1.2` or `1.3`) pins the TLS version of an https URL.
+pub fn curl(pod: &Pod, ca: &TestCa, url: &str, version: &str, extra: &[&str]) -> String {
+    let tls_version = format!("--tlsv{version}");
+    let mut args = vec![
+        "-sS",
+        "--fail",
+        "--max-time",
+        "5",
+        "--cacert",
+        ca.root.certificate(),
+        &tls_version,
+        "--tls-max",
+        version,
+    ];
+    args.extend(extra);
+    args.push(url);
+    let output = pod
+        .run("curl", &args)
+        .unwrap_or_else(|error| panic!("curl {url}: {error}"));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A GET with python's `urllib` over `ssl` (OpenSSL) from `pod`, trusting `ca`, TLS pinned to
+/// `version`: the response body.
+pub fn python_get(pod: &Pod, ca: &TestCa, url: &str, version: &str) -> String {
+    const SCRIPT: &str = "
+import ssl, sys, urllib.request
+ca, url, version = sys.argv[1:4]
+pinned = {'1.2': ssl.TLSVersion.TLSv1_2, '1.3': ssl.TLSVersion.TLSv1_3}[version]
+context = ssl.create_default_context(cafile=ca)
+context.minimum_version = pinned
+context.maximum_version = pinned
+with urllib.request.urlopen(url, context=context, timeout=5) as response:
+    sys.stdout.write(response.read().decode())
+";
+    let output = pod
+        .run(PYTHON, &["-c", SCRIPT, ca.root.certificate(), url, version])
+        .unwrap_or_else(|error| panic!("python GET {url}: {error}"));
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }

@@ -13,10 +13,11 @@ use moat_e2e::{
     Scratch, StateDir,
     capture::{calls_since, capture_agent},
     require_root,
-    tls_peers::{TestCa, curl, python_get, start_nginx},
+    tls::{Issued, NginxServer, TestCa, curl, python_get, start_nginx, start_nginx_wrapped},
     two_pods,
 };
 use serde_json::Value;
+use testbed::Pod;
 
 /// What must be the same whether a call was read in clear or as TLS plaintext. Which ends named
 /// their process is checked apart: a clear call that completes as its connection closes may be
@@ -36,19 +37,47 @@ fn essence(call: &Value) -> Value {
     })
 }
 
+/// The server pod's certificate, for its address and the name `server.test`.
+fn server_certificate(ca: &TestCa, server: &Pod) -> Issued {
+    ca.issue(
+        "server",
+        "server.test",
+        &[&format!("IP:{}", server.ipv4), "DNS:server.test"],
+        1,
+    )
+}
+
 #[test]
 fn curl_and_python_over_tls_1_2_and_1_3_give_the_calls_made_in_clear_marked_tls_once() {
     require_root();
     let (node, client, server) = two_pods("tlsup");
     let scratch = Scratch::new("tlsup");
-    let ca = TestCa::new(&scratch.0, server.ipv4.into());
+    let ca = TestCa::new(&scratch.0);
+    let certificate = server_certificate(&ca, &server);
     let state = StateDir::new();
     let (tls_port, clear_port) = (18443, 18080);
     let mut agent = capture_agent(&node, &state, &[tls_port, clear_port], &[]);
     // The server and every client start after the agent.
     let tls = SocketAddr::new(server.ipv4.into(), tls_port);
     let clear = SocketAddr::new(server.ipv4.into(), clear_port);
-    let _nginx = start_nginx(&server, &scratch.0, &ca, tls, Some(clear), &[]);
+    let _nginx = start_nginx(
+        &server,
+        &scratch.0,
+        &[
+            NginxServer {
+                port: tls_port,
+                certificate: Some(&certificate),
+                protocols: "TLSv1.2 TLSv1.3",
+                client_ca: None,
+            },
+            NginxServer {
+                port: clear_port,
+                certificate: None,
+                protocols: "",
+                client_ca: None,
+            },
+        ],
+    );
 
     let mark = agent.mark();
     let mut made = 0;
@@ -128,7 +157,8 @@ fn a_server_in_another_mount_namespace_is_hooked_and_a_rustls_client_is_reported
     require_root();
     let (node, client, server) = two_pods("tlsmnt");
     let scratch = Scratch::new("tlsmnt");
-    let ca = TestCa::new(&scratch.0, server.ipv4.into());
+    let ca = TestCa::new(&scratch.0);
+    let certificate = server_certificate(&ca, &server);
     let host_library = std::fs::canonicalize("/usr/lib/x86_64-linux-gnu/libssl.so.3")
         .expect("the host's libssl.so.3");
     // Another file with the same contents: as a container's own libssl would be.
@@ -146,12 +176,15 @@ fn a_server_in_another_mount_namespace_is_hooked_and_a_rustls_client_is_reported
         host_library.display()
     );
     let address = SocketAddr::new(server.ipv4.into(), port);
-    let nginx = start_nginx(
+    let nginx = start_nginx_wrapped(
         &server,
         &scratch.0,
-        &ca,
-        address,
-        None,
+        &[NginxServer {
+            port,
+            certificate: Some(&certificate),
+            protocols: "TLSv1.2 TLSv1.3",
+            client_ca: None,
+        }],
         &[
             "unshare",
             "--mount",
@@ -175,7 +208,7 @@ fn a_server_in_another_mount_namespace_is_hooked_and_a_rustls_client_is_reported
     });
 
     let mark = agent.mark();
-    let ca_file = ca.ca_certificate.display().to_string();
+    let ca_file = ca.root.certificate().to_owned();
     let paths = ["/rustls/1", "/rustls/2", "/rustls/3"];
     let mut args = vec![
         "tls-get".to_owned(),
