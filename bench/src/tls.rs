@@ -17,8 +17,8 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context as _, bail};
-use testbed::{Background, Node, Pod};
+use anyhow::Context as _;
+use testbed::{Background, Node, Pod, tls::TestCa};
 
 use crate::capture::{
     Table,
@@ -331,20 +331,6 @@ struct Testbed {
     options: Options,
 }
 
-fn openssl(args: &[&str]) -> anyhow::Result<()> {
-    let output = std::process::Command::new("openssl")
-        .args(args)
-        .output()
-        .context("running openssl")?;
-    if !output.status.success() {
-        bail!(
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    Ok(())
-}
-
 impl Testbed {
     fn new(options: &Options, directory: &Path) -> anyhow::Result<Self> {
         let agent = agent_binary()?;
@@ -359,62 +345,20 @@ impl Testbed {
         })
     }
 
-    fn file(&self, name: &str) -> String {
-        self.directory.join(name).display().to_string()
-    }
-
     /// A test CA, a certificate it signed for the server pod, and nginx serving TLS with it
     /// (one process, so the two cores are shared alike in every run, and stopping it leaves no
     /// worker behind).
     fn start_nginx(&self) -> anyhow::Result<Background> {
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=Moat bench CA",
-            "-keyout",
-            &self.file("ca.key"),
-            "-out",
-            &self.file("ca.pem"),
-        ])?;
-        openssl(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=server.test",
-            "-keyout",
-            &self.file("server.key"),
-            "-out",
-            &self.file("server.csr"),
-        ])?;
-        std::fs::write(
-            self.directory.join("server.ext"),
-            format!("subjectAltName=IP:{}\n", self.server.ipv4),
-        )?;
-        openssl(&[
-            "x509",
-            "-req",
-            "-days",
-            "1",
-            "-in",
-            &self.file("server.csr"),
-            "-CA",
-            &self.file("ca.pem"),
-            "-CAkey",
-            &self.file("ca.key"),
-            "-CAcreateserial",
-            "-extfile",
-            &self.file("server.ext"),
-            "-out",
-            &self.file("server.pem"),
-        ])?;
+        let certificate = TestCa::new(&self.directory, "Moat bench CA")
+            .and_then(|ca| {
+                ca.issue(
+                    "server",
+                    "server.test",
+                    &[&format!("IP:{}", self.server.ipv4)],
+                    1,
+                )
+            })
+            .context("making the server's certificate")?;
         let root = self.directory.join("www");
         std::fs::create_dir_all(&root)?;
         let page = format!(
@@ -435,8 +379,8 @@ impl Testbed {
                      location = /ok {{ return 200 \"ok\\n\"; }} }} }}\n",
                 dir = self.directory.display(),
                 root = root.display(),
-                cert = self.file("server.pem"),
-                key = self.file("server.key"),
+                cert = certificate.certificate(),
+                key = certificate.key(),
             ),
         )?;
         let nginx = self

@@ -17,12 +17,14 @@
 //! Addresses must come from 198.18.0.0/15 and fd00:198:18::/48, the ranges set aside for
 //! benchmarking, so a testbed can never shadow or reach a real network.
 //!
-//! [`postgres`] starts throwaway PostgreSQL servers, for the collector's tests and benchmark.
+//! [`postgres`] starts throwaway PostgreSQL servers, for the collector's tests and benchmark;
+//! [`tls`] makes a certificate authority and certificates for TLS peers.
 
 mod command;
 mod node;
 pub mod postgres;
 mod process;
+pub mod tls;
 
 pub use command::{CommandError, describe, run};
 pub use node::{Node, Pod, PodSpec, TestbedError, enter_netns};

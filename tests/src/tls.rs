@@ -2,136 +2,16 @@
 //! command line), nginx serving TLS from a pod, and TLS clients built on OpenSSL (curl,
 //! python's `ssl`).
 
-use std::{
-    net::SocketAddr,
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::{net::SocketAddr, path::Path};
 
+pub use testbed::tls::{Issued, TestCa};
 use testbed::{Background, Pod};
 
 use crate::capture::{PYTHON, wait_listening};
 
-fn openssl(args: &[&str]) {
-    let output = Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("run openssl");
-    assert!(
-        output.status.success(),
-        "openssl {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// A certificate and its key, as PEM files.
-#[derive(Debug, Clone)]
-pub struct Issued {
-    pub certificate: PathBuf,
-    pub key: PathBuf,
-}
-
-impl Issued {
-    pub fn certificate(&self) -> &str {
-        self.certificate.to_str().expect("a UTF-8 path")
-    }
-
-    pub fn key(&self) -> &str {
-        self.key.to_str().expect("a UTF-8 path")
-    }
-}
-
-/// A certificate authority made for one test, in `dir`.
-pub struct TestCa {
-    dir: PathBuf,
-    pub root: Issued,
-}
-
-impl TestCa {
-    pub fn new(dir: &Path) -> Self {
-        let root = Issued {
-            certificate: dir.join("ca.crt"),
-            key: dir.join("ca.key"),
-        };
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            root.key(),
-            "-out",
-            root.certificate(),
-            "-days",
-            "365",
-            "-subj",
-            "/O=Moat Test/CN=Moat Test CA",
-        ]);
-        Self {
-            dir: dir.to_owned(),
-            root,
-        }
-    }
-
-    /// A certificate for `common_name`, valid `days` from now, with `subject_alt_names`
-    /// (`DNS:api.test`, `IP:198.18.2.10`) when any.
-    pub fn issue(
-        &self,
-        name: &str,
-        common_name: &str,
-        subject_alt_names: &[&str],
-        days: u32,
-    ) -> Issued {
-        let issued = Issued {
-            certificate: self.dir.join(format!("{name}.crt")),
-            key: self.dir.join(format!("{name}.key")),
-        };
-        let request = self.dir.join(format!("{name}.csr"));
-        let request = request.to_str().expect("a UTF-8 path");
-        openssl(&[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            issued.key(),
-            "-out",
-            request,
-            "-subj",
-            &format!("/O=Moat Test/CN={common_name}"),
-        ]);
-        let extensions = self.dir.join(format!("{name}.ext"));
-        let names = if subject_alt_names.is_empty() {
-            String::new()
-        } else {
-            format!("subjectAltName={}\n", subject_alt_names.join(","))
-        };
-        std::fs::write(&extensions, names).expect("write the extensions file");
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            request,
-            "-CA",
-            self.root.certificate(),
-            "-CAkey",
-            self.root.key(),
-            "-CAcreateserial",
-            "-out",
-            issued.certificate(),
-            "-days",
-            &days.to_string(),
-            "-extfile",
-            extensions.to_str().expect("a UTF-8 path"),
-        ]);
-        issued
-    }
+/// The test CA of the TLS tests, made in `dir`.
+pub fn test_ca(dir: &Path) -> TestCa {
+    TestCa::new(dir, "Moat Test CA").expect("make the test CA")
 }
 
 /// One nginx `server` block answering 200 with `METHOD URI` as its body to every request.

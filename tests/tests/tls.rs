@@ -13,7 +13,7 @@ use moat_e2e::{
     capture::{capture_agent, curl_status},
     collector::{COLLECTOR_PORT, moat_json, start_collector},
     require_root,
-    tls::{NginxServer, TestCa, start_nginx},
+    tls::{NginxServer, start_nginx, test_ca},
     two_pods,
 };
 use serde_json::Value;
@@ -51,15 +51,19 @@ fn handshakes_show_versions_names_certificates_and_mutual_tls_and_weak_offers_ar
     const MUTUAL: u16 = 18844;
     const PLAIN: u16 = 18845;
     let scratch = Scratch::new("tls-handshakes");
-    let ca = TestCa::new(&scratch.0);
+    let ca = test_ca(&scratch.0);
     // Valid 20 days: within the agent's default 30-day warning.
-    let api = ca.issue(
-        "api",
-        "api.moat.test",
-        &["DNS:api.moat.test", &format!("IP:{}", server.ipv4)],
-        20,
-    );
-    let caller = ca.issue("caller", "billing", &[], 20);
+    let api = ca
+        .issue(
+            "api",
+            "api.moat.test",
+            &["DNS:api.moat.test", &format!("IP:{}", server.ipv4)],
+            20,
+        )
+        .expect("issue the API's certificate");
+    let caller = ca
+        .issue("caller", "billing", &[], 20)
+        .expect("issue the caller's certificate");
     let _nginx = start_nginx(
         &server,
         &scratch.0,
@@ -361,8 +365,10 @@ fn the_service_map_shows_the_share_of_connections_in_clear_and_lists_the_pairs_i
     let scratch = Scratch::new("tls-map");
     let database = scratch.file("moat.db");
     let _collector = start_collector(&node, &database, &[]);
-    let ca = TestCa::new(&scratch.0);
-    let api = ca.issue("api", "api.moat.test", &["DNS:api.moat.test"], 365);
+    let ca = test_ca(&scratch.0);
+    let api = ca
+        .issue("api", "api.moat.test", &["DNS:api.moat.test"], 365)
+        .expect("issue the API's certificate");
     let _nginx = start_nginx(
         &server,
         &scratch.0,

@@ -13,7 +13,9 @@ use moat_e2e::{
     Scratch, StateDir,
     capture::{calls_since, capture_agent},
     require_root,
-    tls::{Issued, NginxServer, TestCa, curl, python_get, start_nginx, start_nginx_wrapped},
+    tls::{
+        Issued, NginxServer, TestCa, curl, python_get, start_nginx, start_nginx_wrapped, test_ca,
+    },
     two_pods,
 };
 use serde_json::Value;
@@ -45,6 +47,7 @@ fn server_certificate(ca: &TestCa, server: &Pod) -> Issued {
         &[&format!("IP:{}", server.ipv4), "DNS:server.test"],
         1,
     )
+    .expect("issue the server's certificate")
 }
 
 #[test]
@@ -52,7 +55,7 @@ fn curl_and_python_over_tls_1_2_and_1_3_give_the_calls_made_in_clear_marked_tls_
     require_root();
     let (node, client, server) = two_pods("tlsup");
     let scratch = Scratch::new("tlsup");
-    let ca = TestCa::new(&scratch.0);
+    let ca = test_ca(&scratch.0);
     let certificate = server_certificate(&ca, &server);
     let state = StateDir::new();
     let (tls_port, clear_port) = (18443, 18080);
@@ -157,7 +160,7 @@ fn a_server_in_another_mount_namespace_is_hooked_and_a_rustls_client_is_reported
     require_root();
     let (node, client, server) = two_pods("tlsmnt");
     let scratch = Scratch::new("tlsmnt");
-    let ca = TestCa::new(&scratch.0);
+    let ca = test_ca(&scratch.0);
     let certificate = server_certificate(&ca, &server);
     let host_library = std::fs::canonicalize("/usr/lib/x86_64-linux-gnu/libssl.so.3")
         .expect("the host's libssl.so.3");

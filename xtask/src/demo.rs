@@ -8,14 +8,17 @@
 use std::{
     fs::File,
     io::BufRead as _,
-    net::{IpAddr, SocketAddr},
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
-use testbed::{Background, Node, Pod, PodSpec};
+use testbed::{
+    Background, Node, Pod, PodSpec,
+    tls::{Issued, TestCa},
+};
 
 use crate::shell::{exec, is_root, workspace_root};
 
@@ -224,13 +227,18 @@ fn show(root: &Path, files: &Files, state_dir: &str, keep: bool) -> anyhow::Resu
         detection.display()
     );
 
-    let (certificate, key, ca) = make_certificates(files, payments.ipv4.into())?;
+    let ca = TestCa::new(&files.dir, "moat demo shop CA")?;
+    let payments_certificate = ca.issue(
+        "payments",
+        "payments",
+        &[&format!("IP:{}", payments.ipv4)],
+        2,
+    )?;
     let _servers = start_servers(
         root,
         files,
         &[frontend, api, db, payments],
-        &certificate,
-        &key,
+        &payments_certificate,
     )?;
 
     let collector = start_collector(root, files, &node)?;
@@ -243,7 +251,15 @@ fn show(root: &Path, files: &Files, state_dir: &str, keep: bool) -> anyhow::Resu
     ));
 
     drive_traffic(
-        root, &ca, frontend, api, db, payments, dev, customer, attacker,
+        root,
+        &ca.root.certificate,
+        frontend,
+        api,
+        db,
+        payments,
+        dev,
+        customer,
+        attacker,
     )?;
 
     // The agent reports endpoints every 3 seconds and ships within a second.
@@ -286,86 +302,11 @@ fn inventory_yaml() -> String {
     )
 }
 
-/// A test CA and a certificate for the payments pod's address, made with the openssl command.
-fn make_certificates(
-    files: &Files,
-    payments: IpAddr,
-) -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
-    let [ca, ca_key, certificate, key, request, extensions] = [
-        "ca.pem",
-        "ca.key",
-        "payments.pem",
-        "payments.key",
-        "payments.csr",
-        "payments.ext",
-    ]
-    .map(|name| files.path(name));
-    std::fs::write(&extensions, format!("subjectAltName=IP:{payments}\n"))
-        .context("writing the certificate's extensions")?;
-    let openssl = |args: &[&str]| -> anyhow::Result<()> {
-        let mut command = Command::new("openssl");
-        command.args(args).current_dir(&files.dir);
-        let output = command.output().context("running openssl")?;
-        if !output.status.success() {
-            bail!(
-                "openssl {args:?} failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        Ok(())
-    };
-    let text = |path: &Path| path.display().to_string();
-    let new_key = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    openssl(
-        &[
-            &["req", "-x509"][..],
-            &new_key,
-            &["-keyout", &text(&ca_key), "-out", &text(&ca)],
-            &["-days", "2", "-subj", "/CN=moat demo shop CA"],
-        ]
-        .concat(),
-    )?;
-    openssl(
-        &[
-            &["req"][..],
-            &new_key,
-            &["-keyout", &text(&key), "-out", &text(&request)],
-            &["-subj", "/CN=payments"],
-        ]
-        .concat(),
-    )?;
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        &text(&request),
-        "-CA",
-        &text(&ca),
-        "-CAkey",
-        &text(&ca_key),
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        &text(&extensions),
-        "-out",
-        &text(&certificate),
-    ])?;
-    Ok((certificate, key, ca))
-}
-
 fn start_servers(
     root: &Path,
     files: &Files,
     servers: &[&Pod; 4],
-    certificate: &Path,
-    key: &Path,
+    payments_certificate: &Issued,
 ) -> anyhow::Result<Vec<Background>> {
     let [frontend, api, db, payments] = *servers;
     let peer = |name: &str| root.join("tests/peers").join(name).display().to_string();
@@ -430,8 +371,8 @@ fn start_servers(
                 &root.join("xtask/demo/payments.py").display().to_string(),
                 &payments.ipv4.to_string(),
                 &PAYMENTS_TLS_PORT.to_string(),
-                &certificate.display().to_string(),
-                &key.display().to_string(),
+                payments_certificate.certificate(),
+                payments_certificate.key(),
             ],
         )?,
     ];
