@@ -96,8 +96,7 @@ impl Prefilter {
         let mut state = 0usize;
         let mut woken = 0u8;
         for &byte in text {
-            let transition =
-                self.transitions[state + usize::from(self.classes[usize::from(byte)])];
+            let transition = self.transitions[state + usize::from(self.classes[usize::from(byte)])];
             state = (transition & STATE_MASK) as usize;
             woken |= (transition >> STATE_BITS) as u8;
         }
