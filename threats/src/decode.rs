@@ -366,16 +366,18 @@ fn escape(after: &[u8]) -> Option<(char, usize)> {
 /// to binary and is left alone).
 pub fn base64_payload(value: &str) -> Option<String> {
     base64_runs(value).find_map(|run| {
-        // Judged as it decodes, copied only once it passes: most runs are ids and hashes.
-        let (mut length, mut printable, mut punctuation) = (0usize, 0usize, 0usize);
+        // Judged as it decodes, copied only once it passes: most runs are ids and hashes, and
+        // a run is given up at the first binary byte past the tenth allowed.
+        let length = run.len() * 6 / 8;
+        let (mut binary, mut punctuation) = (0usize, 0usize);
         base64_decode_each(run, |byte| {
-            length += 1;
-            printable += usize::from(byte.is_ascii_graphic() || byte.is_ascii_whitespace());
+            binary += usize::from(!(byte.is_ascii_graphic() || byte.is_ascii_whitespace()));
             punctuation += usize::from(byte.is_ascii_punctuation());
+            binary * 10 <= length
         })?;
         // Letters alone also decode from a base64-looking word (a long identifier);
         // payloads carry punctuation.
-        (printable * 10 >= length * 9 && punctuation > 0)
+        (punctuation > 0)
             .then(|| base64_decode(run))
             .flatten()
             .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
@@ -409,13 +411,16 @@ fn base64_runs(value: &str) -> impl Iterator<Item = &str> {
 /// Standard or URL-safe base64, padded or not; None on anything else.
 fn base64_decode(text: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    base64_decode_each(text, |byte| out.push(byte))?;
+    base64_decode_each(text, |byte| {
+        out.push(byte);
+        true
+    })?;
     Some(out)
 }
 
-/// Decodes `text` as [`base64_decode`] does, handing each byte to `sink`; None (after some
-/// bytes, maybe) on anything but base64.
-fn base64_decode_each(text: &str, mut sink: impl FnMut(u8)) -> Option<()> {
+/// Decodes `text` as [`base64_decode`] does, handing each byte to `sink` for as long as it
+/// returns true; None (after some bytes, maybe) on anything but base64 or once `sink` stops.
+fn base64_decode_each(text: &str, mut sink: impl FnMut(u8) -> bool) -> Option<()> {
     let text = text.trim_end_matches('=');
     if text.len() % 4 == 1 {
         return None;
@@ -435,7 +440,9 @@ fn base64_decode_each(text: &str, mut sink: impl FnMut(u8)) -> Option<()> {
         bits += 6;
         if bits >= 8 {
             bits -= 8;
-            sink((buffer >> bits) as u8);
+            if !sink((buffer >> bits) as u8) {
+                return None;
+            }
             buffer &= (1 << bits) - 1;
         }
     }
@@ -550,6 +557,22 @@ mod tests {
                 .filter(|run| run.len() >= MIN_BASE64)
                 .collect();
             prop_assert_eq!(base64_runs(&text).collect::<Vec<_>>(), expected);
+        }
+
+        #[test]
+        fn base64_judged_as_decoded_agrees_with_judging_the_whole(
+            bytes in proptest::collection::vec(prop_oneof![4 => 0x20u8..0x7f, 1 => any::<u8>()], 12..64)
+        ) {
+            use base64::Engine as _;
+            let run = base64::engine::general_purpose::STANDARD_NO_PAD.encode(&bytes);
+            let printable = bytes
+                .iter()
+                .filter(|b| b.is_ascii_graphic() || b.is_ascii_whitespace())
+                .count();
+            let payload = printable * 10 >= bytes.len() * 9
+                && bytes.iter().any(u8::is_ascii_punctuation);
+            let expected = payload.then(|| String::from_utf8_lossy(&bytes).into_owned());
+            prop_assert_eq!(base64_payload(&run), expected);
         }
 
         #[test]

@@ -13,6 +13,7 @@ mod java;
 mod leak;
 mod nosqli;
 mod php;
+mod prefilter;
 mod scanner;
 mod sqli;
 mod ssrf;
@@ -22,11 +23,11 @@ mod xss;
 
 use std::borrow::Cow;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use intelligence::finding::mask;
 use intelligence::{Exchange, Severity};
 use serde::Serialize;
 
+use self::prefilter::Prefilter;
 use crate::decode;
 
 /// Values judged per request; the rest of a huge form or JSON document is skipped.
@@ -394,9 +395,7 @@ impl Check {
 
 /// The detectors, compiled once and shared by every call.
 pub struct Detector {
-    prefilter: AhoCorasick,
-    /// For each prefilter pattern, the detectors it wakes.
-    wakes: Vec<u8>,
+    prefilter: Prefilter,
     tools: scanner::Tools,
     xss: xss::Xss,
     commands: command::Commands,
@@ -412,28 +411,15 @@ impl Default for Detector {
 
 impl Detector {
     pub fn new() -> Self {
-        let mut patterns: Vec<&str> = Vec::new();
-        let mut wakes: Vec<u8> = Vec::new();
-        for check in Check::ALL {
-            for trigger in check.triggers() {
-                match patterns.iter().position(|p| p == trigger) {
-                    Some(at) => wakes[at] |= check.bit(),
-                    None => {
-                        patterns.push(trigger);
-                        wakes.push(check.bit());
-                    }
-                }
-            }
-        }
-        // A full DFA: the fastest search per byte, and the patterns are few and short.
-        let prefilter = AhoCorasickBuilder::new()
-            .match_kind(MatchKind::Standard)
-            .kind(Some(AhoCorasickKind::DFA))
-            .build(&patterns)
-            .expect("prefilter patterns compile");
+        let triggers = Check::ALL.into_iter().flat_map(|check| {
+            check
+                .triggers()
+                .iter()
+                .map(move |trigger| (trigger.as_bytes(), check.bit()))
+        });
+        let prefilter = Prefilter::new(triggers);
         Self {
             prefilter,
-            wakes,
             tools: scanner::Tools::new(),
             xss: xss::Xss::new(),
             commands: command::Commands::new(),
@@ -496,10 +482,7 @@ impl Detector {
         let variants = decode::variants(&input.text);
         let mut done = 0u8;
         for variant in &variants {
-            let woken = self
-                .prefilter
-                .find_overlapping_iter(variant.as_ref())
-                .fold(0u8, |bits, hit| bits | self.wakes[hit.pattern().as_usize()]);
+            let woken = self.prefilter.wakes(variant.as_bytes());
             for check in Check::ALL {
                 if woken & check.bit() == 0 || done & check.bit() != 0 {
                     continue;

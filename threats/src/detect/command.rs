@@ -240,6 +240,10 @@ impl Commands {
     /// statement starts (value start or after `;`, `{`, `}`, `(`, a quote or string concatenation)
     /// with input as its argument, or called through parentheses, or opening the value.
     fn exec_call(&self, value: &str) -> bool {
+        // Every form calls: without a parenthesis there is nothing to look up.
+        if !value.contains('(') {
+            return false;
+        }
         self.exec_functions
             .find_overlapping_iter(value)
             .any(|found| {

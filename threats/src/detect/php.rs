@@ -85,7 +85,14 @@ impl Php {
         if value.contains("phar://") {
             return Some("code.php_wrapper");
         }
-        for found in self.names.find_overlapping_iter(value) {
+        // A function counts only called and a superglobal only with its `$`: prose with
+        // neither is not searched for the names.
+        let names = value
+            .contains(['(', '$'])
+            .then(|| self.names.find_overlapping_iter(value))
+            .into_iter()
+            .flatten();
+        for found in names {
             let is_function = found.pattern().as_usize() < PHP_ONLY_FUNCTIONS.len();
             if is_function && call_opens(value, found.start(), found.end()) {
                 return Some("code.php_function");

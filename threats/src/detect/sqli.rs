@@ -22,9 +22,10 @@ enum Token<'a> {
     Other,
 }
 
-fn lex(text: &str, max_tokens: usize) -> Vec<Token<'_>> {
+/// The first `max_tokens` tokens of `text`, in place of what `tokens` held.
+fn lex<'a>(text: &'a str, max_tokens: usize, tokens: &mut Vec<Token<'a>>) {
     let bytes = text.as_bytes();
-    let mut tokens = Vec::new();
+    tokens.clear();
     let mut i = 0;
     while i < bytes.len() && tokens.len() < max_tokens {
         let byte = bytes[i];
@@ -108,7 +109,6 @@ fn lex(text: &str, max_tokens: usize) -> Vec<Token<'_>> {
         };
         tokens.push(token);
     }
-    tokens
 }
 
 /// Reads a literal quoted with `quote` from `start` (just past its opening quote): whether it
@@ -289,7 +289,11 @@ pub fn check(value: &str) -> Option<&'static str> {
     if cast_after_call(value) {
         return Some("sqli.cast");
     }
-    if let Some(rule) = score(&lex(value, MAX_TOKENS), false) {
+    // One buffer for the three readings, sized for the first: prose runs to a token every few
+    // bytes, and growing a vector token by token copies it again at every doubling.
+    let mut tokens = Vec::with_capacity(value.len().div_ceil(4).min(MAX_TOKENS));
+    lex(value, MAX_TOKENS, &mut tokens);
+    if let Some(rule) = score(&tokens, false) {
         return Some(rule);
     }
     // As if the value sat inside a quoted literal: the application's opening quote, then the
@@ -303,7 +307,8 @@ pub fn check(value: &str) -> Option<&'static str> {
             continue;
         }
         // The literal counts as one token of the limit.
-        if let Some(rule) = score(&lex(&value[end..], MAX_TOKENS - 1), true) {
+        lex(&value[end..], MAX_TOKENS - 1, &mut tokens);
+        if let Some(rule) = score(&tokens, true) {
             return Some(rule);
         }
     }
