@@ -46,6 +46,16 @@ impl Header {
             value: text(value),
         }
     }
+
+    /// A field whose value was decoded into a buffer of its own, which becomes its text without
+    /// a copy when it is UTF-8.
+    pub(crate) fn with_value(name: &[u8], value: Vec<u8>) -> Self {
+        Self {
+            name: header_name(name),
+            value: String::from_utf8(value)
+                .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned()),
+        }
+    }
 }
 
 /// Record text of wire bytes: lossy (U+FFFD) where they are not UTF-8.
@@ -335,5 +345,13 @@ mod tests {
     fn text_is_lossy_only_where_bytes_are_not_utf8() {
         assert_eq!(text(b"caf\xc3\xa9"), "café");
         assert_eq!(text(b"a\xffb"), "a\u{fffd}b");
+        assert_eq!(
+            Header::with_value(b"x", b"caf\xc3\xa9".to_vec()).value,
+            "café"
+        );
+        assert_eq!(
+            Header::with_value(b"x", b"a\xffb".to_vec()).value,
+            "a\u{fffd}b"
+        );
     }
 }

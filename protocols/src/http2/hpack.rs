@@ -286,12 +286,19 @@ impl Decoder {
             Name::Indexed(index) => self.lookup_name(index)?,
         };
         let value = read_string(input)?;
-        match &name {
-            Some(name) => push_field(list, list_bytes, max_list_bytes, name.bytes(), &value),
-            None => list.unresolved = true,
-        }
+        let Some(known) = &name else {
+            list.unresolved = true;
+            if indexing {
+                self.insert(Entry { name, value });
+            }
+            return Ok(());
+        };
         if indexing {
+            push_field(list, list_bytes, max_list_bytes, known.bytes(), &value);
             self.insert(Entry { name, value });
+        } else if admit(list, list_bytes, max_list_bytes, known.bytes(), &value) {
+            // Not kept in the table: the decoded value becomes the field's text as it is.
+            list.fields.push(Header::with_value(known.bytes(), value));
         }
         Ok(())
     }
@@ -386,6 +393,20 @@ fn push_field(
     name: &[u8],
     value: &[u8],
 ) {
+    if admit(list, list_bytes, max_list_bytes, name, value) {
+        list.fields.push(Header::new(name, value));
+    }
+}
+
+/// Whether a field still fits the header-list bound (counting it if so); the list is marked
+/// truncated from the first that does not.
+fn admit(
+    list: &mut HeaderList,
+    list_bytes: &mut usize,
+    max_list_bytes: usize,
+    name: &[u8],
+    value: &[u8],
+) -> bool {
     let size = name
         .len()
         .saturating_add(value.len())
@@ -396,9 +417,12 @@ fn push_field(
     {
         Some(total) if !list.truncated => {
             *list_bytes = total;
-            list.fields.push(Header::new(name, value));
+            true
         }
-        _ => list.truncated = true,
+        _ => {
+            list.truncated = true;
+            false
+        }
     }
 }
 

@@ -255,6 +255,9 @@ pub struct Http2Parser {
     highest_request_stream: u32,
     /// Streams already emitted, so stray frames after their end do not open them again.
     recently_closed: VecDeque<u32>,
+    /// The highest id ever put in `recently_closed`: a client opens streams in increasing order,
+    /// so a new stream is above it and needs no search of the list.
+    highest_closed: u32,
     dropped_streams: u64,
     error: Option<ConnectionError>,
 }
@@ -283,6 +286,7 @@ impl Http2Parser {
             desynced_by_gap: false,
             highest_request_stream: 0,
             recently_closed: VecDeque::new(),
+            highest_closed: 0,
             dropped_streams: 0,
             error: None,
         }
@@ -756,7 +760,8 @@ impl Http2Parser {
             return true;
         }
         // Even ids are server pushes, which are not followed.
-        if stream_id.is_multiple_of(2) || self.recently_closed.contains(&stream_id) {
+        let closed = stream_id <= self.highest_closed && self.recently_closed.contains(&stream_id);
+        if stream_id.is_multiple_of(2) || closed {
             return false;
         }
         let fresh = stream_id > self.highest_request_stream;
@@ -804,6 +809,7 @@ impl Http2Parser {
             self.recently_closed.pop_front();
         }
         self.recently_closed.push_back(stream_id);
+        self.highest_closed = self.highest_closed.max(stream_id);
         calls.push(stream.into_call());
     }
 
