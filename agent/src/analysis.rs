@@ -190,7 +190,7 @@ fn unix_seconds(time: SystemTime) -> u64 {
 fn pairs(headers: &[HeaderRecord]) -> Vec<(&str, &str)> {
     headers
         .iter()
-        .map(|header| (header.name.as_str(), header.value.as_str()))
+        .map(|header| (&*header.name, header.value.as_str()))
         .collect()
 }
 

@@ -60,6 +60,11 @@ impl PeerIdentity {
 
 /// How many cgroups' pods are remembered; past it the cache starts over (and counts that).
 const MAX_CACHED_CGROUPS: usize = 65_536;
+/// How long a process's container, read from /proc by pid where no cgroup id tells processes
+/// apart, is trusted: reading /proc for both ends of every call is most of the agent's work on
+/// such hosts, and a pid is not handed to a process in another pod within a second (the kernel
+/// cycles through the whole pid space before reusing one).
+const PID_CONTAINER_TTL: Duration = Duration::from_secs(1);
 /// Directories looked at, at most, when searching the cgroup hierarchy for a cgroup id whose
 /// process has already exited.
 const MAX_CGROUP_WALK: usize = 100_000;
@@ -97,6 +102,9 @@ pub struct NodeIdentity {
     index: IdentityIndex,
     cgroup2: Option<PathBuf>,
     containers: HashMap<u64, Option<ContainerRef>>,
+    /// Where cgroup ids do not tell processes apart (cgroup v1 only: every process is in the
+    /// root, id 1): each process's container as read from /proc, and when.
+    pid_containers: HashMap<u32, (Instant, Option<ContainerRef>)>,
     pub cgroup_cache_resets: u64,
     pub health: BTreeMap<&'static str, WatchHealth>,
 }
@@ -112,6 +120,7 @@ impl NodeIdentity {
             index: IdentityIndex::new(inventory),
             cgroup2,
             containers: HashMap::new(),
+            pid_containers: HashMap::new(),
             cgroup_cache_resets: 0,
             health: BTreeMap::new(),
         }
@@ -174,9 +183,16 @@ impl NodeIdentity {
     }
 
     fn container_of(&mut self, pid: u32, cgroup_id: u64) -> Option<ContainerRef> {
-        // Cgroup id 1 is the root, all a host with only cgroup v1 reports: no key to cache by.
-        if cgroup_id > 1
-            && let Some(known) = self.containers.get(&cgroup_id)
+        // Cgroup id 1 is the root, all a host with only cgroup v1 reports: the pid is the key,
+        // for a short while.
+        let by_cgroup = cgroup_id > 1;
+        let now = Instant::now();
+        if by_cgroup {
+            if let Some(known) = self.containers.get(&cgroup_id) {
+                return known.clone();
+            }
+        } else if let Some((read, known)) = self.pid_containers.get(&pid)
+            && now.duration_since(*read) < PID_CONTAINER_TTL
         {
             return known.clone();
         }
@@ -184,12 +200,18 @@ impl NodeIdentity {
             .ok()
             .and_then(|content| pod_cgroup_in_proc(&content).and_then(container_of))
             .or_else(|| self.search_cgroup(cgroup_id));
-        if cgroup_id > 1 {
+        if by_cgroup {
             if self.containers.len() >= MAX_CACHED_CGROUPS {
                 self.containers.clear();
                 self.cgroup_cache_resets += 1;
             }
             self.containers.insert(cgroup_id, found.clone());
+        } else {
+            if self.pid_containers.len() >= MAX_CACHED_CGROUPS {
+                self.pid_containers.clear();
+                self.cgroup_cache_resets += 1;
+            }
+            self.pid_containers.insert(pid, (now, found.clone()));
         }
         found
     }
@@ -373,6 +395,26 @@ pub fn host_addresses() -> Vec<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn without_cgroup_ids_a_process_container_is_read_once_a_second() {
+        let mut node = NodeIdentity::new(Inventory::default(), None);
+        let pid = std::process::id();
+        // This test process is in no pod: what /proc says.
+        assert_eq!(node.container_of(pid, 1), None);
+        let remembered = ContainerRef {
+            pod_uid: "0b1c".to_owned(),
+            container_id: None,
+        };
+        node.pid_containers
+            .insert(pid, (Instant::now(), Some(remembered.clone())));
+        assert_eq!(node.container_of(pid, 1), Some(remembered.clone()));
+        let stale = Instant::now()
+            .checked_sub(PID_CONTAINER_TTL)
+            .expect("monotonic clock past a second");
+        node.pid_containers.insert(pid, (stale, Some(remembered)));
+        assert_eq!(node.container_of(pid, 1), None, "read again once stale");
+    }
 
     #[test]
     fn this_host_has_loopback_addresses() {

@@ -242,7 +242,7 @@ impl<'a> From<&'a Attachment> for InterfaceRecord<'a> {
 
 #[derive(Serialize)]
 struct Stamped<'a> {
-    time: String,
+    time: &'a str,
     #[serde(flatten)]
     record: &'a Record<'a>,
 }
@@ -251,6 +251,9 @@ pub struct Reporter<W> {
     out: W,
     format: OutputFormat,
     interface_names: HashMap<u32, String>,
+    /// The last time stamped and its text: a burst of records shares one `now`, and formatting
+    /// it for each record cost more than the rest of a small record.
+    stamp: Option<(SystemTime, String)>,
 }
 
 impl<W: Write> Reporter<W> {
@@ -259,6 +262,7 @@ impl<W: Write> Reporter<W> {
             out,
             format,
             interface_names: HashMap::new(),
+            stamp: None,
         }
     }
 
@@ -287,8 +291,12 @@ impl<W: Write> Reporter<W> {
     /// Writes a record without flushing: for batches (a burst of calls), flushed once with
     /// [`Reporter::flush`].
     pub fn write(&mut self, record: &Record<'_>, now: SystemTime) -> std::io::Result<()> {
+        let stamp = match &mut self.stamp {
+            Some((at, text)) if *at == now => text,
+            stamp => &stamp.insert((now, timestamp(now))).1,
+        };
         let stamped = Stamped {
-            time: timestamp(now),
+            time: stamp,
             record,
         };
         match self.format {

@@ -7,9 +7,9 @@
 //! call. Responses are paired with requests first in, first out, as HTTP/1.1 pipelining requires.
 
 use std::collections::VecDeque;
-use std::mem;
+use std::mem::{self, MaybeUninit};
 
-use crate::call::{Call, CallFlags, Direction, Header, Message, Protocol, split_target};
+use crate::call::{Call, CallFlags, Direction, Header, Message, Protocol, split_target, text};
 use crate::{Limits, StreamParser};
 
 /// Longest method we believe in a start line; real ones (`MKWORKSPACE`, `BASELINE-CONTROL`) fit.
@@ -908,9 +908,12 @@ impl Reader {
         while let Some(&byte) = input.get(used) {
             if line == StartLine::SkipLine {
                 let response = self.direction == Direction::Response;
-                let next_start = after(input, used)
-                    .iter()
-                    .position(|&b| b == b'\n' || (response && b == b'H'));
+                let rest = after(input, used);
+                let next_start = if response {
+                    memchr::memchr2(b'\n', b'H', rest)
+                } else {
+                    memchr::memchr(b'\n', rest)
+                };
                 match next_start {
                     // A status line may follow a body that did not end its last line.
                     Some(offset) if response && input.get(used + offset) == Some(&b'H') => {
@@ -927,6 +930,18 @@ impl Reader {
                         used = input.len();
                         break;
                     }
+                }
+            }
+            if line == StartLine::LineStart && self.buf.is_empty() {
+                let rest = after(input, used);
+                if let Some(len) =
+                    whole_start_line(self.direction, rest).filter(|&len| len <= limit)
+                {
+                    self.started_ns = time_ns;
+                    self.buf.extend_from_slice(rest.get(..len).unwrap_or(rest));
+                    self.searched = 0;
+                    self.stage = Stage::Head;
+                    return used.saturating_add(len);
                 }
             }
             used += 1;
@@ -975,11 +990,19 @@ impl Reader {
         let room = limit.saturating_sub(self.buf.len());
         let taken = input.get(..room).unwrap_or(input);
         let before = self.buf.len();
-        self.buf.extend_from_slice(taken);
-        if let Some(end) = find_head_end(&self.buf, self.searched) {
+        // Searched where the input lies rather than after copying it: an event carries the
+        // body (and more messages) after the head, and only the head is kept.
+        let searched = self.searched.min(before);
+        let prefix = self.buf.get(searched..).unwrap_or_default();
+        if let Some(end) = head_end(prefix, taken) {
+            let end = searched.saturating_add(end);
+            let used = end.saturating_sub(before);
             self.buf.truncate(end);
-            return (end.saturating_sub(before), HeadRead::Complete);
+            self.buf
+                .extend_from_slice(taken.get(..used).unwrap_or(taken));
+            return (used, HeadRead::Complete);
         }
+        self.buf.extend_from_slice(taken);
         // The last two bytes may begin the terminator.
         self.searched = self.buf.len().saturating_sub(2);
         let read = if self.buf.len() >= limit {
@@ -991,20 +1014,20 @@ impl Reader {
     }
 }
 
-/// End of a head: just past the empty line (LF LF or LF CR LF) at or after `from`.
-fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
-    let tail = buf.get(from..)?;
-    tail.iter().enumerate().find_map(|(offset, &byte)| {
-        if byte != b'\n' {
-            return None;
-        }
-        let at = from.saturating_add(offset);
-        match (buf.get(at + 1), buf.get(at + 2)) {
+/// End of a head in `prefix` followed by `input`: the offset just past the first empty line (LF
+/// LF or LF CR LF).
+fn head_end(prefix: &[u8], input: &[u8]) -> Option<usize> {
+    let byte = |at: usize| match at.checked_sub(prefix.len()) {
+        None => prefix.get(at),
+        Some(at) => input.get(at),
+    };
+    memchr::memchr_iter(b'\n', prefix)
+        .chain(memchr::memchr_iter(b'\n', input).map(|at| at.saturating_add(prefix.len())))
+        .find_map(|at| match (byte(at + 1), byte(at + 2)) {
             (Some(b'\n'), _) => Some(at + 2),
             (Some(b'\r'), Some(b'\n')) => Some(at + 3),
             _ => None,
-        }
-    })
+        })
 }
 
 impl StartLine {
@@ -1048,6 +1071,48 @@ impl StartLine {
     }
 }
 
+/// Length of the start line `input` begins with, up to and including the byte the recogniser
+/// accepts it on, when all of it is there and well formed: what `StartLine::next` accepts from
+/// `LineStart`, read without stepping through its states, since that is how nearly every message
+/// begins. None leaves the line to the recogniser.
+fn whole_start_line(direction: Direction, input: &[u8]) -> Option<usize> {
+    let minor = |rest: &[u8]| -> Option<usize> {
+        let rest = rest.strip_prefix(VERSION_PREFIX)?;
+        matches!(rest.first(), Some(b'0' | b'1')).then_some(VERSION_PREFIX.len() + 1)
+    };
+    match direction {
+        Direction::Request => {
+            let method = input
+                .iter()
+                .take_while(|&&byte| is_method_byte(byte))
+                .count();
+            if method == 0 || method > MAX_METHOD_LEN {
+                return None;
+            }
+            let rest = input.get(method..)?.strip_prefix(b" ")?;
+            let target = rest
+                .iter()
+                .take_while(|&&byte| is_target_byte(byte))
+                .count();
+            if target == 0 {
+                return None;
+            }
+            let rest = rest.get(target..)?.strip_prefix(b" ")?;
+            let rest = rest.get(minor(rest)?..)?;
+            let rest = rest.strip_prefix(b"\r").unwrap_or(rest);
+            let rest = rest.strip_prefix(b"\n")?;
+            Some(input.len() - rest.len())
+        }
+        Direction::Response => {
+            let rest = input.get(minor(input)?..)?.strip_prefix(b" ")?;
+            let (status, rest) = rest.split_at_checked(3)?;
+            let end = rest.first()?;
+            (status.iter().all(u8::is_ascii_digit) && matches!(end, b' ' | b'\r' | b'\n'))
+                .then(|| input.len() - rest.len() + 1)
+        }
+    }
+}
+
 /// Methods in the wild are upper-case tokens; demanding that keeps prose from passing as one.
 fn is_method_byte(byte: u8) -> bool {
     byte.is_ascii_uppercase() || byte == b'-' || byte == b'_'
@@ -1064,17 +1129,13 @@ fn request_line(head: &[u8]) -> Option<(String, String)> {
     let mut parts = line.split(|&byte| byte == b' ');
     let method = parts.next()?;
     let target = parts.next()?;
-    Some((lossy(method), lossy(target)))
+    Some((text(method), text(target)))
 }
 
 /// Status of a status line the recogniser accepted (`HTTP/1.x NNN`).
 fn status_line_code(head: &[u8]) -> Option<u16> {
     let digits = head.get(VERSION_PREFIX.len() + 2..VERSION_PREFIX.len() + 5)?;
     parse_decimal(digits).and_then(|status| u16::try_from(status).ok())
-}
-
-fn lossy(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 struct RequestHead {
@@ -1108,13 +1169,35 @@ fn field_capacity(block: &[u8]) -> usize {
     block.iter().filter(|&&byte| byte == b'\n').count().max(1)
 }
 
+/// Header slots a head is parsed into without allocating: more fields than nearly any head has.
+const STACK_FIELDS: usize = 64;
+
+/// Uninitialised slots for every field `block` can hold: on the stack when they fit there.
+fn field_slots<'s, 'b>(
+    block: &[u8],
+    stack: &'s mut [MaybeUninit<httparse::Header<'b>>; STACK_FIELDS],
+    heap: &'s mut Vec<MaybeUninit<httparse::Header<'b>>>,
+) -> &'s mut [MaybeUninit<httparse::Header<'b>>] {
+    let needed = field_capacity(block);
+    if needed <= STACK_FIELDS {
+        return stack;
+    }
+    heap.resize(needed, MaybeUninit::uninit());
+    heap
+}
+
 fn parse_request_head(head: &[u8], limits: &Limits) -> Option<RequestHead> {
-    let mut fields = vec![httparse::EMPTY_HEADER; field_capacity(head)];
-    let mut request = httparse::Request::new(&mut fields);
+    let (mut stack, mut heap) = ([MaybeUninit::uninit(); STACK_FIELDS], Vec::new());
+    let slots = field_slots(head, &mut stack, &mut heap);
+    let mut request = httparse::Request::new(&mut []);
     let mut config = httparse::ParserConfig::default();
     // The server already decided what it accepts; a bystander records, it does not judge.
     config.ignore_invalid_headers_in_requests(true);
-    if !config.parse_request(&mut request, head).ok()?.is_complete() {
+    if !config
+        .parse_request_with_uninit_headers(&mut request, head, slots)
+        .ok()?
+        .is_complete()
+    {
         return None;
     }
     let method = request.method?;
@@ -1126,7 +1209,7 @@ fn parse_request_head(head: &[u8], limits: &Limits) -> Option<RequestHead> {
     call.method = Some(method.to_owned());
     call.request.headers = kept_fields(fields, limits.max_headers, &mut call.flags);
     if call.authority.is_none() {
-        call.authority = field_values(fields, "host").next().map(lossy);
+        call.authority = field_values(fields, "host").next().map(text);
     }
     let body = match declared {
         Declared::Chunked => Some(Framing::Chunked(Chunk::SizeLine)),
@@ -1144,8 +1227,9 @@ fn parse_request_head(head: &[u8], limits: &Limits) -> Option<RequestHead> {
 }
 
 fn parse_response_head(head: &[u8], limits: &Limits) -> Option<ResponseHead> {
-    let mut fields = vec![httparse::EMPTY_HEADER; field_capacity(head)];
-    let mut response = httparse::Response::new(&mut fields);
+    let (mut stack, mut heap) = ([MaybeUninit::uninit(); STACK_FIELDS], Vec::new());
+    let slots = field_slots(head, &mut stack, &mut heap);
+    let mut response = httparse::Response::new(&mut []);
     let mut config = httparse::ParserConfig::default();
     // Clients tolerate these from real servers, so must we.
     config
@@ -1154,7 +1238,7 @@ fn parse_response_head(head: &[u8], limits: &Limits) -> Option<ResponseHead> {
         .allow_multiple_spaces_in_response_status_delimiters(true)
         .ignore_invalid_headers_in_responses(true);
     if !config
-        .parse_response(&mut response, head)
+        .parse_response_with_uninit_headers(&mut response, head, slots)
         .ok()?
         .is_complete()
     {
@@ -1244,10 +1328,7 @@ fn kept_fields(fields: &[httparse::Header<'_>], max: usize, flags: &mut CallFlag
     fields
         .iter()
         .take(max)
-        .map(|field| Header {
-            name: field.name.to_owned(),
-            value: lossy(field.value),
-        })
+        .map(|field| Header::new(field.name.as_bytes(), field.value))
         .collect()
 }
 
@@ -1330,6 +1411,15 @@ impl<'a> Sink<'a> {
         }
     }
 
+    /// `len` more body bytes are declared: room for what of them is kept is made at once, not
+    /// grown event by event.
+    fn expect(&mut self, len: u64, max_body_bytes: usize) {
+        if let Some((message, _)) = &mut self.target {
+            let room = max_body_bytes.saturating_sub(message.body.len());
+            message.body.reserve(clamp(len, room));
+        }
+    }
+
     fn lost(&mut self, len: u64) {
         if let Some((message, flags)) = &mut self.target {
             message.body_bytes = message.body_bytes.saturating_add(len);
@@ -1381,6 +1471,7 @@ fn read_body(
             }
             Framing::Length(remaining) | Framing::Chunked(Chunk::Data(remaining)) => {
                 let data = rest.get(..clamp(*remaining, rest.len())).unwrap_or(rest);
+                sink.expect(*remaining, limits.max_body_bytes);
                 sink.data(data, time_ns, limits.max_body_bytes);
                 used += data.len();
                 *remaining = remaining.saturating_sub(data.len() as u64);
@@ -1447,7 +1538,7 @@ fn clamp(remaining: u64, available: usize) -> usize {
 /// whether the line is complete.
 fn take_line(line: &mut Vec<u8>, input: &[u8], limit: usize) -> (usize, bool) {
     let room = limit.saturating_sub(line.len());
-    let (wanted, complete) = match input.iter().position(|&byte| byte == b'\n') {
+    let (wanted, complete) = match memchr::memchr(b'\n', input) {
         Some(newline) => (newline.saturating_add(1), true),
         None => (input.len(), false),
     };
@@ -1766,7 +1857,7 @@ mod tests {
             .response
             .trailers
             .iter()
-            .map(|t| (t.name.as_str(), t.value.as_str()))
+            .map(|t| (&*t.name, t.value.as_str()))
             .collect();
         assert_eq!(trailers, [("X-Checksum", "abc123"), ("X-Other", "1")]);
         assert!(call.response.complete);
@@ -2615,6 +2706,37 @@ mod tests {
         wire.calls
     }
 
+    /// Where the recogniser, stepped one byte at a time from the start of a line, accepts a start
+    /// line in `input`: the length through the accepting byte.
+    fn recognised_start_line(direction: Direction, input: &[u8]) -> Option<usize> {
+        let mut line = StartLine::LineStart;
+        for (at, &byte) in input.iter().enumerate() {
+            match line.next(direction, byte) {
+                Recognised::Continue(next) => line = next,
+                Recognised::Accept => return Some(at + 1),
+                Recognised::Reject => return None,
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn whole_start_lines_are_read_at_once() {
+        for (direction, line) in [
+            (
+                Direction::Request,
+                &b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\n"[..],
+            ),
+            (Direction::Request, b"M-SEARCH * HTTP/1.0\n"),
+            (Direction::Response, b"HTTP/1.1 200 OK\r\n"),
+            (Direction::Response, b"HTTP/1.0 404\r\n"),
+        ] {
+            let expected = recognised_start_line(direction, line);
+            assert!(expected.is_some());
+            assert_eq!(whole_start_line(direction, line), expected);
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
@@ -2656,6 +2778,32 @@ mod tests {
             let sizes = if byte_at_a_time { vec![1] } else { sizes };
             prop_assert_eq!(feed_interleaved(&streams, &sizes, &choices), whole);
         }
+
+        #[test]
+        fn a_start_line_read_at_once_is_one_the_recogniser_accepts(
+            request in any::<bool>(),
+            parts in prop::collection::vec(
+                prop_oneof![
+                    Just(b"GET".to_vec()),
+                    Just(b" ".to_vec()),
+                    Just(b"/p?q".to_vec()),
+                    Just(b"HTTP/1.".to_vec()),
+                    Just(b"1".to_vec()),
+                    Just(b"200".to_vec()),
+                    Just(b"\r".to_vec()),
+                    Just(b"\n".to_vec()),
+                    prop::collection::vec(any::<u8>(), 1..4),
+                ],
+                0..10,
+            ),
+        ) {
+            let direction = if request { Direction::Request } else { Direction::Response };
+            let input = parts.concat();
+            if let Some(len) = whole_start_line(direction, &input) {
+                prop_assert_eq!(recognised_start_line(direction, &input), Some(len));
+            }
+        }
+
 
         #[test]
         fn arbitrary_input_never_panics_and_stays_bounded(

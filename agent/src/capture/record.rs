@@ -1,7 +1,7 @@
 //! The `api.call` record: one call as the agent writes it, with credentials redacted. Field names
 //! are part of Moat's interface (docs/agent-output.md).
 
-use std::net::SocketAddr;
+use std::{borrow::Cow, net::SocketAddr};
 
 use protocols::{Call, Header, Message};
 use serde::Serialize;
@@ -75,7 +75,8 @@ impl Redaction {
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct HeaderRecord {
-    pub name: String,
+    /// Borrowed when the parser found it well known (see `protocols::Header`).
+    pub name: Cow<'static, str>,
     pub value: String,
 }
 
@@ -285,7 +286,7 @@ impl CallRecord {
             call.request
                 .headers
                 .iter()
-                .map(|header| (header.name.as_str(), header.value.as_str())),
+                .map(|header| (&*header.name, header.value.as_str())),
             call.query.as_deref(),
             &redaction.custom,
         );

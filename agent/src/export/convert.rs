@@ -100,7 +100,7 @@ fn headers(headers: &[HeaderRecord]) -> Vec<api::Header> {
     headers
         .iter()
         .map(|header| api::Header {
-            name: header.name.clone(),
+            name: header.name.to_string(),
             value: header.value.clone(),
         })
         .collect()

@@ -11,6 +11,7 @@ use std::{collections::VecDeque, sync::Arc};
 use thiserror::Error;
 
 use super::huffman::{self, HuffmanError};
+use crate::call::Header;
 
 /// RFC 7541 section 4.1: each entry costs its name and value plus this much.
 pub const ENTRY_OVERHEAD: usize = 32;
@@ -100,16 +101,11 @@ const STATIC_TABLE: [(&[u8], &[u8]); 61] = [
     (b"www-authenticate", b""),
 ];
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Field {
-    pub name: Vec<u8>,
-    pub value: Vec<u8>,
-}
-
 /// One decoded header block.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HeaderList {
-    pub fields: Vec<Field>,
+    /// As record text: decoded straight into what the call keeps, so a field is copied once.
+    pub fields: Vec<Header>,
     /// Fields past the header-list bound were decoded (for the table's sake) but not kept.
     pub truncated: bool,
     /// Fields referred to table entries we never saw; they are left out.
@@ -118,17 +114,33 @@ pub struct HeaderList {
 
 #[derive(Debug, Clone)]
 struct Entry {
-    /// None when it was inserted with a name from an entry we never saw. Shared, since a block
-    /// may insert the same long name again and again.
-    name: Option<Arc<[u8]>>,
+    /// None when it was inserted with a name from an entry we never saw.
+    name: Option<EntryName>,
     value: Vec<u8>,
+}
+
+/// A dynamic entry's name: the static table's, or shared, since a block may insert the same long
+/// name again and again. Neither costs an allocation when a field merely refers to it.
+#[derive(Debug, Clone)]
+enum EntryName {
+    Static(&'static [u8]),
+    Shared(Arc<[u8]>),
+}
+
+impl EntryName {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Self::Static(name) => name,
+            Self::Shared(name) => name,
+        }
+    }
 }
 
 impl Entry {
     /// An unknown name counts as empty: underestimating sizes only ever keeps entries longer than
     /// the peer does, which never changes what a valid reference resolves to.
     fn size(&self) -> usize {
-        self.name.as_ref().map_or(0, |name| name.len()) + self.value.len() + ENTRY_OVERHEAD
+        self.name.as_ref().map_or(0, |name| name.bytes().len()) + self.value.len() + ENTRY_OVERHEAD
     }
 }
 
@@ -210,7 +222,12 @@ impl Decoder {
         block: &[u8],
         max_list_bytes: usize,
     ) -> Result<HeaderList, HpackError> {
-        let mut list = HeaderList::default();
+        let mut list = HeaderList {
+            // Most blocks hold fewer fields; growing one field at a time would copy them again
+            // and again.
+            fields: Vec::with_capacity(16),
+            ..HeaderList::default()
+        };
         let mut list_bytes = 0usize;
         let mut input = block;
         let mut fields_seen = false;
@@ -264,17 +281,24 @@ impl Decoder {
         list_bytes: &mut usize,
         max_list_bytes: usize,
     ) -> Result<(), HpackError> {
-        let name: Option<Arc<[u8]>> = match name {
-            Name::Literal => Some(read_string(input)?.into()),
+        let name = match name {
+            Name::Literal => Some(EntryName::Shared(read_string(input)?.into())),
             Name::Indexed(index) => self.lookup_name(index)?,
         };
         let value = read_string(input)?;
-        match &name {
-            Some(name) => push_field(list, list_bytes, max_list_bytes, name, &value),
-            None => list.unresolved = true,
-        }
+        let Some(known) = &name else {
+            list.unresolved = true;
+            if indexing {
+                self.insert(Entry { name, value });
+            }
+            return Ok(());
+        };
         if indexing {
+            push_field(list, list_bytes, max_list_bytes, known.bytes(), &value);
             self.insert(Entry { name, value });
+        } else if admit(list, list_bytes, max_list_bytes, known.bytes(), &value) {
+            // Not kept in the table: the decoded value becomes the field's text as it is.
+            list.fields.push(Header::with_value(known.bytes(), value));
         }
         Ok(())
     }
@@ -295,7 +319,7 @@ impl Decoder {
         }
         match self.table.get(position - 1 - STATIC_TABLE.len()) {
             Some(entry) => Ok(Some(Known {
-                name: entry.name.as_deref(),
+                name: entry.name.as_ref().map(EntryName::bytes),
                 value: &entry.value,
             })),
             None if self.lossy => Ok(None),
@@ -303,7 +327,7 @@ impl Decoder {
         }
     }
 
-    fn lookup_name(&self, index: u64) -> Result<Option<Arc<[u8]>>, HpackError> {
+    fn lookup_name(&self, index: u64) -> Result<Option<EntryName>, HpackError> {
         let position = usize::try_from(index).unwrap_or(usize::MAX);
         match position.checked_sub(STATIC_TABLE.len() + 1) {
             Some(dynamic) => match self.table.get(dynamic) {
@@ -311,10 +335,13 @@ impl Decoder {
                 None if self.lossy => Ok(None),
                 None => Err(HpackError::InvalidIndex(index)),
             },
-            None => Ok(self
-                .lookup(index)?
-                .and_then(|known| known.name)
-                .map(Arc::from)),
+            None => {
+                let static_entry = position.checked_sub(1).and_then(|at| STATIC_TABLE.get(at));
+                match static_entry {
+                    Some((name, _)) => Ok(Some(EntryName::Static(name))),
+                    None => Err(HpackError::InvalidIndex(index)),
+                }
+            }
         }
     }
 
@@ -366,6 +393,20 @@ fn push_field(
     name: &[u8],
     value: &[u8],
 ) {
+    if admit(list, list_bytes, max_list_bytes, name, value) {
+        list.fields.push(Header::new(name, value));
+    }
+}
+
+/// Whether a field still fits the header-list bound (counting it if so); the list is marked
+/// truncated from the first that does not.
+fn admit(
+    list: &mut HeaderList,
+    list_bytes: &mut usize,
+    max_list_bytes: usize,
+    name: &[u8],
+    value: &[u8],
+) -> bool {
     let size = name
         .len()
         .saturating_add(value.len())
@@ -376,12 +417,12 @@ fn push_field(
     {
         Some(total) if !list.truncated => {
             *list_bytes = total;
-            list.fields.push(Field {
-                name: name.to_vec(),
-                value: value.to_vec(),
-            });
+            true
         }
-        _ => list.truncated = true,
+        _ => {
+            list.truncated = true;
+            false
+        }
     }
 }
 
@@ -440,12 +481,7 @@ mod tests {
     fn fields(list: &HeaderList) -> Vec<(String, String)> {
         list.fields
             .iter()
-            .map(|field| {
-                let text = |bytes: &[u8]| {
-                    String::from_utf8(bytes.to_vec()).expect("UTF-8 in test vectors")
-                };
-                (text(&field.name), text(&field.value))
-            })
+            .map(|field| (field.name.to_string(), field.value.clone()))
             .collect()
     }
 

@@ -10,6 +10,7 @@ pub mod hpack;
 mod huffman;
 
 use std::collections::{BTreeMap, VecDeque};
+use std::mem;
 
 use thiserror::Error;
 
@@ -244,7 +245,9 @@ pub struct Http2Parser {
     limits: Limits,
     request: Side,
     response: Side,
-    streams: BTreeMap<u32, Stream>,
+    /// Boxed: a stream carries its whole call, which the map would otherwise move about as it
+    /// rebalances.
+    streams: BTreeMap<u32, Box<Stream>>,
     /// Joined after the connection started: every call is flagged, unknown state is expected.
     mid_stream: bool,
     /// A gap cost framing or HPACK state: from then on like `mid_stream`, flagged as a gap.
@@ -252,6 +255,9 @@ pub struct Http2Parser {
     highest_request_stream: u32,
     /// Streams already emitted, so stray frames after their end do not open them again.
     recently_closed: VecDeque<u32>,
+    /// The highest id ever put in `recently_closed`: a client opens streams in increasing order,
+    /// so a new stream is above it and needs no search of the list.
+    highest_closed: u32,
     dropped_streams: u64,
     error: Option<ConnectionError>,
 }
@@ -280,6 +286,7 @@ impl Http2Parser {
             desynced_by_gap: false,
             highest_request_stream: 0,
             recently_closed: VecDeque::new(),
+            highest_closed: 0,
             dropped_streams: 0,
             error: None,
         }
@@ -308,7 +315,7 @@ impl Http2Parser {
             lost,
             ..Half::default()
         };
-        parser.streams.insert(1, stream);
+        parser.streams.insert(1, Box::new(stream));
         parser.highest_request_stream = 1;
         parser
     }
@@ -558,16 +565,18 @@ impl Http2Parser {
                     _ => BlockKind::PushPromise,
                 };
                 let side = self.side_mut(direction);
-                let block = OpenBlock {
+                let mut block = OpenBlock {
                     stream_id: header.stream_id,
                     kind,
-                    fragments: fragment.to_vec(),
+                    fragments: Vec::new(),
                     wire_bytes: header.wire_len(),
                     first_byte_ns: side.frame_start_ns,
                 };
+                // A block in one frame, as nearly all are, is decoded where it lies.
                 if header.has(frame::END_HEADERS) {
-                    self.decode_block(direction, block, time_ns, calls);
+                    self.decode_block(direction, &block, fragment, time_ns, calls);
                 } else {
+                    block.fragments = fragment.to_vec();
                     side.block = Some(block);
                 }
             }
@@ -590,7 +599,8 @@ impl Http2Parser {
                 block.fragments.extend_from_slice(payload);
                 block.wire_bytes += header.wire_len();
                 if header.has(frame::END_HEADERS) {
-                    self.decode_block(direction, block, time_ns, calls);
+                    let fragments = mem::take(&mut block.fragments);
+                    self.decode_block(direction, &block, &fragments, time_ns, calls);
                 } else {
                     self.side_mut(direction).block = Some(block);
                 }
@@ -602,7 +612,8 @@ impl Http2Parser {
     fn decode_block(
         &mut self,
         direction: Direction,
-        block: OpenBlock,
+        block: &OpenBlock,
+        fragments: &[u8],
         time_ns: u64,
         calls: &mut Vec<Call>,
     ) {
@@ -611,7 +622,7 @@ impl Http2Parser {
         let list = match self
             .side_mut(direction)
             .hpack
-            .decode(&block.fragments, max_list_bytes)
+            .decode(fragments, max_list_bytes)
         {
             Ok(list) => list,
             Err(source) => {
@@ -749,7 +760,8 @@ impl Http2Parser {
             return true;
         }
         // Even ids are server pushes, which are not followed.
-        if stream_id.is_multiple_of(2) || self.recently_closed.contains(&stream_id) {
+        let closed = stream_id <= self.highest_closed && self.recently_closed.contains(&stream_id);
+        if stream_id.is_multiple_of(2) || closed {
             return false;
         }
         let fresh = stream_id > self.highest_request_stream;
@@ -771,7 +783,7 @@ impl Http2Parser {
         call.stream_id = Some(stream_id);
         call.flags.mid_stream = self.mid_stream;
         call.flags.gap = self.desynced_by_gap;
-        self.streams.insert(stream_id, Stream::new(call));
+        self.streams.insert(stream_id, Box::new(Stream::new(call)));
         true
     }
 
@@ -797,6 +809,7 @@ impl Http2Parser {
             self.recently_closed.pop_front();
         }
         self.recently_closed.push_back(stream_id);
+        self.highest_closed = self.highest_closed.max(stream_id);
         calls.push(stream.into_call());
     }
 
@@ -815,7 +828,7 @@ impl Http2Parser {
 
     fn emit_all(&mut self, calls: &mut Vec<Call>) {
         let streams = std::mem::take(&mut self.streams);
-        calls.extend(streams.into_values().map(Stream::into_call));
+        calls.extend(streams.into_values().map(|stream| stream.into_call()));
     }
 
     /// A gap we cannot step over: framing and this direction's HPACK state are gone.
@@ -910,7 +923,7 @@ impl StreamParser for Http2Parser {
             + self
                 .streams
                 .values()
-                .map(Stream::buffered_bytes)
+                .map(|stream| stream.buffered_bytes())
                 .sum::<usize>()
     }
 }
@@ -951,28 +964,32 @@ fn is_grpc_content_type(value: &str) -> bool {
     value.starts_with("application/grpc")
 }
 
-/// Header fields as record text, pseudo-headers apart.
+/// Header fields as record text, pseudo-headers apart. The regular ones stay where the decoder
+/// put them, so that they usually become the message's headers without a copy.
 fn split_fields(list: HeaderList) -> (Vec<Header>, Vec<Header>) {
-    list.fields
-        .into_iter()
-        .map(|field| Header {
-            name: String::from_utf8_lossy(&field.name).into_owned(),
-            value: String::from_utf8_lossy(&field.value).into_owned(),
-        })
-        .partition(|header| header.name.starts_with(':'))
+    let mut regular = list.fields;
+    let pseudo = regular
+        .extract_if(.., |header| header.name.starts_with(':'))
+        .collect();
+    (pseudo, regular)
 }
 
 fn keep_headers(
     into: &mut Vec<Header>,
-    fields: Vec<Header>,
+    mut fields: Vec<Header>,
     max_headers: usize,
     flags: &mut CallFlags,
 ) {
     let room = max_headers.saturating_sub(into.len());
     if fields.len() > room {
         flags.truncated = true;
+        fields.truncate(room);
     }
-    into.extend(fields.into_iter().take(room));
+    if into.is_empty() {
+        *into = fields;
+    } else {
+        into.append(&mut fields);
+    }
 }
 
 fn find_value<'a>(fields: &'a [Header], name: &str) -> Option<&'a str> {
@@ -1011,7 +1028,7 @@ fn apply_request_headers(
     stream.request.start_seen = true;
     stream.request.headers_seen = true;
     for header in pseudo {
-        match header.name.as_str() {
+        match &*header.name {
             ":method" => call.method = Some(header.value),
             ":authority" => call.authority = Some(header.value),
             ":path" => {
@@ -1288,7 +1305,7 @@ mod tests {
 
     fn header(name: &str, value: &str) -> Header {
         Header {
-            name: name.into(),
+            name: name.to_owned().into(),
             value: value.into(),
         }
     }
