@@ -669,40 +669,16 @@ impl Agent {
                 now,
             );
             for finding in findings {
-                self.report_peers_finding(&finding, &facts.client, &facts.server, now)?;
+                self.report_finding_between(
+                    &finding,
+                    Some(&facts.client),
+                    Some(&facts.server),
+                    None,
+                    now,
+                )?;
             }
         }
         self.reporter.flush().context("writing to standard output")
-    }
-
-    /// Reports a finding about a connection rather than a call.
-    fn report_peers_finding(
-        &mut self,
-        finding: &intelligence::Finding,
-        source: &crate::capture::record::Peer,
-        destination: &crate::capture::record::Peer,
-        now: SystemTime,
-    ) -> anyhow::Result<()> {
-        self.metrics.update(|snapshot| {
-            *snapshot
-                .findings
-                .entry(finding.kind.to_string())
-                .or_default() += 1;
-        });
-        let record = FindingRecord {
-            finding,
-            source: Some(source),
-            destination: Some(destination),
-            caller: None,
-        };
-        if let Some(exporter) = &self.exporter {
-            exporter.push(export_records::finding_record(
-                exporter.next_id(),
-                &record,
-                now,
-            ));
-        }
-        self.emit(&Record::Finding(&record), now)
     }
 
     /// Ships what the identity index knows of ranges and workloads when it changed, looking at
