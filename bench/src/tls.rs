@@ -24,7 +24,7 @@ use crate::capture::{
     Table,
     live::{
         AgentRun, BenchAgent, LoadRun, agent_binary, alternating_wrk, client_and_server,
-        missed_bytes, wait_listening,
+        missed_bytes, wait_listening, write_site,
     },
     machine, median,
 };
@@ -359,13 +359,7 @@ impl Testbed {
                 )
             })
             .context("making the server's certificate")?;
-        let root = self.directory.join("www");
-        std::fs::create_dir_all(&root)?;
-        let page = format!(
-            "<!doctype html>\n<html><head><title>moat bench</title></head><body>\n{}</body></html>\n",
-            "<p>A small static page served by the TLS benchmark.</p>\n".repeat(8)
-        );
-        std::fs::write(root.join("index.html"), page)?;
+        let root = write_site(&self.directory, "TLS")?;
         let config = self.directory.join("nginx.conf");
         std::fs::write(
             &config,

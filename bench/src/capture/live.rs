@@ -305,14 +305,7 @@ impl Testbed {
     /// Both servers run in the server pod for the whole benchmark, listening on every address
     /// of the pod (loopback and eth0).
     pub fn start_servers(&self) -> anyhow::Result<[Background; 2]> {
-        let root = self.directory.join("www");
-        std::fs::create_dir_all(&root)?;
-        // A small page, as a static site or an API's documentation page would serve.
-        let page = format!(
-            "<!doctype html>\n<html><head><title>moat bench</title></head><body>\n{}</body></html>\n",
-            "<p>A small static page served by the capture benchmark.</p>\n".repeat(8)
-        );
-        std::fs::write(root.join("index.html"), page)?;
+        let root = write_site(&self.directory, "capture")?;
         let config = self.directory.join("nginx.conf");
         // Debian's defaults where they matter (sendfile on), one worker so that the two cores
         // are shared by server, client and agent alike in every run.
@@ -488,6 +481,19 @@ pub(crate) fn wait_listening(pod: &Pod, address: SocketAddr) -> anyhow::Result<(
         "nothing listens on {address} in pod {} after 15 s",
         pod.name
     )
+}
+
+/// A small page of about half a kilobyte, as a static site or an API's documentation page would serve, in
+/// `<directory>/www`; returns that root.
+pub(crate) fn write_site(directory: &Path, benchmark: &str) -> anyhow::Result<PathBuf> {
+    let root = directory.join("www");
+    std::fs::create_dir_all(&root)?;
+    let page = format!(
+        "<!doctype html>\n<html><head><title>moat bench</title></head><body>\n{}</body></html>\n",
+        format!("<p>A small static page served by the {benchmark} benchmark.</p>\n").repeat(8)
+    );
+    std::fs::write(root.join("index.html"), page)?;
+    Ok(root)
 }
 
 /// The most resident memory a process has had (VmHWM), in bytes.
