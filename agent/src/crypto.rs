@@ -3,7 +3,6 @@
 //! `crypto.*` findings judged from it. The rules are documented in docs/tls.md.
 
 use std::{
-    collections::HashMap,
     hash::{Hash, Hasher},
     net::IpAddr,
     time::{Duration, SystemTime},
@@ -17,7 +16,9 @@ use protocols::{
 };
 use serde::Serialize;
 
-use crate::{analysis::caller_label, capture::record::Peer, detection::DetectionConfig};
+use crate::{
+    analysis::caller_label, capture::record::Peer, detection::DetectionConfig, repeats::Repeats,
+};
 
 pub const PLAINTEXT_INTERNAL: &str = "crypto.plaintext_internal";
 pub const WEAK_TLS: &str = "crypto.weak_tls";
@@ -375,11 +376,17 @@ pub fn judge(
 
 /// Turns crypto findings into findings, as the detection file sets their mode and severity,
 /// saying each (kind, rule, ends, message) once within the file's `repeatAfter`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct CryptoJudge {
-    said: HashMap<u64, u64>,
-    pub repeats_suppressed: u64,
-    pub memory_resets: u64,
+    pub repeats: Repeats,
+}
+
+impl Default for CryptoJudge {
+    fn default() -> Self {
+        Self {
+            repeats: Repeats::new(MAX_REMEMBERED),
+        }
+    }
 }
 
 impl CryptoJudge {
@@ -406,7 +413,8 @@ impl CryptoJudge {
                     &finding.evidence,
                 )
                     .hash(&mut hasher);
-                self.first_saying(hasher.finish(), now_unix, config.repeat_after.as_secs())
+                self.repeats
+                    .first_saying(hasher.finish(), now_unix, config.repeat_after.as_secs())
             })
             .map(|finding| Finding {
                 severity: config.severity_of(finding.kind, finding.severity),
@@ -421,27 +429,6 @@ impl CryptoJudge {
                 evidence: finding.evidence,
             })
             .collect()
-    }
-
-    fn first_saying(&mut self, said: u64, now: u64, repeat_after: u64) -> bool {
-        if let Some(last) = self.said.get_mut(&said) {
-            if now.saturating_sub(*last) < repeat_after {
-                self.repeats_suppressed += 1;
-                return false;
-            }
-            *last = now;
-            return true;
-        }
-        if self.said.len() >= MAX_REMEMBERED {
-            self.said
-                .retain(|_, last| now.saturating_sub(*last) < repeat_after);
-            if self.said.len() >= MAX_REMEMBERED {
-                self.said.clear();
-                self.memory_resets += 1;
-            }
-        }
-        self.said.insert(said, now);
-        true
     }
 }
 
@@ -699,7 +686,7 @@ mod tests {
         assert_eq!(first[0].kind, PLAINTEXT_INTERNAL);
         assert_eq!(first[0].service, "shop/api-1");
         assert!(judge.findings(&facts, &config, WARNING, now).is_empty());
-        assert_eq!(judge.repeats_suppressed, 1);
+        assert_eq!(judge.repeats.suppressed, 1);
         let later = now + config.repeat_after + Duration::from_secs(1);
         assert_eq!(judge.findings(&facts, &config, WARNING, later).len(), 1);
     }

@@ -24,6 +24,8 @@ use threats::{
     },
 };
 
+use crate::repeats::Repeats;
+
 /// How long a source is dropped when a detector in block mode fires, unless the file says.
 pub const DEFAULT_BLOCK_FOR: Duration = Duration::from_secs(10 * 60);
 /// How long a finding about the server's side (data it returns, its headers, its leaks) stays
@@ -468,8 +470,8 @@ pub struct Detectors {
     key: HashKey,
     threats: threats::Detector,
     scanner: Scanner,
-    /// Hash of a finding's identity → when it was last reported (Unix seconds).
-    said: HashMap<u64, u64>,
+    /// Which server-side findings were reported, and when.
+    said: Repeats,
     /// Bursts of one source over many calls: recon, BOLA enumeration, credential stuffing.
     behavior: BehaviorDetector,
     budget: BodyBudget,
@@ -488,7 +490,7 @@ impl Detectors {
             key,
             threats: threats::Detector::new(),
             scanner,
-            said: HashMap::new(),
+            said: Repeats::new(MAX_REMEMBERED),
             behavior,
             budget: BodyBudget::new(body_bytes_per_second),
             stats: DetectionStats::default(),
@@ -502,7 +504,7 @@ impl Detectors {
         let kept_behavior = config.behavior == self.config.behavior;
         let mut next = Self::new(config, self.key.clone(), self.budget.bytes_per_second);
         next.budget = self.budget;
-        next.said = std::mem::take(&mut self.said);
+        std::mem::swap(&mut next.said, &mut self.said);
         next.stats = self.stats;
         if kept_behavior {
             std::mem::swap(&mut next.behavior, &mut self.behavior);
@@ -515,7 +517,11 @@ impl Detectors {
     }
 
     pub fn stats(&self) -> DetectionStats {
-        self.stats
+        DetectionStats {
+            repeats_suppressed: self.said.suppressed,
+            memory_resets: self.said.resets,
+            ..self.stats
+        }
     }
 
     pub fn behavior_stats(&self) -> BehaviorStats {
@@ -691,25 +697,8 @@ impl Detectors {
 
     /// Whether a server-side finding is news: not said within `repeatAfter`.
     fn first_saying(&mut self, said: u64, now: u64) -> bool {
-        let repeat_after = self.config.repeat_after.as_secs();
-        if let Some(last) = self.said.get_mut(&said) {
-            if now.saturating_sub(*last) < repeat_after {
-                self.stats.repeats_suppressed += 1;
-                return false;
-            }
-            *last = now;
-            return true;
-        }
-        if self.said.len() >= MAX_REMEMBERED {
-            self.said
-                .retain(|_, last| now.saturating_sub(*last) < repeat_after);
-            if self.said.len() >= MAX_REMEMBERED {
-                self.said.clear();
-                self.stats.memory_resets += 1;
-            }
-        }
-        self.said.insert(said, now);
-        true
+        let window = self.config.repeat_after.as_secs();
+        self.said.first_saying(said, now, window)
     }
 
     fn finding(

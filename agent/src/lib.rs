@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod policies;
 pub mod privileges;
 pub mod protocol;
+pub mod repeats;
 pub mod report;
 pub mod run;
 pub mod traffic;

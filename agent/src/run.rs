@@ -1414,8 +1414,8 @@ impl Agent {
         let export = self.exporter.as_ref().map(Exporter::stats);
         let mut analysis = self.analysis.stats();
         // crypto.* findings are held back by the same repeatAfter, in a memory of their own.
-        analysis.detection.repeats_suppressed += self.crypto.repeats_suppressed;
-        analysis.detection.memory_resets += self.crypto.memory_resets;
+        analysis.detection.repeats_suppressed += self.crypto.repeats.suppressed;
+        analysis.detection.memory_resets += self.crypto.repeats.resets;
         self.metrics.update(|snapshot| {
             snapshot.export = export;
             snapshot.analysis = analysis;
