@@ -425,7 +425,9 @@ fn through_collector(options: &Options, store: &str, port: u16) -> anyhow::Resul
         }
         anyhow::Ok(total as f64 / started.elapsed().as_secs_f64())
     })?;
-    let ingest_cpu = cpu_time(collector.0.id())?.saturating_sub(cpu_before) / total as u32;
+    let ingest_cpu = cpu_time(collector.0.id())?
+        .saturating_sub(cpu_before)
+        .div_f64(total as f64);
 
     let filters: [(&str, CallFilter); 6] = [
         ("newest 100", CallFilter::default()),

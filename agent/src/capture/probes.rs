@@ -12,7 +12,7 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf},
     programs::{
-        ProgramError, TracePoint, UProbe,
+        Program, ProgramError, TracePoint, UProbe,
         uprobe::{UProbeError, UProbeScope},
     },
 };
@@ -192,15 +192,7 @@ impl Probes {
         category: &str,
         name: &str,
     ) -> Result<(), ProbeError> {
-        let tracepoint: &mut TracePoint = self
-            .ebpf
-            .program_mut(program)
-            .ok_or(ProbeError::Missing {
-                what: "program",
-                name: program,
-            })?
-            .try_into()
-            .map_err(program_error(program))?;
+        let tracepoint: &mut TracePoint = self.program(program)?;
         // One program serves several tracepoints; it is loaded once.
         if tracepoint.fd().is_err() {
             tracepoint.load().map_err(program_error(program))?;
@@ -228,6 +220,14 @@ impl Probes {
     }
 
     fn uprobe(&mut self, program: &'static str) -> Result<&mut UProbe, ProbeError> {
+        self.program(program)
+    }
+
+    /// The loaded object's program named `program`, as the kind of program it must be.
+    fn program<'a, P>(&'a mut self, program: &'static str) -> Result<&'a mut P, ProbeError>
+    where
+        &'a mut P: TryFrom<&'a mut Program, Error = ProgramError>,
+    {
         self.ebpf
             .program_mut(program)
             .ok_or(ProbeError::Missing {
