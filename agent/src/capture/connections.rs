@@ -739,17 +739,21 @@ mod tests {
         tracker.open(curl, false, out);
     }
 
-    /// Connections 1 and 2: curl's and nginx's ends of one connection on this node.
-    fn open_both_ends(tracker: &mut Tracker, out: &mut Vec<CallRecord>) {
-        open_client_end(tracker, out);
-        let nginx = opened(
+    /// Connection 2: nginx's end of curl's connection, opened at `at`.
+    fn nginx_end(at: u64) -> Opened {
+        opened(
             2,
             4,
             task(200, "nginx"),
             endpoints(SERVER, CLIENT, false),
-            11,
-        );
-        tracker.open(nginx, false, out);
+            at,
+        )
+    }
+
+    /// Connections 1 and 2: curl's and nginx's ends of one connection on this node.
+    fn open_both_ends(tracker: &mut Tracker, out: &mut Vec<CallRecord>) {
+        open_client_end(tracker, out);
+        tracker.open(nginx_end(11), false, out);
     }
 
     const CLIENT: &str = "198.18.1.10:40000";
@@ -810,13 +814,7 @@ mod tests {
         let mut out = Vec::new();
         let nginx = Opened {
             passive: true,
-            ..opened(
-                2,
-                4,
-                task(200, "nginx"),
-                endpoints(SERVER, CLIENT, false),
-                11,
-            )
+            ..nginx_end(11)
         };
         open_client_end(&mut tracker, &mut out);
         tracker.open(nginx, false, &mut out);
@@ -979,13 +977,7 @@ mod tests {
         tracker.close(1, 30, &mut out);
         assert_eq!(std::mem::take(&mut tracker.connection_facts).len(), 1);
         // The server's end, known only now.
-        let nginx = opened(
-            2,
-            4,
-            task(200, "nginx"),
-            endpoints(SERVER, CLIENT, false),
-            31,
-        );
+        let nginx = nginx_end(31);
         tracker.open(nginx, false, &mut out);
         tracker.handle(data(2, false, 0, &hello, 32), &mut out);
         tracker.close(2, 40, &mut out);
@@ -1042,13 +1034,7 @@ mod tests {
         open_client_end(&mut tracker, &mut out);
         let nginx = Opened {
             passive: true,
-            ..opened(
-                2,
-                4,
-                task(200, "nginx"),
-                endpoints(SERVER, CLIENT, false),
-                11,
-            )
+            ..nginx_end(11)
         };
         tracker.open(nginx, false, &mut out);
         tracker.handle(data(1, true, 0, REQUEST, 20), &mut out);
